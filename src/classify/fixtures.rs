@@ -1,0 +1,524 @@
+//! The golden fixture table: `{description, frame bytes, direction, expected verdict}`.
+//!
+//! One table feeds the unit tests, the criterion benches, the fuzz seed corpus and the lab
+//! checks. Frames are built with etherparse's `PacketBuilder` for the IP/TCP part and by
+//! hand for link encapsulations and deliberate damage. [`policy`] is the policy they are
+//! judged against; it matches `configs/lab.yaml`.
+#![forbid(unsafe_code)]
+
+use etherparse::PacketBuilder;
+
+use crate::policy::{BlockAction, Direction, Policy, PolicyBuilder, Reason, ReplyKind, Verdict};
+
+/// The table has at least this many rows.
+pub const FIXTURE_MIN: usize = 40;
+
+/// Subscriber MAC (the lab's `sub0`).
+pub const SUB_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
+/// Upstream MAC (the lab's `up0`).
+pub const UP_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
+
+/// Addresses of the lab: a dynamic pool with a static customer, a quarantine block, a pool
+/// answered with ICMP, an ISP relay and an external MTA.
+pub mod addr {
+    pub const DYNAMIC4: [u8; 4] = [198, 51, 100, 10];
+    pub const STATIC4: [u8; 4] = [198, 51, 100, 200];
+    pub const QUARANTINE4: [u8; 4] = [198, 51, 100, 130];
+    pub const ICMP4: [u8; 4] = [192, 0, 2, 10];
+    pub const UNMATCHED4: [u8; 4] = [192, 0, 2, 200];
+    pub const RELAY4: [u8; 4] = [203, 0, 113, 25];
+    pub const EXTERNAL4: [u8; 4] = [203, 0, 113, 80];
+
+    const fn v6(last: [u8; 10], tail: u8) -> [u8; 16] {
+        [
+            0x20, 0x01, 0x0d, 0xb8, last[0], last[1], last[2], last[3], last[4], last[5],
+            last[6], last[7], last[8], last[9], 0, tail,
+        ]
+    }
+    /// 2001:db8:100::10
+    pub const DYNAMIC6: [u8; 16] = v6([1, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0x10);
+    /// 2001:db8:100::200 (a /128 inside the dynamic /48)
+    pub const STATIC6: [u8; 16] = [
+        0x20, 0x01, 0x0d, 0xb8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x00,
+    ];
+    /// 2001:db8:100:666::10
+    pub const QUARANTINE6: [u8; 16] = v6([1, 0, 6, 0x66, 0, 0, 0, 0, 0, 0], 0x10);
+    /// 2001:db8:200::10
+    pub const ICMP6: [u8; 16] = v6([2, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0x10);
+    /// 2001:db8:999::10
+    pub const UNMATCHED6: [u8; 16] = v6([9, 0x99, 0, 0, 0, 0, 0, 0, 0, 0], 0x10);
+    /// 2001:db8:ff::25
+    pub const RELAY6: [u8; 16] = v6([0, 0xff, 0, 0, 0, 0, 0, 0, 0, 0], 0x25);
+    /// 2001:db8:ff::80
+    pub const EXTERNAL6: [u8; 16] = v6([0, 0xff, 0, 0, 0, 0, 0, 0, 0, 0], 0x80);
+}
+
+/// The policy the fixtures are judged against (the same as `configs/lab.yaml`).
+pub fn policy() -> Policy {
+    let mut b = PolicyBuilder::new();
+    let dynamic = b
+        .class("dynamic", [25], BlockAction::Reject(ReplyKind::TcpReset), true)
+        .expect("fixed class");
+    let fixed = b.class("static", [], BlockAction::Drop, false).expect("fixed class");
+    let quarantine = b
+        .class("quarantine", [25, 465, 587], BlockAction::Drop, true)
+        .expect("fixed class");
+    let icmp = b
+        .class("icmp", [25], BlockAction::Reject(ReplyKind::IcmpProhibited), false)
+        .expect("fixed class");
+    let p = |s: &str| s.parse().expect("fixed prefix");
+    b.subscriber(p("198.51.100.0/24"), dynamic)
+        .subscriber(p("198.51.100.200/32"), fixed)
+        .subscriber(p("198.51.100.128/28"), quarantine)
+        .subscriber(p("192.0.2.0/25"), icmp)
+        .subscriber(p("2001:db8:100::/48"), dynamic)
+        .subscriber(p("2001:db8:100::200/128"), fixed)
+        .subscriber(p("2001:db8:100:666::/64"), quarantine)
+        .subscriber(p("2001:db8:200::/48"), icmp)
+        .allow(p("203.0.113.25/32"))
+        .allow(p("2001:db8:ff::25/128"));
+    b.build().expect("fixed policy")
+}
+
+/// One row of the table.
+#[derive(Clone, Debug)]
+pub struct Fixture {
+    pub description: String,
+    pub frame: Vec<u8>,
+    pub direction: Direction,
+    pub expected: Verdict,
+}
+
+/// Link-layer wrapping for a fixture.
+#[derive(Clone, Copy, Debug)]
+pub enum Encap {
+    Plain,
+    Vlan(u16),
+    /// Outer TPID (0x88a8 or 0x9100), outer id, inner id.
+    QinQ(u16, u16, u16),
+    /// PPPoE session id.
+    Pppoe(u16),
+    /// 802.1Q tag then PPPoE session.
+    VlanPppoe(u16, u16),
+}
+
+/// Wraps an IP packet (`is_v6` picks the EtherType / PPP protocol) in Ethernet + `encap`.
+pub fn wrap(encap: Encap, ip: &[u8], is_v6: bool, from_subscriber: bool) -> Vec<u8> {
+    let (dst, src) = if from_subscriber {
+        (UP_MAC, SUB_MAC)
+    } else {
+        (SUB_MAC, UP_MAC)
+    };
+    let et: u16 = if is_v6 { 0x86dd } else { 0x0800 };
+    let ppp: u16 = if is_v6 { 0x0057 } else { 0x0021 };
+    let mut f = Vec::with_capacity(ip.len() + 30);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    let pppoe = |f: &mut Vec<u8>, session: u16| {
+        f.extend_from_slice(&0x8864u16.to_be_bytes());
+        f.extend_from_slice(&[0x11, 0x00]);
+        f.extend_from_slice(&session.to_be_bytes());
+        f.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
+        f.extend_from_slice(&ppp.to_be_bytes());
+    };
+    match encap {
+        Encap::Plain => f.extend_from_slice(&et.to_be_bytes()),
+        Encap::Vlan(id) => {
+            f.extend_from_slice(&[0x81, 0x00]);
+            f.extend_from_slice(&id.to_be_bytes());
+            f.extend_from_slice(&et.to_be_bytes());
+        }
+        Encap::QinQ(tpid, outer, inner) => {
+            f.extend_from_slice(&tpid.to_be_bytes());
+            f.extend_from_slice(&outer.to_be_bytes());
+            f.extend_from_slice(&[0x81, 0x00]);
+            f.extend_from_slice(&inner.to_be_bytes());
+            f.extend_from_slice(&et.to_be_bytes());
+        }
+        Encap::Pppoe(session) => pppoe(&mut f, session),
+        Encap::VlanPppoe(id, session) => {
+            f.extend_from_slice(&[0x81, 0x00]);
+            f.extend_from_slice(&id.to_be_bytes());
+            pppoe(&mut f, session);
+        }
+    }
+    f.extend_from_slice(ip);
+    f
+}
+
+/// TCP flags for [`tcp4`]/[`tcp6`].
+#[derive(Clone, Copy, Debug)]
+pub enum Tcp {
+    Syn,
+    /// ACK with this ack number and PSH, carrying the payload.
+    Data(u32),
+}
+
+fn tcp_step(
+    step: etherparse::PacketBuilderStep<etherparse::IpHeaders>,
+    sport: u16,
+    dport: u16,
+    flags: Tcp,
+) -> etherparse::PacketBuilderStep<etherparse::TcpHeader> {
+    let s = step.tcp(sport, dport, 1_000_000, 64240);
+    match flags {
+        Tcp::Syn => s.syn(),
+        Tcp::Data(ack) => s.ack(ack).psh(),
+    }
+}
+
+/// An IPv4/TCP packet (no link header).
+pub fn tcp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: Tcp, payload: &[u8]) -> Vec<u8> {
+    let b = tcp_step(PacketBuilder::ipv4(src, dst, 64), sport, dport, flags);
+    let mut out = Vec::new();
+    b.write(&mut out, payload).expect("vec write");
+    out
+}
+
+/// An IPv6/TCP packet (no link header).
+pub fn tcp6(src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16, flags: Tcp, payload: &[u8]) -> Vec<u8> {
+    let b = tcp_step(PacketBuilder::ipv6(src, dst, 64), sport, dport, flags);
+    let mut out = Vec::new();
+    b.write(&mut out, payload).expect("vec write");
+    out
+}
+
+/// An IPv4/UDP packet.
+pub fn udp4(src: [u8; 4], dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(src, dst, 64)
+        .udp(40000, dport)
+        .write(&mut out, b"udp")
+        .expect("vec write");
+    out
+}
+
+/// An IPv6/UDP packet.
+pub fn udp6(src: [u8; 16], dst: [u8; 16], dport: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ipv6(src, dst, 64)
+        .udp(40000, dport)
+        .write(&mut out, b"udp")
+        .expect("vec write");
+    out
+}
+
+/// RFC 1071 checksum of `data`.
+pub fn internet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for c in data.chunks(2) {
+        let w = if c.len() == 2 {
+            u16::from_be_bytes([c[0], c[1]])
+        } else {
+            u16::from_be_bytes([c[0], 0])
+        };
+        sum += u32::from(w);
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Recomputes the IPv4 header checksum in place.
+pub fn fix_ipv4_checksum(ip: &mut [u8]) {
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    ip[10] = 0;
+    ip[11] = 0;
+    let c = internet_checksum(&ip[..ihl]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Inserts IPv4 options (`opts.len()` a multiple of 4) and fixes IHL, length, checksum.
+pub fn with_ipv4_options(ip: &[u8], opts: &[u8]) -> Vec<u8> {
+    let mut out = ip[..20].to_vec();
+    out.extend_from_slice(opts);
+    out.extend_from_slice(&ip[20..]);
+    out[0] = 0x40 | ((20 + opts.len()) / 4) as u8;
+    let total = out.len() as u16;
+    out[2..4].copy_from_slice(&total.to_be_bytes());
+    fix_ipv4_checksum(&mut out);
+    out
+}
+
+/// Turns an IPv4 packet into one fragment: keeps `keep` payload bytes starting at byte
+/// `offset8 * 8` of the payload, sets MF when `more`.
+pub fn ipv4_fragment(ip: &[u8], offset8: u16, keep: usize, more: bool) -> Vec<u8> {
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let start = ihl + usize::from(offset8) * 8;
+    let mut out = ip[..ihl].to_vec();
+    out.extend_from_slice(&ip[start.min(ip.len())..(start + keep).min(ip.len())]);
+    let total = out.len() as u16;
+    out[2..4].copy_from_slice(&total.to_be_bytes());
+    let flags_off = offset8 | if more { 0x2000 } else { 0 };
+    out[6..8].copy_from_slice(&flags_off.to_be_bytes());
+    fix_ipv4_checksum(&mut out);
+    out
+}
+
+/// An IPv6 extension header to splice in with [`with_ipv6_exts`].
+#[derive(Clone, Copy, Debug)]
+pub enum Ext {
+    HopByHop,
+    DestOpts,
+    Routing,
+    /// Fragment offset in 8-byte units, more-fragments flag.
+    Fragment(u16, bool),
+    Auth,
+}
+
+impl Ext {
+    fn number(self) -> u8 {
+        match self {
+            Ext::HopByHop => 0,
+            Ext::DestOpts => 60,
+            Ext::Routing => 43,
+            Ext::Fragment(..) => 44,
+            Ext::Auth => 51,
+        }
+    }
+    fn bytes(self, next: u8) -> Vec<u8> {
+        match self {
+            // PadN option filling the 8 bytes.
+            Ext::HopByHop | Ext::DestOpts => vec![next, 0, 1, 4, 0, 0, 0, 0],
+            // Type 4 (segment routing) with no segments left: ignored by receivers.
+            Ext::Routing => vec![next, 0, 4, 0, 0, 0, 0, 0],
+            Ext::Fragment(off, more) => {
+                let v = (off << 3) | u16::from(more);
+                let b = v.to_be_bytes();
+                vec![next, 0, b[0], b[1], 0, 0, 0x12, 0x34]
+            }
+            // payload len 4 -> (4 + 2) * 4 = 24 bytes: SPI, seq, 12-byte ICV.
+            Ext::Auth => {
+                let mut v = vec![next, 4, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
+                v.extend_from_slice(&[0; 12]);
+                v
+            }
+        }
+    }
+}
+
+/// Splices extension headers between the IPv6 header and its payload; with a fragment
+/// header whose offset is non-zero, `cut` keeps only that many payload bytes.
+pub fn with_ipv6_exts(ip: &[u8], exts: &[Ext], cut: Option<usize>) -> Vec<u8> {
+    let upper = ip[6];
+    let mut chain = Vec::new();
+    for (i, e) in exts.iter().enumerate() {
+        let next = exts.get(i + 1).map_or(upper, |n| n.number());
+        chain.extend_from_slice(&e.bytes(next));
+    }
+    let mut out = ip[..40].to_vec();
+    out[6] = exts.first().map_or(upper, |e| e.number());
+    out.extend_from_slice(&chain);
+    let payload = &ip[40..];
+    out.extend_from_slice(&payload[..cut.unwrap_or(payload.len()).min(payload.len())]);
+    let plen = (out.len() - 40) as u16;
+    out[4..6].copy_from_slice(&plen.to_be_bytes());
+    out
+}
+
+/// The whole table.
+pub fn all() -> Vec<Fixture> {
+    use addr::*;
+    use Direction::{Inbound, Outbound};
+    use Reason::*;
+    use Verdict::{Drop, Forward, Reject};
+    const RST: ReplyKind = ReplyKind::TcpReset;
+    const ICMP: ReplyKind = ReplyKind::IcmpProhibited;
+
+    let mut t: Vec<Fixture> = Vec::new();
+    let mut add = |description: &str, frame: Vec<u8>, direction: Direction, expected: Verdict| {
+        t.push(Fixture {
+            description: description.to_string(),
+            frame,
+            direction,
+            expected,
+        })
+    };
+    let syn4 = |src, dst, dport| tcp4(src, dst, 40001, dport, Tcp::Syn, &[]);
+    let syn6 = |src, dst, dport| tcp6(src, dst, 40001, dport, Tcp::Syn, &[]);
+    let out4 = |ip: Vec<u8>| wrap(Encap::Plain, &ip, false, true);
+    let out6 = |ip: Vec<u8>| wrap(Encap::Plain, &ip, true, true);
+
+    // --- IPv4, plain Ethernet --------------------------------------------------------
+    add("v4 dynamic -> external:25 SYN", out4(syn4(DYNAMIC4, EXTERNAL4, 25)), Outbound, Reject(BlockedPort, RST));
+    add("v4 dynamic -> relay:25 SYN", out4(syn4(DYNAMIC4, RELAY4, 25)), Outbound, Forward(AllowedDestination));
+    add("v4 dynamic -> external:587 SYN", out4(syn4(DYNAMIC4, EXTERNAL4, 587)), Outbound, Forward(PortOpen));
+    add("v4 dynamic -> external:465 SYN", out4(syn4(DYNAMIC4, EXTERNAL4, 465)), Outbound, Forward(PortOpen));
+    add("v4 static /32 in dynamic pool -> external:25", out4(syn4(STATIC4, EXTERNAL4, 25)), Outbound, Forward(PortOpen));
+    add("v4 quarantine -> external:587", out4(syn4(QUARANTINE4, EXTERNAL4, 587)), Outbound, Drop(BlockedPort));
+    add("v4 icmp class -> external:25", out4(syn4(ICMP4, EXTERNAL4, 25)), Outbound, Reject(BlockedPort, ICMP));
+    add("v4 unmatched -> external:25", out4(syn4(UNMATCHED4, EXTERNAL4, 25)), Outbound, Forward(Unmatched));
+    add("v4 UDP dynamic -> external:25", out4(udp4(DYNAMIC4, EXTERNAL4, 25)), Outbound, Forward(NotTcp));
+    let mut icmp_echo = Vec::new();
+    PacketBuilder::ipv4(DYNAMIC4, EXTERNAL4, 64)
+        .icmpv4_echo_request(1, 1)
+        .write(&mut icmp_echo, b"ping")
+        .expect("vec write");
+    add("v4 ICMP echo", out4(icmp_echo), Outbound, Forward(NotTcp));
+    add(
+        "v4 with options dynamic -> external:25",
+        out4(with_ipv4_options(&syn4(DYNAMIC4, EXTERNAL4, 25), &[0x01, 0x01, 0x01, 0x00])),
+        Outbound,
+        Reject(BlockedPort, RST),
+    );
+    add(
+        "v4 mid-stream data dynamic -> external:25",
+        out4(tcp4(DYNAMIC4, EXTERNAL4, 40001, 25, Tcp::Data(77), b"MAIL FROM:<a@b>\r\n")),
+        Outbound,
+        Reject(BlockedPort, RST),
+    );
+    add("v4 inbound external -> dynamic:25", wrap(Encap::Plain, &syn4(EXTERNAL4, DYNAMIC4, 25), false, false), Inbound, Drop(InboundSmtp));
+    add(
+        "v4 inbound return traffic external:25 -> dynamic",
+        wrap(Encap::Plain, &tcp4(EXTERNAL4, DYNAMIC4, 25, 40001, Tcp::Data(1), b"220 hi\r\n"), false, false),
+        Inbound,
+        Forward(PortOpen),
+    );
+    add("v4 inbound external -> static:25", wrap(Encap::Plain, &syn4(EXTERNAL4, STATIC4, 25), false, false), Inbound, Forward(PortOpen));
+
+    // --- IPv4 fragments and damage -----------------------------------------------------
+    let data25 = tcp4(DYNAMIC4, EXTERNAL4, 40001, 25, Tcp::Data(5), &[0x41; 64]);
+    add("v4 first fragment with ports", out4(ipv4_fragment(&data25, 0, 24, true)), Outbound, Reject(BlockedPort, RST));
+    add("v4 tiny first fragment (2 TCP bytes)", out4(ipv4_fragment(&data25, 0, 2, true)), Outbound, Drop(TinyFragment));
+    add("v4 later fragment", out4(ipv4_fragment(&data25, 3, 40, false)), Outbound, Forward(NonFirstFragment));
+    let mut short_tcp = syn4(DYNAMIC4, EXTERNAL4, 25);
+    short_tcp.truncate(30);
+    short_tcp[2..4].copy_from_slice(&30u16.to_be_bytes());
+    fix_ipv4_checksum(&mut short_tcp);
+    add("v4 TCP header cut to 10 bytes", out4(short_tcp), Outbound, Drop(MalformedTcp));
+    let mut bad_ihl = syn4(DYNAMIC4, EXTERNAL4, 25);
+    bad_ihl[0] = 0x44;
+    add("v4 IHL 4 (below minimum), TCP", out4(bad_ihl), Outbound, Drop(MalformedTcp));
+    let mut long_total = syn4(DYNAMIC4, EXTERNAL4, 25);
+    long_total[2..4].copy_from_slice(&200u16.to_be_bytes());
+    add("v4 total length past the frame, TCP", out4(long_total), Outbound, Drop(MalformedTcp));
+    add("v4 header cut at 19 bytes", out4(syn4(DYNAMIC4, EXTERNAL4, 25)[..19].to_vec()), Outbound, Forward(MalformedIp));
+    let mut v6_in_v4 = syn4(DYNAMIC4, EXTERNAL4, 25);
+    v6_in_v4[0] = 0x65;
+    add("v4 EtherType carrying version 6", out4(v6_in_v4), Outbound, Forward(MalformedIp));
+    let mut bad_ihl_udp = udp4(DYNAMIC4, EXTERNAL4, 25);
+    bad_ihl_udp[0] = 0x43;
+    add("v4 IHL 3, UDP", out4(bad_ihl_udp), Outbound, Forward(MalformedIp));
+    let mut bad_doff = syn4(DYNAMIC4, EXTERNAL4, 25);
+    bad_doff[20 + 12] = 0x40;
+    add("v4 TCP data offset 4", out4(bad_doff), Outbound, Drop(MalformedTcp));
+    let mut long_doff = syn4(DYNAMIC4, EXTERNAL4, 25);
+    long_doff[20 + 12] = 0xf0;
+    add("v4 TCP data offset past the segment", out4(long_doff), Outbound, Drop(MalformedTcp));
+
+    // --- Link layer --------------------------------------------------------------------
+    let raw = |et: u16, body: &[u8]| {
+        let mut f = UP_MAC.to_vec();
+        f.extend_from_slice(&SUB_MAC);
+        f.extend_from_slice(&et.to_be_bytes());
+        f.extend_from_slice(body);
+        f
+    };
+    add("ARP request", raw(0x0806, &[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 198, 51, 100, 10, 0, 0, 0, 0, 0, 0, 198, 51, 100, 1]), Outbound, Forward(NotIp));
+    add("LLDP", raw(0x88cc, &[0x02, 0x07, 0x04, 2, 0, 0, 0, 0, 1, 0, 0]), Outbound, Forward(NotIp));
+    add("STP (802.3 length + LLC)", raw(0x0026, &[0x42, 0x42, 0x03, 0, 0, 0, 0, 0]), Outbound, Forward(NotIp));
+    add("PPPoE discovery (PADI)", raw(0x8863, &[0x11, 0x09, 0, 0, 0, 4, 1, 1, 0, 0]), Outbound, Forward(NotIp));
+    add("runt (10 bytes)", vec![0xff; 10], Outbound, Forward(MalformedLink));
+    add("VLAN tag cut short", raw(0x8100, &[0x00]), Outbound, Forward(MalformedLink));
+    let vlan25 = wrap(Encap::Vlan(100), &syn4(DYNAMIC4, EXTERNAL4, 25), false, true);
+    add("802.1Q v4 dynamic -> external:25", vlan25.clone(), Outbound, Reject(BlockedPort, RST));
+    add("802.1Q v4 dynamic -> external:587", wrap(Encap::Vlan(100), &syn4(DYNAMIC4, EXTERNAL4, 587), false, true), Outbound, Forward(PortOpen));
+    add("QinQ 0x88a8 v4 dynamic -> external:25", wrap(Encap::QinQ(0x88a8, 10, 200), &syn4(DYNAMIC4, EXTERNAL4, 25), false, true), Outbound, Reject(BlockedPort, RST));
+    add("QinQ 0x9100 v4 dynamic -> external:25", wrap(Encap::QinQ(0x9100, 10, 200), &syn4(DYNAMIC4, EXTERNAL4, 25), false, true), Outbound, Reject(BlockedPort, RST));
+    add("QinQ v6 dynamic -> external:25", wrap(Encap::QinQ(0x88a8, 10, 200), &syn6(DYNAMIC6, EXTERNAL6, 25), true, true), Outbound, Reject(BlockedPort, RST));
+    add("PPPoE v4 dynamic -> external:25", wrap(Encap::Pppoe(0x1234), &syn4(DYNAMIC4, EXTERNAL4, 25), false, true), Outbound, Reject(BlockedPort, RST));
+    add("PPPoE v4 dynamic -> external:587", wrap(Encap::Pppoe(0x1234), &syn4(DYNAMIC4, EXTERNAL4, 587), false, true), Outbound, Forward(PortOpen));
+    add("PPPoE v6 dynamic -> external:25", wrap(Encap::Pppoe(0x1234), &syn6(DYNAMIC6, EXTERNAL6, 25), true, true), Outbound, Reject(BlockedPort, RST));
+    add("802.1Q + PPPoE v4 dynamic -> external:25", wrap(Encap::VlanPppoe(300, 0x22), &syn4(DYNAMIC4, EXTERNAL4, 25), false, true), Outbound, Reject(BlockedPort, RST));
+    let mut lcp = wrap(Encap::Pppoe(0x1234), &[1, 1, 0, 4], false, true);
+    lcp[20..22].copy_from_slice(&0xc021u16.to_be_bytes());
+    add("PPPoE session carrying LCP", lcp, Outbound, Forward(NotIp));
+    let pppoe25 = wrap(Encap::Pppoe(0x1234), &syn4(DYNAMIC4, EXTERNAL4, 25), false, true);
+    add("PPPoE header cut short", pppoe25[..19].to_vec(), Outbound, Forward(MalformedLink));
+    let mut pppoe_badver = pppoe25.clone();
+    pppoe_badver[14] = 0x21;
+    add("PPPoE session with bad version", pppoe_badver, Outbound, Forward(NotIp));
+    let mut five_tags = UP_MAC.to_vec();
+    five_tags.extend_from_slice(&SUB_MAC);
+    for _ in 0..5 {
+        five_tags.extend_from_slice(&[0x81, 0x00, 0x00, 0x01]);
+    }
+    five_tags.extend_from_slice(&[0x08, 0x00]);
+    five_tags.extend_from_slice(&syn4(DYNAMIC4, EXTERNAL4, 25));
+    add("five VLAN tags (deeper than walked)", five_tags, Outbound, Forward(NotIp));
+
+    // --- IPv6 --------------------------------------------------------------------------
+    add("v6 dynamic -> external:25 SYN", out6(syn6(DYNAMIC6, EXTERNAL6, 25)), Outbound, Reject(BlockedPort, RST));
+    add("v6 dynamic -> relay:25", out6(syn6(DYNAMIC6, RELAY6, 25)), Outbound, Forward(AllowedDestination));
+    add("v6 dynamic -> external:587", out6(syn6(DYNAMIC6, EXTERNAL6, 587)), Outbound, Forward(PortOpen));
+    add("v6 dynamic -> external:465", out6(syn6(DYNAMIC6, EXTERNAL6, 465)), Outbound, Forward(PortOpen));
+    add("v6 static /128 in dynamic /48 -> external:25", out6(syn6(STATIC6, EXTERNAL6, 25)), Outbound, Forward(PortOpen));
+    add("v6 quarantine -> external:465", out6(syn6(QUARANTINE6, EXTERNAL6, 465)), Outbound, Drop(BlockedPort));
+    add("v6 icmp class -> external:25", out6(syn6(ICMP6, EXTERNAL6, 25)), Outbound, Reject(BlockedPort, ICMP));
+    add("v6 unmatched -> external:25", out6(syn6(UNMATCHED6, EXTERNAL6, 25)), Outbound, Forward(Unmatched));
+    add("v6 UDP dynamic -> external:25", out6(udp6(DYNAMIC6, EXTERNAL6, 25)), Outbound, Forward(NotTcp));
+    let mut ns = Vec::new();
+    PacketBuilder::ipv6(DYNAMIC6, EXTERNAL6, 255)
+        .icmpv6(etherparse::Icmpv6Type::Unknown {
+            type_u8: 135,
+            code_u8: 0,
+            bytes5to8: [0; 4],
+        })
+        .write(&mut ns, &EXTERNAL6)
+        .expect("vec write");
+    add("v6 neighbor solicitation", out6(ns), Outbound, Forward(NotTcp));
+    add("v6 inbound external -> dynamic:25", wrap(Encap::Plain, &syn6(EXTERNAL6, DYNAMIC6, 25), true, false), Inbound, Drop(InboundSmtp));
+    let s6 = syn6(DYNAMIC6, EXTERNAL6, 25);
+    add(
+        "v6 hop-by-hop + dest opts + routing, TCP:25",
+        out6(with_ipv6_exts(&s6, &[Ext::HopByHop, Ext::DestOpts, Ext::Routing], None)),
+        Outbound,
+        Reject(BlockedPort, RST),
+    );
+    add("v6 AH, TCP:25", out6(with_ipv6_exts(&s6, &[Ext::Auth], None)), Outbound, Reject(BlockedPort, RST));
+    let long_chain: Vec<Ext> = std::iter::once(Ext::HopByHop).chain(std::iter::repeat_n(Ext::DestOpts, 40)).collect();
+    add("v6 41-header extension chain, TCP:25", out6(with_ipv6_exts(&s6, &long_chain, None)), Outbound, Reject(BlockedPort, RST));
+    let d6 = tcp6(DYNAMIC6, EXTERNAL6, 40001, 25, Tcp::Data(5), &[0x41; 64]);
+    add("v6 first fragment with ports", out6(with_ipv6_exts(&d6, &[Ext::Fragment(0, true)], Some(24))), Outbound, Reject(BlockedPort, RST));
+    add("v6 tiny first fragment (2 TCP bytes)", out6(with_ipv6_exts(&d6, &[Ext::Fragment(0, true)], Some(2))), Outbound, Drop(TinyFragment));
+    add("v6 later fragment", out6(with_ipv6_exts(&d6, &[Ext::Fragment(3, false)], Some(40))), Outbound, Forward(NonFirstFragment));
+    add("v6 atomic fragment, TCP:25", out6(with_ipv6_exts(&s6, &[Ext::Fragment(0, false)], None)), Outbound, Reject(BlockedPort, RST));
+    add("v6 hop-by-hop not first", out6(with_ipv6_exts(&s6, &[Ext::DestOpts, Ext::HopByHop], None)), Outbound, Forward(MalformedIp));
+    let mut cut_ext = with_ipv6_exts(&s6, &[Ext::DestOpts], None);
+    cut_ext.truncate(44);
+    cut_ext[4..6].copy_from_slice(&4u16.to_be_bytes());
+    add("v6 extension header cut short", out6(cut_ext), Outbound, Forward(MalformedIp));
+    add("v6 header cut at 30 bytes", out6(s6[..30].to_vec()), Outbound, Forward(MalformedIp));
+    let mut long_plen = s6.clone();
+    long_plen[4..6].copy_from_slice(&400u16.to_be_bytes());
+    add("v6 payload length past the frame, TCP", out6(long_plen), Outbound, Drop(MalformedTcp));
+    let mut esp = s6.clone();
+    esp[6] = 50;
+    add("v6 ESP", out6(esp), Outbound, Forward(NotTcp));
+
+    // --- Truncation at every header boundary of an 802.1Q IPv4 SYN to :25 ------------
+    for (cut, expected) in [
+        (0, Forward(MalformedLink)),
+        (12, Forward(MalformedLink)),
+        (14, Forward(MalformedLink)),
+        (17, Forward(MalformedLink)),
+        (18, Forward(MalformedIp)),
+        (37, Forward(MalformedIp)),
+        (38, Drop(MalformedTcp)),
+        (42, Drop(MalformedTcp)),
+        (57, Drop(MalformedTcp)),
+    ] {
+        add(&format!("802.1Q v4 SYN:25 cut at {cut} bytes"), vlan25[..cut].to_vec(), Outbound, expected);
+    }
+    let vlan6 = wrap(Encap::Vlan(100), &s6, true, true);
+    for (cut, expected) in [
+        (18, Forward(MalformedIp)),
+        (57, Forward(MalformedIp)),
+        (58, Drop(MalformedTcp)),
+        (77, Drop(MalformedTcp)),
+    ] {
+        add(&format!("802.1Q v6 SYN:25 cut at {cut} bytes"), vlan6[..cut].to_vec(), Outbound, expected);
+    }
+    t
+}

@@ -1,0 +1,443 @@
+//! Raw Ethernet frame -> [`Classified`]: the pure, zero-copy classifier.
+//!
+//! [`parse`] reads the link layer by hand (Ethernet II, up to four 802.1Q/802.1ad/0x9100
+//! tags, PPPoE session) and the IP layer with etherparse's borrowed header slices, checking
+//! each length once before reading. [`classify`] hands the result to
+//! [`Policy`]'s verdict function. Nothing allocates, nothing panics on any input, and
+//! nothing points into the frame after the call returns.
+//!
+//! Odd frames are decided on purpose (each has a golden fixture in [`fixtures`]):
+//! * non-IP (ARP, LLDP, STP, PPPoE discovery, other PPP protocols): forward untouched;
+//! * runts and cut-short link headers: forward, counted as `malformed_link`;
+//! * unreadable IP headers: forward when not TCP (`malformed_ip`); TCP with a readable
+//!   source from a blocking class: drop (`malformed_tcp`);
+//! * IP fragments: the first fragment is judged by its TCP ports like a whole segment; a
+//!   first fragment too short for the destination port, and later fragments, follow the
+//!   policy's fragment rules (defaults: drop tiny first fragments, forward later ones);
+//! * IPv6 extension chains (hop-by-hop, routing, destination options, fragment, AH) are
+//!   walked to the end whatever their length: each header is at least 8 bytes, so the walk
+//!   is bounded by the frame and a long chain cannot hide the TCP header.
+#![forbid(unsafe_code)]
+
+pub mod fixtures;
+pub mod reply;
+
+use std::net::IpAddr;
+
+use etherparse::{IpAuthHeaderSlice, Ipv4HeaderSlice, Ipv6FragmentHeaderSlice, Ipv6HeaderSlice, Ipv6RawExtHeaderSlice};
+
+use crate::policy::{ClassId, Direction, Fragment, Policy, Reason, Segment, Verdict, IPPROTO_TCP};
+
+/// EtherType values the classifier knows.
+pub mod ether_type {
+    pub const IPV4: u16 = 0x0800;
+    pub const IPV6: u16 = 0x86dd;
+    pub const VLAN: u16 = 0x8100;
+    pub const QINQ: u16 = 0x88a8;
+    pub const QINQ_OLD: u16 = 0x9100;
+    pub const PPPOE_SESSION: u16 = 0x8864;
+    pub const PPPOE_DISCOVERY: u16 = 0x8863;
+    pub const ARP: u16 = 0x0806;
+}
+
+/// PPP protocol numbers inside PPPoE session frames.
+pub const PPP_IPV4: u16 = 0x0021;
+/// PPP protocol number of IPv6.
+pub const PPP_IPV6: u16 = 0x0057;
+
+/// Most VLAN tags walked before giving up (802.1Q, QinQ, and a margin).
+pub const MAX_VLAN_TAGS: usize = 4;
+
+const ETH_HEADER: usize = 14;
+const PPPOE_HEADER: usize = 8;
+
+/// Addresses of an IP packet, host order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Addrs {
+    V4 { src: u32, dst: u32 },
+    V6 { src: u128, dst: u128 },
+}
+
+impl Addrs {
+    /// Source address.
+    pub fn src(&self) -> IpAddr {
+        match *self {
+            Addrs::V4 { src, .. } => IpAddr::V4(src.into()),
+            Addrs::V6 { src, .. } => IpAddr::V6(src.into()),
+        }
+    }
+    /// Destination address.
+    pub fn dst(&self) -> IpAddr {
+        match *self {
+            Addrs::V4 { dst, .. } => IpAddr::V4(dst.into()),
+            Addrs::V6 { dst, .. } => IpAddr::V6(dst.into()),
+        }
+    }
+}
+
+/// The link layer as found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Link {
+    /// VLAN ids, outermost first (the first two tags).
+    pub vlans: [Option<u16>; 2],
+    /// Number of VLAN tags walked.
+    pub tags: u8,
+    /// PPPoE session id, for PPPoE session frames.
+    pub pppoe_session: Option<u16>,
+    /// Offset of the IP header (or of whatever follows the link headers).
+    pub l3_offset: usize,
+    /// The innermost EtherType (or the PPP protocol for PPPoE).
+    pub ether_type: u16,
+}
+
+/// The network layer as found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Net {
+    /// Not IPv4/IPv6.
+    NotIp,
+    /// Runt or cut-short link header.
+    MalformedLink,
+    /// IP whose header cannot be read at all (too short for addresses, wrong version).
+    MalformedIp,
+    /// IP with readable addresses. `malformed` marks a header that is inconsistent
+    /// (bad IHL, lengths past the frame, broken extension chain); its `segment` then has
+    /// no port.
+    Ip {
+        addrs: Addrs,
+        segment: Segment,
+        /// Offset of the transport header in the frame (meaningful when not malformed).
+        l4_offset: usize,
+        malformed: bool,
+    },
+}
+
+/// A parsed frame: link facts plus network facts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameInfo {
+    pub link: Link,
+    pub net: Net,
+}
+
+/// The classifier's answer: the verdict, the class behind it, and the TCP destination
+/// port when one was read (for per-port counters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Classified {
+    pub verdict: Verdict,
+    pub class: Option<ClassId>,
+    pub dst_port: Option<u16>,
+}
+
+#[inline(always)]
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// Walks the link headers.
+#[inline]
+pub fn parse_link(frame: &[u8]) -> Result<Link, ()> {
+    let mut link = Link::default();
+    let mut et = be16(frame, 12).ok_or(())?;
+    let mut off = ETH_HEADER;
+    while matches!(et, ether_type::VLAN | ether_type::QINQ | ether_type::QINQ_OLD) {
+        if usize::from(link.tags) == MAX_VLAN_TAGS {
+            // Too deep to be real traffic; not judged as IP.
+            link.l3_offset = off;
+            link.ether_type = et;
+            return Ok(link);
+        }
+        let tci = be16(frame, off).ok_or(())?;
+        let next = be16(frame, off + 2).ok_or(())?;
+        if usize::from(link.tags) < 2 {
+            link.vlans[usize::from(link.tags)] = Some(tci & 0x0fff);
+        }
+        link.tags += 1;
+        off += 4;
+        et = next;
+    }
+    if et == ether_type::PPPOE_SESSION {
+        let h = frame.get(off..off + PPPOE_HEADER).ok_or(())?;
+        // ver=1 type=1, code=0 (session data).
+        if h[0] != 0x11 || h[1] != 0 {
+            link.l3_offset = off;
+            link.ether_type = et;
+            return Ok(link);
+        }
+        link.pppoe_session = Some(u16::from_be_bytes([h[2], h[3]]));
+        let proto = u16::from_be_bytes([h[6], h[7]]);
+        off += PPPOE_HEADER;
+        et = match proto {
+            PPP_IPV4 => ether_type::IPV4,
+            PPP_IPV6 => ether_type::IPV6,
+            other => {
+                link.l3_offset = off;
+                link.ether_type = other;
+                return Ok(link);
+            }
+        };
+    }
+    link.l3_offset = off;
+    link.ether_type = et;
+    Ok(link)
+}
+
+/// Parses a frame as far as the verdict needs.
+#[inline]
+pub fn parse(frame: &[u8]) -> FrameInfo {
+    let Ok(link) = parse_link(frame) else {
+        return FrameInfo {
+            link: Link::default(),
+            net: Net::MalformedLink,
+        };
+    };
+    let l3 = &frame[link.l3_offset.min(frame.len())..];
+    // A PPPoE header we stopped at (bad version/code) leaves `ether_type` at 0x8864, and
+    // a too-deep tag stack leaves it at a VLAN TPID: both fall to NotIp.
+    let net = match link.ether_type {
+        ether_type::IPV4 => parse_ipv4(l3, link.l3_offset),
+        ether_type::IPV6 => parse_ipv6(l3, link.l3_offset),
+        _ => Net::NotIp,
+    };
+    FrameInfo { link, net }
+}
+
+/// Reads the TCP destination port, or decides the segment has none.
+#[inline(always)]
+fn tcp_segment(protocol: u8, fragment: Fragment, l4: &[u8]) -> Segment {
+    let dst_port = if protocol != IPPROTO_TCP || fragment == Fragment::Later {
+        None
+    } else if fragment == Fragment::First {
+        // Judged like a whole segment when the port is there (RFC 1858 tiny fragments
+        // otherwise).
+        be16(l4, 2)
+    } else {
+        // A whole segment must hold a complete TCP header.
+        match l4.get(12) {
+            Some(&b) if (b >> 4) >= 5 && usize::from(b >> 4) * 4 <= l4.len() => be16(l4, 2),
+            _ => None,
+        }
+    };
+    Segment {
+        protocol,
+        dst_port,
+        fragment,
+    }
+}
+
+fn parse_ipv4(l3: &[u8], l3_offset: usize) -> Net {
+    let Some(fixed) = l3.get(..20) else {
+        return Net::MalformedIp;
+    };
+    if fixed[0] >> 4 != 4 {
+        return Net::MalformedIp;
+    }
+    let addrs = Addrs::V4 {
+        src: u32::from_be_bytes([fixed[12], fixed[13], fixed[14], fixed[15]]),
+        dst: u32::from_be_bytes([fixed[16], fixed[17], fixed[18], fixed[19]]),
+    };
+    let protocol = fixed[9];
+    let broken = Net::Ip {
+        addrs,
+        segment: Segment {
+            protocol,
+            dst_port: None,
+            fragment: Fragment::Whole,
+        },
+        l4_offset: l3_offset,
+        malformed: true,
+    };
+    let Ok(h) = Ipv4HeaderSlice::from_slice(l3) else {
+        return broken;
+    };
+    let header_len = h.slice().len();
+    let total = usize::from(h.total_len());
+    if total < header_len || total > l3.len() {
+        return broken;
+    }
+    let offset = h.fragments_offset().value();
+    let fragment = if offset != 0 {
+        Fragment::Later
+    } else if h.more_fragments() {
+        Fragment::First
+    } else {
+        Fragment::Whole
+    };
+    Net::Ip {
+        addrs,
+        segment: tcp_segment(protocol, fragment, &l3[header_len..total]),
+        l4_offset: l3_offset + header_len,
+        malformed: false,
+    }
+}
+
+fn parse_ipv6(l3: &[u8], l3_offset: usize) -> Net {
+    let Ok(h) = Ipv6HeaderSlice::from_slice(l3) else {
+        return Net::MalformedIp;
+    };
+    let addrs = Addrs::V6 {
+        src: u128::from_be_bytes(h.source()),
+        dst: u128::from_be_bytes(h.destination()),
+    };
+    let broken = |protocol: u8| Net::Ip {
+        addrs,
+        segment: Segment {
+            protocol,
+            dst_port: None,
+            fragment: Fragment::Whole,
+        },
+        l4_offset: l3_offset,
+        malformed: true,
+    };
+    let end = 40 + usize::from(h.payload_length());
+    if end > l3.len() {
+        return broken(h.next_header().0);
+    }
+    let mut next = h.next_header().0;
+    let mut off = 40;
+    let mut fragment = Fragment::Whole;
+    let mut first = true;
+    loop {
+        let rest = &l3[off..end];
+        match next {
+            0 if !first => return broken(next),
+            0 | 43 | 60 => {
+                let Ok(x) = Ipv6RawExtHeaderSlice::from_slice(rest) else {
+                    return broken(next);
+                };
+                next = x.next_header().0;
+                off += x.slice().len();
+            }
+            44 => {
+                let Ok(x) = Ipv6FragmentHeaderSlice::from_slice(rest) else {
+                    return broken(next);
+                };
+                next = x.next_header().0;
+                off += x.slice().len();
+                if x.fragment_offset().value() != 0 {
+                    // The rest is fragment data, not headers. If the next header is itself
+                    // an extension header, the upper protocol is unknown: assume TCP, so
+                    // the fragment rules apply to it.
+                    if matches!(next, 0 | 43 | 44 | 51 | 60) {
+                        next = IPPROTO_TCP;
+                    }
+                    fragment = Fragment::Later;
+                    break;
+                }
+                if x.more_fragments() {
+                    fragment = Fragment::First;
+                }
+            }
+            51 => {
+                let Ok(x) = IpAuthHeaderSlice::from_slice(rest) else {
+                    return broken(next);
+                };
+                next = x.next_header().0;
+                off += x.slice().len();
+            }
+            _ => break,
+        }
+        first = false;
+    }
+    Net::Ip {
+        addrs,
+        segment: tcp_segment(next, fragment, &l3[off..end]),
+        l4_offset: l3_offset + off,
+        malformed: false,
+    }
+}
+
+/// Classifies one raw Ethernet frame travelling in `direction`.
+#[inline]
+pub fn classify(frame: &[u8], direction: Direction, policy: &Policy) -> Classified {
+    classify_parsed(&parse(frame), direction, policy)
+}
+
+/// [`classify`] on a frame already parsed.
+#[inline]
+pub fn classify_parsed(info: &FrameInfo, direction: Direction, policy: &Policy) -> Classified {
+    let simple = |reason| Classified {
+        verdict: Verdict::Forward(reason),
+        class: None,
+        dst_port: None,
+    };
+    match info.net {
+        Net::NotIp => simple(Reason::NotIp),
+        Net::MalformedLink => simple(Reason::MalformedLink),
+        Net::MalformedIp => simple(Reason::MalformedIp),
+        Net::Ip {
+            addrs,
+            segment,
+            malformed,
+            ..
+        } => {
+            if malformed && segment.protocol != IPPROTO_TCP {
+                return simple(Reason::MalformedIp);
+            }
+            let d = match addrs {
+                Addrs::V4 { src, dst } => policy.decide_v4(direction, src, dst, segment),
+                Addrs::V6 { src, dst } => policy.decide_v6(direction, src, dst, segment),
+            };
+            Classified {
+                verdict: d.verdict,
+                class: d.class,
+                dst_port: segment.dst_port,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{self, FIXTURE_MIN};
+    use super::*;
+
+    #[test]
+    fn golden_fixtures() {
+        let policy = fixtures::policy();
+        let table = fixtures::all();
+        assert!(table.len() >= FIXTURE_MIN, "only {} fixtures", table.len());
+        let mut failures = Vec::new();
+        for f in &table {
+            let got = classify(&f.frame, f.direction, &policy);
+            if got.verdict != f.expected {
+                failures.push(format!("{}: expected {}, got {}", f.description, f.expected, got.verdict));
+            }
+        }
+        assert!(failures.is_empty(), "{} fixtures failed:\n{}", failures.len(), failures.join("\n"));
+    }
+
+    #[test]
+    fn every_prefix_of_every_fixture_is_safe() {
+        // Truncation at every byte: never panics, and a cut-short TCP segment to a blocked
+        // port from a blocking source is never forwarded as "port_open".
+        let policy = fixtures::policy();
+        for f in fixtures::all() {
+            for n in 0..=f.frame.len() {
+                let c = classify(&f.frame[..n], f.direction, &policy);
+                if f.expected.is_blocked() && n < f.frame.len() {
+                    assert_ne!(c.verdict.reason(), Reason::PortOpen, "{} cut at {n}", f.description);
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_random_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let policy = fixtures::policy();
+            let _ = classify(&bytes, Direction::Outbound, &policy);
+            let _ = classify(&bytes, Direction::Inbound, &policy);
+        }
+
+        #[test]
+        fn never_panics_on_mutated_fixtures(pick in 0usize..1000, flips in proptest::collection::vec((0usize..2000, proptest::num::u8::ANY), 1..8)) {
+            let policy = fixtures::policy();
+            let table = fixtures::all();
+            let mut frame = table[pick % table.len()].frame.clone();
+            for (at, v) in flips {
+                let n = frame.len();
+                if n > 0 { frame[at % n] = v; }
+            }
+            let _ = classify(&frame, Direction::Outbound, &policy);
+        }
+    }
+}

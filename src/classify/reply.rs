@@ -1,0 +1,382 @@
+//! Reply builders for the `reject` action: the frame that tells the subscriber "no" at
+//! once, written into a caller-provided buffer (no allocation).
+//!
+//! * TCP RST per RFC 9293 §3.10.7.1: if the offending segment has ACK, `seq = SEG.ACK`
+//!   and only RST is set; otherwise `seq = 0`, `ack = SEG.SEQ + SEG.LEN` (payload plus
+//!   one for SYN and one for FIN) and RST|ACK. Sent from the destination back to the source.
+//! * ICMP destination unreachable, administratively prohibited: IPv4 type 3 code 13
+//!   (RFC 1812 §5.2.7.1), quoting the offending IP header and as much payload as keeps the
+//!   error within 576 bytes; ICMPv6 type 1 code 1 (RFC 4443 §3.1), quoting as much as keeps
+//!   it within the 1280-byte minimum MTU. The source address is the offending packet's
+//!   destination: a bump in the wire has no address of its own.
+//!
+//! MACs are swapped and the link encapsulation (802.1Q/QinQ tags, PPPoE session header,
+//! with its length rewritten) is mirrored; all checksums are computed.
+#![forbid(unsafe_code)]
+
+use super::{parse, Addrs, Net};
+use crate::policy::{Fragment, ReplyKind, IPPROTO_TCP};
+
+/// Room a reply can need: link headers + 576 (IPv4) or 1280 (IPv6) bytes.
+pub const MAX_REPLY_LEN: usize = 64 + 1280;
+
+/// Smallest Ethernet frame (without FCS); shorter replies are zero-padded.
+const MIN_FRAME: usize = 60;
+const TTL: u8 = 64;
+const ICMP4_MAX: usize = 576;
+const ICMP6_MAX: usize = 1280;
+
+/// Why no reply could be built. The datapath then drops the frame instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    #[error("not an IP packet with readable headers")]
+    NotIp,
+    #[error("a TCP reset needs a complete TCP header")]
+    NoTcpHeader,
+    #[error("the output buffer is too small")]
+    BufferTooSmall,
+}
+
+/// Sums 16-bit big-endian words (one's complement, not folded).
+fn sum_words(data: &[u8], mut sum: u32) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        sum += u32::from(u16::from_be_bytes([*last, 0]));
+    }
+    sum
+}
+
+fn fold(mut sum: u32) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Writes the reply to the frame `frame` into `out`; returns its length.
+pub fn build_reply(frame: &[u8], kind: ReplyKind, out: &mut [u8]) -> Result<usize, ReplyError> {
+    let info = parse(frame);
+    let Net::Ip {
+        addrs,
+        segment,
+        l4_offset,
+        malformed: false,
+    } = info.net
+    else {
+        return Err(ReplyError::NotIp);
+    };
+    let l3 = info.link.l3_offset;
+    // Link header: swap MACs, copy tags / PPPoE header verbatim.
+    if out.len() < l3 || frame.len() < l3 {
+        return Err(ReplyError::BufferTooSmall);
+    }
+    out[..6].copy_from_slice(&frame[6..12]);
+    out[6..12].copy_from_slice(&frame[..6]);
+    out[12..l3].copy_from_slice(&frame[12..l3]);
+
+    let ip_len = match kind {
+        ReplyKind::TcpReset => {
+            if segment.protocol != IPPROTO_TCP || segment.fragment == Fragment::Later {
+                return Err(ReplyError::NoTcpHeader);
+            }
+            let tcp = frame.get(l4_offset..l4_offset + 20).ok_or(ReplyError::NoTcpHeader)?;
+            let ip_end = ip_end(frame, l3, addrs);
+            let payload = ip_end.saturating_sub(l4_offset + usize::from(tcp[12] >> 4) * 4);
+            write_rst(addrs, tcp, payload, &mut out[l3..])?
+        }
+        ReplyKind::IcmpProhibited => {
+            let ip_end = ip_end(frame, l3, addrs);
+            let offending = &frame[l3..ip_end];
+            match addrs {
+                Addrs::V4 { src, dst } => write_icmp4(dst, src, offending, &mut out[l3..])?,
+                Addrs::V6 { src, dst } => write_icmp6(dst, src, offending, &mut out[l3..])?,
+            }
+        }
+    };
+    // PPPoE length covers the PPP protocol field plus the IP packet.
+    if let Some(_session) = info.link.pppoe_session {
+        let len_at = l3 - 4;
+        out[len_at..len_at + 2].copy_from_slice(&((ip_len + 2) as u16).to_be_bytes());
+    }
+    let mut total = l3 + ip_len;
+    if total < MIN_FRAME {
+        if out.len() < MIN_FRAME {
+            return Err(ReplyError::BufferTooSmall);
+        }
+        out[total..MIN_FRAME].fill(0);
+        total = MIN_FRAME;
+    }
+    Ok(total)
+}
+
+/// End of the IP packet in the frame (excludes Ethernet padding).
+fn ip_end(frame: &[u8], l3: usize, addrs: Addrs) -> usize {
+    let declared = match addrs {
+        Addrs::V4 { .. } => frame
+            .get(l3 + 2..l3 + 4)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))),
+        Addrs::V6 { .. } => frame
+            .get(l3 + 4..l3 + 6)
+            .map(|b| 40 + usize::from(u16::from_be_bytes([b[0], b[1]]))),
+    };
+    declared.map_or(frame.len(), |d| (l3 + d).min(frame.len()))
+}
+
+fn write_ipv4_header(out: &mut [u8], total: usize, protocol: u8, src: u32, dst: u32) {
+    out[0] = 0x45;
+    out[1] = 0;
+    out[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    out[4..6].copy_from_slice(&[0, 0]);
+    out[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF
+    out[8] = TTL;
+    out[9] = protocol;
+    out[10..12].copy_from_slice(&[0, 0]);
+    out[12..16].copy_from_slice(&src.to_be_bytes());
+    out[16..20].copy_from_slice(&dst.to_be_bytes());
+    let c = fold(sum_words(&out[..20], 0));
+    out[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+fn write_ipv6_header(out: &mut [u8], payload: usize, next: u8, src: u128, dst: u128) {
+    out[..4].copy_from_slice(&[0x60, 0, 0, 0]);
+    out[4..6].copy_from_slice(&(payload as u16).to_be_bytes());
+    out[6] = next;
+    out[7] = TTL;
+    out[8..24].copy_from_slice(&src.to_be_bytes());
+    out[24..40].copy_from_slice(&dst.to_be_bytes());
+}
+
+/// Pseudo-header sum for a transport checksum.
+fn pseudo_sum(addrs: Addrs, protocol: u8, len: usize) -> u32 {
+    let mut s = match addrs {
+        Addrs::V4 { src, dst } => sum_words(&src.to_be_bytes(), sum_words(&dst.to_be_bytes(), 0)),
+        Addrs::V6 { src, dst } => sum_words(&src.to_be_bytes(), sum_words(&dst.to_be_bytes(), 0)),
+    };
+    s += u32::from(protocol);
+    s += len as u32 & 0xffff;
+    s += (len as u32) >> 16;
+    s
+}
+
+fn write_rst(addrs: Addrs, seg: &[u8], payload: usize, out: &mut [u8]) -> Result<usize, ReplyError> {
+    let sport = [seg[0], seg[1]];
+    let dport = [seg[2], seg[3]];
+    let seq = u32::from_be_bytes([seg[4], seg[5], seg[6], seg[7]]);
+    let ack = u32::from_be_bytes([seg[8], seg[9], seg[10], seg[11]]);
+    let flags = seg[13];
+    let (syn, fin, has_ack) = (flags & 0x02 != 0, flags & 0x01 != 0, flags & 0x10 != 0);
+    let (r_seq, r_ack, r_flags) = if has_ack {
+        (ack, 0, 0x04)
+    } else {
+        let len = payload as u32 + u32::from(syn) + u32::from(fin);
+        (0, seq.wrapping_add(len), 0x14)
+    };
+    // Reply addresses: from the destination back to the source.
+    let (reply, ip_header) = match addrs {
+        Addrs::V4 { src, dst } => (Addrs::V4 { src: dst, dst: src }, 20),
+        Addrs::V6 { src, dst } => (Addrs::V6 { src: dst, dst: src }, 40),
+    };
+    let total = ip_header + 20;
+    if out.len() < total {
+        return Err(ReplyError::BufferTooSmall);
+    }
+    match reply {
+        Addrs::V4 { src, dst } => write_ipv4_header(out, total, IPPROTO_TCP, src, dst),
+        Addrs::V6 { src, dst } => write_ipv6_header(out, 20, IPPROTO_TCP, src, dst),
+    }
+    let t = &mut out[ip_header..total];
+    t[0..2].copy_from_slice(&dport);
+    t[2..4].copy_from_slice(&sport);
+    t[4..8].copy_from_slice(&r_seq.to_be_bytes());
+    t[8..12].copy_from_slice(&r_ack.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = r_flags;
+    t[14..20].copy_from_slice(&[0, 0, 0, 0, 0, 0]); // window, checksum, urgent
+    let c = fold(sum_words(t, pseudo_sum(reply, IPPROTO_TCP, 20)));
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    Ok(total)
+}
+
+fn write_icmp4(src: u32, dst: u32, offending: &[u8], out: &mut [u8]) -> Result<usize, ReplyError> {
+    let quote = offending.len().min(ICMP4_MAX - 28);
+    let total = 28 + quote;
+    if out.len() < total {
+        return Err(ReplyError::BufferTooSmall);
+    }
+    write_ipv4_header(out, total, 1, src, dst);
+    let m = &mut out[20..total];
+    m[..8].copy_from_slice(&[3, 13, 0, 0, 0, 0, 0, 0]);
+    m[8..].copy_from_slice(&offending[..quote]);
+    let c = fold(sum_words(m, 0));
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    Ok(total)
+}
+
+fn write_icmp6(src: u128, dst: u128, offending: &[u8], out: &mut [u8]) -> Result<usize, ReplyError> {
+    let quote = offending.len().min(ICMP6_MAX - 48);
+    let total = 48 + quote;
+    if out.len() < total {
+        return Err(ReplyError::BufferTooSmall);
+    }
+    write_ipv6_header(out, 8 + quote, 58, src, dst);
+    let m = &mut out[40..total];
+    m[..8].copy_from_slice(&[1, 1, 0, 0, 0, 0, 0, 0]);
+    m[8..].copy_from_slice(&offending[..quote]);
+    let c = fold(sum_words(m, pseudo_sum(Addrs::V6 { src, dst }, 58, 8 + quote)));
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{self, addr::*, wrap, Encap, Tcp};
+    use super::*;
+    use etherparse::{Icmpv4Type, Icmpv6Type, LinkSlice, NetSlice, SlicedPacket, TransportSlice};
+
+    fn reply(frame: &[u8], kind: ReplyKind) -> Vec<u8> {
+        let mut buf = [0u8; MAX_REPLY_LEN];
+        let n = build_reply(frame, kind, &mut buf).expect("reply builds");
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn rst_to_syn_acks_seq_plus_one() {
+        let f = wrap(Encap::Plain, &fixtures::tcp4(DYNAMIC4, EXTERNAL4, 40001, 25, Tcp::Syn, &[]), false, true);
+        let r = reply(&f, ReplyKind::TcpReset);
+        let p = SlicedPacket::from_ethernet(&r).unwrap();
+        let Some(LinkSlice::Ethernet2(eth)) = p.link else { panic!() };
+        assert_eq!(eth.destination(), fixtures::SUB_MAC);
+        assert_eq!(eth.source(), fixtures::UP_MAC);
+        let Some(NetSlice::Ipv4(ip)) = p.net else { panic!() };
+        assert_eq!(ip.header().source(), EXTERNAL4);
+        assert_eq!(ip.header().destination(), DYNAMIC4);
+        assert_eq!(ip.header().header_checksum(), ip.header().to_header().calc_header_checksum());
+        let Some(TransportSlice::Tcp(tcp)) = p.transport else { panic!() };
+        assert_eq!((tcp.source_port(), tcp.destination_port()), (25, 40001));
+        assert!(tcp.rst() && tcp.ack() && !tcp.syn());
+        assert_eq!(tcp.sequence_number(), 0);
+        assert_eq!(tcp.acknowledgment_number(), 1_000_001);
+        let want = tcp.to_header().calc_checksum_ipv4(&ip.header().to_header(), &[]).unwrap();
+        assert_eq!(tcp.checksum(), want);
+        assert_eq!(r.len(), 60);
+    }
+
+    #[test]
+    fn rst_to_ack_segment_uses_its_ack() {
+        let payload = b"MAIL FROM:<a@b>\r\n";
+        let f = wrap(Encap::Plain, &fixtures::tcp6(DYNAMIC6, EXTERNAL6, 40001, 25, Tcp::Data(4242), payload), true, true);
+        let r = reply(&f, ReplyKind::TcpReset);
+        let p = SlicedPacket::from_ethernet(&r).unwrap();
+        let Some(NetSlice::Ipv6(ip)) = p.net else { panic!() };
+        assert_eq!(ip.header().source(), EXTERNAL6);
+        assert_eq!(ip.header().destination(), DYNAMIC6);
+        let Some(TransportSlice::Tcp(tcp)) = p.transport else { panic!() };
+        assert!(tcp.rst() && !tcp.ack());
+        assert_eq!(tcp.sequence_number(), 4242);
+        let want = tcp.to_header().calc_checksum_ipv6(&ip.header().to_header(), &[]).unwrap();
+        assert_eq!(tcp.checksum(), want);
+    }
+
+    #[test]
+    fn rst_mirrors_vlan_qinq_and_pppoe() {
+        for encap in [Encap::Vlan(100), Encap::QinQ(0x88a8, 10, 20), Encap::Pppoe(0x1234), Encap::VlanPppoe(7, 9)] {
+            for v6 in [false, true] {
+                let ip = if v6 {
+                    fixtures::tcp6(DYNAMIC6, EXTERNAL6, 40001, 25, Tcp::Syn, &[])
+                } else {
+                    fixtures::tcp4(DYNAMIC4, EXTERNAL4, 40001, 25, Tcp::Syn, &[])
+                };
+                let f = wrap(encap, &ip, v6, true);
+                let r = reply(&f, ReplyKind::TcpReset);
+                let fi = parse(&f).link;
+                let ri = parse(&r).link;
+                assert_eq!((fi.vlans, fi.pppoe_session, fi.l3_offset), (ri.vlans, ri.pppoe_session, ri.l3_offset), "{encap:?}");
+                if fi.pppoe_session.is_some() {
+                    let len_at = ri.l3_offset - 4;
+                    let len = u16::from_be_bytes([r[len_at], r[len_at + 1]]) as usize;
+                    assert_eq!(len, 2 + if v6 { 60 } else { 40 }, "{encap:?}");
+                }
+                // The reply is itself a TCP segment from the external host's port 25.
+                let Net::Ip { segment, .. } = parse(&r).net else { panic!("{encap:?}") };
+                assert_eq!(segment.protocol, IPPROTO_TCP);
+                assert_eq!(segment.dst_port, Some(40001));
+            }
+        }
+    }
+
+    #[test]
+    fn icmp4_admin_prohibited_quotes_header() {
+        let ip = fixtures::with_ipv4_options(&fixtures::tcp4(DYNAMIC4, EXTERNAL4, 40001, 25, Tcp::Syn, &[]), &[1, 1, 1, 0]);
+        let f = wrap(Encap::Vlan(5), &ip, false, true);
+        let r = reply(&f, ReplyKind::IcmpProhibited);
+        let p = SlicedPacket::from_ethernet(&r).unwrap();
+        let Some(NetSlice::Ipv4(rip)) = p.net else { panic!() };
+        assert_eq!(rip.header().source(), EXTERNAL4);
+        assert_eq!(rip.header().destination(), DYNAMIC4);
+        let Some(TransportSlice::Icmpv4(icmp)) = p.transport else { panic!() };
+        assert_eq!((icmp.type_u8(), icmp.code_u8()), (3, 13));
+        assert!(matches!(icmp.icmp_type(), Icmpv4Type::DestinationUnreachable(_)));
+        assert_eq!(icmp.payload(), &ip[..]);
+        assert_eq!(icmp.checksum(), icmp.header().icmp_type.calc_checksum(icmp.payload()));
+    }
+
+    #[test]
+    fn icmp6_admin_prohibited_quotes_packet() {
+        let ip = fixtures::tcp6(DYNAMIC6, EXTERNAL6, 40001, 25, Tcp::Syn, &[]);
+        let f = wrap(Encap::Plain, &ip, true, true);
+        let r = reply(&f, ReplyKind::IcmpProhibited);
+        let p = SlicedPacket::from_ethernet(&r).unwrap();
+        let Some(NetSlice::Ipv6(rip)) = p.net else { panic!() };
+        let Some(TransportSlice::Icmpv6(icmp)) = p.transport else { panic!() };
+        assert_eq!((icmp.type_u8(), icmp.code_u8()), (1, 1));
+        assert!(matches!(icmp.icmp_type(), Icmpv6Type::DestinationUnreachable(_)));
+        assert_eq!(icmp.payload(), &ip[..]);
+        let want = icmp
+            .icmp_type()
+            .calc_checksum(rip.header().source(), rip.header().destination(), icmp.payload())
+            .unwrap();
+        assert_eq!(icmp.checksum(), want);
+    }
+
+    #[test]
+    fn icmp4_quote_is_capped_at_576() {
+        let ip = fixtures::tcp4(DYNAMIC4, EXTERNAL4, 40001, 25, Tcp::Data(1), &[0x55; 1200]);
+        let r = reply(&wrap(Encap::Plain, &ip, false, true), ReplyKind::IcmpProhibited);
+        assert_eq!(r.len(), 14 + 576);
+    }
+
+    #[test]
+    fn every_blocked_fixture_gets_a_reparseable_reply() {
+        let policy = fixtures::policy();
+        for f in fixtures::all() {
+            for kind in [ReplyKind::TcpReset, ReplyKind::IcmpProhibited] {
+                let mut buf = [0u8; MAX_REPLY_LEN];
+                match build_reply(&f.frame, kind, &mut buf) {
+                    Ok(n) => {
+                        // A reply is a frame the classifier understands, never malformed.
+                        let c = super::super::classify(&buf[..n], crate::policy::Direction::Inbound, &policy);
+                        assert!(!matches!(c.verdict.reason(), crate::policy::Reason::MalformedIp | crate::policy::Reason::MalformedLink | crate::policy::Reason::MalformedTcp), "{}: {:?}", f.description, c);
+                    }
+                    Err(_) => assert!(!matches!(f.expected, crate::policy::Verdict::Reject(..)) || kind == ReplyKind::TcpReset && f.description.contains("fragment"), "{}", f.description),
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_replies_reparse(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300), small in 0usize..80) {
+            for kind in [ReplyKind::TcpReset, ReplyKind::IcmpProhibited] {
+                let mut buf = [0u8; MAX_REPLY_LEN];
+                if let Ok(n) = build_reply(&bytes, kind, &mut buf) {
+                    proptest::prop_assert!(SlicedPacket::from_ethernet(&buf[..n]).is_ok());
+                }
+                let mut tiny = vec![0u8; small];
+                let _ = build_reply(&bytes, kind, &mut tiny);
+            }
+        }
+    }
+}

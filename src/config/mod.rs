@@ -1,0 +1,986 @@
+//! YAML -> validated [`Config`] -> compiled [`Policy`].
+//!
+//! Three stages, as ripgrep does with `LowArgs` -> `HiArgs`: serde structs that mirror the
+//! file (`deny_unknown_fields`, so a typo is an error), validation that names the file,
+//! the field or line and the bad value, and a call into [`PolicyBuilder`]. Workers never
+//! see anything from this module: they get the compiled `Policy`. A config either loads
+//! whole or not at all.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::policy::{BlockAction, ClassId, FragmentPolicy, Policy, PolicyBuilder, ReplyKind};
+
+/// Default metrics/control listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9725";
+/// Default pid file.
+pub const DEFAULT_PID_FILE: &str = "/run/op25b.pid";
+
+/// Everything that can be wrong with a config. Each message names the file and what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    /// YAML syntax, a wrong type, an unknown field or an unparseable value; serde_yaml's
+    /// message carries the field path, line and column.
+    #[error("{}: {message}", file.display())]
+    Syntax { file: PathBuf, message: String },
+    /// A value that parses but does not make sense.
+    #[error("{}: {field}: {message}", file.display())]
+    Invalid {
+        file: PathBuf,
+        field: String,
+        message: String,
+    },
+    /// A bad line in a prefix file.
+    #[error("{}:{line}: {message} (listed in {})", file.display(), config.display())]
+    PrefixFile {
+        config: PathBuf,
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(file: &Path, field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            file: file.to_path_buf(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Stage 1: the file as written.
+
+/// A prefix as written: `ADDR/LEN` or a bare address (a host route). Host bits must be
+/// clear: `198.51.100.7/24` is an error, not silently `198.51.100.0/24`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Prefix(pub IpNet);
+
+/// Why a string is not a [`Prefix`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixError(String);
+
+impl fmt::Display for PrefixError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Prefix {
+    type Err = PrefixError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let net = if t.contains('/') {
+            t.parse::<IpNet>().map_err(|_| {
+                PrefixError(format!(
+                    "{s:?} is not an IPv4/IPv6 prefix (expected ADDRESS/LENGTH, length 0-32 \
+                     for IPv4, 0-128 for IPv6)"
+                ))
+            })?
+        } else {
+            let addr = t.parse::<std::net::IpAddr>().map_err(|_| {
+                PrefixError(format!(
+                    "{s:?} is not an IPv4/IPv6 prefix (expected ADDRESS/LENGTH or an address)"
+                ))
+            })?;
+            IpNet::from(addr)
+        };
+        if net.trunc() != net {
+            return Err(PrefixError(format!(
+                "{s:?} has host bits set (did you mean {}?)",
+                net.trunc()
+            )));
+        }
+        Ok(Prefix(net))
+    }
+}
+
+impl<'de> Deserialize<'de> for Prefix {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `interfaces:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterfaces {
+    subscriber: String,
+    upstream: String,
+    #[serde(default = "default_queues")]
+    queues: u32,
+    #[serde(default)]
+    xdp_mode: XdpMode,
+    #[serde(default)]
+    zero_copy: ZeroCopy,
+    #[serde(default = "default_frame_size")]
+    frame_size: u32,
+    #[serde(default = "default_ring_size")]
+    ring_size: u32,
+}
+
+fn default_queues() -> u32 {
+    1
+}
+fn default_frame_size() -> u32 {
+    4096
+}
+fn default_ring_size() -> u32 {
+    2048
+}
+
+/// Where the XDP program runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native (driver) mode if the NIC supports it, else generic, with one log line.
+    #[default]
+    Auto,
+    /// Driver mode only; fail if unsupported.
+    Native,
+    /// Generic (SKB) mode: works everywhere, slower.
+    Generic,
+}
+
+/// AF_XDP zero-copy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZeroCopy {
+    /// Zero-copy if the driver supports it, else copy mode, with one log line.
+    #[default]
+    Auto,
+    /// Zero-copy only; fail if unsupported.
+    On,
+    /// Copy mode.
+    Off,
+}
+
+/// `workers:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkers {
+    #[serde(default)]
+    cores: Option<Vec<usize>>,
+    #[serde(default = "default_burst")]
+    burst: u32,
+    #[serde(default)]
+    busy_poll: bool,
+    #[serde(default = "default_stats_interval")]
+    stats_interval_secs: u64,
+}
+
+impl Default for RawWorkers {
+    fn default() -> Self {
+        Self {
+            cores: None,
+            burst: default_burst(),
+            busy_poll: false,
+            stats_interval_secs: default_stats_interval(),
+        }
+    }
+}
+
+fn default_burst() -> u32 {
+    64
+}
+fn default_stats_interval() -> u64 {
+    10
+}
+
+/// `policy.classes.<name>:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClass {
+    #[serde(default = "default_block_ports")]
+    block_ports: Vec<i64>,
+    #[serde(default)]
+    action: RawAction,
+    #[serde(default)]
+    reply: RawReply,
+    #[serde(default)]
+    block_inbound_smtp: bool,
+}
+
+fn default_block_ports() -> Vec<i64> {
+    vec![25]
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawAction {
+    #[default]
+    Drop,
+    Reject,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum RawReply {
+    #[default]
+    TcpReset,
+    IcmpProhibited,
+}
+
+/// `policy.subscribers[i]:` exactly one of `prefix`, `prefixes`, `file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubscribers {
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    prefixes: Option<Vec<String>>,
+    #[serde(default)]
+    file: Option<PathBuf>,
+    class: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawFragmentAction {
+    #[default]
+    Drop,
+    Forward,
+}
+
+/// `policy.fragments:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFragments {
+    #[serde(default = "fragment_drop")]
+    tiny_first: RawFragmentAction,
+    #[serde(default = "fragment_forward")]
+    non_first: RawFragmentAction,
+}
+
+fn fragment_drop() -> RawFragmentAction {
+    RawFragmentAction::Drop
+}
+fn fragment_forward() -> RawFragmentAction {
+    RawFragmentAction::Forward
+}
+
+impl Default for RawFragments {
+    fn default() -> Self {
+        Self {
+            tiny_first: fragment_drop(),
+            non_first: fragment_forward(),
+        }
+    }
+}
+
+/// `policy.reject_rate:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    #[serde(default = "default_rate")]
+    per_second: u32,
+    #[serde(default = "default_rate_burst")]
+    burst: u32,
+}
+
+fn default_rate() -> u32 {
+    1000
+}
+fn default_rate_burst() -> u32 {
+    100
+}
+
+impl Default for RawRate {
+    fn default() -> Self {
+        Self {
+            per_second: default_rate(),
+            burst: default_rate_burst(),
+        }
+    }
+}
+
+/// `policy:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    classes: BTreeMap<String, RawClass>,
+    #[serde(default)]
+    subscribers: Vec<RawSubscribers>,
+    #[serde(default)]
+    allowed_destinations: Vec<String>,
+    #[serde(default)]
+    allowed_destination_files: Vec<PathBuf>,
+    #[serde(default)]
+    unmatched_class: Option<String>,
+    #[serde(default)]
+    fragments: RawFragments,
+    #[serde(default)]
+    reject_rate: RawRate,
+}
+
+/// `control:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default = "default_pid_file")]
+    pid_file: PathBuf,
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.to_string()
+}
+fn default_pid_file() -> PathBuf {
+    PathBuf::from(DEFAULT_PID_FILE)
+}
+
+impl Default for RawControl {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            pid_file: default_pid_file(),
+        }
+    }
+}
+
+/// Log verbosity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `logging:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogging {
+    #[serde(default)]
+    level: LogLevel,
+    #[serde(default)]
+    format: LogFormat,
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    interfaces: RawInterfaces,
+    #[serde(default)]
+    workers: RawWorkers,
+    policy: RawPolicy,
+    #[serde(default)]
+    control: RawControl,
+    #[serde(default)]
+    logging: RawLogging,
+}
+
+// ---------------------------------------------------------------------------------------
+// Stage 2: validated settings.
+
+/// The two NICs and how to attach to them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interfaces {
+    /// Subscriber-facing NIC (outbound traffic enters here).
+    pub subscriber: String,
+    /// Upstream/core-facing NIC.
+    pub upstream: String,
+    /// Queue pairs: one worker per queue.
+    pub queues: u32,
+    pub xdp_mode: XdpMode,
+    pub zero_copy: ZeroCopy,
+    /// UMEM frame size in bytes (2048 or 4096): bounds the largest frame (MTU).
+    pub frame_size: u32,
+    /// Size of each RX/TX/fill/completion ring (power of two).
+    pub ring_size: u32,
+}
+
+/// Worker threads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workers {
+    /// Core for each worker (index = queue). Defaults to 0, 1, ... when not given.
+    pub cores: Vec<usize>,
+    /// Frames received, decided and acted on per loop iteration.
+    pub burst: u32,
+    /// Spin on the rings instead of sleeping in poll() when idle.
+    pub busy_poll: bool,
+    /// Interval of the one-line counter summary in the log (0: off).
+    pub stats_interval: Duration,
+}
+
+/// Token bucket for replies (per worker).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// Control endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Control {
+    /// Metrics/control HTTP listen address.
+    pub listen: SocketAddr,
+    pub pid_file: PathBuf,
+}
+
+/// Logging.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Logging {
+    pub level: LogLevel,
+    pub format: LogFormat,
+}
+
+/// A validated config. The policy part is compiled separately into a [`Policy`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    pub interfaces: Interfaces,
+    pub workers: Workers,
+    pub reject_rate: RateLimit,
+    pub control: Control,
+    pub logging: Logging,
+}
+
+/// Facts about a load, for `op25b check` and the logs.
+#[derive(Clone, Debug)]
+pub struct LoadReport {
+    /// Class names in id order.
+    pub classes: Vec<String>,
+    /// Allowed destinations as given.
+    pub allowed: Vec<IpNet>,
+    /// Prefix files read, with their line counts.
+    pub files: Vec<(PathBuf, usize)>,
+    /// Time to parse, validate and compile tables.
+    pub build_time: Duration,
+}
+
+/// A loaded config: settings, the compiled policy, and a report.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub policy: Policy,
+    pub report: LoadReport,
+}
+
+/// Reads, validates and compiles a config file and every prefix file it names.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    load_str(path, &text)
+}
+
+/// [`load`] from text already read; `path` names it in errors and anchors relative
+/// prefix-file paths.
+pub fn load_str(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
+    let started = Instant::now();
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let config = validate_settings(path, &raw)?;
+    let (policy, mut report) = compile_policy(path, &raw.policy)?;
+    report.build_time = started.elapsed();
+    Ok(Loaded {
+        config,
+        policy,
+        report,
+    })
+}
+
+fn validate_ifname(file: &Path, field: &str, name: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| {
+        Err(ConfigError::invalid(
+            file,
+            field,
+            format!("{name:?} {why}; expected a network interface name such as \"eth1\""),
+        ))
+    };
+    if name.is_empty() {
+        return bad("is empty");
+    }
+    if name.len() > 15 {
+        return bad("is longer than 15 bytes (IFNAMSIZ)");
+    }
+    if name.contains(['/', ' ', '\t', '\n', ':']) || name == "." || name == ".." {
+        return bad("contains a character not allowed in interface names");
+    }
+    Ok(())
+}
+
+fn validate_settings(file: &Path, raw: &RawConfig) -> Result<Config, ConfigError> {
+    let i = &raw.interfaces;
+    validate_ifname(file, "interfaces.subscriber", &i.subscriber)?;
+    validate_ifname(file, "interfaces.upstream", &i.upstream)?;
+    if i.subscriber == i.upstream {
+        return Err(ConfigError::invalid(
+            file,
+            "interfaces.upstream",
+            format!(
+                "{:?} is also the subscriber interface; expected two different NICs",
+                i.upstream
+            ),
+        ));
+    }
+    if !(1..=64).contains(&i.queues) {
+        return Err(ConfigError::invalid(
+            file,
+            "interfaces.queues",
+            format!("{} is outside 1..64", i.queues),
+        ));
+    }
+    if i.frame_size != 2048 && i.frame_size != 4096 {
+        return Err(ConfigError::invalid(
+            file,
+            "interfaces.frame_size",
+            format!("{} is not 2048 or 4096 (AF_XDP UMEM frame sizes)", i.frame_size),
+        ));
+    }
+    if !i.ring_size.is_power_of_two() || !(64..=16384).contains(&i.ring_size) {
+        return Err(ConfigError::invalid(
+            file,
+            "interfaces.ring_size",
+            format!("{} is not a power of two in 64..16384", i.ring_size),
+        ));
+    }
+    let w = &raw.workers;
+    let cores = match &w.cores {
+        Some(c) => {
+            if c.len() != i.queues as usize {
+                return Err(ConfigError::invalid(
+                    file,
+                    "workers.cores",
+                    format!(
+                        "{} cores listed for {} queues; expected one core per queue",
+                        c.len(),
+                        i.queues
+                    ),
+                ));
+            }
+            let mut seen = std::collections::HashSet::new();
+            for (n, core) in c.iter().enumerate() {
+                if !seen.insert(core) {
+                    return Err(ConfigError::invalid(
+                        file,
+                        format!("workers.cores[{n}]"),
+                        format!("core {core} is listed twice; expected one worker per core"),
+                    ));
+                }
+            }
+            c.clone()
+        }
+        None => (0..i.queues as usize).collect(),
+    };
+    if !(1..=256).contains(&w.burst) {
+        return Err(ConfigError::invalid(
+            file,
+            "workers.burst",
+            format!("{} is outside 1..256", w.burst),
+        ));
+    }
+    if w.burst > i.ring_size / 2 {
+        return Err(ConfigError::invalid(
+            file,
+            "workers.burst",
+            format!(
+                "{} is more than half of interfaces.ring_size ({})",
+                w.burst, i.ring_size
+            ),
+        ));
+    }
+    let r = &raw.policy.reject_rate;
+    if r.burst == 0 && r.per_second > 0 {
+        return Err(ConfigError::invalid(
+            file,
+            "policy.reject_rate.burst",
+            "0 would never let a reply out; expected at least 1 (or per_second: 0 to send none)",
+        ));
+    }
+    let listen: SocketAddr = raw.control.listen.parse().map_err(|_| {
+        ConfigError::invalid(
+            file,
+            "control.listen",
+            format!(
+                "{:?} is not an address:port such as \"127.0.0.1:9725\"",
+                raw.control.listen
+            ),
+        )
+    })?;
+    Ok(Config {
+        path: file.to_path_buf(),
+        interfaces: Interfaces {
+            subscriber: i.subscriber.clone(),
+            upstream: i.upstream.clone(),
+            queues: i.queues,
+            xdp_mode: i.xdp_mode,
+            zero_copy: i.zero_copy,
+            frame_size: i.frame_size,
+            ring_size: i.ring_size,
+        },
+        workers: Workers {
+            cores,
+            burst: w.burst,
+            busy_poll: w.busy_poll,
+            stats_interval: Duration::from_secs(w.stats_interval_secs),
+        },
+        reject_rate: RateLimit {
+            per_second: r.per_second,
+            burst: r.burst,
+        },
+        control: Control {
+            listen,
+            pid_file: raw.control.pid_file.clone(),
+        },
+        logging: Logging {
+            level: raw.logging.level,
+            format: raw.logging.format,
+        },
+    })
+}
+
+/// Resolves a path in the config relative to the config file's folder.
+fn resolve(config: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        config.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
+/// Reads a prefix file: one prefix per line, `#` starts a comment, blank lines ignored.
+pub fn read_prefix_file(config: &Path, file: &Path) -> Result<Vec<(Prefix, usize)>, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let body = line.split('#').next().unwrap_or("").trim();
+        if body.is_empty() {
+            continue;
+        }
+        let p = body.parse::<Prefix>().map_err(|e| ConfigError::PrefixFile {
+            config: config.to_path_buf(),
+            file: file.to_path_buf(),
+            line: n + 1,
+            message: e.to_string(),
+        })?;
+        out.push((p, n + 1));
+    }
+    Ok(out)
+}
+
+fn parse_prefix(file: &Path, field: &str, text: &str) -> Result<Prefix, ConfigError> {
+    text.parse()
+        .map_err(|e: PrefixError| ConfigError::invalid(file, field, e.to_string()))
+}
+
+/// Where a prefix came from, for error messages.
+#[derive(Clone, Debug)]
+enum Origin {
+    Field(String),
+    Line(PathBuf, usize),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Field(s) => f.write_str(s),
+            Origin::Line(p, l) => write!(f, "{}:{l}", p.display()),
+        }
+    }
+}
+
+fn compile_policy(file: &Path, raw: &RawPolicy) -> Result<(Policy, LoadReport), ConfigError> {
+    let mut b = PolicyBuilder::new();
+    let mut ids: HashMap<&str, ClassId> = HashMap::new();
+    if raw.classes.is_empty() {
+        return Err(ConfigError::invalid(
+            file,
+            "policy.classes",
+            "no class defined; expected at least one, e.g. `dynamic: {block_ports: [25]}`",
+        ));
+    }
+    for (name, c) in &raw.classes {
+        let field = format!("policy.classes.{name}");
+        if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
+            return Err(ConfigError::invalid(
+                file,
+                &field,
+                format!("class name {name:?} must be letters, digits, '-' or '_'"),
+            ));
+        }
+        let mut ports = Vec::new();
+        for (n, &p) in c.block_ports.iter().enumerate() {
+            if !(1..=65535).contains(&p) {
+                return Err(ConfigError::invalid(
+                    file,
+                    format!("{field}.block_ports[{n}]"),
+                    format!("port {p} is outside 1..65535"),
+                ));
+            }
+            ports.push(p as u16);
+        }
+        let action = match c.action {
+            RawAction::Drop => BlockAction::Drop,
+            RawAction::Reject => BlockAction::Reject(match c.reply {
+                RawReply::TcpReset => ReplyKind::TcpReset,
+                RawReply::IcmpProhibited => ReplyKind::IcmpProhibited,
+            }),
+        };
+        let id = b
+            .class(name, ports, action, c.block_inbound_smtp)
+            .map_err(|e| ConfigError::invalid(file, &field, e.to_string()))?;
+        ids.insert(name.as_str(), id);
+    }
+    let defined = || {
+        raw.classes
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let class_id = |field: &str, name: &str| {
+        ids.get(name).copied().ok_or_else(|| {
+            ConfigError::invalid(
+                file,
+                field,
+                format!("{name:?} is not a defined class (defined: {})", defined()),
+            )
+        })
+    };
+
+    let mut files = Vec::new();
+    let mut seen: HashMap<IpNet, (ClassId, Origin)> = HashMap::new();
+    let mut add = |b: &mut PolicyBuilder, p: Prefix, id: ClassId, origin: Origin| {
+        if let Some((prev, prev_origin)) = seen.get(&p.0) {
+            if *prev != id {
+                let names: Vec<&str> = raw.classes.keys().map(String::as_str).collect();
+                return Err(ConfigError::invalid(
+                    file,
+                    origin.to_string(),
+                    format!(
+                        "{} is class {:?} here but class {:?} at {prev_origin}; a prefix can \
+                         have one class (use a longer prefix for exceptions)",
+                        p.0, names[usize::from(id)], names[usize::from(*prev)]
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        seen.insert(p.0, (id, origin));
+        b.subscriber(p.0, id);
+        Ok(())
+    };
+    for (n, s) in raw.subscribers.iter().enumerate() {
+        let field = format!("policy.subscribers[{n}]");
+        let given = [s.prefix.is_some(), s.prefixes.is_some(), s.file.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if given != 1 {
+            return Err(ConfigError::invalid(
+                file,
+                &field,
+                format!(
+                    "has {given} of `prefix`, `prefixes`, `file`; expected exactly one of them"
+                ),
+            ));
+        }
+        let id = class_id(&format!("{field}.class"), &s.class)?;
+        if let Some(p) = &s.prefix {
+            let f = format!("{field}.prefix");
+            add(&mut b, parse_prefix(file, &f, p)?, id, Origin::Field(f))?;
+        }
+        if let Some(list) = &s.prefixes {
+            for (k, p) in list.iter().enumerate() {
+                let f = format!("{field}.prefixes[{k}]");
+                add(&mut b, parse_prefix(file, &f, p)?, id, Origin::Field(f))?;
+            }
+        }
+        if let Some(f) = &s.file {
+            let full = resolve(file, f);
+            let list = read_prefix_file(file, &full)?;
+            files.push((full.clone(), list.len()));
+            for (p, line) in list {
+                add(&mut b, p, id, Origin::Line(full.clone(), line))?;
+            }
+        }
+    }
+
+    let mut allowed = Vec::new();
+    for (n, p) in raw.allowed_destinations.iter().enumerate() {
+        allowed.push(parse_prefix(file, &format!("policy.allowed_destinations[{n}]"), p)?.0);
+    }
+    for f in &raw.allowed_destination_files {
+        let full = resolve(file, f);
+        let list = read_prefix_file(file, &full)?;
+        files.push((full, list.len()));
+        allowed.extend(list.into_iter().map(|(p, _)| p.0));
+    }
+    for p in &allowed {
+        b.allow(*p);
+    }
+    if let Some(name) = &raw.unmatched_class {
+        let id = class_id("policy.unmatched_class", name)?;
+        b.unmatched(Some(id));
+    }
+    b.fragments(FragmentPolicy {
+        drop_tiny_first: raw.fragments.tiny_first == RawFragmentAction::Drop,
+        drop_non_first: raw.fragments.non_first == RawFragmentAction::Drop,
+    });
+    let policy = b
+        .build()
+        .map_err(|e| ConfigError::invalid(file, "policy", e.to_string()))?;
+    let report = LoadReport {
+        classes: raw.classes.keys().cloned().collect(),
+        allowed,
+        files,
+        build_time: Duration::ZERO,
+    };
+    Ok((policy, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "
+interfaces: {subscriber: sub0, upstream: up0}
+policy:
+  classes:
+    dynamic: {block_ports: [25], action: reject}
+  subscribers:
+    - {prefix: 198.51.100.0/24, class: dynamic}
+";
+
+    fn err(text: &str) -> String {
+        load_str(Path::new("t.yaml"), text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_config_loads_with_defaults() {
+        let l = load_str(Path::new("t.yaml"), MINIMAL).unwrap();
+        assert_eq!(l.config.interfaces.queues, 1);
+        assert_eq!(l.config.interfaces.xdp_mode, XdpMode::Auto);
+        assert_eq!(l.config.workers.cores, vec![0]);
+        assert_eq!(l.config.control.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(l.policy.classes().len(), 1);
+        assert!(l.policy.classes()[0].blocked_ports.contains(25));
+    }
+
+    #[test]
+    fn bad_prefix_names_field_and_value() {
+        let e = err(&MINIMAL.replace("198.51.100.0/24", "198.51.100.7/33"));
+        assert!(e.contains("t.yaml: policy.subscribers[0].prefix: \"198.51.100.7/33\" is not an IPv4/IPv6 prefix"), "{e}");
+    }
+
+    #[test]
+    fn host_bits_are_an_error() {
+        let e = err(&MINIMAL.replace("198.51.100.0/24", "198.51.100.7/24"));
+        assert!(e.contains("has host bits set (did you mean 198.51.100.0/24?)"), "{e}");
+    }
+
+    #[test]
+    fn undefined_class_is_an_error() {
+        let e = err(&MINIMAL.replace("class: dynamic", "class: dynamc"));
+        assert!(e.contains("policy.subscribers[0].class: \"dynamc\" is not a defined class (defined: dynamic)"), "{e}");
+    }
+
+    #[test]
+    fn unknown_field_is_an_error() {
+        let e = err(&MINIMAL.replace("action: reject", "acton: reject"));
+        assert!(e.contains("unknown field `acton`"), "{e}");
+    }
+
+    #[test]
+    fn port_out_of_range_is_an_error() {
+        let e = err(&MINIMAL.replace("[25]", "[25, 0]"));
+        assert!(e.contains("policy.classes.dynamic.block_ports[1]: port 0 is outside 1..65535"), "{e}");
+        let e = err(&MINIMAL.replace("[25]", "[70000]"));
+        assert!(e.contains("port 70000 is outside 1..65535"), "{e}");
+    }
+
+    #[test]
+    fn conflicting_duplicate_is_an_error_but_same_class_is_not() {
+        let text = MINIMAL.replace(
+            "    - {prefix: 198.51.100.0/24, class: dynamic}",
+            "    - {prefix: 198.51.100.0/24, class: dynamic}\n    - {prefix: 198.51.100.0/24, class: static}",
+        ).replace("dynamic: {block_ports: [25], action: reject}", "dynamic: {block_ports: [25], action: reject}\n    static: {block_ports: []}");
+        let e = err(&text);
+        assert!(e.contains("policy.subscribers[1].prefix: 198.51.100.0/24 is class \"static\" here but class \"dynamic\" at policy.subscribers[0].prefix"), "{e}");
+        let same = MINIMAL.replace(
+            "    - {prefix: 198.51.100.0/24, class: dynamic}",
+            "    - {prefix: 198.51.100.0/24, class: dynamic}\n    - {prefix: 198.51.100.0/24, class: dynamic}",
+        );
+        load_str(Path::new("t.yaml"), &same).unwrap();
+    }
+
+    #[test]
+    fn empty_interface_name_is_an_error() {
+        let e = err(&MINIMAL.replace("subscriber: sub0", "subscriber: \"\""));
+        assert!(e.contains("interfaces.subscriber: \"\" is empty"), "{e}");
+    }
+
+    #[test]
+    fn prefix_file_errors_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pool.txt");
+        std::fs::write(&f, "# pool\n198.51.100.0/25\n\n198.51.100.128/25 # tail\n10.0.0.1/40\n").unwrap();
+        let text = MINIMAL.replace("{prefix: 198.51.100.0/24, class: dynamic}", &format!("{{file: {}, class: dynamic}}", f.display()));
+        let cfg = dir.path().join("c.yaml");
+        let e = load_str(&cfg, &text).unwrap_err().to_string();
+        assert!(e.contains("pool.txt:5: \"10.0.0.1/40\" is not an IPv4/IPv6 prefix"), "{e}");
+        std::fs::write(&f, "198.51.100.0/25\n198.51.100.128/25\n").unwrap();
+        let l = load_str(&cfg, &text).unwrap();
+        assert_eq!(l.policy.summary().prefixes_per_class, vec![(2, 0)]);
+    }
+
+    #[test]
+    fn bare_address_is_a_host_prefix() {
+        assert_eq!("192.0.2.1".parse::<Prefix>().unwrap().0.to_string(), "192.0.2.1/32");
+        assert_eq!("2001:db8::1".parse::<Prefix>().unwrap().0.to_string(), "2001:db8::1/128");
+    }
+}
