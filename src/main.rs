@@ -1,1 +1,8 @@
-fn main() {}
+//! The `op25b` binary: parses arguments and hands over to `cli`.
+use clap::Parser;
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::run(cli::Cli::parse())
+}

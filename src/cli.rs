@@ -1,0 +1,420 @@
+//! Command-line interface: argument parsing, wiring and exit codes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use op25b::classify::{self, Net};
+use op25b::config;
+use op25b::policy::{Direction, Reason, Verdict};
+
+const ABOUT: &str = "Outbound Port 25 Blocking (OP25B) bump-in-the-wire appliance on AF_XDP.
+
+Bridges a subscriber-facing NIC and an upstream NIC at layer 2 and blocks outbound
+SMTP (TCP/25, or the ports a class names) from subscriber prefixes, except towards the
+ISP's own relays. Everything else crosses untouched.";
+
+/// op25b command line.
+#[derive(Parser, Debug)]
+#[command(name = "op25b", version, about = ABOUT, long_about = ABOUT)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate a config and print a summary (exit 0), or print the error (exit 1).
+    Check {
+        /// YAML config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Classify every frame of a pcap/pcapng capture offline with a config's policy.
+    ///
+    /// Prints one line per frame and a summary. Exit 0 on success, 1 on a bad config,
+    /// 2 on unreadable input (missing file, truncated capture, unsupported link type).
+    Classify {
+        /// YAML config file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Capture file (classic pcap or pcapng, Ethernet link type).
+        #[arg(short, long)]
+        pcap: PathBuf,
+        /// Direction the captured frames travel.
+        #[arg(short, long, value_enum, default_value_t = DirectionArg::Outbound)]
+        direction: DirectionArg,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DirectionArg {
+    /// Subscriber -> upstream.
+    Outbound,
+    /// Upstream -> subscriber.
+    Inbound,
+}
+
+impl From<DirectionArg> for Direction {
+    fn from(d: DirectionArg) -> Self {
+        match d {
+            DirectionArg::Outbound => Direction::Outbound,
+            DirectionArg::Inbound => Direction::Inbound,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns.
+    Text,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+/// Runs the command; returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Classify {
+            config,
+            pcap,
+            direction,
+            format,
+        } => classify_cmd(&config, &pcap, direction.into(), format),
+    }
+}
+
+fn human_bytes(n: usize) -> String {
+    if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / (1 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let c = &loaded.config;
+    let p = &loaded.policy;
+    let s = p.summary();
+    println!("{}: OK", path.display());
+    println!(
+        "interfaces: subscriber {} <-> upstream {}, {} queue(s), xdp {:?}, zero-copy {:?}, frame {} B, rings {}",
+        c.interfaces.subscriber,
+        c.interfaces.upstream,
+        c.interfaces.queues,
+        c.interfaces.xdp_mode,
+        c.interfaces.zero_copy,
+        c.interfaces.frame_size,
+        c.interfaces.ring_size
+    );
+    println!(
+        "workers: cores {:?}, burst {}, busy_poll {}",
+        c.workers.cores, c.workers.burst, c.workers.busy_poll
+    );
+    println!("classes:");
+    println!(
+        "  {:<16} {:<18} {:<22} {:>8} {:>8}  inbound-25",
+        "name", "blocked ports", "action", "IPv4", "IPv6"
+    );
+    for (i, class) in p.classes().iter().enumerate() {
+        let ports: Vec<String> = class.blocked_ports.iter().map(|x| x.to_string()).collect();
+        let action = match class.action {
+            _ if class.blocked_ports.is_empty() => "-".to_string(),
+            op25b::policy::BlockAction::Drop => "drop".to_string(),
+            op25b::policy::BlockAction::Reject(k) => format!("reject ({})", k.as_str()),
+        };
+        let (v4, v6) = s.prefixes_per_class[i];
+        println!(
+            "  {:<16} {:<18} {:<22} {:>8} {:>8}  {}",
+            class.name,
+            if ports.is_empty() { "-".to_string() } else { ports.join(",") },
+            action,
+            v4,
+            v6,
+            if class.block_inbound_smtp { "blocked" } else { "open" }
+        );
+    }
+    let allowed: Vec<String> = loaded.report.allowed.iter().map(|n| n.to_string()).collect();
+    println!(
+        "allowed destinations: {} IPv4, {} IPv6{}",
+        s.allowed_v4,
+        s.allowed_v6,
+        if allowed.len() <= 8 && !allowed.is_empty() {
+            format!(" ({})", allowed.join(", "))
+        } else {
+            String::new()
+        }
+    );
+    for (f, n) in &loaded.report.files {
+        println!("prefix file: {} ({n} prefixes)", f.display());
+    }
+    let f = p.fragments();
+    println!(
+        "fragments: tiny first {}, non-first {}",
+        if f.drop_tiny_first { "drop" } else { "forward" },
+        if f.drop_non_first { "drop" } else { "forward" }
+    );
+    println!(
+        "reject rate: {}/s per worker, burst {}",
+        c.reject_rate.per_second, c.reject_rate.burst
+    );
+    println!("control: {} (pid file {})", c.control.listen, c.control.pid_file.display());
+    println!(
+        "tables: {} in memory, built in {:.1} ms",
+        human_bytes(s.table_bytes),
+        loaded.report.build_time.as_secs_f64() * 1e3
+    );
+    ExitCode::SUCCESS
+}
+
+/// Frames from a capture, whatever its format.
+enum Capture {
+    Pcap(pcap_file::pcap::PcapReader<std::io::BufReader<std::fs::File>>),
+    PcapNg(pcap_file::pcapng::PcapNgReader<std::io::BufReader<std::fs::File>>),
+}
+
+/// Why a capture cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum CaptureError {
+    #[error("{0}: cannot open: {1}")]
+    Open(PathBuf, std::io::Error),
+    #[error("{0}: not a pcap or pcapng file (magic {1:02x?})")]
+    Magic(PathBuf, Vec<u8>),
+    #[error("{0}: {1}")]
+    Format(PathBuf, String),
+    #[error("{0}: link type {1} is not supported; expected Ethernet (1)")]
+    LinkType(PathBuf, String),
+}
+
+impl Capture {
+    fn open(path: &Path) -> Result<Self, CaptureError> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(|e| CaptureError::Open(path.into(), e))?;
+        let mut magic = [0u8; 4];
+        let n = f.read(&mut magic).map_err(|e| CaptureError::Open(path.into(), e))?;
+        drop(f);
+        let f = std::fs::File::open(path).map_err(|e| CaptureError::Open(path.into(), e))?;
+        let r = std::io::BufReader::new(f);
+        let fmt = |e: pcap_file::PcapError| CaptureError::Format(path.into(), e.to_string());
+        match magic {
+            [0x0a, 0x0d, 0x0d, 0x0a] => Ok(Capture::PcapNg(
+                pcap_file::pcapng::PcapNgReader::new(r).map_err(fmt)?,
+            )),
+            [0xa1, 0xb2, 0xc3, 0xd4] | [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] | [0x4d, 0x3c, 0xb2, 0xa1] => {
+                let rd = pcap_file::pcap::PcapReader::new(r).map_err(fmt)?;
+                // The upper 16 bits may carry FCS flags (pcap spec); tcpdump masks them.
+                let link = u32::from(rd.header().datalink) & 0xffff;
+                if link != 1 {
+                    return Err(CaptureError::LinkType(path.into(), link.to_string()));
+                }
+                Ok(Capture::Pcap(rd))
+            }
+            _ => Err(CaptureError::Magic(path.into(), magic[..n].to_vec())),
+        }
+    }
+
+    /// The next Ethernet frame; `Err` on a damaged file.
+    fn next(&mut self, path: &Path) -> Option<Result<Vec<u8>, CaptureError>> {
+        let fmt = |e: pcap_file::PcapError| CaptureError::Format(path.into(), e.to_string());
+        match self {
+            // Raw records: tcpdump accepts orig_len > snaplen (and so do we); only a record
+            // cut short by the end of the file is an error.
+            Capture::Pcap(r) => r
+                .next_raw_packet()
+                .map(|p| p.map(|p| p.data.into_owned()).map_err(fmt)),
+            Capture::PcapNg(r) => loop {
+                let block = match r.next_block()? {
+                    Ok(b) => b,
+                    Err(e) => return Some(Err(fmt(e))),
+                };
+                use pcap_file::pcapng::Block;
+                let (iface, data) = match block {
+                    Block::EnhancedPacket(p) => (Some(p.interface_id), p.data.into_owned()),
+                    Block::SimplePacket(p) => (Some(0), p.data.into_owned()),
+                    _ => continue,
+                };
+                if let Some(i) = iface {
+                    let lt = r.interfaces().get(i as usize).map(|d| d.linktype);
+                    if lt != Some(pcap_file::DataLink::ETHERNET) {
+                        return Some(Err(CaptureError::LinkType(path.into(), format!("{lt:?}"))));
+                    }
+                }
+                return Some(Ok(data));
+            },
+        }
+    }
+}
+
+fn protocol_name(p: u8) -> String {
+    match p {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        1 => "icmp".into(),
+        58 => "icmpv6".into(),
+        other => other.to_string(),
+    }
+}
+
+fn classify_cmd(config_path: &Path, pcap: &Path, direction: Direction, format: Format) -> ExitCode {
+    let loaded = match config::load(config_path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let policy = &loaded.policy;
+    let mut cap = match Capture::open(pcap) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut counts = vec![[0u64; 3]; Reason::COUNT];
+    let mut frames = 0u64;
+    let mut failure = None;
+    if format == Format::Text {
+        let _ = writeln!(
+            out,
+            "{:>6} {:<8} {:<20} {:<11} {:<26} {:<26} {:<6} {:>5} link",
+            "frame", "verdict", "reason", "class", "source", "destination", "proto", "dport"
+        );
+    }
+    while let Some(next) = cap.next(pcap) {
+        let frame = match next {
+            Ok(f) => f,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        frames += 1;
+        let info = classify::parse(&frame);
+        let c = classify::classify_parsed(&info, direction, policy);
+        counts[c.verdict.reason().index()][c.verdict.action_index()] += 1;
+        let class = c
+            .class
+            .and_then(|id| policy.class(id))
+            .map_or("-", |k| k.name.as_str());
+        let (src, dst, proto) = match info.net {
+            Net::Ip { addrs, segment, .. } => (
+                addrs.src().to_string(),
+                addrs.dst().to_string(),
+                Some(segment.protocol),
+            ),
+            _ => ("-".into(), "-".into(), None),
+        };
+        let vlans: Vec<u16> = info.link.vlans.iter().flatten().copied().collect();
+        let reply = match c.verdict {
+            Verdict::Reject(_, k) => Some(k.as_str()),
+            _ => None,
+        };
+        let _ = match format {
+            Format::Text => {
+                let mut link = String::new();
+                if !vlans.is_empty() {
+                    link.push_str(&format!("vlan={}", vlans.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(".")));
+                }
+                if let Some(s) = info.link.pppoe_session {
+                    if !link.is_empty() {
+                        link.push(' ');
+                    }
+                    link.push_str(&format!("pppoe={s:#06x}"));
+                }
+                writeln!(
+                    out,
+                    "{:>6} {:<8} {:<20} {:<11} {:<26} {:<26} {:<6} {:>5} {}",
+                    frames,
+                    c.verdict.action_str(),
+                    c.verdict.reason().as_str(),
+                    class,
+                    src,
+                    dst,
+                    proto.map_or("-".into(), protocol_name),
+                    c.dst_port.map_or("-".into(), |p| p.to_string()),
+                    if link.is_empty() { "-" } else { &link }
+                )
+            }
+            Format::Jsonl => {
+                let v = serde_json::json!({
+                    "frame": frames,
+                    "verdict": c.verdict.action_str(),
+                    "reason": c.verdict.reason().as_str(),
+                    "reply": reply,
+                    "class": c.class.and_then(|id| policy.class(id)).map(|k| k.name.as_str()),
+                    "src": (src != "-").then_some(&src),
+                    "dst": (dst != "-").then_some(&dst),
+                    "protocol": proto,
+                    "dst_port": c.dst_port,
+                    "vlans": vlans,
+                    "pppoe_session": info.link.pppoe_session,
+                    "len": frame.len(),
+                });
+                writeln!(out, "{v}")
+            }
+        };
+    }
+    // Summary.
+    let mut by_verdict = [0u64; 3];
+    for row in &counts {
+        for (i, n) in row.iter().enumerate() {
+            by_verdict[i] += n;
+        }
+    }
+    let names = ["forward", "drop", "reject"];
+    match format {
+        Format::Text => {
+            let _ = writeln!(
+                out,
+                "summary: {frames} frames: {} forward, {} drop, {} reject",
+                by_verdict[0], by_verdict[1], by_verdict[2]
+            );
+            for r in Reason::ALL {
+                for (i, n) in counts[r.index()].iter().enumerate() {
+                    if *n > 0 {
+                        let _ = writeln!(out, "summary: {:<8} {:<20} {n}", names[i], r.as_str());
+                    }
+                }
+            }
+        }
+        Format::Jsonl => {
+            let mut reasons = serde_json::Map::new();
+            for r in Reason::ALL {
+                for (i, n) in counts[r.index()].iter().enumerate() {
+                    if *n > 0 {
+                        reasons.insert(format!("{}/{}", names[i], r.as_str()), (*n).into());
+                    }
+                }
+            }
+            let v = serde_json::json!({"summary": {
+                "frames": frames,
+                "forward": by_verdict[0], "drop": by_verdict[1], "reject": by_verdict[2],
+                "reasons": reasons,
+                "complete": failure.is_none(),
+            }});
+            let _ = writeln!(out, "{v}");
+        }
+    }
+    let _ = out.flush();
+    if let Some(e) = failure {
+        eprintln!("error: {e} (after {frames} frames)");
+        return ExitCode::from(2);
+    }
+    ExitCode::SUCCESS
+}
