@@ -50,6 +50,26 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Run the appliance: bridge the two interfaces of the config through AF_XDP.
+    ///
+    /// Needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_IPC_LOCK). Stops on SIGINT or
+    /// SIGTERM, detaches its XDP programs and prints the final counters as JSON on
+    /// stdout. Exit 0 after a clean stop, 1 if it cannot start (the reason is printed).
+    Run {
+        /// YAML config file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Also write the final counters (JSON) to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Stop by itself after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Do not run: detach any XDP program left on the config's interfaces (after a
+        /// crash or kill -9) and remove a stale pid file.
+        #[arg(long)]
+        cleanup: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -87,6 +107,26 @@ pub fn run(cli: Cli) -> ExitCode {
             direction,
             format,
         } => classify_cmd(&config, &pcap, direction.into(), format),
+        Command::Run {
+            config,
+            report,
+            duration,
+            cleanup,
+        } => {
+            let opts = op25b::control::RunOptions {
+                config,
+                report,
+                cleanup,
+                duration: duration.map(std::time::Duration::from_secs_f64),
+            };
+            match op25b::control::run(&opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
 }
 

@@ -10,5 +10,7 @@
 
 pub mod classify;
 pub mod config;
+pub mod control;
 pub mod lpm;
+pub mod datapath;
 pub mod policy;

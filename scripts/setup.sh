@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# setup.sh - install what op25b's build and tests need on Debian 12.
+#
+# As root: installs the missing Debian packages (apt-get update runs once,
+# and only if something is missing), preseeding debconf so tshark installs
+# non-interactively, then adds the clippy/rustfmt rustup components if cargo
+# is present and they are missing (failure there is only a warning).
+# bpftool is optional: skipped with a warning when apt has no candidate.
+#
+# As non-root: only reports what is missing; exit 1 if anything is, else 0.
+#
+# Prints one line per action.  Safe to re-run.
+
+set -euo pipefail
+
+PACKAGES=(
+    clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make gcc
+    libc6-dev iproute2 ethtool nftables swaks python3-aiosmtpd tshark curl
+    gnuplot-nox openssl libcap2-bin procps psmisc
+)
+OPTIONAL_PACKAGES=(bpftool)   # installed when the archive has it
+RUST_COMPONENTS=(clippy rustfmt)
+
+say() { printf 'setup: %s\n' "$*"; }
+warn() { printf 'setup: WARNING: %s\n' "$*" >&2; }
+
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'
+}
+
+# apt has an installation candidate for the package (needs package lists).
+available() {
+    local cand
+    cand=$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2; exit}')
+    [[ -n "$cand" && "$cand" != "(none)" ]]
+}
+
+# --- rust toolchain helpers ---------------------------------------------------
+find_rustup() {
+    if command -v rustup >/dev/null 2>&1; then
+        command -v rustup
+    elif [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/rustup" ]]; then
+        echo "${CARGO_HOME:-$HOME/.cargo}/bin/rustup"
+    fi
+}
+have_cargo() {
+    command -v cargo >/dev/null 2>&1 || [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]]
+}
+missing_rust_components() {
+    local rustup list c
+    have_cargo || return 0
+    rustup=$(find_rustup)
+    [[ -n "$rustup" ]] || return 0
+    list=$("$rustup" component list --installed 2>/dev/null || true)
+    for c in "${RUST_COMPONENTS[@]}"; do
+        grep -q "^${c}\(-\|$\)" <<<"$list" || echo "$c"
+    done
+}
+
+# --- what is missing ----------------------------------------------------------
+missing=()
+for p in "${PACKAGES[@]}"; do
+    installed "$p" || missing+=("$p")
+done
+missing_opt=()
+for p in "${OPTIONAL_PACKAGES[@]}"; do
+    installed "$p" || missing_opt+=("$p")
+done
+mapfile -t missing_rust < <(missing_rust_components)
+
+if [[ $EUID -ne 0 ]]; then
+    rc=0
+    for p in "${missing[@]}"; do say "missing package: $p"; rc=1; done
+    for p in "${missing_opt[@]}"; do
+        if available "$p"; then
+            say "missing package: $p"; rc=1
+        else
+            say "optional package $p not installed (no candidate in apt lists)"
+        fi
+    done
+    for c in "${missing_rust[@]}"; do say "missing rustup component: $c"; rc=1; done
+    if [[ $rc -eq 0 ]]; then
+        say "nothing missing"
+    else
+        say "run as root to install the missing packages"
+    fi
+    exit "$rc"
+fi
+
+# --- root: install --------------------------------------------------------------
+if [[ ${#missing[@]} -eq 0 && ${#missing_opt[@]} -eq 0 ]]; then
+    say "all packages present"
+else
+    say "apt-get update"
+    apt-get update -q
+
+    to_install=("${missing[@]}")
+    for p in "${missing_opt[@]}"; do
+        if available "$p"; then
+            to_install+=("$p")
+        else
+            warn "optional package $p not available in this archive, skipping"
+        fi
+    done
+
+    if [[ ${#to_install[@]} -gt 0 ]]; then
+        if printf '%s\n' "${to_install[@]}" | grep -qx tshark; then
+            say "preseed debconf: wireshark-common/install-setuid=false"
+            echo 'wireshark-common wireshark-common/install-setuid boolean false' \
+                | debconf-set-selections
+        fi
+        say "apt-get install ${to_install[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+            "${to_install[@]}"
+        for p in "${to_install[@]}"; do
+            installed "$p" || { warn "package $p still not installed"; exit 1; }
+        done
+    fi
+fi
+
+if ! have_cargo; then
+    say "cargo not found, skipping rustup components"
+elif [[ ${#missing_rust[@]} -eq 0 ]]; then
+    say "rustup components present: ${RUST_COMPONENTS[*]}"
+else
+    rustup=$(find_rustup)
+    if [[ -z "$rustup" ]]; then
+        warn "cargo present but rustup not found; cannot add ${missing_rust[*]}"
+    else
+        say "rustup component add ${missing_rust[*]}"
+        "$rustup" component add "${missing_rust[@]}" \
+            || warn "rustup component add ${missing_rust[*]} failed (continuing)"
+    fi
+fi
+
+say "done"

@@ -1,0 +1,232 @@
+//! The control plane of `op25b run`: logging, pid file, signals, the periodic counter
+//! line, shutdown and the final report. It never touches frames.
+
+use crate::config::{self, Config, LogFormat, LogLevel};
+use crate::datapath::counters::{Counter, Side, Snapshot};
+use crate::datapath::{self, PolicyCell, Running};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why `op25b run` stopped with an error (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Start(#[from] datapath::StartError),
+    #[error("pid file {path}: another op25b is running as pid {pid} (stop it first)")]
+    AlreadyRunning { path: PathBuf, pid: u32 },
+    #[error("pid file {path}: {source}")]
+    PidFile { path: PathBuf, source: std::io::Error },
+    #[error("cleanup: {0}")]
+    Cleanup(#[from] datapath::nic::NicError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("report file {path}: {source}")]
+    Report { path: PathBuf, source: std::io::Error },
+    #[error("a worker stopped unexpectedly; see the log above")]
+    WorkerDied,
+}
+
+/// `op25b run` options from the command line.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub config: PathBuf,
+    /// Write the final counters as JSON here at exit.
+    pub report: Option<PathBuf>,
+    /// Only detach XDP programs and remove a stale pid file, then exit.
+    pub cleanup: bool,
+    /// Stop by itself after this long (labs and tests).
+    pub duration: Option<Duration>,
+}
+
+/// Sets up `tracing` from the config (RUST_LOG overrides the level).
+pub fn init_logging(level: LogLevel, format: LogFormat) {
+    let level = match level {
+        LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+        LogLevel::Trace => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => b.try_init(),
+        LogFormat::Json => b.json().try_init(),
+    };
+}
+
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn create(path: &Path) -> Result<Self, RunError> {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if let Ok(pid) = text.trim().parse::<u32>() {
+                if pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists() {
+                    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                    if comm.trim() == "op25b" {
+                        return Err(RunError::AlreadyRunning { path: path.into(), pid });
+                    }
+                }
+            }
+            tracing::info!(path = %path.display(), "replacing stale pid file");
+        }
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|source| RunError::PidFile { path: path.into(), source })?;
+        Ok(Self(path.into()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Sums every worker's counters.
+pub fn total(running: &Running) -> Snapshot {
+    let mut sum = Snapshot::default();
+    for c in &running.counters {
+        sum.merge(&c.snapshot());
+    }
+    sum
+}
+
+fn stats_line(now: &Snapshot, prev: &Snapshot, secs: f64) -> String {
+    let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs.max(1e-9);
+    let s = Side::Subscriber.index();
+    let u = Side::Upstream.index();
+    let blocked = |x: &Snapshot| x.action_total(Side::Subscriber, 1) + x.action_total(Side::Subscriber, 2);
+    let inbound_blocked = |x: &Snapshot| x.action_total(Side::Upstream, 1) + x.action_total(Side::Upstream, 2);
+    format!(
+        "out {:.0} fps (total {}), in {:.0} fps (total {}), blocked out {} in {}, replies {} (limited {}), tx full {}, fill starved {}, frames {}/{} free",
+        rate(now.rx_frames[s], prev.rx_frames[s]),
+        now.rx_frames[s],
+        rate(now.rx_frames[u], prev.rx_frames[u]),
+        now.rx_frames[u],
+        blocked(now),
+        inbound_blocked(now),
+        now.get(Counter::RepliesSent),
+        now.get(Counter::RepliesRateLimited),
+        now.get(Counter::TxRingFull),
+        now.get(Counter::FillStarved),
+        now.census.free,
+        now.census.total,
+    )
+}
+
+/// `op25b run`: returns when stopped by a signal (Ok) or on a fatal error.
+pub fn run(opts: &RunOptions) -> Result<(), RunError> {
+    let loaded = config::load(&opts.config)?;
+    let cfg: Config = loaded.config;
+    init_logging(cfg.logging.level, cfg.logging.format);
+    datapath::xsk::quiet_libbpf(matches!(cfg.logging.level, LogLevel::Debug | LogLevel::Trace));
+    if opts.cleanup {
+        for note in datapath::cleanup(&[&cfg.interfaces.subscriber, &cfg.interfaces.upstream])? {
+            tracing::info!("{note}");
+            println!("{note}");
+        }
+        let pid = &cfg.control.pid_file;
+        if let Ok(text) = std::fs::read_to_string(pid) {
+            let alive = text.trim().parse::<u32>().map(|p| Path::new(&format!("/proc/{p}")).exists()).unwrap_or(false);
+            if !alive {
+                let _ = std::fs::remove_file(pid);
+                println!("removed stale pid file {}", pid.display());
+            }
+        }
+        return Ok(());
+    }
+    let class_names = loaded.report.classes.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(RunError::Signals)?;
+    }
+    let _pid = PidFile::create(&cfg.control.pid_file)?;
+    let policy = Arc::new(PolicyCell::new(Arc::new(loaded.policy)));
+    let t0 = Instant::now();
+    let running = datapath::start(&cfg, policy.clone(), stop.clone())?;
+    tracing::info!(
+        subscriber = %running.subscriber.name,
+        upstream = %running.upstream.name,
+        queues = cfg.interfaces.queues,
+        cores = ?cfg.workers.cores,
+        mode = %running.mode,
+        frame_size = cfg.interfaces.frame_size,
+        ring_size = cfg.interfaces.ring_size,
+        frames_per_worker = datapath::frame_count(cfg.interfaces.ring_size, cfg.workers.burst),
+        burst = cfg.workers.burst,
+        busy_poll = cfg.workers.busy_poll,
+        classes = loaded.report.classes.len(),
+        table_bytes = policy.load().summary().table_bytes,
+        "op25b running (started in {:.0} ms)",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    let interval = cfg.workers.stats_interval;
+    let mut prev = total(&running);
+    let mut last = Instant::now();
+    let mut died = false;
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+        if running.any_worker_finished() {
+            tracing::error!("a worker thread ended while running");
+            died = true;
+            break;
+        }
+        if opts.duration.is_some_and(|d| t0.elapsed() >= d) {
+            tracing::info!("run duration reached");
+            break;
+        }
+        if !interval.is_zero() && last.elapsed() >= interval {
+            let now = total(&running);
+            tracing::info!("{}", stats_line(&now, &prev, last.elapsed().as_secs_f64()));
+            prev = now;
+            last = Instant::now();
+        }
+    }
+    tracing::info!("stopping");
+    let counters = running.counters.clone();
+    let (exits, notes) = running.stop();
+    for n in &notes {
+        tracing::warn!("{n}");
+    }
+    let mut sum = Snapshot::default();
+    for c in &counters {
+        sum.merge(&c.snapshot());
+    }
+    let conserved = exits.iter().all(|e| e.census.conserved()) && exits.len() == counters.len();
+    tracing::info!("final: {}", stats_line(&sum, &Snapshot::default(), t0.elapsed().as_secs_f64()));
+    if !conserved {
+        tracing::error!(?exits, "frame conservation check FAILED");
+    } else {
+        tracing::info!("frame conservation holds: every UMEM frame accounted for");
+    }
+    let mut report = sum.to_json(&class_names);
+    report["frames_conserved"] = serde_json::json!(conserved && sum.census.conserved());
+    report["workers"] = serde_json::json!(counters.len());
+    report["mode"] = serde_json::json!(running_mode_str(&exits, &notes));
+    report["seconds"] = serde_json::json!(t0.elapsed().as_secs_f64());
+    let text = serde_json::to_string_pretty(&report).expect("json");
+    println!("{text}");
+    if let Some(path) = &opts.report {
+        std::fs::write(path, &text).map_err(|source| RunError::Report { path: path.clone(), source })?;
+    }
+    if died {
+        return Err(RunError::WorkerDied);
+    }
+    Ok(())
+}
+
+fn running_mode_str(_exits: &[datapath::WorkerExit], notes: &[String]) -> String {
+    if notes.is_empty() {
+        "clean shutdown".into()
+    } else {
+        notes.join("; ")
+    }
+}

@@ -1,0 +1,374 @@
+//! Per-worker counters: one writer (the worker), many readers (the control plane).
+//!
+//! Each worker owns one cache-padded [`WorkerCounters`]; it updates them with relaxed
+//! load + store (no locked read-modify-write: there is one writer), and the control
+//! plane sums them across workers. Nothing here allocates after start-up.
+
+use crate::policy::{Direction, Reason, Verdict};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Which side of the bump a ring belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The subscriber-facing NIC: frames received here travel outbound.
+    Subscriber = 0,
+    /// The upstream NIC: frames received here travel inbound.
+    Upstream = 1,
+}
+
+impl Side {
+    pub const BOTH: [Side; 2] = [Side::Subscriber, Side::Upstream];
+
+    /// The other side (where a forwarded frame goes).
+    #[inline]
+    pub fn other(self) -> Side {
+        match self {
+            Side::Subscriber => Side::Upstream,
+            Side::Upstream => Side::Subscriber,
+        }
+    }
+
+    /// Direction of a frame received on this side.
+    #[inline]
+    pub fn rx_direction(self) -> Direction {
+        match self {
+            Side::Subscriber => Direction::Outbound,
+            Side::Upstream => Direction::Inbound,
+        }
+    }
+
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Subscriber => "subscriber",
+            Side::Upstream => "upstream",
+        }
+    }
+}
+
+/// Scalar counters, indexed by [`Counter`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Loop iterations that found no frame and no completion.
+    EmptyPolls,
+    /// Times the worker slept in poll().
+    Sleeps,
+    /// TX kicks (sendto) and fill-ring wakeups.
+    Wakeups,
+    /// Fill ring needed frames but the free list was empty.
+    FillStarved,
+    /// Frames dropped because the TX ring had no room (per burst, the overflow).
+    TxRingFull,
+    /// Replies (RST / ICMP) built and queued.
+    RepliesSent,
+    /// Rejects answered by silence because the token bucket was empty.
+    RepliesRateLimited,
+    /// Rejects answered by silence because no free frame or the builder refused.
+    RepliesFailed,
+    /// Frames longer than the TX side can take (never happens with a sane MTU check).
+    Oversize,
+    /// Policy snapshots picked up (generation changes seen).
+    PolicySwaps,
+}
+
+impl Counter {
+    pub const COUNT: usize = 10;
+    pub const ALL: [Counter; Self::COUNT] = [
+        Counter::EmptyPolls,
+        Counter::Sleeps,
+        Counter::Wakeups,
+        Counter::FillStarved,
+        Counter::TxRingFull,
+        Counter::RepliesSent,
+        Counter::RepliesRateLimited,
+        Counter::RepliesFailed,
+        Counter::Oversize,
+        Counter::PolicySwaps,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Counter::EmptyPolls => "empty_polls",
+            Counter::Sleeps => "sleeps",
+            Counter::Wakeups => "wakeups",
+            Counter::FillStarved => "fill_starved",
+            Counter::TxRingFull => "tx_ring_full",
+            Counter::RepliesSent => "replies_sent",
+            Counter::RepliesRateLimited => "replies_rate_limited",
+            Counter::RepliesFailed => "replies_failed",
+            Counter::Oversize => "oversize",
+            Counter::PolicySwaps => "policy_swaps",
+        }
+    }
+}
+
+/// The ports reported separately for blocked frames; everything else is "other".
+pub const PORTS: [u16; 3] = [25, 465, 587];
+pub const PORT_SLOTS: usize = PORTS.len() + 1;
+
+/// Map a destination port to its slot in the per-port counters.
+#[inline]
+pub fn port_slot(port: Option<u16>) -> usize {
+    match port {
+        Some(25) => 0,
+        Some(465) => 1,
+        Some(587) => 2,
+        _ => 3,
+    }
+}
+
+/// Frame-ownership gauges (see docs/architecture.md): where the worker's UMEM frames are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FrameCensus {
+    /// Frames the worker's UMEM holds in total.
+    pub total: u64,
+    /// On the worker's free list.
+    pub free: u64,
+    /// Given to the kernel through a fill ring, not yet received (per side).
+    pub fill: [u64; 2],
+    /// Queued for transmit, not yet completed (per side).
+    pub tx: [u64; 2],
+}
+
+impl FrameCensus {
+    /// True when every frame is accounted for exactly once.
+    pub fn conserved(&self) -> bool {
+        self.free + self.fill[0] + self.fill[1] + self.tx[0] + self.tx[1] == self.total
+    }
+}
+
+/// One worker's counters. Cache-padded by the owner (`CachePadded<WorkerCounters>`).
+#[derive(Debug)]
+pub struct WorkerCounters {
+    rx_frames: [AtomicU64; 2],
+    rx_bytes: [AtomicU64; 2],
+    tx_frames: [AtomicU64; 2],
+    tx_bytes: [AtomicU64; 2],
+    /// [rx side][action: forward/drop/reject][reason]
+    verdicts: [[[AtomicU64; Reason::COUNT]; 3]; 2],
+    /// Blocked (drop + reject) frames per rx side and port slot.
+    blocked_ports: [[AtomicU64; PORT_SLOTS]; 2],
+    /// Blocked frames per source class (outbound) or destination class (inbound).
+    blocked_classes: Box<[AtomicU64]>,
+    scalars: [AtomicU64; Counter::COUNT],
+    census: [AtomicU64; 6],
+    /// Policy generation this worker last loaded.
+    pub policy_generation: AtomicU64,
+}
+
+#[inline]
+fn bump(c: &AtomicU64, n: u64) {
+    // One writer: a plain load + store is enough and avoids a locked instruction.
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WorkerCounters {
+    pub fn new() -> Self {
+        Self {
+            rx_frames: Default::default(),
+            rx_bytes: Default::default(),
+            tx_frames: Default::default(),
+            tx_bytes: Default::default(),
+            verdicts: Default::default(),
+            blocked_ports: Default::default(),
+            blocked_classes: (0..=crate::policy::MAX_CLASSES).map(|_| AtomicU64::new(0)).collect(),
+            scalars: Default::default(),
+            census: Default::default(),
+            policy_generation: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    pub fn add(&self, c: Counter, n: u64) {
+        bump(&self.scalars[c as usize], n);
+    }
+
+    #[inline]
+    pub fn rx(&self, side: Side, frames: u64, bytes: u64) {
+        bump(&self.rx_frames[side.index()], frames);
+        bump(&self.rx_bytes[side.index()], bytes);
+    }
+
+    #[inline]
+    pub fn tx(&self, side: Side, frames: u64, bytes: u64) {
+        bump(&self.tx_frames[side.index()], frames);
+        bump(&self.tx_bytes[side.index()], bytes);
+    }
+
+    #[inline]
+    pub fn verdict(&self, side: Side, v: Verdict, class: Option<u8>, port: Option<u16>) {
+        bump(&self.verdicts[side.index()][v.action_index()][v.reason().index()], 1);
+        if v.is_blocked() {
+            bump(&self.blocked_ports[side.index()][port_slot(port)], 1);
+            if let Some(c) = class {
+                bump(&self.blocked_classes[usize::from(c)], 1);
+            }
+        }
+    }
+
+    pub fn set_census(&self, c: &FrameCensus) {
+        let v = [c.total, c.free, c.fill[0], c.fill[1], c.tx[0], c.tx[1]];
+        for (slot, v) in self.census.iter().zip(v) {
+            slot.store(v, Relaxed);
+        }
+    }
+
+    /// A consistent-enough copy for reporting (each field is read once).
+    pub fn snapshot(&self) -> Snapshot {
+        let l = |a: &AtomicU64| a.load(Relaxed);
+        let mut s = Snapshot::default();
+        for i in 0..2 {
+            s.rx_frames[i] = l(&self.rx_frames[i]);
+            s.rx_bytes[i] = l(&self.rx_bytes[i]);
+            s.tx_frames[i] = l(&self.tx_frames[i]);
+            s.tx_bytes[i] = l(&self.tx_bytes[i]);
+            for a in 0..3 {
+                for r in 0..Reason::COUNT {
+                    s.verdicts[i][a][r] = l(&self.verdicts[i][a][r]);
+                }
+            }
+            for p in 0..PORT_SLOTS {
+                s.blocked_ports[i][p] = l(&self.blocked_ports[i][p]);
+            }
+        }
+        s.blocked_classes = self.blocked_classes.iter().map(l).collect();
+        for (i, c) in self.scalars.iter().enumerate() {
+            s.scalars[i] = l(c);
+        }
+        let c: Vec<u64> = self.census.iter().map(l).collect();
+        s.census = FrameCensus { total: c[0], free: c[1], fill: [c[2], c[3]], tx: [c[4], c[5]] };
+        s.policy_generation = l(&self.policy_generation);
+        s
+    }
+}
+
+/// Plain copy of one worker's (or the sum of all workers') counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub rx_frames: [u64; 2],
+    pub rx_bytes: [u64; 2],
+    pub tx_frames: [u64; 2],
+    pub tx_bytes: [u64; 2],
+    pub verdicts: [[[u64; Reason::COUNT]; 3]; 2],
+    pub blocked_ports: [[u64; PORT_SLOTS]; 2],
+    pub blocked_classes: Vec<u64>,
+    pub scalars: [u64; Counter::COUNT],
+    pub census: FrameCensus,
+    pub policy_generation: u64,
+}
+
+impl Snapshot {
+    pub fn get(&self, c: Counter) -> u64 {
+        self.scalars[c as usize]
+    }
+
+    /// Frames with a given action (0 forward, 1 drop, 2 reject) received on `side`.
+    pub fn action_total(&self, side: Side, action: usize) -> u64 {
+        self.verdicts[side.index()][action].iter().sum()
+    }
+
+    /// Frames received on `side` that were decided with `reason` (any action).
+    pub fn reason_total(&self, side: Side, reason: Reason) -> u64 {
+        (0..3).map(|a| self.verdicts[side.index()][a][reason.index()]).sum()
+    }
+
+    /// Adds another snapshot (to sum workers). Census totals add up too.
+    pub fn merge(&mut self, o: &Snapshot) {
+        for i in 0..2 {
+            self.rx_frames[i] += o.rx_frames[i];
+            self.rx_bytes[i] += o.rx_bytes[i];
+            self.tx_frames[i] += o.tx_frames[i];
+            self.tx_bytes[i] += o.tx_bytes[i];
+            for a in 0..3 {
+                for r in 0..Reason::COUNT {
+                    self.verdicts[i][a][r] += o.verdicts[i][a][r];
+                }
+            }
+            for p in 0..PORT_SLOTS {
+                self.blocked_ports[i][p] += o.blocked_ports[i][p];
+            }
+            self.census.fill[i] += o.census.fill[i];
+            self.census.tx[i] += o.census.tx[i];
+        }
+        if self.blocked_classes.len() < o.blocked_classes.len() {
+            self.blocked_classes.resize(o.blocked_classes.len(), 0);
+        }
+        for (a, b) in self.blocked_classes.iter_mut().zip(&o.blocked_classes) {
+            *a += b;
+        }
+        for i in 0..Counter::COUNT {
+            self.scalars[i] += o.scalars[i];
+        }
+        self.census.total += o.census.total;
+        self.census.free += o.census.free;
+        self.policy_generation = self.policy_generation.max(o.policy_generation);
+    }
+
+    /// Every received frame got exactly one verdict.
+    pub fn verdicts_account_for_rx(&self) -> bool {
+        (0..2).all(|i| {
+            let decided: u64 = self.verdicts[i].iter().flatten().sum();
+            decided == self.rx_frames[i]
+        })
+    }
+
+    /// JSON for the final report and for tests (field names are documented in
+    /// docs/operations.md).
+    pub fn to_json(&self, class_names: &[String]) -> serde_json::Value {
+        use serde_json::{json, Map, Value};
+        let mut sides = Map::new();
+        for side in Side::BOTH {
+            let i = side.index();
+            let mut verdicts = Map::new();
+            for (a, action) in ["forward", "drop", "reject"].iter().enumerate() {
+                for r in Reason::ALL {
+                    let n = self.verdicts[i][a][r.index()];
+                    if n > 0 {
+                        verdicts.insert(format!("{action}/{}", r.as_str()), json!(n));
+                    }
+                }
+            }
+            let mut ports = Map::new();
+            for (p, name) in ["25", "465", "587", "other"].iter().enumerate() {
+                ports.insert((*name).into(), json!(self.blocked_ports[i][p]));
+            }
+            sides.insert(
+                side.as_str().into(),
+                json!({
+                    "rx_frames": self.rx_frames[i], "rx_bytes": self.rx_bytes[i],
+                    "tx_frames": self.tx_frames[i], "tx_bytes": self.tx_bytes[i],
+                    "verdicts": Value::Object(verdicts),
+                    "blocked_ports": Value::Object(ports),
+                }),
+            );
+        }
+        let mut classes = Map::new();
+        for (i, name) in class_names.iter().enumerate() {
+            let n = self.blocked_classes.get(i).copied().unwrap_or(0);
+            classes.insert(name.clone(), json!(n));
+        }
+        let mut scalars = Map::new();
+        for c in Counter::ALL {
+            scalars.insert(c.as_str().into(), json!(self.get(c)));
+        }
+        json!({
+            "received_on": Value::Object(sides),
+            "blocked_by_class": Value::Object(classes),
+            "events": Value::Object(scalars),
+            "frames": self.census,
+            "frames_conserved": self.census.conserved(),
+            "verdicts_account_for_rx": self.verdicts_account_for_rx(),
+            "policy_generation": self.policy_generation,
+        })
+    }
+}

@@ -1,0 +1,304 @@
+//! The datapath: UMEM, rings, NIC setup and the worker threads. The only module with
+//! `unsafe` (in `xsk.rs` and `nic.rs`); it asks `classify` for every decision.
+//!
+//! * [`io`]: the [`io::FrameIo`] seam and an in-memory implementation for tests;
+//! * [`worker`]: the burst loop, generic over `FrameIo`;
+//! * [`counters`]: per-worker counters and frame census;
+//! * `xsk`: AF_XDP sockets sharing one UMEM per worker (xsk-rs / libxdp);
+//! * `nic`: interface checks, promiscuous mode, XDP attach state.
+
+pub mod counters;
+pub mod io;
+pub mod nic;
+pub mod worker;
+pub mod xsk;
+
+use crate::policy::Policy;
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The policy the workers read: an atomic pointer to an immutable [`Policy`] plus a
+/// generation number. Workers load it once per burst and never block; the control
+/// plane publishes a new one with one pointer swap.
+pub struct PolicyCell {
+    policy: ArcSwap<Policy>,
+    generation: AtomicU64,
+}
+
+impl PolicyCell {
+    pub fn new(policy: Arc<Policy>) -> Self {
+        Self {
+            policy: ArcSwap::new(policy),
+            generation: AtomicU64::new(1),
+        }
+    }
+
+    /// The current policy (a cheap, lock-free load).
+    pub fn load(&self) -> arc_swap::Guard<Arc<Policy>> {
+        self.policy.load()
+    }
+
+    /// The current policy as an owned `Arc` (control plane).
+    pub fn load_full(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Generation of the current policy (1 at start, +1 per publish).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Publishes `next`; returns the previous policy so the caller, not a worker, frees
+    /// it (after the workers have moved to the new generation).
+    pub fn publish(&self, next: Arc<Policy>) -> Arc<Policy> {
+        let old = self.policy.swap(next);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        old
+    }
+}
+
+use crate::config::Config;
+use counters::{FrameCensus, WorkerCounters};
+use crossbeam_utils::CachePadded;
+use std::sync::atomic::AtomicBool;
+use std::sync::OnceLock;
+use std::thread::JoinHandle;
+
+/// Why `op25b run` could not start. Each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("missing privileges: {0}; run as root or grant them (see docs/operations.md)")]
+    NotPrivileged(String),
+    #[error(transparent)]
+    Nic(#[from] nic::NicError),
+    #[error("interface {name:?} has {queues} queue(s); interfaces.queues asks for {wanted} (queues 0..{wanted}); lower interfaces.queues or add channels with `ethtool -L`")]
+    Queues { name: String, queues: u32, wanted: u32 },
+    #[error("interface {name:?} has MTU {mtu}, but frames of {frame_size} B hold at most MTU {max} (frame minus 256 B XDP headroom, Ethernet header and two VLAN tags); raise interfaces.frame_size or lower the MTU")]
+    Mtu { name: String, mtu: u32, max: u32, frame_size: u32 },
+    #[error("interface {name:?} already has XDP program id {prog} attached; another op25b or XDP tool owns it (after a crash: `op25b run --cleanup --config FILE` or `ip link set dev {name} xdp off`)")]
+    XdpAttached { name: String, prog: u32 },
+    #[error("cannot query XDP state of {name:?}: {source}")]
+    XdpQuery { name: String, source: std::io::Error },
+    #[error("workers.cores names core {core}, but this machine has cores {available}")]
+    NoSuchCore { core: usize, available: String },
+    #[error("cannot set {name:?} promiscuous: {source}")]
+    Promisc { name: String, source: std::io::Error },
+    #[error(transparent)]
+    Xsk(#[from] xsk::XskError),
+    #[error("cannot start worker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Interfaces whose XDP programs must go if the process panics (panic = abort skips
+/// destructors, the panic hook still runs).
+static CRASH_DETACH: OnceLock<Vec<u32>> = OnceLock::new();
+
+fn install_crash_detach(ifindexes: Vec<u32>) {
+    if CRASH_DETACH.set(ifindexes).is_ok() {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            prev(info);
+            if let Some(list) = CRASH_DETACH.get() {
+                for &i in list {
+                    let _ = nic::detach_xdp(i);
+                }
+                eprintln!("op25b: panic: XDP programs detached from ifindex {list:?}");
+            }
+        }));
+    }
+}
+
+/// Per-worker result at exit.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerExit {
+    pub census: FrameCensus,
+}
+
+/// A running datapath.
+pub struct Running {
+    pub mode: xsk::ModeInUse,
+    pub subscriber: nic::Nic,
+    pub upstream: nic::Nic,
+    pub counters: Vec<Arc<CachePadded<WorkerCounters>>>,
+    workers: Vec<JoinHandle<WorkerExit>>,
+    stop: Arc<AtomicBool>,
+    _promisc: Vec<nic::Promisc>,
+}
+
+/// Frames per worker UMEM: both fill rings at target, both TX rings full, slack for
+/// replies and one burst in hand.
+pub fn frame_count(ring_size: u32, burst: u32) -> u32 {
+    4 * ring_size + 4 * burst.max(64)
+}
+
+/// Checks everything that can be checked, opens every socket, then starts the workers.
+/// On error nothing is left running or attached.
+pub fn start(cfg: &Config, policy: Arc<PolicyCell>, stop: Arc<AtomicBool>) -> Result<Running, StartError> {
+    let missing = nic::missing_capabilities();
+    if !missing.is_empty() {
+        return Err(StartError::NotPrivileged(missing.join(", ")));
+    }
+    nic::raise_memlock();
+    let ifs = &cfg.interfaces;
+    let sub = nic::inspect(&ifs.subscriber)?;
+    let up = nic::inspect(&ifs.upstream)?;
+    let max_mtu = ifs.frame_size - 256 - 14 - 8;
+    for n in [&sub, &up] {
+        let queues = n.rx_queues.min(n.tx_queues);
+        if ifs.queues > queues {
+            return Err(StartError::Queues { name: n.name.clone(), queues, wanted: ifs.queues });
+        }
+        if n.mtu > max_mtu {
+            return Err(StartError::Mtu { name: n.name.clone(), mtu: n.mtu, max: max_mtu, frame_size: ifs.frame_size });
+        }
+        match nic::xdp_program(n.ifindex) {
+            Ok(None) => {}
+            Ok(Some(prog)) => return Err(StartError::XdpAttached { name: n.name.clone(), prog }),
+            Err(source) => return Err(StartError::XdpQuery { name: n.name.clone(), source }),
+        }
+        if !n.up {
+            tracing::warn!(interface = %n.name, "interface is down; frames will flow once it is up");
+        }
+    }
+    let cores: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    for &c in &cfg.workers.cores {
+        if !cores.contains(&c) {
+            let available = format!("{cores:?}");
+            return Err(StartError::NoSuchCore { core: c, available });
+        }
+    }
+    // libxdp's multi-program dispatcher needs bpffs and fails inside `ip netns exec`;
+    // attach the single default program directly (one fewer moving part to clean up).
+    if std::env::var_os("LIBXDP_SKIP_DISPATCHER").is_none() {
+        std::env::set_var("LIBXDP_SKIP_DISPATCHER", "1");
+    }
+    let promisc = [&sub, &up]
+        .iter()
+        .map(|n| nic::promiscuous(n.ifindex).map_err(|source| StartError::Promisc { name: n.name.clone(), source }))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let opts = xsk::XskOptions {
+        frame_size: ifs.frame_size,
+        ring_size: ifs.ring_size,
+        frame_count: frame_count(ifs.ring_size, cfg.workers.burst),
+        xdp_mode: ifs.xdp_mode,
+        zero_copy: ifs.zero_copy,
+    };
+    install_crash_detach(vec![sub.ifindex, up.ifindex]);
+    let mut ios = Vec::new();
+    let mut mode = None;
+    for q in 0..ifs.queues {
+        match xsk::XskIo::open(&sub.name, &up.name, q, &opts) {
+            Ok((io, m)) => {
+                mode.get_or_insert(m);
+                ios.push(io);
+            }
+            Err(e) => {
+                drop(ios);
+                detach_leftovers(&[&sub, &up]);
+                return Err(e.into());
+            }
+        }
+    }
+    let mode = mode.expect("at least one queue");
+    let wcfg = worker::WorkerConfig {
+        burst: cfg.workers.burst as usize,
+        fill_target: ifs.ring_size as usize,
+        busy_poll: cfg.workers.busy_poll,
+        reply_rate: cfg.reject_rate.per_second,
+        reply_burst: cfg.reject_rate.burst,
+    };
+    let mut counters = Vec::new();
+    let mut workers = Vec::new();
+    for (i, io) in ios.into_iter().enumerate() {
+        let c = Arc::new(CachePadded::new(WorkerCounters::new()));
+        counters.push(c.clone());
+        let core = cfg.workers.cores.get(i).copied();
+        let policy = policy.clone();
+        let stop_w = stop.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("op25b-w{i}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        tracing::warn!(worker = i, core, "could not pin worker to its core");
+                    }
+                }
+                let mut w = worker::Worker::new(io, wcfg, policy, c);
+                w.run(&stop_w);
+                WorkerExit { census: w.census() }
+            });
+        match h {
+            Ok(h) => workers.push(h),
+            Err(e) => {
+                stop.store(true, Ordering::SeqCst);
+                for h in workers {
+                    let _ = h.join();
+                }
+                detach_leftovers(&[&sub, &up]);
+                return Err(StartError::Thread(e));
+            }
+        }
+    }
+    Ok(Running { mode, subscriber: sub, upstream: up, counters, workers, stop, _promisc: promisc.into() })
+}
+
+/// After the sockets are gone, make sure no XDP program is left (libxdp detaches when
+/// the last socket closes; this catches anything it missed).
+fn detach_leftovers(nics: &[&nic::Nic]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for n in nics {
+        if let Ok(Some(prog)) = nic::xdp_program(n.ifindex) {
+            match nic::detach_xdp(n.ifindex) {
+                Ok(()) => notes.push(format!("detached leftover XDP program {prog} from {}", n.name)),
+                Err(e) => notes.push(format!("could not detach XDP program {prog} from {}: {e}", n.name)),
+            }
+        }
+    }
+    notes
+}
+
+impl Running {
+    /// Stops the workers (they flush their TX rings), closes the sockets and checks that
+    /// no XDP program is left. Returns each worker's final frame census.
+    pub fn stop(self) -> (Vec<WorkerExit>, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut exits = Vec::new();
+        let mut notes = Vec::new();
+        for (i, h) in self.workers.into_iter().enumerate() {
+            match h.join() {
+                Ok(e) => exits.push(e),
+                Err(_) => notes.push(format!("worker {i} panicked")),
+            }
+        }
+        notes.extend(detach_leftovers(&[&self.subscriber, &self.upstream]));
+        (exits, notes)
+    }
+
+    /// True once every worker thread has ended (only on stop, or a crash).
+    pub fn any_worker_finished(&self) -> bool {
+        self.workers.iter().any(|h| h.is_finished())
+    }
+}
+
+/// `--cleanup`: detaches XDP programs from the named interfaces. Returns what it did.
+pub fn cleanup(names: &[&str]) -> Result<Vec<String>, nic::NicError> {
+    let mut notes = Vec::new();
+    for name in names {
+        let n = nic::inspect(name)?;
+        match nic::xdp_program(n.ifindex) {
+            Ok(Some(prog)) => {
+                nic::detach_xdp(n.ifindex).map_err(|e| nic::NicError::Io(n.name.clone(), e))?;
+                notes.push(format!("{name}: detached XDP program {prog}"));
+            }
+            Ok(None) => notes.push(format!("{name}: no XDP program attached")),
+            Err(e) => return Err(nic::NicError::Io(n.name.clone(), e)),
+        }
+    }
+    Ok(notes)
+}

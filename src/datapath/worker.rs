@@ -1,0 +1,396 @@
+//! The worker loop: receive a burst, decide it, act once per ring (STYLE.md, 5).
+//!
+//! Generic over [`FrameIo`], so the same loop runs on AF_XDP rings and on the in-memory
+//! rings of the tests and benchmarks. Per loop iteration and per side:
+//!
+//! 1. reap TX completions into the free list;
+//! 2. top the fill ring up to its target from the free list;
+//! 3. receive up to `burst` frames, classify each (one policy snapshot per burst);
+//! 4. forward the passed frames to the other side's TX ring in one batch, recycle the
+//!    dropped ones onto the free list, turn rejects into replies (built into free
+//!    frames, rate-limited) queued on this side's TX ring in one batch;
+//! 5. kick TX when the ring asks for it.
+//!
+//! Frame conservation: every frame is on the free list, in a fill ring (or its RX
+//! ring), or in a TX ring (or its completion ring). [`Worker::census`] counts them; a
+//! debug assertion checks the sum after every iteration and the tests check it always.
+
+use super::counters::{Counter, FrameCensus, Side, WorkerCounters};
+use super::io::FrameIo;
+use super::PolicyCell;
+use crate::classify::{classify, reply};
+use crate::policy::Verdict;
+use crossbeam_utils::CachePadded;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Loop parameters, compiled from the config.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerConfig {
+    /// Frames per receive burst.
+    pub burst: usize,
+    /// Frames each side keeps in its fill ring.
+    pub fill_target: usize,
+    /// Spin (yielding) instead of sleeping in poll() when idle.
+    pub busy_poll: bool,
+    /// Replies per second and bucket depth.
+    pub reply_rate: u32,
+    pub reply_burst: u32,
+}
+
+/// What one iteration did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub received: usize,
+    pub completed: usize,
+}
+
+impl Progress {
+    pub fn idle(&self) -> bool {
+        self.received == 0 && self.completed == 0
+    }
+}
+
+/// Token bucket for replies. Refilled lazily when a reject asks for a token.
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    depth: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, depth: u32) -> Self {
+        Self {
+            tokens: f64::from(depth),
+            rate: f64::from(rate),
+            depth: f64::from(depth),
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        if self.tokens < 1.0 {
+            let now = Instant::now();
+            let dt = now.duration_since(self.last).as_secs_f64();
+            self.last = now;
+            self.tokens = (self.tokens + dt * self.rate).min(self.depth);
+        }
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// One worker: a queue pair (subscriber queue i, upstream queue i) over one frame area.
+pub struct Worker<I: FrameIo> {
+    io: I,
+    cfg: WorkerConfig,
+    policy: Arc<PolicyCell>,
+    counters: Arc<CachePadded<WorkerCounters>>,
+    total: usize,
+    free: Vec<I::Desc>,
+    fill_out: [usize; 2],
+    tx_out: [usize; 2],
+    rx_buf: Vec<I::Desc>,
+    comp_buf: Vec<I::Desc>,
+    fwd: Vec<I::Desc>,
+    fwd_bytes: Vec<u32>,
+    replies: Vec<I::Desc>,
+    reply_bytes: Vec<u32>,
+    bucket: TokenBucket,
+    scratch: Box<[u8; reply::MAX_REPLY_LEN]>,
+    generation: u64,
+}
+
+impl<I: FrameIo> Worker<I> {
+    /// Takes every frame of `io` onto the free list and primes both fill rings.
+    pub fn new(
+        mut io: I,
+        cfg: WorkerConfig,
+        policy: Arc<PolicyCell>,
+        counters: Arc<CachePadded<WorkerCounters>>,
+    ) -> Self {
+        let free = io.take_frames();
+        let total = free.len();
+        let burst = cfg.burst.max(1);
+        let mut w = Self {
+            io,
+            cfg: WorkerConfig { burst, ..cfg },
+            policy,
+            counters,
+            total,
+            free,
+            fill_out: [0; 2],
+            tx_out: [0; 2],
+            rx_buf: vec![I::Desc::default(); burst],
+            comp_buf: vec![I::Desc::default(); burst.max(64)],
+            fwd: Vec::with_capacity(burst),
+            fwd_bytes: Vec::with_capacity(burst),
+            replies: Vec::with_capacity(burst),
+            reply_bytes: Vec::with_capacity(burst),
+            bucket: TokenBucket::new(cfg.reply_rate, cfg.reply_burst),
+            scratch: Box::new([0; reply::MAX_REPLY_LEN]),
+            generation: 0,
+        };
+        for side in Side::BOTH {
+            w.refill(side);
+        }
+        w.publish_census();
+        w
+    }
+
+    /// Where every frame is right now.
+    pub fn census(&self) -> FrameCensus {
+        FrameCensus {
+            total: self.total as u64,
+            free: self.free.len() as u64,
+            fill: [self.fill_out[0] as u64, self.fill_out[1] as u64],
+            tx: [self.tx_out[0] as u64, self.tx_out[1] as u64],
+        }
+    }
+
+    pub fn io(&self) -> &I {
+        &self.io
+    }
+
+    pub fn io_mut(&mut self) -> &mut I {
+        &mut self.io
+    }
+
+    pub fn counters(&self) -> &WorkerCounters {
+        &self.counters
+    }
+
+    fn publish_census(&self) {
+        let c = self.census();
+        debug_assert!(c.conserved(), "frame conservation broken: {c:?}");
+        self.counters.set_census(&c);
+    }
+
+    /// Gives `side`'s fill ring as many free frames as it is short of its target.
+    fn refill(&mut self, side: Side) {
+        let s = side.index();
+        let want = self.cfg.fill_target.saturating_sub(self.fill_out[s]);
+        if want == 0 {
+            return;
+        }
+        let n = want.min(self.free.len());
+        if n < want {
+            self.counters.add(Counter::FillStarved, 1);
+        }
+        let n = self.io.fill_free(side, n);
+        if n == 0 {
+            return;
+        }
+        let at = self.free.len() - n;
+        // SAFETY: the frames on the free list are owned by the worker; on success they
+        // leave the free list (truncate) and are counted in `fill_out`.
+        let done = unsafe { self.io.fill(side, &self.free[at..]) };
+        if done == n {
+            self.free.truncate(at);
+            self.fill_out[s] += n;
+        }
+    }
+
+    fn reap(&mut self, side: Side) -> usize {
+        let s = side.index();
+        let mut total = 0;
+        loop {
+            let n = self.io.completions(side, &mut self.comp_buf);
+            self.free.extend_from_slice(&self.comp_buf[..n]);
+            self.tx_out[s] -= n;
+            total += n;
+            if n < self.comp_buf.len() {
+                return total;
+            }
+        }
+    }
+
+    /// Queues `batch` on `side`'s TX ring; what does not fit goes back to the free list.
+    fn send(
+        io: &mut I,
+        counters: &WorkerCounters,
+        free: &mut Vec<I::Desc>,
+        tx_out: &mut usize,
+        side: Side,
+        batch: &mut Vec<I::Desc>,
+        bytes: &mut Vec<u32>,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        let k = io.tx_free(side, batch.len());
+        // SAFETY: the batch holds frames the worker owns (received or taken from the
+        // free list this burst); the ones accepted are counted in `tx_out`, the rest go
+        // back to the free list below.
+        let sent = if k > 0 { unsafe { io.tx(side, &batch[..k]) } } else { 0 };
+        *tx_out += sent;
+        let sent_bytes: u64 = bytes[..sent].iter().map(|&b| u64::from(b)).sum();
+        counters.tx(side, sent as u64, sent_bytes);
+        if sent < batch.len() {
+            counters.add(Counter::TxRingFull, (batch.len() - sent) as u64);
+            free.extend_from_slice(&batch[sent..]);
+        }
+        batch.clear();
+        bytes.clear();
+    }
+
+    fn kick(&mut self, side: Side) {
+        if self.tx_out[side.index()] > 0 && self.io.tx_needs_kick(side) {
+            // Errors here (ENOBUFS, EAGAIN...) are transient; xsk-rs already maps them
+            // to Ok, anything else shows up as frames that never complete.
+            let _ = self.io.kick_tx(side);
+            self.counters.add(Counter::Wakeups, 1);
+        }
+    }
+
+    /// Receives, decides and acts on one burst from `side`.
+    fn service(&mut self, side: Side) -> Progress {
+        let completed = self.reap(side);
+        self.refill(side);
+        let n = self.io.rx(side, &mut self.rx_buf);
+        self.fill_out[side.index()] -= n;
+        if n > 0 {
+            self.decide_and_act(side, n);
+        }
+        self.kick(side);
+        self.kick(side.other());
+        Progress { received: n, completed }
+    }
+
+    fn decide_and_act(&mut self, side: Side, n: usize) {
+        let guard = self.policy.policy.load();
+        let generation = self.policy.generation();
+        if generation != self.generation {
+            self.generation = generation;
+            self.counters.add(Counter::PolicySwaps, 1);
+            self.counters.policy_generation.store(generation, Ordering::Relaxed);
+        }
+        let policy: &crate::policy::Policy = &guard;
+        let direction = side.rx_direction();
+        let mut rx_bytes = 0u64;
+        for i in 0..n {
+            let d = self.rx_buf[i];
+            // SAFETY: `d` came out of the RX ring this burst: the worker owns it until it
+            // is queued for TX or put on the free list below.
+            let data = unsafe { self.io.data(&d) };
+            let len = data.len() as u32;
+            rx_bytes += u64::from(len);
+            let c = classify(data, direction, policy);
+            self.counters.verdict(side, c.verdict, c.class, c.dst_port);
+            match c.verdict {
+                Verdict::Forward(_) => {
+                    self.fwd.push(d);
+                    self.fwd_bytes.push(len);
+                }
+                Verdict::Drop(_) => self.free.push(d),
+                Verdict::Reject(_, kind) => {
+                    if !self.bucket.take() {
+                        self.counters.add(Counter::RepliesRateLimited, 1);
+                    } else {
+                        match reply::build_reply(data, kind, &mut self.scratch[..]) {
+                            Ok(rlen) => match self.free.pop() {
+                                Some(mut r) => {
+                                    // SAFETY: `r` was on the free list: owned by the worker.
+                                    if unsafe { self.io.write(&mut r, &self.scratch[..rlen]) } {
+                                        self.replies.push(r);
+                                        self.reply_bytes.push(rlen as u32);
+                                        self.counters.add(Counter::RepliesSent, 1);
+                                    } else {
+                                        self.free.push(r);
+                                        self.counters.add(Counter::RepliesFailed, 1);
+                                    }
+                                }
+                                None => self.counters.add(Counter::RepliesFailed, 1),
+                            },
+                            Err(_) => self.counters.add(Counter::RepliesFailed, 1),
+                        }
+                    }
+                    self.free.push(d);
+                }
+            }
+        }
+        self.counters.rx(side, n as u64, rx_bytes);
+        let other = side.other();
+        Self::send(
+            &mut self.io,
+            &self.counters,
+            &mut self.free,
+            &mut self.tx_out[other.index()],
+            other,
+            &mut self.fwd,
+            &mut self.fwd_bytes,
+        );
+        Self::send(
+            &mut self.io,
+            &self.counters,
+            &mut self.free,
+            &mut self.tx_out[side.index()],
+            side,
+            &mut self.replies,
+            &mut self.reply_bytes,
+        );
+    }
+
+    /// One loop iteration over both sides, without sleeping.
+    pub fn poll_once(&mut self) -> Progress {
+        let a = self.service(Side::Subscriber);
+        let b = self.service(Side::Upstream);
+        self.publish_census();
+        Progress {
+            received: a.received + b.received,
+            completed: a.completed + b.completed,
+        }
+    }
+
+    /// Runs until `stop` is set, then flushes queued transmissions (bounded).
+    pub fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            let p = self.poll_once();
+            if !p.idle() {
+                continue;
+            }
+            self.counters.add(Counter::EmptyPolls, 1);
+            if self.cfg.busy_poll {
+                for side in Side::BOTH {
+                    if self.io.fill_needs_wakeup(side) {
+                        let _ = self.io.wake_fill(side);
+                        self.counters.add(Counter::Wakeups, 1);
+                    }
+                }
+                // Yield so the kernel's receive work on this core is not starved.
+                std::thread::yield_now();
+            } else {
+                // With transmissions outstanding, come back soon to reap them.
+                let pending = self.tx_out.iter().any(|&t| t > 0);
+                let _ = self.io.wait(if pending { 1 } else { 100 });
+                self.counters.add(Counter::Sleeps, 1);
+            }
+        }
+        self.flush();
+    }
+
+    /// Gives queued frames up to 100 ms to leave, reaping completions.
+    pub fn flush(&mut self) {
+        let deadline = Instant::now() + std::time::Duration::from_millis(100);
+        while self.tx_out.iter().any(|&t| t > 0) && Instant::now() < deadline {
+            for side in Side::BOTH {
+                self.reap(side);
+                self.kick(side);
+            }
+            std::thread::yield_now();
+        }
+        self.publish_census();
+    }
+
+    /// Hands the I/O back (tests, shutdown).
+    pub fn into_io(self) -> I {
+        self.io
+    }
+}

@@ -1,0 +1,359 @@
+//! AF_XDP rings for one worker: a socket on subscriber queue `q` and one on upstream
+//! queue `q`, sharing one UMEM, so a frame received on one side is transmitted on the
+//! other by passing its descriptor (no copy). Each (netdev, queue) has its own fill and
+//! completion ring; xsk-rs creates them for us.
+//!
+//! Invariants (see docs/architecture.md, "Frame ownership"):
+//! * every `FrameDesc` handled here comes from this worker's `Umem` (`take_frames`, RX,
+//!   completion) and never from another UMEM;
+//! * the worker touches a frame's bytes only between receiving it (RX, completion or
+//!   the initial set) and submitting it (fill or TX) — the `FrameIo` contract.
+
+use super::counters::Side;
+use super::io::FrameIo;
+use crate::config::{XdpMode, ZeroCopy};
+use std::io::{self, Write};
+use std::num::NonZeroU32;
+use std::os::fd::AsRawFd;
+use xsk_rs::config::{BindFlags, Interface, QueueSize, SocketConfig, UmemConfig, XdpFlags};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+
+/// Ring and frame sizes for one worker.
+#[derive(Clone, Copy, Debug)]
+pub struct XskOptions {
+    pub frame_size: u32,
+    /// RX and TX ring size; fill and completion rings are twice this.
+    pub ring_size: u32,
+    pub frame_count: u32,
+    pub xdp_mode: XdpMode,
+    pub zero_copy: ZeroCopy,
+}
+
+/// What the kernel gave us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModeInUse {
+    pub native: bool,
+    pub zero_copy: bool,
+}
+
+impl std::fmt::Display for ModeInUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} XDP, {}",
+            if self.native { "native" } else { "generic" },
+            if self.zero_copy { "zero-copy" } else { "copy mode" }
+        )
+    }
+}
+
+/// Why the sockets could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum XskError {
+    #[error("cannot allocate the UMEM ({frames} frames of {frame_size} B): {source}")]
+    Umem {
+        frames: u32,
+        frame_size: u32,
+        source: io::Error,
+    },
+    #[error("cannot open AF_XDP sockets on {subscriber}/{upstream} queue {queue}: {attempts}")]
+    Sockets {
+        subscriber: String,
+        upstream: String,
+        queue: u32,
+        attempts: String,
+    },
+}
+
+/// The errno behind an xsk-rs error (its Display only has a static reason).
+fn errno_of(e: &(dyn std::error::Error + 'static)) -> io::Error {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(ioe) = err.downcast_ref::<io::Error>() {
+            return io::Error::new(ioe.kind(), format!("{e}: {ioe}"));
+        }
+        cur = err.source();
+    }
+    io::Error::other(e.to_string())
+}
+
+struct XskSide {
+    tx: TxQueue,
+    rx: RxQueue,
+    fq: FillQueue,
+    cq: CompQueue,
+}
+
+/// [`FrameIo`] over two AF_XDP sockets that share one UMEM.
+pub struct XskIo {
+    // Field order matters for drop: queues (holding the sockets) before the UMEM.
+    sides: [XskSide; 2],
+    umem: Umem,
+    frames: Option<Vec<FrameDesc>>,
+}
+
+extern "C" {
+    fn libbpf_set_print(f: *const libc::c_void) -> *const libc::c_void;
+    fn libxdp_set_print(f: *const libc::c_void) -> *const libc::c_void;
+}
+
+/// Silences libbpf/libxdp's own stderr chatter ("skipping unrecognized data section"...)
+/// unless `verbose`: errors still reach the operator through our typed errors (errno).
+pub fn quiet_libbpf(verbose: bool) {
+    if !verbose {
+        // SAFETY: a NULL print function is documented to disable libbpf logging.
+        unsafe { libbpf_set_print(std::ptr::null()) };
+        // SAFETY: same contract for libxdp's print hook.
+        unsafe { libxdp_set_print(std::ptr::null()) };
+    }
+}
+
+/// Kernel >= 6.17: raise the frames sent per copy-mode `sendto` from 32.
+fn raise_tx_budget(fd: i32) {
+    const SOL_XDP: libc::c_int = 283;
+    const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+    let budget: u32 = 256;
+    // SAFETY: `budget` outlives the call and its size is passed; an unknown option on an
+    // older kernel fails with ENOPROTOOPT, which we ignore.
+    let _ = unsafe {
+        libc::setsockopt(
+            fd,
+            SOL_XDP,
+            XDP_MAX_TX_SKB_BUDGET,
+            (&budget as *const u32).cast(),
+            std::mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+}
+
+impl XskIo {
+    /// Opens both sockets, trying the modes the config allows, best first. Retries
+    /// EBUSY (the kernel releases a queue asynchronously after the last close) for up to
+    /// 2 s.
+    pub fn open(
+        subscriber: &str,
+        upstream: &str,
+        queue: u32,
+        opts: &XskOptions,
+    ) -> Result<(XskIo, ModeInUse), XskError> {
+        let natives: &[bool] = match opts.xdp_mode {
+            XdpMode::Auto => &[true, false],
+            XdpMode::Native => &[true],
+            XdpMode::Generic => &[false],
+        };
+        let zcs: &[bool] = match opts.zero_copy {
+            ZeroCopy::Auto => &[true, false],
+            ZeroCopy::On => &[true],
+            ZeroCopy::Off => &[false],
+        };
+        let mut attempts = Vec::new();
+        for &native in natives {
+            for &zc in zcs {
+                if zc && !native {
+                    attempts.push("generic XDP cannot do zero-copy".to_string());
+                    continue;
+                }
+                let mode = ModeInUse { native, zero_copy: zc };
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+                loop {
+                    match Self::try_open(subscriber, upstream, queue, opts, mode) {
+                        Ok(io) => return Ok((io, mode)),
+                        Err(OpenError::Umem(source)) => {
+                            return Err(XskError::Umem {
+                                frames: opts.frame_count,
+                                frame_size: opts.frame_size,
+                                source,
+                            })
+                        }
+                        Err(OpenError::Socket(dev, e)) => {
+                            if e.raw_os_error() == Some(libc::EBUSY)
+                                || e.to_string().contains("busy")
+                            {
+                                if std::time::Instant::now() < deadline {
+                                    std::thread::sleep(std::time::Duration::from_millis(100));
+                                    continue;
+                                }
+                            }
+                            attempts.push(format!("{mode} on {dev}: {e}"));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Err(XskError::Sockets {
+            subscriber: subscriber.into(),
+            upstream: upstream.into(),
+            queue,
+            attempts: attempts.join("; "),
+        })
+    }
+
+    fn try_open(
+        subscriber: &str,
+        upstream: &str,
+        queue: u32,
+        opts: &XskOptions,
+        mode: ModeInUse,
+    ) -> Result<XskIo, OpenError> {
+        let q = |n: u32| QueueSize::new(n).expect("config validated ring sizes as powers of two");
+        let umem_cfg = UmemConfig::builder()
+            .frame_size(opts.frame_size.try_into().expect("config validated the frame size"))
+            .fill_queue_size(q(opts.ring_size * 2))
+            .comp_queue_size(q(opts.ring_size * 2))
+            .build()
+            .map_err(|e| OpenError::Umem(io::Error::other(e.to_string())))?;
+        let count = NonZeroU32::new(opts.frame_count).expect("frame count > 0");
+        let (umem, frames) =
+            Umem::new(umem_cfg, count, false).map_err(|e| OpenError::Umem(errno_of(&e)))?;
+        let xdp_flags = if mode.native {
+            XdpFlags::XDP_FLAGS_DRV_MODE
+        } else {
+            XdpFlags::XDP_FLAGS_SKB_MODE
+        };
+        let mut bind = BindFlags::XDP_USE_NEED_WAKEUP;
+        bind |= if mode.zero_copy {
+            BindFlags::XDP_ZEROCOPY
+        } else {
+            BindFlags::XDP_COPY
+        };
+        let sock_cfg = SocketConfig::builder()
+            .rx_queue_size(q(opts.ring_size))
+            .tx_queue_size(q(opts.ring_size))
+            .xdp_flags(xdp_flags)
+            .bind_flags(bind)
+            .build();
+        let open = |dev: &str| -> Result<XskSide, OpenError> {
+            let ifname: Interface = dev
+                .parse()
+                .map_err(|_| OpenError::Socket(dev.into(), io::Error::other("bad interface name")))?;
+            // SAFETY: the UMEM is used only by this worker's two sockets, on two
+            // different (netdev, queue) pairs, so each gets its own fill/completion ring
+            // and libxdp's default program load is wanted (no INHIBIT flag needed).
+            let (tx, rx, fq_cq) = unsafe { Socket::new(sock_cfg, &umem, &ifname, queue) }
+                .map_err(|e| OpenError::Socket(dev.into(), errno_of(&e)))?;
+            let (fq, cq) = fq_cq.ok_or_else(|| {
+                OpenError::Socket(dev.into(), io::Error::other("no fill/completion ring (same queue bound twice?)"))
+            })?;
+            raise_tx_budget(tx.fd().as_raw_fd());
+            Ok(XskSide { tx, rx, fq, cq })
+        };
+        // The first socket's bind flags (copy/zero-copy, need_wakeup) are inherited by
+        // the second, which the kernel binds with XDP_SHARED_UMEM only.
+        let sub = open(subscriber)?;
+        let up = open(upstream)?;
+        Ok(XskIo {
+            sides: [sub, up],
+            umem,
+            frames: Some(frames),
+        })
+    }
+
+    /// Kernel-side socket statistics (drops, ring-full and fill-empty events), per side.
+    pub fn kernel_stats(&self, side: Side) -> Option<xsk_rs::socket::XdpStatistics> {
+        self.sides[side.index()].rx.fd().xdp_statistics().ok()
+    }
+}
+
+enum OpenError {
+    Umem(io::Error),
+    Socket(String, io::Error),
+}
+
+impl FrameIo for XskIo {
+    type Desc = FrameDesc;
+
+    fn take_frames(&mut self) -> Vec<FrameDesc> {
+        self.frames.take().unwrap_or_default()
+    }
+
+    #[inline]
+    fn fill_free(&mut self, side: Side, max: usize) -> usize {
+        (self.sides[side.index()].fq.nb_free(max as u32) as usize).min(max)
+    }
+
+    #[inline]
+    unsafe fn fill(&mut self, side: Side, descs: &[FrameDesc]) -> usize {
+        // SAFETY: the caller owns the descriptors (FrameIo contract) and they all come
+        // from this UMEM (module invariant).
+        unsafe { self.sides[side.index()].fq.produce(descs) }
+    }
+
+    #[inline]
+    fn rx(&mut self, side: Side, out: &mut [FrameDesc]) -> usize {
+        // SAFETY: the RX ring belongs to a socket on this UMEM, so the descriptors it
+        // yields are this UMEM's; `out` is only written.
+        unsafe { self.sides[side.index()].rx.consume(out) }
+    }
+
+    #[inline]
+    fn tx_free(&mut self, side: Side, max: usize) -> usize {
+        (self.sides[side.index()].tx.nb_free(max as u32) as usize).min(max)
+    }
+
+    #[inline]
+    unsafe fn tx(&mut self, side: Side, descs: &[FrameDesc]) -> usize {
+        // SAFETY: as for `fill`.
+        unsafe { self.sides[side.index()].tx.produce(descs) }
+    }
+
+    #[inline]
+    fn tx_needs_kick(&self, side: Side) -> bool {
+        self.sides[side.index()].tx.needs_wakeup()
+    }
+
+    #[inline]
+    fn kick_tx(&mut self, side: Side) -> io::Result<()> {
+        self.sides[side.index()].tx.wakeup()
+    }
+
+    #[inline]
+    fn completions(&mut self, side: Side, out: &mut [FrameDesc]) -> usize {
+        // SAFETY: the completion ring belongs to this UMEM; `out` is only written.
+        unsafe { self.sides[side.index()].cq.consume(out) }
+    }
+
+    #[inline]
+    fn fill_needs_wakeup(&self, side: Side) -> bool {
+        self.sides[side.index()].fq.needs_wakeup()
+    }
+
+    fn wake_fill(&mut self, side: Side) -> io::Result<()> {
+        let s = &mut self.sides[side.index()];
+        s.fq.wakeup(s.rx.fd_mut(), 0)
+    }
+
+    fn wait(&mut self, timeout_ms: i32) -> io::Result<()> {
+        let mut fds = [
+            libc::pollfd { fd: self.sides[0].rx.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: self.sides[1].rx.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        ];
+        // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    #[inline]
+    unsafe fn data(&self, d: &FrameDesc) -> &[u8] {
+        // SAFETY: `d` is from this UMEM (module invariant) and owned by the caller, so
+        // the kernel is not writing the frame (FrameIo contract).
+        unsafe { self.umem.data(d) }.contents()
+    }
+
+    unsafe fn write(&mut self, d: &mut FrameDesc, bytes: &[u8]) -> bool {
+        // SAFETY: as for `data`, and the caller holds `d` exclusively.
+        let mut data = unsafe { self.umem.data_mut(d) };
+        let mut cursor = data.cursor();
+        cursor.set_pos(0);
+        if bytes.len() > cursor.buf_len() {
+            return false;
+        }
+        cursor.write_all(bytes).is_ok()
+    }
+}
