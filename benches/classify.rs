@@ -8,9 +8,11 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use etherparse::{InternetSlice, SlicedPacket, TransportSlice};
 use ipnet::IpNet;
-use op25b::classify::fixtures::{self, addr, Encap, Tcp};
 use op25b::classify::classify;
-use op25b::policy::{BlockAction, Direction, Fragment, Policy, PolicyBuilder, ReplyKind, Segment, Verdict};
+use op25b::classify::fixtures::{self, addr, Encap, Tcp};
+use op25b::policy::{
+    BlockAction, Direction, Fragment, Policy, PolicyBuilder, ReplyKind, Segment, Verdict,
+};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
@@ -22,10 +24,26 @@ use std::time::Duration;
 /// fixture keeps its verdict.
 fn big_policy(n: usize) -> Policy {
     let mut b = PolicyBuilder::new();
-    let dynamic = b.class("dynamic", [25], BlockAction::Reject(ReplyKind::TcpReset), true).unwrap();
+    let dynamic = b
+        .class(
+            "dynamic",
+            [25],
+            BlockAction::Reject(ReplyKind::TcpReset),
+            true,
+        )
+        .unwrap();
     let fixed = b.class("static", [], BlockAction::Drop, false).unwrap();
-    let quarantine = b.class("quarantine", [25, 465, 587], BlockAction::Drop, true).unwrap();
-    let icmp = b.class("icmp", [25], BlockAction::Reject(ReplyKind::IcmpProhibited), false).unwrap();
+    let quarantine = b
+        .class("quarantine", [25, 465, 587], BlockAction::Drop, true)
+        .unwrap();
+    let icmp = b
+        .class(
+            "icmp",
+            [25],
+            BlockAction::Reject(ReplyKind::IcmpProhibited),
+            false,
+        )
+        .unwrap();
     let p = |s: &str| -> IpNet { s.parse().unwrap() };
     b.subscriber(p("198.51.100.0/24"), dynamic)
         .subscriber(p("198.51.100.200/32"), fixed)
@@ -45,11 +63,15 @@ fn big_policy(n: usize) -> Policy {
     while seen.len() < n {
         let net = if seen.len() % 2 == 0 {
             let len = rng.gen_range(16..=32);
-            IpNet::new(IpAddr::V4(Ipv4Addr::from(rng.r#gen::<u32>())), len).unwrap().trunc()
+            IpNet::new(IpAddr::V4(Ipv4Addr::from(rng.r#gen::<u32>())), len)
+                .unwrap()
+                .trunc()
         } else {
             let len = rng.gen_range(32..=64);
             let a = (rng.r#gen::<u128>() >> 3) | (1u128 << 125);
-            IpNet::new(IpAddr::V6(Ipv6Addr::from(a)), len).unwrap().trunc()
+            IpNet::new(IpAddr::V6(Ipv6Addr::from(a)), len)
+                .unwrap()
+                .trunc()
         };
         let clash = doc4.iter().any(|d| d.contains(&net) || net.contains(d))
             || doc6.contains(&net)
@@ -84,9 +106,17 @@ fn naive(frame: &[u8], direction: Direction, policy: &Policy) -> Verdict {
         Some(TransportSlice::Tcp(t)) => Segment {
             protocol: 6,
             dst_port: Some(t.destination_port()),
-            fragment: if fragmented { Fragment::First } else { Fragment::Whole },
+            fragment: if fragmented {
+                Fragment::First
+            } else {
+                Fragment::Whole
+            },
         },
-        _ => Segment { protocol: 17, dst_port: None, fragment: Fragment::Whole },
+        _ => Segment {
+            protocol: 17,
+            dst_port: None,
+            fragment: Fragment::Whole,
+        },
     };
     policy.decide(direction, src, dst, seg).verdict
 }
@@ -97,10 +127,22 @@ fn frames() -> Vec<(&'static str, Vec<u8>)> {
     let syn6 = fixtures::tcp6(DYNAMIC6, EXTERNAL6, 40000, 25, Tcp::Syn, &[]);
     let data4 = fixtures::tcp4(DYNAMIC4, EXTERNAL4, 40000, 443, Tcp::Data(1), &[0u8; 1400]);
     vec![
-        ("ipv4_tcp_syn_25", fixtures::wrap(Encap::Plain, &syn4, false, true)),
-        ("vlan_ipv4_tcp_syn_25", fixtures::wrap(Encap::Vlan(100), &syn4, false, true)),
-        ("ipv6_tcp_syn_25", fixtures::wrap(Encap::Plain, &syn6, true, true)),
-        ("ipv4_tcp_data_443", fixtures::wrap(Encap::Plain, &data4, false, true)),
+        (
+            "ipv4_tcp_syn_25",
+            fixtures::wrap(Encap::Plain, &syn4, false, true),
+        ),
+        (
+            "vlan_ipv4_tcp_syn_25",
+            fixtures::wrap(Encap::Vlan(100), &syn4, false, true),
+        ),
+        (
+            "ipv6_tcp_syn_25",
+            fixtures::wrap(Encap::Plain, &syn6, true, true),
+        ),
+        (
+            "ipv4_tcp_data_443",
+            fixtures::wrap(Encap::Plain, &data4, false, true),
+        ),
     ]
 }
 
@@ -114,19 +156,30 @@ fn bench(c: &mut Criterion) {
     println!("classify bench policy: {v4} IPv4 + {v6} IPv6 subscriber prefixes");
     let table = fixtures::all();
     for f in &table {
-        assert_eq!(classify(&f.frame, f.direction, &policy).verdict, f.expected, "{}", f.description);
+        assert_eq!(
+            classify(&f.frame, f.direction, &policy).verdict,
+            f.expected,
+            "{}",
+            f.description
+        );
     }
     let mut g = c.benchmark_group("classify");
     g.throughput(Throughput::Elements(1));
     for (name, frame) in frames() {
         let expect = classify(&frame, Direction::Outbound, &policy).verdict;
-        assert_eq!(naive(&frame, Direction::Outbound, &policy), expect, "{name}");
+        assert_eq!(
+            naive(&frame, Direction::Outbound, &policy),
+            expect,
+            "{name}"
+        );
         g.bench_with_input(BenchmarkId::new("op25b", name), &frame, |b, f| {
             b.iter(|| classify(black_box(f), Direction::Outbound, &policy).verdict)
         });
-        g.bench_with_input(BenchmarkId::new("naive-etherparse", name), &frame, |b, f| {
-            b.iter(|| naive(black_box(f), Direction::Outbound, &policy))
-        });
+        g.bench_with_input(
+            BenchmarkId::new("naive-etherparse", name),
+            &frame,
+            |b, f| b.iter(|| naive(black_box(f), Direction::Outbound, &policy)),
+        );
     }
     g.finish();
 
@@ -137,7 +190,11 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut blocked = 0u32;
             for f in &table {
-                blocked += u32::from(classify(black_box(&f.frame), f.direction, &policy).verdict.is_blocked());
+                blocked += u32::from(
+                    classify(black_box(&f.frame), f.direction, &policy)
+                        .verdict
+                        .is_blocked(),
+                );
             }
             blocked
         })

@@ -40,10 +40,18 @@ fn v6_len(rng: &mut SmallRng) -> u8 {
 }
 
 fn mask32(a: u32, len: u8) -> u32 {
-    if len == 0 { 0 } else { a & (u32::MAX << (32 - u32::from(len))) }
+    if len == 0 {
+        0
+    } else {
+        a & (u32::MAX << (32 - u32::from(len)))
+    }
 }
 fn mask128(a: u128, len: u8) -> u128 {
-    if len == 0 { 0 } else { a & (u128::MAX << (128 - u32::from(len))) }
+    if len == 0 {
+        0
+    } else {
+        a & (u128::MAX << (128 - u32::from(len)))
+    }
 }
 
 fn v4_entries(n: usize, seed: u64) -> Vec<Entry<u32>> {
@@ -51,7 +59,11 @@ fn v4_entries(n: usize, seed: u64) -> Vec<Entry<u32>> {
     (0..n)
         .map(|_| {
             let len = v4_len(&mut rng);
-            Entry { key: mask32(rng.r#gen(), len), len, value: rng.gen_range(1..=4) }
+            Entry {
+                key: mask32(rng.r#gen(), len),
+                len,
+                value: rng.gen_range(1..=4),
+            }
         })
         .collect()
 }
@@ -63,7 +75,11 @@ fn v6_entries(n: usize, seed: u64) -> Vec<Entry<u128>> {
             let len = v6_len(&mut rng);
             // Inside 2000::/3, like global unicast.
             let a = (rng.r#gen::<u128>() >> 3) | (1u128 << 125);
-            Entry { key: mask128(a, len), len, value: rng.gen_range(1..=4) }
+            Entry {
+                key: mask128(a, len),
+                len,
+                value: rng.gen_range(1..=4),
+            }
         })
         .collect()
 }
@@ -77,15 +93,27 @@ fn traces<K: Copy>(
     any: impl Fn(&mut SmallRng) -> K,
 ) -> Vec<(&'static str, Vec<K>)> {
     let mut rng = SmallRng::seed_from_u64(7);
-    let matching: Vec<K> =
-        (0..BATCH).map(|_| host(&entries[rng.gen_range(0..entries.len())], &mut rng)).collect();
-    let uniform: Vec<K> = (0..BATCH).map(|_| any(&mut rng)).collect();
-    let hot: Vec<K> =
-        (0..64).map(|_| host(&entries[rng.gen_range(0..entries.len())], &mut rng)).collect();
-    let skewed: Vec<K> = (0..BATCH)
-        .map(|i| if i % 10 == 0 { matching[i] } else { hot[rng.gen_range(0..hot.len())] })
+    let matching: Vec<K> = (0..BATCH)
+        .map(|_| host(&entries[rng.gen_range(0..entries.len())], &mut rng))
         .collect();
-    vec![("matching", matching), ("uniform", uniform), ("skewed", skewed)]
+    let uniform: Vec<K> = (0..BATCH).map(|_| any(&mut rng)).collect();
+    let hot: Vec<K> = (0..64)
+        .map(|_| host(&entries[rng.gen_range(0..entries.len())], &mut rng))
+        .collect();
+    let skewed: Vec<K> = (0..BATCH)
+        .map(|i| {
+            if i % 10 == 0 {
+                matching[i]
+            } else {
+                hot[rng.gen_range(0..hot.len())]
+            }
+        })
+        .collect();
+    vec![
+        ("matching", matching),
+        ("uniform", uniform),
+        ("skewed", skewed),
+    ]
 }
 
 fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
@@ -131,8 +159,12 @@ fn bench_v4(c: &mut Criterion) {
         for (_, trace) in &ts {
             for &a in trace.iter().take(512) {
                 let p = poptrie.lookup(a);
-                let t = ptrie.get_lpm(&Ipv4Net::new(Ipv4Addr::from(a), 32).unwrap()).map_or(0, |x| *x.1);
-                let b = tbm.longest_match_ipv4(Ipv4Addr::from(a)).map_or(0, |x| *x.1);
+                let t = ptrie
+                    .get_lpm(&Ipv4Net::new(Ipv4Addr::from(a), 32).unwrap())
+                    .map_or(0, |x| *x.1);
+                let b = tbm
+                    .longest_match_ipv4(Ipv4Addr::from(a))
+                    .map_or(0, |x| *x.1);
                 assert_eq!((p, p), (t, b), "disagreement at {}", Ipv4Addr::from(a));
             }
         }
@@ -158,22 +190,28 @@ fn bench_v4(c: &mut Criterion) {
                     s
                 })
             });
-            g.bench_with_input(BenchmarkId::new("ip_network_table", name), trace, |b, trace| {
-                b.iter(|| {
-                    let mut s = 0u32;
-                    for &a in trace {
-                        let r = tbm.longest_match_ipv4(Ipv4Addr::from(black_box(a)));
-                        s = s.wrapping_add(r.map_or(0, |x| u32::from(*x.1)));
-                    }
-                    s
-                })
-            });
+            g.bench_with_input(
+                BenchmarkId::new("ip_network_table", name),
+                trace,
+                |b, trace| {
+                    b.iter(|| {
+                        let mut s = 0u32;
+                        for &a in trace {
+                            let r = tbm.longest_match_ipv4(Ipv4Addr::from(black_box(a)));
+                            s = s.wrapping_add(r.map_or(0, |x| u32::from(*x.1)));
+                        }
+                        s
+                    })
+                },
+            );
         }
         g.finish();
         if n == 1_000_000 {
             let mut g = c.benchmark_group("lpm/build");
             g.sample_size(10);
-            g.bench_function("poptrie/ipv4/1M", |b| b.iter(|| Ipv4Table::build(&entries).unwrap()));
+            g.bench_function("poptrie/ipv4/1M", |b| {
+                b.iter(|| Ipv4Table::build(&entries).unwrap())
+            });
             g.finish();
         }
     }
@@ -193,7 +231,10 @@ fn bench_v6(c: &mut Criterion) {
     let (tbm, t_tbm) = timed(|| {
         let mut t = IpNetworkTable::<u16>::new();
         for e in &entries {
-            t.insert(ip_network::Ipv6Network::new(Ipv6Addr::from(e.key), e.len).unwrap(), e.value);
+            t.insert(
+                ip_network::Ipv6Network::new(Ipv6Addr::from(e.key), e.len).unwrap(),
+                e.value,
+            );
         }
         t
     });
@@ -214,8 +255,12 @@ fn bench_v6(c: &mut Criterion) {
     for (_, trace) in &ts {
         for &a in trace.iter().take(512) {
             let p = poptrie.lookup(a);
-            let t = ptrie.get_lpm(&Ipv6Net::new(Ipv6Addr::from(a), 128).unwrap()).map_or(0, |x| *x.1);
-            let b = tbm.longest_match_ipv6(Ipv6Addr::from(a)).map_or(0, |x| *x.1);
+            let t = ptrie
+                .get_lpm(&Ipv6Net::new(Ipv6Addr::from(a), 128).unwrap())
+                .map_or(0, |x| *x.1);
+            let b = tbm
+                .longest_match_ipv6(Ipv6Addr::from(a))
+                .map_or(0, |x| *x.1);
             assert_eq!((p, p), (t, b), "disagreement at {}", Ipv6Addr::from(a));
         }
     }
@@ -241,16 +286,20 @@ fn bench_v6(c: &mut Criterion) {
                 s
             })
         });
-        g.bench_with_input(BenchmarkId::new("ip_network_table", name), trace, |b, trace| {
-            b.iter(|| {
-                let mut s = 0u32;
-                for &a in trace {
-                    let r = tbm.longest_match_ipv6(Ipv6Addr::from(black_box(a)));
-                    s = s.wrapping_add(r.map_or(0, |x| u32::from(*x.1)));
-                }
-                s
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("ip_network_table", name),
+            trace,
+            |b, trace| {
+                b.iter(|| {
+                    let mut s = 0u32;
+                    for &a in trace {
+                        let r = tbm.longest_match_ipv6(Ipv6Addr::from(black_box(a)));
+                        s = s.wrapping_add(r.map_or(0, |x| u32::from(*x.1)));
+                    }
+                    s
+                })
+            },
+        );
     }
     g.finish();
 }

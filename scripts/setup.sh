@@ -16,7 +16,7 @@ set -euo pipefail
 PACKAGES=(
     clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make gcc
     libc6-dev iproute2 ethtool nftables swaks python3-aiosmtpd tshark curl
-    gnuplot-nox openssl libcap2-bin procps psmisc
+    gnuplot-nox openssl libcap2-bin procps psmisc iputils-ping
 )
 OPTIONAL_PACKAGES=(bpftool)   # installed when the archive has it
 RUST_COMPONENTS=(clippy rustfmt)

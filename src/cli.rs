@@ -180,14 +180,27 @@ fn check(path: &Path) -> ExitCode {
         println!(
             "  {:<16} {:<18} {:<22} {:>8} {:>8}  {}",
             class.name,
-            if ports.is_empty() { "-".to_string() } else { ports.join(",") },
+            if ports.is_empty() {
+                "-".to_string()
+            } else {
+                ports.join(",")
+            },
             action,
             v4,
             v6,
-            if class.block_inbound_smtp { "blocked" } else { "open" }
+            if class.block_inbound_smtp {
+                "blocked"
+            } else {
+                "open"
+            }
         );
     }
-    let allowed: Vec<String> = loaded.report.allowed.iter().map(|n| n.to_string()).collect();
+    let allowed: Vec<String> = loaded
+        .report
+        .allowed
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
     println!(
         "allowed destinations: {} IPv4, {} IPv6{}",
         s.allowed_v4,
@@ -211,7 +224,11 @@ fn check(path: &Path) -> ExitCode {
         "reject rate: {}/s per worker, burst {}",
         c.reject_rate.per_second, c.reject_rate.burst
     );
-    println!("control: {} (pid file {})", c.control.listen, c.control.pid_file.display());
+    println!(
+        "control: {} (pid file {})",
+        c.control.listen,
+        c.control.pid_file.display()
+    );
     println!(
         "tables: {} in memory, built in {:.1} ms",
         human_bytes(s.table_bytes),
@@ -244,7 +261,9 @@ impl Capture {
         use std::io::Read;
         let mut f = std::fs::File::open(path).map_err(|e| CaptureError::Open(path.into(), e))?;
         let mut magic = [0u8; 4];
-        let n = f.read(&mut magic).map_err(|e| CaptureError::Open(path.into(), e))?;
+        let n = f
+            .read(&mut magic)
+            .map_err(|e| CaptureError::Open(path.into(), e))?;
         drop(f);
         let f = std::fs::File::open(path).map_err(|e| CaptureError::Open(path.into(), e))?;
         let r = std::io::BufReader::new(f);
@@ -253,7 +272,10 @@ impl Capture {
             [0x0a, 0x0d, 0x0d, 0x0a] => Ok(Capture::PcapNg(
                 pcap_file::pcapng::PcapNgReader::new(r).map_err(fmt)?,
             )),
-            [0xa1, 0xb2, 0xc3, 0xd4] | [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] | [0x4d, 0x3c, 0xb2, 0xa1] => {
+            [0xa1, 0xb2, 0xc3, 0xd4]
+            | [0xd4, 0xc3, 0xb2, 0xa1]
+            | [0xa1, 0xb2, 0x3c, 0x4d]
+            | [0x4d, 0x3c, 0xb2, 0xa1] => {
                 let rd = pcap_file::pcap::PcapReader::new(r).map_err(fmt)?;
                 // The upper 16 bits may carry FCS flags (pcap spec); tcpdump masks them.
                 let link = u32::from(rd.header().datalink) & 0xffff;
@@ -369,7 +391,14 @@ fn classify_cmd(config_path: &Path, pcap: &Path, direction: Direction, format: F
             Format::Text => {
                 let mut link = String::new();
                 if !vlans.is_empty() {
-                    link.push_str(&format!("vlan={}", vlans.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(".")));
+                    link.push_str(&format!(
+                        "vlan={}",
+                        vlans
+                            .iter()
+                            .map(|v| v.to_string())
+                            .collect::<Vec<_>>()
+                            .join(".")
+                    ));
                 }
                 if let Some(s) = info.link.pppoe_session {
                     if !link.is_empty() {

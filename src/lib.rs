@@ -11,6 +11,6 @@
 pub mod classify;
 pub mod config;
 pub mod control;
-pub mod lpm;
 pub mod datapath;
+pub mod lpm;
 pub mod policy;

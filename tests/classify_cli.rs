@@ -22,18 +22,24 @@ fn corpus_dir() -> PathBuf {
 fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
     use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
     let file = std::fs::File::create(path).unwrap();
-    let header = PcapHeader { datalink: pcap_file::DataLink::ETHERNET, ..Default::default() };
+    let header = PcapHeader {
+        datalink: pcap_file::DataLink::ETHERNET,
+        ..Default::default()
+    };
     let mut w = PcapWriter::with_header(file, header).unwrap();
     for (i, f) in frames.iter().enumerate() {
         let ts = std::time::Duration::from_millis(i as u64);
-        w.write_packet(&PcapPacket::new(ts, f.len() as u32, f)).unwrap();
+        w.write_packet(&PcapPacket::new(ts, f.len() as u32, f))
+            .unwrap();
     }
 }
 
 fn jsonl(out: &Output) -> (Vec<serde_json::Value>, serde_json::Value) {
     let text = String::from_utf8(out.stdout.clone()).unwrap();
-    let mut lines: Vec<serde_json::Value> =
-        text.lines().map(|l| serde_json::from_str(l).expect("valid JSON line")).collect();
+    let mut lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("valid JSON line"))
+        .collect();
     let summary = lines.pop().expect("summary line");
     (lines, summary["summary"].clone())
 }
@@ -42,7 +48,10 @@ fn jsonl(out: &Output) -> (Vec<serde_json::Value>, serde_json::Value) {
 fn corpus_every_frame_gets_a_line() {
     let dir = corpus_dir();
     if !dir.is_dir() {
-        panic!("corpus missing at {} (CI provides ../shared beside the checkout)", dir.display());
+        panic!(
+            "corpus missing at {} (CI provides ../shared beside the checkout)",
+            dir.display()
+        );
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
@@ -50,14 +59,25 @@ fn corpus_every_frame_gets_a_line() {
         .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
         .collect();
     files.sort();
-    assert!(files.len() >= 400, "expected the 446 tcpdump captures, found {}", files.len());
+    assert!(
+        files.len() >= 400,
+        "expected the 446 tcpdump captures, found {}",
+        files.len()
+    );
     let mut total = 0u64;
     let mut failures = Vec::new();
     for f in &files {
         for dir in ["outbound", "inbound"] {
             let out = op25b(&[
-                "classify", "--config", "configs/lab.yaml", "--pcap", f.to_str().unwrap(),
-                "--direction", dir, "--format", "jsonl",
+                "classify",
+                "--config",
+                "configs/lab.yaml",
+                "--pcap",
+                f.to_str().unwrap(),
+                "--direction",
+                dir,
+                "--format",
+                "jsonl",
             ]);
             let stderr = String::from_utf8_lossy(&out.stderr);
             if stderr.contains("panicked") || out.status.code().is_none() {
@@ -65,17 +85,30 @@ fn corpus_every_frame_gets_a_line() {
                 continue;
             }
             if out.status.code() != Some(0) {
-                failures.push(format!("{} ({dir}): exit {:?}: {stderr}", f.display(), out.status.code()));
+                failures.push(format!(
+                    "{} ({dir}): exit {:?}: {stderr}",
+                    f.display(),
+                    out.status.code()
+                ));
                 continue;
             }
             let (lines, summary) = jsonl(&out);
             let frames = summary["frames"].as_u64().unwrap();
             if lines.len() as u64 != frames {
-                failures.push(format!("{}: {} lines for {frames} frames", f.display(), lines.len()));
+                failures.push(format!(
+                    "{}: {} lines for {frames} frames",
+                    f.display(),
+                    lines.len()
+                ));
             }
             for (i, l) in lines.iter().enumerate() {
                 if l["frame"].as_u64() != Some(i as u64 + 1) {
-                    failures.push(format!("{}: line {} has frame {}", f.display(), i + 1, l["frame"]));
+                    failures.push(format!(
+                        "{}: line {} has frame {}",
+                        f.display(),
+                        i + 1,
+                        l["frame"]
+                    ));
                     break;
                 }
             }
@@ -84,7 +117,10 @@ fn corpus_every_frame_gets_a_line() {
                 .map(|v| summary[v].as_u64().unwrap())
                 .sum();
             if by_verdict != frames {
-                failures.push(format!("{}: verdict counts {by_verdict} != frames {frames}", f.display()));
+                failures.push(format!(
+                    "{}: verdict counts {by_verdict} != frames {frames}",
+                    f.display()
+                ));
             }
             total += frames;
         }
@@ -97,8 +133,10 @@ fn corpus_every_frame_gets_a_line() {
 fn fixtures_through_a_pcap_match_the_table() {
     let tmp = tempfile::tempdir().unwrap();
     for direction in [Direction::Outbound, Direction::Inbound] {
-        let table: Vec<_> =
-            fixtures::all().into_iter().filter(|f| f.direction == direction).collect();
+        let table: Vec<_> = fixtures::all()
+            .into_iter()
+            .filter(|f| f.direction == direction)
+            .collect();
         let frames: Vec<Vec<u8>> = table.iter().map(|f| f.frame.clone()).collect();
         let path = tmp.path().join("fixtures.pcap");
         write_pcap(&path, &frames);
@@ -107,15 +145,37 @@ fn fixtures_through_a_pcap_match_the_table() {
             Direction::Inbound => "inbound",
         };
         let out = op25b(&[
-            "classify", "--config", "configs/lab.yaml", "--pcap", path.to_str().unwrap(),
-            "--direction", dir, "--format", "jsonl",
+            "classify",
+            "--config",
+            "configs/lab.yaml",
+            "--pcap",
+            path.to_str().unwrap(),
+            "--direction",
+            dir,
+            "--format",
+            "jsonl",
         ]);
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let (lines, _) = jsonl(&out);
         assert_eq!(lines.len(), table.len());
         for (fx, line) in table.iter().zip(&lines) {
-            assert_eq!(line["verdict"], fx.expected.action_str(), "{}: {line}", fx.description);
-            assert_eq!(line["reason"], fx.expected.reason().as_str(), "{}: {line}", fx.description);
+            assert_eq!(
+                line["verdict"],
+                fx.expected.action_str(),
+                "{}: {line}",
+                fx.description
+            );
+            assert_eq!(
+                line["reason"],
+                fx.expected.reason().as_str(),
+                "{}: {line}",
+                fx.description
+            );
         }
     }
 }
@@ -126,13 +186,22 @@ fn text_format_has_a_line_per_frame_and_a_summary() {
     let path = tmp.path().join("f.pcap");
     let frames: Vec<Vec<u8>> = fixtures::all().into_iter().map(|f| f.frame).collect();
     write_pcap(&path, &frames);
-    let out = op25b(&["classify", "-c", "configs/lab.yaml", "-p", path.to_str().unwrap()]);
+    let out = op25b(&[
+        "classify",
+        "-c",
+        "configs/lab.yaml",
+        "-p",
+        path.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8(out.stdout).unwrap();
     let frame_lines = text.lines().filter(|l| !l.starts_with("summary:")).count();
     // one header line plus one line per frame
     assert!(frame_lines >= frames.len(), "{text}");
-    assert!(text.contains(&format!("summary: {} frames", frames.len())), "{text}");
+    assert!(
+        text.contains(&format!("summary: {} frames", frames.len())),
+        "{text}"
+    );
 }
 
 fn expect_exit2(args: &[&str], want: &str) {
@@ -150,39 +219,76 @@ fn bad_captures_exit_2_with_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_owned();
 
-    expect_exit2(&["classify", "-c", "configs/lab.yaml", "-p", "/nonexistent/x.pcap"], "/nonexistent/x.pcap");
+    expect_exit2(
+        &[
+            "classify",
+            "-c",
+            "configs/lab.yaml",
+            "-p",
+            "/nonexistent/x.pcap",
+        ],
+        "/nonexistent/x.pcap",
+    );
 
     // A capture cut in the middle of its second record.
     let good = p("good.pcap");
     let fx = fixtures::all();
-    write_pcap(Path::new(&good), &[fx[0].frame.clone(), fx[1].frame.clone()]);
+    write_pcap(
+        Path::new(&good),
+        &[fx[0].frame.clone(), fx[1].frame.clone()],
+    );
     let bytes = std::fs::read(&good).unwrap();
     std::fs::write(p("cut.pcap"), &bytes[..bytes.len() - 10]).unwrap();
-    expect_exit2(&["classify", "-c", "configs/lab.yaml", "-p", &p("cut.pcap")], "cut.pcap");
+    expect_exit2(
+        &["classify", "-c", "configs/lab.yaml", "-p", &p("cut.pcap")],
+        "cut.pcap",
+    );
 
     // Only half a global header.
     std::fs::write(p("stub.pcap"), &bytes[..12]).unwrap();
-    expect_exit2(&["classify", "-c", "configs/lab.yaml", "-p", &p("stub.pcap")], "stub.pcap");
+    expect_exit2(
+        &["classify", "-c", "configs/lab.yaml", "-p", &p("stub.pcap")],
+        "stub.pcap",
+    );
 
     // 802.11 radiotap link type (127).
     let mut radiotap = bytes.clone();
-    let lt = if bytes[0] == 0xa1 { 127u32.to_be_bytes() } else { 127u32.to_le_bytes() };
+    let lt = if bytes[0] == 0xa1 {
+        127u32.to_be_bytes()
+    } else {
+        127u32.to_le_bytes()
+    };
     radiotap[20..24].copy_from_slice(&lt);
     std::fs::write(p("wifi.pcap"), &radiotap).unwrap();
-    expect_exit2(&["classify", "-c", "configs/lab.yaml", "-p", &p("wifi.pcap")], "link type 127");
+    expect_exit2(
+        &["classify", "-c", "configs/lab.yaml", "-p", &p("wifi.pcap")],
+        "link type 127",
+    );
 
     // Not a capture at all.
     std::fs::write(p("text.pcap"), b"hello, this is not a capture\n").unwrap();
-    expect_exit2(&["classify", "-c", "configs/lab.yaml", "-p", &p("text.pcap")], "text.pcap");
+    expect_exit2(
+        &["classify", "-c", "configs/lab.yaml", "-p", &p("text.pcap")],
+        "text.pcap",
+    );
 
     // Empty file.
     std::fs::write(p("empty.pcap"), b"").unwrap();
-    expect_exit2(&["classify", "-c", "configs/lab.yaml", "-p", &p("empty.pcap")], "empty.pcap");
+    expect_exit2(
+        &["classify", "-c", "configs/lab.yaml", "-p", &p("empty.pcap")],
+        "empty.pcap",
+    );
 }
 
 #[test]
 fn bad_config_for_classify_exits_1() {
-    let out = op25b(&["classify", "-c", "tests/configs/host-bits-set.yaml", "-p", "/nonexistent.pcap"]);
+    let out = op25b(&[
+        "classify",
+        "-c",
+        "tests/configs/host-bits-set.yaml",
+        "-p",
+        "/nonexistent.pcap",
+    ]);
     assert_eq!(out.status.code(), Some(1));
 }
 

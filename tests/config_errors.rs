@@ -49,15 +49,21 @@ fn every_broken_config_fails_with_its_message() {
         let path = format!("tests/configs/{file}");
         let (code, stdout, stderr) = check(&path);
         if code != 1 {
-            failures.push(format!("{file}: exit {code}, expected 1 (stderr: {stderr})"));
+            failures.push(format!(
+                "{file}: exit {code}, expected 1 (stderr: {stderr})"
+            ));
             continue;
         }
         if !stdout.is_empty() {
-            failures.push(format!("{file}: printed a summary although it failed: {stdout}"));
+            failures.push(format!(
+                "{file}: printed a summary although it failed: {stdout}"
+            ));
         }
         let lines: Vec<&str> = stderr.lines().collect();
         if lines.len() != 1 || !lines[0].starts_with("error: ") {
-            failures.push(format!("{file}: expected one `error: ...` line, got {stderr:?}"));
+            failures.push(format!(
+                "{file}: expected one `error: ...` line, got {stderr:?}"
+            ));
         }
         for want in *wants {
             if !stderr.contains(want) {
@@ -87,6 +93,9 @@ fn shipped_configs_pass() {
     for config in ["configs/example.yaml", "configs/lab.yaml"] {
         let (code, stdout, stderr) = check(config);
         assert_eq!(code, 0, "{config}: {stderr}");
-        assert!(stdout.contains("dynamic"), "{config}: summary lacks classes: {stdout}");
+        assert!(
+            stdout.contains("dynamic"),
+            "{config}: summary lacks classes: {stdout}"
+        );
     }
 }

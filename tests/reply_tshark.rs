@@ -47,22 +47,39 @@ fn tshark_accepts_every_reply() {
     {
         use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
         let file = std::fs::File::create(&path).unwrap();
-        let header = PcapHeader { datalink: pcap_file::DataLink::ETHERNET, ..Default::default() };
+        let header = PcapHeader {
+            datalink: pcap_file::DataLink::ETHERNET,
+            ..Default::default()
+        };
         let mut w = PcapWriter::with_header(file, header).unwrap();
         for (i, (_, _, f)) in frames.iter().enumerate() {
             let ts = std::time::Duration::from_millis(i as u64);
-            w.write_packet(&PcapPacket::new(ts, f.len() as u32, f)).unwrap();
+            w.write_packet(&PcapPacket::new(ts, f.len() as u32, f))
+                .unwrap();
         }
     }
     let out = Command::new("tshark")
         .env("HOME", tmp.path()) // no user profile, no GUI prefs
         .args([
-            "-n", "-r", path.to_str().unwrap(),
-            "-o", "tcp.check_checksum:TRUE",
-            "-o", "ip.check_checksum:TRUE",
-            "-o", "udp.check_checksum:TRUE",
-            "-T", "fields", "-e", "frame.number", "-e", "_ws.expert.message", "-e", "_ws.malformed",
-            "-e", "frame.protocols",
+            "-n",
+            "-r",
+            path.to_str().unwrap(),
+            "-o",
+            "tcp.check_checksum:TRUE",
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "udp.check_checksum:TRUE",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+            "-e",
+            "_ws.expert.message",
+            "-e",
+            "_ws.malformed",
+            "-e",
+            "frame.protocols",
         ])
         .output()
         .expect("run tshark");
@@ -70,7 +87,11 @@ fn tshark_accepts_every_reply() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "tshark failed: {stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), frames.len(), "tshark saw a different number of frames:\n{stdout}");
+    assert_eq!(
+        lines.len(),
+        frames.len(),
+        "tshark saw a different number of frames:\n{stdout}"
+    );
     let mut bad = Vec::new();
     for (line, (desc, kind, _)) in lines.iter().zip(&frames) {
         let lower = line.to_lowercase();
@@ -86,7 +107,9 @@ fn tshark_accepts_every_reply() {
             ReplyKind::IcmpProhibited => "icmp",
         };
         if !line.split('\t').next_back().unwrap_or("").contains(want) {
-            bad.push(format!("{desc} ({kind:?}): tshark did not decode {want}: {line}"));
+            bad.push(format!(
+                "{desc} ({kind:?}): tshark did not decode {want}: {line}"
+            ));
         }
     }
     assert!(bad.is_empty(), "\n{}", bad.join("\n"));
@@ -102,6 +125,13 @@ fn tshark_accepts_every_reply() {
         .output()
         .unwrap();
     let flagged = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(flagged.trim().is_empty(), "tshark flags these replies:\n{flagged}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        flagged.trim().is_empty(),
+        "tshark flags these replies:\n{flagged}"
+    );
 }

@@ -24,7 +24,10 @@ pub mod reply;
 
 use std::net::IpAddr;
 
-use etherparse::{IpAuthHeaderSlice, Ipv4HeaderSlice, Ipv6FragmentHeaderSlice, Ipv6HeaderSlice, Ipv6RawExtHeaderSlice};
+use etherparse::{
+    IpAuthHeaderSlice, Ipv4HeaderSlice, Ipv6FragmentHeaderSlice, Ipv6HeaderSlice,
+    Ipv6RawExtHeaderSlice,
+};
 
 use crate::policy::{ClassId, Direction, Fragment, Policy, Reason, Segment, Verdict, IPPROTO_TCP};
 
@@ -132,21 +135,29 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 
+/// The link headers end before they say they do (a truncated Ethernet, VLAN or PPPoE
+/// header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TruncatedLink;
+
 /// Walks the link headers.
 #[inline]
-pub fn parse_link(frame: &[u8]) -> Result<Link, ()> {
+pub fn parse_link(frame: &[u8]) -> Result<Link, TruncatedLink> {
     let mut link = Link::default();
-    let mut et = be16(frame, 12).ok_or(())?;
+    let mut et = be16(frame, 12).ok_or(TruncatedLink)?;
     let mut off = ETH_HEADER;
-    while matches!(et, ether_type::VLAN | ether_type::QINQ | ether_type::QINQ_OLD) {
+    while matches!(
+        et,
+        ether_type::VLAN | ether_type::QINQ | ether_type::QINQ_OLD
+    ) {
         if usize::from(link.tags) == MAX_VLAN_TAGS {
             // Too deep to be real traffic; not judged as IP.
             link.l3_offset = off;
             link.ether_type = et;
             return Ok(link);
         }
-        let tci = be16(frame, off).ok_or(())?;
-        let next = be16(frame, off + 2).ok_or(())?;
+        let tci = be16(frame, off).ok_or(TruncatedLink)?;
+        let next = be16(frame, off + 2).ok_or(TruncatedLink)?;
         if usize::from(link.tags) < 2 {
             link.vlans[usize::from(link.tags)] = Some(tci & 0x0fff);
         }
@@ -155,7 +166,7 @@ pub fn parse_link(frame: &[u8]) -> Result<Link, ()> {
         et = next;
     }
     if et == ether_type::PPPOE_SESSION {
-        let h = frame.get(off..off + PPPOE_HEADER).ok_or(())?;
+        let h = frame.get(off..off + PPPOE_HEADER).ok_or(TruncatedLink)?;
         // ver=1 type=1, code=0 (session data).
         if h[0] != 0x11 || h[1] != 0 {
             link.l3_offset = off;
@@ -399,10 +410,18 @@ mod tests {
         for f in &table {
             let got = classify(&f.frame, f.direction, &policy);
             if got.verdict != f.expected {
-                failures.push(format!("{}: expected {}, got {}", f.description, f.expected, got.verdict));
+                failures.push(format!(
+                    "{}: expected {}, got {}",
+                    f.description, f.expected, got.verdict
+                ));
             }
         }
-        assert!(failures.is_empty(), "{} fixtures failed:\n{}", failures.len(), failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{} fixtures failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
     }
 
     #[test]
@@ -414,7 +433,12 @@ mod tests {
             for n in 0..=f.frame.len() {
                 let c = classify(&f.frame[..n], f.direction, &policy);
                 if f.expected.is_blocked() && n < f.frame.len() {
-                    assert_ne!(c.verdict.reason(), Reason::PortOpen, "{} cut at {n}", f.description);
+                    assert_ne!(
+                        c.verdict.reason(),
+                        Reason::PortOpen,
+                        "{} cut at {n}",
+                        f.description
+                    );
                 }
             }
         }

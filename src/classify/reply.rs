@@ -82,7 +82,9 @@ pub fn build_reply(frame: &[u8], kind: ReplyKind, out: &mut [u8]) -> Result<usiz
             if segment.protocol != IPPROTO_TCP || segment.fragment == Fragment::Later {
                 return Err(ReplyError::NoTcpHeader);
             }
-            let tcp = frame.get(l4_offset..l4_offset + 20).ok_or(ReplyError::NoTcpHeader)?;
+            let tcp = frame
+                .get(l4_offset..l4_offset + 20)
+                .ok_or(ReplyError::NoTcpHeader)?;
             let ip_end = ip_end(frame, l3, addrs);
             let payload = ip_end.saturating_sub(l4_offset + usize::from(tcp[12] >> 4) * 4);
             write_rst(addrs, tcp, payload, &mut out[l3..])?
@@ -161,7 +163,12 @@ fn pseudo_sum(addrs: Addrs, protocol: u8, len: usize) -> u32 {
     s
 }
 
-fn write_rst(addrs: Addrs, seg: &[u8], payload: usize, out: &mut [u8]) -> Result<usize, ReplyError> {
+fn write_rst(
+    addrs: Addrs,
+    seg: &[u8],
+    payload: usize,
+    out: &mut [u8],
+) -> Result<usize, ReplyError> {
     let sport = [seg[0], seg[1]];
     let dport = [seg[2], seg[3]];
     let seq = u32::from_be_bytes([seg[4], seg[5], seg[6], seg[7]]);
@@ -215,7 +222,12 @@ fn write_icmp4(src: u32, dst: u32, offending: &[u8], out: &mut [u8]) -> Result<u
     Ok(total)
 }
 
-fn write_icmp6(src: u128, dst: u128, offending: &[u8], out: &mut [u8]) -> Result<usize, ReplyError> {
+fn write_icmp6(
+    src: u128,
+    dst: u128,
+    offending: &[u8],
+    out: &mut [u8],
+) -> Result<usize, ReplyError> {
     let quote = offending.len().min(ICMP6_MAX - 48);
     let total = 48 + quote;
     if out.len() < total {
@@ -225,7 +237,10 @@ fn write_icmp6(src: u128, dst: u128, offending: &[u8], out: &mut [u8]) -> Result
     let m = &mut out[40..total];
     m[..8].copy_from_slice(&[1, 1, 0, 0, 0, 0, 0, 0]);
     m[8..].copy_from_slice(&offending[..quote]);
-    let c = fold(sum_words(m, pseudo_sum(Addrs::V6 { src, dst }, 58, 8 + quote)));
+    let c = fold(sum_words(
+        m,
+        pseudo_sum(Addrs::V6 { src, dst }, 58, 8 + quote),
+    ));
     m[2..4].copy_from_slice(&c.to_be_bytes());
     Ok(total)
 }
@@ -244,22 +259,39 @@ mod tests {
 
     #[test]
     fn rst_to_syn_acks_seq_plus_one() {
-        let f = wrap(Encap::Plain, &fixtures::tcp4(DYNAMIC4, EXTERNAL4, 40001, 25, Tcp::Syn, &[]), false, true);
+        let f = wrap(
+            Encap::Plain,
+            &fixtures::tcp4(DYNAMIC4, EXTERNAL4, 40001, 25, Tcp::Syn, &[]),
+            false,
+            true,
+        );
         let r = reply(&f, ReplyKind::TcpReset);
         let p = SlicedPacket::from_ethernet(&r).unwrap();
-        let Some(LinkSlice::Ethernet2(eth)) = p.link else { panic!() };
+        let Some(LinkSlice::Ethernet2(eth)) = p.link else {
+            panic!()
+        };
         assert_eq!(eth.destination(), fixtures::SUB_MAC);
         assert_eq!(eth.source(), fixtures::UP_MAC);
-        let Some(NetSlice::Ipv4(ip)) = p.net else { panic!() };
+        let Some(NetSlice::Ipv4(ip)) = p.net else {
+            panic!()
+        };
         assert_eq!(ip.header().source(), EXTERNAL4);
         assert_eq!(ip.header().destination(), DYNAMIC4);
-        assert_eq!(ip.header().header_checksum(), ip.header().to_header().calc_header_checksum());
-        let Some(TransportSlice::Tcp(tcp)) = p.transport else { panic!() };
+        assert_eq!(
+            ip.header().header_checksum(),
+            ip.header().to_header().calc_header_checksum()
+        );
+        let Some(TransportSlice::Tcp(tcp)) = p.transport else {
+            panic!()
+        };
         assert_eq!((tcp.source_port(), tcp.destination_port()), (25, 40001));
         assert!(tcp.rst() && tcp.ack() && !tcp.syn());
         assert_eq!(tcp.sequence_number(), 0);
         assert_eq!(tcp.acknowledgment_number(), 1_000_001);
-        let want = tcp.to_header().calc_checksum_ipv4(&ip.header().to_header(), &[]).unwrap();
+        let want = tcp
+            .to_header()
+            .calc_checksum_ipv4(&ip.header().to_header(), &[])
+            .unwrap();
         assert_eq!(tcp.checksum(), want);
         assert_eq!(r.len(), 60);
     }
@@ -267,22 +299,39 @@ mod tests {
     #[test]
     fn rst_to_ack_segment_uses_its_ack() {
         let payload = b"MAIL FROM:<a@b>\r\n";
-        let f = wrap(Encap::Plain, &fixtures::tcp6(DYNAMIC6, EXTERNAL6, 40001, 25, Tcp::Data(4242), payload), true, true);
+        let f = wrap(
+            Encap::Plain,
+            &fixtures::tcp6(DYNAMIC6, EXTERNAL6, 40001, 25, Tcp::Data(4242), payload),
+            true,
+            true,
+        );
         let r = reply(&f, ReplyKind::TcpReset);
         let p = SlicedPacket::from_ethernet(&r).unwrap();
-        let Some(NetSlice::Ipv6(ip)) = p.net else { panic!() };
+        let Some(NetSlice::Ipv6(ip)) = p.net else {
+            panic!()
+        };
         assert_eq!(ip.header().source(), EXTERNAL6);
         assert_eq!(ip.header().destination(), DYNAMIC6);
-        let Some(TransportSlice::Tcp(tcp)) = p.transport else { panic!() };
+        let Some(TransportSlice::Tcp(tcp)) = p.transport else {
+            panic!()
+        };
         assert!(tcp.rst() && !tcp.ack());
         assert_eq!(tcp.sequence_number(), 4242);
-        let want = tcp.to_header().calc_checksum_ipv6(&ip.header().to_header(), &[]).unwrap();
+        let want = tcp
+            .to_header()
+            .calc_checksum_ipv6(&ip.header().to_header(), &[])
+            .unwrap();
         assert_eq!(tcp.checksum(), want);
     }
 
     #[test]
     fn rst_mirrors_vlan_qinq_and_pppoe() {
-        for encap in [Encap::Vlan(100), Encap::QinQ(0x88a8, 10, 20), Encap::Pppoe(0x1234), Encap::VlanPppoe(7, 9)] {
+        for encap in [
+            Encap::Vlan(100),
+            Encap::QinQ(0x88a8, 10, 20),
+            Encap::Pppoe(0x1234),
+            Encap::VlanPppoe(7, 9),
+        ] {
             for v6 in [false, true] {
                 let ip = if v6 {
                     fixtures::tcp6(DYNAMIC6, EXTERNAL6, 40001, 25, Tcp::Syn, &[])
@@ -293,14 +342,20 @@ mod tests {
                 let r = reply(&f, ReplyKind::TcpReset);
                 let fi = parse(&f).link;
                 let ri = parse(&r).link;
-                assert_eq!((fi.vlans, fi.pppoe_session, fi.l3_offset), (ri.vlans, ri.pppoe_session, ri.l3_offset), "{encap:?}");
+                assert_eq!(
+                    (fi.vlans, fi.pppoe_session, fi.l3_offset),
+                    (ri.vlans, ri.pppoe_session, ri.l3_offset),
+                    "{encap:?}"
+                );
                 if fi.pppoe_session.is_some() {
                     let len_at = ri.l3_offset - 4;
                     let len = u16::from_be_bytes([r[len_at], r[len_at + 1]]) as usize;
                     assert_eq!(len, 2 + if v6 { 60 } else { 40 }, "{encap:?}");
                 }
                 // The reply is itself a TCP segment from the external host's port 25.
-                let Net::Ip { segment, .. } = parse(&r).net else { panic!("{encap:?}") };
+                let Net::Ip { segment, .. } = parse(&r).net else {
+                    panic!("{encap:?}")
+                };
                 assert_eq!(segment.protocol, IPPROTO_TCP);
                 assert_eq!(segment.dst_port, Some(40001));
             }
@@ -309,18 +364,31 @@ mod tests {
 
     #[test]
     fn icmp4_admin_prohibited_quotes_header() {
-        let ip = fixtures::with_ipv4_options(&fixtures::tcp4(DYNAMIC4, EXTERNAL4, 40001, 25, Tcp::Syn, &[]), &[1, 1, 1, 0]);
+        let ip = fixtures::with_ipv4_options(
+            &fixtures::tcp4(DYNAMIC4, EXTERNAL4, 40001, 25, Tcp::Syn, &[]),
+            &[1, 1, 1, 0],
+        );
         let f = wrap(Encap::Vlan(5), &ip, false, true);
         let r = reply(&f, ReplyKind::IcmpProhibited);
         let p = SlicedPacket::from_ethernet(&r).unwrap();
-        let Some(NetSlice::Ipv4(rip)) = p.net else { panic!() };
+        let Some(NetSlice::Ipv4(rip)) = p.net else {
+            panic!()
+        };
         assert_eq!(rip.header().source(), EXTERNAL4);
         assert_eq!(rip.header().destination(), DYNAMIC4);
-        let Some(TransportSlice::Icmpv4(icmp)) = p.transport else { panic!() };
+        let Some(TransportSlice::Icmpv4(icmp)) = p.transport else {
+            panic!()
+        };
         assert_eq!((icmp.type_u8(), icmp.code_u8()), (3, 13));
-        assert!(matches!(icmp.icmp_type(), Icmpv4Type::DestinationUnreachable(_)));
+        assert!(matches!(
+            icmp.icmp_type(),
+            Icmpv4Type::DestinationUnreachable(_)
+        ));
         assert_eq!(icmp.payload(), &ip[..]);
-        assert_eq!(icmp.checksum(), icmp.header().icmp_type.calc_checksum(icmp.payload()));
+        assert_eq!(
+            icmp.checksum(),
+            icmp.header().icmp_type.calc_checksum(icmp.payload())
+        );
     }
 
     #[test]
@@ -329,14 +397,25 @@ mod tests {
         let f = wrap(Encap::Plain, &ip, true, true);
         let r = reply(&f, ReplyKind::IcmpProhibited);
         let p = SlicedPacket::from_ethernet(&r).unwrap();
-        let Some(NetSlice::Ipv6(rip)) = p.net else { panic!() };
-        let Some(TransportSlice::Icmpv6(icmp)) = p.transport else { panic!() };
+        let Some(NetSlice::Ipv6(rip)) = p.net else {
+            panic!()
+        };
+        let Some(TransportSlice::Icmpv6(icmp)) = p.transport else {
+            panic!()
+        };
         assert_eq!((icmp.type_u8(), icmp.code_u8()), (1, 1));
-        assert!(matches!(icmp.icmp_type(), Icmpv6Type::DestinationUnreachable(_)));
+        assert!(matches!(
+            icmp.icmp_type(),
+            Icmpv6Type::DestinationUnreachable(_)
+        ));
         assert_eq!(icmp.payload(), &ip[..]);
         let want = icmp
             .icmp_type()
-            .calc_checksum(rip.header().source(), rip.header().destination(), icmp.payload())
+            .calc_checksum(
+                rip.header().source(),
+                rip.header().destination(),
+                icmp.payload(),
+            )
             .unwrap();
         assert_eq!(icmp.checksum(), want);
     }
@@ -344,7 +423,10 @@ mod tests {
     #[test]
     fn icmp4_quote_is_capped_at_576() {
         let ip = fixtures::tcp4(DYNAMIC4, EXTERNAL4, 40001, 25, Tcp::Data(1), &[0x55; 1200]);
-        let r = reply(&wrap(Encap::Plain, &ip, false, true), ReplyKind::IcmpProhibited);
+        let r = reply(
+            &wrap(Encap::Plain, &ip, false, true),
+            ReplyKind::IcmpProhibited,
+        );
         assert_eq!(r.len(), 14 + 576);
     }
 
@@ -357,10 +439,29 @@ mod tests {
                 match build_reply(&f.frame, kind, &mut buf) {
                     Ok(n) => {
                         // A reply is a frame the classifier understands, never malformed.
-                        let c = super::super::classify(&buf[..n], crate::policy::Direction::Inbound, &policy);
-                        assert!(!matches!(c.verdict.reason(), crate::policy::Reason::MalformedIp | crate::policy::Reason::MalformedLink | crate::policy::Reason::MalformedTcp), "{}: {:?}", f.description, c);
+                        let c = super::super::classify(
+                            &buf[..n],
+                            crate::policy::Direction::Inbound,
+                            &policy,
+                        );
+                        assert!(
+                            !matches!(
+                                c.verdict.reason(),
+                                crate::policy::Reason::MalformedIp
+                                    | crate::policy::Reason::MalformedLink
+                                    | crate::policy::Reason::MalformedTcp
+                            ),
+                            "{}: {:?}",
+                            f.description,
+                            c
+                        );
                     }
-                    Err(_) => assert!(!matches!(f.expected, crate::policy::Verdict::Reject(..)) || kind == ReplyKind::TcpReset && f.description.contains("fragment"), "{}", f.description),
+                    Err(_) => assert!(
+                        !matches!(f.expected, crate::policy::Verdict::Reject(..))
+                            || kind == ReplyKind::TcpReset && f.description.contains("fragment"),
+                        "{}",
+                        f.description
+                    ),
                 }
             }
         }

@@ -575,7 +575,10 @@ fn validate_settings(file: &Path, raw: &RawConfig) -> Result<Config, ConfigError
         return Err(ConfigError::invalid(
             file,
             "interfaces.frame_size",
-            format!("{} is not 2048 or 4096 (AF_XDP UMEM frame sizes)", i.frame_size),
+            format!(
+                "{} is not 2048 or 4096 (AF_XDP UMEM frame sizes)",
+                i.frame_size
+            ),
         ));
     }
     if !i.ring_size.is_power_of_two() || !(64..=16384).contains(&i.ring_size) {
@@ -701,12 +704,14 @@ pub fn read_prefix_file(config: &Path, file: &Path) -> Result<Vec<(Prefix, usize
         if body.is_empty() {
             continue;
         }
-        let p = body.parse::<Prefix>().map_err(|e| ConfigError::PrefixFile {
-            config: config.to_path_buf(),
-            file: file.to_path_buf(),
-            line: n + 1,
-            message: e.to_string(),
-        })?;
+        let p = body
+            .parse::<Prefix>()
+            .map_err(|e| ConfigError::PrefixFile {
+                config: config.to_path_buf(),
+                file: file.to_path_buf(),
+                line: n + 1,
+                message: e.to_string(),
+            })?;
         out.push((p, n + 1));
     }
     Ok(out)
@@ -745,7 +750,11 @@ fn compile_policy(file: &Path, raw: &RawPolicy) -> Result<(Policy, LoadReport), 
     }
     for (name, c) in &raw.classes {
         let field = format!("policy.classes.{name}");
-        if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        {
             return Err(ConfigError::invalid(
                 file,
                 &field,
@@ -804,7 +813,9 @@ fn compile_policy(file: &Path, raw: &RawPolicy) -> Result<(Policy, LoadReport), 
                     format!(
                         "{} is class {:?} here but class {:?} at {prev_origin}; a prefix can \
                          have one class (use a longer prefix for exceptions)",
-                        p.0, names[usize::from(id)], names[usize::from(*prev)]
+                        p.0,
+                        names[usize::from(id)],
+                        names[usize::from(*prev)]
                     ),
                 ));
             }
@@ -920,13 +931,21 @@ policy:
     #[test]
     fn host_bits_are_an_error() {
         let e = err(&MINIMAL.replace("198.51.100.0/24", "198.51.100.7/24"));
-        assert!(e.contains("has host bits set (did you mean 198.51.100.0/24?)"), "{e}");
+        assert!(
+            e.contains("has host bits set (did you mean 198.51.100.0/24?)"),
+            "{e}"
+        );
     }
 
     #[test]
     fn undefined_class_is_an_error() {
         let e = err(&MINIMAL.replace("class: dynamic", "class: dynamc"));
-        assert!(e.contains("policy.subscribers[0].class: \"dynamc\" is not a defined class (defined: dynamic)"), "{e}");
+        assert!(
+            e.contains(
+                "policy.subscribers[0].class: \"dynamc\" is not a defined class (defined: dynamic)"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -938,7 +957,10 @@ policy:
     #[test]
     fn port_out_of_range_is_an_error() {
         let e = err(&MINIMAL.replace("[25]", "[25, 0]"));
-        assert!(e.contains("policy.classes.dynamic.block_ports[1]: port 0 is outside 1..65535"), "{e}");
+        assert!(
+            e.contains("policy.classes.dynamic.block_ports[1]: port 0 is outside 1..65535"),
+            "{e}"
+        );
         let e = err(&MINIMAL.replace("[25]", "[70000]"));
         assert!(e.contains("port 70000 is outside 1..65535"), "{e}");
     }
@@ -968,11 +990,21 @@ policy:
     fn prefix_file_errors_name_the_line() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("pool.txt");
-        std::fs::write(&f, "# pool\n198.51.100.0/25\n\n198.51.100.128/25 # tail\n10.0.0.1/40\n").unwrap();
-        let text = MINIMAL.replace("{prefix: 198.51.100.0/24, class: dynamic}", &format!("{{file: {}, class: dynamic}}", f.display()));
+        std::fs::write(
+            &f,
+            "# pool\n198.51.100.0/25\n\n198.51.100.128/25 # tail\n10.0.0.1/40\n",
+        )
+        .unwrap();
+        let text = MINIMAL.replace(
+            "{prefix: 198.51.100.0/24, class: dynamic}",
+            &format!("{{file: {}, class: dynamic}}", f.display()),
+        );
         let cfg = dir.path().join("c.yaml");
         let e = load_str(&cfg, &text).unwrap_err().to_string();
-        assert!(e.contains("pool.txt:5: \"10.0.0.1/40\" is not an IPv4/IPv6 prefix"), "{e}");
+        assert!(
+            e.contains("pool.txt:5: \"10.0.0.1/40\" is not an IPv4/IPv6 prefix"),
+            "{e}"
+        );
         std::fs::write(&f, "198.51.100.0/25\n198.51.100.128/25\n").unwrap();
         let l = load_str(&cfg, &text).unwrap();
         assert_eq!(l.policy.summary().prefixes_per_class, vec![(2, 0)]);
@@ -980,7 +1012,13 @@ policy:
 
     #[test]
     fn bare_address_is_a_host_prefix() {
-        assert_eq!("192.0.2.1".parse::<Prefix>().unwrap().0.to_string(), "192.0.2.1/32");
-        assert_eq!("2001:db8::1".parse::<Prefix>().unwrap().0.to_string(), "2001:db8::1/128");
+        assert_eq!(
+            "192.0.2.1".parse::<Prefix>().unwrap().0.to_string(),
+            "192.0.2.1/32"
+        );
+        assert_eq!(
+            "2001:db8::1".parse::<Prefix>().unwrap().0.to_string(),
+            "2001:db8::1/128"
+        );
     }
 }

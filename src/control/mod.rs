@@ -19,13 +19,19 @@ pub enum RunError {
     #[error("pid file {path}: another op25b is running as pid {pid} (stop it first)")]
     AlreadyRunning { path: PathBuf, pid: u32 },
     #[error("pid file {path}: {source}")]
-    PidFile { path: PathBuf, source: std::io::Error },
+    PidFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cleanup: {0}")]
     Cleanup(#[from] datapath::nic::NicError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("report file {path}: {source}")]
-    Report { path: PathBuf, source: std::io::Error },
+    Report {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("a worker stopped unexpectedly; see the log above")]
     WorkerDied,
 }
@@ -53,7 +59,9 @@ pub fn init_logging(level: LogLevel, format: LogFormat) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => b.try_init(),
         LogFormat::Json => b.json().try_init(),
@@ -67,9 +75,13 @@ impl PidFile {
         if let Ok(text) = std::fs::read_to_string(path) {
             if let Ok(pid) = text.trim().parse::<u32>() {
                 if pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists() {
-                    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                    let comm =
+                        std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
                     if comm.trim() == "op25b" {
-                        return Err(RunError::AlreadyRunning { path: path.into(), pid });
+                        return Err(RunError::AlreadyRunning {
+                            path: path.into(),
+                            pid,
+                        });
                     }
                 }
             }
@@ -78,8 +90,12 @@ impl PidFile {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        std::fs::write(path, format!("{}\n", std::process::id()))
-            .map_err(|source| RunError::PidFile { path: path.into(), source })?;
+        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
+            RunError::PidFile {
+                path: path.into(),
+                source,
+            }
+        })?;
         Ok(Self(path.into()))
     }
 }
@@ -103,8 +119,10 @@ fn stats_line(now: &Snapshot, prev: &Snapshot, secs: f64) -> String {
     let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs.max(1e-9);
     let s = Side::Subscriber.index();
     let u = Side::Upstream.index();
-    let blocked = |x: &Snapshot| x.action_total(Side::Subscriber, 1) + x.action_total(Side::Subscriber, 2);
-    let inbound_blocked = |x: &Snapshot| x.action_total(Side::Upstream, 1) + x.action_total(Side::Upstream, 2);
+    let blocked =
+        |x: &Snapshot| x.action_total(Side::Subscriber, 1) + x.action_total(Side::Subscriber, 2);
+    let inbound_blocked =
+        |x: &Snapshot| x.action_total(Side::Upstream, 1) + x.action_total(Side::Upstream, 2);
     format!(
         "out {:.0} fps (total {}), in {:.0} fps (total {}), blocked out {} in {}, replies {} (limited {}), tx full {}, fill starved {}, frames {}/{} free",
         rate(now.rx_frames[s], prev.rx_frames[s]),
@@ -127,7 +145,10 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let loaded = config::load(&opts.config)?;
     let cfg: Config = loaded.config;
     init_logging(cfg.logging.level, cfg.logging.format);
-    datapath::xsk::quiet_libbpf(matches!(cfg.logging.level, LogLevel::Debug | LogLevel::Trace));
+    datapath::xsk::quiet_libbpf(matches!(
+        cfg.logging.level,
+        LogLevel::Debug | LogLevel::Trace
+    ));
     if opts.cleanup {
         for note in datapath::cleanup(&[&cfg.interfaces.subscriber, &cfg.interfaces.upstream])? {
             tracing::info!("{note}");
@@ -135,7 +156,11 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         }
         let pid = &cfg.control.pid_file;
         if let Ok(text) = std::fs::read_to_string(pid) {
-            let alive = text.trim().parse::<u32>().map(|p| Path::new(&format!("/proc/{p}")).exists()).unwrap_or(false);
+            let alive = text
+                .trim()
+                .parse::<u32>()
+                .map(|p| Path::new(&format!("/proc/{p}")).exists())
+                .unwrap_or(false);
             if !alive {
                 let _ = std::fs::remove_file(pid);
                 println!("removed stale pid file {}", pid.display());
@@ -145,7 +170,10 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     }
     let class_names = loaded.report.classes.clone();
     let stop = Arc::new(AtomicBool::new(false));
+    let signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_usize(sig, signal.clone(), sig as usize)
+            .map_err(RunError::Signals)?;
         signal_hook::flag::register(sig, stop.clone()).map_err(RunError::Signals)?;
     }
     let _pid = PidFile::create(&cfg.control.pid_file)?;
@@ -174,7 +202,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let mut died = false;
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
-        if running.any_worker_finished() {
+        if running.any_worker_finished() && !stop.load(Ordering::SeqCst) {
             tracing::error!("a worker thread ended while running");
             died = true;
             break;
@@ -190,7 +218,18 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             last = Instant::now();
         }
     }
-    tracing::info!("stopping");
+    match signal.load(Ordering::SeqCst) {
+        0 => tracing::info!("stopping"),
+        sig => tracing::info!(
+            signal = sig,
+            "stopping on signal {}",
+            if sig == signal_hook::consts::SIGINT as usize {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            }
+        ),
+    }
     let counters = running.counters.clone();
     let (exits, notes) = running.stop();
     for n in &notes {
@@ -201,7 +240,10 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         sum.merge(&c.snapshot());
     }
     let conserved = exits.iter().all(|e| e.census.conserved()) && exits.len() == counters.len();
-    tracing::info!("final: {}", stats_line(&sum, &Snapshot::default(), t0.elapsed().as_secs_f64()));
+    tracing::info!(
+        "final: {}",
+        stats_line(&sum, &Snapshot::default(), t0.elapsed().as_secs_f64())
+    );
     if !conserved {
         tracing::error!(?exits, "frame conservation check FAILED");
     } else {
@@ -210,12 +252,28 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let mut report = sum.to_json(&class_names);
     report["frames_conserved"] = serde_json::json!(conserved && sum.census.conserved());
     report["workers"] = serde_json::json!(counters.len());
+    report["per_worker"] = counters
+        .iter()
+        .zip(&exits)
+        .map(|(c, e)| {
+            let s = c.snapshot();
+            serde_json::json!({
+                "rx_frames": {"subscriber": s.rx_frames[0], "upstream": s.rx_frames[1]},
+                "tx_frames": {"subscriber": s.tx_frames[0], "upstream": s.tx_frames[1]},
+                "frames_conserved": e.census.conserved(),
+            })
+        })
+        .collect::<Vec<_>>()
+        .into();
     report["mode"] = serde_json::json!(running_mode_str(&exits, &notes));
     report["seconds"] = serde_json::json!(t0.elapsed().as_secs_f64());
     let text = serde_json::to_string_pretty(&report).expect("json");
     println!("{text}");
     if let Some(path) = &opts.report {
-        std::fs::write(path, &text).map_err(|source| RunError::Report { path: path.clone(), source })?;
+        std::fs::write(path, &text).map_err(|source| RunError::Report {
+            path: path.clone(),
+            source,
+        })?;
     }
     if died {
         return Err(RunError::WorkerDied);

@@ -181,7 +181,9 @@ impl WorkerCounters {
             tx_bytes: Default::default(),
             verdicts: Default::default(),
             blocked_ports: Default::default(),
-            blocked_classes: (0..=crate::policy::MAX_CLASSES).map(|_| AtomicU64::new(0)).collect(),
+            blocked_classes: (0..=crate::policy::MAX_CLASSES)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             scalars: Default::default(),
             census: Default::default(),
             policy_generation: AtomicU64::new(0),
@@ -207,7 +209,10 @@ impl WorkerCounters {
 
     #[inline]
     pub fn verdict(&self, side: Side, v: Verdict, class: Option<u8>, port: Option<u16>) {
-        bump(&self.verdicts[side.index()][v.action_index()][v.reason().index()], 1);
+        bump(
+            &self.verdicts[side.index()][v.action_index()][v.reason().index()],
+            1,
+        );
         if v.is_blocked() {
             bump(&self.blocked_ports[side.index()][port_slot(port)], 1);
             if let Some(c) = class {
@@ -246,7 +251,12 @@ impl WorkerCounters {
             s.scalars[i] = l(c);
         }
         let c: Vec<u64> = self.census.iter().map(l).collect();
-        s.census = FrameCensus { total: c[0], free: c[1], fill: [c[2], c[3]], tx: [c[4], c[5]] };
+        s.census = FrameCensus {
+            total: c[0],
+            free: c[1],
+            fill: [c[2], c[3]],
+            tx: [c[4], c[5]],
+        };
         s.policy_generation = l(&self.policy_generation);
         s
     }
@@ -279,7 +289,9 @@ impl Snapshot {
 
     /// Frames received on `side` that were decided with `reason` (any action).
     pub fn reason_total(&self, side: Side, reason: Reason) -> u64 {
-        (0..3).map(|a| self.verdicts[side.index()][a][reason.index()]).sum()
+        (0..3)
+            .map(|a| self.verdicts[side.index()][a][reason.index()])
+            .sum()
     }
 
     /// Adds another snapshot (to sum workers). Census totals add up too.

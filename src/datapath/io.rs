@@ -205,7 +205,10 @@ impl FrameIo for MemIo {
         if s.fill.len() + descs.len() > self.ring {
             return 0;
         }
-        s.fill.extend(descs.iter().map(|d| MemDesc { index: d.index, len: 0 }));
+        s.fill.extend(descs.iter().map(|d| MemDesc {
+            index: d.index,
+            len: 0,
+        }));
         descs.len()
     }
 

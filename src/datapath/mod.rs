@@ -73,17 +73,38 @@ pub enum StartError {
     #[error(transparent)]
     Nic(#[from] nic::NicError),
     #[error("interface {name:?} has {queues} queue(s); interfaces.queues asks for {wanted} (queues 0..{wanted}); lower interfaces.queues or add channels with `ethtool -L`")]
-    Queues { name: String, queues: u32, wanted: u32 },
+    Queues {
+        name: String,
+        queues: u32,
+        wanted: u32,
+    },
+    #[error("interface {name:?} has {queues} RX queues but interfaces.queues is {wanted}: frames the NIC steers to queues {wanted}..{queues} would be lost; set interfaces.queues: {queues} (and one core each) or reduce the channels with `ethtool -L {name} combined {wanted}`")]
+    UnservedQueues {
+        name: String,
+        queues: u32,
+        wanted: u32,
+    },
     #[error("interface {name:?} has MTU {mtu}, but frames of {frame_size} B hold at most MTU {max} (frame minus 256 B XDP headroom, Ethernet header and two VLAN tags); raise interfaces.frame_size or lower the MTU")]
-    Mtu { name: String, mtu: u32, max: u32, frame_size: u32 },
+    Mtu {
+        name: String,
+        mtu: u32,
+        max: u32,
+        frame_size: u32,
+    },
     #[error("interface {name:?} already has XDP program id {prog} attached; another op25b or XDP tool owns it (after a crash: `op25b run --cleanup --config FILE` or `ip link set dev {name} xdp off`)")]
     XdpAttached { name: String, prog: u32 },
     #[error("cannot query XDP state of {name:?}: {source}")]
-    XdpQuery { name: String, source: std::io::Error },
+    XdpQuery {
+        name: String,
+        source: std::io::Error,
+    },
     #[error("workers.cores names core {core}, but this machine has cores {available}")]
     NoSuchCore { core: usize, available: String },
     #[error("cannot set {name:?} promiscuous: {source}")]
-    Promisc { name: String, source: std::io::Error },
+    Promisc {
+        name: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Xsk(#[from] xsk::XskError),
     #[error("cannot start worker thread: {0}")]
@@ -134,7 +155,11 @@ pub fn frame_count(ring_size: u32, burst: u32) -> u32 {
 
 /// Checks everything that can be checked, opens every socket, then starts the workers.
 /// On error nothing is left running or attached.
-pub fn start(cfg: &Config, policy: Arc<PolicyCell>, stop: Arc<AtomicBool>) -> Result<Running, StartError> {
+pub fn start(
+    cfg: &Config,
+    policy: Arc<PolicyCell>,
+    stop: Arc<AtomicBool>,
+) -> Result<Running, StartError> {
     let missing = nic::missing_capabilities();
     if !missing.is_empty() {
         return Err(StartError::NotPrivileged(missing.join(", ")));
@@ -147,15 +172,41 @@ pub fn start(cfg: &Config, policy: Arc<PolicyCell>, stop: Arc<AtomicBool>) -> Re
     for n in [&sub, &up] {
         let queues = n.rx_queues.min(n.tx_queues);
         if ifs.queues > queues {
-            return Err(StartError::Queues { name: n.name.clone(), queues, wanted: ifs.queues });
+            return Err(StartError::Queues {
+                name: n.name.clone(),
+                queues,
+                wanted: ifs.queues,
+            });
+        }
+        if n.rx_queues > ifs.queues {
+            return Err(StartError::UnservedQueues {
+                name: n.name.clone(),
+                queues: n.rx_queues,
+                wanted: ifs.queues,
+            });
         }
         if n.mtu > max_mtu {
-            return Err(StartError::Mtu { name: n.name.clone(), mtu: n.mtu, max: max_mtu, frame_size: ifs.frame_size });
+            return Err(StartError::Mtu {
+                name: n.name.clone(),
+                mtu: n.mtu,
+                max: max_mtu,
+                frame_size: ifs.frame_size,
+            });
         }
         match nic::xdp_program(n.ifindex) {
             Ok(None) => {}
-            Ok(Some(prog)) => return Err(StartError::XdpAttached { name: n.name.clone(), prog }),
-            Err(source) => return Err(StartError::XdpQuery { name: n.name.clone(), source }),
+            Ok(Some(prog)) => {
+                return Err(StartError::XdpAttached {
+                    name: n.name.clone(),
+                    prog,
+                })
+            }
+            Err(source) => {
+                return Err(StartError::XdpQuery {
+                    name: n.name.clone(),
+                    source,
+                })
+            }
         }
         if !n.up {
             tracing::warn!(interface = %n.name, "interface is down; frames will flow once it is up");
@@ -179,7 +230,12 @@ pub fn start(cfg: &Config, policy: Arc<PolicyCell>, stop: Arc<AtomicBool>) -> Re
     }
     let promisc = [&sub, &up]
         .iter()
-        .map(|n| nic::promiscuous(n.ifindex).map_err(|source| StartError::Promisc { name: n.name.clone(), source }))
+        .map(|n| {
+            nic::promiscuous(n.ifindex).map_err(|source| StartError::Promisc {
+                name: n.name.clone(),
+                source,
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
 
     let opts = xsk::XskOptions {
@@ -245,7 +301,15 @@ pub fn start(cfg: &Config, policy: Arc<PolicyCell>, stop: Arc<AtomicBool>) -> Re
             }
         }
     }
-    Ok(Running { mode, subscriber: sub, upstream: up, counters, workers, stop, _promisc: promisc.into() })
+    Ok(Running {
+        mode,
+        subscriber: sub,
+        upstream: up,
+        counters,
+        workers,
+        stop,
+        _promisc: promisc,
+    })
 }
 
 /// After the sockets are gone, make sure no XDP program is left (libxdp detaches when
@@ -255,8 +319,14 @@ fn detach_leftovers(nics: &[&nic::Nic]) -> Vec<String> {
     for n in nics {
         if let Ok(Some(prog)) = nic::xdp_program(n.ifindex) {
             match nic::detach_xdp(n.ifindex) {
-                Ok(()) => notes.push(format!("detached leftover XDP program {prog} from {}", n.name)),
-                Err(e) => notes.push(format!("could not detach XDP program {prog} from {}: {e}", n.name)),
+                Ok(()) => notes.push(format!(
+                    "detached leftover XDP program {prog} from {}",
+                    n.name
+                )),
+                Err(e) => notes.push(format!(
+                    "could not detach XDP program {prog} from {}: {e}",
+                    n.name
+                )),
             }
         }
     }
@@ -273,7 +343,14 @@ impl Running {
         for (i, h) in self.workers.into_iter().enumerate() {
             match h.join() {
                 Ok(e) => exits.push(e),
-                Err(_) => notes.push(format!("worker {i} panicked")),
+                Err(payload) => {
+                    let msg = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    notes.push(format!("worker {i} panicked: {msg}"));
+                }
             }
         }
         notes.extend(detach_leftovers(&[&self.subscriber, &self.upstream]));

@@ -82,7 +82,11 @@ fn ctl_socket() -> io::Result<OwnedFd> {
 fn ifreq(name: &str) -> libc::ifreq {
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut r: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in r.ifr_name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+    for (dst, src) in r
+        .ifr_name
+        .iter_mut()
+        .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+    {
         *dst = src as libc::c_char;
     }
     r
@@ -152,7 +156,8 @@ pub fn promiscuous(ifindex: u32) -> io::Result<Promisc> {
 
 // libbpf is linked statically through xsk-rs -> libxdp-sys -> libbpf-sys.
 extern "C" {
-    fn bpf_xdp_query_id(ifindex: libc::c_int, flags: libc::c_int, prog_id: *mut u32) -> libc::c_int;
+    fn bpf_xdp_query_id(ifindex: libc::c_int, flags: libc::c_int, prog_id: *mut u32)
+        -> libc::c_int;
     fn bpf_xdp_detach(ifindex: libc::c_int, flags: u32, opts: *const libc::c_void) -> libc::c_int;
 }
 
@@ -220,14 +225,22 @@ pub fn missing_capabilities() -> Vec<&'static str> {
 }
 
 fn memlock_unlimited() -> bool {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `r` is a valid out-pointer.
-    unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) == 0 && r.rlim_cur == libc::RLIM_INFINITY }
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) == 0 && r.rlim_cur == libc::RLIM_INFINITY
+    }
 }
 
 /// Lifts RLIMIT_MEMLOCK (UMEM pages are pinned); harmless when already unlimited.
 pub fn raise_memlock() {
-    let r = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let r = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: `r` is a valid rlimit; failure is fine (CAP_IPC_LOCK also covers pinning).
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &r) };
 }

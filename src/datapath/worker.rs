@@ -226,10 +226,14 @@ impl<I: FrameIo> Worker<I> {
             return;
         }
         let k = io.tx_free(side, batch.len());
-        // SAFETY: the batch holds frames the worker owns (received or taken from the
-        // free list this burst); the ones accepted are counted in `tx_out`, the rest go
-        // back to the free list below.
-        let sent = if k > 0 { unsafe { io.tx(side, &batch[..k]) } } else { 0 };
+        let sent = if k > 0 {
+            // SAFETY: the batch holds frames the worker owns (received or taken from
+            // the free list this burst); the ones accepted are counted in `tx_out`, the
+            // rest go back to the free list below.
+            unsafe { io.tx(side, &batch[..k]) }
+        } else {
+            0
+        };
         *tx_out += sent;
         let sent_bytes: u64 = bytes[..sent].iter().map(|&b| u64::from(b)).sum();
         counters.tx(side, sent as u64, sent_bytes);
@@ -261,7 +265,10 @@ impl<I: FrameIo> Worker<I> {
         }
         self.kick(side);
         self.kick(side.other());
-        Progress { received: n, completed }
+        Progress {
+            received: n,
+            completed,
+        }
     }
 
     fn decide_and_act(&mut self, side: Side, n: usize) {
@@ -270,7 +277,9 @@ impl<I: FrameIo> Worker<I> {
         if generation != self.generation {
             self.generation = generation;
             self.counters.add(Counter::PolicySwaps, 1);
-            self.counters.policy_generation.store(generation, Ordering::Relaxed);
+            self.counters
+                .policy_generation
+                .store(generation, Ordering::Relaxed);
         }
         let policy: &crate::policy::Policy = &guard;
         let direction = side.rx_direction();

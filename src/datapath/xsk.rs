@@ -42,7 +42,11 @@ impl std::fmt::Display for ModeInUse {
             f,
             "{} XDP, {}",
             if self.native { "native" } else { "generic" },
-            if self.zero_copy { "zero-copy" } else { "copy mode" }
+            if self.zero_copy {
+                "zero-copy"
+            } else {
+                "copy mode"
+            }
         )
     }
 }
@@ -153,7 +157,10 @@ impl XskIo {
                     attempts.push("generic XDP cannot do zero-copy".to_string());
                     continue;
                 }
-                let mode = ModeInUse { native, zero_copy: zc };
+                let mode = ModeInUse {
+                    native,
+                    zero_copy: zc,
+                };
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
                 loop {
                     match Self::try_open(subscriber, upstream, queue, opts, mode) {
@@ -166,13 +173,11 @@ impl XskIo {
                             })
                         }
                         Err(OpenError::Socket(dev, e)) => {
-                            if e.raw_os_error() == Some(libc::EBUSY)
-                                || e.to_string().contains("busy")
-                            {
-                                if std::time::Instant::now() < deadline {
-                                    std::thread::sleep(std::time::Duration::from_millis(100));
-                                    continue;
-                                }
+                            // errno_of keeps the kind: EBUSY is ResourceBusy.
+                            let busy = e.kind() == io::ErrorKind::ResourceBusy;
+                            if busy && std::time::Instant::now() < deadline {
+                                std::thread::sleep(std::time::Duration::from_millis(100));
+                                continue;
                             }
                             attempts.push(format!("{mode} on {dev}: {e}"));
                             break;
@@ -198,7 +203,11 @@ impl XskIo {
     ) -> Result<XskIo, OpenError> {
         let q = |n: u32| QueueSize::new(n).expect("config validated ring sizes as powers of two");
         let umem_cfg = UmemConfig::builder()
-            .frame_size(opts.frame_size.try_into().expect("config validated the frame size"))
+            .frame_size(
+                opts.frame_size
+                    .try_into()
+                    .expect("config validated the frame size"),
+            )
             .fill_queue_size(q(opts.ring_size * 2))
             .comp_queue_size(q(opts.ring_size * 2))
             .build()
@@ -224,16 +233,19 @@ impl XskIo {
             .bind_flags(bind)
             .build();
         let open = |dev: &str| -> Result<XskSide, OpenError> {
-            let ifname: Interface = dev
-                .parse()
-                .map_err(|_| OpenError::Socket(dev.into(), io::Error::other("bad interface name")))?;
+            let ifname: Interface = dev.parse().map_err(|_| {
+                OpenError::Socket(dev.into(), io::Error::other("bad interface name"))
+            })?;
             // SAFETY: the UMEM is used only by this worker's two sockets, on two
             // different (netdev, queue) pairs, so each gets its own fill/completion ring
             // and libxdp's default program load is wanted (no INHIBIT flag needed).
             let (tx, rx, fq_cq) = unsafe { Socket::new(sock_cfg, &umem, &ifname, queue) }
                 .map_err(|e| OpenError::Socket(dev.into(), errno_of(&e)))?;
             let (fq, cq) = fq_cq.ok_or_else(|| {
-                OpenError::Socket(dev.into(), io::Error::other("no fill/completion ring (same queue bound twice?)"))
+                OpenError::Socket(
+                    dev.into(),
+                    io::Error::other("no fill/completion ring (same queue bound twice?)"),
+                )
             })?;
             raise_tx_budget(tx.fd().as_raw_fd());
             Ok(XskSide { tx, rx, fq, cq })
@@ -325,8 +337,16 @@ impl FrameIo for XskIo {
 
     fn wait(&mut self, timeout_ms: i32) -> io::Result<()> {
         let mut fds = [
-            libc::pollfd { fd: self.sides[0].rx.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: self.sides[1].rx.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: self.sides[0].rx.fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.sides[1].rx.fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
         let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };

@@ -154,7 +154,7 @@ impl<K: Key> PrefixTable<K> {
         }
         // Sort by (key, len); a stable sort keeps insertion order among duplicates, and
         // keeping the last of each run makes "last one wins" hold.
-        list.sort_by(|a, b| (a.key, a.len).cmp(&(b.key, b.len)));
+        list.sort_by_key(|e| (e.key, e.len));
         let mut dedup: Vec<Entry<K>> = Vec::with_capacity(list.len());
         for e in list {
             match dedup.last_mut() {
@@ -195,8 +195,7 @@ impl<K: Key> PrefixTable<K> {
             let node = self.nodes[index];
             let slot = key.extract(offset, STRIDE);
             if node.children & (1u64 << slot) != 0 {
-                index = node.child_base as usize + rank_inclusive(node.children, slot) as usize
-                    - 1;
+                index = node.child_base as usize + rank_inclusive(node.children, slot) as usize - 1;
                 offset += STRIDE;
             } else {
                 let run = rank_inclusive(node.leaf_runs, slot) as usize;
@@ -217,7 +216,9 @@ impl<K: Key> PrefixTable<K> {
 
     /// Heap bytes used by the table.
     pub fn memory_bytes(&self) -> usize {
-        self.direct.len() * 4 + self.nodes.len() * std::mem::size_of::<Node>() + self.leaves.len() * 2
+        self.direct.len() * 4
+            + self.nodes.len() * std::mem::size_of::<Node>()
+            + self.leaves.len() * 2
     }
 }
 

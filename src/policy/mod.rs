@@ -534,10 +534,16 @@ impl Policy {
         };
         let port = match (seg.fragment, seg.dst_port) {
             (Fragment::Later, _) => {
-                return decision(blocks && self.fragments.drop_non_first, Reason::NonFirstFragment)
+                return decision(
+                    blocks && self.fragments.drop_non_first,
+                    Reason::NonFirstFragment,
+                )
             }
             (Fragment::First, None) => {
-                return decision(blocks && self.fragments.drop_tiny_first, Reason::TinyFragment)
+                return decision(
+                    blocks && self.fragments.drop_tiny_first,
+                    Reason::TinyFragment,
+                )
             }
             (Fragment::Whole, None) => return decision(blocks, Reason::MalformedTcp),
             (_, Some(port)) => port,
@@ -556,11 +562,14 @@ impl Policy {
                     Decision::new(v, Some(id))
                 }
             }
-            Direction::Inbound => decision(blocks && port == SMTP_PORT, if blocks && port == SMTP_PORT {
-                Reason::InboundSmtp
-            } else {
-                Reason::PortOpen
-            }),
+            Direction::Inbound => decision(
+                blocks && port == SMTP_PORT,
+                if blocks && port == SMTP_PORT {
+                    Reason::InboundSmtp
+                } else {
+                    Reason::PortOpen
+                },
+            ),
         }
     }
 }
@@ -673,8 +682,10 @@ impl PolicyBuilder {
             }
         }
         let table = |family: &'static str| move |source| PolicyError::Table { family, source };
-        let subscribers_v4 = Ipv4Table::build(&self.subscribers_v4).map_err(table("IPv4 subscriber"))?;
-        let subscribers_v6 = Ipv6Table::build(&self.subscribers_v6).map_err(table("IPv6 subscriber"))?;
+        let subscribers_v4 =
+            Ipv4Table::build(&self.subscribers_v4).map_err(table("IPv4 subscriber"))?;
+        let subscribers_v6 =
+            Ipv6Table::build(&self.subscribers_v6).map_err(table("IPv6 subscriber"))?;
         let allowed_v4 = Ipv4Table::build(&self.allowed_v4).map_err(table("IPv4 allowed"))?;
         let allowed_v6 = Ipv6Table::build(&self.allowed_v6).map_err(table("IPv6 allowed"))?;
 
@@ -773,43 +784,278 @@ mod tests {
             want,
         };
         vec![
-            c("dynamic -> external:25 blocked", Outbound, "198.51.100.7", "203.0.113.80", tcp(25), Reject(BlockedPort, RST)),
-            c("dynamic -> relay:25 allowed", Outbound, "198.51.100.7", "203.0.113.25", tcp(25), Forward(AllowedDestination)),
-            c("dynamic -> external:587 open", Outbound, "198.51.100.7", "203.0.113.80", tcp(587), Forward(PortOpen)),
-            c("dynamic -> external:465 open", Outbound, "198.51.100.7", "203.0.113.80", tcp(465), Forward(PortOpen)),
-            c("static /32 inside dynamic pool exempt", Outbound, "198.51.100.200", "203.0.113.80", tcp(25), Forward(PortOpen)),
-            c("quarantine blocks 25", Outbound, "198.51.100.130", "203.0.113.80", tcp(25), Drop(BlockedPort)),
-            c("quarantine blocks 465", Outbound, "198.51.100.130", "203.0.113.80", tcp(465), Drop(BlockedPort)),
-            c("quarantine blocks 587", Outbound, "198.51.100.130", "203.0.113.80", tcp(587), Drop(BlockedPort)),
-            c("quarantine -> relay:587 allowed", Outbound, "198.51.100.130", "203.0.113.25", tcp(587), Forward(AllowedDestination)),
-            c("unmatched source forwarded", Outbound, "192.0.2.9", "203.0.113.80", tcp(25), Forward(Unmatched)),
-            c("UDP/25 forwarded", Outbound, "198.51.100.7", "203.0.113.80", udp(25), Forward(NotTcp)),
-            c("inbound to dynamic:25 blocked (IP25B)", Inbound, "203.0.113.80", "198.51.100.7", tcp(25), Drop(InboundSmtp)),
-            c("inbound to dynamic:587 open", Inbound, "203.0.113.80", "198.51.100.7", tcp(587), Forward(PortOpen)),
-            c("inbound to static:25 open", Inbound, "203.0.113.80", "198.51.100.200", tcp(25), Forward(PortOpen)),
-            c("inbound return traffic from :25 open", Inbound, "203.0.113.80", "198.51.100.7", tcp(40000), Forward(PortOpen)),
-            c("v6 dynamic -> external:25 blocked", Outbound, "2001:db8:100::7", "2001:db8:ff::80", tcp(25), Reject(BlockedPort, RST)),
-            c("v6 dynamic -> relay:25 allowed", Outbound, "2001:db8:100::7", "2001:db8:ff::25", tcp(25), Forward(AllowedDestination)),
-            c("v6 dynamic -> external:587 open", Outbound, "2001:db8:100::7", "2001:db8:ff::80", tcp(587), Forward(PortOpen)),
-            c("v6 dynamic -> external:465 open", Outbound, "2001:db8:100::7", "2001:db8:ff::80", tcp(465), Forward(PortOpen)),
-            c("v6 static /64 inside dynamic /48 exempt", Outbound, "2001:db8:100:200::9", "2001:db8:ff::80", tcp(25), Forward(PortOpen)),
-            c("v6 quarantine blocks 587", Outbound, "2001:db8:100:666::9", "2001:db8:ff::80", tcp(587), Drop(BlockedPort)),
-            c("v6 quarantine blocks 465", Outbound, "2001:db8:100:666::9", "2001:db8:ff::80", tcp(465), Drop(BlockedPort)),
-            c("v6 unmatched source forwarded", Outbound, "2001:db8:999::1", "2001:db8:ff::80", tcp(25), Forward(Unmatched)),
-            c("v6 UDP/25 forwarded", Outbound, "2001:db8:100::7", "2001:db8:ff::80", udp(25), Forward(NotTcp)),
-            c("v6 inbound to dynamic:25 blocked", Inbound, "2001:db8:ff::80", "2001:db8:100::7", tcp(25), Drop(InboundSmtp)),
-            c("later fragment forwarded", Outbound, "198.51.100.7", "203.0.113.80",
-              Segment { protocol: 6, dst_port: None, fragment: Fragment::Later }, Forward(NonFirstFragment)),
-            c("tiny first fragment dropped", Outbound, "198.51.100.7", "203.0.113.80",
-              Segment { protocol: 6, dst_port: None, fragment: Fragment::First }, Drop(TinyFragment)),
-            c("tiny first fragment from static forwarded", Outbound, "198.51.100.200", "203.0.113.80",
-              Segment { protocol: 6, dst_port: None, fragment: Fragment::First }, Forward(TinyFragment)),
-            c("first fragment with port judged", Outbound, "198.51.100.7", "203.0.113.80",
-              Segment { protocol: 6, dst_port: Some(25), fragment: Fragment::First }, Reject(BlockedPort, RST)),
-            c("truncated TCP from blocking source dropped", Outbound, "198.51.100.7", "203.0.113.80",
-              Segment { protocol: 6, dst_port: None, fragment: Fragment::Whole }, Drop(MalformedTcp)),
-            c("truncated TCP from static forwarded", Outbound, "198.51.100.200", "203.0.113.80",
-              Segment { protocol: 6, dst_port: None, fragment: Fragment::Whole }, Forward(MalformedTcp)),
+            c(
+                "dynamic -> external:25 blocked",
+                Outbound,
+                "198.51.100.7",
+                "203.0.113.80",
+                tcp(25),
+                Reject(BlockedPort, RST),
+            ),
+            c(
+                "dynamic -> relay:25 allowed",
+                Outbound,
+                "198.51.100.7",
+                "203.0.113.25",
+                tcp(25),
+                Forward(AllowedDestination),
+            ),
+            c(
+                "dynamic -> external:587 open",
+                Outbound,
+                "198.51.100.7",
+                "203.0.113.80",
+                tcp(587),
+                Forward(PortOpen),
+            ),
+            c(
+                "dynamic -> external:465 open",
+                Outbound,
+                "198.51.100.7",
+                "203.0.113.80",
+                tcp(465),
+                Forward(PortOpen),
+            ),
+            c(
+                "static /32 inside dynamic pool exempt",
+                Outbound,
+                "198.51.100.200",
+                "203.0.113.80",
+                tcp(25),
+                Forward(PortOpen),
+            ),
+            c(
+                "quarantine blocks 25",
+                Outbound,
+                "198.51.100.130",
+                "203.0.113.80",
+                tcp(25),
+                Drop(BlockedPort),
+            ),
+            c(
+                "quarantine blocks 465",
+                Outbound,
+                "198.51.100.130",
+                "203.0.113.80",
+                tcp(465),
+                Drop(BlockedPort),
+            ),
+            c(
+                "quarantine blocks 587",
+                Outbound,
+                "198.51.100.130",
+                "203.0.113.80",
+                tcp(587),
+                Drop(BlockedPort),
+            ),
+            c(
+                "quarantine -> relay:587 allowed",
+                Outbound,
+                "198.51.100.130",
+                "203.0.113.25",
+                tcp(587),
+                Forward(AllowedDestination),
+            ),
+            c(
+                "unmatched source forwarded",
+                Outbound,
+                "192.0.2.9",
+                "203.0.113.80",
+                tcp(25),
+                Forward(Unmatched),
+            ),
+            c(
+                "UDP/25 forwarded",
+                Outbound,
+                "198.51.100.7",
+                "203.0.113.80",
+                udp(25),
+                Forward(NotTcp),
+            ),
+            c(
+                "inbound to dynamic:25 blocked (IP25B)",
+                Inbound,
+                "203.0.113.80",
+                "198.51.100.7",
+                tcp(25),
+                Drop(InboundSmtp),
+            ),
+            c(
+                "inbound to dynamic:587 open",
+                Inbound,
+                "203.0.113.80",
+                "198.51.100.7",
+                tcp(587),
+                Forward(PortOpen),
+            ),
+            c(
+                "inbound to static:25 open",
+                Inbound,
+                "203.0.113.80",
+                "198.51.100.200",
+                tcp(25),
+                Forward(PortOpen),
+            ),
+            c(
+                "inbound return traffic from :25 open",
+                Inbound,
+                "203.0.113.80",
+                "198.51.100.7",
+                tcp(40000),
+                Forward(PortOpen),
+            ),
+            c(
+                "v6 dynamic -> external:25 blocked",
+                Outbound,
+                "2001:db8:100::7",
+                "2001:db8:ff::80",
+                tcp(25),
+                Reject(BlockedPort, RST),
+            ),
+            c(
+                "v6 dynamic -> relay:25 allowed",
+                Outbound,
+                "2001:db8:100::7",
+                "2001:db8:ff::25",
+                tcp(25),
+                Forward(AllowedDestination),
+            ),
+            c(
+                "v6 dynamic -> external:587 open",
+                Outbound,
+                "2001:db8:100::7",
+                "2001:db8:ff::80",
+                tcp(587),
+                Forward(PortOpen),
+            ),
+            c(
+                "v6 dynamic -> external:465 open",
+                Outbound,
+                "2001:db8:100::7",
+                "2001:db8:ff::80",
+                tcp(465),
+                Forward(PortOpen),
+            ),
+            c(
+                "v6 static /64 inside dynamic /48 exempt",
+                Outbound,
+                "2001:db8:100:200::9",
+                "2001:db8:ff::80",
+                tcp(25),
+                Forward(PortOpen),
+            ),
+            c(
+                "v6 quarantine blocks 587",
+                Outbound,
+                "2001:db8:100:666::9",
+                "2001:db8:ff::80",
+                tcp(587),
+                Drop(BlockedPort),
+            ),
+            c(
+                "v6 quarantine blocks 465",
+                Outbound,
+                "2001:db8:100:666::9",
+                "2001:db8:ff::80",
+                tcp(465),
+                Drop(BlockedPort),
+            ),
+            c(
+                "v6 unmatched source forwarded",
+                Outbound,
+                "2001:db8:999::1",
+                "2001:db8:ff::80",
+                tcp(25),
+                Forward(Unmatched),
+            ),
+            c(
+                "v6 UDP/25 forwarded",
+                Outbound,
+                "2001:db8:100::7",
+                "2001:db8:ff::80",
+                udp(25),
+                Forward(NotTcp),
+            ),
+            c(
+                "v6 inbound to dynamic:25 blocked",
+                Inbound,
+                "2001:db8:ff::80",
+                "2001:db8:100::7",
+                tcp(25),
+                Drop(InboundSmtp),
+            ),
+            c(
+                "later fragment forwarded",
+                Outbound,
+                "198.51.100.7",
+                "203.0.113.80",
+                Segment {
+                    protocol: 6,
+                    dst_port: None,
+                    fragment: Fragment::Later,
+                },
+                Forward(NonFirstFragment),
+            ),
+            c(
+                "tiny first fragment dropped",
+                Outbound,
+                "198.51.100.7",
+                "203.0.113.80",
+                Segment {
+                    protocol: 6,
+                    dst_port: None,
+                    fragment: Fragment::First,
+                },
+                Drop(TinyFragment),
+            ),
+            c(
+                "tiny first fragment from static forwarded",
+                Outbound,
+                "198.51.100.200",
+                "203.0.113.80",
+                Segment {
+                    protocol: 6,
+                    dst_port: None,
+                    fragment: Fragment::First,
+                },
+                Forward(TinyFragment),
+            ),
+            c(
+                "first fragment with port judged",
+                Outbound,
+                "198.51.100.7",
+                "203.0.113.80",
+                Segment {
+                    protocol: 6,
+                    dst_port: Some(25),
+                    fragment: Fragment::First,
+                },
+                Reject(BlockedPort, RST),
+            ),
+            c(
+                "truncated TCP from blocking source dropped",
+                Outbound,
+                "198.51.100.7",
+                "203.0.113.80",
+                Segment {
+                    protocol: 6,
+                    dst_port: None,
+                    fragment: Fragment::Whole,
+                },
+                Drop(MalformedTcp),
+            ),
+            c(
+                "truncated TCP from static forwarded",
+                Outbound,
+                "198.51.100.200",
+                "203.0.113.80",
+                Segment {
+                    protocol: 6,
+                    dst_port: None,
+                    fragment: Fragment::Whole,
+                },
+                Forward(MalformedTcp),
+            ),
         ]
     }
 
@@ -825,7 +1071,12 @@ mod tests {
     #[test]
     fn drop_class_drops_instead_of_rejecting() {
         let p = lab_policy(BlockAction::Drop);
-        let d = p.decide(Outbound, "198.51.100.7".parse().unwrap(), "203.0.113.80".parse().unwrap(), tcp(25));
+        let d = p.decide(
+            Outbound,
+            "198.51.100.7".parse().unwrap(),
+            "203.0.113.80".parse().unwrap(),
+            tcp(25),
+        );
         assert_eq!(d.verdict, Verdict::Drop(Reason::BlockedPort));
         assert_eq!(d.class, Some(0));
     }
@@ -833,10 +1084,17 @@ mod tests {
     #[test]
     fn unmatched_class_applies_to_unknown_sources() {
         let mut b = PolicyBuilder::new();
-        let q = b.class("quarantine", [25], BlockAction::Drop, false).unwrap();
+        let q = b
+            .class("quarantine", [25], BlockAction::Drop, false)
+            .unwrap();
         b.unmatched(Some(q));
         let p = b.build().unwrap();
-        let d = p.decide(Outbound, "192.0.2.1".parse().unwrap(), "203.0.113.80".parse().unwrap(), tcp(25));
+        let d = p.decide(
+            Outbound,
+            "192.0.2.1".parse().unwrap(),
+            "203.0.113.80".parse().unwrap(),
+            tcp(25),
+        );
         assert_eq!(d.verdict, Verdict::Drop(Reason::BlockedPort));
     }
 
@@ -844,17 +1102,32 @@ mod tests {
     fn fragment_policy_is_configurable() {
         let mut b = PolicyBuilder::new();
         let d = b.class("dynamic", [25], BlockAction::Drop, false).unwrap();
-        b.subscriber("198.51.100.0/24".parse().unwrap(), d).fragments(FragmentPolicy {
-            drop_tiny_first: false,
-            drop_non_first: true,
-        });
+        b.subscriber("198.51.100.0/24".parse().unwrap(), d)
+            .fragments(FragmentPolicy {
+                drop_tiny_first: false,
+                drop_non_first: true,
+            });
         let p = b.build().unwrap();
         let src = "198.51.100.1".parse().unwrap();
         let dst = "203.0.113.1".parse().unwrap();
-        let later = Segment { protocol: 6, dst_port: None, fragment: Fragment::Later };
-        let tiny = Segment { protocol: 6, dst_port: None, fragment: Fragment::First };
-        assert_eq!(p.decide(Outbound, src, dst, later).verdict, Verdict::Drop(Reason::NonFirstFragment));
-        assert_eq!(p.decide(Outbound, src, dst, tiny).verdict, Verdict::Forward(Reason::TinyFragment));
+        let later = Segment {
+            protocol: 6,
+            dst_port: None,
+            fragment: Fragment::Later,
+        };
+        let tiny = Segment {
+            protocol: 6,
+            dst_port: None,
+            fragment: Fragment::First,
+        };
+        assert_eq!(
+            p.decide(Outbound, src, dst, later).verdict,
+            Verdict::Drop(Reason::NonFirstFragment)
+        );
+        assert_eq!(
+            p.decide(Outbound, src, dst, tiny).verdict,
+            Verdict::Forward(Reason::TinyFragment)
+        );
     }
 
     #[test]

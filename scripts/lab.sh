@@ -1,0 +1,685 @@
+#!/usr/bin/env bash
+# lab.sh - the op25b veth lab: three network namespaces joined by veth pairs.
+#
+#   op25b-sub  s0 ==veth== d0  op25b-dut  d1 ==veth== u0  op25b-up
+#   (subscriber host)        (the appliance)         (relay + external MTA)
+#
+# Nothing is ever created in the root namespace: each veth pair is created
+# from inside op25b-sub / op25b-up with its peer placed straight into
+# op25b-dut.  Every address is a documentation address (RFC 5737 / RFC 3849).
+#
+#   op25b-sub s0 (02:00:00:00:01:01)        op25b-up u0 (02:00:00:00:02:01)
+#     198.51.100.10    dynamic               203.0.113.25    ISP relay (allowed)
+#     198.51.100.200   static                203.0.113.80    external MTA
+#     198.51.100.130   quarantine            2001:db8:ff::25 ISP relay (allowed)
+#     192.0.2.10       icmp class            2001:db8:ff::80 external MTA
+#     2001:db8:100::10 dynamic               routes 198.51.100.0/24, 192.0.2.0/25
+#     2001:db8:100::200 static                  src 203.0.113.80, 2001:db8:100::/48
+#     2001:db8:100:666::10 quarantine           and 2001:db8:200::/48 src ::80
+#     2001:db8:200::10 icmp class
+#     routes 203.0.113.0/24 src .10, 2001:db8:ff::/48 src 2001:db8:100::10
+#
+#   op25b-dut: d0 (02:00:00:00:01:02, subscriber side), d1 (02:00:00:00:02:02,
+#   upstream side); no addresses, IPv6 disabled, promiscuous, lo up.
+#
+# All routes are on-link (dev only), so ARP and ND cross the L2 bump.  TX
+# checksum offload, GRO, TSO and GSO are off on all four veth ends: AF_XDP
+# copy mode forwards raw frames, so no CHECKSUM_PARTIAL skbs and no frames
+# larger than the MTU may exist.
+#
+# SMTP sinks (scripts/smtp_sink.py, run with /usr/bin/python3):
+#   op25b-up : ports 25, 587 and 465 (implicit TLS, self-signed cert) on all
+#              four upstream addresses, spool /run/op25b-lab/spool-up
+#   op25b-sub: port 25 on 198.51.100.10, 198.51.100.200, 2001:db8:100::10,
+#              2001:db8:100::200 (inbound IP25B test), spool .../spool-sub
+#
+# Forwarders (--forwarder):
+#   none   (default) d0/d1 are left alone; op25b bridges them with AF_XDP.
+#   bridge br0 in op25b-dut with d0+d1 plus an nftables table implementing
+#          the lab OP25B policy (configs/lab.yaml) - a reference/baseline for
+#          scripts/matrix.sh and benchmarks.  See policy_ruleset below for the
+#          family used (bridge, or netdev ingress when the kernel's bridge
+#          family cannot reject).
+#
+# State: /run/op25b-lab (pidfiles, spools, certs, logs, nft ruleset).
+#
+# Root-namespace check (run around a test session):
+#   lab.sh rootcheck-begin          snapshot root-ns rx/tx packet counters
+#   lab.sh rootcheck-end [MAX]      print deltas; fail if any root interface
+#                                   moved more than MAX packets (default
+#                                   10000), if s0/d0/d1/u0/br0 exists in the
+#                                   root ns, or if a lab-range address/route
+#                                   appeared there since rootcheck-begin.
+#
+# Environment: LAB_SINK_TIMEOUT (seconds to wait for the sinks, default 20).
+
+set -euo pipefail
+
+PROG=${0##*/}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SINK=$HERE/smtp_sink.py
+PYTHON=/usr/bin/python3
+
+NS_SUB=op25b-sub
+NS_DUT=op25b-dut
+NS_UP=op25b-up
+ALL_NS=("$NS_SUB" "$NS_DUT" "$NS_UP")
+
+STATE=/run/op25b-lab
+ROOTCHECK_SNAP=/run/op25b-rootcheck.snap     # counters
+ROOTCHECK_NET=/run/op25b-rootcheck.net       # lab-range addresses/routes
+SINK_TIMEOUT=${LAB_SINK_TIMEOUT:-20}
+
+MAC_S0=02:00:00:00:01:01
+MAC_D0=02:00:00:00:01:02
+MAC_D1=02:00:00:00:02:02
+MAC_U0=02:00:00:00:02:01
+MAC_BR0=02:00:00:00:00:fe
+MTU=1500
+
+SUB_V4=(198.51.100.10 198.51.100.200 198.51.100.130 192.0.2.10)
+SUB_V6=(2001:db8:100::10 2001:db8:100::200 2001:db8:100:666::10 2001:db8:200::10)
+UP_V4=(203.0.113.25 203.0.113.80)
+UP_V6=(2001:db8:ff::25 2001:db8:ff::80)
+SUB_SINK_ADDRS=(198.51.100.10 198.51.100.200 2001:db8:100::10 2001:db8:100::200)
+UP_SINK_PORTS=(25 587 465)
+LAB_IFNAMES=(s0 d0 d1 u0 br0)
+
+usage() {
+    cat <<EOF
+usage: $PROG up [--forwarder none|bridge] [--queues N]
+       $PROG down
+       $PROG status
+       $PROG rootcheck-begin
+       $PROG rootcheck-end [MAX_PACKETS]     (default 10000)
+
+  up       build the lab (namespaces $NS_SUB, $NS_DUT, $NS_UP), start the
+           SMTP sinks; refuses if the lab already exists.
+           --forwarder none    (default) leave d0/d1 to op25b
+           --forwarder bridge  Linux bridge br0 + nftables OP25B policy
+           --queues N          N RX/TX queues per veth end (default 1)
+  down     stop the sinks, delete the namespaces and $STATE (idempotent)
+  status   namespaces, links with counters, XDP on d0/d1, sinks, nft counters
+  rootcheck-begin / rootcheck-end
+           check that the root network namespace was left alone
+EOF
+}
+
+say() { printf '%s: %s\n' "$PROG" "$*"; }
+warn() { printf '%s: WARNING: %s\n' "$PROG" "$*" >&2; }
+die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+usage_die() { printf '%s: %s\n' "$PROG" "$*" >&2; usage >&2; exit 2; }
+
+need_root() {
+    [[ $EUID -eq 0 ]] || die "must run as root (network namespaces, veths, nft)"
+}
+
+need_cmds() {
+    local c
+    for c in "$@"; do
+        command -v "$c" >/dev/null 2>&1 || die "required command '$c' not found (see scripts/setup.sh)"
+    done
+}
+
+ns_exists() { [[ -e /run/netns/$1 ]]; }
+nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+# True when this shell is in the root network namespace.  Compare with pid
+# 1's namespace when readable; in sandboxes where /proc/1/ns is off limits,
+# settle for "not inside any named namespace (/run/netns/*)".
+in_root_netns() {
+    local self init f
+    self=$(stat -L -c %i /proc/self/ns/net) || return 1
+    if init=$(stat -L -c %i /proc/1/ns/net 2>/dev/null); then
+        [[ $self == "$init" ]]
+        return
+    fi
+    for f in /run/netns/*; do
+        [[ -e $f ]] || continue
+        [[ $(stat -L -c %i "$f" 2>/dev/null) == "$self" ]] && return 1
+    done
+    return 0
+}
+
+# --- process helpers -----------------------------------------------------------
+
+pid_alive() {   # running and not a zombie
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [[ ${stat%% *} != Z ]]
+}
+
+pid_cmdline() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true; }
+
+# Our sink: a smtp_sink.py whose command line names our state dir.
+is_lab_sink() {
+    local cmd
+    cmd=$(pid_cmdline "$1")
+    [[ $cmd == *smtp_sink.py* && $cmd == *"$STATE/"* ]]
+}
+
+# stop_pid PID LABEL: SIGTERM, wait up to 5 s, then SIGKILL (bounded).
+stop_pid() {
+    local pid=$1 label=$2 i
+    pid_alive "$pid" || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 50; i++)); do
+        pid_alive "$pid" || { say "stopped $label (pid $pid)"; return 0; }
+        sleep 0.1
+    done
+    warn "$label (pid $pid) ignored SIGTERM for 5 s, sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 20; i++)); do
+        pid_alive "$pid" || return 0
+        sleep 0.1
+    done
+    warn "$label (pid $pid) still alive after SIGKILL"
+}
+
+# --- down --------------------------------------------------------------------------
+
+stop_sinks() {
+    local f pid name
+    [[ -d $STATE ]] || return 0
+    for f in "$STATE"/smtp-*.pid "$STATE"/smtp-*.launch; do
+        [[ -f $f ]] || continue
+        pid=$(tr -dc '0-9' <"$f")
+        name=${f##*/}
+        name=${name%.*}
+        if [[ -n $pid ]] && pid_alive "$pid"; then
+            if is_lab_sink "$pid"; then
+                stop_pid "$pid" "$name"
+            else
+                warn "$f names pid $pid which is not a lab sink; not touching it"
+            fi
+        fi
+    done
+}
+
+# Anything still running inside a lab namespace was started for the lab
+# (an op25b under test, a stray swaks): stop it by PID so the namespace,
+# and with it the veths, really goes away.
+stop_ns_stragglers() {
+    local ns pid
+    for ns in "${ALL_NS[@]}"; do
+        ns_exists "$ns" || continue
+        for pid in $(ip netns pids "$ns" 2>/dev/null || true); do
+            [[ $pid == "$$" ]] && continue
+            pid_alive "$pid" || continue
+            warn "process $pid still in $ns: $(pid_cmdline "$pid")"
+            stop_pid "$pid" "process $pid in $ns"
+        done
+    done
+}
+
+teardown() {
+    local ns
+    stop_sinks
+    stop_ns_stragglers
+    for ns in "${ALL_NS[@]}"; do
+        if ns_exists "$ns"; then
+            ip netns del "$ns" 2>/dev/null || warn "ip netns del $ns failed"
+            say "deleted namespace $ns"
+        fi
+    done
+    if [[ -d $STATE ]]; then
+        rm -rf -- "$STATE"
+        say "removed $STATE"
+    fi
+}
+
+cmd_down() {
+    [[ $# -eq 0 ]] || usage_die "down takes no arguments"
+    need_root
+    teardown
+    say "lab is down"
+}
+
+# --- up --------------------------------------------------------------------------
+
+# Sysctls set in a fresh namespace before any link exists in it, so that the
+# "default" values apply to the veths created there.
+ns_init() {
+    local ns=$1
+    ip netns add "$ns"
+    nsx "$ns" sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0
+    nsx "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+    ip -n "$ns" link set lo up
+}
+
+veth_offloads_off() {
+    local ns=$1 dev=$2 feats
+    # tx off = tx-checksumming off (also drops TSO); then GRO/TSO/GSO explicitly.
+    nsx "$ns" ethtool -K "$dev" tx off >/dev/null 2>&1 \
+        || die "ethtool -K $dev tx off failed in $ns"
+    nsx "$ns" ethtool -K "$dev" gro off tso off gso off >/dev/null 2>&1 \
+        || die "ethtool -K $dev gro off tso off gso off failed in $ns"
+    feats=$(nsx "$ns" ethtool -k "$dev")
+    if grep -Eq '^(tx-checksumming|generic-receive-offload|tcp-segmentation-offload|generic-segmentation-offload): on' <<<"$feats"; then
+        die "offloads still on for $dev in $ns: $(grep -E '^(tx-checksumming|generic-receive-offload|tcp-segmentation-offload|generic-segmentation-offload):' <<<"$feats" | tr '\n' ' ')"
+    fi
+}
+
+build_links() {
+    # Created from inside the end namespaces; the peer goes straight into
+    # op25b-dut.  Nothing appears in the root namespace at any time.
+    # LAB_QUEUES (from `up --queues N`): RX/TX queues per veth end, so op25b
+    # can run one worker per queue pair.
+    local q=${LAB_QUEUES:-1}
+    ip -n "$NS_SUB" link add s0 address "$MAC_S0" mtu "$MTU" \
+        numtxqueues "$q" numrxqueues "$q" type veth \
+        peer name d0 address "$MAC_D0" mtu "$MTU" netns "$NS_DUT" \
+        numtxqueues "$q" numrxqueues "$q"
+    ip -n "$NS_UP" link add u0 address "$MAC_U0" mtu "$MTU" \
+        numtxqueues "$q" numrxqueues "$q" type veth \
+        peer name d1 address "$MAC_D1" mtu "$MTU" netns "$NS_DUT" \
+        numtxqueues "$q" numrxqueues "$q"
+
+    veth_offloads_off "$NS_SUB" s0
+    veth_offloads_off "$NS_DUT" d0
+    veth_offloads_off "$NS_DUT" d1
+    veth_offloads_off "$NS_UP" u0
+
+    ip -n "$NS_DUT" link set d0 promisc on up
+    ip -n "$NS_DUT" link set d1 promisc on up
+    ip -n "$NS_SUB" link set s0 up
+    ip -n "$NS_UP" link set u0 up
+}
+
+configure_addresses() {
+    local a
+    for a in "${SUB_V4[@]}"; do ip -n "$NS_SUB" addr add "$a/32" dev s0; done
+    for a in "${SUB_V6[@]}"; do ip -n "$NS_SUB" addr add "$a/128" dev s0 nodad; done
+    ip -n "$NS_SUB" route add 203.0.113.0/24 dev s0 scope link src 198.51.100.10
+    ip -n "$NS_SUB" -6 route add 2001:db8:ff::/48 dev s0 src 2001:db8:100::10
+
+    for a in "${UP_V4[@]}"; do ip -n "$NS_UP" addr add "$a/32" dev u0; done
+    for a in "${UP_V6[@]}"; do ip -n "$NS_UP" addr add "$a/128" dev u0 nodad; done
+    ip -n "$NS_UP" route add 198.51.100.0/24 dev u0 scope link src 203.0.113.80
+    ip -n "$NS_UP" route add 192.0.2.0/25 dev u0 scope link src 203.0.113.80
+    ip -n "$NS_UP" -6 route add 2001:db8:100::/48 dev u0 src 2001:db8:ff::80
+    ip -n "$NS_UP" -6 route add 2001:db8:200::/48 dev u0 src 2001:db8:ff::80
+}
+
+# policy_ruleset FAMILY REJECT
+#   FAMILY: bridge (prerouting hook, iifname d0/d1) or netdev (ingress hooks
+#           on d0 and d1; these run before the bridge rx handler)
+#   REJECT: yes (tcp reset / icmp admin-prohibited) or no (every reject
+#           becomes drop)
+# Same policy as configs/lab.yaml: longest prefix wins, so the static /32,/128
+# and the relay are accepted first, then quarantine, then dynamic/icmp.
+policy_ruleset() {
+    local family=$1 reject=$2 rst icmp4 icmp6
+    if [[ $reject == yes ]]; then
+        rst="reject with tcp reset"
+        icmp4="reject with icmp type admin-prohibited"
+        icmp6="reject with icmpv6 type admin-prohibited"
+    else
+        rst=drop icmp4=drop icmp6=drop
+    fi
+    echo "table $family op25b {"
+    if [[ $family == bridge ]]; then
+        cat <<EOF
+	chain pre {
+		type filter hook prerouting priority -200; policy accept;
+		iifname "d0" jump outbound
+		iifname "d1" jump inbound
+	}
+EOF
+    else
+        cat <<EOF
+	chain ingress_d0 {
+		type filter hook ingress device "d0" priority 0; policy accept;
+		jump outbound
+	}
+	chain ingress_d1 {
+		type filter hook ingress device "d1" priority 0; policy accept;
+		jump inbound
+	}
+EOF
+    fi
+    cat <<EOF
+	# subscriber -> world (arrived on d0)
+	chain outbound {
+		ip saddr 198.51.100.200 counter accept comment "static"
+		ip6 saddr 2001:db8:100::200 counter accept comment "static"
+		ip daddr 203.0.113.25 counter accept comment "relay"
+		ip6 daddr 2001:db8:ff::25 counter accept comment "relay"
+		ip saddr 198.51.100.128/28 tcp dport { 25, 465, 587 } counter drop comment "quarantine"
+		ip6 saddr 2001:db8:100:666::/64 tcp dport { 25, 465, 587 } counter drop comment "quarantine"
+		ip saddr 198.51.100.0/24 tcp dport 25 counter $rst comment "dynamic"
+		ip6 saddr 2001:db8:100::/48 tcp dport 25 counter $rst comment "dynamic"
+		ip saddr 192.0.2.0/25 tcp dport 25 counter $icmp4 comment "icmp"
+		ip6 saddr 2001:db8:200::/48 tcp dport 25 counter $icmp6 comment "icmp"
+	}
+	# world -> subscriber (arrived on d1): inbound IP25B for dynamic + quarantine
+	chain inbound {
+		ip daddr 198.51.100.200 counter accept comment "static"
+		ip6 daddr 2001:db8:100::200 counter accept comment "static"
+		ip daddr 198.51.100.0/24 tcp dport 25 counter drop comment "ip25b"
+		ip6 daddr 2001:db8:100::/48 tcp dport 25 counter drop comment "ip25b"
+	}
+}
+EOF
+}
+
+setup_bridge_forwarder() {
+    local f sysctl_dir=/proc/sys/net/bridge
+    ip -n "$NS_DUT" link add br0 address "$MAC_BR0" type bridge \
+        stp_state 0 forward_delay 0 mcast_snooping 0
+    ip -n "$NS_DUT" link set d0 master br0
+    ip -n "$NS_DUT" link set d1 master br0
+    ip -n "$NS_DUT" link set br0 up
+    # Bridged frames must not be diverted through the IP-family hooks.
+    for f in bridge-nf-call-iptables bridge-nf-call-ip6tables bridge-nf-call-arptables; do
+        if nsx "$NS_DUT" test -e "$sysctl_dir/$f"; then
+            nsx "$NS_DUT" sysctl -qw "net.bridge.$f=0"
+        fi
+    done
+
+    # nft's bridge family can only reject when the kernel has
+    # CONFIG_NFT_BRIDGE_REJECT (this lab's 6.18 kernel does not).  The netdev
+    # family's ingress hook can reject (CONFIG_NFT_REJECT_NETDEV) and runs on
+    # d0/d1 before the bridge sees the frame, so it is the equivalent second
+    # choice.  Last resort: bridge family with every reject turned into drop
+    # (then the refused/unreachable matrix cases observe "timeout").
+    local family reject err family_reject hint
+    for family_reject in bridge:yes netdev:yes bridge:no; do
+        family=${family_reject%:*} reject=${family_reject#*:}
+        policy_ruleset "$family" "$reject" >"$STATE/policy.nft"
+        if err=$(nsx "$NS_DUT" nft -f "$STATE/policy.nft" 2>&1); then
+            echo "$family reject=$reject" >"$STATE/policy"
+            say "nftables policy loaded: table $family op25b (reject=$reject)"
+            [[ $reject == yes ]] || warn "policy uses drop instead of reject: matrix 'refused'/'unreachable' cases will fail"
+            return 0
+        fi
+        hint=""
+        [[ $family_reject == bridge:yes ]] && hint=" (kernel without CONFIG_NFT_BRIDGE_REJECT?)"
+        say "nftables: table $family op25b with reject=$reject not accepted by the kernel$hint: ${err%%$'\n'*}"
+    done
+    die "could not load any nftables OP25B policy (see $STATE/policy.nft)"
+}
+
+make_cert() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$STATE/tls/key.pem" -out "$STATE/tls/cert.pem" -days 30 \
+        -subj "/CN=smtp-sink.example.net" \
+        -addext "subjectAltName=DNS:smtp-sink.example.net,IP:203.0.113.25,IP:203.0.113.80,IP:2001:db8:ff::25,IP:2001:db8:ff::80" \
+        >"$STATE/tls/openssl.log" 2>&1 || { cat "$STATE/tls/openssl.log" >&2; die "openssl could not make the sink certificate"; }
+    chmod 600 "$STATE/tls/key.pem"
+}
+
+fmt_listen() { if [[ $1 == *:* ]]; then echo "[$1]:$2"; else echo "$1:$2"; fi; }
+
+# start_sink NAME NS ARGS...: background sink, pid of the launch in NAME.launch
+start_sink() {
+    local name=$1 ns=$2
+    shift 2
+    # ip netns exec and setsid both exec in place: $! is the python's pid.
+    ip netns exec "$ns" setsid "$PYTHON" "$SINK" \
+        --spool "$STATE/spool-$name" --pidfile "$STATE/smtp-$name.pid" "$@" \
+        </dev/null >"$STATE/smtp-$name.log" 2>&1 &
+    echo $! >"$STATE/smtp-$name.launch"
+}
+
+wait_sinks() {
+    local name pid deadline ready
+    deadline=$((SECONDS + SINK_TIMEOUT))
+    while :; do
+        ready=1
+        for name in "$@"; do
+            [[ -s $STATE/smtp-$name.pid ]] && continue
+            ready=0
+            pid=$(<"$STATE/smtp-$name.launch")
+            if ! pid_alive "$pid"; then
+                wait "$pid" 2>/dev/null || true
+                echo "---- $STATE/smtp-$name.log" >&2
+                tail -n 20 "$STATE/smtp-$name.log" >&2 || true
+                die "SMTP sink '$name' exited before becoming ready"
+            fi
+        done
+        ((ready)) && return 0
+        if ((SECONDS >= deadline)); then
+            for name in "$@"; do
+                [[ -s $STATE/smtp-$name.pid ]] && continue
+                echo "---- $STATE/smtp-$name.log" >&2
+                tail -n 20 "$STATE/smtp-$name.log" >&2 || true
+            done
+            die "SMTP sinks not ready after ${SINK_TIMEOUT}s"
+        fi
+        sleep 0.1
+    done
+}
+
+start_sinks() {
+    local a p args=()
+    mkdir -p "$STATE/tls"
+    make_cert
+    for a in "${UP_V4[@]}" "${UP_V6[@]}"; do
+        for p in "${UP_SINK_PORTS[@]}"; do args+=(--listen "$(fmt_listen "$a" "$p")"); done
+    done
+    start_sink up "$NS_UP" "${args[@]}" --tls-port 465 \
+        --cert "$STATE/tls/cert.pem" --key "$STATE/tls/key.pem"
+    args=()
+    for a in "${SUB_SINK_ADDRS[@]}"; do args+=(--listen "$(fmt_listen "$a" 25)"); done
+    start_sink sub "$NS_SUB" "${args[@]}"
+    wait_sinks up sub
+    say "SMTP sinks ready: up (pid $(<"$STATE/smtp-up.pid"), ${#UP_V4[@]}+${#UP_V6[@]} addrs x ports ${UP_SINK_PORTS[*]}, 465 implicit TLS), sub (pid $(<"$STATE/smtp-sub.pid"), port 25)"
+}
+
+UP_DONE=0
+on_up_exit() {
+    local rc=$?
+    if ((rc != 0 && UP_DONE == 0)); then
+        warn "lab up failed (exit $rc); tearing down what was built"
+        trap - EXIT
+        teardown || true
+    fi
+}
+
+cmd_up() {
+    local forwarder=none ns
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --forwarder)
+                [[ $# -ge 2 ]] || usage_die "--forwarder needs a value (none|bridge)"
+                forwarder=$2; shift 2 ;;
+            --forwarder=*) forwarder=${1#*=}; shift ;;
+            --queues)
+                [[ $# -ge 2 && $2 =~ ^[1-9][0-9]*$ ]] || usage_die "--queues needs a positive number"
+                LAB_QUEUES=$2; shift 2 ;;
+            *) usage_die "up: unknown argument '$1'" ;;
+        esac
+    done
+    case $forwarder in none|bridge) ;; *) usage_die "bad --forwarder '$forwarder' (none|bridge)" ;; esac
+
+    need_root
+    need_cmds ip ethtool openssl setsid
+    [[ $forwarder == bridge ]] && need_cmds nft
+    [[ -x $PYTHON ]] || die "$PYTHON not found"
+    "$PYTHON" -c 'import aiosmtpd' 2>/dev/null \
+        || die "$PYTHON cannot import aiosmtpd (apt-get install python3-aiosmtpd)"
+    [[ -f $SINK ]] || die "$SINK not found"
+    in_root_netns || die "run $PROG from the root network namespace"
+
+    for ns in "${ALL_NS[@]}"; do
+        ns_exists "$ns" && die "the lab already exists (namespace $ns); run '$PROG down' first"
+    done
+    [[ -e $STATE ]] && die "the lab already exists ($STATE); run '$PROG down' first"
+
+    trap on_up_exit EXIT
+    mkdir -p "$STATE"
+    echo "$forwarder" >"$STATE/forwarder"
+
+    for ns in "${ALL_NS[@]}"; do ns_init "$ns"; done
+    # The appliance is a pure L2 bump: no IPv6 (no link-local, RS, MLD) there.
+    nsx "$NS_DUT" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    build_links
+    configure_addresses
+    if [[ $forwarder == bridge ]]; then
+        setup_bridge_forwarder
+    fi
+    start_sinks
+    UP_DONE=1
+    trap - EXIT
+    say "lab is up (forwarder: $forwarder); state in $STATE"
+    [[ $forwarder == none ]] && say "d0/d1 in $NS_DUT are not connected: start op25b there (configs/lab.yaml)"
+    return 0
+}
+
+# --- status ------------------------------------------------------------------------
+
+cmd_status() {
+    [[ $# -eq 0 ]] || usage_die "status takes no arguments"
+    need_root
+    local ns any=0 dev line mode progs name pid n
+    for ns in "${ALL_NS[@]}"; do ns_exists "$ns" && any=1; done
+    if ((any == 0)); then
+        say "lab is down (no $NS_SUB/$NS_DUT/$NS_UP namespaces)"
+        [[ -d $STATE ]] && warn "$STATE exists although the namespaces do not; run '$PROG down'"
+        return 3
+    fi
+    echo "== namespaces"
+    # only the lab's own three (other tools may run op25b-* namespaces too)
+    ip netns list | grep -E "^($NS_SUB|$NS_DUT|$NS_UP)( |\$)" || true
+    [[ -f $STATE/forwarder ]] && echo "forwarder: $(<"$STATE/forwarder")"
+    [[ -f $STATE/policy ]] && echo "nft policy: $(<"$STATE/policy")"
+    for ns in "${ALL_NS[@]}"; do
+        ns_exists "$ns" || { echo "== $ns: MISSING"; continue; }
+        echo "== $ns: links"
+        ip -n "$ns" -s link show
+        if [[ $ns != "$NS_DUT" ]]; then
+            echo "== $ns: addresses"
+            ip -n "$ns" -br addr show
+        fi
+    done
+    if ns_exists "$NS_DUT"; then
+        echo "== XDP on $NS_DUT"
+        for dev in d0 d1; do
+            # `ip -d link`: "mtu 1500 xdp|xdpgeneric|xdpdrv|xdpoffload|xdpmulti"
+            # on the first line, then "prog/xdp id N name NAME ..." per program.
+            line=$(ip -n "$NS_DUT" -d link show dev "$dev" 2>/dev/null) || { echo "$dev: MISSING"; continue; }
+            mode=$(head -n 1 <<<"$line" | grep -Eo ' (xdp|xdpgeneric|xdpdrv|xdpoffload|xdpmulti) ' | tr -d ' ' || true)
+            progs=$(grep -Eo 'prog/xdp[a-z]* id [0-9]+( name [^ ]+)?' <<<"$line" | sed 's|^prog/||' | paste -sd, - || true)
+            if [[ -n $mode || -n $progs ]]; then
+                echo "$dev: XDP attached, mode ${mode:-?}: ${progs:-?}"
+            else
+                echo "$dev: no XDP program"
+            fi
+        done
+        if [[ -f $STATE/policy ]]; then
+            echo "== nftables in $NS_DUT ($(<"$STATE/policy"))"
+            nsx "$NS_DUT" nft list table "$(cut -d' ' -f1 <"$STATE/policy")" op25b || true
+        fi
+    fi
+    echo "== SMTP sinks"
+    for name in up sub; do
+        if [[ -s $STATE/smtp-$name.pid ]]; then
+            pid=$(tr -dc '0-9' <"$STATE/smtp-$name.pid")
+            if pid_alive "$pid" && is_lab_sink "$pid"; then
+                n=0
+                [[ -f $STATE/spool-$name/log.jsonl ]] && n=$(wc -l <"$STATE/spool-$name/log.jsonl")
+                echo "$name: running (pid $pid), $n messages spooled, log $STATE/smtp-$name.log"
+            else
+                echo "$name: NOT running (stale pidfile, pid $pid)"
+            fi
+        else
+            echo "$name: NOT running (no pidfile)"
+        fi
+    done
+}
+
+# --- root namespace check -------------------------------------------------------
+
+root_counters() {
+    local d n
+    for d in /sys/class/net/*; do
+        n=${d##*/}
+        [[ -r $d/statistics/rx_packets ]] || continue
+        printf '%s %s %s\n' "$n" "$(<"$d/statistics/rx_packets")" "$(<"$d/statistics/tx_packets")"
+    done
+}
+
+# Root-ns addresses and routes in the lab's documentation ranges, one per
+# line, without the ever-changing lifetimes.  The host itself may legitimately
+# use such a range (this build VM's eth0 is 192.0.2.2/24), so rootcheck-end
+# only complains about lines that were not there at rootcheck-begin.
+root_lab_net() {
+    {
+        ip -o addr show | awk '{ print "addr", $2, $3, $4 }'
+        ip -4 route show table all | sed 's/^/route4 /'
+        ip -6 route show table all | sed 's/^/route6 /; s/ expires [0-9]*sec//'
+    } 2>/dev/null | grep -E '198\.51\.100\.|203\.0\.113\.|192\.0\.2\.|2001:db8:' | sort -u || true
+}
+
+cmd_rootcheck_begin() {
+    [[ $# -eq 0 ]] || usage_die "rootcheck-begin takes no arguments"
+    in_root_netns || die "not in the root network namespace"
+    root_counters >"$ROOTCHECK_SNAP.tmp"
+    mv -f "$ROOTCHECK_SNAP.tmp" "$ROOTCHECK_SNAP"
+    root_lab_net >"$ROOTCHECK_NET"
+    say "root-ns snapshot: $ROOTCHECK_SNAP ($(wc -l <"$ROOTCHECK_SNAP") interfaces), $ROOTCHECK_NET ($(wc -l <"$ROOTCHECK_NET") pre-existing lab-range addresses/routes)"
+}
+
+cmd_rootcheck_end() {
+    local max=10000
+    if [[ $# -gt 1 ]]; then usage_die "rootcheck-end takes at most one argument"; fi
+    if [[ $# -eq 1 ]]; then
+        [[ $1 =~ ^[0-9]+$ ]] || usage_die "rootcheck-end: MAX_PACKETS must be a number, got '$1'"
+        max=$1
+    fi
+    in_root_netns || die "not in the root network namespace"
+    [[ -f $ROOTCHECK_SNAP ]] || die "no snapshot; run '$PROG rootcheck-begin' first"
+    local -A rx0=() tx0=()
+    local n r t fail=0 drx dtx flag name a
+    while read -r n r t; do rx0[$n]=$r; tx0[$n]=$t; done <"$ROOTCHECK_SNAP"
+    printf '%-16s %12s %12s  %s\n' IFACE RX_DELTA TX_DELTA NOTE
+    while read -r n r t; do
+        flag=""
+        if [[ -z ${rx0[$n]+x} ]]; then
+            flag="new since rootcheck-begin"
+            drx=$r dtx=$t
+        else
+            drx=$((r - rx0[$n])) dtx=$((t - tx0[$n]))
+            unset "rx0[$n]"
+        fi
+        if ((drx > max || dtx > max)); then flag="${flag:+$flag; }MOVED MORE THAN $max"; fail=1; fi
+        printf '%-16s %12s %12s  %s\n' "$n" "$drx" "$dtx" "$flag"
+    done < <(root_counters)
+    for n in "${!rx0[@]}"; do printf '%-16s %12s %12s  %s\n' "$n" - - "gone since rootcheck-begin"; done
+    for name in "${LAB_IFNAMES[@]}"; do
+        if [[ -e /sys/class/net/$name ]]; then
+            echo "FAIL: lab interface '$name' exists in the root namespace"
+            fail=1
+        fi
+    done
+    touch "$ROOTCHECK_NET"
+    a=$(root_lab_net | comm -13 "$ROOTCHECK_NET" - || true)
+    if [[ -n $a ]]; then
+        echo "FAIL: new lab-range (documentation) addresses/routes in the root namespace:"
+        echo "$a"
+        fail=1
+    fi
+    rm -f "$ROOTCHECK_SNAP" "$ROOTCHECK_NET"
+    if ((fail)); then
+        say "rootcheck: FAILED (threshold $max packets)"
+        return 1
+    fi
+    say "rootcheck: ok (no root interface moved more than $max packets, no lab interfaces, no new lab-range addresses/routes in the root ns)"
+}
+
+# --- main ------------------------------------------------------------------------
+
+[[ $# -ge 1 ]] || usage_die "missing command"
+cmd=$1
+shift
+case $cmd in
+    up) cmd_up "$@" ;;
+    down) cmd_down "$@" ;;
+    status) cmd_status "$@" ;;
+    rootcheck-begin) need_root; cmd_rootcheck_begin "$@" ;;
+    rootcheck-end) need_root; cmd_rootcheck_end "$@" ;;
+    -h|--help|help) usage ;;
+    *) usage_die "unknown command '$cmd'" ;;
+esac

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# test.sh - op25b's whole test suite: the README's test command; .ci/run runs exactly
+# this. Installs what is missing (setup.sh), checks formatting and lints, builds every
+# target, and runs unit, property, golden-fixture, CLI, corpus, tshark and - as root -
+# the end-to-end lab tests (veth namespaces, swaks, aiosmtpd). Exit non-zero on any
+# failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== test.sh: %s\n' "$*"; }
+t0=$SECONDS
+
+step "setup"
+if [[ $EUID -eq 0 ]]; then
+    bash scripts/setup.sh
+else
+    bash scripts/setup.sh || {
+        echo "test.sh: packages are missing (see above); run as root once: sudo scripts/setup.sh" >&2
+        exit 1
+    }
+    echo "test.sh: not root - the end-to-end lab tests will report that they did not run"
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings (all targets)"
+cargo clippy --release --all-targets -- -D warnings
+
+step "build (release, all targets)"
+cargo build --release --all-targets
+
+if command -v shellcheck >/dev/null 2>&1; then
+    step "shellcheck scripts"
+    shellcheck -x scripts/*.sh .ci/run
+fi
+
+step "cargo test (unit, property, integration, end-to-end; benches run once as tests)"
+set +e
+cargo test --release --all-targets --no-fail-fast 2>&1 | tee /tmp/op25b-test.log
+rc=${PIPESTATUS[0]}
+set -e
+if [[ $rc -ne 0 ]]; then
+    echo "test.sh: cargo test FAILED (exit $rc); failures:" >&2
+    grep -E '^test .* FAILED|panicked at' /tmp/op25b-test.log >&2 || true
+    exit 1
+fi
+
+if [[ $EUID -eq 0 ]]; then
+    step "leftovers"
+    if ip netns list | grep -qE '^op25b-(sub|dut|up|e2e)'; then
+        echo "test.sh: a test left a lab namespace behind" >&2
+        ip netns list >&2
+        exit 1
+    fi
+fi
+
+step "all passed in $((SECONDS - t0)) s"

@@ -1,0 +1,367 @@
+//! End to end, as root: `op25b run` bridges the veth lab (scripts/lab.sh) and real
+//! kernel TCP stacks talk SMTP through it (swaks -> python3-aiosmtpd), via
+//! scripts/matrix.sh. op25b is stopped and restarted between the two case groups, and
+//! its final counters are checked against what each group sent.
+//!
+//! Without root this test says so and does nothing (CI runs as root).
+
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn sh(args: &[&str]) -> (i32, String) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .current_dir(root())
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Tears the lab down however the test ends.
+struct Lab;
+
+impl Lab {
+    fn up() -> Lab {
+        sh(&["scripts/lab.sh", "down"]);
+        let (rc, out) = sh(&["scripts/lab.sh", "up"]);
+        assert_eq!(rc, 0, "lab.sh up failed:\n{out}");
+        Lab
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        sh(&["scripts/lab.sh", "down"]);
+    }
+}
+
+struct Appliance {
+    child: Child,
+    log: PathBuf,
+    report: PathBuf,
+}
+
+impl Appliance {
+    fn start(tag: &str) -> Appliance {
+        Self::start_with(tag, "configs/lab.yaml")
+    }
+
+    fn start_with(tag: &str, config: &str) -> Appliance {
+        let log = PathBuf::from(format!("/run/op25b-lab/op25b-{tag}.log"));
+        let report = PathBuf::from(format!("/run/op25b-lab/op25b-{tag}.json"));
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                "op25b-dut",
+                env!("CARGO_BIN_EXE_op25b"),
+                "run",
+            ])
+            .args(["--config", config, "--duration", "600", "--report"])
+            .arg(&report)
+            .current_dir(root())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start op25b");
+        let a = Appliance { child, log, report };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = std::fs::read_to_string(&a.log).unwrap_or_default();
+            if text.contains("op25b running") {
+                break;
+            }
+            if Instant::now() > deadline || text.contains("error:") {
+                panic!("op25b did not start:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        a
+    }
+
+    /// SIGTERM, wait (bounded), return the final report.
+    fn stop(mut self) -> Value {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("op25b did not stop within 10 s after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut log = String::new();
+        std::fs::File::open(&self.log)
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        assert!(status.success(), "op25b exited with {status}:\n{log}");
+        assert!(log.contains("frame conservation holds"), "{log}");
+        let report = std::fs::read_to_string(&self.report).expect("report written");
+        serde_json::from_str(&report).unwrap()
+    }
+}
+
+fn matrix(cases: &str, tag: &str) -> Vec<Value> {
+    let json = format!("/run/op25b-lab/matrix-{tag}.json");
+    let (rc, out) = sh(&["scripts/matrix.sh", "--only", cases, "--json", &json]);
+    println!("{out}");
+    assert_eq!(rc, 0, "matrix group {tag} failed:\n{out}");
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
+fn n(v: &Value, path: &[&str]) -> u64 {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_u64().unwrap_or(0)
+}
+
+fn xdp_attached() -> bool {
+    let (_, out) = sh(&["ip", "-n", "op25b-dut", "-d", "link", "show"]);
+    out.contains("prog/xdp") || out.contains(" xdp ") || out.contains("xdpgeneric")
+}
+
+#[test]
+fn lab_end_to_end_with_real_smtp() {
+    if !is_root() {
+        eprintln!("lab_end_to_end_with_real_smtp: not root, nothing run (CI runs it as root)");
+        return;
+    }
+    let (rc, out) = sh(&["scripts/lab.sh", "rootcheck-begin"]);
+    assert_eq!(rc, 0, "{out}");
+    let lab = Lab::up();
+
+    // Group 1: what must pass, plus the two TCP-reset rejects (exactly one SYN each).
+    let op = Appliance::start("1");
+    assert!(xdp_attached(), "no XDP program on d0/d1 while running");
+    let cases = matrix(
+        "dyn4-ext-25,dyn6-ext-25,dyn4-ext-587,dyn6-ext-587,dyn4-ext-465,dyn6-ext-465,\
+         dyn4-relay-25,dyn6-relay-25,static4-ext-25,static6-ext-25,ping4,ping6,big4,big6,dyn4-ext-587-big",
+        "1",
+    );
+    let r = op.stop();
+    assert!(!xdp_attached(), "XDP program left attached after SIGTERM");
+    println!("group 1 report: {r:#}");
+    assert_eq!(cases.len(), 15);
+    let sub = &r["received_on"]["subscriber"];
+    let up = &r["received_on"]["upstream"];
+    // The two blocked SYNs, answered with two resets; nothing else blocked.
+    assert_eq!(n(sub, &["verdicts", "reject/blocked_port"]), 2, "{r:#}");
+    assert_eq!(n(sub, &["blocked_ports", "25"]), 2);
+    assert_eq!(n(&r, &["events", "replies_sent"]), 2);
+    assert_eq!(n(&r, &["blocked_by_class", "dynamic"]), 2);
+    for side in [sub, up] {
+        for (k, _) in side["verdicts"].as_object().unwrap() {
+            assert!(
+                k.starts_with("forward/") || k == "reject/blocked_port",
+                "unexpected verdict {k}: {r:#}"
+            );
+        }
+    }
+    // Passing mail and the relay: forwarded with their reasons.
+    assert!(n(sub, &["verdicts", "forward/port_open"]) > 0);
+    assert!(n(sub, &["verdicts", "forward/allowed_destination"]) > 0);
+    assert!(n(up, &["verdicts", "forward/port_open"]) > 0);
+    // Everything received on one side went out the other (replies on the same side).
+    assert_eq!(n(sub, &["rx_frames"]) - 2, n(up, &["tx_frames"]));
+    assert_eq!(n(up, &["rx_frames"]) + 2, n(sub, &["tx_frames"]));
+    assert_eq!(r["frames_conserved"], true);
+    assert_eq!(r["verdicts_account_for_rx"], true);
+    assert_eq!(n(&r, &["events", "tx_ring_full"]), 0);
+
+    // Restart: a second op25b right after the first must bind and work.
+    let op = Appliance::start("2");
+    let cases = matrix(
+        "quar4-ext-587,quar6-ext-587,quar4-ext-25,quar4-relay-25,quar6-relay-25,icmp4-ext-25,icmp6-ext-25,\
+         ip25b4,ip25b6,ip25b-static4,ip25b-static6,ping4,dyn4-ext-587",
+        "2",
+    );
+    let r = op.stop();
+    println!("group 2 report: {r:#}");
+    assert_eq!(cases.len(), 13);
+    let sub = &r["received_on"]["subscriber"];
+    let up = &r["received_on"]["upstream"];
+    // Quarantine: three connection attempts dropped (each SYN plus retransmissions).
+    let quarantine_drops = n(&r, &["blocked_by_class", "quarantine"]);
+    assert!(quarantine_drops >= 3, "{r:#}");
+    assert_eq!(
+        n(sub, &["blocked_ports", "587"])
+            + n(sub, &["blocked_ports", "25"])
+            + n(sub, &["blocked_ports", "465"]),
+        n(sub, &["verdicts", "drop/blocked_port"]) + n(sub, &["verdicts", "reject/blocked_port"])
+    );
+    assert!(n(sub, &["blocked_ports", "587"]) >= 2);
+    // ICMP class: every rejected SYN answered (IPv6 may retransmit once).
+    let icmp_rejects = n(&r, &["blocked_by_class", "icmp"]);
+    assert!((2..=4).contains(&icmp_rejects), "{r:#}");
+    assert_eq!(n(&r, &["events", "replies_sent"]), icmp_rejects);
+    assert_eq!(n(sub, &["verdicts", "reject/blocked_port"]), icmp_rejects);
+    // IP25B: inbound SYNs to the dynamic subscriber dropped, to the static one passed.
+    assert!(n(up, &["verdicts", "drop/inbound_smtp"]) >= 2, "{r:#}");
+    assert_eq!(
+        n(up, &["blocked_ports", "25"]),
+        n(up, &["verdicts", "drop/inbound_smtp"])
+    );
+    assert_eq!(
+        n(&r, &["blocked_by_class", "dynamic"])
+            + n(&r, &["blocked_by_class", "quarantine"])
+            + icmp_rejects,
+        n(sub, &["verdicts", "drop/blocked_port"])
+            + icmp_rejects
+            + n(up, &["verdicts", "drop/inbound_smtp"])
+    );
+    assert_eq!(r["frames_conserved"], true);
+    assert_eq!(r["verdicts_account_for_rx"], true);
+
+    drop(lab);
+
+    // Two workers on two queue pairs: veths with 2 RX/TX queues, op25b with
+    // interfaces.queues 2 pinned to cores 0 and 1. Many connections, so the kernel's
+    // flow hash spreads them over both queues.
+    sh(&["scripts/lab.sh", "down"]);
+    let (rc, out) = sh(&["scripts/lab.sh", "up", "--queues", "2"]);
+    assert_eq!(rc, 0, "lab.sh up --queues 2 failed:\n{out}");
+    let lab = Lab;
+    let cfg = std::fs::read_to_string(root().join("configs/lab.yaml"))
+        .unwrap()
+        .replace("queues: 1", "queues: 2")
+        .replace("cores: [1]", "cores: [0, 1]");
+    std::fs::write("/run/op25b-lab/lab-2q.yaml", cfg).unwrap();
+    let op = Appliance::start_with("3", "/run/op25b-lab/lab-2q.yaml");
+    let cases = matrix(
+        "dyn4-ext-25,dyn6-ext-25,dyn4-ext-587,dyn6-ext-587,dyn4-ext-465,dyn6-ext-465,dyn4-relay-25,\
+         dyn6-relay-25,static4-ext-25,static6-ext-25,quar4-relay-25,quar6-relay-25,ip25b-static4,\
+         ip25b-static6,ping4,ping6,dyn4-ext-587-big",
+        "3",
+    );
+    let r = op.stop();
+    println!("group 3 (2 workers) report: {r:#}");
+    assert_eq!(cases.len(), 17);
+    assert_eq!(r["workers"], 2);
+    let per = r["per_worker"].as_array().unwrap();
+    assert_eq!(per.len(), 2);
+    for (i, w) in per.iter().enumerate() {
+        let rx = n(w, &["rx_frames", "subscriber"]) + n(w, &["rx_frames", "upstream"]);
+        assert!(rx > 0, "worker {i} received nothing: {r:#}");
+        assert_eq!(w["frames_conserved"], true);
+    }
+    assert_eq!(
+        n(
+            &r["received_on"]["subscriber"],
+            &["verdicts", "reject/blocked_port"]
+        ),
+        2
+    );
+    assert_eq!(r["frames_conserved"], true);
+    drop(lab);
+
+    let (rc, out) = sh(&["scripts/lab.sh", "rootcheck-end"]);
+    assert_eq!(rc, 0, "root namespace moved:\n{out}");
+}
+
+#[test]
+fn run_refuses_missing_interface_and_bad_core() {
+    if !is_root() {
+        eprintln!("run_refuses_missing_interface_and_bad_core: not root, nothing run");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(root().join("configs/lab.yaml")).unwrap();
+    let ns = "op25b-e2e-cfg";
+    let _ = Command::new("ip").args(["netns", "del", ns]).status();
+    assert!(Command::new("ip")
+        .args(["netns", "add", ns])
+        .status()
+        .unwrap()
+        .success());
+    let cleanup = scopeguard(ns);
+    let run = |yaml: &str| -> (i32, String) {
+        let p = tmp.path().join("c.yaml");
+        std::fs::write(&p, yaml).unwrap();
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                env!("CARGO_BIN_EXE_op25b"),
+                "run",
+                "--config",
+            ])
+            .arg(&p)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // No d0 in an empty namespace.
+    let (rc, err) = run(&base.replace(
+        "pid_file: /run/op25b-lab.pid",
+        "pid_file: /run/op25b-e2e-cfg.pid",
+    ));
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains("\"d0\" does not exist"), "{err}");
+    // Create the veths; then ask for a core that does not exist.
+    for cmd in [
+        vec![
+            "-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "x0",
+        ],
+        vec![
+            "-n", ns, "link", "add", "d1", "type", "veth", "peer", "name", "x1",
+        ],
+    ] {
+        assert!(Command::new("ip").args(&cmd).status().unwrap().success());
+    }
+    let (rc, err) = run(&base.replace("cores: [1]", "cores: [4096]").replace(
+        "pid_file: /run/op25b-lab.pid",
+        "pid_file: /run/op25b-e2e-cfg.pid",
+    ));
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains("core 4096"), "{err}");
+    // Two queues on single-queue veths.
+    let (rc, err) = run(&base
+        .replace("queues: 1", "queues: 2")
+        .replace("cores: [1]", "cores: [0, 1]")
+        .replace(
+            "pid_file: /run/op25b-lab.pid",
+            "pid_file: /run/op25b-e2e-cfg.pid",
+        ));
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains("has 1 queue(s)"), "{err}");
+    drop(cleanup);
+}
+
+struct NsGuard(&'static str);
+impl Drop for NsGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", self.0]).status();
+    }
+}
+fn scopeguard(ns: &'static str) -> NsGuard {
+    NsGuard(ns)
+}
