@@ -353,6 +353,124 @@ fn run_refuses_missing_interface_and_bad_core() {
         ));
     assert_eq!(rc, 1, "{err}");
     assert!(err.contains("has 1 queue(s)"), "{err}");
+
+    let good = base.replace(
+        "pid_file: /run/op25b-lab.pid",
+        "pid_file: /run/op25b-e2e-cfg.pid",
+    );
+    let good_path = tmp.path().join("good.yaml");
+    std::fs::write(&good_path, &good).unwrap();
+    for l in ["d0", "d1", "x0", "x1"] {
+        assert!(Command::new("ip")
+            .args(["-n", ns, "link", "set", l, "up"])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    // Without privileges: a clear list of what is missing.
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_op25b"))
+        .args(["run", "--config"])
+        .arg(&good_path)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("missing privileges") && err.contains("CAP_NET_ADMIN"),
+        "{err}"
+    );
+
+    // kill -9 leaves the XDP program attached (libxdp attaches through netlink): the
+    // next run refuses, --cleanup detaches, and then a run starts again.
+    let xdp_on = |dev: &str| {
+        let out = Command::new("ip")
+            .args(["-n", ns, "-d", "link", "show", dev])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+    };
+    let start = || {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                env!("CARGO_BIN_EXE_op25b"),
+                "run",
+                "--duration",
+                "30",
+                "--config",
+            ])
+            .arg(&good_path)
+            .current_dir(root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let wait_attached = || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(xdp_on("d0") && xdp_on("d1")) {
+            assert!(
+                Instant::now() < deadline,
+                "op25b did not attach XDP within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut child = start();
+    wait_attached();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        xdp_on("d0"),
+        "expected the program to outlive SIGKILL (documented behaviour)"
+    );
+    let (rc, err) = run(&good);
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains("already has XDP program id"), "{err}");
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            env!("CARGO_BIN_EXE_op25b"),
+            "run",
+            "--cleanup",
+            "--config",
+        ])
+        .arg(&good_path)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("d0: detached XDP program"));
+    assert!(!xdp_on("d0") && !xdp_on("d1"));
+    // And a clean start/stop after that.
+    let mut child = start();
+    wait_attached();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(!xdp_on("d0") && !xdp_on("d1"), "SIGTERM left XDP attached");
     drop(cleanup);
 }
 

@@ -1,8 +1,11 @@
-//! Any frame the builders accept must yield a reply that re-parses as Ethernet + IP with
-//! the right transport, fits the buffer, and never panics.
+//! Any frame the builders accept must yield a reply that re-parses (link headers with
+//! op25b's parser, since etherparse has no PPPoE; IP and transport with etherparse) as
+//! IP + TCP RST / ICMP(v6), fits the buffer, keeps a PPPoE length consistent, and never
+//! panics.
 #![no_main]
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use libfuzzer_sys::fuzz_target;
+use op25b::classify::parse_link;
 use op25b::classify::reply::{build_reply, MAX_REPLY_LEN};
 use op25b::policy::ReplyKind;
 
@@ -10,9 +13,21 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = [0u8; MAX_REPLY_LEN];
     for kind in [ReplyKind::TcpReset, ReplyKind::IcmpProhibited] {
         let Ok(n) = build_reply(data, kind, &mut buf) else { continue };
-        assert!(n >= 60 && n <= MAX_REPLY_LEN);
-        let p = SlicedPacket::from_ethernet(&buf[..n]).expect("reply re-parses");
-        assert!(matches!(p.net, Some(NetSlice::Ipv4(_)) | Some(NetSlice::Ipv6(_))));
+        assert!((60..=MAX_REPLY_LEN).contains(&n));
+        let frame = &buf[..n];
+        let link = parse_link(frame).expect("reply link headers parse");
+        let p = SlicedPacket::from_ip(&frame[link.l3_offset..]).expect("reply IP re-parses");
+        let ip_len = match &p.net {
+            Some(NetSlice::Ipv4(v4)) => usize::from(v4.header().total_len()),
+            Some(NetSlice::Ipv6(v6)) => 40 + usize::from(v6.header().payload_length()),
+            _ => panic!("reply is not IP"),
+        };
+        if link.pppoe_session.is_some() {
+            // PPPoE length = PPP protocol (2) + IP packet.
+            let at = link.l3_offset - 8 + 4;
+            let pppoe_len = usize::from(u16::from_be_bytes([frame[at], frame[at + 1]]));
+            assert_eq!(pppoe_len, ip_len + 2, "PPPoE length field");
+        }
         match kind {
             ReplyKind::TcpReset => {
                 let Some(TransportSlice::Tcp(t)) = p.transport else { panic!("RST is not TCP") };

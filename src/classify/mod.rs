@@ -141,7 +141,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 pub struct TruncatedLink;
 
 /// Walks the link headers.
-#[inline]
+#[inline(always)]
 pub fn parse_link(frame: &[u8]) -> Result<Link, TruncatedLink> {
     let mut link = Link::default();
     let mut et = be16(frame, 12).ok_or(TruncatedLink)?;
@@ -192,7 +192,7 @@ pub fn parse_link(frame: &[u8]) -> Result<Link, TruncatedLink> {
 }
 
 /// Parses a frame as far as the verdict needs.
-#[inline]
+#[inline(always)]
 pub fn parse(frame: &[u8]) -> FrameInfo {
     let Ok(link) = parse_link(frame) else {
         return FrameInfo {
@@ -234,6 +234,7 @@ fn tcp_segment(protocol: u8, fragment: Fragment, l4: &[u8]) -> Segment {
     }
 }
 
+#[inline(always)]
 fn parse_ipv4(l3: &[u8], l3_offset: usize) -> Net {
     let Some(fixed) = l3.get(..20) else {
         return Net::MalformedIp;
@@ -357,13 +358,13 @@ fn parse_ipv6(l3: &[u8], l3_offset: usize) -> Net {
 }
 
 /// Classifies one raw Ethernet frame travelling in `direction`.
-#[inline]
+#[inline(always)]
 pub fn classify(frame: &[u8], direction: Direction, policy: &Policy) -> Classified {
     classify_parsed(&parse(frame), direction, policy)
 }
 
 /// [`classify`] on a frame already parsed.
-#[inline]
+#[inline(always)]
 pub fn classify_parsed(info: &FrameInfo, direction: Direction, policy: &Policy) -> Classified {
     let simple = |reason| Classified {
         verdict: Verdict::Forward(reason),

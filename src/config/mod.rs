@@ -32,6 +32,13 @@ pub enum ConfigError {
         file: PathBuf,
         source: std::io::Error,
     },
+    /// A prefix file named by the config could not be read.
+    #[error("{}: cannot read: {source} (listed in {})", file.display(), config.display())]
+    ReadListed {
+        config: PathBuf,
+        file: PathBuf,
+        source: std::io::Error,
+    },
     /// YAML syntax, a wrong type, an unknown field or an unparseable value; serde_yaml's
     /// message carries the field path, line and column.
     #[error("{}: {message}", file.display())]
@@ -212,7 +219,7 @@ struct RawClass {
     #[serde(default)]
     action: RawAction,
     #[serde(default)]
-    reply: RawReply,
+    reply: Option<RawReply>,
     #[serde(default)]
     block_inbound_smtp: bool,
 }
@@ -310,11 +317,52 @@ impl Default for RawRate {
     }
 }
 
+/// `policy.classes`: a map that refuses a class name given twice (a plain map would
+/// silently keep the last definition).
+#[derive(Debug, Default)]
+struct ClassMap(BTreeMap<String, RawClass>);
+
+impl<'de> Deserialize<'de> for ClassMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ClassMap;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of class names to class definitions")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<ClassMap, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(k) = m.next_key::<String>()? {
+                    if out.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!(
+                            "class {k:?} is defined twice; each class name once"
+                        )));
+                    }
+                    let v = m.next_value::<RawClass>()?;
+                    out.insert(k, v);
+                }
+                Ok(ClassMap(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl std::ops::Deref for ClassMap {
+    type Target = BTreeMap<String, RawClass>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 /// `policy:`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
-    classes: BTreeMap<String, RawClass>,
+    classes: ClassMap,
     #[serde(default)]
     subscribers: Vec<RawSubscribers>,
     #[serde(default)]
@@ -633,12 +681,19 @@ fn validate_settings(file: &Path, raw: &RawConfig) -> Result<Config, ConfigError
             ),
         ));
     }
+    if i.xdp_mode == XdpMode::Generic && i.zero_copy == ZeroCopy::On {
+        return Err(ConfigError::invalid(
+            file,
+            "interfaces.zero_copy",
+            "`on` needs native XDP, but interfaces.xdp_mode is `generic`; use `zero_copy: auto` or `off`, or `xdp_mode: native`",
+        ));
+    }
     let r = &raw.policy.reject_rate;
     if r.burst == 0 && r.per_second > 0 {
         return Err(ConfigError::invalid(
             file,
             "policy.reject_rate.burst",
-            "0 would never let a reply out; expected at least 1 (or per_second: 0 to send none)",
+            "0 would never let a reply out; expected at least 1 (to send no replies use `action: drop`, or per_second: 0 with burst: 0)",
         ));
     }
     let listen: SocketAddr = raw.control.listen.parse().map_err(|_| {
@@ -694,7 +749,8 @@ fn resolve(config: &Path, p: &Path) -> PathBuf {
 
 /// Reads a prefix file: one prefix per line, `#` starts a comment, blank lines ignored.
 pub fn read_prefix_file(config: &Path, file: &Path) -> Result<Vec<(Prefix, usize)>, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::ReadListed {
+        config: config.to_path_buf(),
         file: file.to_path_buf(),
         source,
     })?;
@@ -748,7 +804,7 @@ fn compile_policy(file: &Path, raw: &RawPolicy) -> Result<(Policy, LoadReport), 
             "no class defined; expected at least one, e.g. `dynamic: {block_ports: [25]}`",
         ));
     }
-    for (name, c) in &raw.classes {
+    for (name, c) in raw.classes.iter() {
         let field = format!("policy.classes.{name}");
         if name.is_empty()
             || !name
@@ -773,8 +829,15 @@ fn compile_policy(file: &Path, raw: &RawPolicy) -> Result<(Policy, LoadReport), 
             ports.push(p as u16);
         }
         let action = match c.action {
+            RawAction::Drop if c.reply.is_some() => {
+                return Err(ConfigError::invalid(
+                    file,
+                    format!("{field}.reply"),
+                    "a reply is only sent with `action: reject`; remove `reply` or set `action: reject`",
+                ))
+            }
             RawAction::Drop => BlockAction::Drop,
-            RawAction::Reject => BlockAction::Reject(match c.reply {
+            RawAction::Reject => BlockAction::Reject(match c.reply.unwrap_or_default() {
                 RawReply::TcpReset => ReplyKind::TcpReset,
                 RawReply::IcmpProhibited => ReplyKind::IcmpProhibited,
             }),

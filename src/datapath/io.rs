@@ -158,6 +158,20 @@ impl MemIo {
         out
     }
 
+    /// Like [`MemIo::wire`] without copying the frames out: returns how many left.
+    pub fn discard(&mut self, side: Side, max: usize) -> usize {
+        let s = &mut self.sides[side.index()];
+        if s.stalled {
+            return 0;
+        }
+        let n = max.min(s.tx.len()).min(self.ring - s.comp.len());
+        for _ in 0..n {
+            let d = s.tx.pop_front().expect("counted");
+            s.comp.push_back(d);
+        }
+        n
+    }
+
     /// Stops (or resumes) the peer of `side` from taking frames off the TX ring.
     pub fn set_stalled(&mut self, side: Side, stalled: bool) {
         self.sides[side.index()].stalled = stalled;

@@ -250,7 +250,13 @@ pub fn start(
     let mut mode = None;
     for q in 0..ifs.queues {
         match xsk::XskIo::open(&sub.name, &up.name, q, &opts) {
-            Ok((io, m)) => {
+            Ok((io, m, failed)) => {
+                if q == 0 && !failed.is_empty() {
+                    tracing::info!(
+                        "AF_XDP: using {m}; better modes unavailable: {}",
+                        failed.join("; ")
+                    );
+                }
                 mode.get_or_insert(m);
                 ios.push(io);
             }

@@ -131,15 +131,15 @@ fn raise_tx_budget(fd: i32) {
 }
 
 impl XskIo {
-    /// Opens both sockets, trying the modes the config allows, best first. Retries
-    /// EBUSY (the kernel releases a queue asynchronously after the last close) for up to
+    /// Opens both sockets, trying the modes the config allows, best first; also returns
+    /// why the better modes failed (for the one fallback log line). Retries EBUSY (the kernel releases a queue asynchronously after the last close) for up to
     /// 2 s.
     pub fn open(
         subscriber: &str,
         upstream: &str,
         queue: u32,
         opts: &XskOptions,
-    ) -> Result<(XskIo, ModeInUse), XskError> {
+    ) -> Result<(XskIo, ModeInUse, Vec<String>), XskError> {
         let natives: &[bool] = match opts.xdp_mode {
             XdpMode::Auto => &[true, false],
             XdpMode::Native => &[true],
@@ -164,7 +164,7 @@ impl XskIo {
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
                 loop {
                     match Self::try_open(subscriber, upstream, queue, opts, mode) {
-                        Ok(io) => return Ok((io, mode)),
+                        Ok(io) => return Ok((io, mode, attempts)),
                         Err(OpenError::Umem(source)) => {
                             return Err(XskError::Umem {
                                 frames: opts.frame_count,

@@ -1,6 +1,6 @@
 //! Longest-prefix-match tables for IPv4 and IPv6, built off the hot path, read lock-free.
 //!
-//! The layout is a Poptrie (Asai & Ohara, SIGCOMM 2015): the top `DIRECT_BITS` bits of the
+//! The layout is a Poptrie (Asai & Ohara, SIGCOMM 2015): the top `K::DIRECT` bits of the
 //! address index a direct array; below that, every node covers 6 address bits and stores
 //! two 64-bit vectors instead of 64 pointers:
 //!
@@ -12,7 +12,7 @@
 //! A table is immutable once built ([`PrefixTable::build`]); a rebuild makes a new table
 //! and the policy layer publishes it with one atomic pointer swap. Lookups take `&self`,
 //! never lock, never allocate and touch one direct entry plus one node per 6 bits of the
-//! matched prefix length beyond `DIRECT_BITS`.
+//! matched prefix length beyond `K::DIRECT`.
 //!
 //! Values are `u16`; [`NO_MATCH`] (0) is reserved for "no prefix covers this address".
 #![forbid(unsafe_code)]
@@ -23,8 +23,6 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// The value a lookup returns when no prefix matches.
 pub const NO_MATCH: u16 = 0;
 
-/// Bits resolved by the direct array (2^16 entries, 256 KiB: fits in L2).
-const DIRECT_BITS: u32 = 16;
 /// Bits resolved by each node below the direct array.
 const STRIDE: u32 = 6;
 /// Marks a direct-array entry that holds a leaf value rather than a node index.
@@ -39,10 +37,27 @@ pub trait Key: Copy + Ord + fmt::Debug + Send + Sync + 'static {
     fn extract(self, offset: u32, bits: u32) -> usize;
     /// The key with every bit from `len` on cleared (`len` in `0..=BITS`).
     fn mask(self, len: u8) -> Self;
+    /// Bits resolved by the direct array: 18 for IPv4 (2^18 entries, 1 MiB: a /24 is
+    /// one node below it), 16 for IPv6 (the top 16 bits of global unicast vary little,
+    /// a bigger array would buy nothing).
+    const DIRECT: u32;
+    /// A well-mixed 64-bit hash (for the exact-match host table).
+    fn hash64(self) -> u64;
+    /// Zero.
+    fn default_key() -> Self {
+        Self::ZERO
+    }
+    const ZERO: Self;
 }
 
 impl Key for u32 {
     const BITS: u32 = 32;
+    const DIRECT: u32 = 18;
+    const ZERO: Self = 0;
+    #[inline(always)]
+    fn hash64(self) -> u64 {
+        u64::from(self).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
     #[inline(always)]
     fn extract(self, offset: u32, bits: u32) -> usize {
         // Widen so bits past the end read as zero and shifts stay in range.
@@ -61,6 +76,13 @@ impl Key for u32 {
 
 impl Key for u128 {
     const BITS: u32 = 128;
+    const DIRECT: u32 = 16;
+    const ZERO: Self = 0;
+    #[inline(always)]
+    fn hash64(self) -> u64 {
+        let x = (self as u64) ^ ((self >> 64) as u64).rotate_left(29);
+        (x ^ (x >> 31)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
     #[inline(always)]
     fn extract(self, offset: u32, bits: u32) -> usize {
         ((self << offset) >> (128 - bits)) as usize
@@ -185,12 +207,12 @@ impl<K: Key> PrefixTable<K> {
     /// The value of the longest prefix covering `key`, or [`NO_MATCH`].
     #[inline]
     pub fn lookup(&self, key: K) -> u16 {
-        let d = self.direct[key.extract(0, DIRECT_BITS)];
+        let d = self.direct[key.extract(0, K::DIRECT)];
         if d & DIRECT_LEAF != 0 {
             return d as u16;
         }
         let mut index = d as usize;
-        let mut offset = DIRECT_BITS;
+        let mut offset = K::DIRECT;
         loop {
             let node = self.nodes[index];
             let slot = key.extract(offset, STRIDE);
@@ -250,17 +272,174 @@ impl PrefixTable<u128> {
     }
 }
 
+/// A longest-prefix-match table that keeps full-length prefixes (/32, /128: single
+/// hosts, typically static customers exempted inside a dynamic pool) in an
+/// open-addressing hash table instead of the trie. A host entry is always the most
+/// specific match, so the lookup is: exact hit, else the trie. Without this, every
+/// address in a /48 that shares 100+ bits with an exempted /128 walks ~17 trie levels.
+#[derive(Clone)]
+pub struct HostSplitTable<K: Key> {
+    hosts: Box<[(K, u16)]>,
+    host_count: usize,
+    shift: u32,
+    trie: PrefixTable<K>,
+}
+
+impl<K: Key> HostSplitTable<K> {
+    /// Builds the table; duplicates resolve as in [`PrefixTable::build`] (last wins).
+    pub fn build(entries: &[Entry<K>]) -> Result<Self, BuildError> {
+        let (host_entries, rest): (Vec<Entry<K>>, Vec<Entry<K>>) =
+            entries.iter().partition(|e| u32::from(e.len) == K::BITS);
+        let trie = PrefixTable::build(&rest)?;
+        for e in &host_entries {
+            if e.value == NO_MATCH {
+                return Err(BuildError::ReservedValue);
+            }
+        }
+        let bits = (host_entries.len().max(1) * 2)
+            .next_power_of_two()
+            .trailing_zeros()
+            .max(1);
+        let size = 1usize << bits;
+        let mut hosts =
+            vec![(K::default_key(), NO_MATCH); if host_entries.is_empty() { 0 } else { size }];
+        let mut count = 0;
+        for e in &host_entries {
+            let mut i = (e.key.hash64() >> (64 - bits)) as usize;
+            loop {
+                let slot = &mut hosts[i];
+                if slot.1 == NO_MATCH {
+                    *slot = (e.key, e.value);
+                    count += 1;
+                    break;
+                }
+                if slot.0 == e.key {
+                    slot.1 = e.value; // last one wins
+                    break;
+                }
+                i = (i + 1) & (size - 1);
+            }
+        }
+        Ok(Self {
+            hosts: hosts.into_boxed_slice(),
+            host_count: count,
+            shift: 64 - bits,
+            trie,
+        })
+    }
+
+    /// The value of the longest prefix covering `key`, or [`NO_MATCH`].
+    #[inline]
+    pub fn lookup(&self, key: K) -> u16 {
+        if self.host_count != 0 {
+            let mask = self.hosts.len() - 1;
+            let mut i = (key.hash64() >> self.shift) as usize;
+            loop {
+                let (k, v) = self.hosts[i];
+                if v == NO_MATCH {
+                    break;
+                }
+                if k == key {
+                    return v;
+                }
+                i = (i + 1) & mask;
+            }
+        }
+        self.trie.lookup(key)
+    }
+
+    /// Distinct prefixes (hosts plus trie).
+    pub fn len(&self) -> usize {
+        self.host_count + self.trie.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Heap bytes.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of_val(&*self.hosts) + self.trie.memory_bytes()
+    }
+}
+
+impl<K: Key> fmt::Debug for HostSplitTable<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostSplitTable")
+            .field("hosts", &self.host_count)
+            .field("trie", &self.trie)
+            .finish()
+    }
+}
+
+/// Membership in a set of prefixes (the answer is yes/no, not a value): a linear scan
+/// while the set is small (an ISP's handful of relays: no trie walk down to a /32 or
+/// /128), a [`PrefixTable`] beyond [`PrefixSet::LINEAR_MAX`] entries.
+#[derive(Clone, Debug)]
+pub enum PrefixSet<K: Key> {
+    Linear(Box<[(K, u8)]>),
+    Table(PrefixTable<K>),
+}
+
+impl<K: Key> PrefixSet<K> {
+    /// Up to this many prefixes are scanned linearly.
+    pub const LINEAR_MAX: usize = 16;
+
+    /// Builds the set; values in `entries` are ignored (must be non-zero for the table).
+    pub fn build(entries: &[Entry<K>]) -> Result<Self, BuildError> {
+        let table = PrefixTable::build(entries)?;
+        if table.len() > Self::LINEAR_MAX {
+            return Ok(Self::Table(table));
+        }
+        let mut list: Vec<(K, u8)> = entries.iter().map(|e| (e.key.mask(e.len), e.len)).collect();
+        list.sort_unstable();
+        list.dedup();
+        Ok(Self::Linear(list.into_boxed_slice()))
+    }
+
+    /// True when some prefix of the set covers `key`.
+    #[inline]
+    pub fn contains(&self, key: K) -> bool {
+        match self {
+            Self::Linear(list) => list.iter().any(|&(net, len)| key.mask(len) == net),
+            Self::Table(t) => t.lookup(key) != NO_MATCH,
+        }
+    }
+
+    /// Number of distinct prefixes.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Linear(list) => list.len(),
+            Self::Table(t) => t.len(),
+        }
+    }
+
+    /// True when the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Heap bytes.
+    pub fn memory_bytes(&self) -> usize {
+        match self {
+            Self::Linear(list) => std::mem::size_of_val(&**list),
+            Self::Table(t) => t.memory_bytes(),
+        }
+    }
+}
+
 struct Builder {
     nodes: Vec<Node>,
     leaves: Vec<u16>,
 }
 
 impl Builder {
-    /// Resolves the direct array (the top `DIRECT_BITS` bits) from all prefixes, sorted
+    /// Resolves the direct array (the top `K::DIRECT` bits) from all prefixes, sorted
     /// by (key, len), building a node below every slot that has longer prefixes.
     fn build_direct<K: Key>(&mut self, prefixes: &[Entry<K>]) -> Result<Vec<u32>, BuildError> {
-        let slots = 1usize << DIRECT_BITS;
-        let (values, deeper) = paint(prefixes, 0, DIRECT_BITS, NO_MATCH);
+        let slots = 1usize << K::DIRECT;
+        let (values, deeper) = paint(prefixes, 0, K::DIRECT, NO_MATCH);
         let mut out = vec![0u32; slots];
         for slot in 0..slots {
             match deeper[slot] {
@@ -271,12 +450,7 @@ impl Builder {
                         return Err(BuildError::TooLarge(index));
                     }
                     self.nodes.push(Node::default());
-                    self.build_node(
-                        index,
-                        &prefixes[range.0..range.1],
-                        DIRECT_BITS,
-                        values[slot],
-                    )?;
+                    self.build_node(index, &prefixes[range.0..range.1], K::DIRECT, values[slot])?;
                     out[slot] = index as u32;
                 }
             }
@@ -513,6 +687,41 @@ mod tests {
             }
             for k in probes(&entries, &random, |k, i| k ^ (1u128 << (i % 128)) ^ 1) {
                 prop_assert_eq!(t.lookup(k), linear_lookup(&oracle, k), "key {:#034x}", k);
+            }
+        }
+
+        /// Both shapes of PrefixSet (linear below LINEAR_MAX, table above) agree with
+        /// "some prefix covers the key".
+        #[test]
+        fn prefix_set_matches_any_cover(entries in entries_v6(), random in prop::collection::vec(any::<u128>(), 64)) {
+            for n in [entries.len().min(PrefixSet::<u128>::LINEAR_MAX), entries.len()] {
+                let set = PrefixSet::build(&entries[..n]).unwrap();
+                for k in probes(&entries[..n], &random, |k, i| k ^ (1u128 << (i % 128)) ^ 1) {
+                    let want = entries[..n].iter().any(|e| k.mask(e.len) == e.key.mask(e.len));
+                    prop_assert_eq!(set.contains(k), want, "key {:#034x}", k);
+                }
+            }
+        }
+
+        /// The host split agrees with the plain trie (and so with the oracle), with many
+        /// full-length prefixes mixed in.
+        #[test]
+        fn host_split_matches_trie(entries in entries_v6(), hosts in prop::collection::vec((any::<u128>(), 1u16..5), 0..40), random in prop::collection::vec(any::<u128>(), 64)) {
+            let mut all = entries.clone();
+            for (i, (k, v)) in hosts.iter().enumerate() {
+                // Some hosts inside existing prefixes, some anywhere.
+                let key = if i % 2 == 0 && !entries.is_empty() {
+                    let e = entries[i % entries.len()];
+                    e.key.mask(e.len) | (k & !u128::MAX.checked_shl(128 - u32::from(e.len)).unwrap_or(0))
+                } else { *k };
+                all.push(Entry { key, len: 128, value: *v });
+            }
+            let split = HostSplitTable::build(&all).unwrap();
+            let trie = PrefixTable::build(&all).unwrap();
+            let mut probes_v = probes(&all, &random, |k, i| k ^ (1u128 << (i % 128)) ^ 1);
+            probes_v.extend(all.iter().map(|e| e.key));
+            for k in probes_v {
+                prop_assert_eq!(split.lookup(k), trie.lookup(k), "key {:#034x}", k);
             }
         }
     }

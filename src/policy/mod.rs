@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::lpm::{self, Entry, Ipv4Table, Ipv6Table, NO_MATCH};
+use crate::lpm::{self, Entry, HostSplitTable, Ipv4Table, PrefixSet, NO_MATCH};
 
 /// Index of a class in [`Policy::classes`].
 pub type ClassId = u8;
@@ -398,9 +398,9 @@ pub struct PolicySummary {
 pub struct Policy {
     classes: Box<[Class]>,
     subscribers_v4: Ipv4Table,
-    subscribers_v6: Ipv6Table,
-    allowed_v4: Ipv4Table,
-    allowed_v6: Ipv6Table,
+    subscribers_v6: HostSplitTable<u128>,
+    allowed_v4: PrefixSet<u32>,
+    allowed_v6: PrefixSet<u128>,
     unmatched: Option<ClassId>,
     fragments: FragmentPolicy,
     summary: PolicySummary,
@@ -491,7 +491,7 @@ impl Policy {
             Direction::Inbound => dst,
         };
         self.decide_tcp(direction, self.class_of_v4(subscriber), seg, || {
-            self.allowed_v4.lookup(dst) != NO_MATCH
+            self.allowed_v4.contains(dst)
         })
     }
 
@@ -506,7 +506,7 @@ impl Policy {
             Direction::Inbound => dst,
         };
         self.decide_tcp(direction, self.class_of_v6(subscriber), seg, || {
-            self.allowed_v6.lookup(dst) != NO_MATCH
+            self.allowed_v6.contains(dst)
         })
     }
 
@@ -685,9 +685,9 @@ impl PolicyBuilder {
         let subscribers_v4 =
             Ipv4Table::build(&self.subscribers_v4).map_err(table("IPv4 subscriber"))?;
         let subscribers_v6 =
-            Ipv6Table::build(&self.subscribers_v6).map_err(table("IPv6 subscriber"))?;
-        let allowed_v4 = Ipv4Table::build(&self.allowed_v4).map_err(table("IPv4 allowed"))?;
-        let allowed_v6 = Ipv6Table::build(&self.allowed_v6).map_err(table("IPv6 allowed"))?;
+            HostSplitTable::build(&self.subscribers_v6).map_err(table("IPv6 subscriber"))?;
+        let allowed_v4 = PrefixSet::build(&self.allowed_v4).map_err(table("IPv4 allowed"))?;
+        let allowed_v6 = PrefixSet::build(&self.allowed_v6).map_err(table("IPv6 allowed"))?;
 
         let mut per_class = vec![(0usize, 0usize); n];
         let mut seen4 = std::collections::HashSet::new();
