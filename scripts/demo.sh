@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\n== demo: %s\n' "$*"; }
 OP_PID=""
+# shellcheck disable=SC2317  # invoked through the trap
 cleanup() {
     if [[ -n "$OP_PID" ]] && kill -0 "$OP_PID" 2>/dev/null; then
         kill -TERM "$OP_PID" 2>/dev/null || true

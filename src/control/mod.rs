@@ -176,6 +176,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             .map_err(RunError::Signals)?;
         signal_hook::flag::register(sig, stop.clone()).map_err(RunError::Signals)?;
     }
+    datapath::check_privileges()?;
     let _pid = PidFile::create(&cfg.control.pid_file)?;
     let policy = Arc::new(PolicyCell::new(Arc::new(loaded.policy)));
     let t0 = Instant::now();

@@ -153,6 +153,16 @@ pub fn frame_count(ring_size: u32, burst: u32) -> u32 {
     4 * ring_size + 4 * burst.max(64)
 }
 
+/// Fails with the list of missing capabilities, if any.
+pub fn check_privileges() -> Result<(), StartError> {
+    let missing = nic::missing_capabilities();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(StartError::NotPrivileged(missing.join(", ")))
+    }
+}
+
 /// Checks everything that can be checked, opens every socket, then starts the workers.
 /// On error nothing is left running or attached.
 pub fn start(
