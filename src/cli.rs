@@ -50,6 +50,16 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Make the running op25b re-read its config (SIGHUP to the pid in control.pid_file).
+    ///
+    /// The new policy is validated and built off the workers, then swapped in at once; an
+    /// invalid config, or a change that needs a restart, is logged by the running
+    /// instance and the old policy stays. Exit 0 once the signal is sent.
+    Reload {
+        /// YAML config file (its control.pid_file names the instance).
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// Run the appliance: bridge the two interfaces of the config through AF_XDP.
     ///
     /// Needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_IPC_LOCK). Stops on SIGINT or
@@ -107,6 +117,16 @@ pub fn run(cli: Cli) -> ExitCode {
             direction,
             format,
         } => classify_cmd(&config, &pcap, direction.into(), format),
+        Command::Reload { config } => match op25b::control::signal_reload(&config) {
+            Ok(pid) => {
+                println!("sent SIGHUP to op25b pid {pid}; see its log for the result");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Run {
             config,
             report,

@@ -236,6 +236,9 @@ fn lab_end_to_end_with_real_smtp() {
     assert_eq!(r["frames_conserved"], true);
     assert_eq!(r["verdicts_account_for_rx"], true);
 
+    // Reload (SIGHUP via `op25b reload`) and the metrics endpoint, scraped with curl.
+    reload_and_metrics();
+
     drop(lab);
 
     // Two workers on two queue pairs: veths with 2 RX/TX queues, op25b with
@@ -482,4 +485,180 @@ impl Drop for NsGuard {
 }
 fn scopeguard(ns: &'static str) -> NsGuard {
     NsGuard(ns)
+}
+
+fn swaks_dyn4_to_external_25() -> i32 {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            "op25b-sub",
+            "swaks",
+            "--server",
+            "203.0.113.80",
+            "--port",
+            "25",
+        ])
+        .args([
+            "--local-interface",
+            "198.51.100.10",
+            "--to",
+            "rcpt@example.net",
+            "--from",
+            "a@example.org",
+        ])
+        .args(["--timeout", "3", "--header", "X-Case: reload"])
+        .output()
+        .unwrap();
+    out.status.code().unwrap_or(-1)
+}
+
+fn scrape() -> String {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            "op25b-dut",
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "http://127.0.0.1:9725/metrics",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn wait_log(log: &Path, needle: &str, count: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.matches(needle).count() >= count {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} x{count} not in the log within 10 s:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn reload_and_metrics() {
+    let cfg_path = "/run/op25b-lab/reload.yaml";
+    let base = std::fs::read_to_string(root().join("configs/lab.yaml")).unwrap();
+    std::fs::write(cfg_path, &base).unwrap();
+    let op = Appliance::start_with("reload", cfg_path);
+    let log = op.log.clone();
+
+    // Generation 1: dynamic -> external:25 is reset (swaks fails), and the endpoint
+    // counts exactly that one reject.
+    assert_ne!(
+        swaks_dyn4_to_external_25(),
+        0,
+        "port 25 should be blocked before the reload"
+    );
+    let m = scrape();
+    assert_eq!(metric(&m, "op25b_policy_generation"), Some(1.0), "{m}");
+    assert_eq!(
+        metric(&m, "op25b_frames_total{worker=\"0\",direction=\"outbound\",verdict=\"reject\",reason=\"blocked_port\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "op25b_blocked_total{direction=\"outbound\",port=\"25\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "op25b_blocked_by_class_total{class=\"dynamic\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(
+        m.contains("op25b_info{mode=\"native XDP, copy mode\""),
+        "{m}"
+    );
+
+    // Generation 2 exempts the dynamic pool from port-25 blocking: the same mail goes.
+    let open = base.replacen(
+        "dynamic:              # the OP25B case: no direct SMTP to the world\n      block_ports: [25]",
+        "dynamic:              # the OP25B case: no direct SMTP to the world\n      block_ports: []",
+        1,
+    );
+    assert_ne!(open, base, "lab.yaml layout changed; update the test");
+    std::fs::write(cfg_path, &open).unwrap();
+    let (rc, out) = sh(&[env!("CARGO_BIN_EXE_op25b"), "reload", "--config", cfg_path]);
+    assert_eq!(rc, 0, "{out}");
+    wait_log(&log, "policy reloaded", 1);
+    assert_eq!(
+        swaks_dyn4_to_external_25(),
+        0,
+        "port 25 should pass after the reload"
+    );
+    let m = scrape();
+    assert_eq!(metric(&m, "op25b_policy_generation"), Some(2.0), "{m}");
+    assert_eq!(metric(&m, "op25b_last_reload_success"), Some(1.0), "{m}");
+
+    // A broken config is refused with the `check` message; generation 2 stays in force.
+    std::fs::write(
+        cfg_path,
+        open.replace(
+            "198.51.100.0/24, class: dynamic",
+            "198.51.100.7/24, class: dynamic",
+        ),
+    )
+    .unwrap();
+    let (rc, out) = sh(&[
+        env!("CARGO_BIN_EXE_op25b"),
+        "reload",
+        "--config",
+        "configs/lab.yaml",
+    ]);
+    assert_eq!(rc, 0, "{out}"); // the signal goes to the pid in the (valid) lab config
+    let text = wait_log(&log, "stays", 1);
+    assert!(text.contains("has host bits set"), "{text}");
+    assert_eq!(
+        swaks_dyn4_to_external_25(),
+        0,
+        "the old (open) policy must stay after a bad reload"
+    );
+    let m = scrape();
+    assert_eq!(metric(&m, "op25b_policy_generation"), Some(2.0), "{m}");
+    assert_eq!(metric(&m, "op25b_last_reload_success"), Some(0.0), "{m}");
+
+    // A change that needs a restart is refused as such, not half-applied.
+    std::fs::write(cfg_path, base.replace("burst: 64", "burst: 32")).unwrap();
+    let (rc, out) = sh(&[env!("CARGO_BIN_EXE_op25b"), "reload", "--config", cfg_path]);
+    assert_eq!(rc, 0, "{out}");
+    let text = wait_log(&log, "stays", 2);
+    assert!(
+        text.contains("workers changed; these need a restart"),
+        "{text}"
+    );
+    assert_eq!(
+        swaks_dyn4_to_external_25(),
+        0,
+        "a refused reload must not apply its policy part"
+    );
+
+    let r = op.stop();
+    assert_eq!(r["policy_generation"], 2);
+    assert_eq!(r["frames_conserved"], true);
 }

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod metrics;
+
 /// Why `op25b run` stopped with an error (exit 1).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -34,6 +36,13 @@ pub enum RunError {
     },
     #[error("a worker stopped unexpectedly; see the log above")]
     WorkerDied,
+    #[error("control.listen {addr}: {source} (is another op25b running? change control.listen)")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("reload: {0}")]
+    Reload(String),
 }
 
 /// `op25b run` options from the command line.
@@ -176,8 +185,15 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             .map_err(RunError::Signals)?;
         signal_hook::flag::register(sig, stop.clone()).map_err(RunError::Signals)?;
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(RunError::Signals)?;
     datapath::check_privileges()?;
     let _pid = PidFile::create(&cfg.control.pid_file)?;
+    let listener = metrics::bind(cfg.control.listen).map_err(|source| RunError::Listen {
+        addr: cfg.control.listen,
+        source,
+    })?;
     let policy = Arc::new(PolicyCell::new(Arc::new(loaded.policy)));
     let t0 = Instant::now();
     let running = datapath::start(&cfg, policy.clone(), stop.clone())?;
@@ -197,6 +213,24 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         "op25b running (started in {:.0} ms)",
         t0.elapsed().as_secs_f64() * 1e3
     );
+    let mstate = Arc::new(metrics::MetricsState {
+        counters: running.counters.clone(),
+        policy: policy.clone(),
+        class_names: std::sync::Mutex::new(class_names.clone()),
+        mode: running.mode.to_string(),
+        started: Instant::now(),
+        last_reload: std::sync::Mutex::new(None),
+    });
+    let metrics_stop = Arc::new(AtomicBool::new(false));
+    let metrics_thread =
+        metrics::serve(listener, mstate.clone(), metrics_stop.clone()).map_err(|source| {
+            RunError::Listen {
+                addr: cfg.control.listen,
+                source,
+            }
+        })?;
+    tracing::info!(listen = %cfg.control.listen, "metrics at http://{}/metrics", cfg.control.listen);
+    let mut retired: Vec<Arc<crate::policy::Policy>> = Vec::new();
     let interval = cfg.workers.stats_interval;
     let mut prev = total(&running);
     let mut last = Instant::now();
@@ -208,6 +242,29 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             died = true;
             break;
         }
+        if hup.swap(false, Ordering::SeqCst) {
+            let ok = match reload(&opts.config, &cfg, &policy) {
+                Ok((old, names)) => {
+                    retired.push(old);
+                    if let Ok(mut n) = mstate.class_names.lock() {
+                        *n = names;
+                    }
+                    true
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "{e}; the policy in force (generation {}) stays",
+                        policy.generation()
+                    );
+                    false
+                }
+            };
+            if let Ok(mut l) = mstate.last_reload.lock() {
+                *l = Some((metrics::unix_now(), ok));
+            }
+        }
+        // Old policies are freed here, on the control thread, once no worker holds them.
+        retired.retain(|p| Arc::strong_count(p) > 1);
         if opts.duration.is_some_and(|d| t0.elapsed() >= d) {
             tracing::info!("run duration reached");
             break;
@@ -233,6 +290,8 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     }
     let counters = running.counters.clone();
     let (exits, notes) = running.stop();
+    metrics_stop.store(true, Ordering::SeqCst);
+    let _ = metrics_thread.join();
     for n in &notes {
         tracing::warn!("{n}");
     }
@@ -250,7 +309,12 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     } else {
         tracing::info!("frame conservation holds: every UMEM frame accounted for");
     }
-    let mut report = sum.to_json(&class_names);
+    let names_now = mstate
+        .class_names
+        .lock()
+        .map(|n| n.clone())
+        .unwrap_or(class_names);
+    let mut report = sum.to_json(&names_now);
     report["frames_conserved"] = serde_json::json!(conserved && sum.census.conserved());
     report["workers"] = serde_json::json!(counters.len());
     report["per_worker"] = counters
@@ -288,4 +352,85 @@ fn running_mode_str(_exits: &[datapath::WorkerExit], notes: &[String]) -> String
     } else {
         notes.join("; ")
     }
+}
+
+/// Re-reads the config and the prefix files, builds the new policy off the workers and
+/// publishes it with one pointer swap. Refuses (and changes nothing) when the file is
+/// invalid or when a setting that needs a restart changed. Returns the old policy (the
+/// caller frees it once no worker holds it) and the new class names.
+pub fn reload(
+    path: &Path,
+    running: &Config,
+    cell: &PolicyCell,
+) -> Result<(Arc<crate::policy::Policy>, Vec<String>), RunError> {
+    let t = Instant::now();
+    let loaded = config::load(path).map_err(|e| RunError::Reload(e.to_string()))?;
+    let c = &loaded.config;
+    let mut needs_restart = Vec::new();
+    if c.interfaces != running.interfaces {
+        needs_restart.push("interfaces");
+    }
+    if c.workers != running.workers {
+        needs_restart.push("workers");
+    }
+    if c.reject_rate != running.reject_rate {
+        needs_restart.push("policy.reject_rate");
+    }
+    if c.control != running.control {
+        needs_restart.push("control");
+    }
+    if c.logging != running.logging {
+        needs_restart.push("logging");
+    }
+    if !needs_restart.is_empty() {
+        return Err(RunError::Reload(format!(
+            "{} changed; these need a restart of op25b, so nothing was applied",
+            needs_restart.join(", ")
+        )));
+    }
+    let old_bytes = cell.load().summary().table_bytes;
+    let new_bytes = loaded.policy.summary().table_bytes;
+    let old = cell.publish(Arc::new(loaded.policy));
+    tracing::info!(
+        generation = cell.generation(),
+        build_ms = format!("{:.1}", loaded.report.build_time.as_secs_f64() * 1e3),
+        total_ms = format!("{:.1}", t.elapsed().as_secs_f64() * 1e3),
+        old_table_bytes = old_bytes,
+        new_table_bytes = new_bytes,
+        "policy reloaded from {}",
+        path.display()
+    );
+    Ok((old, loaded.report.classes))
+}
+
+/// `op25b reload`: sends SIGHUP to the instance named by the config's pid file.
+pub fn signal_reload(config_path: &Path) -> Result<u32, RunError> {
+    let loaded = config::load(config_path)?;
+    let pid_file = &loaded.config.control.pid_file;
+    let text = std::fs::read_to_string(pid_file).map_err(|source| RunError::PidFile {
+        path: pid_file.clone(),
+        source,
+    })?;
+    let pid: u32 = text.trim().parse().map_err(|_| {
+        RunError::Reload(format!(
+            "{}: not a pid: {:?}",
+            pid_file.display(),
+            text.trim()
+        ))
+    })?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "op25b" {
+        return Err(RunError::Reload(format!(
+            "{}: pid {pid} is not a running op25b (stale pid file?)",
+            pid_file.display()
+        )));
+    }
+    // SAFETY: kill(2) with a pid we just checked belongs to op25b; no memory involved.
+    if unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) } != 0 {
+        return Err(RunError::Reload(format!(
+            "cannot signal pid {pid}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(pid)
 }

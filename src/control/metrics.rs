@@ -1,0 +1,298 @@
+//! Prometheus text-format endpoint (`GET /metrics`) on `control.listen`. Read-only: it
+//! exposes counters and gauges and nothing that changes state. One thread, one request
+//! at a time (a scrape every few seconds); never touches frames.
+
+use crate::datapath::counters::{Counter, Side, WorkerCounters, PORTS};
+use crate::datapath::PolicyCell;
+use crate::policy::Reason;
+use crossbeam_utils::CachePadded;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the endpoint reads.
+pub struct MetricsState {
+    pub counters: Vec<Arc<CachePadded<WorkerCounters>>>,
+    pub policy: Arc<PolicyCell>,
+    /// Class names of the current policy, in id order (replaced on reload).
+    pub class_names: Mutex<Vec<String>>,
+    pub mode: String,
+    pub started: Instant,
+    /// Unix time of the last reload attempt and whether it succeeded.
+    pub last_reload: Mutex<Option<(u64, bool)>>,
+}
+
+/// Binds the listener (before the datapath starts, so a bad address fails start-up).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Serves on a thread until `stop`.
+pub fn serve(
+    listener: TcpListener,
+    state: Arc<MetricsState>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("op25b-metrics".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                        let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+                        let _ = handle(stream, &state);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        })
+}
+
+fn handle(stream: std::net::TcpStream, state: &MetricsState) -> std::io::Result<()> {
+    let mut reader = BufReader::new(&stream);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    // Drain the headers.
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let mut w = &stream;
+    let path = request.split_whitespace().nth(1).unwrap_or("");
+    let (status, body, ctype) =
+        if request.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
+            (
+                "200 OK",
+                render(state),
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+        } else if request.starts_with("GET ") {
+            (
+                "404 Not Found",
+                "only GET /metrics is served\n".to_string(),
+                "text/plain",
+            )
+        } else {
+            (
+                "405 Method Not Allowed",
+                "read-only endpoint: GET /metrics\n".to_string(),
+                "text/plain",
+            )
+        };
+    write!(
+        w,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    w.flush()
+}
+
+/// The exposition text.
+pub fn render(state: &MetricsState) -> String {
+    let mut o = String::with_capacity(16 * 1024);
+    let snaps: Vec<_> = state.counters.iter().map(|c| c.snapshot()).collect();
+    let classes = state
+        .class_names
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_default();
+    let sides = Side::BOTH;
+    let side_dir = |s: Side| match s {
+        Side::Subscriber => "outbound",
+        Side::Upstream => "inbound",
+    };
+
+    let _ = writeln!(
+        o,
+        "# HELP op25b_frames_total Frames received, by worker, direction and verdict."
+    );
+    let _ = writeln!(o, "# TYPE op25b_frames_total counter");
+    for (w, s) in snaps.iter().enumerate() {
+        for side in sides {
+            for (a, action) in ["forward", "drop", "reject"].iter().enumerate() {
+                for r in Reason::ALL {
+                    let n = s.verdicts[side.index()][a][r.index()];
+                    if n > 0 {
+                        let _ = writeln!(
+                            o,
+                            "op25b_frames_total{{worker=\"{w}\",direction=\"{}\",verdict=\"{action}\",reason=\"{}\"}} {n}",
+                            side_dir(side),
+                            r.as_str()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    for (metric, help, pick) in [
+        (
+            "op25b_rx_frames_total",
+            "Frames received on an interface.",
+            0usize,
+        ),
+        ("op25b_rx_bytes_total", "Bytes received on an interface.", 1),
+        (
+            "op25b_tx_frames_total",
+            "Frames sent out of an interface (forwards and replies).",
+            2,
+        ),
+        ("op25b_tx_bytes_total", "Bytes sent out of an interface.", 3),
+    ] {
+        let _ = writeln!(o, "# HELP {metric} {help}");
+        let _ = writeln!(o, "# TYPE {metric} counter");
+        for (w, s) in snaps.iter().enumerate() {
+            for side in sides {
+                let v = match pick {
+                    0 => s.rx_frames[side.index()],
+                    1 => s.rx_bytes[side.index()],
+                    2 => s.tx_frames[side.index()],
+                    _ => s.tx_bytes[side.index()],
+                };
+                let _ = writeln!(
+                    o,
+                    "{metric}{{worker=\"{w}\",interface=\"{}\"}} {v}",
+                    side.as_str()
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP op25b_blocked_total Blocked TCP segments by direction and destination port."
+    );
+    let _ = writeln!(o, "# TYPE op25b_blocked_total counter");
+    for side in sides {
+        for (p, port) in PORTS
+            .iter()
+            .map(|p| p.to_string())
+            .chain(["other".to_string()])
+            .enumerate()
+        {
+            let n: u64 = snaps.iter().map(|s| s.blocked_ports[side.index()][p]).sum();
+            let _ = writeln!(
+                o,
+                "op25b_blocked_total{{direction=\"{}\",port=\"{port}\"}} {n}",
+                side_dir(side)
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP op25b_blocked_by_class_total Blocked segments by subscriber class."
+    );
+    let _ = writeln!(o, "# TYPE op25b_blocked_by_class_total counter");
+    for (i, name) in classes.iter().enumerate() {
+        let n: u64 = snaps
+            .iter()
+            .map(|s| s.blocked_classes.get(i).copied().unwrap_or(0))
+            .sum();
+        let _ = writeln!(o, "op25b_blocked_by_class_total{{class=\"{name}\"}} {n}");
+    }
+    let _ = writeln!(
+        o,
+        "# HELP op25b_events_total Datapath events (replies, ring full, wakeups...)."
+    );
+    let _ = writeln!(o, "# TYPE op25b_events_total counter");
+    for (w, s) in snaps.iter().enumerate() {
+        for c in Counter::ALL {
+            let _ = writeln!(
+                o,
+                "op25b_events_total{{worker=\"{w}\",event=\"{}\"}} {}",
+                c.as_str(),
+                s.get(c)
+            );
+        }
+    }
+    let _ = writeln!(o, "# HELP op25b_umem_frames UMEM frames by where they are.");
+    let _ = writeln!(o, "# TYPE op25b_umem_frames gauge");
+    for (w, s) in snaps.iter().enumerate() {
+        let c = &s.census;
+        for (place, v) in [
+            ("free", c.free),
+            ("fill_subscriber", c.fill[0]),
+            ("fill_upstream", c.fill[1]),
+            ("tx_subscriber", c.tx[0]),
+            ("tx_upstream", c.tx[1]),
+        ] {
+            let _ = writeln!(
+                o,
+                "op25b_umem_frames{{worker=\"{w}\",place=\"{place}\"}} {v}"
+            );
+        }
+    }
+    let policy = state.policy.load();
+    let summary = policy.summary();
+    let _ = writeln!(o, "# HELP op25b_policy_generation Generation of the policy in force (1 at start, +1 per reload).");
+    let _ = writeln!(o, "# TYPE op25b_policy_generation gauge");
+    let _ = writeln!(o, "op25b_policy_generation {}", state.policy.generation());
+    let _ = writeln!(
+        o,
+        "# HELP op25b_policy_table_bytes Memory of the policy's lookup tables."
+    );
+    let _ = writeln!(o, "# TYPE op25b_policy_table_bytes gauge");
+    let _ = writeln!(o, "op25b_policy_table_bytes {}", summary.table_bytes);
+    let _ = writeln!(
+        o,
+        "# HELP op25b_policy_prefixes Subscriber prefixes per class and family."
+    );
+    let _ = writeln!(o, "# TYPE op25b_policy_prefixes gauge");
+    for (i, (v4, v6)) in summary.prefixes_per_class.iter().enumerate() {
+        let name = classes.get(i).map(String::as_str).unwrap_or("?");
+        let _ = writeln!(
+            o,
+            "op25b_policy_prefixes{{class=\"{name}\",family=\"ipv4\"}} {v4}"
+        );
+        let _ = writeln!(
+            o,
+            "op25b_policy_prefixes{{class=\"{name}\",family=\"ipv6\"}} {v6}"
+        );
+    }
+    if let Ok(Some((at, ok))) = state.last_reload.lock().map(|g| *g) {
+        let _ = writeln!(
+            o,
+            "# HELP op25b_last_reload_timestamp_seconds Unix time of the last reload attempt."
+        );
+        let _ = writeln!(o, "# TYPE op25b_last_reload_timestamp_seconds gauge");
+        let _ = writeln!(o, "op25b_last_reload_timestamp_seconds {at}");
+        let _ = writeln!(
+            o,
+            "# HELP op25b_last_reload_success 1 if the last reload was applied."
+        );
+        let _ = writeln!(o, "# TYPE op25b_last_reload_success gauge");
+        let _ = writeln!(o, "op25b_last_reload_success {}", u8::from(ok));
+    }
+    let _ = writeln!(o, "# HELP op25b_info XDP mode in use.");
+    let _ = writeln!(o, "# TYPE op25b_info gauge");
+    let _ = writeln!(
+        o,
+        "op25b_info{{mode=\"{}\",version=\"{}\"}} 1",
+        state.mode,
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = writeln!(o, "# HELP op25b_uptime_seconds Seconds since start.");
+    let _ = writeln!(o, "# TYPE op25b_uptime_seconds gauge");
+    let _ = writeln!(
+        o,
+        "op25b_uptime_seconds {:.1}",
+        state.started.elapsed().as_secs_f64()
+    );
+    o
+}
+
+/// Unix time now, in seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
