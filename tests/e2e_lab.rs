@@ -357,6 +357,27 @@ fn run_refuses_missing_interface_and_bad_core() {
     assert_eq!(rc, 1, "{err}");
     assert!(err.contains("has 1 queue(s)"), "{err}");
 
+    // Jumbo MTU beyond what a 4096-byte UMEM frame holds.
+    assert!(Command::new("ip")
+        .args(["-n", ns, "link", "set", "d1", "mtu", "9000"])
+        .status()
+        .unwrap()
+        .success());
+    let (rc, err) = run(&base.replace(
+        "pid_file: /run/op25b-lab.pid",
+        "pid_file: /run/op25b-e2e-cfg.pid",
+    ));
+    assert_eq!(rc, 1, "{err}");
+    assert!(
+        err.contains("\"d1\" has MTU 9000") && err.contains("at most MTU 3818"),
+        "{err}"
+    );
+    assert!(Command::new("ip")
+        .args(["-n", ns, "link", "set", "d1", "mtu", "1500"])
+        .status()
+        .unwrap()
+        .success());
+
     let good = base.replace(
         "pid_file: /run/op25b-lab.pid",
         "pid_file: /run/op25b-e2e-cfg.pid",
