@@ -60,6 +60,15 @@ pub enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Show the running instance's state and rates (from its metrics endpoint).
+    Status {
+        /// YAML config file (its control.listen names the instance).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the appliance: bridge the two interfaces of the config through AF_XDP.
     ///
     /// Needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_IPC_LOCK). Stops on SIGINT or
@@ -117,6 +126,31 @@ pub fn run(cli: Cli) -> ExitCode {
             direction,
             format,
         } => classify_cmd(&config, &pcap, direction.into(), format),
+        Command::Status { config, json } => {
+            let addr = match op25b::config::load(&config) {
+                Ok(l) => l.config.control.listen,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match op25b::control::status::status(addr) {
+                Ok(v) if json => {
+                    println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+                    ExitCode::SUCCESS
+                }
+                Ok(v) => {
+                    print!("{}", op25b::control::status::table(&v));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!(
+                        "error: no op25b answering at http://{addr}/metrics (control.listen): {e}"
+                    );
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Reload { config } => match op25b::control::signal_reload(&config) {
             Ok(pid) => {
                 println!("sent SIGHUP to op25b pid {pid}; see its log for the result");

@@ -679,6 +679,35 @@ fn reload_and_metrics() {
         "a refused reload must not apply its policy part"
     );
 
+    // `op25b status --json` reads the same endpoint (from inside the lab namespace).
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            "op25b-dut",
+            env!("CARGO_BIN_EXE_op25b"),
+            "status",
+            "--json",
+            "--config",
+            cfg_path,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["policy_generation"], 2.0, "{st:#}");
+    assert_eq!(st["workers"], 1, "{st:#}");
+    assert_eq!(st["mode"], "native XDP, copy mode", "{st:#}");
+    assert!(
+        st["totals"]["outbound_frames"].as_f64().unwrap() > 0.0,
+        "{st:#}"
+    );
+    assert_eq!(st["totals"]["blocked_port_25"], 1.0, "{st:#}");
+
     let r = op.stop();
     assert_eq!(r["policy_generation"], 2);
     assert_eq!(r["frames_conserved"], true);

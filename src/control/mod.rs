@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub mod metrics;
+pub mod status;
 
 /// Why `op25b run` stopped with an error (exit 1).
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,143 @@
+//! `op25b status`: asks the running instance's metrics endpoint (control.listen) twice,
+//! one second apart, and prints its state and rates.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Samples parsed from the exposition text: `name{labels}` -> value.
+pub type Samples = BTreeMap<String, f64>;
+
+/// GET /metrics from `addr`.
+pub fn scrape(addr: SocketAddr) -> std::io::Result<Samples> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Ok(parse(body))
+}
+
+/// Parses Prometheus text lines (comments skipped).
+pub fn parse(body: &str) -> Samples {
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+fn sum(s: &Samples, prefix: &str, must: &[&str]) -> f64 {
+    s.iter()
+        .filter(|(k, _)| k.starts_with(prefix) && must.iter().all(|m| k.contains(m)))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// The status as JSON (also the source of the text table).
+pub fn status(addr: SocketAddr) -> std::io::Result<serde_json::Value> {
+    let a = scrape(addr)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let b = scrape(addr)?;
+    let rate = |prefix: &str, must: &[&str]| sum(&b, prefix, must) - sum(&a, prefix, must);
+    let mode = b
+        .keys()
+        .find_map(|k| {
+            k.strip_prefix("op25b_info{mode=\"")
+                .and_then(|r| r.split('"').next())
+        })
+        .unwrap_or("?")
+        .to_string();
+    let workers = b
+        .keys()
+        .filter(|k| {
+            k.starts_with("op25b_rx_frames_total{") && k.contains("interface=\"subscriber\"")
+        })
+        .count();
+    Ok(serde_json::json!({
+        "listen": addr.to_string(),
+        "uptime_seconds": sum(&b, "op25b_uptime_seconds", &[]),
+        "mode": mode,
+        "workers": workers,
+        "policy_generation": sum(&b, "op25b_policy_generation", &[]),
+        "policy_table_bytes": sum(&b, "op25b_policy_table_bytes", &[]),
+        "last_reload_success": b.get("op25b_last_reload_success"),
+        "frames_per_second": {
+            "outbound": rate("op25b_rx_frames_total", &["interface=\"subscriber\""]),
+            "inbound": rate("op25b_rx_frames_total", &["interface=\"upstream\""]),
+            "blocked": rate("op25b_blocked_total", &[]),
+            "replies": rate("op25b_events_total", &["event=\"replies_sent\""]),
+        },
+        "totals": {
+            "outbound_frames": sum(&b, "op25b_rx_frames_total", &["interface=\"subscriber\""]),
+            "inbound_frames": sum(&b, "op25b_rx_frames_total", &["interface=\"upstream\""]),
+            "blocked_outbound": sum(&b, "op25b_blocked_total", &["direction=\"outbound\""]),
+            "blocked_inbound": sum(&b, "op25b_blocked_total", &["direction=\"inbound\""]),
+            "blocked_port_25": sum(&b, "op25b_blocked_total", &["port=\"25\""]),
+            "replies_sent": sum(&b, "op25b_events_total", &["event=\"replies_sent\""]),
+            "replies_rate_limited": sum(&b, "op25b_events_total", &["event=\"replies_rate_limited\""]),
+            "tx_ring_full": sum(&b, "op25b_events_total", &["event=\"tx_ring_full\""]),
+            "fill_starved": sum(&b, "op25b_events_total", &["event=\"fill_starved\""]),
+        },
+    }))
+}
+
+/// Human table of [`status`].
+pub fn table(v: &serde_json::Value) -> String {
+    let f = |p: &str| v.pointer(p).and_then(|x| x.as_f64()).unwrap_or(0.0);
+    let mut o = String::new();
+    o += &format!(
+        "op25b at {}: up {:.0} s, {}, {} worker(s)\n",
+        v["listen"].as_str().unwrap_or("?"),
+        f("/uptime_seconds"),
+        v["mode"].as_str().unwrap_or("?"),
+        v["workers"]
+    );
+    o += &format!(
+        "policy: generation {}, tables {:.1} KiB, last reload {}\n",
+        f("/policy_generation"),
+        f("/policy_table_bytes") / 1024.0,
+        match v["last_reload_success"].as_f64() {
+            None => "none",
+            Some(x) if x > 0.0 => "ok",
+            _ => "FAILED",
+        }
+    );
+    o += &format!("{:<22} {:>14} {:>14}\n", "", "per second", "total");
+    for (name, rate, total) in [
+        (
+            "outbound frames",
+            "/frames_per_second/outbound",
+            "/totals/outbound_frames",
+        ),
+        (
+            "inbound frames",
+            "/frames_per_second/inbound",
+            "/totals/inbound_frames",
+        ),
+        (
+            "blocked",
+            "/frames_per_second/blocked",
+            "/totals/blocked_outbound",
+        ),
+        (
+            "replies sent",
+            "/frames_per_second/replies",
+            "/totals/replies_sent",
+        ),
+    ] {
+        o += &format!("{name:<22} {:>14.0} {:>14.0}\n", f(rate), f(total));
+    }
+    o += &format!(
+        "blocked inbound (IP25B) {:.0}, to port 25 {:.0}, replies rate-limited {:.0}, tx ring full {:.0}, fill starved {:.0}\n",
+        f("/totals/blocked_inbound"), f("/totals/blocked_port_25"), f("/totals/replies_rate_limited"), f("/totals/tx_ring_full"), f("/totals/fill_starved")
+    );
+    o
+}
