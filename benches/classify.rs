@@ -10,9 +10,7 @@ use etherparse::{InternetSlice, SlicedPacket, TransportSlice};
 use ipnet::IpNet;
 use op25b::classify::classify;
 use op25b::classify::fixtures::{self, addr, Encap, Tcp};
-use op25b::policy::{
-    BlockAction, Direction, Fragment, Policy, PolicyBuilder, ReplyKind, Segment, Verdict,
-};
+use op25b::policy::{Direction, Fragment, Policy, Segment, Verdict};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
@@ -23,38 +21,8 @@ use std::time::Duration;
 /// /32../64) that stay clear of the documentation ranges the fixtures use, so every
 /// fixture keeps its verdict.
 fn big_policy(n: usize) -> Policy {
-    let mut b = PolicyBuilder::new();
-    let dynamic = b
-        .class(
-            "dynamic",
-            [25],
-            BlockAction::Reject(ReplyKind::TcpReset),
-            true,
-        )
-        .unwrap();
-    let fixed = b.class("static", [], BlockAction::Drop, false).unwrap();
-    let quarantine = b
-        .class("quarantine", [25, 465, 587], BlockAction::Drop, true)
-        .unwrap();
-    let icmp = b
-        .class(
-            "icmp",
-            [25],
-            BlockAction::Reject(ReplyKind::IcmpProhibited),
-            false,
-        )
-        .unwrap();
+    let (mut b, [dynamic, fixed, quarantine, _icmp]) = fixtures::builder();
     let p = |s: &str| -> IpNet { s.parse().unwrap() };
-    b.subscriber(p("198.51.100.0/24"), dynamic)
-        .subscriber(p("198.51.100.200/32"), fixed)
-        .subscriber(p("198.51.100.128/28"), quarantine)
-        .subscriber(p("192.0.2.0/25"), icmp)
-        .subscriber(p("2001:db8:100::/48"), dynamic)
-        .subscriber(p("2001:db8:100::200/128"), fixed)
-        .subscriber(p("2001:db8:100:666::/64"), quarantine)
-        .subscriber(p("2001:db8:200::/48"), icmp)
-        .allow(p("203.0.113.25/32"))
-        .allow(p("2001:db8:ff::25/128"));
     let classes = [dynamic, fixed, quarantine];
     let mut rng = SmallRng::seed_from_u64(100);
     let mut seen = HashSet::new();

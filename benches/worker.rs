@@ -15,7 +15,7 @@ use op25b::datapath::counters::{Side, WorkerCounters};
 use op25b::datapath::io::{FrameIo, MemIo};
 use op25b::datapath::worker::{Worker, WorkerConfig};
 use op25b::datapath::PolicyCell;
-use op25b::policy::{BlockAction, Policy, PolicyBuilder, ReplyKind};
+use op25b::policy::Policy;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::net::{IpAddr, Ipv4Addr};
@@ -24,20 +24,12 @@ use std::time::Duration;
 
 const BURST: usize = 64;
 
+/// The fixture policy (dynamic 198.51.100.0/24 rejects :25 with a reset, the relay is
+/// allowed) plus 100k random IPv4 subscriber prefixes clear of the documentation ranges.
 fn policy_100k() -> Policy {
-    let mut b = PolicyBuilder::new();
-    let dynamic = b
-        .class(
-            "dynamic",
-            [25],
-            BlockAction::Reject(ReplyKind::TcpReset),
-            true,
-        )
-        .unwrap();
-    let fixed = b.class("static", [], BlockAction::Drop, false).unwrap();
+    let (mut b, [dynamic, fixed, ..]) = fixtures::builder();
     let p = |s: &str| -> IpNet { s.parse().unwrap() };
-    b.subscriber(p("198.51.100.0/24"), dynamic)
-        .allow(p("203.0.113.25/32"));
+    let docs: [IpNet; 3] = [p("192.0.2.0/24"), p("198.51.100.0/22"), p("203.0.113.0/24")];
     let mut rng = SmallRng::seed_from_u64(5);
     let mut seen = std::collections::HashSet::new();
     while seen.len() < 100_000 {
@@ -47,8 +39,8 @@ fn policy_100k() -> Policy {
         )
         .unwrap()
         .trunc();
-        let doc: IpNet = p("198.51.100.0/22");
-        if doc.contains(&net) || net.contains(&doc) || !seen.insert(net) {
+        let clash = docs.iter().any(|d| d.contains(&net) || net.contains(d));
+        if clash || !seen.insert(net) {
             continue;
         }
         b.subscriber(net, if rng.gen_bool(0.5) { dynamic } else { fixed });

@@ -8,7 +8,9 @@
 
 use etherparse::PacketBuilder;
 
-use crate::policy::{BlockAction, Direction, Policy, PolicyBuilder, Reason, ReplyKind, Verdict};
+use crate::policy::{
+    BlockAction, ClassId, Direction, Policy, PolicyBuilder, Reason, ReplyKind, Verdict,
+};
 
 /// The table has at least this many rows.
 pub const FIXTURE_MIN: usize = 40;
@@ -53,8 +55,10 @@ pub mod addr {
     pub const EXTERNAL6: [u8; 16] = v6([0, 0xff, 0, 0, 0, 0, 0, 0, 0, 0], 0x80);
 }
 
-/// The policy the fixtures are judged against (the same as `configs/lab.yaml`).
-pub fn policy() -> Policy {
+/// The fixture policy's builder, before `build`: its four classes (dynamic, static,
+/// quarantine, icmp; ids returned in that order), subscriber prefixes and relays.
+/// Benchmarks add prefixes to it.
+pub fn builder() -> (PolicyBuilder, [ClassId; 4]) {
     let mut b = PolicyBuilder::new();
     let dynamic = b
         .class(
@@ -89,7 +93,12 @@ pub fn policy() -> Policy {
         .subscriber(p("2001:db8:200::/48"), icmp)
         .allow(p("203.0.113.25/32"))
         .allow(p("2001:db8:ff::25/128"));
-    b.build().expect("fixed policy")
+    (b, [dynamic, fixed, quarantine, icmp])
+}
+
+/// The policy the fixtures are judged against (the same as `configs/lab.yaml`).
+pub fn policy() -> Policy {
+    builder().0.build().expect("fixed policy")
 }
 
 /// One row of the table.

@@ -2,8 +2,9 @@
 //! line, shutdown and the final report. It never touches frames.
 
 use crate::config::{self, Config, LogFormat, LogLevel};
-use crate::datapath::counters::{Counter, Side, Snapshot};
-use crate::datapath::{self, PolicyCell, Running};
+use crate::datapath::counters::{Counter, Side, Snapshot, WorkerCounters};
+use crate::datapath::{self, PolicyCell};
+use crossbeam_utils::CachePadded;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -117,9 +118,9 @@ impl Drop for PidFile {
 }
 
 /// Sums every worker's counters.
-pub fn total(running: &Running) -> Snapshot {
+pub fn total(counters: &[Arc<CachePadded<WorkerCounters>>]) -> Snapshot {
     let mut sum = Snapshot::default();
-    for c in &running.counters {
+    for c in counters {
         sum.merge(&c.snapshot());
     }
     sum
@@ -233,7 +234,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     tracing::info!(listen = %cfg.control.listen, "metrics at http://{}/metrics", cfg.control.listen);
     let mut retired: Vec<Arc<crate::policy::Policy>> = Vec::new();
     let interval = cfg.workers.stats_interval;
-    let mut prev = total(&running);
+    let mut prev = total(&running.counters);
     let mut last = Instant::now();
     let mut died = false;
     while !stop.load(Ordering::SeqCst) {
@@ -271,7 +272,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             break;
         }
         if !interval.is_zero() && last.elapsed() >= interval {
-            let now = total(&running);
+            let now = total(&running.counters);
             tracing::info!("{}", stats_line(&now, &prev, last.elapsed().as_secs_f64()));
             prev = now;
             last = Instant::now();
@@ -296,10 +297,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     for n in &notes {
         tracing::warn!("{n}");
     }
-    let mut sum = Snapshot::default();
-    for c in &counters {
-        sum.merge(&c.snapshot());
-    }
+    let sum = total(&counters);
     let conserved = exits.iter().all(|e| e.census.conserved()) && exits.len() == counters.len();
     tracing::info!(
         "final: {}",

@@ -170,10 +170,7 @@ pub fn start(
     policy: Arc<PolicyCell>,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, StartError> {
-    let missing = nic::missing_capabilities();
-    if !missing.is_empty() {
-        return Err(StartError::NotPrivileged(missing.join(", ")));
-    }
+    check_privileges()?;
     nic::raise_memlock();
     let ifs = &cfg.interfaces;
     let sub = nic::inspect(&ifs.subscriber)?;
