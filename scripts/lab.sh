@@ -87,7 +87,7 @@ LAB_IFNAMES=(s0 d0 d1 u0 br0)
 
 usage() {
     cat <<EOF
-usage: $PROG up [--forwarder none|bridge] [--queues N]
+usage: $PROG up [--forwarder none|bridge] [--queues N] [--no-sinks]
        $PROG down
        $PROG status
        $PROG rootcheck-begin
@@ -98,6 +98,7 @@ usage: $PROG up [--forwarder none|bridge] [--queues N]
            --forwarder none    (default) leave d0/d1 to op25b
            --forwarder bridge  Linux bridge br0 + nftables OP25B policy
            --queues N          N RX/TX queues per veth end (default 1)
+           --no-sinks          do not start the SMTP sinks (benchmarks)
   down     stop the sinks, delete the namespaces and $STATE (idempotent)
   status   namespaces, links with counters, XDP on d0/d1, sinks, nft counters
   rootcheck-begin / rootcheck-end
@@ -479,9 +480,10 @@ on_up_exit() {
 }
 
 cmd_up() {
-    local forwarder=none ns
+    local forwarder=none ns sinks=1
     while [[ $# -gt 0 ]]; do
         case $1 in
+            --no-sinks) sinks=0; shift ;;
             --forwarder)
                 [[ $# -ge 2 ]] || usage_die "--forwarder needs a value (none|bridge)"
                 forwarder=$2; shift 2 ;;
@@ -497,10 +499,12 @@ cmd_up() {
     need_root
     need_cmds ip ethtool openssl setsid
     [[ $forwarder == bridge ]] && need_cmds nft
-    [[ -x $PYTHON ]] || die "$PYTHON not found"
-    "$PYTHON" -c 'import aiosmtpd' 2>/dev/null \
-        || die "$PYTHON cannot import aiosmtpd (apt-get install python3-aiosmtpd)"
-    [[ -f $SINK ]] || die "$SINK not found"
+    if ((sinks)); then
+        [[ -x $PYTHON ]] || die "$PYTHON not found"
+        "$PYTHON" -c 'import aiosmtpd' 2>/dev/null \
+            || die "$PYTHON cannot import aiosmtpd (apt-get install python3-aiosmtpd)"
+        [[ -f $SINK ]] || die "$SINK not found"
+    fi
     in_root_netns || die "run $PROG from the root network namespace"
 
     for ns in "${ALL_NS[@]}"; do
@@ -520,7 +524,7 @@ cmd_up() {
     if [[ $forwarder == bridge ]]; then
         setup_bridge_forwarder
     fi
-    start_sinks
+    if ((sinks)); then start_sinks; else say "SMTP sinks not started (--no-sinks)"; fi
     UP_DONE=1
     trap - EXIT
     say "lab is up (forwarder: $forwarder); state in $STATE"

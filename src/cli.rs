@@ -89,6 +89,23 @@ pub enum Command {
         #[arg(long)]
         cleanup: bool,
     },
+    /// Benchmark harness: AF_XDP traffic generator, verifying sink, run report.
+    #[command(subcommand)]
+    Bench(crate::cli_bench::BenchCommand),
+    /// Print an nftables rule set implementing the config's policy (Linux bridge +
+    /// nftables baseline, and the `failure_mode: open` fallback).
+    ExportNft {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = crate::cli_bench::NftFamily::Netdev)]
+        family: crate::cli_bench::NftFamily,
+        /// Drop instead of reject (kernels without reject in the chosen family).
+        #[arg(long)]
+        reject_as_drop: bool,
+        /// Table name.
+        #[arg(long, default_value = "op25b")]
+        table: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -120,6 +137,13 @@ pub enum Format {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Bench(cmd) => crate::cli_bench::bench(cmd),
+        Command::ExportNft {
+            config,
+            family,
+            reject_as_drop,
+            table,
+        } => crate::cli_bench::export_nft(&config, family, reject_as_drop, &table),
         Command::Classify {
             config,
             pcap,

@@ -2,6 +2,7 @@
 use clap::Parser;
 
 mod cli;
+mod cli_bench;
 
 fn main() -> std::process::ExitCode {
     cli::run(cli::Cli::parse())

@@ -569,7 +569,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
         message: e.to_string(),
     })?;
     let config = validate_settings(path, &raw)?;
-    let (policy, mut report) = compile_policy(path, &raw.policy)?;
+    let (policy, mut report) = compile_policy(path, &raw.policy, None)?;
     report.build_time = started.elapsed();
     Ok(Loaded {
         config,
@@ -794,7 +794,35 @@ impl fmt::Display for Origin {
     }
 }
 
-fn compile_policy(file: &Path, raw: &RawPolicy) -> Result<(Policy, LoadReport), ConfigError> {
+/// [`load`], and also every subscriber prefix with its class (for exporting the policy
+/// to other tools, e.g. `op25b export-nft`).
+pub fn load_listing(path: &Path) -> Result<(Loaded, Vec<(IpNet, ClassId)>), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    let raw: RawConfig = serde_yaml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let config = validate_settings(path, &raw)?;
+    let mut listing = Vec::new();
+    let (policy, report) = compile_policy(path, &raw.policy, Some(&mut listing))?;
+    Ok((
+        Loaded {
+            config,
+            policy,
+            report,
+        },
+        listing,
+    ))
+}
+
+fn compile_policy(
+    file: &Path,
+    raw: &RawPolicy,
+    mut listing: Option<&mut Vec<(IpNet, ClassId)>>,
+) -> Result<(Policy, LoadReport), ConfigError> {
     let mut b = PolicyBuilder::new();
     let mut ids: HashMap<&str, ClassId> = HashMap::new();
     if raw.classes.is_empty() {
@@ -885,6 +913,9 @@ fn compile_policy(file: &Path, raw: &RawPolicy) -> Result<(Policy, LoadReport), 
             return Ok(());
         }
         seen.insert(p.0, (id, origin));
+        if let Some(l) = listing.as_deref_mut() {
+            l.push((p.0, id));
+        }
         b.subscriber(p.0, id);
         Ok(())
     };

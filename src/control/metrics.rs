@@ -213,6 +213,27 @@ pub fn render(state: &MetricsState) -> String {
             );
         }
     }
+    let _ = writeln!(
+        o,
+        "# HELP op25b_kernel_drops_total Frames the kernel dropped before a worker saw them (AF_XDP socket statistics)."
+    );
+    let _ = writeln!(o, "# TYPE op25b_kernel_drops_total counter");
+    for (w, s) in snaps.iter().enumerate() {
+        for side in Side::BOTH {
+            let k = &s.kernel[side.index()];
+            for (reason, v) in [
+                ("rx_dropped", k.rx_dropped),
+                ("rx_ring_full", k.rx_ring_full),
+                ("fill_empty", k.fill_empty),
+            ] {
+                let _ = writeln!(
+                    o,
+                    "op25b_kernel_drops_total{{worker=\"{w}\",interface=\"{}\",reason=\"{reason}\"}} {v}",
+                    side.as_str()
+                );
+            }
+        }
+    }
     let _ = writeln!(o, "# HELP op25b_umem_frames UMEM frames by where they are.");
     let _ = writeln!(o, "# TYPE op25b_umem_frames gauge");
     for (w, s) in snaps.iter().enumerate() {

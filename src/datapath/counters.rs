@@ -156,6 +156,8 @@ pub struct WorkerCounters {
     blocked_classes: Box<[AtomicU64]>,
     scalars: [AtomicU64; Counter::COUNT],
     census: [AtomicU64; 6],
+    /// Kernel socket counters per side (XDP_STATISTICS), see [`KernelDrops`].
+    kernel: [[AtomicU64; 3]; 2],
     /// Policy generation this worker last loaded.
     pub policy_generation: AtomicU64,
 }
@@ -186,6 +188,7 @@ impl WorkerCounters {
                 .collect(),
             scalars: Default::default(),
             census: Default::default(),
+            kernel: Default::default(),
             policy_generation: AtomicU64::new(0),
         }
     }
@@ -228,6 +231,17 @@ impl WorkerCounters {
         }
     }
 
+    /// Stores the kernel's socket counters of `side` (they are cumulative already).
+    pub fn set_kernel(&self, side: Side, k: KernelDrops) {
+        for (slot, v) in
+            self.kernel[side.index()]
+                .iter()
+                .zip([k.rx_dropped, k.rx_ring_full, k.fill_empty])
+        {
+            slot.store(v, Relaxed);
+        }
+    }
+
     /// A consistent-enough copy for reporting (each field is read once).
     pub fn snapshot(&self) -> Snapshot {
         let l = |a: &AtomicU64| a.load(Relaxed);
@@ -257,6 +271,14 @@ impl WorkerCounters {
             fill: [c[2], c[3]],
             tx: [c[4], c[5]],
         };
+        for i in 0..2 {
+            let k = &self.kernel[i];
+            s.kernel[i] = KernelDrops {
+                rx_dropped: l(&k[0]),
+                rx_ring_full: l(&k[1]),
+                fill_empty: l(&k[2]),
+            };
+        }
         s.policy_generation = l(&self.policy_generation);
         s
     }
@@ -274,7 +296,27 @@ pub struct Snapshot {
     pub blocked_classes: Vec<u64>,
     pub scalars: [u64; Counter::COUNT],
     pub census: FrameCensus,
+    /// Frames the kernel could not give the worker, per side.
+    pub kernel: [KernelDrops; 2],
     pub policy_generation: u64,
+}
+
+/// Frames lost in the kernel before the worker saw them (AF_XDP `XDP_STATISTICS`,
+/// cumulative per socket): the worker did not keep up or the fill ring ran dry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelDrops {
+    /// Dropped for other reasons (e.g. frame larger than the UMEM frame).
+    pub rx_dropped: u64,
+    /// The socket's RX ring was full.
+    pub rx_ring_full: u64,
+    /// The fill ring had no frame to receive into.
+    pub fill_empty: u64,
+}
+
+impl KernelDrops {
+    pub fn total(&self) -> u64 {
+        self.rx_dropped + self.rx_ring_full + self.fill_empty
+    }
 }
 
 impl Snapshot {
@@ -309,6 +351,9 @@ impl Snapshot {
             for p in 0..PORT_SLOTS {
                 self.blocked_ports[i][p] += o.blocked_ports[i][p];
             }
+            self.kernel[i].rx_dropped += o.kernel[i].rx_dropped;
+            self.kernel[i].rx_ring_full += o.kernel[i].rx_ring_full;
+            self.kernel[i].fill_empty += o.kernel[i].fill_empty;
             self.census.fill[i] += o.census.fill[i];
             self.census.tx[i] += o.census.tx[i];
         }
@@ -361,6 +406,7 @@ impl Snapshot {
                     "tx_frames": self.tx_frames[i], "tx_bytes": self.tx_bytes[i],
                     "verdicts": Value::Object(verdicts),
                     "blocked_ports": Value::Object(ports),
+                    "kernel_drops": self.kernel[i],
                 }),
             );
         }

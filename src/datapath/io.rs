@@ -63,6 +63,11 @@ pub trait FrameIo {
     /// Wakes the kernel for `side`'s fill ring without blocking.
     fn wake_fill(&mut self, side: Side) -> io::Result<()>;
 
+    /// The kernel's drop counters for `side`'s socket (zero where there is no kernel).
+    fn kernel_drops(&self, _side: Side) -> super::counters::KernelDrops {
+        super::counters::KernelDrops::default()
+    }
+
     /// Sleeps until either RX ring has frames or `timeout_ms` passes.
     fn wait(&mut self, timeout_ms: i32) -> io::Result<()>;
 

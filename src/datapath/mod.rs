@@ -5,11 +5,13 @@
 //! * [`worker`]: the burst loop, generic over `FrameIo`;
 //! * [`counters`]: per-worker counters and frame census;
 //! * `xsk`: AF_XDP sockets sharing one UMEM per worker (xsk-rs / libxdp);
+//! * [`port`]: one AF_XDP socket with its own UMEM (benchmark generator and sink);
 //! * `nic`: interface checks, promiscuous mode, XDP attach state.
 
 pub mod counters;
 pub mod io;
 pub mod nic;
+pub mod port;
 pub mod worker;
 pub mod xsk;
 

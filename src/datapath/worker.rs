@@ -360,12 +360,25 @@ impl<I: FrameIo> Worker<I> {
 
     /// Runs until `stop` is set, then flushes queued transmissions (bounded).
     pub fn run(&mut self, stop: &AtomicBool) {
+        let mut next_sample = Instant::now();
+        let mut iterations: u32 = 0;
         while !stop.load(Ordering::Relaxed) {
+            // About once a second (checked every 1024 iterations and when idle): copy
+            // the kernel's socket drop counters (one getsockopt per side).
+            iterations = iterations.wrapping_add(1);
+            if iterations % 1024 == 0 || iterations == 1 {
+                let now = Instant::now();
+                if now >= next_sample {
+                    next_sample = now + std::time::Duration::from_secs(1);
+                    self.sample_kernel();
+                }
+            }
             let p = self.poll_once();
             if !p.idle() {
                 continue;
             }
             self.counters.add(Counter::EmptyPolls, 1);
+            iterations |= 1023;
             if self.cfg.busy_poll {
                 for side in Side::BOTH {
                     if self.io.fill_needs_wakeup(side) {
@@ -383,6 +396,13 @@ impl<I: FrameIo> Worker<I> {
             }
         }
         self.flush();
+        self.sample_kernel();
+    }
+
+    fn sample_kernel(&self) {
+        for side in Side::BOTH {
+            self.counters.set_kernel(side, self.io.kernel_drops(side));
+        }
     }
 
     /// Gives queued frames up to 100 ms to leave, reaping completions.

@@ -70,7 +70,7 @@ pub enum XskError {
 }
 
 /// The errno behind an xsk-rs error (its Display only has a static reason).
-fn errno_of(e: &(dyn std::error::Error + 'static)) -> io::Error {
+pub(super) fn errno_of(e: &(dyn std::error::Error + 'static)) -> io::Error {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(ioe) = err.downcast_ref::<io::Error>() {
@@ -113,10 +113,9 @@ pub fn quiet_libbpf(verbose: bool) {
 }
 
 /// Kernel >= 6.17: raise the frames sent per copy-mode `sendto` from 32.
-fn raise_tx_budget(fd: i32) {
+pub(super) fn raise_tx_budget(fd: i32, budget: u32) {
     const SOL_XDP: libc::c_int = 283;
     const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
-    let budget: u32 = 256;
     // SAFETY: `budget` outlives the call and its size is passed; an unknown option on an
     // older kernel fails with ENOPROTOOPT, which we ignore.
     let _ = unsafe {
@@ -247,7 +246,7 @@ impl XskIo {
                     io::Error::other("no fill/completion ring (same queue bound twice?)"),
                 )
             })?;
-            raise_tx_budget(tx.fd().as_raw_fd());
+            raise_tx_budget(tx.fd().as_raw_fd(), 256);
             Ok(XskSide { tx, rx, fq, cq })
         };
         // The first socket's bind flags (copy/zero-copy, need_wakeup) are inherited by
@@ -333,6 +332,17 @@ impl FrameIo for XskIo {
     fn wake_fill(&mut self, side: Side) -> io::Result<()> {
         let s = &mut self.sides[side.index()];
         s.fq.wakeup(s.rx.fd_mut(), 0)
+    }
+
+    fn kernel_drops(&self, side: Side) -> super::counters::KernelDrops {
+        match self.kernel_stats(side) {
+            Some(s) => super::counters::KernelDrops {
+                rx_dropped: s.rx_dropped(),
+                rx_ring_full: s.rx_ring_full(),
+                fill_empty: s.rx_fill_ring_empty_descs(),
+            },
+            None => Default::default(),
+        }
     }
 
     fn wait(&mut self, timeout_ms: i32) -> io::Result<()> {

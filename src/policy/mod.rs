@@ -431,7 +431,12 @@ impl Policy {
         self.classes.get(usize::from(id))
     }
 
-    /// The fragment rules.
+    /// The class of sources in no subscriber prefix, if any.
+    pub fn unmatched_class(&self) -> Option<ClassId> {
+        self.unmatched
+    }
+
+    /// What the policy does with fragments.
     pub fn fragments(&self) -> FragmentPolicy {
         self.fragments
     }

@@ -1,0 +1,914 @@
+//! The benchmark harness's pure parts: traffic profiles, tagged frame templates, the
+//! sink's accounting and the reports (`op25b bench gen|sink|report`). No NIC here; the
+//! AF_XDP loops are in [`run`].
+//!
+//! Every generated frame ends with a 10-byte [`Tag`]: magic, the verdict the policy
+//! should give the frame (pass or block), the generator stream and a 48-bit sequence
+//! number, plus a 16-bit word that makes the tag's one's-complement sum constant, so
+//! the template's TCP/UDP checksum stays valid whatever the sequence number.
+
+pub mod run;
+
+use crate::classify::{self, fixtures};
+use crate::policy::{Direction, Policy, Verdict};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// Bytes of the tag at the end of every generated frame.
+pub const TAG_LEN: usize = 10;
+const TAG_MAGIC: u8 = 0xb5;
+
+/// What the policy should do with a frame, as carried in its tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    Pass,
+    Block,
+}
+
+/// The tag at the end of a generated frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tag {
+    pub expect: Expect,
+    /// Generator stream (thread), 0..127.
+    pub stream: u8,
+    /// Sequence number within the stream (48 bits).
+    pub seq: u64,
+}
+
+fn fold(mut sum: u32) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+impl Tag {
+    /// The tag's bytes; their 16-bit one's-complement sum is always 0xffff.
+    #[inline]
+    pub fn encode(&self) -> [u8; TAG_LEN] {
+        let mut b = [0u8; TAG_LEN];
+        b[0] = TAG_MAGIC;
+        b[1] = (self.stream & 0x7f) << 1 | u8::from(self.expect == Expect::Block);
+        b[2..8].copy_from_slice(&self.seq.to_be_bytes()[2..8]);
+        let sum: u32 = (0..4)
+            .map(|i| u32::from(u16::from_be_bytes([b[2 * i], b[2 * i + 1]])))
+            .sum();
+        b[8..10].copy_from_slice(&(!fold(sum)).to_be_bytes());
+        b
+    }
+
+    /// The tag at the end of `frame`, if it has a valid one.
+    #[inline]
+    pub fn decode(frame: &[u8]) -> Option<Tag> {
+        let b: &[u8; TAG_LEN] = frame
+            .get(frame.len().checked_sub(TAG_LEN)?..)?
+            .try_into()
+            .ok()?;
+        if b[0] != TAG_MAGIC {
+            return None;
+        }
+        let sum: u32 = (0..5)
+            .map(|i| u32::from(u16::from_be_bytes([b[2 * i], b[2 * i + 1]])))
+            .sum();
+        if fold(sum) != 0xffff {
+            return None;
+        }
+        let mut seq = [0u8; 8];
+        seq[2..8].copy_from_slice(&b[2..8]);
+        Some(Tag {
+            expect: if b[1] & 1 == 1 {
+                Expect::Block
+            } else {
+                Expect::Pass
+            },
+            stream: b[1] >> 1,
+            seq: u64::from_be_bytes(seq),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Profiles
+
+/// A weighted address range of a profile.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    /// Name in the report ("dynamic", "relay", ...); defaults to the prefix.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub prefix: IpNet,
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A traffic profile (YAML, see configs/bench-profile.yaml).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Frame size in bytes without FCS (64..=MTU+14); raised where the headers need more.
+    #[serde(default = "default_size")]
+    pub frame_size: usize,
+    /// Share of frames that are TCP to an SMTP port (`smtp_ports`).
+    #[serde(default = "half")]
+    pub smtp_share: f64,
+    #[serde(default = "smtp_ports")]
+    pub smtp_ports: Vec<u16>,
+    /// Destination ports of the other traffic.
+    #[serde(default = "other_ports")]
+    pub other_ports: Vec<u16>,
+    /// Share of the other traffic that is UDP rather than TCP.
+    #[serde(default)]
+    pub udp_share: f64,
+    /// Share of TCP segments that are SYNs (the rest are mid-stream ACK+PSH).
+    #[serde(default = "one_f")]
+    pub syn_share: f64,
+    #[serde(default)]
+    pub ipv6_share: f64,
+    #[serde(default)]
+    pub vlan_share: f64,
+    #[serde(default)]
+    pub qinq_share: f64,
+    #[serde(default)]
+    pub pppoe_share: f64,
+    /// Distinct frame templates (flows); the generator cycles through them.
+    #[serde(default = "default_flows")]
+    pub flows: usize,
+    #[serde(default = "one_u64")]
+    pub seed: u64,
+    #[serde(default = "default_src_mac")]
+    pub src_mac: String,
+    #[serde(default = "default_dst_mac")]
+    pub dst_mac: String,
+    pub sources: Vec<Pool>,
+    pub destinations: Vec<Pool>,
+}
+
+fn default_size() -> usize {
+    64
+}
+fn half() -> f64 {
+    0.5
+}
+fn one_f() -> f64 {
+    1.0
+}
+fn one_u64() -> u64 {
+    1
+}
+fn default_flows() -> usize {
+    1024
+}
+fn smtp_ports() -> Vec<u16> {
+    vec![25, 465, 587]
+}
+fn other_ports() -> Vec<u16> {
+    vec![80, 443]
+}
+fn default_src_mac() -> String {
+    "02:00:00:00:01:01".into()
+}
+fn default_dst_mac() -> String {
+    "02:00:00:00:02:01".into()
+}
+
+/// Why a profile cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("cannot read profile {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("profile {}: {message}", path.display())]
+    Syntax { path: PathBuf, message: String },
+    #[error("profile {}: {field}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in out.iter_mut() {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+impl Profile {
+    /// Reads and checks a profile file.
+    pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and checks profile text (`path` names it in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<Profile, ProfileError> {
+        let p: Profile = serde_yaml::from_str(text).map_err(|e| ProfileError::Syntax {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        let bad = |field: &str, message: String| ProfileError::Invalid {
+            path: path.into(),
+            field: field.into(),
+            message,
+        };
+        for (name, v) in [
+            ("smtp_share", p.smtp_share),
+            ("udp_share", p.udp_share),
+            ("syn_share", p.syn_share),
+            ("ipv6_share", p.ipv6_share),
+            ("vlan_share", p.vlan_share),
+            ("qinq_share", p.qinq_share),
+            ("pppoe_share", p.pppoe_share),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(bad(name, format!("{v} is outside 0..1")));
+            }
+        }
+        if p.vlan_share + p.qinq_share + p.pppoe_share > 1.0 {
+            return Err(bad(
+                "vlan_share",
+                "vlan_share + qinq_share + pppoe_share is more than 1".into(),
+            ));
+        }
+        if !(64..=9000).contains(&p.frame_size) {
+            return Err(bad(
+                "frame_size",
+                format!("{} is outside 64..9000", p.frame_size),
+            ));
+        }
+        if !(1..=1 << 20).contains(&p.flows) {
+            return Err(bad("flows", format!("{} is outside 1..1048576", p.flows)));
+        }
+        if p.smtp_ports.is_empty() && p.smtp_share > 0.0 {
+            return Err(bad("smtp_ports", "empty while smtp_share > 0".into()));
+        }
+        if p.other_ports.is_empty() && p.smtp_share < 1.0 {
+            return Err(bad("other_ports", "empty while smtp_share < 1".into()));
+        }
+        for (field, mac) in [("src_mac", &p.src_mac), ("dst_mac", &p.dst_mac)] {
+            if parse_mac(mac).is_none() {
+                return Err(bad(
+                    field,
+                    format!("{mac:?} is not a MAC such as 02:00:00:00:01:01"),
+                ));
+            }
+        }
+        for (field, pools) in [("sources", &p.sources), ("destinations", &p.destinations)] {
+            for fam6 in [false, true] {
+                let share = if fam6 {
+                    p.ipv6_share
+                } else {
+                    1.0 - p.ipv6_share
+                };
+                let w: u64 = pools
+                    .iter()
+                    .filter(|x| matches!(x.prefix, IpNet::V6(_)) == fam6)
+                    .map(|x| u64::from(x.weight))
+                    .sum();
+                if share > 0.0 && w == 0 {
+                    return Err(bad(
+                        field,
+                        format!(
+                            "no {} prefix with a weight > 0, but ipv6_share is {}",
+                            if fam6 { "IPv6" } else { "IPv4" },
+                            p.ipv6_share
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// A small deterministic PRNG (splitmix64): profiles give the same frames on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn pick<'a>(&mut self, pools: &'a [Pool], v6: bool) -> &'a Pool {
+        let cands: Vec<&Pool> = pools
+            .iter()
+            .filter(|p| matches!(p.prefix, IpNet::V6(_)) == v6 && p.weight > 0)
+            .collect();
+        let total: u64 = cands.iter().map(|p| u64::from(p.weight)).sum();
+        let mut r = self.below(total);
+        for p in &cands {
+            if r < u64::from(p.weight) {
+                return p;
+            }
+            r -= u64::from(p.weight);
+        }
+        cands[cands.len() - 1]
+    }
+    /// A random address in `net` (the host part random).
+    fn addr_in(&mut self, net: &IpNet) -> IpAddr {
+        match net {
+            IpNet::V4(n) => {
+                let host = if n.prefix_len() == 32 {
+                    0
+                } else {
+                    (self.next() as u32) & (u32::MAX >> n.prefix_len())
+                };
+                IpAddr::V4((u32::from(n.network()) | host).into())
+            }
+            IpNet::V6(n) => {
+                let r = (u128::from(self.next()) << 64) | u128::from(self.next());
+                let host = if n.prefix_len() == 128 {
+                    0
+                } else {
+                    r & (u128::MAX >> n.prefix_len())
+                };
+                IpAddr::V6((u128::from(n.network()) | host).into())
+            }
+        }
+    }
+}
+
+/// One generated frame with everything but the tag, and what the policy makes of it.
+#[derive(Clone, Debug)]
+pub struct Template {
+    /// The whole frame; its last [`TAG_LEN`] bytes are rewritten per frame.
+    pub frame: Vec<u8>,
+    pub expect: Expect,
+    /// Source pool name and destination pool name (report).
+    pub source: usize,
+    pub destination: usize,
+}
+
+/// Templates plus the names of the pools they came from.
+#[derive(Clone, Debug)]
+pub struct TemplateSet {
+    pub templates: Vec<Template>,
+    pub source_names: Vec<String>,
+    pub destination_names: Vec<String>,
+}
+
+impl TemplateSet {
+    /// Frames that should pass / be blocked.
+    pub fn counts(&self) -> (usize, usize) {
+        let block = self
+            .templates
+            .iter()
+            .filter(|t| t.expect == Expect::Block)
+            .count();
+        (self.templates.len() - block, block)
+    }
+}
+
+fn pool_name(p: &Pool) -> String {
+    p.name.clone().unwrap_or_else(|| p.prefix.to_string())
+}
+
+fn tcp_or_udp(
+    rng: &mut Rng,
+    src: IpAddr,
+    dst: IpAddr,
+    dport: u16,
+    udp: bool,
+    syn: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let sport = 1024 + rng.below(60000) as u16;
+    let mut out = Vec::with_capacity(80 + payload.len());
+    let step = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            etherparse::PacketBuilder::ipv4(s.octets(), d.octets(), 64)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            etherparse::PacketBuilder::ipv6(s.octets(), d.octets(), 64)
+        }
+        _ => unreachable!("families are matched by the caller"),
+    };
+    let r = if udp {
+        step.udp(sport, dport).write(&mut out, payload)
+    } else {
+        let t = step.tcp(sport, dport, rng.next() as u32, 64240);
+        let t = if syn {
+            t.syn()
+        } else {
+            t.ack(rng.next() as u32).psh()
+        };
+        t.write(&mut out, payload)
+    };
+    r.expect("writing to a Vec");
+    out
+}
+
+/// Builds the profile's templates and judges each with `policy` (outbound).
+pub fn templates(profile: &Profile, policy: &Policy) -> TemplateSet {
+    let mut rng = Rng(profile.seed);
+    let src_mac = parse_mac(&profile.src_mac).expect("validated");
+    let dst_mac = parse_mac(&profile.dst_mac).expect("validated");
+    let mut out = Vec::with_capacity(profile.flows);
+    for _ in 0..profile.flows {
+        let v6 = rng.chance(profile.ipv6_share);
+        let sp = rng.pick(&profile.sources, v6);
+        let dp = rng.pick(&profile.destinations, v6);
+        let source = profile
+            .sources
+            .iter()
+            .position(|p| std::ptr::eq(p, sp))
+            .expect("picked from the list");
+        let destination = profile
+            .destinations
+            .iter()
+            .position(|p| std::ptr::eq(p, dp))
+            .expect("picked from the list");
+        let src = rng.addr_in(&sp.prefix);
+        let dst = rng.addr_in(&dp.prefix);
+        let smtp = rng.chance(profile.smtp_share);
+        let (dport, udp) = if smtp {
+            let ports = &profile.smtp_ports;
+            (ports[rng.below(ports.len() as u64) as usize], false)
+        } else {
+            let ports = &profile.other_ports;
+            (
+                ports[rng.below(ports.len() as u64) as usize],
+                rng.chance(profile.udp_share),
+            )
+        };
+        let syn = rng.chance(profile.syn_share);
+        let r = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let encap = if r < profile.vlan_share {
+            fixtures::Encap::Vlan(100 + rng.below(3000) as u16)
+        } else if r < profile.vlan_share + profile.qinq_share {
+            fixtures::Encap::QinQ(
+                0x88a8,
+                10 + rng.below(100) as u16,
+                100 + rng.below(3000) as u16,
+            )
+        } else if r < profile.vlan_share + profile.qinq_share + profile.pppoe_share {
+            fixtures::Encap::Pppoe(1 + rng.below(60000) as u16)
+        } else {
+            fixtures::Encap::Plain
+        };
+        // Size the payload so the frame reaches frame_size, with an even payload so the
+        // tag sits on a 16-bit boundary of the L4 checksum.
+        let probe = fixtures::wrap(
+            encap,
+            &tcp_or_udp(&mut Rng(0), src, dst, dport, udp, syn, &[]),
+            v6,
+            true,
+        );
+        let mut payload_len = profile.frame_size.saturating_sub(probe.len()).max(TAG_LEN);
+        payload_len += payload_len % 2;
+        let mut payload = vec![0u8; payload_len];
+        let tag = Tag {
+            expect: Expect::Pass,
+            stream: 0,
+            seq: 0,
+        };
+        payload[payload_len - TAG_LEN..].copy_from_slice(&tag.encode());
+        let ip = tcp_or_udp(&mut rng, src, dst, dport, udp, syn, &payload);
+        let mut frame = fixtures::wrap(encap, &ip, v6, true);
+        frame[0..6].copy_from_slice(&dst_mac);
+        frame[6..12].copy_from_slice(&src_mac);
+        let expect = match classify::classify(&frame, Direction::Outbound, policy).verdict {
+            Verdict::Forward(_) => Expect::Pass,
+            _ => Expect::Block,
+        };
+        out.push(Template {
+            frame,
+            expect,
+            source,
+            destination,
+        });
+    }
+    TemplateSet {
+        templates: out,
+        source_names: profile.sources.iter().map(pool_name).collect(),
+        destination_names: profile.destinations.iter().map(pool_name).collect(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sink accounting
+
+/// Per-stream state of the sink.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct StreamTally {
+    pub received: u64,
+    pub last_seq: Option<u64>,
+    pub out_of_order: u64,
+}
+
+/// What the sink saw.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SinkTally {
+    /// Every frame received.
+    pub received: u64,
+    pub bytes: u64,
+    /// Frames without a valid tag (neighbour discovery, stray traffic...).
+    pub foreign: u64,
+    /// Tagged frames the policy should have let through.
+    pub passed: u64,
+    /// Tagged frames the policy should have blocked: must stay 0.
+    pub leaked: u64,
+    /// Tagged frames that arrived with a lower sequence number than an earlier one of
+    /// the same stream.
+    pub out_of_order: u64,
+    pub streams: Vec<StreamTally>,
+}
+
+impl SinkTally {
+    /// Accounts one received frame.
+    #[inline]
+    pub fn record(&mut self, frame: &[u8]) {
+        self.received += 1;
+        self.bytes += frame.len() as u64;
+        let Some(tag) = Tag::decode(frame) else {
+            self.foreign += 1;
+            return;
+        };
+        match tag.expect {
+            Expect::Pass => self.passed += 1,
+            Expect::Block => self.leaked += 1,
+        }
+        let s = usize::from(tag.stream);
+        if self.streams.len() <= s {
+            self.streams.resize(s + 1, StreamTally::default());
+        }
+        let st = &mut self.streams[s];
+        st.received += 1;
+        match st.last_seq {
+            Some(last) if tag.seq < last => {
+                st.out_of_order += 1;
+                self.out_of_order += 1;
+            }
+            _ => st.last_seq = Some(tag.seq),
+        }
+    }
+}
+
+/// The generator's report (JSON).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GenReport {
+    pub interface: String,
+    pub threads: usize,
+    pub mode: String,
+    pub profile: String,
+    pub frame_size: usize,
+    pub templates: usize,
+    pub templates_block: usize,
+    /// Frames the kernel took (completed transmissions).
+    pub sent: u64,
+    pub sent_pass: u64,
+    pub sent_block: u64,
+    /// Frames queued but not completed when the run ended.
+    pub unsent: u64,
+    /// Frames the generator's own interface dropped after taking them (its
+    /// `tx_dropped` moved during the run): lost before reaching the DUT.
+    #[serde(default)]
+    pub link_dropped: u64,
+    pub seconds: f64,
+    pub mpps: f64,
+    pub rate_limit_pps: Option<u64>,
+    /// Sent frames per source pool name.
+    pub per_source: Vec<(String, u64)>,
+}
+
+/// The sink's report (JSON).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SinkReport {
+    pub interface: String,
+    pub mode: String,
+    pub received: u64,
+    pub foreign: u64,
+    pub passed: u64,
+    pub leaked: u64,
+    pub out_of_order: u64,
+    /// Seconds between the first and last tagged frame.
+    pub seconds: f64,
+    pub mpps: f64,
+    pub kernel_rx_dropped: u64,
+    pub kernel_rx_ring_full: u64,
+    pub kernel_fill_empty: u64,
+}
+
+/// The verdict of one run: generator and sink reports side by side.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunVerdict {
+    pub sent: u64,
+    pub sent_pass: u64,
+    pub sent_block: u64,
+    pub received: u64,
+    pub passed: u64,
+    pub leaked: u64,
+    /// Frames that should have passed but did not arrive (negative: more arrived than
+    /// sent, i.e. duplicates).
+    pub lost: i64,
+    pub loss_ratio: f64,
+    /// Of `lost`, how many the generator's own link dropped (not the DUT's doing).
+    pub lost_on_generator_link: u64,
+    pub out_of_order: u64,
+    pub foreign: u64,
+    pub gen_mpps: f64,
+    pub sink_mpps: f64,
+    pub ok: bool,
+    pub problems: Vec<String>,
+}
+
+/// Compares the reports: zero leaked, loss within `max_loss_ratio`, no duplicates.
+pub fn verdict(g: &GenReport, s: &SinkReport, max_loss_ratio: f64) -> RunVerdict {
+    let lost = g.sent_pass as i64 - s.passed as i64;
+    // Frames the generator's link dropped never reached the DUT: not its loss.
+    let link = (g.link_dropped as i64).min(lost.max(0));
+    let loss_ratio = if g.sent_pass == 0 {
+        0.0
+    } else {
+        (lost - link) as f64 / g.sent_pass as f64
+    };
+    let mut problems = Vec::new();
+    if s.leaked > 0 {
+        problems.push(format!(
+            "{} frames that the policy blocks reached the sink",
+            s.leaked
+        ));
+    }
+    if lost < 0 {
+        problems.push(format!(
+            "{} more passing frames arrived than were sent",
+            -lost
+        ));
+    }
+    if loss_ratio > max_loss_ratio {
+        problems.push(format!(
+            "{} passing frames lost by the DUT ({:.4}% > {:.4}% allowed)",
+            lost - link,
+            loss_ratio * 100.0,
+            max_loss_ratio * 100.0
+        ));
+    }
+    if g.sent == 0 {
+        problems.push("the generator sent nothing".into());
+    }
+    RunVerdict {
+        sent: g.sent,
+        sent_pass: g.sent_pass,
+        sent_block: g.sent_block,
+        received: s.received,
+        passed: s.passed,
+        leaked: s.leaked,
+        lost,
+        loss_ratio,
+        lost_on_generator_link: link as u64,
+        out_of_order: s.out_of_order,
+        foreign: s.foreign,
+        gen_mpps: g.mpps,
+        sink_mpps: s.mpps,
+        ok: problems.is_empty(),
+        problems,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn tag_round_trips_and_keeps_the_checksum_sum(stream in 0u8..128, seq in 0u64..(1 << 48), block: bool) {
+            let t = Tag { expect: if block { Expect::Block } else { Expect::Pass }, stream, seq };
+            let b = t.encode();
+            prop_assert_eq!(Tag::decode(&b), Some(t));
+            let sum: u32 = b.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+            prop_assert_eq!(fold(sum), 0xffff);
+        }
+    }
+
+    const PROFILE: &str = r#"
+frame_size: 64
+smtp_share: 0.5
+ipv6_share: 0.3
+vlan_share: 0.1
+qinq_share: 0.1
+pppoe_share: 0.1
+syn_share: 0.5
+udp_share: 0.2
+flows: 400
+sources:
+  - {name: dynamic, prefix: 198.51.100.0/24, weight: 3}
+  - {name: static, prefix: 198.51.100.200/32}
+  - {name: unmatched, prefix: 192.0.2.128/25}
+  - {name: dynamic6, prefix: "2001:db8:100::/48"}
+destinations:
+  - {name: relay, prefix: 203.0.113.25/32}
+  - {name: external, prefix: 203.0.113.0/24, weight: 3}
+  - {name: relay6, prefix: "2001:db8:ff::25/128"}
+  - {name: external6, prefix: "2001:db8:ff::/48"}
+"#;
+
+    fn lab_policy() -> Policy {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/lab.yaml"))
+                .unwrap();
+        crate::config::load_str(
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/lab.yaml")),
+            &text,
+        )
+        .unwrap()
+        .policy
+    }
+
+    /// Every template parses, carries a valid tag, has valid L4 checksums after any tag
+    /// is written, and the expected verdict matches an independent rule for this policy.
+    #[test]
+    fn templates_are_valid_and_judged() {
+        let p = Profile::parse(Path::new("t"), PROFILE).unwrap();
+        let set = templates(&p, &lab_policy());
+        assert_eq!(set.templates.len(), 400);
+        let (pass, block) = set.counts();
+        assert!(pass > 50 && block > 10, "{pass} {block}");
+        for t in &set.templates {
+            assert!(t.frame.len() >= 64);
+            let mut f = t.frame.clone();
+            let n = f.len();
+            let tag = Tag {
+                expect: t.expect,
+                stream: 5,
+                seq: 0xabcdef123,
+            };
+            f[n - TAG_LEN..].copy_from_slice(&tag.encode());
+            assert_eq!(Tag::decode(&f), Some(tag));
+            // The checksum is still right: etherparse verifies it on the IP payload.
+            let link = classify::parse_link(&f).unwrap();
+            let ip = &f[link.l3_offset..];
+            let sliced = etherparse::SlicedPacket::from_ip(ip).unwrap();
+            let ok = match (&sliced.net, &sliced.transport) {
+                (
+                    Some(etherparse::NetSlice::Ipv4(v4)),
+                    Some(etherparse::TransportSlice::Tcp(tcp)),
+                ) => {
+                    tcp.to_header()
+                        .calc_checksum_ipv4(&v4.header().to_header(), tcp.payload())
+                        .unwrap()
+                        == tcp.checksum()
+                }
+                (
+                    Some(etherparse::NetSlice::Ipv6(v6)),
+                    Some(etherparse::TransportSlice::Tcp(tcp)),
+                ) => {
+                    tcp.to_header()
+                        .calc_checksum_ipv6(&v6.header().to_header(), tcp.payload())
+                        .unwrap()
+                        == tcp.checksum()
+                }
+                (
+                    Some(etherparse::NetSlice::Ipv4(v4)),
+                    Some(etherparse::TransportSlice::Udp(u)),
+                ) => {
+                    u.to_header()
+                        .calc_checksum_ipv4(&v4.header().to_header(), u.payload())
+                        .unwrap()
+                        == u.checksum()
+                }
+                (
+                    Some(etherparse::NetSlice::Ipv6(v6)),
+                    Some(etherparse::TransportSlice::Udp(u)),
+                ) => {
+                    u.to_header()
+                        .calc_checksum_ipv6(&v6.header().to_header(), u.payload())
+                        .unwrap()
+                        == u.checksum()
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            assert!(ok, "bad checksum after tagging: {:02x?}", f);
+            // Independent rule for the lab policy: dynamic (198.51.100.0/24 minus the
+            // static host and the quarantine /28) and dynamic6 block TCP/25 except to the
+            // relays; static and unmatched pass.
+            let src = &set.source_names[t.source];
+            let dst = &set.destination_names[t.destination];
+            let info = classify::parse(&f);
+            let dport = match info.net {
+                classify::Net::Ip { segment, .. } => segment.dst_port,
+                _ => None,
+            };
+            let is_tcp = matches!(info.net, classify::Net::Ip { protocol: 6, .. });
+            let src_ip = match info.net {
+                classify::Net::Ip { addrs, .. } => addrs.src(),
+                _ => unreachable!(),
+            };
+            let quarantine = matches!(src_ip, IpAddr::V4(a) if (u32::from(a) & !15) == u32::from(std::net::Ipv4Addr::new(198, 51, 100, 128)));
+            let want = if quarantine {
+                if is_tcp && matches!(dport, Some(25 | 465 | 587)) && !dst.starts_with("relay") {
+                    Expect::Block
+                } else {
+                    Expect::Pass
+                }
+            } else if (src == "dynamic" || src == "dynamic6")
+                && is_tcp
+                && dport == Some(25)
+                && !dst.starts_with("relay")
+            {
+                Expect::Block
+            } else {
+                Expect::Pass
+            };
+            assert_eq!(t.expect, want, "{src} -> {dst} port {dport:?}");
+        }
+    }
+
+    #[test]
+    fn sink_tally_counts_and_orders() {
+        let mut s = SinkTally::default();
+        let f = |expect, seq| {
+            let mut v = vec![0u8; 60];
+            v[50..].copy_from_slice(
+                &Tag {
+                    expect,
+                    stream: 1,
+                    seq,
+                }
+                .encode(),
+            );
+            v
+        };
+        s.record(&f(Expect::Pass, 1));
+        s.record(&f(Expect::Pass, 3));
+        s.record(&f(Expect::Pass, 2));
+        s.record(&f(Expect::Block, 4));
+        s.record(&[0u8; 60]);
+        assert_eq!(
+            (s.received, s.passed, s.leaked, s.foreign, s.out_of_order),
+            (5, 3, 1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn profile_errors_name_the_field() {
+        let e = Profile::parse(Path::new("p.yaml"), "sources: []\ndestinations: []\n").unwrap_err();
+        assert!(e.to_string().contains("sources"), "{e}");
+        let e = Profile::parse(
+            Path::new("p.yaml"),
+            "ipv6_share: 2\nsources: []\ndestinations: []\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("ipv6_share"), "{e}");
+        let e = Profile::parse(Path::new("p.yaml"), "bogus: 1\n").unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn verdict_flags_leaks_and_loss() {
+        let g = GenReport {
+            sent: 100,
+            sent_pass: 80,
+            sent_block: 20,
+            ..Default::default()
+        };
+        let s = SinkReport {
+            passed: 80,
+            ..Default::default()
+        };
+        assert!(verdict(&g, &s, 0.0).ok);
+        let s = SinkReport {
+            passed: 79,
+            leaked: 1,
+            ..Default::default()
+        };
+        let v = verdict(&g, &s, 0.0);
+        assert!(!v.ok && v.problems.len() == 2, "{:?}", v.problems);
+        assert!(
+            verdict(
+                &g,
+                &SinkReport {
+                    passed: 79,
+                    ..Default::default()
+                },
+                0.05
+            )
+            .ok
+        );
+    }
+}

@@ -1,0 +1,419 @@
+//! The generator and sink loops over AF_XDP ([`crate::datapath::port::XskPort`]).
+
+use super::{Expect, GenReport, SinkReport, SinkTally, Tag, TemplateSet, TAG_LEN};
+use crate::config::XdpMode;
+use crate::datapath::port::{PortOptions, PortRole, PortStats, XskPort};
+use crate::datapath::xsk::XskError;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long and how fast the generator sends.
+#[derive(Clone, Debug)]
+pub struct GenOptions {
+    pub interface: String,
+    /// One thread per queue, queues 0..threads.
+    pub threads: usize,
+    /// Cores to pin the threads to (round robin); empty: no pinning.
+    pub cores: Vec<usize>,
+    pub duration: Duration,
+    /// Stop after this many frames in total (shared over the threads).
+    pub count: Option<u64>,
+    /// Frames per second in total; None: as fast as the interface takes them.
+    pub rate: Option<u64>,
+    pub burst: usize,
+    pub xdp_mode: XdpMode,
+    pub profile_name: String,
+    /// Frames per transmit kick (see [`PortOptions::tx_budget`]).
+    pub tx_budget: u32,
+}
+
+/// Why the generator or sink could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Socket(#[from] XskError),
+    #[error("{what} on {interface}: {source}")]
+    Io {
+        what: &'static str,
+        interface: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Thread(String),
+}
+
+#[derive(Default)]
+struct GenThreadResult {
+    sent: u64,
+    sent_block: u64,
+    unsent: u64,
+    per_source: Vec<u64>,
+    mode: String,
+}
+
+fn gen_thread(
+    stream: u8,
+    opts: &GenOptions,
+    set: &TemplateSet,
+    stop: &AtomicBool,
+    start: Instant,
+) -> Result<GenThreadResult, BenchError> {
+    let port_opts = PortOptions {
+        frame_size: if set.templates.iter().any(|t| t.frame.len() > 2048) {
+            4096
+        } else {
+            2048
+        },
+        ring_size: 2048,
+        frame_count: 8192,
+        xdp_mode: opts.xdp_mode,
+        tx_budget: opts.tx_budget,
+    };
+    let mut port = XskPort::open(
+        &opts.interface,
+        u32::from(stream),
+        PortRole::Transmit,
+        &port_opts,
+    )?;
+    let threads = opts.threads as u64;
+    let rate = opts.rate.map(|r| r.div_ceil(threads));
+    let count = opts.count.map(|c| c.div_ceil(threads));
+    let n_templates = set.templates.len();
+    // Each thread walks the templates from a different starting point.
+    let mut next = (usize::from(stream) * 7919) % n_templates;
+    let mut seq: u64 = 0;
+    let mut res = GenThreadResult {
+        per_source: vec![0; set.source_names.len()],
+        mode: port.mode().to_string(),
+        ..Default::default()
+    };
+    // Completed transmissions are attributed in FIFO order: the kernel completes TX
+    // descriptors in the order they were queued.
+    let mut pending: std::collections::VecDeque<(u32, bool)> = std::collections::VecDeque::new();
+    let deadline = start + opts.duration;
+    let mut now = Instant::now();
+    let mut loops: u32 = 0;
+    loop {
+        loops = loops.wrapping_add(1);
+        if loops % 64 == 0 {
+            now = Instant::now();
+        }
+        let done = port.reap();
+        for _ in 0..done {
+            let (src, block) = pending.pop_front().expect("completed frames were queued");
+            res.sent += 1;
+            res.sent_block += u64::from(block);
+            res.per_source[src as usize] += 1;
+        }
+        let stopping =
+            stop.load(Ordering::Relaxed) || now >= deadline || count.is_some_and(|c| seq >= c);
+        if stopping {
+            break;
+        }
+        let mut want = opts.burst;
+        if let Some(c) = count {
+            want = want.min((c - seq) as usize);
+        }
+        if let Some(r) = rate {
+            let allowed = (now.duration_since(start).as_secs_f64() * r as f64) as u64;
+            want = want.min(allowed.saturating_sub(seq) as usize);
+        }
+        if want > 0 {
+            let queued = port.send(want, |i, buf| {
+                let t = &set.templates[(next + i) % n_templates];
+                let body = &t.frame[..t.frame.len() - TAG_LEN];
+                let tag = Tag {
+                    expect: t.expect,
+                    stream,
+                    seq: seq + i as u64,
+                };
+                buf.put(body);
+                buf.put(&tag.encode());
+            });
+            for i in 0..queued {
+                let t = &set.templates[(next + i) % n_templates];
+                pending.push_back((t.source as u32, t.expect == Expect::Block));
+            }
+            next = (next + queued) % n_templates;
+            seq += queued as u64;
+        }
+        if let Err(e) = port.kick() {
+            return Err(BenchError::Io {
+                what: "transmit kick failed",
+                interface: opts.interface.clone(),
+                source: e,
+            });
+        }
+        if want == 0 && rate.is_some() {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    // Drain: let the kernel send what is queued (at most 1 s).
+    let drain_until = Instant::now() + Duration::from_secs(1);
+    while port.in_flight() > 0 && Instant::now() < drain_until {
+        let _ = port.kick();
+        let done = port.reap();
+        for _ in 0..done {
+            let (src, block) = pending.pop_front().expect("completed frames were queued");
+            res.sent += 1;
+            res.sent_block += u64::from(block);
+            res.per_source[src as usize] += 1;
+        }
+        if done == 0 {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+    res.unsent = port.in_flight() as u64;
+    Ok(res)
+}
+
+/// Runs the generator threads until the duration or count is reached (or `stop`).
+/// The interface's `tx_dropped` counter (frames the driver took and then dropped,
+/// e.g. a veth whose peer's ring was full).
+fn link_tx_dropped(interface: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/sys/class/net/{interface}/statistics/tx_dropped"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+pub fn generate(
+    opts: &GenOptions,
+    set: Arc<TemplateSet>,
+    stop: Arc<AtomicBool>,
+) -> Result<GenReport, BenchError> {
+    let dropped_before = link_tx_dropped(&opts.interface);
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for t in 0..opts.threads {
+        let (opts2, set2, stop2) = (opts.clone(), set.clone(), stop.clone());
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("op25b-gen{t}"))
+                .spawn(move || {
+                    if !opts2.cores.is_empty() {
+                        core_affinity::set_for_current(core_affinity::CoreId {
+                            id: opts2.cores[t % opts2.cores.len()],
+                        });
+                    }
+                    let r = gen_thread(t as u8, &opts2, &set2, &stop2, start);
+                    if r.is_err() {
+                        stop2.store(true, Ordering::Relaxed);
+                    }
+                    r
+                })
+                .map_err(|e| BenchError::Thread(format!("cannot start a generator thread: {e}")))?,
+        );
+    }
+    let mut total = GenThreadResult {
+        per_source: vec![0; set.source_names.len()],
+        ..Default::default()
+    };
+    let mut first_err = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(r)) => {
+                total.sent += r.sent;
+                total.sent_block += r.sent_block;
+                total.unsent += r.unsent;
+                for (a, b) in total.per_source.iter_mut().zip(&r.per_source) {
+                    *a += b;
+                }
+                total.mode = r.mode;
+            }
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(_) => {
+                first_err.get_or_insert(BenchError::Thread("a generator thread panicked".into()));
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let (_, block_t) = set.counts();
+    let link_dropped = match (dropped_before, link_tx_dropped(&opts.interface)) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => 0,
+    };
+    Ok(GenReport {
+        interface: opts.interface.clone(),
+        threads: opts.threads,
+        mode: total.mode,
+        profile: opts.profile_name.clone(),
+        frame_size: set
+            .templates
+            .iter()
+            .map(|t| t.frame.len())
+            .min()
+            .unwrap_or(0),
+        templates: set.templates.len(),
+        templates_block: block_t,
+        sent: total.sent,
+        sent_pass: total.sent - total.sent_block,
+        sent_block: total.sent_block,
+        unsent: total.unsent,
+        link_dropped,
+        seconds,
+        mpps: total.sent as f64 / seconds / 1e6,
+        rate_limit_pps: opts.rate,
+        per_source: set
+            .source_names
+            .iter()
+            .cloned()
+            .zip(total.per_source)
+            .collect(),
+    })
+}
+
+/// How long the sink listens.
+#[derive(Clone, Debug)]
+pub struct SinkOptions {
+    pub interface: String,
+    /// Listen on queues 0..queues, one thread each.
+    pub queues: u32,
+    /// Give up after this long in total.
+    pub duration: Duration,
+    /// Stop once this long passed without a frame, after the first one.
+    pub idle: Duration,
+    pub xdp_mode: XdpMode,
+    pub core: Option<usize>,
+    /// Print the first this many untagged frames (hex) on stderr.
+    pub dump_foreign: u64,
+}
+
+/// Receives and checks frames on every queue until the duration, the idle time or
+/// `stop`; `ready` is called once every socket is bound.
+pub fn sink(
+    opts: &SinkOptions,
+    stop: &AtomicBool,
+    ready: impl FnOnce(),
+) -> Result<SinkReport, BenchError> {
+    let port_opts = PortOptions {
+        frame_size: 4096,
+        ring_size: 2048,
+        frame_count: 8192,
+        xdp_mode: opts.xdp_mode,
+        tx_budget: 32,
+    };
+    let mut ports = Vec::new();
+    for q in 0..opts.queues {
+        let mut port = XskPort::open(&opts.interface, q, PortRole::Receive, &port_opts)?;
+        port.prime_fill();
+        ports.push(port);
+    }
+    let mode = ports
+        .first()
+        .map(|p| p.mode().to_string())
+        .unwrap_or_default();
+    ready();
+    let results: Vec<Result<(SinkTally, Option<Instant>, Instant, PortStats), BenchError>> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = ports
+                .into_iter()
+                .map(|port| scope.spawn(move || sink_queue(port, opts, stop)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(BenchError::Thread("a sink thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+    let mut total = SinkTally::default();
+    let mut first: Option<Instant> = None;
+    let mut last: Option<Instant> = None;
+    let mut stats = PortStats::default();
+    for r in results {
+        let (t, f, l, st) = r?;
+        total.received += t.received;
+        total.bytes += t.bytes;
+        total.foreign += t.foreign;
+        total.passed += t.passed;
+        total.leaked += t.leaked;
+        total.out_of_order += t.out_of_order;
+        if let Some(f) = f {
+            first = Some(first.map_or(f, |x| x.min(f)));
+            last = Some(last.map_or(l, |x| x.max(l)));
+        }
+        stats.rx_dropped += st.rx_dropped;
+        stats.rx_ring_full += st.rx_ring_full;
+        stats.rx_fill_ring_empty += st.rx_fill_ring_empty;
+    }
+    let seconds = match (first, last) {
+        (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
+        _ => 0.0,
+    };
+    Ok(SinkReport {
+        interface: opts.interface.clone(),
+        mode,
+        received: total.received,
+        foreign: total.foreign,
+        passed: total.passed,
+        leaked: total.leaked,
+        out_of_order: total.out_of_order,
+        seconds,
+        mpps: if seconds > 0.0 {
+            (total.passed + total.leaked) as f64 / seconds / 1e6
+        } else {
+            0.0
+        },
+        kernel_rx_dropped: stats.rx_dropped,
+        kernel_rx_ring_full: stats.rx_ring_full,
+        kernel_fill_empty: stats.rx_fill_ring_empty,
+    })
+}
+
+type QueueResult = (SinkTally, Option<Instant>, Instant, PortStats);
+
+fn sink_queue(
+    mut port: XskPort,
+    opts: &SinkOptions,
+    stop: &AtomicBool,
+) -> Result<QueueResult, BenchError> {
+    if let Some(c) = opts.core {
+        core_affinity::set_for_current(core_affinity::CoreId { id: c });
+    }
+    let start = Instant::now();
+    let mut tally = SinkTally::default();
+    let mut first: Option<Instant> = None;
+    let mut last = start;
+    loop {
+        let mut tagged = false;
+        let n = port.recv(256, |f| {
+            let before = tally.foreign;
+            tally.record(f);
+            tagged |= tally.foreign == before;
+            if tally.foreign != before && tally.foreign <= opts.dump_foreign {
+                let hex: String = f.iter().take(96).map(|b| format!("{b:02x}")).collect();
+                eprintln!("foreign frame ({} bytes): {hex}", f.len());
+            }
+        });
+        let now = Instant::now();
+        if n > 0 {
+            if tagged {
+                first.get_or_insert(now);
+                last = now;
+            }
+            continue;
+        }
+        if stop.load(Ordering::Relaxed) || now.duration_since(start) >= opts.duration {
+            break;
+        }
+        if first.is_some() && now.duration_since(last) >= opts.idle {
+            break;
+        }
+        port.wait(50).map_err(|e| BenchError::Io {
+            what: "poll failed",
+            interface: opts.interface.clone(),
+            source: e,
+        })?;
+    }
+    Ok((tally, first, last, port.stats()))
+}

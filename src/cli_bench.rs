@@ -1,0 +1,347 @@
+//! `op25b bench gen|sink|report` and `op25b export-nft`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Subcommand, ValueEnum};
+use op25b::bench::{self, run, GenReport, Profile, SinkReport};
+use op25b::config::{self, XdpMode};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// AF_XDP traffic generator: sends tagged frames from a profile, as fast as the
+    /// interface takes them or at --rate, for --duration or --count.
+    ///
+    /// Each frame carries a sequence number and the verdict the config's policy gives
+    /// it, so `bench sink` can tell leaks from losses. Prints a JSON report.
+    Gen {
+        /// Interface to send on (queues 0..threads).
+        #[arg(short, long)]
+        interface: String,
+        /// op25b config whose policy judges the frames (the DUT's config).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Traffic profile (YAML; see configs/bench-profile.yaml).
+        #[arg(short, long)]
+        profile: PathBuf,
+        /// Seconds to send.
+        #[arg(short, long, default_value_t = 10.0)]
+        duration: f64,
+        /// Stop after this many frames.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Frames per second (total); default: as fast as possible.
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Sending threads (one per TX queue).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Pin the threads to these cores (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        cores: Vec<usize>,
+        /// Frames per TX batch.
+        #[arg(long, default_value_t = 64)]
+        burst: usize,
+        #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+        xdp_mode: ModeArg,
+        /// Frames per transmit kick in copy mode (kernel >= 6.17); above 256 a veth
+        /// peer drops frames.
+        #[arg(long, default_value_t = 128)]
+        tx_budget: u32,
+        /// Also write the JSON report here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// AF_XDP verifying sink: counts tagged frames per expected verdict until --duration,
+    /// or --idle seconds without a frame after the first one. Prints a JSON report.
+    Sink {
+        #[arg(short, long)]
+        interface: String,
+        /// Listen on queues 0..N (one thread each).
+        #[arg(long, default_value_t = 1)]
+        queues: u32,
+        /// Longest time to listen, seconds.
+        #[arg(short, long, default_value_t = 30.0)]
+        duration: f64,
+        /// Stop after this many seconds without frames (once frames have arrived).
+        #[arg(long, default_value_t = 1.0)]
+        idle: f64,
+        /// Pin to this core.
+        #[arg(long)]
+        core: Option<usize>,
+        #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+        xdp_mode: ModeArg,
+        /// Write the JSON report here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Print the first N untagged ("foreign") frames as hex on stderr.
+        #[arg(long, default_value_t = 0)]
+        dump_foreign: u64,
+        /// Create this file once the socket is bound (for scripts).
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// Compares a generator report and a sink report: exit 0 when no blocked frame
+    /// leaked and the loss is within --max-loss, else 3.
+    Report {
+        #[arg(long)]
+        gen: PathBuf,
+        #[arg(long)]
+        sink: PathBuf,
+        /// Allowed share of passing frames lost (0..1).
+        #[arg(long, default_value_t = 0.0)]
+        max_loss: f64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ModeArg {
+    Auto,
+    Native,
+    Generic,
+}
+
+impl From<ModeArg> for XdpMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Auto => XdpMode::Auto,
+            ModeArg::Native => XdpMode::Native,
+            ModeArg::Generic => XdpMode::Generic,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum NftFamily {
+    /// Bridge family, prerouting hook (needs the interfaces in a bridge).
+    Bridge,
+    /// Netdev family, ingress hooks on both interfaces.
+    Netdev,
+}
+
+fn stop_on_signals() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    stop
+}
+
+fn write_report(path: Option<&Path>, json: &str) -> Result<(), String> {
+    if let Some(p) = path {
+        std::fs::write(p, format!("{json}\n"))
+            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(1)
+}
+
+pub fn bench(cmd: BenchCommand) -> ExitCode {
+    op25b::datapath::xsk::quiet_libbpf(false);
+    match cmd {
+        BenchCommand::Gen {
+            interface,
+            config,
+            profile,
+            duration,
+            count,
+            rate,
+            threads,
+            cores,
+            burst,
+            xdp_mode,
+            tx_budget,
+            report,
+        } => {
+            let loaded = match config::load(&config) {
+                Ok(l) => l,
+                Err(e) => return fail(e),
+            };
+            let prof = match Profile::load(&profile) {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
+            if !(1..=64).contains(&threads) {
+                return fail(format!("--threads {threads} is outside 1..64"));
+            }
+            if !(1..=1024).contains(&burst) {
+                return fail(format!("--burst {burst} is outside 1..1024"));
+            }
+            if !(duration > 0.0 && duration.is_finite()) {
+                return fail(format!(
+                    "--duration {duration} must be a positive number of seconds"
+                ));
+            }
+            if rate == Some(0) {
+                return fail("--rate 0 would send nothing; leave it out for full speed");
+            }
+            let set = Arc::new(bench::templates(&prof, &loaded.policy));
+            let (pass, block) = set.counts();
+            eprintln!(
+                "op25b bench gen: {} templates ({pass} pass, {block} block) from {}, {threads} thread(s) on {interface}, {duration} s{}",
+                set.templates.len(),
+                profile.display(),
+                rate.map(|r| format!(", {r} frames/s")).unwrap_or_default()
+            );
+            let opts = run::GenOptions {
+                interface,
+                threads,
+                cores,
+                duration: Duration::from_secs_f64(duration),
+                count,
+                rate,
+                burst,
+                xdp_mode: xdp_mode.into(),
+                profile_name: profile.display().to_string(),
+                tx_budget,
+            };
+            match run::generate(&opts, set, stop_on_signals()) {
+                Ok(r) => {
+                    let json = serde_json::to_string_pretty(&r).expect("json");
+                    println!("{json}");
+                    match write_report(report.as_deref(), &json) {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(e) => fail(e),
+                    }
+                }
+                Err(e) => fail(e),
+            }
+        }
+        BenchCommand::Sink {
+            interface,
+            queues,
+            duration,
+            idle,
+            core,
+            xdp_mode,
+            report,
+            ready_file,
+            dump_foreign,
+        } => {
+            if !(1..=64).contains(&queues) {
+                return fail(format!("--queues {queues} is outside 1..64"));
+            }
+            if !(duration > 0.0 && idle > 0.0) {
+                return fail("--duration and --idle must be positive");
+            }
+            let opts = run::SinkOptions {
+                interface,
+                queues,
+                duration: Duration::from_secs_f64(duration),
+                idle: Duration::from_secs_f64(idle),
+                xdp_mode: xdp_mode.into(),
+                core,
+                dump_foreign,
+            };
+            let stop = stop_on_signals();
+            let mut ready_err = None;
+            let r = run::sink(&opts, &stop, || {
+                if let Some(f) = &ready_file {
+                    if let Err(e) = std::fs::write(f, b"ready\n") {
+                        ready_err = Some(format!("cannot write {}: {e}", f.display()));
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            });
+            if let Some(e) = ready_err {
+                return fail(e);
+            }
+            match r {
+                Ok(r) => {
+                    let json = serde_json::to_string_pretty(&r).expect("json");
+                    println!("{json}");
+                    match write_report(report.as_deref(), &json) {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(e) => fail(e),
+                    }
+                }
+                Err(e) => fail(e),
+            }
+        }
+        BenchCommand::Report {
+            gen,
+            sink,
+            max_loss,
+            json,
+        } => {
+            let read = |p: &Path| -> Result<String, String> {
+                std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+            };
+            let g: GenReport = match read(&gen).and_then(|t| {
+                serde_json::from_str(&t)
+                    .map_err(|e| format!("{} is not a generator report: {e}", gen.display()))
+            }) {
+                Ok(g) => g,
+                Err(e) => return fail(e),
+            };
+            let s: SinkReport = match read(&sink).and_then(|t| {
+                serde_json::from_str(&t)
+                    .map_err(|e| format!("{} is not a sink report: {e}", sink.display()))
+            }) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            let v = bench::verdict(&g, &s, max_loss);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+            } else {
+                println!("{:<28} {:>14}", "sent (generator)", v.sent);
+                println!("{:<28} {:>14}", "  should pass", v.sent_pass);
+                println!("{:<28} {:>14}", "  should be blocked", v.sent_block);
+                println!("{:<28} {:>14}", "received (sink)", v.received);
+                println!("{:<28} {:>14}", "  passed", v.passed);
+                println!("{:<28} {:>14}", "  LEAKED (blocked, arrived)", v.leaked);
+                println!("{:<28} {:>14}", "  foreign (untagged)", v.foreign);
+                println!(
+                    "{:<28} {:>14} ({:.4}%)",
+                    "lost (should pass)",
+                    v.lost,
+                    v.loss_ratio * 100.0
+                );
+                println!(
+                    "{:<28} {:>14}",
+                    "  of which on the gen link", v.lost_on_generator_link
+                );
+                println!("{:<28} {:>14}", "out of order", v.out_of_order);
+                println!("{:<28} {:>14.3}", "generator Mpps", v.gen_mpps);
+                println!("{:<28} {:>14.3}", "sink Mpps", v.sink_mpps);
+                println!("{:<28} {:>14}", "result", if v.ok { "OK" } else { "FAIL" });
+            }
+            for p in &v.problems {
+                eprintln!("problem: {p}");
+            }
+            if v.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            }
+        }
+    }
+}
+
+pub fn export_nft(config: &Path, family: NftFamily, reject_as_drop: bool, table: &str) -> ExitCode {
+    let (loaded, listing) = match config::load_listing(config) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let opts = op25b::nft::NftOptions {
+        family: match family {
+            NftFamily::Bridge => op25b::nft::Family::Bridge,
+            NftFamily::Netdev => op25b::nft::Family::Netdev,
+        },
+        reject_as_drop,
+        table: table.to_string(),
+    };
+    print!("{}", op25b::nft::ruleset(&loaded, &listing, &opts));
+    ExitCode::SUCCESS
+}
