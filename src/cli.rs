@@ -69,6 +69,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the top sources of blocked outbound attempts (the abuse-desk list): likely
+    /// infected subscribers, with attempts, distinct destinations, first/last seen.
+    Top {
+        /// YAML config file (its control.listen names the instance).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// How many sources.
+        #[arg(short, default_value_t = 20)]
+        n: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the appliance: bridge the two interfaces of the config through AF_XDP.
     ///
     /// Needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_IPC_LOCK). Stops on SIGINT or
@@ -170,6 +183,31 @@ pub fn run(cli: Cli) -> ExitCode {
                 Err(e) => {
                     eprintln!(
                         "error: no op25b answering at http://{addr}/metrics (control.listen): {e}"
+                    );
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Top { config, n, json } => {
+            let addr = match op25b::config::load(&config) {
+                Ok(l) => l.config.control.listen,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match op25b::control::status::top(addr, n.clamp(1, 1000)) {
+                Ok(v) if json => {
+                    println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+                    ExitCode::SUCCESS
+                }
+                Ok(v) => {
+                    print!("{}", op25b::control::status::top_table(&v));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!(
+                        "error: no op25b answering at http://{addr}/top (control.listen): {e}"
                     );
                     ExitCode::from(1)
                 }

@@ -16,3 +16,4 @@ pub mod datapath;
 pub mod lpm;
 pub mod nft;
 pub mod policy;
+pub mod topk;

@@ -284,3 +284,64 @@ proptest! {
         prop_assert_eq!(w.census().tx, [0, 0]);
     }
 }
+
+/// The abuse-desk list: three sources blocked at different rates (and one exempt
+/// source) cross the real worker loop; the published top list has them in order with
+/// exact counts, their class, distinct destinations and a destination sample.
+#[test]
+fn top_list_orders_sources_by_blocked_attempts() {
+    use fixtures::addr::*;
+    use std::net::{IpAddr, Ipv4Addr};
+    let mut w = worker(256, 1_000_000, 1_000_000);
+    let dynamic_b = [198, 51, 100, 11];
+    let plan: [([u8; 4], usize); 4] = [
+        (dynamic_b, 30),  // middle
+        (DYNAMIC4, 50),   // most
+        (QUARANTINE4, 7), // fewest (class quarantine, action drop)
+        (STATIC4, 40),    // exempt: never blocked, never listed
+    ];
+    let longest = plan.iter().map(|p| p.1).max().unwrap();
+    for round in 0..longest {
+        for (src, n) in plan {
+            if round < n {
+                let dst = [203, 0, 113, 80 + (round % 3) as u8];
+                let ip =
+                    fixtures::tcp4(src, dst, 40000 + round as u16, 25, fixtures::Tcp::Syn, &[]);
+                let f = fixtures::wrap(fixtures::Encap::Plain, &ip, false, true);
+                assert!(w.io_mut().inject(Side::Subscriber, &f));
+            }
+        }
+        settle(&mut w);
+        w.io_mut().discard(Side::Upstream, usize::MAX);
+        w.io_mut().discard(Side::Subscriber, usize::MAX);
+    }
+    w.publish_top();
+    let lists = vec![w.counters().top.lock().unwrap().clone()];
+    let names: Vec<String> = fixtures::policy()
+        .classes()
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let top = op25b::topk::merge(lists.iter().map(Vec::as_slice), &names, 0, 10);
+    let got: Vec<(IpAddr, u64, Option<&str>)> = top
+        .iter()
+        .map(|o| (o.src, o.attempts, o.class.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (IpAddr::V4(Ipv4Addr::from(DYNAMIC4)), 50, Some("dynamic")),
+            (IpAddr::V4(Ipv4Addr::from(dynamic_b)), 30, Some("dynamic")),
+            (
+                IpAddr::V4(Ipv4Addr::from(QUARANTINE4)),
+                7,
+                Some("quarantine")
+            ),
+        ]
+    );
+    for o in &top {
+        assert_eq!(o.error, 0, "exact below capacity: {o:?}");
+        assert!((2..=4).contains(&o.distinct_destinations), "{o:?}");
+        assert!(matches!(o.dst_sample, IpAddr::V4(a) if a.octets()[..3] == [203, 0, 113]));
+    }
+}

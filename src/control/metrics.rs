@@ -76,16 +76,29 @@ fn handle(stream: std::net::TcpStream, state: &MetricsState) -> std::io::Result<
                 render(state),
                 "text/plain; version=0.0.4; charset=utf-8",
             )
+        } else if request.starts_with("GET ") && (path == "/top" || path.starts_with("/top?")) {
+            let n = path
+                .split_once("?n=")
+                .and_then(|(_, n)| n.parse::<usize>().ok())
+                .unwrap_or(20)
+                .clamp(1, 1000);
+            let body = serde_json::json!({
+                "generated_at": unix_now(),
+                "workers": state.counters.len(),
+                "slots_per_worker": crate::topk::WORKER_SLOTS,
+                "offenders": top(state, n),
+            });
+            ("200 OK", format!("{body}\n"), "application/json")
         } else if request.starts_with("GET ") {
             (
                 "404 Not Found",
-                "only GET /metrics is served\n".to_string(),
+                "served: GET /metrics, GET /top[?n=N]\n".to_string(),
                 "text/plain",
             )
         } else {
             (
                 "405 Method Not Allowed",
-                "read-only endpoint: GET /metrics\n".to_string(),
+                "read-only endpoint: GET /metrics, GET /top\n".to_string(),
                 "text/plain",
             )
         };
@@ -95,6 +108,26 @@ fn handle(stream: std::net::TcpStream, state: &MetricsState) -> std::io::Result<
         body.len()
     )?;
     w.flush()
+}
+
+/// The merged top-`n` sources of blocked outbound attempts over all workers.
+pub fn top(state: &MetricsState, n: usize) -> Vec<crate::topk::Offender> {
+    let lists: Vec<Vec<crate::topk::Entry>> = state
+        .counters
+        .iter()
+        .map(|c| c.top.lock().map(|l| l.clone()).unwrap_or_default())
+        .collect();
+    let classes = state
+        .class_names
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_default();
+    crate::topk::merge(
+        lists.iter().map(Vec::as_slice),
+        &classes,
+        crate::topk::epoch(),
+        n,
+    )
 }
 
 /// The exposition text.
@@ -233,6 +266,21 @@ pub fn render(state: &MetricsState) -> String {
                 );
             }
         }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP op25b_top_offender_attempts Blocked outbound attempts of the 10 top sources (space-saving estimate; `op25b top` for the full list)."
+    );
+    let _ = writeln!(o, "# TYPE op25b_top_offender_attempts gauge");
+    for (rank, t) in top(state, 10).iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "op25b_top_offender_attempts{{rank=\"{}\",src=\"{}\",class=\"{}\"}} {}",
+            rank + 1,
+            t.src,
+            t.class.as_deref().unwrap_or(""),
+            t.attempts
+        );
     }
     let _ = writeln!(o, "# HELP op25b_umem_frames UMEM frames by where they are.");
     let _ = writeln!(o, "# TYPE op25b_umem_frames gauge");

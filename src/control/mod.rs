@@ -126,6 +126,71 @@ pub fn total(counters: &[Arc<CachePadded<WorkerCounters>>]) -> Snapshot {
     sum
 }
 
+/// How many of the top sources are checked for new offenders each second.
+const OFFENDER_SCAN: usize = 50;
+/// Attempts from which a source is logged as an offender.
+const OFFENDER_THRESHOLD: u64 = 10;
+/// At most this many offender events per minute; the rest are summarised.
+const OFFENDER_EVENTS_PER_MINUTE: u32 = 60;
+
+/// Logs each new offender once (a structured `tracing` event, target
+/// `op25b::offender`), at most [`OFFENDER_EVENTS_PER_MINUTE`].
+#[derive(Default)]
+struct OffenderLog {
+    reported: std::collections::HashSet<std::net::IpAddr>,
+    window_start: Option<Instant>,
+    in_window: u32,
+    suppressed: u64,
+}
+
+impl OffenderLog {
+    fn check(&mut self, top: &[crate::topk::Offender]) {
+        let now = Instant::now();
+        if self
+            .window_start
+            .is_none_or(|w| now.duration_since(w) >= Duration::from_secs(60))
+        {
+            if self.suppressed > 0 {
+                tracing::warn!(
+                    target: "op25b::offender",
+                    suppressed = self.suppressed,
+                    "{} more new offenders in the last minute were not logged (rate limit); see `op25b top`",
+                    self.suppressed
+                );
+            }
+            self.window_start = Some(now);
+            self.in_window = 0;
+            self.suppressed = 0;
+        }
+        // Bounded memory: forget who was reported once the set is large.
+        if self.reported.len() > 100_000 {
+            self.reported.clear();
+        }
+        for o in top {
+            if o.attempts < OFFENDER_THRESHOLD || self.reported.contains(&o.src) {
+                continue;
+            }
+            self.reported.insert(o.src);
+            if self.in_window >= OFFENDER_EVENTS_PER_MINUTE {
+                self.suppressed += 1;
+                continue;
+            }
+            self.in_window += 1;
+            tracing::warn!(
+                target: "op25b::offender",
+                src = %o.src,
+                class = o.class.as_deref().unwrap_or("-"),
+                attempts = o.attempts,
+                distinct_destinations = o.distinct_destinations,
+                dst_sample = %o.dst_sample,
+                "new offender: {} made {} blocked SMTP attempts",
+                o.src,
+                o.attempts
+            );
+        }
+    }
+}
+
 fn stats_line(now: &Snapshot, prev: &Snapshot, secs: f64) -> String {
     let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs.max(1e-9);
     let s = Side::Subscriber.index();
@@ -238,8 +303,14 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let mut prev = total(&running.counters);
     let mut last = Instant::now();
     let mut died = false;
+    let mut offenders = OffenderLog::default();
+    let mut last_top = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
+        if last_top.elapsed() >= Duration::from_secs(1) {
+            last_top = Instant::now();
+            offenders.check(&metrics::top(&mstate, OFFENDER_SCAN));
+        }
         if running.any_worker_finished() && !stop.load(Ordering::SeqCst) {
             tracing::error!("a worker thread ended while running");
             died = true;

@@ -9,18 +9,81 @@ use std::time::Duration;
 /// Samples parsed from the exposition text: `name{labels}` -> value.
 pub type Samples = BTreeMap<String, f64>;
 
-/// GET /metrics from `addr`.
-pub fn scrape(addr: SocketAddr) -> std::io::Result<Samples> {
+/// GET `path` from the control endpoint at `addr`; the body.
+fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    Ok(parse(body))
+    Ok(text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or("")
+        .to_string())
+}
+
+/// GET /metrics from `addr`.
+pub fn scrape(addr: SocketAddr) -> std::io::Result<Samples> {
+    Ok(parse(&get(addr, "/metrics")?))
+}
+
+/// GET /top?n=N from `addr` (the merged abuse-desk list, JSON).
+pub fn top(addr: SocketAddr, n: usize) -> std::io::Result<serde_json::Value> {
+    let body = get(addr, &format!("/top?n={n}"))?;
+    serde_json::from_str(&body).map_err(|e| std::io::Error::other(format!("bad /top answer: {e}")))
+}
+
+/// The top list as a table.
+pub fn top_table(v: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let now = v["generated_at"].as_u64().unwrap_or(0);
+    let _ = writeln!(
+        o,
+        "{:>4}  {:<40} {:<12} {:>10} {:>6} {:>10} {:>10}  dst sample",
+        "rank", "source", "class", "attempts", "dsts", "first", "last"
+    );
+    let ago = |t: u64| {
+        let d = now.saturating_sub(t);
+        if d < 120 {
+            format!("{d}s ago")
+        } else if d < 7200 {
+            format!("{}m ago", d / 60)
+        } else {
+            format!("{}h ago", d / 3600)
+        }
+    };
+    let empty = Vec::new();
+    let list = v["offenders"].as_array().unwrap_or(&empty);
+    for (i, t) in list.iter().enumerate() {
+        let attempts = t["attempts"].as_u64().unwrap_or(0);
+        let err = t["error"].as_u64().unwrap_or(0);
+        let a = if err > 0 {
+            format!("{attempts}(±{err})")
+        } else {
+            attempts.to_string()
+        };
+        let _ = writeln!(
+            o,
+            "{:>4}  {:<40} {:<12} {:>10} {:>6} {:>10} {:>10}  {}",
+            i + 1,
+            t["src"].as_str().unwrap_or("?"),
+            t["class"].as_str().unwrap_or("-"),
+            a,
+            t["distinct_destinations"].as_u64().unwrap_or(0),
+            ago(t["first_seen"].as_u64().unwrap_or(0)),
+            ago(t["last_seen"].as_u64().unwrap_or(0)),
+            t["dst_sample"].as_str().unwrap_or("?"),
+        );
+    }
+    if list.is_empty() {
+        o.push_str("      (no blocked attempts since start)\n");
+    }
+    o
 }
 
 /// Parses Prometheus text lines (comments skipped).

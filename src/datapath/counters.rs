@@ -160,6 +160,9 @@ pub struct WorkerCounters {
     kernel: [[AtomicU64; 3]; 2],
     /// Policy generation this worker last loaded.
     pub policy_generation: AtomicU64,
+    /// The worker's top blocked sources, copied out about once a second (the worker
+    /// only ever `try_lock`s it, so it never waits for the control thread).
+    pub top: std::sync::Mutex<Vec<crate::topk::Entry>>,
 }
 
 #[inline]
@@ -190,6 +193,7 @@ impl WorkerCounters {
             census: Default::default(),
             kernel: Default::default(),
             policy_generation: AtomicU64::new(0),
+            top: std::sync::Mutex::new(Vec::with_capacity(crate::topk::WORKER_SLOTS)),
         }
     }
 

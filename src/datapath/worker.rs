@@ -18,8 +18,10 @@
 use super::counters::{Counter, FrameCensus, Side, WorkerCounters};
 use super::io::FrameIo;
 use super::PolicyCell;
-use crate::classify::{classify, reply};
+use crate::classify::{classify_parsed, parse, reply, Addrs, Net};
+use crate::policy::Direction;
 use crate::policy::Verdict;
+use crate::topk::{self, TopK, WORKER_SLOTS};
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -106,6 +108,10 @@ pub struct Worker<I: FrameIo> {
     bucket: TokenBucket,
     scratch: Box<[u8; reply::MAX_REPLY_LEN]>,
     generation: u64,
+    /// Top sources of blocked outbound attempts (abuse-desk list).
+    top: Box<TopK<WORKER_SLOTS>>,
+    /// Coarse clock for the list (seconds, updated about once a second).
+    now_s: u64,
 }
 
 impl<I: FrameIo> Worker<I> {
@@ -137,6 +143,8 @@ impl<I: FrameIo> Worker<I> {
             bucket: TokenBucket::new(cfg.reply_rate, cfg.reply_burst),
             scratch: Box::new([0; reply::MAX_REPLY_LEN]),
             generation: 0,
+            top: Box::new(TopK::new()),
+            now_s: topk::clock(),
         };
         for side in Side::BOTH {
             w.refill(side);
@@ -291,8 +299,18 @@ impl<I: FrameIo> Worker<I> {
             let data = unsafe { self.io.data(&d) };
             let len = data.len() as u32;
             rx_bytes += u64::from(len);
-            let c = classify(data, direction, policy);
+            let info = parse(data);
+            let c = classify_parsed(&info, direction, policy);
             self.counters.verdict(side, c.verdict, c.class, c.dst_port);
+            if c.verdict.is_blocked() && direction == Direction::Outbound {
+                if let Net::Ip { addrs, .. } = info.net {
+                    let (src, dst) = match addrs {
+                        Addrs::V4 { src, dst } => (topk::key_v4(src), topk::key_v4(dst)),
+                        Addrs::V6 { src, dst } => (src, dst),
+                    };
+                    self.top.record(src, dst, c.class, self.now_s);
+                }
+            }
             match c.verdict {
                 Verdict::Forward(_) => {
                     self.fwd.push(d);
@@ -399,9 +417,20 @@ impl<I: FrameIo> Worker<I> {
         self.sample_kernel();
     }
 
-    fn sample_kernel(&self) {
+    /// Once a second: kernel socket counters, the coarse clock, the top list.
+    fn sample_kernel(&mut self) {
         for side in Side::BOTH {
             self.counters.set_kernel(side, self.io.kernel_drops(side));
+        }
+        self.publish_top();
+    }
+
+    /// Copies the top list out for the control thread (skipped if it is reading).
+    pub fn publish_top(&mut self) {
+        self.now_s = topk::clock();
+        if let Ok(mut out) = self.counters.top.try_lock() {
+            out.clear();
+            out.extend_from_slice(self.top.entries());
         }
     }
 

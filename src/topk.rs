@@ -1,0 +1,305 @@
+//! The abuse-desk list: the top sources of blocked outbound attempts, in fixed memory
+//! whatever the traffic (space-saving top-K, Metwally et al. 2005).
+//!
+//! Each worker keeps a [`TopK`] of [`WORKER_SLOTS`] entries on its hot path (only
+//! blocked frames touch it: a scan of a small contiguous key array). About once a
+//! second the worker copies it out ([`TopK::entries`]) for the control thread, which
+//! merges the workers' lists ([`merge`]). A source that is in the list with `count`
+//! attempts had at most `error` of them counted for a source it replaced; with fewer
+//! distinct sources than slots, the counts are exact.
+
+use crate::policy::ClassId;
+use serde::Serialize;
+use std::net::IpAddr;
+
+static START: std::sync::OnceLock<(std::time::Instant, u64)> = std::sync::OnceLock::new();
+
+fn start() -> (std::time::Instant, u64) {
+    *START.get_or_init(|| {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        (std::time::Instant::now(), unix)
+    })
+}
+
+/// The coarse clock of the lists: whole seconds since the process first asked.
+pub fn clock() -> u64 {
+    start().0.elapsed().as_secs()
+}
+
+/// Unix time (seconds) of [`clock`]'s zero.
+pub fn epoch() -> u64 {
+    start().1
+}
+
+/// Entries per worker.
+pub const WORKER_SLOTS: usize = 64;
+
+/// An address as a key: IPv4 mapped into the IPv6 space (`::ffff:a.b.c.d`).
+#[inline(always)]
+pub fn key_v4(a: u32) -> u128 {
+    0xffff_0000_0000 | u128::from(a)
+}
+
+/// The address behind a key.
+pub fn key_addr(k: u128) -> IpAddr {
+    if k >> 32 == 0xffff {
+        IpAddr::V4((k as u32).into())
+    } else {
+        IpAddr::V6(k.into())
+    }
+}
+
+/// One tracked source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub key: u128,
+    /// Blocked attempts counted for this source (space-saving estimate).
+    pub count: u64,
+    /// Upper bound on the overestimate in `count`.
+    pub error: u64,
+    pub class: Option<ClassId>,
+    /// Destinations seen, as a 128-bit linear-counting sketch.
+    pub dst_sketch: [u64; 2],
+    /// The last destination (a sample for the log).
+    pub last_dst: u128,
+    /// Coarse clock (seconds since start of the process) of the first and last attempt.
+    pub first_seen: u64,
+    pub last_seen: u64,
+}
+
+/// Space-saving top-K with `N` slots.
+#[derive(Clone, Debug)]
+pub struct TopK<const N: usize> {
+    keys: [u128; N],
+    entries: [Entry; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for TopK<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[inline(always)]
+fn sketch_bit(dst: u128) -> (usize, u64) {
+    let h = (dst as u64 ^ (dst >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 57;
+    ((h >> 6) as usize & 1, 1u64 << (h & 63))
+}
+
+impl<const N: usize> TopK<N> {
+    pub fn new() -> Self {
+        let empty = Entry {
+            key: 0,
+            count: 0,
+            error: 0,
+            class: None,
+            dst_sketch: [0; 2],
+            last_dst: 0,
+            first_seen: 0,
+            last_seen: 0,
+        };
+        Self {
+            keys: [0; N],
+            entries: [empty; N],
+            len: 0,
+        }
+    }
+
+    /// Counts one blocked attempt from `src` to `dst` at coarse time `now`.
+    #[inline]
+    pub fn record(&mut self, src: u128, dst: u128, class: Option<ClassId>, now: u64) {
+        let (w, bit) = sketch_bit(dst);
+        if let Some(i) = self.keys[..self.len].iter().position(|&k| k == src) {
+            let e = &mut self.entries[i];
+            e.count += 1;
+            e.dst_sketch[w] |= bit;
+            e.last_dst = dst;
+            e.last_seen = now;
+            e.class = class;
+            return;
+        }
+        let (i, floor) = if self.len < N {
+            self.len += 1;
+            (self.len - 1, 0)
+        } else {
+            // Replace the source with the smallest count; its count becomes the new
+            // source's error bound.
+            let (i, e) = self
+                .entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| e.count)
+                .expect("N > 0");
+            (i, e.count)
+        };
+        self.keys[i] = src;
+        let mut sketch = [0u64; 2];
+        sketch[w] |= bit;
+        self.entries[i] = Entry {
+            key: src,
+            count: floor + 1,
+            error: floor,
+            class,
+            dst_sketch: sketch,
+            last_dst: dst,
+            first_seen: now,
+            last_seen: now,
+        };
+    }
+
+    /// The tracked entries (unordered).
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries[..self.len]
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+/// Estimated distinct destinations from a sketch (linear counting over 128 bits).
+pub fn distinct(sketch: [u64; 2]) -> u64 {
+    let set = u64::from(sketch[0].count_ones() + sketch[1].count_ones());
+    if set == 0 {
+        return 0;
+    }
+    if set >= 128 {
+        return 128 * 5; // saturated: "many" (more than ~600)
+    }
+    let m = 128.0f64;
+    (-m * ((m - set as f64) / m).ln()).round().max(1.0) as u64
+}
+
+/// A merged, reportable offender.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Offender {
+    pub src: IpAddr,
+    pub class: Option<String>,
+    pub attempts: u64,
+    /// Upper bound of the overcount in `attempts` (0: exact).
+    pub error: u64,
+    pub distinct_destinations: u64,
+    pub dst_sample: IpAddr,
+    /// Seconds since the Unix epoch.
+    pub first_seen: u64,
+    pub last_seen: u64,
+}
+
+/// Merges the workers' lists: attempts add up (a source's flows may hash to several
+/// workers), sketches are OR-ed, first/last seen are min/max. Sorted by attempts, most
+/// first, then by address; at most `n`. `epoch` turns the coarse clock into Unix time.
+pub fn merge<'a>(
+    lists: impl IntoIterator<Item = &'a [Entry]>,
+    class_names: &[String],
+    epoch: u64,
+    n: usize,
+) -> Vec<Offender> {
+    let mut by_key: std::collections::HashMap<u128, Entry> = std::collections::HashMap::new();
+    for list in lists {
+        for e in list {
+            by_key
+                .entry(e.key)
+                .and_modify(|m| {
+                    m.count += e.count;
+                    m.error += e.error;
+                    m.dst_sketch[0] |= e.dst_sketch[0];
+                    m.dst_sketch[1] |= e.dst_sketch[1];
+                    if e.last_seen >= m.last_seen {
+                        m.last_dst = e.last_dst;
+                        m.class = e.class;
+                    }
+                    m.first_seen = m.first_seen.min(e.first_seen);
+                    m.last_seen = m.last_seen.max(e.last_seen);
+                })
+                .or_insert(*e);
+        }
+    }
+    let mut v: Vec<Entry> = by_key.into_values().collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then(a.key.cmp(&b.key)));
+    v.truncate(n);
+    v.into_iter()
+        .map(|e| Offender {
+            src: key_addr(e.key),
+            class: e
+                .class
+                .and_then(|c| class_names.get(usize::from(c)).cloned()),
+            attempts: e.count,
+            error: e.error,
+            distinct_destinations: distinct(e.dst_sketch),
+            dst_sample: key_addr(e.last_dst),
+            first_seen: epoch + e.first_seen,
+            last_seen: epoch + e.last_seen,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn exact_below_capacity_and_ordered() {
+        let mut t = TopK::<8>::new();
+        for (src, n) in [(1u32, 30), (2, 20), (3, 10)] {
+            for i in 0..n {
+                t.record(key_v4(src), key_v4(1000 + i % 5), Some(0), i as u64);
+            }
+        }
+        let m = merge([t.entries()], &["dynamic".into()], 0, 10);
+        let got: Vec<(IpAddr, u64, u64)> = m.iter().map(|o| (o.src, o.attempts, o.error)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (IpAddr::V4(1.into()), 30, 0),
+                (IpAddr::V4(2.into()), 20, 0),
+                (IpAddr::V4(3.into()), 10, 0)
+            ]
+        );
+        assert!((4..=6).contains(&m[0].distinct_destinations), "{m:?}");
+        assert_eq!(m[0].class.as_deref(), Some("dynamic"));
+        assert_eq!((m[0].first_seen, m[0].last_seen), (0, 29));
+    }
+
+    #[test]
+    fn merge_adds_workers() {
+        let mut a = TopK::<4>::new();
+        let mut b = TopK::<4>::new();
+        a.record(key_v4(7), 1, None, 5);
+        b.record(key_v4(7), 2, None, 9);
+        b.record(key_v4(7), 2, None, 3);
+        let m = merge([a.entries(), b.entries()], &[], 100, 5);
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            (m[0].attempts, m[0].first_seen, m[0].last_seen),
+            (3, 103, 109)
+        );
+    }
+
+    proptest! {
+        /// Space-saving guarantees: every source with more than total/N attempts is in
+        /// the list, and each count is within [true, true + error].
+        #[test]
+        fn space_saving_bounds(stream in proptest::collection::vec(0u32..40, 1..2000)) {
+            let mut t = TopK::<16>::new();
+            let mut truth = std::collections::HashMap::new();
+            for (i, s) in stream.iter().enumerate() {
+                t.record(key_v4(*s), 0, None, i as u64);
+                *truth.entry(key_v4(*s)).or_insert(0u64) += 1;
+            }
+            let total = stream.len() as u64;
+            for e in t.entries() {
+                let real = truth[&e.key];
+                prop_assert!(e.count >= real && e.count - e.error <= real, "{e:?} real {real}");
+            }
+            for (k, n) in &truth {
+                if *n > total / 16 {
+                    prop_assert!(t.entries().iter().any(|e| e.key == *k), "heavy hitter {k} ({n}/{total}) missing");
+                }
+            }
+        }
+    }
+}
