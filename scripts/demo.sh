@@ -56,6 +56,22 @@ bash scripts/matrix.sh --json /run/op25b-lab/matrix.json
 MATRIX_RC=$?
 set -e
 
+say "abuse-desk list (op25b top) after the matrix"
+ip netns exec op25b-dut "$BIN" top --config configs/lab.yaml -n 10 || true
+
+say "10-second load run: AF_XDP generator (op25b-sub) -> op25b -> verifying sink (op25b-up)"
+LOADDIR=/run/op25b-lab/load
+mkdir -p "$LOADDIR"
+ip netns exec op25b-up "$BIN" bench sink -i u0 --duration 40 --idle 2 \
+    --report "$LOADDIR/sink.json" --ready-file "$LOADDIR/ready" >/dev/null 2>"$LOADDIR/sink.log" &
+SINK_PID=$!
+for _ in $(seq 100); do [[ -e $LOADDIR/ready ]] && break; sleep 0.05; done
+ip netns exec op25b-sub "$BIN" bench gen -i s0 -c configs/lab.yaml -p configs/bench-profile.yaml \
+    -d 10 --rate 200000 --report "$LOADDIR/gen.json" >/dev/null 2>"$LOADDIR/gen.log" \
+    || { cat "$LOADDIR/gen.log" >&2; MATRIX_RC=1; }
+wait "$SINK_PID" || { cat "$LOADDIR/sink.log" >&2; MATRIX_RC=1; }
+"$BIN" bench report --gen "$LOADDIR/gen.json" --sink "$LOADDIR/sink.json" || MATRIX_RC=1
+
 say "stop op25b (SIGTERM) and read its counters"
 kill -TERM "$OP_PID"
 wait "$OP_PID" || { echo "demo.sh: op25b exited non-zero" >&2; MATRIX_RC=1; }

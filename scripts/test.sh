@@ -32,7 +32,7 @@ cargo build --release --all-targets
 
 if command -v shellcheck >/dev/null 2>&1; then
     step "shellcheck scripts"
-    shellcheck -x scripts/*.sh .ci/run
+    shellcheck -x scripts/*.sh scripts/xdp/*.sh .ci/run
 fi
 
 step "cargo test (unit, property, integration, end-to-end; benches run once as tests)"
@@ -44,6 +44,13 @@ if [[ $rc -ne 0 ]]; then
     echo "test.sh: cargo test FAILED (exit $rc); failures:" >&2
     grep -E '^test .* FAILED|panicked at' /tmp/op25b-test.log >&2 || true
     exit 1
+fi
+
+if [[ $EUID -eq 0 ]]; then
+    step "benchmark harness, short version (correctness only: zero leaked, sink = sent - blocked)"
+    bash scripts/bench.sh --quick
+else
+    echo "test.sh: not root - the short benchmark (scripts/bench.sh --quick) did not run"
 fi
 
 if [[ $EUID -eq 0 ]]; then
