@@ -269,8 +269,8 @@ mod tests {
         let mut a = TopK::<4>::new();
         let mut b = TopK::<4>::new();
         a.record(key_v4(7), 1, None, 5);
-        b.record(key_v4(7), 2, None, 9);
         b.record(key_v4(7), 2, None, 3);
+        b.record(key_v4(7), 2, None, 9);
         let m = merge([a.entries(), b.entries()], &[], 100, 5);
         assert_eq!(m.len(), 1);
         assert_eq!(

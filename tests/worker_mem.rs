@@ -316,7 +316,7 @@ fn top_list_orders_sources_by_blocked_attempts() {
         w.io_mut().discard(Side::Subscriber, usize::MAX);
     }
     w.publish_top();
-    let lists = vec![w.counters().top.lock().unwrap().clone()];
+    let lists = [w.counters().top.lock().unwrap().clone()];
     let names: Vec<String> = fixtures::policy()
         .classes()
         .iter()

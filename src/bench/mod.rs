@@ -814,7 +814,8 @@ destinations:
                 classify::Net::Ip { segment, .. } => segment.dst_port,
                 _ => None,
             };
-            let is_tcp = matches!(info.net, classify::Net::Ip { protocol: 6, .. });
+            let is_tcp =
+                matches!(info.net, classify::Net::Ip { segment, .. } if segment.protocol == 6);
             let src_ip = match info.net {
                 classify::Net::Ip { addrs, .. } => addrs.src(),
                 _ => unreachable!(),

@@ -311,21 +311,19 @@ pub fn sink(
         .map(|p| p.mode().to_string())
         .unwrap_or_default();
     ready();
-    let results: Vec<Result<(SinkTally, Option<Instant>, Instant, PortStats), BenchError>> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = ports
-                .into_iter()
-                .map(|port| scope.spawn(move || sink_queue(port, opts, stop)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(BenchError::Thread("a sink thread panicked".into()))
-                    })
-                })
-                .collect()
-        });
+    let results: Vec<Result<QueueResult, BenchError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ports
+            .into_iter()
+            .map(|port| scope.spawn(move || sink_queue(port, opts, stop)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(BenchError::Thread("a sink thread panicked".into())))
+            })
+            .collect()
+    });
     let mut total = SinkTally::default();
     let mut first: Option<Instant> = None;
     let mut last: Option<Instant> = None;
