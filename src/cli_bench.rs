@@ -133,12 +133,20 @@ fn stop_on_signals() -> Arc<AtomicBool> {
     stop
 }
 
-fn write_report(path: Option<&Path>, json: &str) -> Result<(), String> {
+/// Prints a generator or sink report as JSON (and writes it to `path`), or the error.
+fn emit<T: serde::Serialize>(r: Result<T, run::BenchError>, path: Option<&Path>) -> ExitCode {
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let json = serde_json::to_string_pretty(&r).expect("json");
+    println!("{json}");
     if let Some(p) = path {
-        std::fs::write(p, format!("{json}\n"))
-            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        if let Err(e) = std::fs::write(p, format!("{json}\n")) {
+            return fail(format!("cannot write {}: {e}", p.display()));
+        }
     }
-    Ok(())
+    ExitCode::SUCCESS
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -205,17 +213,10 @@ pub fn bench(cmd: BenchCommand) -> ExitCode {
                 profile_name: profile.display().to_string(),
                 tx_budget,
             };
-            match run::generate(&opts, set, stop_on_signals()) {
-                Ok(r) => {
-                    let json = serde_json::to_string_pretty(&r).expect("json");
-                    println!("{json}");
-                    match write_report(report.as_deref(), &json) {
-                        Ok(()) => ExitCode::SUCCESS,
-                        Err(e) => fail(e),
-                    }
-                }
-                Err(e) => fail(e),
-            }
+            emit(
+                run::generate(&opts, set, stop_on_signals()),
+                report.as_deref(),
+            )
         }
         BenchCommand::Sink {
             interface,
@@ -256,17 +257,7 @@ pub fn bench(cmd: BenchCommand) -> ExitCode {
             if let Some(e) = ready_err {
                 return fail(e);
             }
-            match r {
-                Ok(r) => {
-                    let json = serde_json::to_string_pretty(&r).expect("json");
-                    println!("{json}");
-                    match write_report(report.as_deref(), &json) {
-                        Ok(()) => ExitCode::SUCCESS,
-                        Err(e) => fail(e),
-                    }
-                }
-                Err(e) => fail(e),
-            }
+            emit(r, report.as_deref())
         }
         BenchCommand::Report {
             gen,

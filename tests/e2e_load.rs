@@ -162,6 +162,20 @@ fn wait_child(mut p: Proc, limit: Duration) -> i32 {
     }
 }
 
+/// The lab instance's /metrics (control.listen of configs/lab.yaml, inside op25b-dut).
+fn scrape() -> String {
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        "op25b-dut",
+        "curl",
+        "-s",
+        "http://127.0.0.1:9725/metrics",
+    ])
+    .1
+}
+
 fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -303,15 +317,7 @@ fn top_list_against_the_lab() {
         );
     }
     // And the Prometheus gauge.
-    let (_, metrics) = sh(&[
-        "ip",
-        "netns",
-        "exec",
-        "op25b-dut",
-        "curl",
-        "-s",
-        "http://127.0.0.1:9725/metrics",
-    ]);
+    let metrics = scrape();
     assert!(
         metrics.contains(&format!(
             "op25b_top_offender_attempts{{rank=\"1\",src=\"198.51.100.10\",class=\"dynamic\"}} {}",
@@ -407,15 +413,7 @@ fn reload_under_load() {
     assert_eq!(wait_child(gen, Duration::from_secs(30)), 0);
     assert_eq!(wait_child(sink, Duration::from_secs(30)), 0);
     let text = std::fs::read_to_string(&log).unwrap();
-    let (_, metrics) = sh(&[
-        "ip",
-        "netns",
-        "exec",
-        "op25b-dut",
-        "curl",
-        "-s",
-        "http://127.0.0.1:9725/metrics",
-    ]);
+    let metrics = scrape();
     assert!(
         metrics.contains("op25b_policy_generation 21"),
         "20 reloads applied:\n{metrics}\n{text}"

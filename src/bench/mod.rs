@@ -540,14 +540,14 @@ pub struct SinkTally {
 }
 
 impl SinkTally {
-    /// Accounts one received frame.
+    /// Accounts one received frame; true if it carried a tag.
     #[inline]
-    pub fn record(&mut self, frame: &[u8]) {
+    pub fn record(&mut self, frame: &[u8]) -> bool {
         self.received += 1;
         self.bytes += frame.len() as u64;
         let Some(tag) = Tag::decode(frame) else {
             self.foreign += 1;
-            return;
+            return false;
         };
         match tag.expect {
             Expect::Pass => self.passed += 1,
@@ -566,6 +566,18 @@ impl SinkTally {
             }
             _ => st.last_seq = Some(tag.seq),
         }
+        true
+    }
+
+    /// Adds another queue's tally (each stream arrives on one queue, so per-stream
+    /// state is only kept where it was counted).
+    pub fn merge(&mut self, o: &SinkTally) {
+        self.received += o.received;
+        self.bytes += o.bytes;
+        self.foreign += o.foreign;
+        self.passed += o.passed;
+        self.leaked += o.leaked;
+        self.out_of_order += o.out_of_order;
     }
 }
 

@@ -4,6 +4,7 @@ use super::{Expect, GenReport, SinkReport, SinkTally, Tag, TemplateSet, TAG_LEN}
 use crate::config::XdpMode;
 use crate::datapath::port::{PortOptions, PortRole, PortStats, XskPort};
 use crate::datapath::xsk::XskError;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,6 +53,19 @@ struct GenThreadResult {
     mode: String,
 }
 
+impl GenThreadResult {
+    /// Attributes `done` completed transmissions, in queue order (the kernel completes
+    /// TX descriptors in the order they were queued); returns `done`.
+    fn complete(&mut self, done: usize, pending: &mut VecDeque<(u32, bool)>) -> usize {
+        for (src, block) in pending.drain(..done) {
+            self.sent += 1;
+            self.sent_block += u64::from(block);
+            self.per_source[src as usize] += 1;
+        }
+        done
+    }
+}
+
 fn gen_thread(
     stream: u8,
     opts: &GenOptions,
@@ -88,9 +102,7 @@ fn gen_thread(
         mode: port.mode().to_string(),
         ..Default::default()
     };
-    // Completed transmissions are attributed in FIFO order: the kernel completes TX
-    // descriptors in the order they were queued.
-    let mut pending: std::collections::VecDeque<(u32, bool)> = std::collections::VecDeque::new();
+    let mut pending: VecDeque<(u32, bool)> = VecDeque::new();
     let deadline = start + opts.duration;
     let mut now = Instant::now();
     let mut loops: u32 = 0;
@@ -99,13 +111,7 @@ fn gen_thread(
         if loops % 64 == 0 {
             now = Instant::now();
         }
-        let done = port.reap();
-        for _ in 0..done {
-            let (src, block) = pending.pop_front().expect("completed frames were queued");
-            res.sent += 1;
-            res.sent_block += u64::from(block);
-            res.per_source[src as usize] += 1;
-        }
+        res.complete(port.reap(), &mut pending);
         let stopping =
             stop.load(Ordering::Relaxed) || now >= deadline || count.is_some_and(|c| seq >= c);
         if stopping {
@@ -153,13 +159,7 @@ fn gen_thread(
     let drain_until = Instant::now() + Duration::from_secs(1);
     while port.in_flight() > 0 && Instant::now() < drain_until {
         let _ = port.kick();
-        let done = port.reap();
-        for _ in 0..done {
-            let (src, block) = pending.pop_front().expect("completed frames were queued");
-            res.sent += 1;
-            res.sent_block += u64::from(block);
-            res.per_source[src as usize] += 1;
-        }
+        let done = res.complete(port.reap(), &mut pending);
         if done == 0 {
             std::thread::sleep(Duration::from_micros(100));
         }
@@ -330,12 +330,7 @@ pub fn sink(
     let mut stats = PortStats::default();
     for r in results {
         let (t, f, l, st) = r?;
-        total.received += t.received;
-        total.bytes += t.bytes;
-        total.foreign += t.foreign;
-        total.passed += t.passed;
-        total.leaked += t.leaked;
-        total.out_of_order += t.out_of_order;
+        total.merge(&t);
         if let Some(f) = f {
             first = Some(first.map_or(f, |x| x.min(f)));
             last = Some(last.map_or(l, |x| x.max(l)));
@@ -385,10 +380,9 @@ fn sink_queue(
     loop {
         let mut tagged = false;
         let n = port.recv(256, |f| {
-            let before = tally.foreign;
-            tally.record(f);
-            tagged |= tally.foreign == before;
-            if tally.foreign != before && tally.foreign <= opts.dump_foreign {
+            let is_tagged = tally.record(f);
+            tagged |= is_tagged;
+            if !is_tagged && tally.foreign <= opts.dump_foreign {
                 let hex: String = f.iter().take(96).map(|b| format!("{b:02x}")).collect();
                 eprintln!("foreign frame ({} bytes): {hex}", f.len());
             }

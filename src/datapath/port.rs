@@ -5,7 +5,7 @@
 //! list / RX / completion ring and going onto TX / fill; frame bytes are touched only
 //! then. The public API is safe: callers see frames as byte slices inside closures.
 
-use super::xsk::{errno_of, raise_tx_budget, ModeInUse, XskError};
+use super::xsk::{errno_of, raise_tx_budget, retry_busy, ModeInUse, OpenError, XskError};
 use crate::config::XdpMode;
 use std::io::{self, Write};
 use std::num::NonZeroU32;
@@ -92,31 +92,19 @@ impl XskPort {
         };
         let mut attempts = Vec::new();
         for &native in natives {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-            loop {
-                match Self::try_open(ifname, queue, role, opts, native) {
-                    Ok(p) => return Ok(p),
-                    Err(Err2::Umem(source)) => {
-                        return Err(XskError::Umem {
-                            frames: opts.frame_count,
-                            frame_size: opts.frame_size,
-                            source,
-                        })
-                    }
-                    Err(Err2::Socket(e)) => {
-                        if e.kind() == io::ErrorKind::ResourceBusy
-                            && std::time::Instant::now() < deadline
-                        {
-                            std::thread::sleep(std::time::Duration::from_millis(100));
-                            continue;
-                        }
-                        attempts.push(format!(
-                            "{} XDP: {e}",
-                            if native { "native" } else { "generic" }
-                        ));
-                        break;
-                    }
+            match retry_busy(|| Self::try_open(ifname, queue, role, opts, native)) {
+                Ok(p) => return Ok(p),
+                Err(OpenError::Umem(source)) => {
+                    return Err(XskError::Umem {
+                        frames: opts.frame_count,
+                        frame_size: opts.frame_size,
+                        source,
+                    })
                 }
+                Err(OpenError::Socket(_, e)) => attempts.push(format!(
+                    "{} XDP: {e}",
+                    if native { "native" } else { "generic" }
+                )),
             }
         }
         Err(XskError::Sockets {
@@ -133,19 +121,23 @@ impl XskPort {
         role: PortRole,
         opts: &PortOptions,
         native: bool,
-    ) -> Result<XskPort, Err2> {
-        let q = |n: u32| QueueSize::new(n).map_err(|e| Err2::Umem(io::Error::other(e.to_string())));
+    ) -> Result<XskPort, OpenError> {
+        let q = |n: u32| {
+            QueueSize::new(n).map_err(|e| OpenError::Umem(io::Error::other(e.to_string())))
+        };
         let umem_cfg = UmemConfig::builder()
             .frame_size(opts.frame_size.try_into().map_err(
-                |e: xsk_rs::config::FrameSizeError| Err2::Umem(io::Error::other(e.to_string())),
+                |e: xsk_rs::config::FrameSizeError| {
+                    OpenError::Umem(io::Error::other(e.to_string()))
+                },
             )?)
             .fill_queue_size(q(opts.ring_size * 2)?)
             .comp_queue_size(q(opts.ring_size * 2)?)
             .build()
-            .map_err(|e| Err2::Umem(io::Error::other(e.to_string())))?;
+            .map_err(|e| OpenError::Umem(io::Error::other(e.to_string())))?;
         let count = NonZeroU32::new(opts.frame_count.max(1)).expect("max(1)");
         let (umem, frames) =
-            Umem::new(umem_cfg, count, false).map_err(|e| Err2::Umem(errno_of(&e)))?;
+            Umem::new(umem_cfg, count, false).map_err(|e| OpenError::Umem(errno_of(&e)))?;
         let mut sock = SocketConfig::builder();
         sock.rx_queue_size(q(opts.ring_size)?)
             .tx_queue_size(q(opts.ring_size)?)
@@ -159,13 +151,14 @@ impl XskPort {
             sock.libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD);
         }
         let sock = sock.build();
-        let iface: Interface = ifname
-            .parse()
-            .map_err(|_| Err2::Socket(io::Error::other("bad interface name")))?;
+        let iface: Interface = ifname.parse().map_err(|_| {
+            OpenError::Socket(ifname.into(), io::Error::other("bad interface name"))
+        })?;
         // SAFETY: the UMEM is used by this one socket only.
         let (tx, rx, fq_cq) = unsafe { xsk_rs::Socket::new(sock, &umem, &iface, queue) }
-            .map_err(|e| Err2::Socket(errno_of(&e)))?;
-        let (fq, cq) = fq_cq.ok_or_else(|| Err2::Socket(io::Error::other("no fill ring")))?;
+            .map_err(|e| OpenError::Socket(ifname.into(), errno_of(&e)))?;
+        let (fq, cq) = fq_cq
+            .ok_or_else(|| OpenError::Socket(ifname.into(), io::Error::other("no fill ring")))?;
         raise_tx_budget(tx.fd().as_raw_fd(), opts.tx_budget);
         Ok(XskPort {
             tx,
@@ -314,9 +307,4 @@ impl FrameBuf<'_> {
     pub fn put(&mut self, bytes: &[u8]) -> bool {
         self.0.write_all(bytes).is_ok()
     }
-}
-
-enum Err2 {
-    Umem(io::Error),
-    Socket(io::Error),
 }

@@ -131,8 +131,8 @@ pub(super) fn raise_tx_budget(fd: i32, budget: u32) {
 
 impl XskIo {
     /// Opens both sockets, trying the modes the config allows, best first; also returns
-    /// why the better modes failed (for the one fallback log line). Retries EBUSY (the kernel releases a queue asynchronously after the last close) for up to
-    /// 2 s.
+    /// why the better modes failed (for the one fallback log line). Retries EBUSY for up
+    /// to 2 s ([`retry_busy`]).
     pub fn open(
         subscriber: &str,
         upstream: &str,
@@ -160,27 +160,17 @@ impl XskIo {
                     native,
                     zero_copy: zc,
                 };
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-                loop {
-                    match Self::try_open(subscriber, upstream, queue, opts, mode) {
-                        Ok(io) => return Ok((io, mode, attempts)),
-                        Err(OpenError::Umem(source)) => {
-                            return Err(XskError::Umem {
-                                frames: opts.frame_count,
-                                frame_size: opts.frame_size,
-                                source,
-                            })
-                        }
-                        Err(OpenError::Socket(dev, e)) => {
-                            // errno_of keeps the kind: EBUSY is ResourceBusy.
-                            let busy = e.kind() == io::ErrorKind::ResourceBusy;
-                            if busy && std::time::Instant::now() < deadline {
-                                std::thread::sleep(std::time::Duration::from_millis(100));
-                                continue;
-                            }
-                            attempts.push(format!("{mode} on {dev}: {e}"));
-                            break;
-                        }
+                match retry_busy(|| Self::try_open(subscriber, upstream, queue, opts, mode)) {
+                    Ok(io) => return Ok((io, mode, attempts)),
+                    Err(OpenError::Umem(source)) => {
+                        return Err(XskError::Umem {
+                            frames: opts.frame_count,
+                            frame_size: opts.frame_size,
+                            source,
+                        })
+                    }
+                    Err(OpenError::Socket(dev, e)) => {
+                        attempts.push(format!("{mode} on {dev}: {e}"));
                     }
                 }
             }
@@ -266,9 +256,29 @@ impl XskIo {
     }
 }
 
-enum OpenError {
+pub(super) enum OpenError {
     Umem(io::Error),
+    /// The device it happened on, and the error (errno kind kept by `errno_of`).
     Socket(String, io::Error),
+}
+
+/// Calls `open` again while it fails with EBUSY, for up to 2 s: the kernel releases a
+/// queue asynchronously after the last socket on it closes.
+pub(super) fn retry_busy<T>(
+    mut open: impl FnMut() -> Result<T, OpenError>,
+) -> Result<T, OpenError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match open() {
+            Err(OpenError::Socket(_, e))
+                if e.kind() == io::ErrorKind::ResourceBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            r => return r,
+        }
+    }
 }
 
 impl FrameIo for XskIo {
