@@ -13,6 +13,7 @@ pub mod classify;
 pub mod config;
 pub mod control;
 pub mod datapath;
+pub mod fallback;
 pub mod lpm;
 pub mod nft;
 pub mod policy;

@@ -140,6 +140,37 @@ struct RawInterfaces {
     frame_size: u32,
     #[serde(default = "default_ring_size")]
     ring_size: u32,
+    #[serde(default)]
+    failure_mode: FailureMode,
+    #[serde(default = "default_fallback_bridge")]
+    fallback_bridge: String,
+}
+
+fn default_fallback_bridge() -> String {
+    "br-op25b".to_string()
+}
+
+/// What happens to traffic while op25b is not running (stopped, crashed, killed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    /// No traffic crosses: the interfaces are not bridged, so nothing forwards frames
+    /// once op25b's XDP programs are gone. Subscribers are offline until it restarts.
+    #[default]
+    Closed,
+    /// The two interfaces are ports of a Linux bridge that filters with an nftables
+    /// rule set generated from the same policy; op25b's XDP programs take every frame
+    /// before the bridge while it runs, and the kernel detaches them when it dies.
+    Open,
+}
+
+impl FailureMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureMode::Closed => "closed",
+            FailureMode::Open => "open",
+        }
+    }
 }
 
 fn default_queues() -> u32 {
@@ -481,6 +512,9 @@ pub struct Interfaces {
     pub frame_size: u32,
     /// Size of each RX/TX/fill/completion ring (power of two).
     pub ring_size: u32,
+    pub failure_mode: FailureMode,
+    /// The Linux bridge that carries traffic in `failure_mode: open`.
+    pub fallback_bridge: String,
 }
 
 /// Worker threads.
@@ -636,6 +670,17 @@ fn validate_settings(file: &Path, raw: &RawConfig) -> Result<Config, ConfigError
             format!("{} is not a power of two in 64..16384", i.ring_size),
         ));
     }
+    validate_ifname(file, "interfaces.fallback_bridge", &i.fallback_bridge)?;
+    if [&i.subscriber, &i.upstream].contains(&&i.fallback_bridge) {
+        return Err(ConfigError::invalid(
+            file,
+            "interfaces.fallback_bridge",
+            format!(
+                "{:?} is one of the two interfaces; name the bridge that joins them (default \"br-op25b\")",
+                i.fallback_bridge
+            ),
+        ));
+    }
     let w = &raw.workers;
     let cores = match &w.cores {
         Some(c) => {
@@ -716,6 +761,8 @@ fn validate_settings(file: &Path, raw: &RawConfig) -> Result<Config, ConfigError
             zero_copy: i.zero_copy,
             frame_size: i.frame_size,
             ring_size: i.ring_size,
+            failure_mode: i.failure_mode,
+            fallback_bridge: i.fallback_bridge.clone(),
         },
         workers: Workers {
             cores,

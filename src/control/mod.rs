@@ -1,9 +1,10 @@
 //! The control plane of `op25b run`: logging, pid file, signals, the periodic counter
 //! line, shutdown and the final report. It never touches frames.
 
-use crate::config::{self, Config, LogFormat, LogLevel};
+use crate::config::{self, Config, FailureMode, LogFormat, LogLevel};
 use crate::datapath::counters::{Counter, Side, Snapshot, WorkerCounters};
 use crate::datapath::{self, PolicyCell};
+use crate::fallback;
 use crossbeam_utils::CachePadded;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +46,8 @@ pub enum RunError {
     },
     #[error("reload: {0}")]
     Reload(String),
+    #[error(transparent)]
+    Fallback(#[from] crate::fallback::FallbackError),
 }
 
 /// `op25b run` options from the command line.
@@ -264,13 +267,27 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     })?;
     let policy = Arc::new(PolicyCell::new(Arc::new(loaded.policy)));
     let t0 = Instant::now();
+    let open = cfg.interfaces.failure_mode == FailureMode::Open;
+    fallback::preflight(&cfg)?;
+    if open {
+        // The rules first: the bridge must never forward a frame they have not seen.
+        if fallback::install_rules(&opts.config)? {
+            tracing::warn!("failure_mode open: this kernel has no reject in the bridge family; the fallback drops what op25b would reject");
+        }
+    }
     let running = datapath::start(&cfg, policy.clone(), stop.clone())?;
+    if open {
+        for note in fallback::ensure_bridge(&cfg)? {
+            tracing::info!("failure_mode open: {note}");
+        }
+    }
     tracing::info!(
         subscriber = %running.subscriber.name,
         upstream = %running.upstream.name,
         queues = cfg.interfaces.queues,
         cores = ?cfg.workers.cores,
         mode = %running.mode,
+        failure_mode = cfg.interfaces.failure_mode.as_str(),
         frame_size = cfg.interfaces.frame_size,
         ring_size = cfg.interfaces.ring_size,
         frames_per_worker = datapath::frame_count(cfg.interfaces.ring_size, cfg.workers.burst),
@@ -323,6 +340,13 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
                     if let Ok(mut n) = mstate.class_names.lock() {
                         *n = names;
                     }
+                    if open {
+                        // Keep the fallback in step with the policy in force.
+                        match fallback::install_rules(&opts.config) {
+                            Ok(_) => tracing::info!("failure_mode open: fallback rule set updated"),
+                            Err(e) => tracing::error!("{e}; the fallback keeps the previous rule set while op25b enforces the new policy"),
+                        }
+                    }
                     true
                 }
                 Err(e) => {
@@ -364,6 +388,19 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     }
     let counters = running.counters.clone();
     let (exits, notes) = running.stop();
+    match cfg.interfaces.failure_mode {
+        FailureMode::Open => tracing::warn!(
+            bridge = %cfg.interfaces.fallback_bridge,
+            "failure_mode open: op25b's XDP programs are detached; traffic now crosses bridge {} filtered by nftables table bridge {}",
+            cfg.interfaces.fallback_bridge,
+            fallback::TABLE
+        ),
+        FailureMode::Closed => tracing::warn!(
+            "failure_mode closed: op25b's XDP programs are detached; no traffic crosses {} <-> {} until op25b runs again",
+            cfg.interfaces.subscriber,
+            cfg.interfaces.upstream
+        ),
+    }
     metrics_stop.store(true, Ordering::SeqCst);
     let _ = metrics_thread.join();
     for n in &notes {

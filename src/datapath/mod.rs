@@ -6,13 +6,16 @@
 //! * [`counters`]: per-worker counters and frame census;
 //! * `xsk`: AF_XDP sockets sharing one UMEM per worker (xsk-rs / libxdp);
 //! * [`port`]: one AF_XDP socket with its own UMEM (benchmark generator and sink);
-//! * `nic`: interface checks, promiscuous mode, XDP attach state.
+//! * `nic`: interface checks, promiscuous mode, XDP attach state;
+//! * `xdp`: op25b's XDP program and its socket map, attached through a bpf_link (the
+//!   kernel detaches it when the process ends, however it ends).
 
 pub mod counters;
 pub mod io;
 pub mod nic;
 pub mod port;
 pub mod worker;
+pub mod xdp;
 pub mod xsk;
 
 use crate::policy::Policy;
@@ -64,7 +67,6 @@ use crate::config::Config;
 use counters::{FrameCensus, WorkerCounters};
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::AtomicBool;
-use std::sync::OnceLock;
 use std::thread::JoinHandle;
 
 /// Why `op25b run` could not start. Each names what to fix.
@@ -100,6 +102,8 @@ pub enum StartError {
         name: String,
         source: std::io::Error,
     },
+    #[error("cannot attach op25b's XDP program to {name:?}: {attempts}")]
+    XdpAttach { name: String, attempts: String },
     #[error("workers.cores names core {core}, but this machine has cores {available}")]
     NoSuchCore { core: usize, available: String },
     #[error("cannot set {name:?} promiscuous: {source}")]
@@ -111,25 +115,6 @@ pub enum StartError {
     Xsk(#[from] xsk::XskError),
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
-}
-
-/// Interfaces whose XDP programs must go if the process panics (panic = abort skips
-/// destructors, the panic hook still runs).
-static CRASH_DETACH: OnceLock<Vec<u32>> = OnceLock::new();
-
-fn install_crash_detach(ifindexes: Vec<u32>) {
-    if CRASH_DETACH.set(ifindexes).is_ok() {
-        let prev = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            prev(info);
-            if let Some(list) = CRASH_DETACH.get() {
-                for &i in list {
-                    let _ = nic::detach_xdp(i);
-                }
-                eprintln!("op25b: panic: XDP programs detached from ifindex {list:?}");
-            }
-        }));
-    }
 }
 
 /// Per-worker result at exit.
@@ -146,6 +131,8 @@ pub struct Running {
     pub counters: Vec<Arc<CachePadded<WorkerCounters>>>,
     workers: Vec<JoinHandle<WorkerExit>>,
     stop: Arc<AtomicBool>,
+    /// Subscriber and upstream programs: dropped (detached) after the workers stop.
+    links: Vec<xdp::XdpLink>,
     _promisc: Vec<nic::Promisc>,
 }
 
@@ -232,11 +219,6 @@ pub fn start(
             return Err(StartError::NoSuchCore { core: c, available });
         }
     }
-    // libxdp's multi-program dispatcher needs bpffs and fails inside `ip netns exec`;
-    // attach the single default program directly (one fewer moving part to clean up).
-    if std::env::var_os("LIBXDP_SKIP_DISPATCHER").is_none() {
-        std::env::set_var("LIBXDP_SKIP_DISPATCHER", "1");
-    }
     let promisc = [&sub, &up]
         .iter()
         .map(|n| {
@@ -251,15 +233,15 @@ pub fn start(
         frame_size: ifs.frame_size,
         ring_size: ifs.ring_size,
         frame_count: frame_count(ifs.ring_size, cfg.workers.burst),
-        xdp_mode: ifs.xdp_mode,
         zero_copy: ifs.zero_copy,
     };
-    install_crash_detach(vec![sub.ifindex, up.ifindex]);
+    let (links, link_notes) = attach_links(&sub, &up, ifs.queues, ifs.xdp_mode)?;
     let mut ios = Vec::new();
     let mut mode = None;
     for q in 0..ifs.queues {
-        match xsk::XskIo::open(&sub.name, &up.name, q, &opts) {
-            Ok((io, m, failed)) => {
+        match xsk::XskIo::open(&sub.name, &up.name, q, &opts, [&links[0], &links[1]]) {
+            Ok((io, m, mut failed)) => {
+                failed.splice(0..0, link_notes.iter().cloned());
                 if q == 0 && !failed.is_empty() {
                     tracing::info!(
                         "AF_XDP: using {m}; better modes unavailable: {}",
@@ -271,7 +253,7 @@ pub fn start(
             }
             Err(e) => {
                 drop(ios);
-                detach_leftovers(&[&sub, &up]);
+                drop(links);
                 return Err(e.into());
             }
         }
@@ -311,7 +293,6 @@ pub fn start(
                 for h in workers {
                     let _ = h.join();
                 }
-                detach_leftovers(&[&sub, &up]);
                 return Err(StartError::Thread(e));
             }
         }
@@ -323,12 +304,53 @@ pub fn start(
         counters,
         workers,
         stop,
+        links,
         _promisc: promisc,
     })
 }
 
-/// After the sockets are gone, make sure no XDP program is left (libxdp detaches when
-/// the last socket closes; this catches anything it missed).
+/// Attaches op25b's program to both interfaces in the best mode the config allows
+/// (both in the same mode). Returns the links and why better modes failed.
+fn attach_links(
+    sub: &nic::Nic,
+    up: &nic::Nic,
+    queues: u32,
+    mode: crate::config::XdpMode,
+) -> Result<(Vec<xdp::XdpLink>, Vec<String>), StartError> {
+    use crate::config::XdpMode;
+    let natives: &[bool] = match mode {
+        XdpMode::Auto => &[true, false],
+        XdpMode::Native => &[true],
+        XdpMode::Generic => &[false],
+    };
+    let mut attempts = Vec::new();
+    let mut failed_on = sub;
+    for &native in natives {
+        let how = if native { "native" } else { "generic" };
+        let first = match xdp::XdpLink::attach(sub.ifindex, queues, native) {
+            Ok(l) => l,
+            Err(e) => {
+                attempts.push(format!("{how} XDP on {}: {e}", sub.name));
+                failed_on = sub;
+                continue;
+            }
+        };
+        match xdp::XdpLink::attach(up.ifindex, queues, native) {
+            Ok(second) => return Ok((vec![first, second], attempts)),
+            Err(e) => {
+                attempts.push(format!("{how} XDP on {}: {e}", up.name));
+                failed_on = up;
+            }
+        }
+    }
+    Err(StartError::XdpAttach {
+        name: failed_on.name.clone(),
+        attempts: attempts.join("; "),
+    })
+}
+
+/// After the links are dropped, make sure no XDP program is left (the kernel detaches a
+/// link's program when its last descriptor closes; this reports anything else).
 fn detach_leftovers(nics: &[&nic::Nic]) -> Vec<String> {
     let mut notes = Vec::new();
     for n in nics {
@@ -351,11 +373,11 @@ fn detach_leftovers(nics: &[&nic::Nic]) -> Vec<String> {
 impl Running {
     /// Stops the workers (they flush their TX rings), closes the sockets and checks that
     /// no XDP program is left. Returns each worker's final frame census.
-    pub fn stop(self) -> (Vec<WorkerExit>, Vec<String>) {
+    pub fn stop(mut self) -> (Vec<WorkerExit>, Vec<String>) {
         self.stop.store(true, Ordering::SeqCst);
         let mut exits = Vec::new();
         let mut notes = Vec::new();
-        for (i, h) in self.workers.into_iter().enumerate() {
+        for (i, h) in std::mem::take(&mut self.workers).into_iter().enumerate() {
             match h.join() {
                 Ok(e) => exits.push(e),
                 Err(payload) => {
@@ -368,6 +390,7 @@ impl Running {
                 }
             }
         }
+        drop(std::mem::take(&mut self.links));
         notes.extend(detach_leftovers(&[&self.subscriber, &self.upstream]));
         (exits, notes)
     }

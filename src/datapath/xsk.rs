@@ -11,11 +11,12 @@
 
 use super::counters::Side;
 use super::io::FrameIo;
-use crate::config::{XdpMode, ZeroCopy};
+use super::xdp::XdpLink;
+use crate::config::ZeroCopy;
 use std::io::{self, Write};
 use std::num::NonZeroU32;
 use std::os::fd::AsRawFd;
-use xsk_rs::config::{BindFlags, Interface, QueueSize, SocketConfig, UmemConfig, XdpFlags};
+use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 /// Ring and frame sizes for one worker.
@@ -25,7 +26,6 @@ pub struct XskOptions {
     /// RX and TX ring size; fill and completion rings are twice this.
     pub ring_size: u32,
     pub frame_count: u32,
-    pub xdp_mode: XdpMode,
     pub zero_copy: ZeroCopy,
 }
 
@@ -130,48 +130,44 @@ pub(super) fn raise_tx_budget(fd: i32, budget: u32) {
 }
 
 impl XskIo {
-    /// Opens both sockets, trying the modes the config allows, best first; also returns
-    /// why the better modes failed (for the one fallback log line). Retries EBUSY for up
-    /// to 2 s ([`retry_busy`]).
+    /// Opens both sockets on the XDP mode of `links` (subscriber, upstream), trying
+    /// zero-copy first if the config allows; also returns why the better modes failed
+    /// (for the one fallback log line). Registers each socket in its link's map.
+    /// Retries EBUSY for up to 2 s ([`retry_busy`]).
     pub fn open(
         subscriber: &str,
         upstream: &str,
         queue: u32,
         opts: &XskOptions,
+        links: [&XdpLink; 2],
     ) -> Result<(XskIo, ModeInUse, Vec<String>), XskError> {
-        let natives: &[bool] = match opts.xdp_mode {
-            XdpMode::Auto => &[true, false],
-            XdpMode::Native => &[true],
-            XdpMode::Generic => &[false],
-        };
+        let native = links[0].native;
         let zcs: &[bool] = match opts.zero_copy {
             ZeroCopy::Auto => &[true, false],
             ZeroCopy::On => &[true],
             ZeroCopy::Off => &[false],
         };
         let mut attempts = Vec::new();
-        for &native in natives {
-            for &zc in zcs {
-                if zc && !native {
-                    attempts.push("generic XDP cannot do zero-copy".to_string());
-                    continue;
+        for &zc in zcs {
+            if zc && !native {
+                attempts.push("generic XDP cannot do zero-copy".to_string());
+                continue;
+            }
+            let mode = ModeInUse {
+                native,
+                zero_copy: zc,
+            };
+            match retry_busy(|| Self::try_open(subscriber, upstream, queue, opts, mode, links)) {
+                Ok(io) => return Ok((io, mode, attempts)),
+                Err(OpenError::Umem(source)) => {
+                    return Err(XskError::Umem {
+                        frames: opts.frame_count,
+                        frame_size: opts.frame_size,
+                        source,
+                    })
                 }
-                let mode = ModeInUse {
-                    native,
-                    zero_copy: zc,
-                };
-                match retry_busy(|| Self::try_open(subscriber, upstream, queue, opts, mode)) {
-                    Ok(io) => return Ok((io, mode, attempts)),
-                    Err(OpenError::Umem(source)) => {
-                        return Err(XskError::Umem {
-                            frames: opts.frame_count,
-                            frame_size: opts.frame_size,
-                            source,
-                        })
-                    }
-                    Err(OpenError::Socket(dev, e)) => {
-                        attempts.push(format!("{mode} on {dev}: {e}"));
-                    }
+                Err(OpenError::Socket(dev, e)) => {
+                    attempts.push(format!("{mode} on {dev}: {e}"));
                 }
             }
         }
@@ -189,6 +185,7 @@ impl XskIo {
         queue: u32,
         opts: &XskOptions,
         mode: ModeInUse,
+        links: [&XdpLink; 2],
     ) -> Result<XskIo, OpenError> {
         let q = |n: u32| QueueSize::new(n).expect("config validated ring sizes as powers of two");
         let umem_cfg = UmemConfig::builder()
@@ -204,11 +201,6 @@ impl XskIo {
         let count = NonZeroU32::new(opts.frame_count).expect("frame count > 0");
         let (umem, frames) =
             Umem::new(umem_cfg, count, false).map_err(|e| OpenError::Umem(errno_of(&e)))?;
-        let xdp_flags = if mode.native {
-            XdpFlags::XDP_FLAGS_DRV_MODE
-        } else {
-            XdpFlags::XDP_FLAGS_SKB_MODE
-        };
         let mut bind = BindFlags::XDP_USE_NEED_WAKEUP;
         bind |= if mode.zero_copy {
             BindFlags::XDP_ZEROCOPY
@@ -218,16 +210,17 @@ impl XskIo {
         let sock_cfg = SocketConfig::builder()
             .rx_queue_size(q(opts.ring_size))
             .tx_queue_size(q(opts.ring_size))
-            .xdp_flags(xdp_flags)
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
             .bind_flags(bind)
             .build();
-        let open = |dev: &str| -> Result<XskSide, OpenError> {
+        let open = |dev: &str, link: &XdpLink| -> Result<XskSide, OpenError> {
             let ifname: Interface = dev.parse().map_err(|_| {
                 OpenError::Socket(dev.into(), io::Error::other("bad interface name"))
             })?;
             // SAFETY: the UMEM is used only by this worker's two sockets, on two
-            // different (netdev, queue) pairs, so each gets its own fill/completion ring
-            // and libxdp's default program load is wanted (no INHIBIT flag needed).
+            // different (netdev, queue) pairs, so each gets its own fill/completion ring.
+            // libxdp loads no program (INHIBIT): our own, attached through a bpf_link
+            // (`xdp.rs`), steers the queue to the socket once it is registered below.
             let (tx, rx, fq_cq) = unsafe { Socket::new(sock_cfg, &umem, &ifname, queue) }
                 .map_err(|e| OpenError::Socket(dev.into(), errno_of(&e)))?;
             let (fq, cq) = fq_cq.ok_or_else(|| {
@@ -237,12 +230,21 @@ impl XskIo {
                 )
             })?;
             raise_tx_budget(tx.fd().as_raw_fd(), 256);
+            link.register(queue, tx.fd().as_raw_fd()).map_err(|e| {
+                OpenError::Socket(
+                    dev.into(),
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot add the socket to the XDP map: {e}"),
+                    ),
+                )
+            })?;
             Ok(XskSide { tx, rx, fq, cq })
         };
         // The first socket's bind flags (copy/zero-copy, need_wakeup) are inherited by
         // the second, which the kernel binds with XDP_SHARED_UMEM only.
-        let sub = open(subscriber)?;
-        let up = open(upstream)?;
+        let sub = open(subscriber, links[0])?;
+        let up = open(upstream, links[1]).inspect_err(|_| links[0].unregister(queue))?;
         Ok(XskIo {
             sides: [sub, up],
             umem,

@@ -1,0 +1,220 @@
+//! `failure_mode`: what carries traffic while op25b is not running.
+//!
+//! * `closed`: the two interfaces must not be bridged (nor enslaved to anything that
+//!   forwards). While op25b runs its XDP programs take every frame; when it stops or
+//!   dies the kernel detaches them (bpf_link) and the frames end in the host stack of the
+//!   box, which has no addresses on those interfaces and forwards nothing.
+//! * `open`: the interfaces are ports of a Linux bridge (`interfaces.fallback_bridge`,
+//!   created if missing) and an nftables `bridge` table generated from the same policy
+//!   (`op25b export-nft`) filters what the bridge forwards. op25b installs that table
+//!   before it enslaves anything and re-installs it on every reload, so the fallback
+//!   always enforces the policy in force. While op25b runs the bridge sees no frames
+//!   (XDP takes them first); once it is gone the bridge forwards them through the rules.
+//!
+//! The work is done with `ip` (iproute2) and `nft` (nftables): each call is one atomic
+//! kernel transaction, and an operator can replay every step by hand.
+
+use crate::config::{Config, FailureMode};
+use crate::nft::{Family, NftOptions};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// The nftables table op25b owns in `failure_mode: open`.
+pub const TABLE: &str = "op25b_fallback";
+
+/// Why the failure mode cannot be set up. Each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum FallbackError {
+    #[error("failure_mode closed, but {iface:?} is a port of {master:?}: that device would forward traffic past op25b while it is not running; remove it (`ip link set {iface} nomaster`) or set `interfaces.failure_mode: open`")]
+    Enslaved { iface: String, master: String },
+    #[error("failure_mode open: {iface:?} is a port of {master:?}, not of interfaces.fallback_bridge {bridge:?}; release it (`ip link set {iface} nomaster`) or set fallback_bridge: {master}")]
+    OtherMaster {
+        iface: String,
+        master: String,
+        bridge: String,
+    },
+    #[error("{what}: `{cmd}` failed: {detail} (is {tool} installed? `apt-get install {package}`)")]
+    Tool {
+        what: &'static str,
+        cmd: String,
+        detail: String,
+        tool: &'static str,
+        package: &'static str,
+    },
+    #[error("failure_mode open: cannot build the fallback rule set: {0}")]
+    Config(#[from] crate::config::ConfigError),
+}
+
+fn run(
+    what: &'static str,
+    tool: &'static str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<String, FallbackError> {
+    let package = if tool == "nft" {
+        "nftables"
+    } else {
+        "iproute2"
+    };
+    let fail = |detail: String| FallbackError::Tool {
+        what,
+        cmd: format!("{tool} {}", args.join(" ")),
+        detail,
+        tool,
+        package,
+    };
+    let mut child = Command::new(tool)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        use std::io::Write;
+        pipe.write_all(text.as_bytes())
+            .map_err(|e| fail(format!("writing the rule set: {e}")))?;
+    }
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        return Err(fail(format!("{} ({})", first.trim(), out.status)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The device `iface` is enslaved to, if any (`ip -j link show`).
+pub fn master_of(iface: &str) -> Result<Option<String>, FallbackError> {
+    let out = run(
+        "reading interface state",
+        "ip",
+        &["-j", "link", "show", "dev", iface],
+        None,
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    Ok(v.get(0)
+        .and_then(|l| l.get("master"))
+        .and_then(|m| m.as_str())
+        .map(str::to_string))
+}
+
+fn exists(dev: &str) -> bool {
+    Command::new("ip")
+        .args(["link", "show", "dev", dev])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Checks before start: `closed` refuses bridged interfaces; `open` refuses interfaces
+/// enslaved to some other device.
+pub fn preflight(cfg: &Config) -> Result<(), FallbackError> {
+    let i = &cfg.interfaces;
+    for iface in [&i.subscriber, &i.upstream] {
+        if !exists(iface) {
+            continue; // the datapath's interface check names it
+        }
+        let Some(master) = master_of(iface)? else {
+            continue;
+        };
+        match i.failure_mode {
+            FailureMode::Closed => {
+                return Err(FallbackError::Enslaved {
+                    iface: iface.clone(),
+                    master,
+                })
+            }
+            FailureMode::Open if master != i.fallback_bridge => {
+                return Err(FallbackError::OtherMaster {
+                    iface: iface.clone(),
+                    master,
+                    bridge: i.fallback_bridge.clone(),
+                })
+            }
+            FailureMode::Open => {}
+        }
+    }
+    Ok(())
+}
+
+/// (Re)installs the fallback rule set from the config file at `path`, replacing the
+/// previous one in one nftables transaction. Returns whether rejects had to become
+/// drops (kernels without reject in the bridge family).
+pub fn install_rules(path: &Path) -> Result<bool, FallbackError> {
+    let (loaded, listing) = crate::config::load_listing(path)?;
+    let mut last = None;
+    for reject_as_drop in [false, true] {
+        let opts = NftOptions {
+            family: Family::Bridge,
+            reject_as_drop,
+            table: TABLE.into(),
+        };
+        // Creating then deleting the table first makes the file replace any previous
+        // version atomically (nft -f applies it as one transaction).
+        let text = format!(
+            "table bridge {TABLE}\ndelete table bridge {TABLE}\n{}",
+            crate::nft::ruleset(&loaded, &listing, &opts)
+        );
+        match run(
+            "failure_mode open: loading the fallback nftables rule set",
+            "nft",
+            &["-f", "-"],
+            Some(&text),
+        ) {
+            Ok(_) => return Ok(reject_as_drop),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("tried at least once"))
+}
+
+/// Creates the fallback bridge if missing (no IPv6 on it, so the box itself never
+/// speaks on the wire), brings it up and enslaves both interfaces. Idempotent.
+pub fn ensure_bridge(cfg: &Config) -> Result<Vec<String>, FallbackError> {
+    let i = &cfg.interfaces;
+    let br = i.fallback_bridge.as_str();
+    let mut notes = Vec::new();
+    if !exists(br) {
+        run(
+            "failure_mode open: creating the fallback bridge",
+            "ip",
+            &[
+                "link",
+                "add",
+                "name",
+                br,
+                "type",
+                "bridge",
+                "stp_state",
+                "0",
+            ],
+            None,
+        )?;
+        notes.push(format!("created bridge {br}"));
+    }
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{br}/disable_ipv6"), "1");
+    for iface in [&i.subscriber, &i.upstream] {
+        if master_of(iface)?.as_deref() != Some(br) {
+            run(
+                "failure_mode open: adding an interface to the fallback bridge",
+                "ip",
+                &["link", "set", "dev", iface, "master", br],
+                None,
+            )?;
+            notes.push(format!("{iface} is now a port of {br}"));
+        }
+    }
+    run(
+        "failure_mode open: bringing the fallback bridge up",
+        "ip",
+        &["link", "set", "dev", br, "up"],
+        None,
+    )?;
+    Ok(notes)
+}
