@@ -83,6 +83,10 @@ pub enum BenchCommand {
         /// Create this file once the socket is bound (for scripts).
         #[arg(long)]
         ready_file: Option<PathBuf>,
+        /// Also check every frame, tagged or not, against this config's policy with
+        /// an independent parser: a TCP segment the policy blocks is an oracle leak.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
     },
     /// Compares a generator report and a sink report: exit 0 when no blocked frame
     /// leaked and the loss is within --max-loss, else 3.
@@ -228,6 +232,7 @@ pub fn bench(cmd: BenchCommand) -> ExitCode {
             report,
             ready_file,
             dump_foreign,
+            config,
         } => {
             if !(1..=64).contains(&queues) {
                 return fail(format!("--queues {queues} is outside 1..64"));
@@ -243,6 +248,13 @@ pub fn bench(cmd: BenchCommand) -> ExitCode {
                 xdp_mode: xdp_mode.into(),
                 core,
                 dump_foreign,
+                oracle: match config {
+                    Some(c) => match op25b::config::load(&c) {
+                        Ok(l) => Some(std::sync::Arc::new(l.policy)),
+                        Err(e) => return fail(e.to_string()),
+                    },
+                    None => None,
+                },
             };
             let stop = stop_on_signals();
             let mut ready_err = None;

@@ -7,6 +7,7 @@
 //! number, plus a 16-bit word that makes the tag's one's-complement sum constant, so
 //! the template's TCP/UDP checksum stays valid whatever the sequence number.
 
+pub mod hostile;
 pub mod run;
 
 use crate::classify::{self, fixtures};
@@ -138,6 +139,13 @@ pub struct Profile {
     pub qinq_share: f64,
     #[serde(default)]
     pub pppoe_share: f64,
+    /// Share of the flows that are hostile frames ([`hostile::frames`]): broken copies
+    /// of port-25 SYNs from the source pools, sent untagged and unchanged.
+    #[serde(default)]
+    pub hostile_share: f64,
+    /// Largest hostile frame (MTU + Ethernet header).
+    #[serde(default = "default_max_frame")]
+    pub max_frame: usize,
     /// Distinct frame templates (flows); the generator cycles through them.
     #[serde(default = "default_flows")]
     pub flows: usize,
@@ -162,6 +170,9 @@ fn one_f() -> f64 {
 }
 fn one_u64() -> u64 {
     1
+}
+fn default_max_frame() -> usize {
+    1514
 }
 fn default_flows() -> usize {
     1024
@@ -235,6 +246,7 @@ impl Profile {
             ("vlan_share", p.vlan_share),
             ("qinq_share", p.qinq_share),
             ("pppoe_share", p.pppoe_share),
+            ("hostile_share", p.hostile_share),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(bad(name, format!("{v} is outside 0..1")));
@@ -250,6 +262,12 @@ impl Profile {
             return Err(bad(
                 "frame_size",
                 format!("{} is outside 64..9000", p.frame_size),
+            ));
+        }
+        if !(128..=4000).contains(&p.max_frame) {
+            return Err(bad(
+                "max_frame",
+                format!("{} is outside 128..4000", p.max_frame),
             ));
         }
         if !(1..=1 << 20).contains(&p.flows) {
@@ -295,6 +313,23 @@ impl Profile {
         }
         Ok(p)
     }
+}
+
+fn expect_of(v: Verdict) -> Expect {
+    match v {
+        Verdict::Forward(_) => Expect::Pass,
+        _ => Expect::Block,
+    }
+}
+
+/// The DUT report's key for a verdict (`forward/port_open`, `reject/blocked_port`...).
+pub fn verdict_key(v: Verdict) -> String {
+    let action = match v {
+        Verdict::Forward(_) => "forward",
+        Verdict::Drop(_) => "drop",
+        Verdict::Reject(..) => "reject",
+    };
+    format!("{action}/{}", v.reason().as_str())
 }
 
 /// A small deterministic PRNG (splitmix64): profiles give the same frames on every run.
@@ -362,6 +397,10 @@ pub struct Template {
     /// Source pool name and destination pool name (report).
     pub source: usize,
     pub destination: usize,
+    /// False for hostile frames: sent as they are, with no tag.
+    pub tagged: bool,
+    /// The policy's verdict (report: what the DUT's counters should show).
+    pub verdict: Verdict,
 }
 
 /// Templates plus the names of the pools they came from.
@@ -492,16 +531,70 @@ pub fn templates(profile: &Profile, policy: &Policy) -> TemplateSet {
         let mut frame = fixtures::wrap(encap, &ip, v6, true);
         frame[0..6].copy_from_slice(&dst_mac);
         frame[6..12].copy_from_slice(&src_mac);
-        let expect = match classify::classify(&frame, Direction::Outbound, policy).verdict {
-            Verdict::Forward(_) => Expect::Pass,
-            _ => Expect::Block,
-        };
+        let verdict = classify::classify(&frame, Direction::Outbound, policy).verdict;
         out.push(Template {
             frame,
-            expect,
+            expect: expect_of(verdict),
             source,
             destination,
+            tagged: true,
+            verdict,
         });
+    }
+    // Hostile flows replace the last `hostile_share` of the templates, cycling through
+    // the catalogue with addresses drawn from the pools.
+    let n_hostile = (profile.flows as f64 * profile.hostile_share).round() as usize;
+    if n_hostile > 0 {
+        out.truncate(profile.flows - n_hostile.min(profile.flows));
+        let mut catalogue = Vec::new();
+        while out.len() < profile.flows {
+            if catalogue.is_empty() {
+                let mut pick = |v6: bool| {
+                    let fam_ok = |ps: &[Pool]| {
+                        ps.iter()
+                            .any(|p| matches!(p.prefix, IpNet::V6(_)) == v6 && p.weight > 0)
+                    };
+                    if !fam_ok(&profile.sources) || !fam_ok(&profile.destinations) {
+                        return None;
+                    }
+                    let sp = rng.pick(&profile.sources, v6);
+                    let dp = rng.pick(&profile.destinations, v6);
+                    let si = profile
+                        .sources
+                        .iter()
+                        .position(|p| std::ptr::eq(p, sp))
+                        .expect("from the list");
+                    let di = profile
+                        .destinations
+                        .iter()
+                        .position(|p| std::ptr::eq(p, dp))
+                        .expect("from the list");
+                    Some((rng.addr_in(&sp.prefix), rng.addr_in(&dp.prefix), si, di))
+                };
+                let a = pick(false);
+                let b = pick(true);
+                let (s4, d4, si, di) = a.or(b).expect("validated: pools of some family");
+                let (s6, d6, _, _) = b.or(a).expect("validated");
+                catalogue = hostile::frames(s4, d4, s6, d6, profile.max_frame)
+                    .into_iter()
+                    .map(|(_, f)| (f, si, di))
+                    .collect();
+            }
+            let (mut frame, source, destination) = catalogue.pop().expect("not empty");
+            if frame.len() >= 12 {
+                frame[0..6].copy_from_slice(&dst_mac);
+                frame[6..12].copy_from_slice(&src_mac);
+            }
+            let verdict = classify::classify(&frame, Direction::Outbound, policy).verdict;
+            out.push(Template {
+                frame,
+                expect: expect_of(verdict),
+                source,
+                destination,
+                tagged: false,
+                verdict,
+            });
+        }
     }
     TemplateSet {
         templates: out,
@@ -536,6 +629,10 @@ pub struct SinkTally {
     /// Tagged frames that arrived with a lower sequence number than an earlier one of
     /// the same stream.
     pub out_of_order: u64,
+    /// Frames (tagged or not) in which the oracle found a segment the policy blocks.
+    pub oracle_leaks: u64,
+    /// Longest time between two tagged frames.
+    pub max_gap: std::time::Duration,
     pub streams: Vec<StreamTally>,
 }
 
@@ -578,6 +675,8 @@ impl SinkTally {
         self.passed += o.passed;
         self.leaked += o.leaked;
         self.out_of_order += o.out_of_order;
+        self.oracle_leaks += o.oracle_leaks;
+        self.max_gap = self.max_gap.max(o.max_gap);
     }
 }
 
@@ -606,6 +705,14 @@ pub struct GenReport {
     pub rate_limit_pps: Option<u64>,
     /// Sent frames per source pool name.
     pub per_source: Vec<(String, u64)>,
+    /// Sent frames per verdict the DUT's policy gives them (its counters' keys).
+    #[serde(default)]
+    pub per_verdict: std::collections::BTreeMap<String, u64>,
+    /// Hostile (untagged) frames sent, and how many of them the policy forwards.
+    #[serde(default)]
+    pub sent_untagged: u64,
+    #[serde(default)]
+    pub sent_untagged_pass: u64,
 }
 
 /// The sink's report (JSON).
@@ -618,6 +725,12 @@ pub struct SinkReport {
     pub passed: u64,
     pub leaked: u64,
     pub out_of_order: u64,
+    /// Frames the independent oracle found blocked (sink `--config`; else 0).
+    #[serde(default)]
+    pub oracle_leaks: u64,
+    /// Longest silence between two tagged frames, ms (outage measurements).
+    #[serde(default)]
+    pub max_gap_ms: f64,
     /// Seconds between the first and last tagged frame.
     pub seconds: f64,
     pub mpps: f64,
@@ -643,6 +756,8 @@ pub struct RunVerdict {
     pub lost_on_generator_link: u64,
     pub out_of_order: u64,
     pub foreign: u64,
+    pub oracle_leaks: u64,
+    pub max_gap_ms: f64,
     pub gen_mpps: f64,
     pub sink_mpps: f64,
     pub ok: bool,
@@ -664,6 +779,12 @@ pub fn verdict(g: &GenReport, s: &SinkReport, max_loss_ratio: f64) -> RunVerdict
         problems.push(format!(
             "{} frames that the policy blocks reached the sink",
             s.leaked
+        ));
+    }
+    if s.oracle_leaks > 0 {
+        problems.push(format!(
+            "{} frames carried a TCP segment the policy blocks (independent oracle)",
+            s.oracle_leaks
         ));
     }
     if lost < 0 {
@@ -695,6 +816,8 @@ pub fn verdict(g: &GenReport, s: &SinkReport, max_loss_ratio: f64) -> RunVerdict
         lost_on_generator_link: link as u64,
         out_of_order: s.out_of_order,
         foreign: s.foreign,
+        oracle_leaks: s.oracle_leaks,
+        max_gap_ms: s.max_gap_ms,
         gen_mpps: g.mpps,
         sink_mpps: s.mpps,
         ok: problems.is_empty(),

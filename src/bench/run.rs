@@ -46,21 +46,18 @@ pub enum BenchError {
 
 #[derive(Default)]
 struct GenThreadResult {
-    sent: u64,
-    sent_block: u64,
     unsent: u64,
-    per_source: Vec<u64>,
+    /// Completed transmissions per template.
+    per_template: Vec<u64>,
     mode: String,
 }
 
 impl GenThreadResult {
     /// Attributes `done` completed transmissions, in queue order (the kernel completes
     /// TX descriptors in the order they were queued); returns `done`.
-    fn complete(&mut self, done: usize, pending: &mut VecDeque<(u32, bool)>) -> usize {
-        for (src, block) in pending.drain(..done) {
-            self.sent += 1;
-            self.sent_block += u64::from(block);
-            self.per_source[src as usize] += 1;
+    fn complete(&mut self, done: usize, pending: &mut VecDeque<u32>) -> usize {
+        for t in pending.drain(..done) {
+            self.per_template[t as usize] += 1;
         }
         done
     }
@@ -98,11 +95,11 @@ fn gen_thread(
     let mut next = (usize::from(stream) * 7919) % n_templates;
     let mut seq: u64 = 0;
     let mut res = GenThreadResult {
-        per_source: vec![0; set.source_names.len()],
+        per_template: vec![0; set.templates.len()],
         mode: port.mode().to_string(),
         ..Default::default()
     };
-    let mut pending: VecDeque<(u32, bool)> = VecDeque::new();
+    let mut pending: VecDeque<u32> = VecDeque::new();
     let deadline = start + opts.duration;
     let mut now = Instant::now();
     let mut loops: u32 = 0;
@@ -128,6 +125,10 @@ fn gen_thread(
         if want > 0 {
             let queued = port.send(want, |i, buf| {
                 let t = &set.templates[(next + i) % n_templates];
+                if !t.tagged {
+                    buf.put(&t.frame);
+                    return;
+                }
                 let body = &t.frame[..t.frame.len() - TAG_LEN];
                 let tag = Tag {
                     expect: t.expect,
@@ -138,8 +139,7 @@ fn gen_thread(
                 buf.put(&tag.encode());
             });
             for i in 0..queued {
-                let t = &set.templates[(next + i) % n_templates];
-                pending.push_back((t.source as u32, t.expect == Expect::Block));
+                pending.push_back(((next + i) % n_templates) as u32);
             }
             next = (next + queued) % n_templates;
             seq += queued as u64;
@@ -208,17 +208,15 @@ pub fn generate(
         );
     }
     let mut total = GenThreadResult {
-        per_source: vec![0; set.source_names.len()],
+        per_template: vec![0; set.templates.len()],
         ..Default::default()
     };
     let mut first_err = None;
     for h in handles {
         match h.join() {
             Ok(Ok(r)) => {
-                total.sent += r.sent;
-                total.sent_block += r.sent_block;
                 total.unsent += r.unsent;
-                for (a, b) in total.per_source.iter_mut().zip(&r.per_source) {
+                for (a, b) in total.per_template.iter_mut().zip(&r.per_template) {
                     *a += b;
                 }
                 total.mode = r.mode;
@@ -236,6 +234,13 @@ pub fn generate(
     }
     let seconds = start.elapsed().as_secs_f64();
     let (_, block_t) = set.counts();
+    let mut acc = GenTotals {
+        per_source: vec![0; set.source_names.len()],
+        ..Default::default()
+    };
+    for (t, &n) in set.templates.iter().zip(&total.per_template) {
+        acc.add(t, n);
+    }
     let link_dropped = match (dropped_before, link_tx_dropped(&opts.interface)) {
         (Some(a), Some(b)) => b.saturating_sub(a),
         _ => 0,
@@ -253,21 +258,59 @@ pub fn generate(
             .unwrap_or(0),
         templates: set.templates.len(),
         templates_block: block_t,
-        sent: total.sent,
-        sent_pass: total.sent - total.sent_block,
-        sent_block: total.sent_block,
+        sent: acc.sent,
+        sent_pass: acc.sent_pass,
+        sent_block: acc.sent_block,
         unsent: total.unsent,
         link_dropped,
         seconds,
-        mpps: total.sent as f64 / seconds / 1e6,
+        mpps: acc.sent as f64 / seconds / 1e6,
         rate_limit_pps: opts.rate,
         per_source: set
             .source_names
             .iter()
             .cloned()
-            .zip(total.per_source)
+            .zip(acc.per_source)
             .collect(),
+        per_verdict: acc.per_verdict,
+        sent_untagged: acc.untagged,
+        sent_untagged_pass: acc.untagged_pass,
     })
+}
+
+/// Sums of completed transmissions by what the templates are.
+#[derive(Default)]
+struct GenTotals {
+    sent: u64,
+    sent_pass: u64,
+    sent_block: u64,
+    untagged: u64,
+    untagged_pass: u64,
+    per_source: Vec<u64>,
+    per_verdict: std::collections::BTreeMap<String, u64>,
+}
+
+impl GenTotals {
+    fn add(&mut self, t: &super::Template, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.sent += n;
+        let pass = t.expect == Expect::Pass;
+        match (t.tagged, pass) {
+            (true, true) => self.sent_pass += n,
+            (true, false) => self.sent_block += n,
+            (false, p) => {
+                self.untagged += n;
+                self.untagged_pass += u64::from(p) * n;
+            }
+        }
+        self.per_source[t.source] += n;
+        *self
+            .per_verdict
+            .entry(super::verdict_key(t.verdict))
+            .or_default() += n;
+    }
 }
 
 /// How long the sink listens.
@@ -284,6 +327,8 @@ pub struct SinkOptions {
     pub core: Option<usize>,
     /// Print the first this many untagged frames (hex) on stderr.
     pub dump_foreign: u64,
+    /// Check every frame with [`super::hostile::blocked_segment`] against this policy.
+    pub oracle: Option<std::sync::Arc<crate::policy::Policy>>,
 }
 
 /// Receives and checks frames on every queue until the duration, the idle time or
@@ -351,6 +396,8 @@ pub fn sink(
         passed: total.passed,
         leaked: total.leaked,
         out_of_order: total.out_of_order,
+        oracle_leaks: total.oracle_leaks,
+        max_gap_ms: total.max_gap.as_secs_f64() * 1e3,
         seconds,
         mpps: if seconds > 0.0 {
             (total.passed + total.leaked) as f64 / seconds / 1e6
@@ -382,6 +429,18 @@ fn sink_queue(
         let n = port.recv(256, |f| {
             let is_tagged = tally.record(f);
             tagged |= is_tagged;
+            if let Some(p) = &opts.oracle {
+                if super::hostile::blocked_segment(f, p) {
+                    tally.oracle_leaks += 1;
+                    if tally.oracle_leaks <= 5 {
+                        let hex: String = f.iter().take(96).map(|b| format!("{b:02x}")).collect();
+                        eprintln!(
+                            "ORACLE LEAK: a segment the policy blocks arrived ({} bytes): {hex}",
+                            f.len()
+                        );
+                    }
+                }
+            }
             if !is_tagged && tally.foreign <= opts.dump_foreign {
                 let hex: String = f.iter().take(96).map(|b| format!("{b:02x}")).collect();
                 eprintln!("foreign frame ({} bytes): {hex}", f.len());
@@ -390,6 +449,9 @@ fn sink_queue(
         let now = Instant::now();
         if n > 0 {
             if tagged {
+                if first.is_some() {
+                    tally.max_gap = tally.max_gap.max(now.duration_since(last));
+                }
                 first.get_or_insert(now);
                 last = now;
             }

@@ -255,9 +255,10 @@ pub fn internet_checksum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// Recomputes the IPv4 header checksum in place.
+/// Recomputes the IPv4 header checksum in place (over the header IHL claims, or as
+/// much of it as there is).
 pub fn fix_ipv4_checksum(ip: &mut [u8]) {
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let ihl = (usize::from(ip[0] & 0x0f) * 4).clamp(12, ip.len());
     ip[10] = 0;
     ip[11] = 0;
     let c = internet_checksum(&ip[..ihl]);
