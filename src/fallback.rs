@@ -19,7 +19,7 @@ use crate::nft::{Family, NftOptions};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// The nftables table op25b owns in `failure_mode: open`.
+/// The nftables tables op25b owns in `failure_mode: open` are `bridge op25b_fallback_<n>`.
 pub const TABLE: &str = "op25b_fallback";
 
 /// Why the failure mode cannot be set up. Each names what to fix.
@@ -143,35 +143,74 @@ pub fn preflight(cfg: &Config) -> Result<(), FallbackError> {
     Ok(())
 }
 
-/// (Re)installs the fallback rule set from the config file at `path`, replacing the
-/// previous one in one nftables transaction. Returns whether rejects had to become
-/// drops (kernels without reject in the bridge family).
-pub fn install_rules(path: &Path) -> Result<bool, FallbackError> {
+/// The fallback tables present now (`op25b_fallback_<n>`).
+fn fallback_tables() -> Result<Vec<String>, FallbackError> {
+    let out = run(
+        "failure_mode open: listing nftables tables",
+        "nft",
+        &["-j", "list", "tables", "bridge"],
+        None,
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    Ok(v.get("nftables")
+        .and_then(|a| a.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e.get("table")?.get("name")?.as_str().map(str::to_string))
+                .filter(|n| n.starts_with(TABLE))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// (Re)installs the fallback rule set from the config file at `path`. The new table is
+/// loaded under a fresh name and committed before the old one is deleted, so some
+/// complete rule set filters every frame at every moment. (Replacing a table in one
+/// transaction is not enough: the kernel activates the new interval maps' elements
+/// just after the new rules, and frames in that gap match no element.) Returns the
+/// table name and whether rejects had to become drops (kernels without reject in the
+/// bridge family).
+pub fn install_rules(path: &Path) -> Result<(String, bool), FallbackError> {
     let (loaded, listing) = crate::config::load_listing(path)?;
+    let old = fallback_tables()?;
+    let name = (0u32..)
+        .map(|i| format!("{TABLE}_{i}"))
+        .find(|n| !old.contains(n))
+        .expect("a free name");
     let mut last = None;
+    let mut as_drop = None;
     for reject_as_drop in [false, true] {
         let opts = NftOptions {
             family: Family::Bridge,
             reject_as_drop,
-            table: TABLE.into(),
+            table: name.clone(),
         };
-        // Creating then deleting the table first makes the file replace any previous
-        // version atomically (nft -f applies it as one transaction).
-        let text = format!(
-            "table bridge {TABLE}\ndelete table bridge {TABLE}\n{}",
-            crate::nft::ruleset(&loaded, &listing, &opts)
-        );
+        let text = crate::nft::ruleset(&loaded, &listing, &opts);
         match run(
             "failure_mode open: loading the fallback nftables rule set",
             "nft",
             &["-f", "-"],
             Some(&text),
         ) {
-            Ok(_) => return Ok(reject_as_drop),
+            Ok(_) => {
+                as_drop = Some(reject_as_drop);
+                break;
+            }
             Err(e) => last = Some(e),
         }
     }
-    Err(last.expect("tried at least once"))
+    let Some(as_drop) = as_drop else {
+        return Err(last.expect("tried at least once"));
+    };
+    for t in old {
+        run(
+            "failure_mode open: removing the previous fallback table",
+            "nft",
+            &["delete", "table", "bridge", &t],
+            None,
+        )?;
+    }
+    Ok((name, as_drop))
 }
 
 /// Creates the fallback bridge if missing (no IPv6 on it, so the box itself never

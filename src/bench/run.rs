@@ -427,8 +427,16 @@ fn sink_queue(
     loop {
         let mut tagged = false;
         let n = port.recv(256, |f| {
+            let leaked_before = tally.leaked;
             let is_tagged = tally.record(f);
             tagged |= is_tagged;
+            if tally.leaked > leaked_before && tally.leaked <= 5 {
+                let hex: String = f.iter().take(96).map(|b| format!("{b:02x}")).collect();
+                eprintln!(
+                    "LEAKED: a frame the policy blocks arrived ({} bytes): {hex}",
+                    f.len()
+                );
+            }
             if let Some(p) = &opts.oracle {
                 if super::hostile::blocked_segment(f, p) {
                     tally.oracle_leaks += 1;

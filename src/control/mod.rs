@@ -271,7 +271,11 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     fallback::preflight(&cfg)?;
     if open {
         // The rules first: the bridge must never forward a frame they have not seen.
-        if fallback::install_rules(&opts.config)? {
+        let (table, as_drop) = fallback::install_rules(&opts.config)?;
+        tracing::info!(
+            "failure_mode open: fallback rule set loaded as nftables table bridge {table}"
+        );
+        if as_drop {
             tracing::warn!("failure_mode open: this kernel has no reject in the bridge family; the fallback drops what op25b would reject");
         }
     }
@@ -343,7 +347,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
                     if open {
                         // Keep the fallback in step with the policy in force.
                         match fallback::install_rules(&opts.config) {
-                            Ok(_) => tracing::info!("failure_mode open: fallback rule set updated"),
+                            Ok((t, _)) => tracing::info!("failure_mode open: fallback rule set updated (table bridge {t})"),
                             Err(e) => tracing::error!("{e}; the fallback keeps the previous rule set while op25b enforces the new policy"),
                         }
                     }
@@ -391,7 +395,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     match cfg.interfaces.failure_mode {
         FailureMode::Open => tracing::warn!(
             bridge = %cfg.interfaces.fallback_bridge,
-            "failure_mode open: op25b's XDP programs are detached; traffic now crosses bridge {} filtered by nftables table bridge {}",
+            "failure_mode open: op25b's XDP programs are detached; traffic now crosses bridge {} filtered by nftables table bridge {}_*",
             cfg.interfaces.fallback_bridge,
             fallback::TABLE
         ),

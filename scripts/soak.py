@@ -1,0 +1,634 @@
+#!/usr/bin/env python3
+"""Hardening runs on the veth lab (called by scripts/soak.sh; see its --help).
+
+Every scenario: lab up (namespaces op25b-sub / op25b-dut / op25b-up, veths only),
+op25b pinned to CPU 1 in op25b-dut, the AF_XDP generator in op25b-sub and the
+verifying sink in op25b-up pinned to CPU 0, faults injected from here, then checks.
+Each scenario prints one result row (JSON) and fails (exit 1) when a check fails.
+All processes are ours, started here and ended by PID; every run is bounded in time.
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("OP25B_BIN", os.path.join(HERE, "target/release/op25b"))
+CFG = "configs/bench.yaml"
+PROFILE = "configs/bench-profile.yaml"
+LISTEN = "127.0.0.1:9726"
+CHILDREN = []
+
+
+def say(msg):
+    print(f"soak: {msg}", file=sys.stderr, flush=True)
+
+
+def sh(*args, check=True, ns=None, **kw):
+    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(args)
+    r = subprocess.run(cmd, cwd=HERE, capture_output=True, text=True, **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()[-800:]}")
+    return r
+
+
+def spawn(args, ns, log, cpus=None):
+    cmd = ["ip", "netns", "exec", ns] + (["taskset", "-c", cpus] if cpus else []) + args
+    p = subprocess.Popen(cmd, cwd=HERE, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    CHILDREN.append(p)
+    return p
+
+
+def end(p, sig=signal.SIGTERM, timeout=10):
+    """Ends one of our children (by PID) and waits for it."""
+    if p.poll() is None:
+        p.send_signal(sig)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return p.returncode
+
+
+def cleanup():
+    for p in CHILDREN:
+        if p.poll() is None:
+            end(p, signal.SIGKILL)
+    sh("bash", "scripts/lab.sh", "down", check=False)
+
+
+def rss_kib(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+
+
+class Lab:
+    def __init__(self, work, forwarder="none"):
+        self.work = work
+        sh("bash", "scripts/lab.sh", "down", check=False)
+        sh("bash", "scripts/lab.sh", "up", "--no-sinks", "--forwarder", forwarder)
+        # Silence the end hosts' own IPv6 (router/neighbour solicitations, MLD): every
+        # frame on the wire is then the generator's, and counts can be compared exactly.
+        for ns, dev in (("op25b-sub", "s0"), ("op25b-up", "u0")):
+            sh("sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1", ns=ns)
+        for dev in ("d0", "d1"):  # split method: DUT receive work on CPU 1
+            sh("sh", "-c", f"echo 2 > /sys/class/net/{dev}/queues/rx-0/rps_cpus", ns="op25b-dut")
+        self.dut = None
+        self.n = 0
+
+    def path(self, name):
+        return os.path.join(self.work, name)
+
+    def start_dut(self, cfg=CFG, wait=True):
+        self.n += 1
+        self.dut_log = self.path(f"dut{self.n}.log")
+        self.dut_report = self.path(f"dut{self.n}.json")
+        self.dut = spawn([BIN, "run", "--config", cfg, "--duration", "3600", "--report", self.dut_report],
+                         "op25b-dut", self.dut_log, cpus="1")
+        self.dut_started = time.monotonic()
+        if wait:
+            self.wait_running()
+        return self.dut
+
+    def wait_running(self, timeout=20):
+        t = time.monotonic()
+        while time.monotonic() - t < timeout:
+            if "op25b running" in open(self.dut_log).read():
+                return time.monotonic() - self.dut_started
+            if self.dut.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise RuntimeError(f"op25b did not start:\n{open(self.dut_log).read()[-2000:]}")
+
+    def stop_dut(self):
+        rc = end(self.dut)
+        if rc != 0:
+            raise RuntimeError(f"op25b exited {rc}:\n{open(self.dut_log).read()[-2000:]}")
+        return json.load(open(self.dut_report))
+
+    def start_sink(self, duration, idle=3.0, oracle_cfg=None):
+        self.sink_report = self.path("sink.json")
+        ready = self.path("sink.ready")
+        for f in (self.sink_report, ready):
+            if os.path.exists(f):
+                os.remove(f)
+        args = [BIN, "bench", "sink", "-i", "u0", "--duration", str(duration), "--idle", str(idle),
+                "--report", self.sink_report, "--ready-file", ready]
+        if oracle_cfg:
+            args += ["--config", oracle_cfg]
+        self.sink = spawn(args, "op25b-up", self.path("sink.log"), cpus="0")
+        t = time.monotonic()
+        while not os.path.exists(ready):
+            if time.monotonic() - t > 10 or self.sink.poll() is not None:
+                raise RuntimeError("sink did not start: " + open(self.path("sink.log")).read())
+            time.sleep(0.02)
+
+    def gen(self, duration, rate=None, profile=PROFILE, cfg=CFG, background=False):
+        self.gen_report = self.path("gen.json")
+        args = [BIN, "bench", "gen", "-i", "s0", "-c", cfg, "-p", profile, "-d", str(duration),
+                "--report", self.gen_report]
+        if rate:
+            args += ["--rate", str(int(rate))]
+        p = spawn(args, "op25b-sub", self.path("gen.log"), cpus="0")
+        if background:
+            return p
+        return self.gen_wait(p)
+
+    def gen_wait(self, p):
+        if p.wait() != 0:
+            raise RuntimeError("generator failed: " + open(self.path("gen.log")).read()[-1500:])
+        return json.load(open(self.gen_report))
+
+    def sink_wait(self):
+        if self.sink.wait() != 0:
+            raise RuntimeError("sink failed: " + open(self.path("sink.log")).read()[-1500:])
+        return json.load(open(self.sink_report))
+
+    def verdict(self):
+        r = sh(BIN, "bench", "report", "--gen", self.gen_report, "--sink", self.sink_report, "--json",
+               check=False)
+        return json.loads(r.stdout)
+
+    def metrics(self):
+        r = sh("curl", "-sf", "--max-time", "2", f"http://{LISTEN}/metrics", ns="op25b-dut", check=False)
+        return r.stdout
+
+    def xdp_attached(self):
+        out = sh("ip", "-d", "link", "show", ns="op25b-dut").stdout
+        return "prog/xdp" in out
+
+
+def metric(text, name, labels=""):
+    total = 0
+    for line in text.splitlines():
+        if line.startswith(name) and labels in line and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def saturation(lab, seconds=5):
+    """Offered frames/s op25b forwards in full at its measured limit (unlimited generator)."""
+    lab.start_sink(seconds + 20, idle=1.5)
+    g = lab.gen(seconds)
+    s = lab.sink_wait()
+    pass_share = g["sent_pass"] / max(g["sent"], 1)
+    sat = s["passed"] / max(s["seconds"], 1e-9) / max(pass_share, 1e-9)
+    say(f"measured saturation: {sat / 1e6:.3f} Mpps offered (sink {s['mpps']:.3f} Mpps, generator {g['mpps']:.3f})")
+    return sat
+
+
+def dut_checks(d, problems, label):
+    if not d.get("frames_conserved"):
+        problems.append(f"{label}: UMEM frame conservation failed")
+    if not d.get("verdicts_account_for_rx"):
+        problems.append(f"{label}: verdicts do not account for every received frame")
+
+
+def row(test, load, duration, faults, sent, lost, leaked, mem, problems, **extra):
+    r = {"test": test, "load": load, "duration_s": round(duration, 1), "faults": faults, "sent": sent,
+         "lost": lost, "leaked": leaked, "rss_kib_start": mem[0], "rss_kib_end": mem[1],
+         "result": "pass" if not problems else "FAIL", "problems": problems}
+    r.update(extra)
+    return r
+
+
+# ---------------------------------------------------------------------------------------
+
+def scn_soak(lab, a):
+    dur = a.duration or (60 if a.short else 600)
+    lab.start_dut()
+    sat = saturation(lab)
+    rate = 0.7 * sat
+    lab.start_sink(dur + 30, idle=3)
+    p = lab.gen(dur, rate=rate, background=True)
+    samples = []
+    t0 = time.monotonic()
+    while p.poll() is None:
+        samples.append((time.monotonic() - t0, rss_kib(lab.dut.pid)))
+        time.sleep(2)
+    g = lab.gen_wait(p)
+    lab.sink_wait()
+    v = lab.verdict()
+    d = lab.stop_dut()
+    problems = list(v["problems"])
+    lost_dut = v["lost"] - v["lost_on_generator_link"]
+    if lost_dut != 0:
+        problems.append(f"{lost_dut} passing frames lost by op25b")
+    dut_checks(d, problems, "soak")
+    # RSS after warm-up (10 % in) vs end.
+    warm = [r for t, r in samples if t >= dur * 0.1 and r] or [r for _, r in samples if r]
+    start_rss, end_rss = warm[0], warm[-1]
+    if end_rss - start_rss > 2048:
+        problems.append(f"RSS grew {end_rss - start_rss} KiB after warm-up")
+    blocked = sum(n for k, n in d["received_on"]["subscriber"]["verdicts"].items() if not k.startswith("forward"))
+    return row("soak", f"{rate / 1e6:.3f} Mpps offered (70% of {sat / 1e6:.3f})", dur, "none", g["sent"],
+               lost_dut, v["leaked"], (start_rss, end_rss), problems,
+               lost_on_generator_link=v["lost_on_generator_link"], blocked_by_dut=blocked,
+               replies_sent=d["events"]["replies_sent"], rss_kib_first=samples[0][1] if samples else None)
+
+
+def scn_overload(lab, a):
+    dur = a.duration or (10 if a.short else 30)
+    lab.start_dut()
+    sat = saturation(lab)
+    # Phase 1: 150 % for dur; progress of the DUT sampled every second from /metrics.
+    lab.start_sink(dur + 30, idle=3)
+    p = lab.gen(dur, rate=1.5 * sat, background=True)
+    progress, last, stalls = [], None, 0
+    rss0 = rss_kib(lab.dut.pid)
+    while p.poll() is None:
+        m = lab.metrics()
+        rx = metric(m, "op25b_rx_frames_total", 'interface="subscriber"')
+        if last is not None:
+            progress.append(rx - last)
+            if rx == last:
+                stalls += 1
+        last = rx
+        time.sleep(1)
+    g1 = lab.gen_wait(p)
+    s1 = lab.sink_wait()
+    v1 = lab.verdict()
+    # Phase 2: 50 %: everything must arrive again.
+    lab.start_sink(dur + 30, idle=3)
+    g2 = lab.gen(dur, rate=0.5 * sat)
+    lab.sink_wait()
+    v2 = lab.verdict()
+    rss1 = rss_kib(lab.dut.pid)
+    d = lab.stop_dut()
+    problems = []
+    if v1["leaked"] or v2["leaked"]:
+        problems.append(f"leaked {v1['leaked']} + {v2['leaked']} blocked frames")
+    if stalls:
+        problems.append(f"op25b made no progress in {stalls} one-second samples under overload")
+    lost2 = v2["lost"] - v2["lost_on_generator_link"]
+    if lost2:
+        problems.append(f"after the overload, {lost2} passing frames lost at 50% load (no recovery)")
+    dut_checks(d, problems, "overload")
+    sub = d["received_on"]["subscriber"]
+    kd = sub["kernel_drops"]
+    kernel = kd["rx_dropped"] + kd["rx_ring_full"]
+    return row("overload", f"150% of {sat / 1e6:.3f} Mpps for {dur} s, then 50%", 2 * dur, "overload",
+               g1["sent"] + g2["sent"], lost2, v1["leaked"] + v2["leaked"], (rss0, rss1), problems,
+               overload_sink_mpps=s1["mpps"], overload_lost=v1["lost"],
+               overload_lost_on_generator_link=v1["lost_on_generator_link"],
+               kernel_drops_subscriber=kd, rx_per_second_min=min(progress) if progress else 0,
+               note="under overload the loss is counted as kernel drops (rx_dropped, fill_empty) and generator-link drops")
+
+
+def hostile_profile(lab, share=1.0):
+    text = open(os.path.join(HERE, PROFILE)).read()
+    text = re.sub(r"^flows:.*$", "flows: 2048", text, flags=re.M)
+    text += f"\nhostile_share: {share}\nmax_frame: 1514\n"
+    path = lab.path("hostile-profile.yaml")
+    open(path, "w").write(text)
+    return path
+
+
+def scn_hostile(lab, a):
+    dur = a.duration or (5 if a.short else 30)
+    prof = hostile_profile(lab, 0.5)
+    lab.start_dut()
+    problems = []
+    # 1. Line rate (unlimited generator): no crash, nothing blocked arrives (tag and
+    #    oracle), the DUT keeps running.
+    lab.start_sink(dur + 30, idle=3, oracle_cfg=CFG)
+    rss0 = rss_kib(lab.dut.pid)
+    g1 = lab.gen(dur, profile=prof)
+    s1 = lab.sink_wait()
+    v1 = lab.verdict()
+    if lab.dut.poll() is not None:
+        problems.append("op25b died under hostile frames")
+    problems += [f"line rate: {p}" for p in v1["problems"] if "lost" not in p]
+    # 2. At a rate it sustains: every frame attributed to the reason the policy gives it.
+    before = json.loads(json.dumps(metric_snapshot(lab)))
+    lab.start_sink(30, idle=3, oracle_cfg=CFG)
+    g2 = lab.gen(min(dur, 5), rate=50000, profile=prof)
+    s2 = lab.sink_wait()
+    v2 = lab.verdict()
+    after = metric_snapshot(lab)
+    rss1 = rss_kib(lab.dut.pid)
+    d = lab.stop_dut()
+    problems += [f"50k/s: {p}" for p in v2["problems"]]
+    for key, n in g2["per_verdict"].items():
+        got = after.get(key, 0) - before.get(key, 0)
+        if got != n:
+            problems.append(f"counter {key}: op25b counted {got:.0f}, the generator sent {n}")
+    untagged_lost = g2["sent_untagged_pass"] - s2["foreign"]
+    if untagged_lost:
+        problems.append(f"{untagged_lost} hostile frames that the policy forwards did not arrive")
+    dut_checks(d, problems, "hostile")
+    return row("hostile frames", f"line rate ({g1['mpps']:.3f} Mpps sent) + 50k/s attribution run, 50% hostile",
+               dur + 5, "hostile frames", g1["sent"] + g2["sent"], v2["lost"] - v2["lost_on_generator_link"],
+               s1["leaked"] + s2["leaked"] + s1["oracle_leaks"] + s2["oracle_leaks"], (rss0, rss1), problems,
+               oracle_leaks=s1["oracle_leaks"] + s2["oracle_leaks"], per_verdict=g2["per_verdict"],
+               hostile_sent=g1["sent_untagged"] + g2["sent_untagged"])
+
+
+def metric_snapshot(lab):
+    """op25b_frames_total{direction="outbound"} by verdict/reason."""
+    out = {}
+    for line in lab.metrics().splitlines():
+        if line.startswith("op25b_frames_total") and 'direction="outbound"' in line:
+            act = re.search(r'verdict="([^"]+)"', line).group(1)
+            rea = re.search(r'reason="([^"]+)"', line).group(1)
+            out[f"{act}/{rea}"] = out.get(f"{act}/{rea}", 0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def scn_reply_abuse(lab, a):
+    dur = a.duration or (5 if a.short else 20)
+    text = open(os.path.join(HERE, PROFILE)).read()
+    text = re.sub(r"^smtp_share:.*$", "smtp_share: 0.5", text, flags=re.M)
+    text = re.sub(r"^smtp_ports:.*$", "smtp_ports: [25]", text, flags=re.M)
+    text = re.sub(r"^syn_share:.*$", "syn_share: 1.0", text, flags=re.M)
+    text = re.sub(r"^ipv6_share:.*$", "ipv6_share: 0.0", text, flags=re.M)
+    # Sources: the flooding dynamic pool (reject with RST) and static hosts (other traffic).
+    text = re.sub(r"sources:\n(  - .*\n)+", "sources:\n  - {name: flood, prefix: 198.51.100.0/25, weight: 3}\n"
+                  "  - {name: static, prefix: 198.51.100.200/32, weight: 1}\n", text)
+    prof = lab.path("reply-profile.yaml")
+    open(prof, "w").write(text)
+    lab.start_dut()
+    rss0 = rss_kib(lab.dut.pid)
+    lab.start_sink(dur + 30, idle=3)
+    rate = 150000
+    t0 = time.monotonic()
+    g = lab.gen(dur, rate=rate, profile=prof)
+    elapsed = time.monotonic() - t0
+    lab.sink_wait()
+    v = lab.verdict()
+    rss1 = rss_kib(lab.dut.pid)
+    run_s = time.monotonic() - lab.dut_started
+    d = lab.stop_dut()
+    ev = d["events"]
+    problems = list(v["problems"])
+    lost = v["lost"] - v["lost_on_generator_link"]
+    if lost:
+        problems.append(f"{lost} frames of other traffic lost during the flood")
+    # reject_rate in bench.yaml: 1000/s, burst 100, per worker (1 worker).
+    budget = 1000 * run_s + 100
+    if ev["replies_sent"] > budget:
+        problems.append(f"{ev['replies_sent']} replies sent, more than the rate allows ({budget:.0f})")
+    rejected = sum(n for k, n in d["received_on"]["subscriber"]["verdicts"].items() if k.startswith("reject"))
+    if ev["replies_sent"] + ev["replies_rate_limited"] + ev["replies_failed"] != rejected:
+        problems.append(f"replies {ev['replies_sent']} + limited {ev['replies_rate_limited']} + failed "
+                        f"{ev['replies_failed']} != rejected frames {rejected}")
+    if ev["replies_sent"] < 1000 * elapsed * 0.8:
+        problems.append(f"only {ev['replies_sent']} replies in {elapsed:.1f} s: the limiter starves")
+    dut_checks(d, problems, "reply abuse")
+    return row("reply abuse", f"{rate} frames/s, {rejected / max(g['sent'], 1):.0%} of them SYNs to 25 from a reject class", dur, "SYN flood", g["sent"], lost,
+               v["leaked"], (rss0, rss1), problems, rejected=rejected, replies_sent=ev["replies_sent"],
+               replies_rate_limited=ev["replies_rate_limited"], reply_budget=round(budget))
+
+
+def load_phase(lab, dur, rate, during=None):
+    """One generator run with a fresh sink; `during(t)` is called while it runs."""
+    lab.start_sink(dur + 40, idle=8)
+    p = lab.gen(dur, rate=rate, background=True)
+    if during:
+        during()
+    g = lab.gen_wait(p)
+    lab.sink_wait()
+    v = lab.verdict()
+    if v["leaked"] or v["oracle_leaks"]:
+        for line in open(lab.path("sink.log")):
+            if "LEAK" in line:
+                say(line.strip())
+    return g, v
+
+
+def scn_faults(lab, a):
+    rate = 50000
+    dur = 6 if a.short else 20
+    lab.start_dut()
+    rss0 = rss_kib(lab.dut.pid)
+    problems, sent, leaked, figures = [], 0, 0, {}
+
+    def check_clean(label):
+        nonlocal sent, leaked
+        g, v = load_phase(lab, 3, rate)
+        sent += g["sent"]
+        leaked += v["leaked"]
+        lost = v["lost"] - v["lost_on_generator_link"]
+        if lost or v["leaked"]:
+            problems.append(f"after {label}: lost {lost}, leaked {v['leaked']}")
+        if lab.dut.poll() is not None:
+            problems.append(f"op25b died after {label}")
+        if not lab.xdp_attached():
+            problems.append(f"after {label}: op25b's XDP programs are not attached")
+
+    # 1. Upstream veth down and up during load.
+    def flap():
+        time.sleep(dur / 3)
+        sh("ip", "link", "set", "d1", "down", ns="op25b-dut")
+        time.sleep(1)
+        sh("ip", "link", "set", "d1", "up", ns="op25b-dut")
+    g, v = load_phase(lab, dur, rate, flap)
+    sent += g["sent"]
+    leaked += v["leaked"]
+    figures["link_flap_lost"] = v["lost"]
+    check_clean("upstream link down/up")
+    # 2. The peer stops reading: u0 (the sink's side of d1) down for 3 s, so d1 has no
+    #    carrier and op25b's TX ring towards it fills.
+    m0 = lab.metrics()
+
+    def stall():
+        time.sleep(dur / 3)
+        sh("ip", "link", "set", "u0", "down", ns="op25b-up")
+        time.sleep(3)
+        sh("ip", "link", "set", "u0", "up", ns="op25b-up")
+    g, v = load_phase(lab, dur, rate, stall)
+    sent += g["sent"]
+    leaked += v["leaked"]
+    m1 = lab.metrics()
+    figures["peer_stop_lost"] = v["lost"]
+    figures["peer_stop_d1_tx_dropped"] = v["lost"] - v["lost_on_generator_link"]
+    figures["peer_stop_tx_ring_full"] = metric(m1, "op25b_events_total", 'event="tx_ring_full"') - \
+        metric(m0, "op25b_events_total", 'event="tx_ring_full"')
+    check_clean("peer stopped reading")
+    # 3. SIGHUP storm: 100 reloads in 10 s, every third config invalid.
+    cfg_copy = lab.path("storm.yaml")
+    good = open(os.path.join(HERE, CFG)).read().replace("prefixes/", os.path.join(HERE, "configs/prefixes") + "/")
+    open(cfg_copy, "w").write(good)
+    end(lab.dut)
+    lab.start_dut(cfg=cfg_copy)
+    # The second policy changes actions (reject -> drop), not which frames pass, so
+    # every passing frame must still arrive.
+    variants = [good, good.replace("action: reject\n      reply: tcp-reset", "action: drop", 1), "policy: [unclosed"]
+
+    def storm():
+        for i in range(100):
+            open(cfg_copy, "w").write(variants[i % 3])
+            lab.dut.send_signal(signal.SIGHUP)
+            time.sleep(0.1)
+        open(cfg_copy, "w").write(good)
+        lab.dut.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+    g, v = load_phase(lab, 12, rate, storm)
+    sent += g["sent"]
+    leaked += v["leaked"]
+    log = open(lab.dut_log).read()
+    figures["storm_reloads_applied"] = log.count("policy reloaded")
+    figures["storm_reloads_refused"] = log.count("stays")
+    figures["storm_lost"] = v["lost"] - v["lost_on_generator_link"]
+    if figures["storm_lost"] or figures["storm_reloads_applied"] < 60 or figures["storm_reloads_refused"] < 30:
+        problems.append(f"SIGHUP storm: lost {figures['storm_lost']}, applied {figures['storm_reloads_applied']}, "
+                        f"refused {figures['storm_reloads_refused']} (expected 0, >= 60, >= 30)")
+    check_clean("SIGHUP storm")
+    # 4. kill -9 under load, then restart: nothing left attached, forwarding resumes.
+    t_kill = {}
+
+    def kill9():
+        time.sleep(dur / 3)
+        end(lab.dut, signal.SIGKILL)
+        t_kill["t"] = time.monotonic()
+        deadline = time.monotonic() + 2
+        while lab.xdp_attached() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        t_kill["detached_ms"] = (time.monotonic() - t_kill["t"]) * 1e3
+        t_kill["left_attached"] = lab.xdp_attached()
+        time.sleep(1)
+        lab.start_dut()
+    g, v = load_phase(lab, dur, rate, kill9)
+    sent += g["sent"]
+    leaked += v["leaked"]
+    figures["kill9_xdp_detached_ms"] = round(t_kill["detached_ms"], 1)
+    figures["kill9_outage_ms"] = round(v["max_gap_ms"], 1)
+    figures["kill9_lost_while_dead"] = v["lost"]
+    if t_kill["left_attached"]:
+        problems.append("XDP program still attached 2 s after kill -9")
+    check_clean("kill -9 and restart")
+    rss1 = rss_kib(lab.dut.pid)
+    d = lab.stop_dut()
+    dut_checks(d, problems, "faults")
+    if lab.xdp_attached():
+        problems.append("XDP left attached after the final stop")
+    return row("faults", f"{rate} frames/s", None or 0, "link flap, peer stop, 100 SIGHUPs, kill -9", sent,
+               figures["storm_lost"], leaked, (rss0, rss1), problems, **figures)
+
+
+def failover_cfg(lab, mode):
+    text = open(os.path.join(HERE, CFG)).read().replace("prefixes/", os.path.join(HERE, "configs/prefixes") + "/")
+    text = text.replace("  ring_size: 2048\n", f"  ring_size: 2048\n  failure_mode: {mode}\n", 1)
+    path = lab.path(f"failover-{mode}.yaml")
+    open(path, "w").write(text)
+    return path
+
+
+def scn_failover(lab, a):
+    rate = 50000
+    dur = 6 if a.short else 12
+    out = []
+    for mode in os.environ.get("SOAK_FAILOVER_MODES", "open,closed").split(","):
+        cfg = failover_cfg(lab, mode)
+        lab.start_dut(cfg=cfg)
+        rss0 = rss_kib(lab.dut.pid)
+        problems = []
+        info = {}
+
+        def kill9():
+            time.sleep(dur / 3)
+            end(lab.dut, signal.SIGKILL)
+            info["killed"] = time.monotonic()
+            time.sleep(dur / 3)  # dead for a third of the run
+            lab.start_dut(cfg=cfg, wait=False)
+            info["restart_ms"] = lab.wait_running() * 1e3
+        g, v = load_phase(lab, dur, rate, kill9)
+        sink = json.load(open(lab.sink_report))
+        lost = v["lost"] - v["lost_on_generator_link"]
+        if v["leaked"]:
+            problems.append(f"{v['leaked']} blocked frames leaked (op25b killed and restarted)")
+        if mode == "open" and v["max_gap_ms"] > 500:
+            problems.append(f"open: traffic stopped for {v['max_gap_ms']:.0f} ms")
+        if mode == "closed" and v["max_gap_ms"] < dur / 3 * 1e3 * 0.8:
+            problems.append(f"closed: traffic flowed while op25b was dead (longest gap {v['max_gap_ms']:.0f} ms)")
+        # After the restart: clean.
+        g2, v2 = load_phase(lab, 3, rate)
+        if v2["leaked"] or v2["lost"] - v2["lost_on_generator_link"]:
+            problems.append(f"after restart: lost {v2['lost']}, leaked {v2['leaked']}")
+        rss1 = rss_kib(lab.dut.pid)
+        lab.stop_dut()
+        if mode == "open":
+            br = sh("ip", "-d", "link", "show", "br-op25b", ns="op25b-dut", check=False).returncode == 0
+            tbl = "op25b_fallback_" in sh("nft", "list", "tables", "bridge", ns="op25b-dut", check=False).stdout
+            if not (br and tbl):
+                problems.append("open: the fallback bridge or its rule set is missing after stop")
+        out.append(row(f"failure_mode {mode}", f"{rate} frames/s, kill -9 for {dur / 3:.0f} s", dur + 3,
+                       "kill -9, restart", g["sent"] + g2["sent"], lost, v["leaked"] + v2["leaked"],
+                       (rss0, rss1), problems, outage_ms=round(v["max_gap_ms"], 1),
+                       restart_ms=round(info.get("restart_ms", 0), 1), sink_received=sink["received"]))
+        # Closed after open: take the bridge down so the closed run starts clean.
+        sh("ip", "link", "del", "br-op25b", ns="op25b-dut", check=False)
+        for t in re.findall(r"op25b_fallback_\d+", sh("nft", "list", "tables", "bridge", ns="op25b-dut", check=False).stdout):
+            sh("nft", "delete", "table", "bridge", t, ns="op25b-dut", check=False)
+    return out
+
+
+SCENARIOS = {"soak": scn_soak, "overload": scn_overload, "hostile": scn_hostile,
+             "reply-abuse": scn_reply_abuse, "faults": scn_faults, "failover": scn_failover}
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="soak.sh")
+    ap.add_argument("scenarios", nargs="*", default=["soak"])
+    ap.add_argument("--duration", type=float)
+    ap.add_argument("--short", action="store_true")
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    names = list(SCENARIOS) if a.scenarios == ["all"] else a.scenarios
+    for n in names:
+        if n not in SCENARIOS:
+            sys.exit(f"soak.sh: unknown scenario {n!r} (one of {', '.join(SCENARIOS)}, all)")
+    if os.geteuid() != 0:
+        sys.exit("soak.sh: needs root (namespaces, XDP)")
+    rows, failed = [], False
+    sh("bash", "scripts/lab.sh", "rootcheck-begin")
+    try:
+        for n in names:
+            with tempfile.TemporaryDirectory(prefix=f"op25b-soak-{n}.") as work:
+                say(f"--- {n}{' (short)' if a.short else ''}")
+                lab = Lab(work)
+                t0 = time.monotonic()
+                try:
+                    r = SCENARIOS[n](lab, a)
+                except Exception as e:  # a failed step is a failed scenario, reported
+                    r = row(n, "-", 0, "-", 0, 0, 0, (None, None), [f"aborted: {e}"])
+                for x in (r if isinstance(r, list) else [r]):
+                    x["wall_s"] = round(time.monotonic() - t0, 1)
+                    rows.append(x)
+                    failed |= x["result"] != "pass"
+                    say(json.dumps(x))
+                cleanup()
+    finally:
+        cleanup()
+        rc = sh("bash", "scripts/lab.sh", "rootcheck-end", check=False)
+        if rc.returncode != 0:
+            say("root-namespace counters moved:\n" + rc.stdout + rc.stderr)
+            failed = True
+    if a.out:
+        os.makedirs(a.out, exist_ok=True)
+        with open(os.path.join(a.out, "results.jsonl"), "a") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+    print(f"\n{'test':22} {'result':6} {'sent':>10} {'lost':>6} {'leaked':>6} {'RSS KiB start/end':>18}")
+    for r in rows:
+        print(f"{r['test']:22} {r['result']:6} {r['sent']:>10} {r['lost']:>6} {r['leaked']:>6} "
+              f"{str(r['rss_kib_start']) + '/' + str(r['rss_kib_end']):>18}")
+        for p in r["problems"]:
+            print(f"  PROBLEM: {p}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
+    main()
