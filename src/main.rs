@@ -5,5 +5,28 @@ mod cli;
 mod cli_bench;
 
 fn main() -> std::process::ExitCode {
-    cli::run(cli::Cli::parse())
+    match cli::Cli::try_parse() {
+        Ok(c) => cli::run(c),
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // One line: what is wrong, and where to look.
+            let text = e.render().to_string();
+            // clap's first paragraph (the error, sometimes the missing arguments on the
+            // next lines), joined into one line.
+            let first: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            eprintln!(
+                "{} (see `op25b --help`, or `op25b <command> --help`)",
+                first.join(" ")
+            );
+            std::process::ExitCode::from(2)
+        }
+    }
 }

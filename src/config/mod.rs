@@ -585,11 +585,52 @@ pub struct Loaded {
     pub report: LoadReport,
 }
 
+/// Largest config file (prefix lists belong in `file:` entries).
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// Largest prefix file (about 40 million lines).
+pub const MAX_PREFIX_FILE_BYTES: u64 = 1 << 30;
+
+/// Reads a whole text file of at most `limit` bytes, with errors that say what is wrong
+/// (a directory, too large, not UTF-8) rather than a bare errno.
+fn read_text(path: &Path, limit: u64, what: &str) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let f = std::fs::File::open(path)?;
+    let meta = f.metadata()?;
+    if meta.is_dir() {
+        return Err(Error::other(format!("is a directory; expected a {what}")));
+    }
+    let too_big = |n: u64| {
+        Error::other(format!(
+            "{n} bytes is more than the {} MiB a {what} may have",
+            limit >> 20
+        ))
+    };
+    if meta.len() > limit {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "not UTF-8 text (invalid byte at offset {}); expected a {what}",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
 /// Reads, validates and compiles a config file and every prefix file it names.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: path.to_path_buf(),
-        source,
+    let text = read_text(path, MAX_CONFIG_BYTES, "YAML config file").map_err(|source| {
+        ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        }
     })?;
     load_str(path, &text)
 }
@@ -796,10 +837,12 @@ fn resolve(config: &Path, p: &Path) -> PathBuf {
 
 /// Reads a prefix file: one prefix per line, `#` starts a comment, blank lines ignored.
 pub fn read_prefix_file(config: &Path, file: &Path) -> Result<Vec<(Prefix, usize)>, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::ReadListed {
-        config: config.to_path_buf(),
-        file: file.to_path_buf(),
-        source,
+    let text = read_text(file, MAX_PREFIX_FILE_BYTES, "prefix file").map_err(|source| {
+        ConfigError::ReadListed {
+            config: config.to_path_buf(),
+            file: file.to_path_buf(),
+            source,
+        }
     })?;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -844,9 +887,11 @@ impl fmt::Display for Origin {
 /// [`load`], and also every subscriber prefix with its class (for exporting the policy
 /// to other tools, e.g. `op25b export-nft`).
 pub fn load_listing(path: &Path) -> Result<(Loaded, Vec<(IpNet, ClassId)>), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: path.to_path_buf(),
-        source,
+    let text = read_text(path, MAX_CONFIG_BYTES, "YAML config file").map_err(|source| {
+        ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        }
     })?;
     let raw: RawConfig = serde_yaml::from_str(&text).map_err(|e| ConfigError::Syntax {
         file: path.to_path_buf(),

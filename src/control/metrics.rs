@@ -59,7 +59,8 @@ pub fn serve(
 }
 
 fn handle(stream: std::net::TcpStream, state: &MetricsState) -> std::io::Result<()> {
-    let mut reader = BufReader::new(&stream);
+    // At most 16 KiB of request line and headers: a client cannot make us buffer more.
+    let mut reader = BufReader::new(std::io::Read::take(&stream, 16 * 1024));
     let mut request = String::new();
     reader.read_line(&mut request)?;
     // Drain the headers.

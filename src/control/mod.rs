@@ -519,9 +519,11 @@ pub fn reload(
 pub fn signal_reload(config_path: &Path) -> Result<u32, RunError> {
     let loaded = config::load(config_path)?;
     let pid_file = &loaded.config.control.pid_file;
-    let text = std::fs::read_to_string(pid_file).map_err(|source| RunError::PidFile {
-        path: pid_file.clone(),
-        source,
+    let text = std::fs::read_to_string(pid_file).map_err(|e| {
+        RunError::Reload(format!(
+            "no op25b is running with this config: cannot read its pid file {} ({e})",
+            pid_file.display()
+        ))
     })?;
     let pid: u32 = text.trim().parse().map_err(|_| {
         RunError::Reload(format!(

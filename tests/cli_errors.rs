@@ -1,0 +1,324 @@
+//! Broken command lines and files that cannot be configs: each must give exactly one
+//! `error: ...` line naming what to fix and a non-zero exit (2 for bad arguments, 1 for
+//! bad input), never a panic. Together with `config_errors.rs` (24 broken configs) and
+//! the interface checks in `e2e_lab.rs` this is the table in docs/reliability.md.
+//! Generated cases: a prefix file of 1,000,000 lines with one bad line, sparse files
+//! past the size limits, a non-UTF-8 file, a directory, and (as root) a file the user
+//! running op25b cannot read.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn op25b(args: &[&str], as_nobody: bool) -> (i32, String, String) {
+    let mut c = if as_nobody {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_op25b"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_op25b"))
+    };
+    let out = c
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run op25b");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A config like lab.yaml whose subscribers come from `file`, with a private pid file and
+/// an unused listen address.
+fn config_with_file(dir: &Path, name: &str, file: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("configs/lab.yaml"))
+        .unwrap()
+        .replace(
+            "    - {prefix: 198.51.100.0/24, class: dynamic}",
+            &format!("    - {{file: {}, class: dynamic}}", file.display()),
+        )
+        .replace(
+            "pid_file: /run/op25b-lab.pid",
+            "pid_file: /tmp/op25b-cli-errors.pid",
+        )
+        .replace("127.0.0.1:9725", "127.0.0.1:1");
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+struct Case {
+    name: &'static str,
+    args: Vec<String>,
+    code: i32,
+    wants: Vec<String>,
+    as_nobody: bool,
+}
+
+fn case(name: &'static str, args: &[&str], code: i32, wants: &[&str]) -> Case {
+    Case {
+        name,
+        args: args.iter().map(|s| s.to_string()).collect(),
+        code,
+        wants: wants.iter().map(|s| s.to_string()).collect(),
+        as_nobody: false,
+    }
+}
+
+#[test]
+fn every_broken_command_line_fails_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let p = |n: &str| d.join(n).to_str().unwrap().to_string();
+
+    // 1,000,000 prefixes, line 654,321 broken.
+    let big = d.join("million.txt");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+        for i in 0u32..1_000_000 {
+            if i == 654_320 {
+                writeln!(f, "10.9.300.0/30").unwrap();
+            } else {
+                let a = 0x0a00_0000u32 + i * 4;
+                writeln!(f, "{}/30", std::net::Ipv4Addr::from(a)).unwrap();
+            }
+        }
+    }
+    let million = config_with_file(d, "million.yaml", &big);
+    // Sparse files past the limits (no disk used).
+    let huge_cfg = d.join("huge.yaml");
+    std::fs::File::create(&huge_cfg)
+        .unwrap()
+        .set_len(17 << 20)
+        .unwrap();
+    let huge_list = d.join("huge.txt");
+    std::fs::File::create(&huge_list)
+        .unwrap()
+        .set_len((1 << 30) + 1)
+        .unwrap();
+    let huge_list_cfg = config_with_file(d, "huge-list.yaml", &huge_list);
+    std::fs::write(
+        d.join("latin1.yaml"),
+        b"interfaces:\n  subscriber: d\xf60\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("empty.yaml"), b"").unwrap();
+    std::fs::write(d.join("not-a-map.yaml"), b"- just\n- a list\n").unwrap();
+    std::fs::write(
+        d.join("hostile2.yaml"),
+        std::fs::read_to_string(root().join("configs/bench-profile.yaml")).unwrap()
+            + "hostile_share: 2\n",
+    )
+    .unwrap();
+    let private = d.join("private.yaml");
+    std::fs::copy(root().join("configs/lab.yaml"), &private).unwrap();
+    let lab_quiet = config_with_file(
+        d,
+        "quiet.yaml",
+        &root().join("configs/prefixes/dynamic-v4.txt"),
+    );
+
+    let mut cases = vec![
+        case(
+            "unknown command",
+            &["frobnicate"],
+            2,
+            &["unrecognized subcommand 'frobnicate'"],
+        ),
+        case("run without --config", &["run"], 2, &["--config <CONFIG>"]),
+        case(
+            "unknown option",
+            &["check", "--conifg", "x.yaml"],
+            2,
+            &["unexpected argument '--conifg'"],
+        ),
+        case(
+            "duration not a number",
+            &["run", "-c", "configs/lab.yaml", "--duration", "soon"],
+            2,
+            &["invalid value 'soon' for '--duration"],
+        ),
+        case(
+            "rate not a number",
+            &[
+                "bench",
+                "gen",
+                "-i",
+                "s0",
+                "-c",
+                "configs/bench.yaml",
+                "-p",
+                "configs/bench-profile.yaml",
+                "--rate",
+                "fast",
+            ],
+            2,
+            &["invalid value 'fast' for '--rate"],
+        ),
+        case(
+            "bad nft family",
+            &[
+                "export-nft",
+                "-c",
+                "configs/lab.yaml",
+                "--family",
+                "ethernet",
+            ],
+            2,
+            &["invalid value 'ethernet'", "bridge, netdev"],
+        ),
+        case(
+            "sink queues 0",
+            &["bench", "sink", "-i", "u0", "--queues", "0"],
+            1,
+            &["--queues 0 is outside 1..64"],
+        ),
+        case(
+            "missing config file",
+            &["check", "-c", "/nonexistent/op25b.yaml"],
+            1,
+            &["/nonexistent/op25b.yaml: cannot read", "No such file"],
+        ),
+        case(
+            "config is a directory",
+            &["check", "-c", d.to_str().unwrap()],
+            1,
+            &["is a directory; expected a YAML config file"],
+        ),
+        case(
+            "config not UTF-8",
+            &["check", "-c", &p("latin1.yaml")],
+            1,
+            &[
+                "latin1.yaml: cannot read",
+                "not UTF-8 text (invalid byte at offset 27)",
+            ],
+        ),
+        case(
+            "config of 17 MiB",
+            &["check", "-c", huge_cfg.to_str().unwrap()],
+            1,
+            &["17825792 bytes is more than the 16 MiB a YAML config file may have"],
+        ),
+        case(
+            "empty config",
+            &["check", "-c", &p("empty.yaml")],
+            1,
+            &["missing field `interfaces`"],
+        ),
+        case(
+            "config not a map",
+            &["check", "-c", &p("not-a-map.yaml")],
+            1,
+            &["not-a-map.yaml", "expected struct"],
+        ),
+        case(
+            "1M-line prefix file, one bad line",
+            &["check", "-c", million.to_str().unwrap()],
+            1,
+            &["million.txt:654321", "\"10.9.300.0/30\"", "listed in"],
+        ),
+        case(
+            "prefix file over 1 GiB",
+            &["check", "-c", huge_list_cfg.to_str().unwrap()],
+            1,
+            &[
+                "huge.txt",
+                "1073741825 bytes is more than the 1024 MiB a prefix file may have",
+            ],
+        ),
+        case(
+            "classify a missing capture",
+            &[
+                "classify",
+                "-c",
+                "configs/lab.yaml",
+                "--pcap",
+                "/nonexistent.pcap",
+            ],
+            2,
+            &["/nonexistent.pcap"],
+        ),
+        case(
+            "profile share out of range",
+            &[
+                "bench",
+                "gen",
+                "-i",
+                "s0",
+                "-c",
+                "configs/bench.yaml",
+                "-p",
+                &p("hostile2.yaml"),
+            ],
+            1,
+            &["hostile_share", "2 is outside 0..1"],
+        ),
+        case(
+            "reload with nothing running",
+            &["reload", "-c", lab_quiet.to_str().unwrap()],
+            1,
+            &[
+                "no op25b is running with this config",
+                "/tmp/op25b-cli-errors.pid",
+            ],
+        ),
+        case(
+            "status with nothing listening",
+            &["status", "-c", lab_quiet.to_str().unwrap()],
+            1,
+            &["no op25b answering at http://127.0.0.1:1/metrics"],
+        ),
+    ];
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut c = case(
+            "config the user cannot read",
+            &["check", "-c", private.to_str().unwrap()],
+            1,
+            &["private.yaml: cannot read", "Permission denied"],
+        );
+        c.as_nobody = true;
+        cases.push(c);
+    } else {
+        eprintln!("not root: the unreadable-file case needs another user; skipped");
+    }
+    assert!(cases.len() >= 19);
+    let mut failures = Vec::new();
+    for c in &cases {
+        let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+        let (code, _out, err) = op25b(&args, c.as_nobody);
+        let lines: Vec<&str> = err.lines().collect();
+        if code != c.code {
+            failures.push(format!(
+                "{}: exit {code}, expected {}: {err}",
+                c.name, c.code
+            ));
+        }
+        if lines.len() != 1 || !lines[0].starts_with("error: ") {
+            failures.push(format!(
+                "{}: expected one `error: ...` line, got {err:?}",
+                c.name
+            ));
+        }
+        if err.contains("panicked") {
+            failures.push(format!("{}: PANIC: {err}", c.name));
+        }
+        for w in &c.wants {
+            if !err.contains(w.as_str()) {
+                failures.push(format!("{}: message lacks {w:?}: {err}", c.name));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
