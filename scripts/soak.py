@@ -242,7 +242,9 @@ def scn_soak(lab, a):
     return row("soak", f"{rate / 1e6:.3f} Mpps offered (70% of {sat / 1e6:.3f})", dur, "none", g["sent"],
                lost_dut, v["leaked"], (start_rss, end_rss), problems,
                lost_on_generator_link=v["lost_on_generator_link"], lost_by_sink_socket=sd, blocked_by_dut=blocked,
-               replies_sent=d["events"]["replies_sent"], rss_kib_first=samples[0][1] if samples else None)
+               replies_sent=d["events"]["replies_sent"], rss_kib_first=samples[0][1] if samples else None,
+               dut_kernel_drops=d["received_on"]["subscriber"]["kernel_drops"],
+               dut_tx_ring_full=d["events"]["tx_ring_full"], dut_fill_starved=d["events"]["fill_starved"])
 
 
 def scn_overload(lab, a):
