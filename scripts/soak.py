@@ -217,6 +217,7 @@ def scn_soak(lab, a):
     sat = saturation(lab)
     rate = 0.7 * sat
     lab.start_sink(dur + 30, idle=3)
+    m0 = lab.metrics()
     p = lab.gen(dur, rate=rate, background=True)
     samples = []
     t0 = time.monotonic()
@@ -227,6 +228,10 @@ def scn_soak(lab, a):
     lab.sink_wait()
     v = lab.verdict()
     sd = sink_drops(lab)
+    m1 = lab.metrics()
+    kd = {r: metric(m1, "op25b_kernel_drops_total", f'interface="subscriber",reason="{r}"')
+          - metric(m0, "op25b_kernel_drops_total", f'interface="subscriber",reason="{r}"')
+          for r in ("rx_dropped", "rx_ring_full", "fill_empty")}
     d = lab.stop_dut()
     problems = [p for p in v["problems"] if "lost" not in p]
     lost_dut = v["lost"] - v["lost_on_generator_link"] - sd
@@ -243,7 +248,7 @@ def scn_soak(lab, a):
                lost_dut, v["leaked"], (start_rss, end_rss), problems,
                lost_on_generator_link=v["lost_on_generator_link"], lost_by_sink_socket=sd, blocked_by_dut=blocked,
                replies_sent=d["events"]["replies_sent"], rss_kib_first=samples[0][1] if samples else None,
-               dut_kernel_drops=d["received_on"]["subscriber"]["kernel_drops"],
+               dut_kernel_drops=kd,
                dut_tx_ring_full=d["events"]["tx_ring_full"], dut_fill_starved=d["events"]["fill_starved"])
 
 

@@ -338,10 +338,12 @@ pub fn sink(
     stop: &AtomicBool,
     ready: impl FnOnce(),
 ) -> Result<SinkReport, BenchError> {
+    // Deep rings: the sink shares a core with the generator in the lab, and every frame
+    // it fails to take is a measurement loss (counted apart as the sink's kernel drops).
     let port_opts = PortOptions {
         frame_size: 4096,
-        ring_size: 2048,
-        frame_count: 8192,
+        ring_size: 8192,
+        frame_count: 32768,
         xdp_mode: opts.xdp_mode,
         tx_budget: 32,
     };
