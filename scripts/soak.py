@@ -241,6 +241,8 @@ def scn_soak(lab, a):
     # RSS after warm-up (10 % in) vs end.
     warm = [r for t, r in samples if t >= dur * 0.1 and r] or [r for _, r in samples if r]
     start_rss, end_rss = warm[0], warm[-1]
+    if any(kd.values()):
+        problems.append(f"op25b's sockets dropped frames during the soak: {kd}")
     if end_rss - start_rss > 2048:
         problems.append(f"RSS grew {end_rss - start_rss} KiB after warm-up")
     blocked = sum(n for k, n in d["received_on"]["subscriber"]["verdicts"].items() if not k.startswith("forward"))
@@ -326,6 +328,7 @@ def scn_hostile(lab, a):
     g1 = lab.gen(dur, profile=prof)
     s1 = lab.sink_wait()
     v1 = lab.verdict()
+    sink1_drops = sink_drops(lab)
     if lab.dut.poll() is not None:
         problems.append("op25b died under hostile frames")
     problems += [f"line rate: {p}" for p in v1["problems"] if "lost" not in p]
@@ -343,7 +346,7 @@ def scn_hostile(lab, a):
         got = after.get(key, 0) - before.get(key, 0)
         if got != n:
             problems.append(f"counter {key}: op25b counted {got:.0f}, the generator sent {n}")
-    untagged_lost = g2["sent_untagged_pass"] - s2["foreign"]
+    untagged_lost = g2["sent_untagged_pass"] - s2["foreign"] - sink_drops(lab)
     if untagged_lost:
         problems.append(f"{untagged_lost} hostile frames that the policy forwards did not arrive")
     dut_checks(d, problems, "hostile")
@@ -351,6 +354,7 @@ def scn_hostile(lab, a):
                dur + 5, "hostile frames", g1["sent"] + g2["sent"], v2["lost"] - v2["lost_on_generator_link"],
                s1["leaked"] + s2["leaked"] + s1["oracle_leaks"] + s2["oracle_leaks"], (rss0, rss1), problems,
                oracle_leaks=s1["oracle_leaks"] + s2["oracle_leaks"], per_verdict=g2["per_verdict"],
+               line_rate_sink_socket_drops=sink1_drops,
                hostile_sent=g1["sent_untagged"] + g2["sent_untagged"])
 
 
@@ -480,7 +484,7 @@ def scn_faults(lab, a):
     cfg_copy = lab.path("storm.yaml")
     good = open(os.path.join(HERE, CFG)).read().replace("prefixes/", os.path.join(HERE, "configs/prefixes") + "/")
     open(cfg_copy, "w").write(good)
-    end(lab.dut)
+    dut_checks(lab.stop_dut(), problems, "faults (link flap, peer stop)")
     lab.start_dut(cfg=cfg_copy)
     # The second policy changes actions (reject -> drop), not which frames pass, so
     # every passing frame must still arrive.
@@ -540,7 +544,10 @@ def scn_faults(lab, a):
 
 def failover_cfg(lab, mode):
     text = open(os.path.join(HERE, CFG)).read().replace("prefixes/", os.path.join(HERE, "configs/prefixes") + "/")
-    text = text.replace("  ring_size: 2048\n", f"  ring_size: 2048\n  failure_mode: {mode}\n", 1)
+    new = text.replace("interfaces:\n", f"interfaces:\n  failure_mode: {mode}\n", 1)
+    if new == text:
+        raise RuntimeError(f"cannot set failure_mode in {CFG}")
+    text = new
     path = lab.path(f"failover-{mode}.yaml")
     open(path, "w").write(text)
     return path
@@ -578,7 +585,7 @@ def scn_failover(lab, a):
         if v2["leaked"] or v2["lost"] - v2["lost_on_generator_link"]:
             problems.append(f"after restart: lost {v2['lost']}, leaked {v2['leaked']}")
         rss1 = rss_kib(lab.dut.pid)
-        lab.stop_dut()
+        dut_checks(lab.stop_dut(), problems, f"failure_mode {mode}")
         if mode == "open":
             br = sh("ip", "-d", "link", "show", "br-op25b", ns="op25b-dut", check=False).returncode == 0
             tbl = "op25b_fallback_" in sh("nft", "list", "tables", "bridge", ns="op25b-dut", check=False).stdout

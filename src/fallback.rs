@@ -14,9 +14,10 @@
 //! The work is done with `ip` (iproute2) and `nft` (nftables): each call is one atomic
 //! kernel transaction, and an operator can replay every step by hand.
 
-use crate::config::{Config, FailureMode};
+use crate::config::{Config, FailureMode, Loaded};
 use crate::nft::{Family, NftOptions};
-use std::path::Path;
+use crate::policy::ClassId;
+use ipnet::IpNet;
 use std::process::{Command, Stdio};
 
 /// The nftables tables op25b owns in `failure_mode: open` are `bridge op25b_fallback_<n>`.
@@ -81,9 +82,17 @@ fn run(
     }
     let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
     if !out.status.success() {
+        // nft names the failing rule on the lines after its error: keep a few, joined.
         let err = String::from_utf8_lossy(&out.stderr);
-        let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        return Err(fail(format!("{} ({})", first.trim(), out.status)));
+        let text: Vec<&str> = err
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '^' || c == '~'))
+            .take(3)
+            .collect();
+        let mut text = text.join(" / ");
+        text.truncate(400);
+        return Err(fail(format!("{text} ({})", out.status)));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -104,12 +113,7 @@ pub fn master_of(iface: &str) -> Result<Option<String>, FallbackError> {
 }
 
 fn exists(dev: &str) -> bool {
-    Command::new("ip")
-        .args(["link", "show", "dev", dev])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    crate::datapath::nic::inspect(dev).is_ok()
 }
 
 /// Checks before start: `closed` refuses bridged interfaces; `open` refuses interfaces
@@ -163,44 +167,65 @@ fn fallback_tables() -> Result<Vec<String>, FallbackError> {
         .unwrap_or_default())
 }
 
-/// (Re)installs the fallback rule set from the config file at `path`. The new table is
-/// loaded under a fresh name and committed before the old one is deleted, so some
-/// complete rule set filters every frame at every moment. (Replacing a table in one
-/// transaction is not enough: the kernel activates the new interval maps' elements
-/// just after the new rules, and frames in that gap match no element.) Returns the
-/// table name and whether rejects had to become drops (kernels without reject in the
-/// bridge family).
-pub fn install_rules(path: &Path) -> Result<(String, bool), FallbackError> {
-    let (loaded, listing) = crate::config::load_listing(path)?;
+/// The fallback rule set of one config, rendered (with rejects, and with rejects as
+/// drops for kernels without reject in the bridge family), under a placeholder name.
+pub struct Rules {
+    with_reject: String,
+    as_drop: String,
+}
+
+const PLACEHOLDER: &str = "op25b_fallback_NEW";
+
+impl Rules {
+    /// Renders the rule set from a loaded config and its prefix listing
+    /// ([`crate::config::load_listing`]).
+    pub fn new(loaded: &Loaded, listing: &[(IpNet, ClassId)]) -> Rules {
+        let render = |reject_as_drop| {
+            crate::nft::ruleset(
+                loaded,
+                listing,
+                &NftOptions {
+                    family: Family::Bridge,
+                    reject_as_drop,
+                    table: PLACEHOLDER.into(),
+                },
+            )
+        };
+        Rules {
+            with_reject: render(false),
+            as_drop: render(true),
+        }
+    }
+}
+
+/// (Re)installs the fallback rule set. The new table is loaded under a fresh name and
+/// committed before the old one is deleted, so some complete rule set filters every
+/// frame at every moment. (Replacing a table in one transaction is not enough: the
+/// kernel activates the new interval maps' elements just after the new rules, and
+/// frames in that gap match no element.) Returns the table name and whether rejects
+/// had to become drops (kernels without reject in the bridge family).
+pub fn install_rules(rules: &Rules) -> Result<(String, bool), FallbackError> {
     let old = fallback_tables()?;
     let name = (0u32..)
         .map(|i| format!("{TABLE}_{i}"))
         .find(|n| !old.contains(n))
         .expect("a free name");
-    let mut last = None;
-    let mut as_drop = None;
-    for reject_as_drop in [false, true] {
-        let opts = NftOptions {
-            family: Family::Bridge,
-            reject_as_drop,
-            table: name.clone(),
-        };
-        let text = crate::nft::ruleset(&loaded, &listing, &opts);
-        match run(
+    let load = |text: &str| {
+        run(
             "failure_mode open: loading the fallback nftables rule set",
             "nft",
             &["-f", "-"],
-            Some(&text),
-        ) {
-            Ok(_) => {
-                as_drop = Some(reject_as_drop);
-                break;
-            }
-            Err(e) => last = Some(e),
+            Some(&text.replace(PLACEHOLDER, &name)),
+        )
+    };
+    let as_drop = match load(&rules.with_reject) {
+        Ok(_) => false,
+        // Only a kernel that cannot reject here gets the drop-only variant.
+        Err(e) if e.to_string().contains("reject") => {
+            load(&rules.as_drop)?;
+            true
         }
-    }
-    let Some(as_drop) = as_drop else {
-        return Err(last.expect("tried at least once"));
+        Err(e) => return Err(e),
     };
     for t in old {
         run(

@@ -7,6 +7,11 @@ mod cli_bench;
 fn main() -> std::process::ExitCode {
     match cli::Cli::try_parse() {
         Ok(c) => cli::run(c),
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `op25b` alone: the help, and a failing exit.
+            let _ = e.print();
+            std::process::ExitCode::from(2)
+        }
         Err(e) if !e.use_stderr() => {
             // --help, --version
             let _ = e.print();

@@ -222,7 +222,11 @@ fn stats_line(now: &Snapshot, prev: &Snapshot, secs: f64) -> String {
 
 /// `op25b run`: returns when stopped by a signal (Ok) or on a fatal error.
 pub fn run(opts: &RunOptions) -> Result<(), RunError> {
-    let loaded = config::load(&opts.config)?;
+    // `failure_mode: open` also needs every prefix with its class (the fallback rule set).
+    let (loaded, listing) = config::load_listing(&opts.config)?;
+    let rules = (loaded.config.interfaces.failure_mode == FailureMode::Open)
+        .then(|| fallback::Rules::new(&loaded, &listing));
+    drop(listing);
     let cfg: Config = loaded.config;
     init_logging(cfg.logging.level, cfg.logging.format);
     datapath::xsk::quiet_libbpf(matches!(
@@ -271,7 +275,8 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     fallback::preflight(&cfg)?;
     if open {
         // The rules first: the bridge must never forward a frame they have not seen.
-        let (table, as_drop) = fallback::install_rules(&opts.config)?;
+        let rules = rules.as_ref().expect("rendered for open mode");
+        let (table, as_drop) = fallback::install_rules(rules)?;
         tracing::info!(
             "failure_mode open: fallback rule set loaded as nftables table bridge {table}"
         );
@@ -281,9 +286,18 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     }
     let running = datapath::start(&cfg, policy.clone(), stop.clone())?;
     if open {
-        for note in fallback::ensure_bridge(&cfg)? {
-            tracing::info!("failure_mode open: {note}");
+        match fallback::ensure_bridge(&cfg) {
+            Ok(notes) => {
+                for note in notes {
+                    tracing::info!("failure_mode open: {note}");
+                }
+            }
+            Err(e) => {
+                running.stop();
+                return Err(e.into());
+            }
         }
+        tracing::warn!("failure_mode open: while op25b is not running the fallback filters plain Ethernet IPv4/IPv6 TCP only: it does not look inside VLAN/QinQ/PPPoE, and does not drop tiny or later fragments or malformed TCP (docs/operations.md)");
     }
     tracing::info!(
         subscriber = %running.subscriber.name,
@@ -338,18 +352,11 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             break;
         }
         if hup.swap(false, Ordering::SeqCst) {
-            let ok = match reload(&opts.config, &cfg, &policy) {
+            let ok = match reload(&opts.config, &cfg, &policy, open) {
                 Ok((old, names)) => {
                     retired.push(old);
                     if let Ok(mut n) = mstate.class_names.lock() {
                         *n = names;
-                    }
-                    if open {
-                        // Keep the fallback in step with the policy in force.
-                        match fallback::install_rules(&opts.config) {
-                            Ok((t, _)) => tracing::info!("failure_mode open: fallback rule set updated (table bridge {t})"),
-                            Err(e) => tracing::error!("{e}; the fallback keeps the previous rule set while op25b enforces the new policy"),
-                        }
                     }
                     true
                 }
@@ -470,13 +477,25 @@ fn running_mode_str(_exits: &[datapath::WorkerExit], notes: &[String]) -> String
 /// publishes it with one pointer swap. Refuses (and changes nothing) when the file is
 /// invalid or when a setting that needs a restart changed. Returns the old policy (the
 /// caller frees it once no worker holds it) and the new class names.
+///
+/// With `fallback` (`failure_mode: open`), the fallback nftables rule set is rebuilt
+/// from the same read of the file, so op25b and its fallback never disagree.
 pub fn reload(
     path: &Path,
     running: &Config,
     cell: &PolicyCell,
+    fallback: bool,
 ) -> Result<(Arc<crate::policy::Policy>, Vec<String>), RunError> {
     let t = Instant::now();
-    let loaded = config::load(path).map_err(|e| RunError::Reload(e.to_string()))?;
+    let (loaded, rules) = if fallback {
+        config::load_listing(path).map(|(l, listing)| {
+            let rules = fallback::Rules::new(&l, &listing);
+            (l, Some(rules))
+        })
+    } else {
+        config::load(path).map(|l| (l, None))
+    }
+    .map_err(|e| RunError::Reload(e.to_string()))?;
     let c = &loaded.config;
     let mut needs_restart = Vec::new();
     if c.interfaces != running.interfaces {
@@ -499,6 +518,12 @@ pub fn reload(
             "{} changed; these need a restart of op25b, so nothing was applied",
             needs_restart.join(", ")
         )));
+    }
+    if let Some(rules) = &rules {
+        match fallback::install_rules(rules) {
+            Ok((t, _)) => tracing::info!("failure_mode open: fallback rule set updated (table bridge {t})"),
+            Err(e) => tracing::error!("{e}; the fallback keeps the previous rule set while op25b enforces the new policy"),
+        }
     }
     let old_bytes = cell.load().summary().table_bytes;
     let new_bytes = loaded.policy.summary().table_bytes;

@@ -1,6 +1,6 @@
 //! op25b's own XDP program, attached through a **bpf_link**.
 //!
-//! The program is five instructions: redirect every frame to the AF_XDP socket of its
+//! The program is five instructions (six slots): redirect every frame to the AF_XDP socket of its
 //! RX queue (`bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS)`); a queue with no
 //! socket passes the frame to the kernel stack.
 //!
