@@ -521,8 +521,12 @@ pub fn reload(
     }
     if let Some(rules) = &rules {
         match fallback::install_rules(rules) {
-            Ok((t, _)) => tracing::info!("failure_mode open: fallback rule set updated (table bridge {t})"),
-            Err(e) => tracing::error!("{e}; the fallback keeps the previous rule set while op25b enforces the new policy"),
+            Ok((t, _)) => {
+                tracing::info!("failure_mode open: fallback rule set updated (table bridge {t})")
+            }
+            Err(e) => tracing::error!(
+                "{e}; the fallback keeps the previous rule set while op25b enforces the new policy"
+            ),
         }
     }
     let old_bytes = cell.load().summary().table_bytes;
