@@ -451,27 +451,26 @@ def scn_faults(lab, a):
         if not lab.xdp_attached():
             problems.append(f"after {label}: op25b's XDP programs are not attached")
 
+    def link_outage(ns, dev, seconds):
+        """A third into the run, `dev` in `ns` goes down for `seconds`, then up."""
+        def fault():
+            time.sleep(dur / 3)
+            sh("ip", "link", "set", dev, "down", ns=ns)
+            time.sleep(seconds)
+            sh("ip", "link", "set", dev, "up", ns=ns)
+        return fault
+
     # 1. Upstream veth down and up during load.
-    def flap():
-        time.sleep(dur / 3)
-        sh("ip", "link", "set", "d1", "down", ns="op25b-dut")
-        time.sleep(1)
-        sh("ip", "link", "set", "d1", "up", ns="op25b-dut")
-    g, v = load_phase(lab, dur, rate, flap)
+    g, v = load_phase(lab, dur, rate, link_outage("op25b-dut", "d1", 1))
     sent += g["sent"]
     leaked += v["leaked"]
     figures["link_flap_lost"] = v["lost"]
     check_clean("upstream link down/up")
     # 2. The peer stops reading: u0 (the sink's side of d1) down for 3 s, so d1 has no
-    #    carrier and op25b's TX ring towards it fills.
+    #    carrier. On veth the kernel drops what op25b sends (d1 tx_dropped); op25b's TX
+    #    ring does not fill (that case is tests/worker_mem.rs's).
     m0 = lab.metrics()
-
-    def stall():
-        time.sleep(dur / 3)
-        sh("ip", "link", "set", "u0", "down", ns="op25b-up")
-        time.sleep(3)
-        sh("ip", "link", "set", "u0", "up", ns="op25b-up")
-    g, v = load_phase(lab, dur, rate, stall)
+    g, v = load_phase(lab, dur, rate, link_outage("op25b-up", "u0", 3))
     sent += g["sent"]
     leaked += v["leaked"]
     m1 = lab.metrics()
