@@ -90,6 +90,7 @@ usage() {
 usage: $PROG up [--forwarder none|bridge] [--queues N] [--no-sinks]
        $PROG down
        $PROG status
+       $PROG fair [--dut-cpu N] [--tester-cpu M]
        $PROG rootcheck-begin
        $PROG rootcheck-end [MAX_PACKETS]     (default 10000)
 
@@ -101,6 +102,18 @@ usage: $PROG up [--forwarder none|bridge] [--queues N] [--no-sinks]
            --no-sinks          do not start the SMTP sinks (benchmarks)
   down     stop the sinks, delete the namespaces and $STATE (idempotent)
   status   namespaces, links with counters, XDP on d0/d1, sinks, nft counters
+  fair     the fair benchmark placement (docs/benchmarks.md), run once the XDP
+           programs are attached (op25b, the sink, the generator): threaded NAPI
+           on every veth end that has NAPI; napi/d0-*, napi/d1-* pinned to the
+           DUT's CPU (default 1); napi/s0-*, napi/u0-* pinned to the tester's CPU
+           (default 0) at SCHED_FIFO 50, so the tester's receive work is never
+           billed to the DUT and never starved by it; and a pfifo qdisc on all
+           four ends, so that a veth whose peer's 256-frame receive ring is full
+           pushes back on its sender (as a NIC's TX ring does) instead of
+           dropping: threaded NAPI drains that ring later than the sender's
+           softirq did.  Pin the test tools
+           themselves with taskset -c M.  Re-run after op25b restarts (its XDP
+           detach removes the veth NAPI instances and their threads).
   rootcheck-begin / rootcheck-end
            check that the root network namespace was left alone
 EOF
@@ -479,6 +492,67 @@ on_up_exit() {
     fi
 }
 
+# --- fair placement (threaded NAPI) -------------------------------------------------
+
+# napi_pids DEV: pids of the threaded-NAPI kthreads of DEV (named napi/DEV-<id>).
+napi_pids() {
+    local dev=$1 p comm
+    for p in /proc/[0-9]*; do
+        comm=$(cat "$p/comm" 2>/dev/null) || continue
+        [[ $comm == "napi/$dev-"* ]] && echo "${p#/proc/}"
+    done
+}
+
+# fair_dev NS DEV CPU [FIFO_PRIO]: threaded NAPI on NS/DEV, its kthreads on CPU.
+# Prints one line; returns 1 when DEV has no NAPI instance (no XDP program yet).
+fair_dev() {
+    local ns=$1 dev=$2 cpu=$3 prio=${4:-} pids p
+    if ! nsx "$ns" sh -c "echo 1 > /sys/class/net/$dev/threaded" 2>/dev/null; then
+        say "fair: $ns/$dev has no NAPI instance (no XDP program attached): left as is"
+        return 1
+    fi
+    mapfile -t pids < <(napi_pids "$dev")
+    ((${#pids[@]})) || die "fair: threaded NAPI set on $ns/$dev but no napi/$dev-* thread found"
+    for p in "${pids[@]}"; do
+        taskset -pc "$cpu" "$p" >/dev/null || die "fair: cannot pin napi/$dev thread $p to CPU $cpu"
+        if [[ -n $prio ]]; then
+            chrt -f -p "$prio" "$p" || die "fair: cannot set SCHED_FIFO $prio on napi/$dev thread $p"
+        fi
+    done
+    say "fair: $ns/$dev threaded NAPI, ${#pids[@]} thread(s) (${pids[*]}) on CPU $cpu${prio:+ at SCHED_FIFO $prio}"
+}
+
+cmd_fair() {
+    local dut_cpu=1 tester_cpu=0 ncpu
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --dut-cpu) [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || usage_die "--dut-cpu needs a CPU number"
+                dut_cpu=$2; shift 2 ;;
+            --tester-cpu) [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || usage_die "--tester-cpu needs a CPU number"
+                tester_cpu=$2; shift 2 ;;
+            *) usage_die "fair: unknown argument '$1'" ;;
+        esac
+    done
+    need_root
+    need_cmds taskset chrt tc
+    ncpu=$(nproc)
+    ((dut_cpu < ncpu && tester_cpu < ncpu)) || die "fair: CPUs $dut_cpu/$tester_cpu: this machine has $ncpu"
+    ((dut_cpu != tester_cpu)) || die "fair: the DUT and the tester need different CPUs"
+    for ns in "${ALL_NS[@]}"; do ns_exists "$ns" || die "fair: namespace $ns missing (lab.sh up first)"; done
+    # The DUT's receive work (d0, d1: frames towards op25b) on the DUT's CPU; the
+    # tester's (s0, u0: frames op25b sent) on the tester's, at a real-time priority.
+    fair_dev "$NS_DUT" d0 "$dut_cpu" || die "fair: d0 needs its XDP program (start the DUT first)"
+    fair_dev "$NS_DUT" d1 "$dut_cpu" || die "fair: d1 needs its XDP program (start the DUT first)"
+    fair_dev "$NS_UP" u0 "$tester_cpu" 50 || true
+    fair_dev "$NS_SUB" s0 "$tester_cpu" 50 || true
+    local nd
+    for nd in "$NS_SUB:s0" "$NS_DUT:d0" "$NS_DUT:d1" "$NS_UP:u0"; do
+        nsx "${nd%%:*}" tc qdisc replace dev "${nd#*:}" root pfifo limit 1000 \
+            || die "fair: cannot add a pfifo qdisc to ${nd#*:} in ${nd%%:*}"
+    done
+    say "fair: pfifo qdisc on s0, d0, d1, u0 (a full veth ring pushes back instead of dropping)"
+}
+
 cmd_up() {
     local forwarder=none ns sinks=1
     while [[ $# -gt 0 ]]; do
@@ -682,6 +756,7 @@ case $cmd in
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;
     status) cmd_status "$@" ;;
+    fair) cmd_fair "$@" ;;
     rootcheck-begin) need_root; cmd_rootcheck_begin "$@" ;;
     rootcheck-end) need_root; cmd_rootcheck_end "$@" ;;
     -h|--help|help) usage ;;

@@ -9,6 +9,10 @@
 #
 # As non-root: only reports what is missing; exit 1 if anything is, else 0.
 #
+# Then, root or not, probes the installed tools for what the project uses (swaks' IPv6
+# and TLS, aiosmtpd, tshark, nft, tc, taskset/chrt, clang's BPF target...) and fails
+# loudly, naming the package, when one cannot do its part.
+#
 # Prints one line per action.  Safe to re-run.
 
 set -euo pipefail
@@ -16,7 +20,11 @@ set -euo pipefail
 PACKAGES=(
     clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make gcc
     libc6-dev iproute2 ethtool nftables swaks python3-aiosmtpd tshark curl
-    gnuplot-nox openssl libcap2-bin procps psmisc iputils-ping
+    gnuplot-nox openssl libcap2-bin procps psmisc iputils-ping util-linux
+    # swaks' IPv6 (IO::Socket::INET6) and TLS (Net::SSLeay) support: only Recommends
+    # of swaks, so --no-install-recommends leaves them out.
+    libio-socket-inet6-perl libnet-ssleay-perl
+    shellcheck        # scripts/test.sh lints every script
 )
 OPTIONAL_PACKAGES=(bpftool)   # installed when the archive has it
 RUST_COMPONENTS=(clippy rustfmt)
@@ -83,12 +91,14 @@ if [[ $EUID -ne 0 ]]; then
         say "nothing missing"
     else
         say "run as root to install the missing packages"
+        exit "$rc"
     fi
-    exit "$rc"
 fi
 
 # --- root: install --------------------------------------------------------------
-if [[ ${#missing[@]} -eq 0 && ${#missing_opt[@]} -eq 0 ]]; then
+if [[ $EUID -ne 0 ]]; then
+    :
+elif [[ ${#missing[@]} -eq 0 && ${#missing_opt[@]} -eq 0 ]]; then
     say "all packages present"
 else
     say "apt-get update"
@@ -118,7 +128,9 @@ else
     fi
 fi
 
-if ! have_cargo; then
+if [[ $EUID -ne 0 ]]; then
+    :
+elif ! have_cargo; then
     say "cargo not found, skipping rustup components"
 elif [[ ${#missing_rust[@]} -eq 0 ]]; then
     say "rustup components present: ${RUST_COMPONENTS[*]}"
@@ -133,4 +145,48 @@ else
     fi
 fi
 
+# --- probes: each tool can do what the project asks of it ----------------------------
+# probe PACKAGE WHAT COMMAND...: run COMMAND quietly; on failure name PACKAGE.
+probe_failed=0
+probe() {
+    local pkg=$1 what=$2
+    shift 2
+    if "$@" >/dev/null 2>&1; then
+        say "probe ok: $what"
+    else
+        warn "probe FAILED: $what (package $pkg; command: $*)"
+        probe_failed=1
+    fi
+}
+swaks_has() { local s; s=$(swaks --support 2>&1) || true; grep -q "^=== $1 supported" <<<"$s"; }
+tmp_probe=$(mktemp -d)
+# shellcheck disable=SC2317  # invoked through the trap
+cleanup_probe() { rm -rf "$tmp_probe"; }
+trap cleanup_probe EXIT
+
+probe swaks "swaks runs" swaks --version
+probe libio-socket-inet6-perl "swaks speaks IPv6 (IO::Socket::INET6)" swaks_has IPv6
+probe libnet-ssleay-perl "swaks speaks TLS, for port 465 (Net::SSLeay)" swaks_has TLS
+probe python3-aiosmtpd "python3 has aiosmtpd (the lab's SMTP servers)" /usr/bin/python3 -c "import aiosmtpd.controller"
+probe tshark "tshark dissects captures" tshark --version
+probe nftables "nft runs (bridge + nftables baseline, failure_mode open)" nft --version
+probe iproute2 "ip and tc run (veth lab, qdiscs)" sh -c "ip -V && tc -V"
+probe ethtool "ethtool runs (veth offloads)" ethtool --version
+probe util-linux "taskset, chrt and setsid run (CPU placement)" sh -c "taskset -V && chrt -V && command -v setsid"
+probe openssl "openssl makes certificates (the lab's port 465)" openssl version
+probe clang "clang compiles for the BPF target (XDP programs)" \
+    clang -O2 -target bpf -c -x c /dev/null -o "$tmp_probe/probe.o"
+probe llvm "llvm-strip handles BPF objects" sh -c "command -v llvm-strip"
+probe pkg-config "pkg-config finds libelf and zlib (libxdp/libbpf build)" pkg-config --exists libelf zlib
+probe libpcap-dev "libpcap headers (libxdp build)" sh -c "test -e /usr/include/pcap/pcap.h"
+probe m4 "m4 runs (libxdp build)" m4 --version
+probe gnuplot-nox "gnuplot draws the benchmark charts" gnuplot --version
+probe curl "curl scrapes the metrics endpoint" curl --version
+probe shellcheck "shellcheck lints the scripts" shellcheck --version
+if ((probe_failed)); then
+    warn "some tools cannot do what op25b's scripts need (see the FAILED probes above);"
+    warn "install the named packages (as root: scripts/setup.sh) and run again"
+    exit 1
+fi
+say "every probe passed"
 say "done"

@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use op25b::classify::{self, Net};
 use op25b::config;
+use op25b::control::stdout;
 use op25b::policy::{Direction, Reason, Verdict};
+use op25b::{out, outln};
 
 const ABOUT: &str = "Outbound Port 25 Blocking (OP25B) bump-in-the-wire appliance on AF_XDP.
 
@@ -173,11 +175,11 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             match op25b::control::status::status(addr) {
                 Ok(v) if json => {
-                    println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+                    outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
                     ExitCode::SUCCESS
                 }
                 Ok(v) => {
-                    print!("{}", op25b::control::status::table(&v));
+                    out!("{}", op25b::control::status::table(&v));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -198,11 +200,11 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             match op25b::control::status::top(addr, n.clamp(1, 1000)) {
                 Ok(v) if json => {
-                    println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+                    outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
                     ExitCode::SUCCESS
                 }
                 Ok(v) => {
-                    print!("{}", op25b::control::status::top_table(&v));
+                    out!("{}", op25b::control::status::top_table(&v));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -215,7 +217,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Reload { config } => match op25b::control::signal_reload(&config) {
             Ok(pid) => {
-                println!("sent SIGHUP to op25b pid {pid}; see its log for the result");
+                outln!("sent SIGHUP to op25b pid {pid}; see its log for the result");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -265,8 +267,8 @@ fn check(path: &Path) -> ExitCode {
     let c = &loaded.config;
     let p = &loaded.policy;
     let s = p.summary();
-    println!("{}: OK", path.display());
-    println!(
+    outln!("{}: OK", path.display());
+    outln!(
         "interfaces: subscriber {} <-> upstream {}, {} queue(s), xdp {:?}, zero-copy {:?}, frame {} B, rings {}",
         c.interfaces.subscriber,
         c.interfaces.upstream,
@@ -276,14 +278,20 @@ fn check(path: &Path) -> ExitCode {
         c.interfaces.frame_size,
         c.interfaces.ring_size
     );
-    println!(
+    outln!(
         "workers: cores {:?}, burst {}, busy_poll {}",
-        c.workers.cores, c.workers.burst, c.workers.busy_poll
+        c.workers.cores,
+        c.workers.burst,
+        c.workers.busy_poll
     );
-    println!("classes:");
-    println!(
+    outln!("classes:");
+    outln!(
         "  {:<16} {:<18} {:<22} {:>8} {:>8}  inbound-25",
-        "name", "blocked ports", "action", "IPv4", "IPv6"
+        "name",
+        "blocked ports",
+        "action",
+        "IPv4",
+        "IPv6"
     );
     for (i, class) in p.classes().iter().enumerate() {
         let ports: Vec<String> = class.blocked_ports.iter().map(|x| x.to_string()).collect();
@@ -293,7 +301,7 @@ fn check(path: &Path) -> ExitCode {
             op25b::policy::BlockAction::Reject(k) => format!("reject ({})", k.as_str()),
         };
         let (v4, v6) = s.prefixes_per_class[i];
-        println!(
+        outln!(
             "  {:<16} {:<18} {:<22} {:>8} {:>8}  {}",
             class.name,
             if ports.is_empty() {
@@ -317,7 +325,7 @@ fn check(path: &Path) -> ExitCode {
         .iter()
         .map(|n| n.to_string())
         .collect();
-    println!(
+    outln!(
         "allowed destinations: {} IPv4, {} IPv6{}",
         s.allowed_v4,
         s.allowed_v6,
@@ -328,24 +336,25 @@ fn check(path: &Path) -> ExitCode {
         }
     );
     for (f, n) in &loaded.report.files {
-        println!("prefix file: {} ({n} prefixes)", f.display());
+        outln!("prefix file: {} ({n} prefixes)", f.display());
     }
     let f = p.fragments();
-    println!(
+    outln!(
         "fragments: tiny first {}, non-first {}",
         if f.drop_tiny_first { "drop" } else { "forward" },
         if f.drop_non_first { "drop" } else { "forward" }
     );
-    println!(
+    outln!(
         "reject rate: {}/s per worker, burst {}",
-        c.reject_rate.per_second, c.reject_rate.burst
+        c.reject_rate.per_second,
+        c.reject_rate.burst
     );
-    println!(
+    outln!(
         "control: {} (pid file {})",
         c.control.listen,
         c.control.pid_file.display()
     );
-    println!(
+    outln!(
         "tables: {} in memory, built in {:.1} ms",
         human_bytes(s.table_bytes),
         loaded.report.build_time.as_secs_f64() * 1e3
@@ -468,11 +477,11 @@ fn classify_cmd(config_path: &Path, pcap: &Path, direction: Direction, format: F
     let mut frames = 0u64;
     let mut failure = None;
     if format == Format::Text {
-        let _ = writeln!(
+        stdout::or_exit(writeln!(
             out,
             "{:>6} {:<8} {:<20} {:<11} {:<26} {:<26} {:<6} {:>5} link",
             "frame", "verdict", "reason", "class", "source", "destination", "proto", "dport"
-        );
+        ));
     }
     while let Some(next) = cap.next(pcap) {
         let frame = match next {
@@ -503,7 +512,7 @@ fn classify_cmd(config_path: &Path, pcap: &Path, direction: Direction, format: F
             Verdict::Reject(_, k) => Some(k.as_str()),
             _ => None,
         };
-        let _ = match format {
+        let written = match format {
             Format::Text => {
                 let mut link = String::new();
                 if !vlans.is_empty() {
@@ -554,6 +563,7 @@ fn classify_cmd(config_path: &Path, pcap: &Path, direction: Direction, format: F
                 writeln!(out, "{v}")
             }
         };
+        stdout::or_exit(written);
     }
     // Summary.
     let mut by_verdict = [0u64; 3];
@@ -565,15 +575,20 @@ fn classify_cmd(config_path: &Path, pcap: &Path, direction: Direction, format: F
     let names = ["forward", "drop", "reject"];
     match format {
         Format::Text => {
-            let _ = writeln!(
+            stdout::or_exit(writeln!(
                 out,
                 "summary: {frames} frames: {} forward, {} drop, {} reject",
                 by_verdict[0], by_verdict[1], by_verdict[2]
-            );
+            ));
             for r in Reason::ALL {
                 for (i, n) in counts[r.index()].iter().enumerate() {
                     if *n > 0 {
-                        let _ = writeln!(out, "summary: {:<8} {:<20} {n}", names[i], r.as_str());
+                        stdout::or_exit(writeln!(
+                            out,
+                            "summary: {:<8} {:<20} {n}",
+                            names[i],
+                            r.as_str()
+                        ));
                     }
                 }
             }
@@ -593,10 +608,10 @@ fn classify_cmd(config_path: &Path, pcap: &Path, direction: Direction, format: F
                 "reasons": reasons,
                 "complete": failure.is_none(),
             }});
-            let _ = writeln!(out, "{v}");
+            stdout::or_exit(writeln!(out, "{v}"));
         }
     }
-    let _ = out.flush();
+    stdout::or_exit(out.flush());
     if let Some(e) = failure {
         eprintln!("error: {e} (after {frames} frames)");
         return ExitCode::from(2);

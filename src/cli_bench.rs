@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use op25b::{out, outln};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,9 +97,16 @@ pub enum BenchCommand {
         gen: PathBuf,
         #[arg(long)]
         sink: PathBuf,
-        /// Allowed share of passing frames lost (0..1).
+        /// op25b's final report (`run --report`) from the same run: adds the DUT's own
+        /// drop counters to the loss breakdown (DUT socket, DUT -> sink link).
+        #[arg(long)]
+        dut: Option<PathBuf>,
+        /// Allowed share of passing frames lost by the DUT (0..1).
         #[arg(long, default_value_t = 0.0)]
         max_loss: f64,
+        /// Fail on any lost passing frame, wherever it was lost (tester side too).
+        #[arg(long)]
+        strict: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -144,7 +153,7 @@ fn emit<T: serde::Serialize>(r: Result<T, run::BenchError>, path: Option<&Path>)
         Err(e) => return fail(e),
     };
     let json = serde_json::to_string_pretty(&r).expect("json");
-    println!("{json}");
+    outln!("{json}");
     if let Some(p) = path {
         if let Err(e) = std::fs::write(p, format!("{json}\n")) {
             return fail(format!("cannot write {}: {e}", p.display()));
@@ -274,7 +283,9 @@ pub fn bench(cmd: BenchCommand) -> ExitCode {
         BenchCommand::Report {
             gen,
             sink,
+            dut,
             max_loss,
+            strict,
             json,
         } => {
             let read = |p: &Path| -> Result<String, String> {
@@ -294,31 +305,64 @@ pub fn bench(cmd: BenchCommand) -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(e),
             };
-            let v = bench::verdict(&g, &s, max_loss);
+            let d = match &dut {
+                None => None,
+                Some(p) => match read(p).and_then(|t| {
+                    serde_json::from_str::<serde_json::Value>(&t)
+                        .map_err(|e| format!("{} is not an op25b report: {e}", p.display()))
+                        .and_then(|v| {
+                            bench::DutDrops::from_report(&v)
+                                .map_err(|e| format!("{}: {e}", p.display()))
+                        })
+                }) {
+                    Ok(d) => Some(d),
+                    Err(e) => return fail(e),
+                },
+            };
+            let mut v = bench::verdict(&g, &s, d, max_loss);
+            if strict && v.lost > 0 && v.loss.lost_by_dut == 0 {
+                v.problems.push(format!(
+                    "{} passing frames lost outside the DUT (--strict: see the breakdown)",
+                    v.lost
+                ));
+                v.ok = false;
+            }
             if json {
-                println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+                outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
             } else {
-                println!("{:<28} {:>14}", "sent (generator)", v.sent);
-                println!("{:<28} {:>14}", "  should pass", v.sent_pass);
-                println!("{:<28} {:>14}", "  should be blocked", v.sent_block);
-                println!("{:<28} {:>14}", "received (sink)", v.received);
-                println!("{:<28} {:>14}", "  passed", v.passed);
-                println!("{:<28} {:>14}", "  LEAKED (blocked, arrived)", v.leaked);
-                println!("{:<28} {:>14}", "  foreign (untagged)", v.foreign);
-                println!(
+                outln!("{:<28} {:>14}", "sent (generator)", v.sent);
+                outln!("{:<28} {:>14}", "  should pass", v.sent_pass);
+                outln!("{:<28} {:>14}", "  should be blocked", v.sent_block);
+                outln!("{:<28} {:>14}", "received (sink)", v.received);
+                outln!("{:<28} {:>14}", "  passed", v.passed);
+                outln!("{:<28} {:>14}", "  LEAKED (blocked, arrived)", v.leaked);
+                outln!("{:<28} {:>14}", "  foreign (untagged)", v.foreign);
+                outln!(
                     "{:<28} {:>14} ({:.4}%)",
                     "lost (should pass)",
                     v.lost,
                     v.loss_ratio * 100.0
                 );
-                println!(
+                let l = &v.loss;
+                let opt = |x: Option<u64>| x.map_or("-".to_string(), |n| n.to_string());
+                outln!(
                     "{:<28} {:>14}",
-                    "  of which on the gen link", v.lost_on_generator_link
+                    "  generator link (tx_drop)",
+                    l.generator_link
                 );
-                println!("{:<28} {:>14}", "out of order", v.out_of_order);
-                println!("{:<28} {:>14.3}", "generator Mpps", v.gen_mpps);
-                println!("{:<28} {:>14.3}", "sink Mpps", v.sink_mpps);
-                println!("{:<28} {:>14}", "result", if v.ok { "OK" } else { "FAIL" });
+                outln!("{:<28} {:>14}", "  DUT socket (kernel)", opt(l.dut_socket));
+                outln!(
+                    "{:<28} {:>14}",
+                    "  DUT -> sink link (tx_drop)",
+                    opt(l.dut_to_sink_link)
+                );
+                outln!("{:<28} {:>14}", "  sink link (rx_drop)", l.sink_link);
+                outln!("{:<28} {:>14}", "  sink socket (kernel)", l.sink_socket);
+                outln!("{:<28} {:>14}", "  lost by the DUT", l.lost_by_dut);
+                outln!("{:<28} {:>14}", "out of order", v.out_of_order);
+                outln!("{:<28} {:>14.3}", "generator Mpps", v.gen_mpps);
+                outln!("{:<28} {:>14.3}", "sink Mpps", v.sink_mpps);
+                outln!("{:<28} {:>14}", "result", if v.ok { "OK" } else { "FAIL" });
             }
             for p in &v.problems {
                 eprintln!("problem: {p}");
@@ -345,6 +389,6 @@ pub fn export_nft(config: &Path, family: NftFamily, reject_as_drop: bool, table:
         reject_as_drop,
         table: table.to_string(),
     };
-    print!("{}", op25b::nft::ruleset(&loaded, &listing, &opts));
+    out!("{}", op25b::nft::ruleset(&loaded, &listing, &opts));
     ExitCode::SUCCESS
 }

@@ -737,6 +737,69 @@ pub struct SinkReport {
     pub kernel_rx_dropped: u64,
     pub kernel_rx_ring_full: u64,
     pub kernel_fill_empty: u64,
+    /// Frames the sink's interface dropped on receive during the run.
+    #[serde(default)]
+    pub link_rx_dropped: u64,
+}
+
+/// What the DUT's side counted as dropped, from op25b's final report (`run --report`):
+/// its AF_XDP sockets' kernel drops on the subscriber side, and what its upstream
+/// interface dropped on transmit (on a veth: the sink's receive ring was full).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct DutDrops {
+    /// Kernel drops at the DUT's subscriber-side socket: `rx_dropped` (fill ring
+    /// empty, among others) + `rx_ring_full`. Frames of every verdict.
+    pub socket: u64,
+    /// The DUT's upstream interface `tx_dropped`.
+    pub link_tx: u64,
+}
+
+impl DutDrops {
+    /// Reads them from op25b's final report JSON; `None` names what is missing.
+    pub fn from_report(r: &serde_json::Value) -> Result<DutDrops, String> {
+        let k = &r["received_on"]["subscriber"]["kernel_drops"];
+        let num = |v: &serde_json::Value, what: &str| {
+            v.as_u64()
+                .ok_or_else(|| format!("the DUT report has no {what}"))
+        };
+        Ok(DutDrops {
+            socket: num(
+                &k["rx_dropped"],
+                "received_on.subscriber.kernel_drops.rx_dropped",
+            )? + num(
+                &k["rx_ring_full"],
+                "received_on.subscriber.kernel_drops.rx_ring_full",
+            )?,
+            link_tx: r["link_drops"]["upstream"]["tx_dropped"]
+                .as_u64()
+                .unwrap_or(0),
+        })
+    }
+}
+
+/// Where the passing frames that did not arrive were lost, from the generator's link to
+/// the sink's socket. Only `dut_socket` and `unaccounted` are the DUT's doing.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct LossBreakdown {
+    /// The generator's interface dropped them (`tx_dropped`): they never reached the DUT.
+    pub generator_link: u64,
+    /// The DUT's AF_XDP socket dropped frames (kernel counters; every verdict, so this
+    /// can exceed the passing frames lost there). `None`: no DUT report given.
+    pub dut_socket: Option<u64>,
+    /// The DUT's upstream interface dropped what the DUT sent (`tx_dropped`).
+    pub dut_to_sink_link: Option<u64>,
+    /// The sink's interface (`rx_dropped`) and socket (kernel drops) dropped them.
+    pub sink_link: u64,
+    pub sink_socket: u64,
+    /// Lost passing frames no counter outside the DUT explains: lost by the DUT.
+    pub lost_by_dut: u64,
+}
+
+impl LossBreakdown {
+    /// Passing frames lost outside the DUT (tester side), at most `lost`.
+    fn outside_dut(&self) -> u64 {
+        self.generator_link + self.dut_to_sink_link.unwrap_or(0) + self.sink_link + self.sink_socket
+    }
 }
 
 /// The verdict of one run: generator and sink reports side by side.
@@ -754,6 +817,8 @@ pub struct RunVerdict {
     pub loss_ratio: f64,
     /// Of `lost`, how many the generator's own link dropped (not the DUT's doing).
     pub lost_on_generator_link: u64,
+    /// Where every lost frame went.
+    pub loss: LossBreakdown,
     pub out_of_order: u64,
     pub foreign: u64,
     pub oracle_leaks: u64,
@@ -764,15 +829,31 @@ pub struct RunVerdict {
     pub problems: Vec<String>,
 }
 
-/// Compares the reports: zero leaked, loss within `max_loss_ratio`, no duplicates.
-pub fn verdict(g: &GenReport, s: &SinkReport, max_loss_ratio: f64) -> RunVerdict {
+/// Compares the reports: zero leaked, loss by the DUT within `max_loss_ratio`, no
+/// duplicates. `dut`, when given, says which losses the DUT's own counters saw.
+pub fn verdict(
+    g: &GenReport,
+    s: &SinkReport,
+    dut: Option<DutDrops>,
+    max_loss_ratio: f64,
+) -> RunVerdict {
     let lost = g.sent_pass as i64 - s.passed as i64;
-    // Frames the generator's link dropped never reached the DUT: not its loss.
-    let link = (g.link_dropped as i64).min(lost.max(0));
+    let lost_pos = lost.max(0) as u64;
+    // Frames lost outside the DUT (its links' drops, the sink's drops) are not its loss.
+    let mut loss = LossBreakdown {
+        generator_link: g.link_dropped,
+        dut_socket: dut.map(|d| d.socket),
+        dut_to_sink_link: dut.map(|d| d.link_tx),
+        sink_link: s.link_rx_dropped,
+        sink_socket: s.kernel_rx_dropped + s.kernel_rx_ring_full,
+        lost_by_dut: 0,
+    };
+    loss.lost_by_dut = lost_pos.saturating_sub(loss.outside_dut());
+    let link = g.link_dropped.min(lost_pos) as i64;
     let loss_ratio = if g.sent_pass == 0 {
         0.0
     } else {
-        (lost - link) as f64 / g.sent_pass as f64
+        loss.lost_by_dut as f64 / g.sent_pass as f64
     };
     let mut problems = Vec::new();
     if s.leaked > 0 {
@@ -796,7 +877,7 @@ pub fn verdict(g: &GenReport, s: &SinkReport, max_loss_ratio: f64) -> RunVerdict
     if loss_ratio > max_loss_ratio {
         problems.push(format!(
             "{} passing frames lost by the DUT ({:.4}% > {:.4}% allowed)",
-            lost - link,
+            loss.lost_by_dut,
             loss_ratio * 100.0,
             max_loss_ratio * 100.0
         ));
@@ -814,6 +895,7 @@ pub fn verdict(g: &GenReport, s: &SinkReport, max_loss_ratio: f64) -> RunVerdict
         lost,
         loss_ratio,
         lost_on_generator_link: link as u64,
+        loss,
         out_of_order: s.out_of_order,
         foreign: s.foreign,
         oracle_leaks: s.oracle_leaks,
@@ -1027,13 +1109,13 @@ destinations:
             passed: 80,
             ..Default::default()
         };
-        assert!(verdict(&g, &s, 0.0).ok);
+        assert!(verdict(&g, &s, None, 0.0).ok);
         let s = SinkReport {
             passed: 79,
             leaked: 1,
             ..Default::default()
         };
-        let v = verdict(&g, &s, 0.0);
+        let v = verdict(&g, &s, None, 0.0);
         assert!(!v.ok && v.problems.len() == 2, "{:?}", v.problems);
         assert!(
             verdict(
@@ -1042,9 +1124,56 @@ destinations:
                     passed: 79,
                     ..Default::default()
                 },
+                None,
                 0.05
             )
             .ok
         );
+    }
+
+    #[test]
+    fn loss_is_placed_where_the_counters_saw_it() {
+        let g = GenReport {
+            sent: 1000,
+            sent_pass: 1000,
+            link_dropped: 3,
+            ..Default::default()
+        };
+        let s = SinkReport {
+            passed: 980,
+            link_rx_dropped: 1,
+            kernel_rx_ring_full: 2,
+            kernel_rx_dropped: 4,
+            ..Default::default()
+        };
+        // 20 lost: 3 on the generator link, 5 on the DUT -> sink link, 1 + 6 at the
+        // sink: 5 left, which are the DUT's.
+        let v = verdict(
+            &g,
+            &s,
+            Some(DutDrops {
+                socket: 7,
+                link_tx: 5,
+            }),
+            0.0,
+        );
+        assert_eq!(v.loss.lost_by_dut, 5);
+        assert_eq!(v.loss.dut_socket, Some(7));
+        assert!(!v.ok);
+        // Everything explained by the tester's side: not the DUT's loss.
+        let v = verdict(
+            &g,
+            &s,
+            Some(DutDrops {
+                socket: 0,
+                link_tx: 10,
+            }),
+            0.0,
+        );
+        assert_eq!(v.loss.lost_by_dut, 0);
+        assert!(v.ok, "{:?}", v.problems);
+        // Without a DUT report the DUT -> sink link is unknown, so it counts as the DUT's.
+        let v = verdict(&g, &s, None, 0.0);
+        assert_eq!(v.loss.lost_by_dut, 10);
     }
 }

@@ -172,7 +172,12 @@ fn gen_thread(
 /// The interface's `tx_dropped` counter (frames the driver took and then dropped,
 /// e.g. a veth whose peer's ring was full).
 fn link_tx_dropped(interface: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/sys/class/net/{interface}/statistics/tx_dropped"))
+    link_counter(interface, "tx_dropped")
+}
+
+/// One of the interface's `/sys/class/net/DEV/statistics` counters.
+fn link_counter(interface: &str, name: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/sys/class/net/{interface}/statistics/{name}"))
         .ok()?
         .trim()
         .parse()
@@ -347,6 +352,7 @@ pub fn sink(
         xdp_mode: opts.xdp_mode,
         tx_budget: 32,
     };
+    let rx_dropped_before = link_counter(&opts.interface, "rx_dropped");
     let mut ports = Vec::new();
     for q in 0..opts.queues {
         let mut port = XskPort::open(&opts.interface, q, PortRole::Receive, &port_opts)?;
@@ -409,6 +415,13 @@ pub fn sink(
         kernel_rx_dropped: stats.rx_dropped,
         kernel_rx_ring_full: stats.rx_ring_full,
         kernel_fill_empty: stats.rx_fill_ring_empty,
+        link_rx_dropped: match (
+            rx_dropped_before,
+            link_counter(&opts.interface, "rx_dropped"),
+        ) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => 0,
+        },
     })
 }
 

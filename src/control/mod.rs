@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 pub mod metrics;
 pub mod status;
+pub mod stdout;
 
 /// Why `op25b run` stopped with an error (exit 1).
 #[derive(Debug, thiserror::Error)]
@@ -236,7 +237,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     if opts.cleanup {
         for note in datapath::cleanup(&[&cfg.interfaces.subscriber, &cfg.interfaces.upstream])? {
             tracing::info!("{note}");
-            println!("{note}");
+            crate::control::stdout::write_ignoring_closed(format_args!("{note}\n"));
         }
         let pid = &cfg.control.pid_file;
         if let Ok(text) = std::fs::read_to_string(pid) {
@@ -247,7 +248,10 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
                 .unwrap_or(false);
             if !alive {
                 let _ = std::fs::remove_file(pid);
-                println!("removed stale pid file {}", pid.display());
+                crate::control::stdout::write_ignoring_closed(format_args!(
+                    "removed stale pid file {}\n",
+                    pid.display()
+                ));
             }
         }
         return Ok(());
@@ -285,6 +289,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         }
     }
     let running = datapath::start(&cfg, policy.clone(), stop.clone())?;
+    let links_at_start = [&running.subscriber, &running.upstream].map(datapath::nic::link_drops);
     if open {
         match fallback::ensure_bridge(&cfg) {
             Ok(notes) => {
@@ -398,6 +403,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         ),
     }
     let counters = running.counters.clone();
+    let links_at_stop = [&running.subscriber, &running.upstream].map(datapath::nic::link_drops);
     let (exits, notes) = running.stop();
     match cfg.interfaces.failure_mode {
         FailureMode::Open => tracing::warn!(
@@ -436,6 +442,12 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let mut report = sum.to_json(&names_now);
     report["frames_conserved"] = serde_json::json!(conserved && sum.census.conserved());
     report["workers"] = serde_json::json!(counters.len());
+    // The interfaces' own drop counters over the run (None: /sys of another namespace).
+    let link = |i: usize| match (links_at_start[i], links_at_stop[i]) {
+        (Some(a), Some(b)) => serde_json::json!(b.since(a)),
+        _ => serde_json::Value::Null,
+    };
+    report["link_drops"] = serde_json::json!({"subscriber": link(0), "upstream": link(1)});
     report["per_worker"] = counters
         .iter()
         .zip(&exits)
@@ -452,7 +464,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     report["mode"] = serde_json::json!(running_mode_str(&exits, &notes));
     report["seconds"] = serde_json::json!(t0.elapsed().as_secs_f64());
     let text = serde_json::to_string_pretty(&report).expect("json");
-    println!("{text}");
+    crate::control::stdout::write_ignoring_closed(format_args!("{text}\n"));
     if let Some(path) = &opts.report {
         std::fs::write(path, &text).map_err(|source| RunError::Report {
             path: path.clone(),

@@ -207,6 +207,9 @@ pub fn start(
         if !n.up {
             tracing::warn!(interface = %n.name, "interface is down; frames will flow once it is up");
         }
+        if nic::driver(&n.name).is_ok_and(|d| d == "veth") {
+            tracing::warn!("{}", nic::veth_warning(&n.name));
+        }
     }
     let cores: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
@@ -268,12 +271,16 @@ pub fn start(
     };
     let mut counters = Vec::new();
     let mut workers = Vec::new();
+    // Each worker says when its state is built, so that memory is locked with all of
+    // it resident before the first frame (a channel: one message per worker).
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<usize>(ifs.queues as usize);
     for (i, io) in ios.into_iter().enumerate() {
         let c = Arc::new(CachePadded::new(WorkerCounters::new()));
         counters.push(c.clone());
         let core = cfg.workers.cores.get(i).copied();
         let policy = policy.clone();
         let stop_w = stop.clone();
+        let ready = ready_tx.clone();
         let h = std::thread::Builder::new()
             .name(format!("op25b-w{i}"))
             .spawn(move || {
@@ -283,6 +290,7 @@ pub fn start(
                     }
                 }
                 let mut w = worker::Worker::new(io, wcfg, policy, c);
+                let _ = ready.send(i);
                 w.run(&stop_w);
                 WorkerExit { census: w.census() }
             });
@@ -296,6 +304,19 @@ pub fn start(
                 return Err(StartError::Thread(e));
             }
         }
+    }
+    drop(ready_tx);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for _ in 0..workers.len() {
+        // A worker that died before saying so closes its sender: the loop ends early and
+        // the control thread sees the dead worker at once.
+        if ready_rx.recv_deadline(deadline).is_err() {
+            break;
+        }
+    }
+    match nic::lock_memory() {
+        Ok(kib) => tracing::info!(locked_kib = kib, "memory locked (mlockall): UMEM, rings and worker state resident before the first frame"),
+        Err(e) => tracing::warn!("cannot lock memory (mlockall: {e}): pages may be faulted in or swapped on the frame path; grant CAP_IPC_LOCK"),
     }
     Ok(Running {
         mode,

@@ -115,6 +115,91 @@ fn get_mtu(name: &str) -> io::Result<u32> {
     Ok(unsafe { r.ifr_ifru.ifru_mtu } as u32)
 }
 
+/// The interface's driver name (`veth`, `ixgbe`, `mlx5_core`...), from ETHTOOL_GDRVINFO.
+pub fn driver(name: &str) -> io::Result<String> {
+    /// `struct ethtool_drvinfo` (linux/ethtool.h).
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        version: [u8; 32],
+        fw_version: [u8; 32],
+        bus_info: [u8; 32],
+        erom_version: [u8; 32],
+        reserved2: [u8; 12],
+        n_priv_flags: u32,
+        n_stats: u32,
+        testinfo_len: u32,
+        eedump_len: u32,
+        regdump_len: u32,
+    }
+    const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    let s = ctl_socket()?;
+    // SAFETY: DrvInfo is plain old data; all-zero is a valid value.
+    let mut info: DrvInfo = unsafe { std::mem::zeroed() };
+    info.cmd = ETHTOOL_GDRVINFO;
+    let mut r = ifreq(name);
+    r.ifr_ifru.ifru_data = (&mut info as *mut DrvInfo).cast();
+    // SAFETY: SIOCETHTOOL with ETHTOOL_GDRVINFO writes at most size_of::<DrvInfo>()
+    // bytes through ifru_data, which points at `info`; both live for the call.
+    if unsafe { libc::ioctl(s.as_raw_fd(), SIOCETHTOOL, &mut r) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
+/// Drop counters of an interface's driver (`/sys/class/net/DEV/statistics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LinkDrops {
+    /// Frames the driver dropped on receive (e.g. its RX ring was full).
+    pub rx_dropped: u64,
+    /// Frames the driver took for transmit and then dropped (on a veth: its peer's
+    /// receive ring was full).
+    pub tx_dropped: u64,
+}
+
+impl LinkDrops {
+    /// Counts since `before`.
+    pub fn since(self, before: LinkDrops) -> LinkDrops {
+        LinkDrops {
+            rx_dropped: self.rx_dropped.saturating_sub(before.rx_dropped),
+            tx_dropped: self.tx_dropped.saturating_sub(before.tx_dropped),
+        }
+    }
+}
+
+/// The driver's drop counters of `nic`, or `None` when `/sys` belongs to another
+/// network namespace (its ifindex differs) and they cannot be read.
+pub fn link_drops(nic: &Nic) -> Option<LinkDrops> {
+    let sys = format!("/sys/class/net/{}", nic.name);
+    let read = |f: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("{sys}/{f}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    if read("ifindex")? != u64::from(nic.ifindex) {
+        return None;
+    }
+    Some(LinkDrops {
+        rx_dropped: read("statistics/rx_dropped")?,
+        tx_dropped: read("statistics/tx_dropped")?,
+    })
+}
+
+/// What a veth must have on its peer (host) end for op25b to forward its frames: the
+/// one start-up warning line for each veth interface.
+pub fn veth_warning(name: &str) -> String {
+    format!(
+        "interface {name} is a veth: on its peer (the host end), turn TX checksum offload off \
+         (`ethtool -K PEER tx off`), or every TCP connection through op25b fails (the host \
+         sends partial checksums; op25b forwards frames, not skbs)"
+    )
+}
+
 /// Promiscuous mode held through a packet-socket membership: the kernel drops it when
 /// the descriptor closes, so even a crashed op25b leaves the interface as it was.
 #[derive(Debug)]
@@ -233,6 +318,24 @@ fn memlock_unlimited() -> bool {
     unsafe {
         libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) == 0 && r.rlim_cur == libc::RLIM_INFINITY
     }
+}
+
+/// Locks every page the process has mapped now (UMEM, rings, worker state, code) into
+/// memory and faults in any that are not yet resident, so that no frame waits for a
+/// page fault or a swap-in. Returns the locked size in KiB (VmLck).
+pub fn lock_memory() -> io::Result<u64> {
+    // SAFETY: mlockall has no memory-safety preconditions.
+    if unsafe { libc::mlockall(libc::MCL_CURRENT) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmLck:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0))
 }
 
 /// Lifts RLIMIT_MEMLOCK (UMEM pages are pinned); harmless when already unlimited.
