@@ -4,10 +4,11 @@
 usage: bench_chart.py RESULTS_JSON OUTDIR
 
 Writes, into OUTDIR:
-  mpps.svg     one bar per variant: median sink Mpps, min-max error bars
+  mpps.svg     one bar per variant: median Mpps the DUT handled, min-max error bars
+  curve.svg    overload curve: Mpps handled vs Mpps offered, one line per variant
+  latency.svg  one-way latency p50 and p99 vs offered load (% of saturation)
   workers.svg  op25b variants only: median Mpps vs worker count
-plus the gnuplot scripts (mpps.gp, workers.gp) and data files (mpps.dat,
-workers.dat) that produced them. They use relative paths, so re-run them with
+plus the gnuplot scripts (*.gp) and data files (*.dat) that produced them. They use relative paths, so re-run them with
 `cd OUTDIR && gnuplot mpps.gp`.
 
 Standard library only; needs gnuplot (5.x) on PATH or at /usr/bin/gnuplot.
@@ -161,7 +162,7 @@ def mpps_chart(res, variants, outdir):
     repeats = fmt_num(num(res.get("repeats")))
     duration = fmt_num(num(res.get("duration_s")))
     method = text(res.get("method"))
-    title = "op25b vs baselines: sink Mpps, %s-byte frames, %s method, %s x %s s (median, min-max)" % (
+    title = "op25b vs baselines: handled Mpps, %s-byte frames, %s method, %s x %s s (median, min-max)" % (
         frame, method, repeats, duration)
 
     with open(os.path.join(outdir, "mpps.dat"), "w") as f:
@@ -181,7 +182,7 @@ def mpps_chart(res, variants, outdir):
         "set title %s noenhanced" % gp_str(title),
         "set label 100 %s at screen 0.5, screen 0.025 center font ',9' tc rgb '#555555' noenhanced"
         % gp_str(footer_text(res)),
-        "set ylabel 'sink Mpps (median)' noenhanced",
+        "set ylabel 'handled Mpps (median)' noenhanced",
         "set yrange [0:%.6g]" % ymax,
         "set xrange [-0.6:%.6g]" % (max(n, 1) - 0.4),
         "set boxwidth 0.6",
@@ -238,7 +239,7 @@ def workers_chart(res, variants, outdir):
     ordered = [points[k] for k in sorted(points)]
 
     frame = fmt_num(num(res.get("frame_size")))
-    title = "op25b scaling: sink Mpps vs workers, %s-byte frames (median, min-max)" % frame
+    title = "op25b scaling: handled Mpps vs workers, %s-byte frames (median, min-max)" % frame
     if len(ordered) == 1:
         w = ordered[0]["workers"]
         title += "\n(only %d worker%s measurable on this machine)" % (w, "" if w == 1 else "s")
@@ -258,7 +259,7 @@ def workers_chart(res, variants, outdir):
         "set label 100 %s at screen 0.5, screen 0.025 center font ',9' tc rgb '#555555' noenhanced"
         % gp_str(footer_text(res)),
         "set xlabel 'workers' noenhanced",
-        "set ylabel 'sink Mpps (median)' noenhanced",
+        "set ylabel 'handled Mpps (median)' noenhanced",
         "set key top left noenhanced",
     ]
     if ordered:
@@ -289,6 +290,103 @@ def workers_chart(res, variants, outdir):
     with open(os.path.join(outdir, "workers.gp"), "w") as f:
         f.write("\n".join(gp) + "\n")
     return "workers.gp"
+
+
+def curve_points(raw):
+    """(label, [curve point dicts]) for every variant with a usable curve."""
+    out = []
+    for i, v in enumerate(raw):
+        if not isinstance(v, dict) or not isinstance(v.get("curve"), list):
+            continue
+        pts = [p for p in v["curve"] if isinstance(p, dict) and num(p.get("offered_mpps")) is not None
+               and num(p.get("handled_mpps")) is not None]
+        if pts:
+            out.append((text(v.get("label"), variant_name(v, i)), sorted(pts, key=lambda p: p["offered_mpps"])))
+    return out
+
+
+def curve_chart(res, raw, outdir):
+    series = curve_points(raw)
+    with open(os.path.join(outdir, "curve.dat"), "w") as f:
+        f.write("# offered_mpps gen_mpps handled_mpps sink_mpps lost_by_dut generator_bound, one block per variant\n")
+        for label, pts in series:
+            f.write("# %s\n" % label.replace("\n", " "))
+            for p in pts:
+                f.write("%.6g %.6g %.6g %.6g %d %d\n" % (
+                    p["offered_mpps"], num(p.get("gen_mpps")) or 0, p["handled_mpps"],
+                    num(p.get("sink_mpps")) or 0, int(num(p.get("lost_by_dut")) or 0),
+                    1 if p.get("generator_bound") else 0))
+            f.write("\n\n")
+    gp = header("curve.svg", "curve.dat")
+    gp += [
+        "set title %s noenhanced" % gp_str("Overload curve: frames the DUT handled vs frames offered "
+                                           "(open points: the generator could not offer that much)"),
+        "set label 100 %s at screen 0.5, screen 0.025 center font ',9' tc rgb '#555555' noenhanced"
+        % gp_str(footer_text(res)),
+        "set xlabel 'offered Mpps (generator target)' noenhanced",
+        "set ylabel 'handled Mpps' noenhanced",
+        "set key top left noenhanced",
+        "set grid",
+    ]
+    if series:
+        top = max(max(p["offered_mpps"], p["handled_mpps"]) for _, pts in series for p in pts)
+        gp.append("set xrange [0:%.6g]" % (top * 1.05))
+        gp.append("set yrange [0:%.6g]" % (top * 1.05))
+        plots = ["x with lines dt 2 lc rgb '#999999' title 'handled = offered'"]
+        for i, (label, _) in enumerate(series):
+            plots.append("'curve.dat' index %d using 1:3 with linespoints lw 2 pt 7 title %s" % (i, gp_str(label)))
+        gp.append("plot " + ", ".join(plots))
+    else:
+        gp += ["set xrange [0:1]", "set yrange [0:1]",
+               "set label 1 'no overload curve in the results file' at graph 0.5, graph 0.5 center noenhanced",
+               "plot NaN notitle"]
+    with open(os.path.join(outdir, "curve.gp"), "w") as f:
+        f.write("\n".join(gp) + "\n")
+    return "curve.gp"
+
+
+def latency_chart(res, raw, outdir):
+    series = [(label, [p for p in pts if isinstance(p.get("latency_us"), dict)
+                       and num(p["latency_us"].get("p99")) is not None])
+              for label, pts in curve_points(raw)]
+    series = [(label, pts) for label, pts in series if pts]
+    with open(os.path.join(outdir, "latency.dat"), "w") as f:
+        f.write("# pct_of_saturation p50_us p99_us p999_us max_us, one block per variant\n")
+        for label, pts in series:
+            f.write("# %s\n" % label.replace("\n", " "))
+            for p in sorted(pts, key=lambda p: p["pct"]):
+                l = p["latency_us"]
+                f.write("%d %.6g %.6g %.6g %.6g\n" % (p["pct"], max(num(l.get("p50")) or 1, 1),
+                                                      max(num(l.get("p99")) or 1, 1),
+                                                      max(num(l.get("p999")) or 1, 1),
+                                                      max(num(l.get("max")) or 1, 1)))
+            f.write("\n\n")
+    gp = header("latency.svg", "latency.dat")
+    gp += [
+        "set title %s noenhanced" % gp_str("One-way latency generator -> sink vs offered load (p50 solid, p99 dashed)"),
+        "set label 100 %s at screen 0.5, screen 0.025 center font ',9' tc rgb '#555555' noenhanced"
+        % gp_str(footer_text(res)),
+        "set xlabel %s noenhanced" % gp_str("offered load, % of the variant's saturation"),
+        "set ylabel 'microseconds (log)' noenhanced",
+        "set logscale y",
+        "set key top left noenhanced",
+        "set grid",
+    ]
+    if series:
+        plots = []
+        for i, (label, _) in enumerate(series):
+            plots.append("'latency.dat' index %d using 1:2 with linespoints lw 2 pt 7 lc %d title %s"
+                         % (i, i + 1, gp_str(label + " p50")))
+            plots.append("'latency.dat' index %d using 1:3 with linespoints lw 1 dt 2 pt 6 lc %d title %s"
+                         % (i, i + 1, gp_str(label + " p99")))
+        gp.append("plot " + ", ".join(plots))
+    else:
+        gp += ["unset logscale y", "set xrange [0:1]", "set yrange [0:1]",
+               "set label 1 'no latency figures in the results file' at graph 0.5, graph 0.5 center noenhanced",
+               "plot NaN notitle"]
+    with open(os.path.join(outdir, "latency.gp"), "w") as f:
+        f.write("\n".join(gp) + "\n")
+    return "latency.gp"
 
 
 def run_gnuplot(gnuplot, outdir, script):
@@ -342,7 +440,8 @@ def main(argv):
     except OSError as e:
         die("cannot create %s: %s" % (outdir, e))
 
-    scripts = [mpps_chart(res, variants, outdir), workers_chart(res, variants, outdir)]
+    scripts = [mpps_chart(res, variants, outdir), curve_chart(res, raw, outdir),
+               latency_chart(res, raw, outdir), workers_chart(res, variants, outdir)]
     for script in scripts:
         print(run_gnuplot(gnuplot, outdir, script))
     return 0

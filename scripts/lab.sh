@@ -111,7 +111,8 @@ usage: $PROG up [--forwarder none|bridge] [--queues N] [--no-sinks]
            four ends, so that a veth whose peer's 256-frame receive ring is full
            pushes back on its sender (as a NIC's TX ring does) instead of
            dropping: threaded NAPI drains that ring later than the sender's
-           softirq did.  Pin the test tools
+           softirq did.  d0/d1 without an XDP program (the bridge baseline):
+           their receive work goes to the DUT's CPU with RPS instead.  Pin the test tools
            themselves with taskset -c M.  Re-run after op25b restarts (its XDP
            detach removes the veth NAPI instances and their threads).
   rootcheck-begin / rootcheck-end
@@ -541,8 +542,17 @@ cmd_fair() {
     for ns in "${ALL_NS[@]}"; do ns_exists "$ns" || die "fair: namespace $ns missing (lab.sh up first)"; done
     # The DUT's receive work (d0, d1: frames towards op25b) on the DUT's CPU; the
     # tester's (s0, u0: frames op25b sent) on the tester's, at a real-time priority.
-    fair_dev "$NS_DUT" d0 "$dut_cpu" || die "fair: d0 needs its XDP program (start the DUT first)"
-    fair_dev "$NS_DUT" d1 "$dut_cpu" || die "fair: d1 needs its XDP program (start the DUT first)"
+    # Without an XDP program (the bridge baseline) a veth has no NAPI: its receive work
+    # is skb backlog work, which RPS moves (RPS does not move XDP work).
+    local dev mask
+    mask=$(printf '%x' $((1 << dut_cpu)))
+    for dev in d0 d1; do
+        if ! fair_dev "$NS_DUT" "$dev" "$dut_cpu"; then
+            nsx "$NS_DUT" sh -c "for q in /sys/class/net/$dev/queues/rx-*; do echo $mask > \$q/rps_cpus; done" \
+                || die "fair: cannot steer $dev's receive work to CPU $dut_cpu with RPS"
+            say "fair: $NS_DUT/$dev receive work steered to CPU $dut_cpu with RPS (rps_cpus $mask)"
+        fi
+    done
     fair_dev "$NS_UP" u0 "$tester_cpu" 50 || true
     fair_dev "$NS_SUB" s0 "$tester_cpu" 50 || true
     local nd

@@ -3,7 +3,9 @@
 
 Every scenario: lab up (namespaces op25b-sub / op25b-dut / op25b-up, veths only),
 op25b pinned to CPU 1 in op25b-dut, the AF_XDP generator in op25b-sub and the
-verifying sink in op25b-up pinned to CPU 0, faults injected from here, then checks.
+verifying sink in op25b-up pinned to CPU 0, with the fair placement of the veths'
+receive work (scripts/lab.sh fair, re-applied after every op25b or sink start), faults
+injected from here, then checks.
 Each scenario prints one result row (JSON) and fails (exit 1) when a check fails.
 All processes are ours, started here and ended by PID; every run is bounded in time.
 """
@@ -82,7 +84,7 @@ class Lab:
         # frame on the wire is then the generator's, and counts can be compared exactly.
         for ns, dev in (("op25b-sub", "s0"), ("op25b-up", "u0")):
             sh("sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1", ns=ns)
-        for dev in ("d0", "d1"):  # split method: DUT receive work on CPU 1
+        for dev in ("d0", "d1"):  # skb-path receive work (a fallback bridge) on CPU 1
             sh("sh", "-c", f"echo 2 > /sys/class/net/{dev}/queues/rx-0/rps_cpus", ns="op25b-dut")
         self.dut = None
         self.n = 0
@@ -101,11 +103,21 @@ class Lab:
             self.wait_running()
         return self.dut
 
+    def fair(self):
+        """The fair placement (scripts/lab.sh fair): threaded NAPI of d0/d1 on CPU 1, of
+        s0/u0 on CPU 0 at SCHED_FIFO, pfifo qdiscs. Re-run whenever op25b or the sink
+        (re)attached an XDP program: each attach makes new NAPI threads."""
+        r = sh("bash", "scripts/lab.sh", "fair", "--dut-cpu", "1", "--tester-cpu", "0", check=False)
+        if r.returncode != 0:
+            say("WARNING: fair placement failed: " + (r.stdout + r.stderr).strip()[-500:])
+
     def wait_running(self, timeout=20):
         t = time.monotonic()
         while time.monotonic() - t < timeout:
             if "op25b running" in open(self.dut_log).read():
-                return time.monotonic() - self.dut_started
+                took = time.monotonic() - self.dut_started
+                self.fair()
+                return took
             if self.dut.poll() is not None:
                 break
             time.sleep(0.02)
@@ -133,6 +145,7 @@ class Lab:
             if time.monotonic() - t > 10 or self.sink.poll() is not None:
                 raise RuntimeError("sink did not start: " + open(self.path("sink.log")).read())
             time.sleep(0.02)
+        self.fair()
 
     def gen(self, duration, rate=None, profile=PROFILE, cfg=CFG, background=False):
         self.gen_report = self.path("gen.json")

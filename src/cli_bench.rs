@@ -362,6 +362,14 @@ pub fn bench(cmd: BenchCommand) -> ExitCode {
                 outln!("{:<28} {:>14}", "out of order", v.out_of_order);
                 outln!("{:<28} {:>14.3}", "generator Mpps", v.gen_mpps);
                 outln!("{:<28} {:>14.3}", "sink Mpps", v.sink_mpps);
+                match v.latency_us {
+                    Some(l) => outln!(
+                        "{:<28} {:>14}",
+                        "latency us p50/p99/p99.9/max",
+                        format!("{}/{}/{}/{}", l.p50, l.p99, l.p999, l.max)
+                    ),
+                    None => outln!("{:<28} {:>14}", "latency", "-"),
+                }
                 outln!("{:<28} {:>14}", "result", if v.ok { "OK" } else { "FAIL" });
             }
             for p in &v.problems {

@@ -354,7 +354,7 @@ fn run_refuses_missing_interface_and_bad_core() {
     assert_eq!(rc, 1, "{err}");
     assert!(err.contains("has 1 queue(s)"), "{err}");
 
-    // Jumbo MTU beyond what a 4096-byte UMEM frame holds.
+    // Jumbo MTU beyond what a UMEM frame of lab.yaml's frame_size (2048 B) holds.
     assert!(Command::new("ip")
         .args(["-n", ns, "link", "set", "d1", "mtu", "9000"])
         .status()
@@ -366,7 +366,7 @@ fn run_refuses_missing_interface_and_bad_core() {
     ));
     assert_eq!(rc, 1, "{err}");
     assert!(
-        err.contains("\"d1\" has MTU 9000") && err.contains("at most MTU 3818"),
+        err.contains("\"d1\" has MTU 9000") && err.contains("at most MTU 1770"),
         "{err}"
     );
     assert!(Command::new("ip")

@@ -29,14 +29,20 @@ pub enum Expect {
     Block,
 }
 
+/// The tag's sequence numbers and timestamps are 24-bit and wrap (mask).
+pub const TAG_WRAP_MASK: u32 = (1 << 24) - 1;
+
 /// The tag at the end of a generated frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tag {
     pub expect: Expect,
     /// Generator stream (thread), 0..127.
     pub stream: u8,
-    /// Sequence number within the stream (48 bits).
-    pub seq: u64,
+    /// Sequence number within the stream, modulo 2^24 (compared with wrap-around).
+    pub seq: u32,
+    /// When the generator queued the frame: CLOCK_MONOTONIC in microseconds modulo 2^24
+    /// (16.7 s), which every network namespace shares; the sink takes the difference.
+    pub sent_us: u32,
 }
 
 fn fold(mut sum: u32) -> u16 {
@@ -53,7 +59,8 @@ impl Tag {
         let mut b = [0u8; TAG_LEN];
         b[0] = TAG_MAGIC;
         b[1] = (self.stream & 0x7f) << 1 | u8::from(self.expect == Expect::Block);
-        b[2..8].copy_from_slice(&self.seq.to_be_bytes()[2..8]);
+        b[2..5].copy_from_slice(&self.seq.to_be_bytes()[1..4]);
+        b[5..8].copy_from_slice(&self.sent_us.to_be_bytes()[1..4]);
         let sum: u32 = (0..4)
             .map(|i| u32::from(u16::from_be_bytes([b[2 * i], b[2 * i + 1]])))
             .sum();
@@ -77,8 +84,8 @@ impl Tag {
         if fold(sum) != 0xffff {
             return None;
         }
-        let mut seq = [0u8; 8];
-        seq[2..8].copy_from_slice(&b[2..8]);
+        let seq = u32::from_be_bytes([0, b[2], b[3], b[4]]);
+        let sent_us = u32::from_be_bytes([0, b[5], b[6], b[7]]);
         Some(Tag {
             expect: if b[1] & 1 == 1 {
                 Expect::Block
@@ -86,7 +93,8 @@ impl Tag {
                 Expect::Pass
             },
             stream: b[1] >> 1,
-            seq: u64::from_be_bytes(seq),
+            seq,
+            sent_us,
         })
     }
 }
@@ -525,6 +533,7 @@ pub fn templates(profile: &Profile, policy: &Policy) -> TemplateSet {
             expect: Expect::Pass,
             stream: 0,
             seq: 0,
+            sent_us: 0,
         };
         payload[payload_len - TAG_LEN..].copy_from_slice(&tag.encode());
         let ip = tcp_or_udp(&mut rng, src, dst, dport, udp, syn, &payload);
@@ -610,8 +619,55 @@ pub fn templates(profile: &Profile, policy: &Policy) -> TemplateSet {
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct StreamTally {
     pub received: u64,
-    pub last_seq: Option<u64>,
+    pub last_seq: Option<u32>,
     pub out_of_order: u64,
+}
+
+/// One-way latencies in microseconds (HdrHistogram: 3 significant digits up to 2^24 us,
+/// constant-time recording, and merging per-queue histograms is exact).
+#[derive(Clone, Debug)]
+pub struct LatencyHist(hdrhistogram::Histogram<u64>);
+
+impl Default for LatencyHist {
+    fn default() -> Self {
+        Self(
+            hdrhistogram::Histogram::new_with_bounds(1, u64::from(TAG_WRAP_MASK) + 1, 3)
+                .expect("valid histogram bounds"),
+        )
+    }
+}
+
+impl LatencyHist {
+    #[inline]
+    pub fn record(&mut self, us: u32) {
+        self.0.saturating_record(u64::from(us));
+    }
+
+    pub fn merge(&mut self, o: &LatencyHist) {
+        // Same bounds on both sides: cannot fail.
+        let _ = self.0.add(&o.0);
+    }
+
+    /// The percentiles, or `None` without samples.
+    pub fn summary(&self) -> Option<Latency> {
+        (!self.0.is_empty()).then(|| Latency {
+            samples: self.0.len(),
+            p50: self.0.value_at_quantile(0.5),
+            p99: self.0.value_at_quantile(0.99),
+            p999: self.0.value_at_quantile(0.999),
+            max: self.0.max(),
+        })
+    }
+}
+
+/// One-way latency percentiles, microseconds (generator queued -> sink received).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latency {
+    pub samples: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
 }
 
 /// What the sink saw.
@@ -634,12 +690,16 @@ pub struct SinkTally {
     /// Longest time between two tagged frames.
     pub max_gap: std::time::Duration,
     pub streams: Vec<StreamTally>,
+    /// One-way latency of every tagged frame.
+    #[serde(skip)]
+    pub latency: LatencyHist,
 }
 
 impl SinkTally {
-    /// Accounts one received frame; true if it carried a tag.
+    /// Accounts one received frame, received at `now_us` (CLOCK_MONOTONIC microseconds,
+    /// [`crate::datapath::clock::monotonic_us`]); true if it carried a tag.
     #[inline]
-    pub fn record(&mut self, frame: &[u8]) -> bool {
+    pub fn record(&mut self, frame: &[u8], now_us: u64) -> bool {
         self.received += 1;
         self.bytes += frame.len() as u64;
         let Some(tag) = Tag::decode(frame) else {
@@ -657,12 +717,17 @@ impl SinkTally {
         let st = &mut self.streams[s];
         st.received += 1;
         match st.last_seq {
-            Some(last) if tag.seq < last => {
+            // Behind the last one, modulo 2^24: reordered.
+            Some(last)
+                if tag.seq != last && (tag.seq.wrapping_sub(last) & TAG_WRAP_MASK) >= 1 << 23 =>
+            {
                 st.out_of_order += 1;
                 self.out_of_order += 1;
             }
             _ => st.last_seq = Some(tag.seq),
         }
+        self.latency
+            .record((now_us as u32).wrapping_sub(tag.sent_us) & TAG_WRAP_MASK);
         true
     }
 
@@ -677,6 +742,7 @@ impl SinkTally {
         self.out_of_order += o.out_of_order;
         self.oracle_leaks += o.oracle_leaks;
         self.max_gap = self.max_gap.max(o.max_gap);
+        self.latency.merge(&o.latency);
     }
 }
 
@@ -740,6 +806,9 @@ pub struct SinkReport {
     /// Frames the sink's interface dropped on receive during the run.
     #[serde(default)]
     pub link_rx_dropped: u64,
+    /// One-way latency of the tagged frames (`None`: none arrived).
+    #[serde(default)]
+    pub latency_us: Option<Latency>,
 }
 
 /// What the DUT's side counted as dropped, from op25b's final report (`run --report`):
@@ -825,6 +894,7 @@ pub struct RunVerdict {
     pub max_gap_ms: f64,
     pub gen_mpps: f64,
     pub sink_mpps: f64,
+    pub latency_us: Option<Latency>,
     pub ok: bool,
     pub problems: Vec<String>,
 }
@@ -902,6 +972,7 @@ pub fn verdict(
         max_gap_ms: s.max_gap_ms,
         gen_mpps: g.mpps,
         sink_mpps: s.mpps,
+        latency_us: s.latency_us,
         ok: problems.is_empty(),
         problems,
     }
@@ -914,8 +985,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn tag_round_trips_and_keeps_the_checksum_sum(stream in 0u8..128, seq in 0u64..(1 << 48), block: bool) {
-            let t = Tag { expect: if block { Expect::Block } else { Expect::Pass }, stream, seq };
+        fn tag_round_trips_and_keeps_the_checksum_sum(stream in 0u8..128, seq in 0u32..(1 << 24), block: bool) {
+            let t = Tag { expect: if block { Expect::Block } else { Expect::Pass }, stream, seq, sent_us: seq ^ 0x5a5a5a };
             let b = t.encode();
             prop_assert_eq!(Tag::decode(&b), Some(t));
             let sum: u32 = b.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
@@ -973,7 +1044,8 @@ destinations:
             let tag = Tag {
                 expect: t.expect,
                 stream: 5,
-                seq: 0xabcdef123,
+                seq: 0xabcdef,
+                sent_us: 0x123456,
             };
             f[n - TAG_LEN..].copy_from_slice(&tag.encode());
             assert_eq!(Tag::decode(&f), Some(tag));
@@ -1067,15 +1139,16 @@ destinations:
                     expect,
                     stream: 1,
                     seq,
+                    sent_us: 1000,
                 }
                 .encode(),
             );
             v
         };
-        s.record(&f(Expect::Pass, 1));
-        s.record(&f(Expect::Pass, 3));
-        s.record(&f(Expect::Pass, 2));
-        s.record(&f(Expect::Block, 4));
+        s.record(&f(Expect::Pass, 1), 1250);
+        s.record(&f(Expect::Pass, 3), 1250);
+        s.record(&f(Expect::Pass, 2), 1250);
+        s.record(&f(Expect::Block, 4), 1250);
         s.record(&[0u8; 60]);
         assert_eq!(
             (s.received, s.passed, s.leaked, s.foreign, s.out_of_order),

@@ -123,6 +123,7 @@ fn gen_thread(
             want = want.min(allowed.saturating_sub(seq) as usize);
         }
         if want > 0 {
+            let sent_us = crate::datapath::clock::monotonic_us() as u32;
             let queued = port.send(want, |i, buf| {
                 let t = &set.templates[(next + i) % n_templates];
                 if !t.tagged {
@@ -133,7 +134,8 @@ fn gen_thread(
                 let tag = Tag {
                     expect: t.expect,
                     stream,
-                    seq: seq + i as u64,
+                    seq: (seq + i as u64) as u32 & super::TAG_WRAP_MASK,
+                    sent_us: sent_us & super::TAG_WRAP_MASK,
                 };
                 buf.put(body);
                 buf.put(&tag.encode());
@@ -415,6 +417,7 @@ pub fn sink(
         kernel_rx_dropped: stats.rx_dropped,
         kernel_rx_ring_full: stats.rx_ring_full,
         kernel_fill_empty: stats.rx_fill_ring_empty,
+        latency_us: total.latency.summary(),
         link_rx_dropped: match (
             rx_dropped_before,
             link_counter(&opts.interface, "rx_dropped"),
@@ -441,9 +444,10 @@ fn sink_queue(
     let mut last = start;
     loop {
         let mut tagged = false;
+        let now_us = crate::datapath::clock::monotonic_us();
         let n = port.recv(256, |f| {
             let leaked_before = tally.leaked;
-            let is_tagged = tally.record(f);
+            let is_tagged = tally.record(f, now_us);
             tagged |= is_tagged;
             if tally.leaked > leaked_before && tally.leaked <= 5 {
                 let hex: String = f.iter().take(96).map(|b| format!("{b:02x}")).collect();

@@ -13,6 +13,21 @@
 pub mod counters;
 pub mod io;
 pub mod nic;
+
+/// The clock the benchmark tags carry (the only clock every network namespace shares).
+pub mod clock {
+    /// CLOCK_MONOTONIC in microseconds.
+    #[inline]
+    pub fn monotonic_us() -> u64 {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `t` is a valid out-pointer for the call; CLOCK_MONOTONIC always exists.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+        t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1_000
+    }
+}
 pub mod port;
 pub mod worker;
 pub mod xdp;

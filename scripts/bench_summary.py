@@ -1,0 +1,156 @@
+#!/usr/bin/python3
+"""Summarise the run rows of scripts/bench.sh into results.json and a table.
+
+usage: bench_summary.py ROWS_JSONL RESULTS_JSON DURATION REPEATS PROFILE QUICK
+
+Per variant: the saturation runs (unlimited offered load; median, min and max of the
+rate the DUT handled, the sink rate, CPU-1 us per handled frame, latency), the 90%
+check and the overload curve. Then the goals of docs/benchmarks.md, each with the
+figures it was judged on. Exit 1 on a leak by a policy-applying DUT, or on loss by the
+DUT in a check run or below 90% of saturation.
+"""
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+
+LABELS = {
+    "xdp-redirect": ("XDP redirect (ceiling)", "baseline", None),
+    "bridge-nft": ("bridge + nftables", "baseline", None),
+    "naive-fwd": ("naive xsk-rs forwarder", "baseline", None),
+    "op25b": ("op25b, 1 worker", "op25b", 1),
+    "op25b-unfair": ("op25b, unfair placement", "op25b", 1),
+    "op25b-2w": ("op25b, 2 workers", "op25b", 2),
+}
+# DUTs that apply no policy: blocked frames reaching the sink are expected there.
+NO_POLICY = {"xdp-redirect", "naive-fwd"}
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def lat(rows, key):
+    return med([(r.get("latency_us") or {}).get(key) for r in rows])
+
+
+def main(argv):
+    rows_path, out_path, duration, repeats, profile, quick = argv[1:7]
+    quick = quick == "1"
+    rows = [json.loads(line) for line in open(rows_path) if line.strip()]
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    out = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "kernel": platform.release(), "machine": f"{os.cpu_count()} vCPU {cpu}",
+        "method": "fair (threaded NAPI, CPU 1 = DUT, CPU 0 = tester; scripts/lab.sh fair)",
+        "xdp_mode": rows[0]["sink_mode"] if rows else "?", "profile": profile, "frame_size": 64,
+        "duration_s": float(duration), "repeats": int(repeats), "quick": quick,
+        "variants": [], "checks": [], "goals": [],
+    }
+    problems = []
+    by_name = {}
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        mine = [r for r in rows if r["variant"] == name]
+        sat = [r for r in mine if quick or not r["rate_limit_pps"]]
+        label, kind, workers = LABELS[name]
+        h = [r["handled_mpps"] for r in sat]
+        v = {
+            "name": name, "label": label, "kind": kind, "workers": workers, "runs": sat,
+            "median_mpps": med(h), "min_mpps": min(h), "max_mpps": max(h),
+            "median_sink_mpps": med([r["sink_mpps"] for r in sat]),
+            "median_gen_mpps": med([r["gen_mpps"] for r in sat]),
+            "median_us_per_frame": med([r["dut_us_per_frame"] for r in sat]),
+            "median_cpu_busy": med([r["dut_cpu_busy"] for r in sat]),
+            "latency_us": {k: lat(sat, k) for k in ("p50", "p99", "p999", "max")},
+            "generator_bound": sum(r["generator_bound"] for r in sat) * 2 > len(sat),
+            "curve": [
+                {"pct": int(r["run"][5:]), "offered_mpps": r["offered_mpps"], "gen_mpps": r["gen_mpps"],
+                 "handled_mpps": r["handled_mpps"], "sink_mpps": r["sink_mpps"],
+                 "lost_by_dut": r["lost_by_dut"], "loss_ratio": r["loss_ratio"], "loss": r["loss"],
+                 "latency_us": r["latency_us"], "generator_bound": r["generator_bound"]}
+                for r in mine if str(r["run"]).startswith("curve")
+            ],
+        }
+        out["variants"].append(v)
+        by_name[name] = v
+        for r in mine:
+            if r["leaked"] and name not in NO_POLICY:
+                problems.append(f"{name} run {r['run']}: {r['leaked']} blocked frames LEAKED")
+            if r["run"] == "check90" or quick:
+                out["checks"].append({"variant": name, "offered_pps": r["rate_limit_pps"],
+                                      "handled_mpps": r["handled_mpps"], "sink_mpps": r["sink_mpps"],
+                                      "lost": r["lost"], "loss": r["loss"], "leaked": r["leaked"]})
+                if r["lost_by_dut"]:
+                    problems.append(f"{name}: the DUT lost {r['lost_by_dut']} passing frames at "
+                                    f"{r['rate_limit_pps']} frames/s offered ({'a moderate rate' if quick else '90% of saturation'})")
+            if str(r["run"]).startswith("curve") and int(r["run"][5:]) < 90 and r["lost_by_dut"]:
+                problems.append(f"{name}: the DUT lost {r['lost_by_dut']} passing frames at {r['run'][5:]}% of saturation")
+    json.dump(out, open(out_path, "w"), indent=1)
+
+    print(f"\n{'variant':26} {'handled Mpps (min-max)':24} {'sink':>7} {'gen':>7} {'us/frame':>9} {'CPU1':>5} {'p50 us':>7} {'p99 us':>7} {'leaked':>7}")
+    for v in out["variants"]:
+        gb = "  generator-bound" if v["generator_bound"] else ""
+        us = f"{v['median_us_per_frame']:.2f}" if v["median_us_per_frame"] else "-"
+        l50, l99 = v["latency_us"]["p50"], v["latency_us"]["p99"]
+        print(f"{v['label']:26} {v['median_mpps']:.3f} ({v['min_mpps']:.3f}-{v['max_mpps']:.3f}){'':5}"
+              f" {v['median_sink_mpps']:7.3f} {v['median_gen_mpps']:7.3f} {us:>9} {100 * v['median_cpu_busy']:4.0f}%"
+              f" {l50 if l50 is not None else '-':>7} {l99 if l99 is not None else '-':>7}"
+              f" {sum(r['leaked'] for r in v['runs']):7}{gb}")
+    for c in out["checks"]:
+        l = c["loss"]
+        print(f"check {c['variant']} at {c['offered_pps']} frames/s: handled {c['handled_mpps']:.3f} Mpps, "
+              f"lost {max(c['lost'], 0)} (generator link {l['generator_link']}, DUT socket {l['dut_socket']}, "
+              f"DUT->sink {l['dut_to_sink_link']}, sink {l['sink_link'] + l['sink_socket']}, by the DUT {l['lost_by_dut']}), leaked {c['leaked']}")
+    for v in out["variants"]:
+        if not v["curve"]:
+            continue
+        print(f"\noverload curve, {v['label']} (saturation {v['median_mpps']:.3f} Mpps handled)")
+        print(f"  {'offered':>7} {'Mpps':>7} {'gen':>7} {'handled':>8} {'sink':>7} {'lost by DUT':>12} {'p50 us':>7} {'p99 us':>7} {'p99.9':>7} {'max':>7}")
+        for p in v["curve"]:
+            l = p["latency_us"] or {}
+            print(f"  {p['pct']:6}% {p['offered_mpps']:7.3f} {p['gen_mpps']:7.3f} {p['handled_mpps']:8.3f} {p['sink_mpps']:7.3f}"
+                  f" {p['lost_by_dut']:12} {l.get('p50', '-'):>7} {l.get('p99', '-'):>7} {l.get('p999', '-'):>7} {l.get('max', '-'):>7}"
+                  f"{'  generator-bound' if p['generator_bound'] else ''}")
+
+    def goal(text, ok, figures):
+        out["goals"].append({"goal": text, "met": ok, "figures": figures})
+        print(f"goal: {text}: {'MET' if ok else ('NOT MET' if ok is not None else 'NOT MEASURED')} ({figures})")
+
+    if not quick:
+        print()
+        op, naive, bridge = by_name.get("op25b"), by_name.get("naive-fwd"), by_name.get("bridge-nft")
+        if op and naive:
+            r = op["median_mpps"] / naive["median_mpps"]
+            goal("op25b handles >= 95% of the naive forwarder", r >= 0.95,
+                 f"{op['median_mpps']:.3f} vs {naive['median_mpps']:.3f} Mpps: {r:.2f}x")
+        if op and bridge:
+            r = op["median_mpps"] / bridge["median_mpps"]
+            goal("op25b handles >= 1.3x bridge + nftables", r >= 1.3,
+                 f"{op['median_mpps']:.3f} vs {bridge['median_mpps']:.3f} Mpps: {r:.2f}x")
+        for name in ("op25b", "op25b-unfair"):
+            v = by_name.get(name)
+            if not v or not v["curve"]:
+                continue
+            for pct in (200, 400):
+                p = next((p for p in v["curve"] if p["pct"] == pct), None)
+                if p is None:
+                    continue
+                reached = p["gen_mpps"] / v["median_mpps"]
+                ok = p["handled_mpps"] >= 0.9 * v["median_mpps"]
+                figures = f"handled {p['handled_mpps']:.3f} of {v['median_mpps']:.3f} Mpps"
+                if reached < pct / 100 * 0.95:
+                    # The generator could not offer that much: the point says nothing.
+                    ok = None
+                    figures += f"; the generator reached only {100 * reached:.0f}% of saturation ({p['gen_mpps']:.3f} Mpps)"
+                goal(f"{name} at {pct}% offered handles >= 90% of its saturation", ok, figures)
+    for p in problems:
+        print("PROBLEM:", p, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
