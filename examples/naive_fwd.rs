@@ -118,8 +118,7 @@ fn main() {
         .comp_queue_size(QueueSize::new(RING * 2).unwrap())
         .build()
         .unwrap();
-    let (umem, mut free) =
-        Umem::new(ucfg, NonZeroU32::new(frames).unwrap(), false).expect("UMEM");
+    let (umem, mut free) = Umem::new(ucfg, NonZeroU32::new(frames).unwrap(), false).expect("UMEM");
     let mut sides = [open(&umem, &a), open(&umem, &b)];
     // Half the frames to each fill ring.
     for s in sides.iter_mut() {

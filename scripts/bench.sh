@@ -126,7 +126,6 @@ lab_up() { # lab_up QUEUES FORWARDER
 }
 
 DUT_PID=""
-NFT_FAMILY=""
 dut_start() { # dut_start VARIANT
     rm -f "$WORK/dut.json" "$WORK/dut.log"
     case $1 in
@@ -162,7 +161,7 @@ dut_start() { # dut_start VARIANT
                 # shellcheck disable=SC2086  # two words on purpose
                 "$BIN" export-nft --config configs/bench.yaml --family $fam >"$WORK/policy.nft"
                 if ip netns exec op25b-dut nft -f "$WORK/policy.nft" 2>"$WORK/nft.err"; then
-                    ok=1; NFT_FAMILY=$fam; break
+                    ok=1; break
                 fi
             done
             ((ok)) || { cat "$WORK/nft.err" >&2; say "nft refused the generated rule set"; exit 1; } ;;

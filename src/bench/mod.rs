@@ -1149,11 +1149,42 @@ destinations:
         s.record(&f(Expect::Pass, 3), 1250);
         s.record(&f(Expect::Pass, 2), 1250);
         s.record(&f(Expect::Block, 4), 1250);
-        s.record(&[0u8; 60]);
+        s.record(&[0u8; 60], 1250);
         assert_eq!(
             (s.received, s.passed, s.leaked, s.foreign, s.out_of_order),
             (5, 3, 1, 1, 1)
         );
+        // Four tagged frames, each 250 us after it was sent.
+        let l = s.latency.summary().unwrap();
+        assert_eq!((l.samples, l.p50, l.max), (4, 250, 250));
+    }
+
+    #[test]
+    fn sequence_and_timestamp_wrap_at_24_bits() {
+        let mut s = SinkTally::default();
+        let f = |seq: u32, sent_us: u32| {
+            let mut v = vec![0u8; 60];
+            let tag = Tag {
+                expect: Expect::Pass,
+                stream: 0,
+                seq: seq & TAG_WRAP_MASK,
+                sent_us: sent_us & TAG_WRAP_MASK,
+            };
+            v[50..].copy_from_slice(&tag.encode());
+            v
+        };
+        // Past the wrap the sequence goes on: 0xfffffe, 0xffffff, 0, 1 are in order...
+        for seq in [0xff_fffe, 0xff_ffff, 0x100_0000, 0x100_0001] {
+            s.record(&f(seq, 0), 0);
+        }
+        assert_eq!(s.out_of_order, 0);
+        // ...and one from before the wrap is late.
+        s.record(&f(0xff_fffd, 0), 0);
+        assert_eq!(s.out_of_order, 1);
+        // Sent just before the clock's 24 bits wrapped, received just after: 30 us.
+        let mut t = SinkTally::default();
+        t.record(&f(1, 0xff_fff0), (1 << 24) + 14);
+        assert_eq!(t.latency.summary().unwrap().max, 30);
     }
 
     #[test]

@@ -105,7 +105,7 @@ fn gen_thread(
     let mut loops: u32 = 0;
     loop {
         loops = loops.wrapping_add(1);
-        if loops % 64 == 0 {
+        if loops.is_multiple_of(64) {
             now = Instant::now();
         }
         res.complete(port.reap(), &mut pending);

@@ -384,7 +384,7 @@ impl<I: FrameIo> Worker<I> {
             // About once a second (checked every 1024 iterations and when idle): copy
             // the kernel's socket drop counters (one getsockopt per side).
             iterations = iterations.wrapping_add(1);
-            if iterations % 1024 == 0 || iterations == 1 {
+            if iterations.is_multiple_of(1024) || iterations == 1 {
                 let now = Instant::now();
                 if now >= next_sample {
                     next_sample = now + std::time::Duration::from_secs(1);
