@@ -1,7 +1,7 @@
 //! Writes fuzz seed corpora: every golden fixture frame, the frames of the tcpdump
 //! corpus, and the shipped configs.
 //!
-//! `cargo run --release --example fuzz_seeds -- fuzz/corpus [../shared/corpus/tcpdump-ethernet]`
+//! `cargo run --release --example fuzz_seeds -- fuzz/corpus [PCAP_DIR]` (PCAP_DIR: captures whose frames become seeds, e.g. tcpdump's test captures)
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
