@@ -75,6 +75,9 @@ def rss_kib(pid):
         return None
 
 
+UNFAIR = False  # --unfair: leave the veths' receive work where the kernel puts it
+
+
 class Lab:
     def __init__(self, work, forwarder="none"):
         self.work = work
@@ -107,6 +110,8 @@ class Lab:
         """The fair placement (scripts/lab.sh fair): threaded NAPI of d0/d1 on CPU 1, of
         s0/u0 on CPU 0 at SCHED_FIFO, pfifo qdiscs. Re-run whenever op25b or the sink
         (re)attached an XDP program: each attach makes new NAPI threads."""
+        if UNFAIR:
+            return
         r = sh("bash", "scripts/lab.sh", "fair", "--dut-cpu", "1", "--tester-cpu", "0", check=False)
         if r.returncode != 0:
             say("WARNING: fair placement failed: " + (r.stdout + r.stderr).strip()[-500:])
@@ -196,8 +201,9 @@ def metric(text, name, labels=""):
     return total
 
 
-def saturation(lab, seconds=5):
-    """Offered frames/s op25b forwards in full at its measured limit (unlimited generator)."""
+def saturation(lab, seconds=15):
+    """Offered frames/s the lab forwards in full, sustained (unlimited generator, 15 s: a
+    short probe overstates it, the first seconds fill the rings instead)."""
     lab.start_sink(seconds + 20, idle=1.5)
     g = lab.gen(seconds)
     s = lab.sink_wait()
@@ -233,9 +239,15 @@ def scn_soak(lab, a):
     m0 = lab.metrics()
     p = lab.gen(dur, rate=rate, background=True)
     samples = []
+    fill_empty = []  # (second, frames) whenever op25b's fill_empty counter moved
+    last_fe = metric(m0, "op25b_kernel_drops_total", 'reason="fill_empty"')
     t0 = time.monotonic()
     while p.poll() is None:
         samples.append((time.monotonic() - t0, rss_kib(lab.dut.pid)))
+        fe = metric(lab.metrics(), "op25b_kernel_drops_total", 'reason="fill_empty"')
+        if fe > last_fe:
+            fill_empty.append((round(time.monotonic() - t0), int(fe - last_fe)))
+            last_fe = fe
         time.sleep(2)
     g = lab.gen_wait(p)
     lab.sink_wait()
@@ -259,11 +271,13 @@ def scn_soak(lab, a):
     if end_rss - start_rss > 2048:
         problems.append(f"RSS grew {end_rss - start_rss} KiB after warm-up")
     blocked = sum(n for k, n in d["received_on"]["subscriber"]["verdicts"].items() if not k.startswith("forward"))
-    return row("soak", f"{rate / 1e6:.3f} Mpps offered (70% of {sat / 1e6:.3f})", dur, "none", g["sent"],
+    return row("soak", f"{rate / 1e6:.3f} Mpps offered (70% of {sat / 1e6:.3f}){', unfair placement' if UNFAIR else ''}",
+               dur, "none", g["sent"],
                lost_dut, v["leaked"], (start_rss, end_rss), problems,
                lost_on_generator_link=v["lost_on_generator_link"], lost_by_sink_socket=sd, blocked_by_dut=blocked,
                replies_sent=d["events"]["replies_sent"], rss_kib_first=samples[0][1] if samples else None,
-               dut_kernel_drops=kd,
+               dut_kernel_drops=kd, fill_empty_over_time=fill_empty, latency_us=v.get("latency_us"),
+               placement="unfair" if UNFAIR else "fair",
                dut_tx_ring_full=d["events"]["tx_ring_full"], dut_fill_starved=d["events"]["fill_starved"])
 
 
@@ -695,7 +709,11 @@ def main():
     ap.add_argument("--duration", type=float)
     ap.add_argument("--short", action="store_true")
     ap.add_argument("--out")
+    ap.add_argument("--unfair", action="store_true",
+                    help="no fair placement (scripts/lab.sh fair): the kernel's default CPUs for the veths' receive work")
     a = ap.parse_args()
+    global UNFAIR
+    UNFAIR = a.unfair
     names = list(SCENARIOS) if a.scenarios == ["all"] else a.scenarios
     for n in names:
         if n not in SCENARIOS:

@@ -2,7 +2,7 @@
 # soak.sh - hardening runs on the veth lab: soak, overload, hostile frames, reply abuse,
 # faults and failure modes, each with its checks and one result row.
 #
-# usage: soak.sh [SCENARIO...|all] [--short] [--duration S] [--out DIR]
+# usage: soak.sh [SCENARIO...|all] [--short] [--duration S] [--out DIR] [--unfair]
 #   soak         ~70% of measured saturation for 600 s (--short: 60 s), bench profile
 #                with rejects: zero leaked, zero loss, conservation, RSS flat
 #   overload     150% of saturation, then 50%: no leak, no stall, recovery
@@ -14,9 +14,11 @@
 #                third invalid), kill -9 + restart; clean load check after each
 #   failover     failure_mode open and closed: kill -9 under load, outage in ms,
 #                blocked traffic stays blocked
+# Every scenario uses the fair placement of docs/benchmarks.md (scripts/lab.sh fair);
+# --unfair leaves the veths' receive work on the kernel's default CPUs, to compare.
 # Needs root and a release build (target/release/op25b, or OP25B_BIN). Traffic stays in
 # the lab namespaces; root-namespace counters are checked. Exit 1 when a check fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case ${1:-} in -h|--help) sed -n '2,20p' "$0"; exit 0 ;; esac
+case ${1:-} in -h|--help) sed -n '2,22p' "$0"; exit 0 ;; esac
 exec python3 scripts/soak.py "$@"

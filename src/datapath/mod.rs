@@ -286,9 +286,11 @@ pub fn start(
     };
     let mut counters = Vec::new();
     let mut workers = Vec::new();
-    // Each worker says when its state is built, so that memory is locked with all of
-    // it resident before the first frame (a channel: one message per worker).
+    // Each worker says when its state is built (fill rings primed), then waits until
+    // memory is locked with all of it resident: only then does it take its first frame
+    // (the RX rings hold what arrives meanwhile). `go` is closed, never sent on.
     let (ready_tx, ready_rx) = crossbeam_channel::bounded::<usize>(ifs.queues as usize);
+    let (go_tx, go_rx) = crossbeam_channel::bounded::<()>(0);
     for (i, io) in ios.into_iter().enumerate() {
         let c = Arc::new(CachePadded::new(WorkerCounters::new()));
         counters.push(c.clone());
@@ -296,6 +298,7 @@ pub fn start(
         let policy = policy.clone();
         let stop_w = stop.clone();
         let ready = ready_tx.clone();
+        let go = go_rx.clone();
         let h = std::thread::Builder::new()
             .name(format!("op25b-w{i}"))
             .spawn(move || {
@@ -306,6 +309,7 @@ pub fn start(
                 }
                 let mut w = worker::Worker::new(io, wcfg, policy, c);
                 let _ = ready.send(i);
+                let _ = go.recv();
                 w.run(&stop_w);
                 WorkerExit { census: w.census() }
             });
@@ -313,6 +317,7 @@ pub fn start(
             Ok(h) => workers.push(h),
             Err(e) => {
                 stop.store(true, Ordering::SeqCst);
+                drop(go_tx); // release the workers already waiting, so they can stop
                 for h in workers {
                     let _ = h.join();
                 }
@@ -333,6 +338,7 @@ pub fn start(
         Ok(kib) => tracing::info!(locked_kib = kib, "memory locked (mlockall): UMEM, rings and worker state resident before the first frame"),
         Err(e) => tracing::warn!("cannot lock memory (mlockall: {e}): pages may be faulted in or swapped on the frame path; grant CAP_IPC_LOCK"),
     }
+    drop(go_tx);
     Ok(Running {
         mode,
         subscriber: sub,
