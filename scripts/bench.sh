@@ -126,6 +126,16 @@ lab_up() { # lab_up QUEUES FORWARDER
 }
 
 DUT_PID=""
+# wait_started NEEDLE WHAT: wait (10 s at most) until the DUT's log says NEEDLE.
+wait_started() {
+    for _ in $(seq 100); do
+        grep -q "$1" "$WORK/dut.log" 2>/dev/null && return 0
+        kill -0 "$DUT_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$WORK/dut.log" >&2; say "$2 did not start"; exit 1
+}
+
 dut_start() { # dut_start VARIANT
     rm -f "$WORK/dut.json" "$WORK/dut.log"
     case $1 in
@@ -137,24 +147,14 @@ dut_start() { # dut_start VARIANT
                 --report "$WORK/dut.json" >/dev/null 2>"$WORK/dut.log" &
             DUT_PID=$!
             PIDS+=("$DUT_PID")
-            for _ in $(seq 100); do
-                grep -q "op25b running" "$WORK/dut.log" 2>/dev/null && return 0
-                kill -0 "$DUT_PID" 2>/dev/null || break
-                sleep 0.1
-            done
-            cat "$WORK/dut.log" >&2; say "op25b did not start"; exit 1 ;;
+            wait_started "op25b running" op25b ;;
         naive-fwd)
             [[ -x $NAIVE ]] || { say "$NAIVE not built (cargo build --release --examples)"; exit 1; }
             ip netns exec op25b-dut "$NAIVE" d0 d1 --duration 600 --core 1 \
                 >"$WORK/dut.json" 2>"$WORK/dut.log" &
             DUT_PID=$!
             PIDS+=("$DUT_PID")
-            for _ in $(seq 100); do
-                grep -q "forwarding" "$WORK/dut.log" 2>/dev/null && return 0
-                kill -0 "$DUT_PID" 2>/dev/null || break
-                sleep 0.1
-            done
-            cat "$WORK/dut.log" >&2; say "naive_fwd did not start"; exit 1 ;;
+            wait_started forwarding naive_fwd ;;
         bridge-nft)
             local fam ok=0
             for fam in "bridge --reject-as-drop" "netdev"; do

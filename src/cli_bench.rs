@@ -330,47 +330,38 @@ pub fn bench(cmd: BenchCommand) -> ExitCode {
             if json {
                 outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
             } else {
-                outln!("{:<28} {:>14}", "sent (generator)", v.sent);
-                outln!("{:<28} {:>14}", "  should pass", v.sent_pass);
-                outln!("{:<28} {:>14}", "  should be blocked", v.sent_block);
-                outln!("{:<28} {:>14}", "received (sink)", v.received);
-                outln!("{:<28} {:>14}", "  passed", v.passed);
-                outln!("{:<28} {:>14}", "  LEAKED (blocked, arrived)", v.leaked);
-                outln!("{:<28} {:>14}", "  foreign (untagged)", v.foreign);
+                let row = |what: &str, value: String| outln!("{what:<28} {value:>14}");
+                let opt = |x: Option<u64>| x.map_or("-".to_string(), |n| n.to_string());
+                let l = &v.loss;
+                row("sent (generator)", v.sent.to_string());
+                row("  should pass", v.sent_pass.to_string());
+                row("  should be blocked", v.sent_block.to_string());
+                row("received (sink)", v.received.to_string());
+                row("  passed", v.passed.to_string());
+                row("  LEAKED (blocked, arrived)", v.leaked.to_string());
+                row("  foreign (untagged)", v.foreign.to_string());
                 outln!(
                     "{:<28} {:>14} ({:.4}%)",
                     "lost (should pass)",
                     v.lost,
                     v.loss_ratio * 100.0
                 );
-                let l = &v.loss;
-                let opt = |x: Option<u64>| x.map_or("-".to_string(), |n| n.to_string());
-                outln!(
-                    "{:<28} {:>14}",
-                    "  generator link (tx_drop)",
-                    l.generator_link
-                );
-                outln!("{:<28} {:>14}", "  DUT socket (kernel)", opt(l.dut_socket));
-                outln!(
-                    "{:<28} {:>14}",
-                    "  DUT -> sink link (tx_drop)",
-                    opt(l.dut_to_sink_link)
-                );
-                outln!("{:<28} {:>14}", "  sink link (rx_drop)", l.sink_link);
-                outln!("{:<28} {:>14}", "  sink socket (kernel)", l.sink_socket);
-                outln!("{:<28} {:>14}", "  lost by the DUT", l.lost_by_dut);
-                outln!("{:<28} {:>14}", "out of order", v.out_of_order);
-                outln!("{:<28} {:>14.3}", "generator Mpps", v.gen_mpps);
-                outln!("{:<28} {:>14.3}", "sink Mpps", v.sink_mpps);
-                match v.latency_us {
-                    Some(l) => outln!(
-                        "{:<28} {:>14}",
-                        "latency us p50/p99/p99.9/max",
+                row("  generator link (tx_drop)", l.generator_link.to_string());
+                row("  DUT socket (kernel)", opt(l.dut_socket));
+                row("  DUT -> sink link (tx_drop)", opt(l.dut_to_sink_link));
+                row("  sink link (rx_drop)", l.sink_link.to_string());
+                row("  sink socket (kernel)", l.sink_socket.to_string());
+                row("  lost by the DUT", l.lost_by_dut.to_string());
+                row("out of order", v.out_of_order.to_string());
+                row("generator Mpps", format!("{:.3}", v.gen_mpps));
+                row("sink Mpps", format!("{:.3}", v.sink_mpps));
+                row(
+                    "latency us p50/p99/p99.9/max",
+                    v.latency_us.map_or("-".into(), |l| {
                         format!("{}/{}/{}/{}", l.p50, l.p99, l.p999, l.max)
-                    ),
-                    None => outln!("{:<28} {:>14}", "latency", "-"),
-                }
-                outln!("{:<28} {:>14}", "result", if v.ok { "OK" } else { "FAIL" });
+                    }),
+                );
+                row("result", if v.ok { "OK" } else { "FAIL" }.to_string());
             }
             for p in &v.problems {
                 eprintln!("problem: {p}");
