@@ -281,6 +281,7 @@ fn parse_ipv4(l3: &[u8], l3_offset: usize) -> Net {
     }
 }
 
+#[inline(always)]
 fn parse_ipv6(l3: &[u8], l3_offset: usize) -> Net {
     let Ok(h) = Ipv6HeaderSlice::from_slice(l3) else {
         return Net::MalformedIp;
