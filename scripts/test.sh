@@ -45,8 +45,14 @@ else
     step "cargo test (unit, property, integration; root-only tests listed as ignored; benches run once as tests)"
 fi
 set +e
-cargo test --release --all-targets --no-fail-fast "${TEST_ARGS[@]}" 2>&1 | tee /tmp/op25b-test.log
+# Libraries, binaries, integration tests and examples take the harness's
+# --include-ignored; the criterion benches (harness = false) run once as tests apart.
+cargo test --release --lib --bins --tests --examples --no-fail-fast "${TEST_ARGS[@]}" 2>&1 \
+    | tee /tmp/op25b-test.log
 rc=${PIPESTATUS[0]}
+cargo test --release --benches --no-fail-fast 2>&1 | tee -a /tmp/op25b-test.log
+rc_benches=${PIPESTATUS[0]}
+((rc == 0)) && rc=$rc_benches
 set -e
 if [[ $rc -ne 0 ]]; then
     echo "test.sh: cargo test FAILED (exit $rc); failures:" >&2
