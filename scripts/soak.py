@@ -234,7 +234,12 @@ def scn_soak(lab, a):
     dur = a.duration or (60 if a.short else 600)
     lab.start_dut()
     sat = saturation(lab)
-    rate = 0.7 * sat
+    # The 10-minute soak runs at 70% of the sustained saturation. The 60 s CI version
+    # (--short) runs at 50%: on this shared VM the lab's speed moves by 30-70% within
+    # minutes (sustained probes of 0.32 and 0.55 Mpps the same evening), and a probe
+    # taken in a fast moment put the 70% point above what the tester sustained later.
+    share = 0.5 if a.short and not a.duration else 0.7
+    rate = share * sat
     lab.start_sink(dur + 30, idle=3)
     m0 = lab.metrics()
     p = lab.gen(dur, rate=rate, background=True)
@@ -271,7 +276,7 @@ def scn_soak(lab, a):
     if end_rss - start_rss > 2048:
         problems.append(f"RSS grew {end_rss - start_rss} KiB after warm-up")
     blocked = sum(n for k, n in d["received_on"]["subscriber"]["verdicts"].items() if not k.startswith("forward"))
-    return row("soak", f"{rate / 1e6:.3f} Mpps offered (70% of {sat / 1e6:.3f}){', unfair placement' if UNFAIR else ''}",
+    return row("soak", f"{rate / 1e6:.3f} Mpps offered ({share:.0%} of {sat / 1e6:.3f}){', unfair placement' if UNFAIR else ''}",
                dur, "none", g["sent"],
                lost_dut, v["leaked"], (start_rss, end_rss), problems,
                lost_on_generator_link=v["lost_on_generator_link"], lost_by_sink_socket=sd, blocked_by_dut=blocked,

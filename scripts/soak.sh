@@ -3,7 +3,7 @@
 # faults and failure modes, each with its checks and one result row.
 #
 # usage: soak.sh [SCENARIO...|all] [--short] [--duration S] [--out DIR] [--unfair]
-#   soak         ~70% of measured saturation for 600 s (--short: 60 s), bench profile
+#   soak         70% of measured saturation for 600 s (--short: 50% for 60 s), bench profile
 #                with rejects: zero leaked, zero loss, conservation, RSS flat
 #   overload     150% of saturation, then 50%: no leak, no stall, recovery
 #   hostile      50% hostile frames at line rate and at 50k/s: no crash, nothing

@@ -1,5 +1,5 @@
 //! The short hardening runs of `scripts/soak.sh` (docs/reliability.md), as root on the
-//! veth lab: a 60 s soak at ~70% of saturation, overload, hostile frames at line rate,
+//! veth lab: a 60 s soak at 50% of saturation, overload, hostile frames at line rate,
 //! reply abuse, faults (link flap, peer stop, SIGHUP storm, kill -9), both failure
 //! modes under kill -9, and the capability set. Each scenario checks itself (zero
 //! leaked, zero loss where the load allows it, conservation, RSS) and exits 1 with its
