@@ -480,6 +480,24 @@ struct RawLogging {
     format: LogFormat,
 }
 
+/// `datapath.fast_path`: whether op25b's XDP program sends frames the policy can never
+/// block straight to the other interface in the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FastPathMode {
+    #[default]
+    On,
+    Off,
+}
+
+/// `datapath:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatapath {
+    #[serde(default)]
+    fast_path: FastPathMode,
+}
+
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -487,6 +505,8 @@ struct RawConfig {
     interfaces: RawInterfaces,
     #[serde(default)]
     workers: RawWorkers,
+    #[serde(default)]
+    datapath: RawDatapath,
     policy: RawPolicy,
     #[serde(default)]
     control: RawControl,
@@ -562,6 +582,14 @@ pub struct Config {
     pub reject_rate: RateLimit,
     pub control: Control,
     pub logging: Logging,
+    /// Reloadable.
+    pub datapath: DatapathSettings,
+}
+
+/// `datapath:`
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DatapathSettings {
+    pub fast_path: FastPathMode,
 }
 
 /// Facts about a load, for `op25b check` and the logs.
@@ -822,6 +850,9 @@ fn validate_settings(file: &Path, raw: &RawConfig) -> Result<Config, ConfigError
         logging: Logging {
             level: raw.logging.level,
             format: raw.logging.format,
+        },
+        datapath: DatapathSettings {
+            fast_path: raw.datapath.fast_path,
         },
     })
 }

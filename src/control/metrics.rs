@@ -20,6 +20,8 @@ pub struct MetricsState {
     /// Class names of the current policy, in id order (replaced on reload).
     pub class_names: Mutex<Vec<String>>,
     pub mode: String,
+    /// The XDP programs' counters and the fast path's state.
+    pub fast_path: Arc<crate::datapath::fast_path::FastPathView>,
     pub started: Instant,
     /// Unix time of the last reload attempt and whether it succeeded.
     pub last_reload: Mutex<Option<(u64, bool)>>,
@@ -299,6 +301,50 @@ pub fn render(state: &MetricsState) -> String {
                 "op25b_umem_frames{{worker=\"{w}\",place=\"{place}\"}} {v}"
             );
         }
+    }
+    let fp = state.fast_path.stats();
+    let _ = writeln!(o, "# HELP op25b_fast_path_frames_total Frames the XDP program sent straight to the other interface in the kernel (never seen by a worker), by receiving interface.");
+    let _ = writeln!(o, "# TYPE op25b_fast_path_frames_total counter");
+    for side in sides {
+        let _ = writeln!(
+            o,
+            "op25b_fast_path_frames_total{{interface=\"{}\"}} {}",
+            side.as_str(),
+            fp[side.index()].fast
+        );
+    }
+    let _ = writeln!(o, "# HELP op25b_fast_path_bytes_total Bytes of the frames counted in op25b_fast_path_frames_total.");
+    let _ = writeln!(o, "# TYPE op25b_fast_path_bytes_total counter");
+    for side in sides {
+        let _ = writeln!(
+            o,
+            "op25b_fast_path_bytes_total{{interface=\"{}\"}} {}",
+            side.as_str(),
+            fp[side.index()].fast_bytes
+        );
+    }
+    let _ = writeln!(o, "# HELP op25b_xdp_to_userspace_frames_total Frames the XDP program sent to the workers, by receiving interface and why: port (TCP to a port the policy may block), fragment, unparsed (headers it does not fully parse), off (fast path off or the other interface cannot take redirected frames).");
+    let _ = writeln!(o, "# TYPE op25b_xdp_to_userspace_frames_total counter");
+    for side in sides {
+        for (reason, n) in fp[side.index()].user_reasons() {
+            let _ = writeln!(
+                o,
+                "op25b_xdp_to_userspace_frames_total{{interface=\"{}\",reason=\"{reason}\"}} {n}",
+                side.as_str()
+            );
+        }
+    }
+    let _ = writeln!(o, "# HELP op25b_fast_path_active 1 while the XDP program of the interface may take the fast path (datapath.fast_path on and the other interface takes redirected frames).");
+    let _ = writeln!(o, "# TYPE op25b_fast_path_active gauge");
+    for side in sides {
+        let _ = writeln!(
+            o,
+            "op25b_fast_path_active{{interface=\"{}\"}} {}",
+            side.as_str(),
+            u8::from(
+                state.fast_path.active[side.index()].load(std::sync::atomic::Ordering::Relaxed)
+            )
+        );
     }
     let policy = state.policy.load();
     let summary = policy.summary();

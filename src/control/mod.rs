@@ -288,7 +288,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             tracing::warn!("failure_mode open: this kernel has no reject in the bridge family; the fallback drops what op25b would reject");
         }
     }
-    let running = datapath::start(&cfg, policy.clone(), stop.clone())?;
+    let mut running = datapath::start(&cfg, policy.clone(), stop.clone())?;
     let links_at_start = [&running.subscriber, &running.upstream].map(datapath::nic::link_drops);
     if open {
         match fallback::ensure_bridge(&cfg) {
@@ -326,6 +326,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         policy: policy.clone(),
         class_names: std::sync::Mutex::new(class_names.clone()),
         mode: running.mode.to_string(),
+        fast_path: running.fast_path.view(),
         started: Instant::now(),
         last_reload: std::sync::Mutex::new(None),
     });
@@ -341,6 +342,8 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let mut retired: Vec<Arc<crate::policy::Policy>> = Vec::new();
     let interval = cfg.workers.stats_interval;
     let mut prev = total(&running.counters);
+    let fast_stats = running.fast_path.view();
+    let mut prev_fast = fast_stats.stats();
     let mut last = Instant::now();
     let mut died = false;
     let mut offenders = OffenderLog::default();
@@ -350,6 +353,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         if last_top.elapsed() >= Duration::from_secs(1) {
             last_top = Instant::now();
             offenders.check(&metrics::top(&mstate, OFFENDER_SCAN));
+            running.fast_path.refresh();
         }
         if running.any_worker_finished() && !stop.load(Ordering::SeqCst) {
             tracing::error!("a worker thread ended while running");
@@ -357,7 +361,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             break;
         }
         if hup.swap(false, Ordering::SeqCst) {
-            let ok = match reload(&opts.config, &cfg, &policy, open) {
+            let ok = match reload(&opts.config, &cfg, &policy, &mut running.fast_path, open) {
                 Ok((old, names)) => {
                     retired.push(old);
                     if let Ok(mut n) = mstate.class_names.lock() {
@@ -385,8 +389,17 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         }
         if !interval.is_zero() && last.elapsed() >= interval {
             let now = total(&running.counters);
-            tracing::info!("{}", stats_line(&now, &prev, last.elapsed().as_secs_f64()));
+            let secs = last.elapsed().as_secs_f64();
+            let fast_now = fast_stats.stats();
+            let fps = |i: usize| fast_now[i].since(&prev_fast[i]).fast as f64 / secs.max(1e-9);
+            tracing::info!(
+                "{}, fast path out {:.0} fps in {:.0} fps",
+                stats_line(&now, &prev, secs),
+                fps(0),
+                fps(1)
+            );
             prev = now;
+            prev_fast = fast_now;
             last = Instant::now();
         }
     }
@@ -403,6 +416,8 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         ),
     }
     let counters = running.counters.clone();
+    let fast_view = running.fast_path.view();
+    let fast_enabled = running.fast_path.enabled();
     let links_at_stop = [&running.subscriber, &running.upstream].map(datapath::nic::link_drops);
     let (exits, notes) = running.stop();
     match cfg.interfaces.failure_mode {
@@ -442,6 +457,13 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let mut report = sum.to_json(&names_now);
     report["frames_conserved"] = serde_json::json!(conserved && sum.census.conserved());
     report["workers"] = serde_json::json!(counters.len());
+    // The XDP programs' own counters (the maps outlive the detached programs).
+    let [fp_sub, fp_up] = fast_view.stats();
+    report["fast_path"] = serde_json::json!({
+        "enabled": fast_enabled,
+        "subscriber": fp_sub.to_json(),
+        "upstream": fp_up.to_json(),
+    });
     // The interfaces' own drop counters over the run (None: /sys of another namespace).
     let link = |i: usize| match (links_at_start[i], links_at_stop[i]) {
         (Some(a), Some(b)) => serde_json::json!(b.since(a)),
@@ -496,6 +518,7 @@ pub fn reload(
     path: &Path,
     running: &Config,
     cell: &PolicyCell,
+    fast: &mut datapath::fast_path::FastPath,
     fallback: bool,
 ) -> Result<(Arc<crate::policy::Policy>, Vec<String>), RunError> {
     let t = Instant::now();
@@ -543,7 +566,17 @@ pub fn reload(
     }
     let old_bytes = cell.load().summary().table_bytes;
     let new_bytes = loaded.policy.summary().table_bytes;
-    let old = cell.publish(Arc::new(loaded.policy));
+    // Ports the new policy may block reach the XDP maps before it is in force, ports it
+    // no longer blocks leave them after: no frame it blocks can take the fast path.
+    fast.before_publish(&loaded.policy)
+        .map_err(|e| RunError::Reload(e.to_string()))?;
+    let next = Arc::new(loaded.policy);
+    let old = cell.publish(next.clone());
+    fast.after_publish(&next, cell.generation());
+    drop(next);
+    if let Err(e) = fast.set_enabled(c.datapath.fast_path == config::FastPathMode::On) {
+        tracing::error!("{e}");
+    }
     tracing::info!(
         generation = cell.generation(),
         build_ms = format!("{:.1}", loaded.report.build_time.as_secs_f64() * 1e3),

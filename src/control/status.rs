@@ -137,6 +137,12 @@ pub fn status(addr: SocketAddr) -> std::io::Result<serde_json::Value> {
             "inbound": rate("op25b_rx_frames_total", &["interface=\"upstream\""]),
             "blocked": rate("op25b_blocked_total", &[]),
             "replies": rate("op25b_events_total", &["event=\"replies_sent\""]),
+            "fast_path": rate("op25b_fast_path_frames_total", &[]),
+            "to_userspace": rate("op25b_xdp_to_userspace_frames_total", &[]),
+        },
+        "fast_path_active": {
+            "subscriber": sum(&b, "op25b_fast_path_active", &["interface=\"subscriber\""]) > 0.0,
+            "upstream": sum(&b, "op25b_fast_path_active", &["interface=\"upstream\""]) > 0.0,
         },
         "totals": {
             "outbound_frames": sum(&b, "op25b_rx_frames_total", &["interface=\"subscriber\""]),
@@ -148,6 +154,8 @@ pub fn status(addr: SocketAddr) -> std::io::Result<serde_json::Value> {
             "replies_rate_limited": sum(&b, "op25b_events_total", &["event=\"replies_rate_limited\""]),
             "tx_ring_full": sum(&b, "op25b_events_total", &["event=\"tx_ring_full\""]),
             "fill_starved": sum(&b, "op25b_events_total", &["event=\"fill_starved\""]),
+            "fast_path_frames": sum(&b, "op25b_fast_path_frames_total", &[]),
+            "to_userspace_frames": sum(&b, "op25b_xdp_to_userspace_frames_total", &[]),
         },
     }))
 }
@@ -173,6 +181,18 @@ pub fn table(v: &serde_json::Value) -> String {
             _ => "FAILED",
         }
     );
+    let on = |p: &str| {
+        if v.pointer(p).and_then(|x| x.as_bool()).unwrap_or(false) {
+            "on"
+        } else {
+            "off"
+        }
+    };
+    o += &format!(
+        "fast path: outbound {}, inbound {}\n",
+        on("/fast_path_active/subscriber"),
+        on("/fast_path_active/upstream")
+    );
     o += &format!("{:<22} {:>14} {:>14}\n", "", "per second", "total");
     for (name, rate, total) in [
         (
@@ -194,6 +214,16 @@ pub fn table(v: &serde_json::Value) -> String {
             "replies sent",
             "/frames_per_second/replies",
             "/totals/replies_sent",
+        ),
+        (
+            "fast path (kernel)",
+            "/frames_per_second/fast_path",
+            "/totals/fast_path_frames",
+        ),
+        (
+            "to workers (XDP)",
+            "/frames_per_second/to_userspace",
+            "/totals/to_userspace_frames",
         ),
     ] {
         o += &format!("{name:<22} {:>14.0} {:>14.0}\n", f(rate), f(total));

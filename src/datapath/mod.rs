@@ -11,6 +11,7 @@
 //!   kernel detaches it when the process ends, however it ends).
 
 pub mod counters;
+pub mod fast_path;
 pub mod io;
 pub mod nic;
 
@@ -128,6 +129,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Xsk(#[from] xsk::XskError),
+    #[error(transparent)]
+    FastPath(#[from] fast_path::FastPathError),
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
 }
@@ -144,6 +147,8 @@ pub struct Running {
     pub subscriber: nic::Nic,
     pub upstream: nic::Nic,
     pub counters: Vec<Arc<CachePadded<WorkerCounters>>>,
+    /// The XDP fast path's settings (the control thread keeps them in step).
+    pub fast_path: fast_path::FastPath,
     workers: Vec<JoinHandle<WorkerExit>>,
     stop: Arc<AtomicBool>,
     /// Subscriber and upstream programs: dropped (detached) after the workers stop.
@@ -277,6 +282,25 @@ pub fn start(
         }
     }
     let mode = mode.expect("at least one queue");
+    // The programs start with the fast path off (every frame to the sockets): turn it on
+    // now that every socket is registered.
+    let programs = match (links[0].program.try_clone(), links[1].program.try_clone()) {
+        (Ok(a), Ok(b)) => [a, b],
+        (Err(source), _) | (_, Err(source)) => {
+            return Err(StartError::FastPath(fast_path::FastPathError::Settings {
+                iface: sub.name.clone(),
+                source,
+            }))
+        }
+    };
+    let fast_path = fast_path::FastPath::new(
+        programs,
+        [&sub.name, &up.name],
+        [sub.ifindex, up.ifindex],
+        cfg.datapath.fast_path == crate::config::FastPathMode::On,
+        &policy.load(),
+        policy.generation(),
+    )?;
     let wcfg = worker::WorkerConfig {
         burst: cfg.workers.burst as usize,
         fill_target: ifs.ring_size as usize,
@@ -344,6 +368,7 @@ pub fn start(
         subscriber: sub,
         upstream: up,
         counters,
+        fast_path,
         workers,
         stop,
         links,

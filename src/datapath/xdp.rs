@@ -1,121 +1,143 @@
-//! op25b's own XDP program, attached through a **bpf_link**.
+//! op25b's own XDP program (`bpf/op25b_xdp.c`), loaded through libbpf and attached through
+//! a **bpf_link**, one copy per interface.
 //!
-//! The program is five instructions (six slots): redirect every frame to the AF_XDP socket of its
-//! RX queue (`bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS)`); a queue with no
-//! socket passes the frame to the kernel stack.
+//! The program sends each frame either to the worker's AF_XDP socket (userspace judges it)
+//! or, on the **fast path**, straight out of the other interface through a DEVMAP, when
+//! userspace would forward it whatever the policy says: see the program's header comment
+//! and docs/architecture.md. Its maps, per interface:
+//! * `xsks` (XSKMAP): RX queue -> the worker's socket;
+//! * `peer` (DEVMAP): key 0 -> the other interface;
+//! * `settings` (ARRAY, one [`Settings`]): fast path on/off, whether the other interface
+//!   takes redirected frames, and the TCP destination ports that must go to userspace;
+//! * `stats` (PERCPU_ARRAY): per-CPU counters of both paths ([`PathStats`]).
 //!
-//! Why our own program and a link rather than libxdp's default program: a bpf_link is
-//! owned by a file descriptor, so the kernel detaches the program the moment the last
-//! descriptor closes — on a clean exit, a panic, an OOM kill or `kill -9` alike. Nothing
-//! is left attached, a restart needs no cleanup, and with `failure_mode: open` frames
-//! fall through to the Linux bridge underneath as soon as op25b is gone. A program
-//! attached the old way (netlink) stays until someone removes it. The link also refuses
-//! to attach over another program (EBUSY) instead of replacing it.
+//! Why a link rather than libxdp's default program: a bpf_link is owned by a file
+//! descriptor, so the kernel detaches the program the moment the last descriptor closes —
+//! on a clean exit, a panic, an OOM kill or `kill -9` alike. Nothing is left attached, a
+//! restart needs no cleanup, and with `failure_mode: open` frames fall through to the Linux
+//! bridge underneath as soon as op25b is gone. A program attached the old way (netlink)
+//! stays until someone removes it. The link also refuses to attach over another program
+//! (EBUSY) instead of replacing it.
 //!
-//! The program is hand-assembled (no clang at run time, nothing to ship beside the
-//! binary); `tests` check the encoding.
+//! The object is compiled by build.rs with clang and embedded in the binary: nothing ships
+//! beside it.
 
+use crate::policy::PortSet;
+use libbpf_sys as bpf;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-// libbpf is linked statically through xsk-rs -> libxdp-sys -> libbpf-sys.
-extern "C" {
-    fn bpf_map_create(
-        map_type: u32,
-        name: *const libc::c_char,
-        key_size: u32,
-        value_size: u32,
-        max_entries: u32,
-        opts: *const libc::c_void,
-    ) -> libc::c_int;
-    fn bpf_prog_load(
-        prog_type: u32,
-        name: *const libc::c_char,
-        license: *const libc::c_char,
-        insns: *const Insn,
-        insn_cnt: libc::size_t,
-        opts: *mut libc::c_void,
-    ) -> libc::c_int;
-    fn bpf_map_update_elem(
-        fd: libc::c_int,
-        key: *const libc::c_void,
-        value: *const libc::c_void,
-        flags: u64,
-    ) -> libc::c_int;
-    fn bpf_map_delete_elem(fd: libc::c_int, key: *const libc::c_void) -> libc::c_int;
-    fn bpf_link_create(
-        prog_fd: libc::c_int,
-        target_fd: libc::c_int,
-        attach_type: u32,
-        opts: *const LinkCreateOpts,
-    ) -> libc::c_int;
-}
+/// The compiled program (build.rs).
+static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/op25b_xdp.o"));
 
-const BPF_MAP_TYPE_XSKMAP: u32 = 17;
-const BPF_PROG_TYPE_XDP: u32 = 6;
-const BPF_XDP: u32 = 37;
 const XDP_FLAGS_SKB_MODE: u32 = 2;
 const XDP_FLAGS_DRV_MODE: u32 = 4;
-const XDP_PASS: i32 = 2;
-const BPF_FUNC_REDIRECT_MAP: i32 = 51;
+/// `NETDEV_XDP_ACT_NDO_XMIT` (include/uapi/linux/netdev.h): the device takes frames
+/// redirected to it.
+const XDP_ACT_NDO_XMIT: u64 = 1 << 2;
+/// `XDP_PASS` and `XDP_REDIRECT`, as BPF_PROG_TEST_RUN reports them.
+pub const XDP_PASS: u32 = 2;
+pub const XDP_REDIRECT: u32 = 4;
 
-/// `struct bpf_insn`.
+/// `settings.flags` bits (bpf/op25b_xdp.c).
+const FLAG_FAST_PATH: u32 = 1;
+const FLAG_PEER_READY: u32 = 2;
+
+/// The `settings` map's value, as the program reads it (`struct settings`).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Insn {
-    code: u8,
-    /// dst_reg in the low nibble, src_reg in the high nibble.
-    regs: u8,
-    off: i16,
-    imm: i32,
+#[derive(Clone)]
+pub struct Settings {
+    flags: u32,
+    generation: u32,
+    ports: [u8; 65536 / 8],
 }
 
-const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
-    Insn {
-        code,
-        regs: (src << 4) | dst,
-        off,
-        imm,
+impl Settings {
+    /// `fast_path`: the configured switch; `peer_ready`: the other interface takes
+    /// redirected frames; `ports`: TCP destination ports that must go to userspace.
+    pub fn new(fast_path: bool, peer_ready: bool, ports: &PortSet, generation: u64) -> Self {
+        let mut s = Settings {
+            flags: 0,
+            generation: generation as u32,
+            ports: [0; 65536 / 8],
+        };
+        if fast_path {
+            s.flags |= FLAG_FAST_PATH;
+        }
+        if peer_ready {
+            s.flags |= FLAG_PEER_READY;
+        }
+        for p in ports.iter() {
+            s.ports[usize::from(p >> 3)] |= 1 << (p & 7);
+        }
+        s
+    }
+
+    /// True when the program may take the fast path.
+    pub fn active(&self) -> bool {
+        self.flags & (FLAG_FAST_PATH | FLAG_PEER_READY) == FLAG_FAST_PATH | FLAG_PEER_READY
     }
 }
 
-/// The program, with `map_fd` patched into the map load.
-fn program(map_fd: i32) -> [Insn; 6] {
-    const BPF_PSEUDO_MAP_FD: u8 = 1;
-    [
-        // r2 = *(u32 *)(r1 + 16): xdp_md.rx_queue_index
-        insn(0x61, 2, 1, 16, 0),
-        // r1 = map (64-bit immediate, two slots)
-        insn(0x18, 1, BPF_PSEUDO_MAP_FD, 0, map_fd),
-        insn(0, 0, 0, 0, 0),
-        // r3 = XDP_PASS: the action when the queue has no socket
-        insn(0xb7, 3, 0, 0, XDP_PASS),
-        // r0 = bpf_redirect_map(r1, r2, r3)
-        insn(0x85, 0, 0, 0, BPF_FUNC_REDIRECT_MAP),
-        // return r0
-        insn(0x95, 0, 0, 0, 0),
-    ]
+/// Per-interface counters of the program, summed over CPUs (`enum stat`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathStats {
+    /// Frames sent out of the other interface in the kernel.
+    pub fast: u64,
+    pub fast_bytes: u64,
+    /// Frames sent to userspace: TCP to a port in the set.
+    pub user_port: u64,
+    /// ... IPv4/IPv6 fragments.
+    pub user_fragment: u64,
+    /// ... headers the program does not fully parse.
+    pub user_unparsed: u64,
+    /// ... fast path off, or the other interface cannot take redirected frames.
+    pub user_off: u64,
 }
 
-/// libbpf's `struct bpf_link_create_opts`, up to `flags` (libbpf reads only the fields
-/// `sz` covers).
-#[repr(C)]
-struct LinkCreateOpts {
-    sz: libc::size_t,
-    flags: u32,
-    _pad: u32,
-}
+const STAT_COUNT: u32 = 6;
 
-/// An attached program: the link (detaches on drop) and the socket map.
-#[derive(Debug)]
-pub struct XdpLink {
-    // Drop order: the link first (detach), then the program and map references.
-    _link: OwnedFd,
-    _prog: OwnedFd,
-    map: OwnedFd,
-    pub ifindex: u32,
-    pub native: bool,
+impl PathStats {
+    /// Frames the program sent to userspace.
+    pub fn to_user(&self) -> u64 {
+        self.user_port + self.user_fragment + self.user_unparsed + self.user_off
+    }
+
+    /// Counter-wise `self - earlier` (saturating).
+    pub fn since(&self, earlier: &PathStats) -> PathStats {
+        PathStats {
+            fast: self.fast.saturating_sub(earlier.fast),
+            fast_bytes: self.fast_bytes.saturating_sub(earlier.fast_bytes),
+            user_port: self.user_port.saturating_sub(earlier.user_port),
+            user_fragment: self.user_fragment.saturating_sub(earlier.user_fragment),
+            user_unparsed: self.user_unparsed.saturating_sub(earlier.user_unparsed),
+            user_off: self.user_off.saturating_sub(earlier.user_off),
+        }
+    }
+
+    /// `(reason, frames)` of the userspace path, for metrics and reports.
+    pub fn user_reasons(&self) -> [(&'static str, u64); 4] {
+        [
+            ("port", self.user_port),
+            ("fragment", self.user_fragment),
+            ("unparsed", self.user_unparsed),
+            ("off", self.user_off),
+        ]
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "fast_path_frames": self.fast,
+            "fast_path_bytes": self.fast_bytes,
+            "to_userspace": {
+                "port": self.user_port,
+                "fragment": self.user_fragment,
+                "unparsed": self.user_unparsed,
+                "off": self.user_off,
+            },
+        })
+    }
 }
 
 fn owned(rc: libc::c_int) -> io::Result<OwnedFd> {
@@ -128,81 +150,281 @@ fn owned(rc: libc::c_int) -> io::Result<OwnedFd> {
     }
 }
 
-impl XdpLink {
-    /// Loads the program with a socket map of `queues` slots and attaches it to
-    /// `ifindex` in native (driver) or generic (SKB) mode.
-    pub fn attach(ifindex: u32, queues: u32, native: bool) -> io::Result<XdpLink> {
-        let name = CString::new("op25b_xsks").expect("no NUL");
-        // SAFETY: `name` is NUL-terminated and outlives the call; NULL opts = defaults.
-        let map = owned(unsafe {
-            bpf_map_create(
-                BPF_MAP_TYPE_XSKMAP,
-                name.as_ptr(),
-                4,
-                4,
-                queues.max(1),
-                std::ptr::null(),
-            )
-        })?;
-        let insns = program(map.as_raw_fd());
-        let pname = CString::new("op25b_redirect").expect("no NUL");
-        let license = CString::new("GPL").expect("no NUL");
-        // SAFETY: `insns` is a valid array of `insns.len()` instructions, the strings are
-        // NUL-terminated; all outlive the call. NULL opts = defaults.
-        let prog = owned(unsafe {
-            bpf_prog_load(
-                BPF_PROG_TYPE_XDP,
-                pname.as_ptr(),
-                license.as_ptr(),
-                insns.as_ptr(),
-                insns.len(),
-                std::ptr::null_mut(),
-            )
-        })?;
-        let opts = LinkCreateOpts {
-            sz: std::mem::size_of::<LinkCreateOpts>(),
-            flags: if native {
-                XDP_FLAGS_DRV_MODE
-            } else {
-                XDP_FLAGS_SKB_MODE
-            },
-            _pad: 0,
-        };
-        // SAFETY: `opts` is valid for the call and its `sz` covers only fields we set.
-        let link = owned(unsafe {
-            bpf_link_create(prog.as_raw_fd(), ifindex as libc::c_int, BPF_XDP, &opts)
-        })?;
-        Ok(XdpLink {
-            _link: link,
-            _prog: prog,
-            map,
-            ifindex,
-            native,
+/// A descriptor of our own for one that libbpf owns (it closes its copy with the object).
+fn dup(fd: libc::c_int, what: &str) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::other(format!("{what}: no descriptor")));
+    }
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a descriptor libbpf holds open; no memory involved.
+    let rc = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor from fcntl that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc) })
+}
+
+fn update(fd: &OwnedFd, key: u32, value: *const libc::c_void) -> io::Result<()> {
+    // SAFETY: `key` is a live 4-byte value and `value` points at a live value of the map's
+    // value size (the callers pass the map's own type).
+    let rc =
+        unsafe { bpf::bpf_map_update_elem(fd.as_raw_fd(), (&key as *const u32).cast(), value, 0) };
+    if rc < 0 {
+        return Err(io::Error::from_raw_os_error(-rc));
+    }
+    Ok(())
+}
+
+/// The loaded program and its maps (not attached: see [`XdpLink`]).
+#[derive(Debug)]
+pub struct Program {
+    prog: OwnedFd,
+    xsks: OwnedFd,
+    peer: OwnedFd,
+    settings: OwnedFd,
+    stats: StatsMap,
+}
+
+/// The `stats` map, readable from any thread (metrics) without holding the program.
+#[derive(Debug)]
+pub struct StatsMap {
+    fd: OwnedFd,
+    cpus: usize,
+}
+
+impl StatsMap {
+    /// Sums every counter over the possible CPUs.
+    pub fn read(&self) -> io::Result<PathStats> {
+        let mut v = [0u64; STAT_COUNT as usize];
+        let mut per_cpu = vec![0u64; self.cpus];
+        for (key, slot) in (0..STAT_COUNT).zip(v.iter_mut()) {
+            // SAFETY: a per-CPU array lookup writes one 8-byte value per possible CPU, and
+            // `per_cpu` holds that many.
+            let rc = unsafe {
+                bpf::bpf_map_lookup_elem(
+                    self.fd.as_raw_fd(),
+                    (&key as *const u32).cast(),
+                    per_cpu.as_mut_ptr().cast(),
+                )
+            };
+            if rc < 0 {
+                return Err(io::Error::from_raw_os_error(-rc));
+            }
+            *slot = per_cpu.iter().sum();
+        }
+        Ok(PathStats {
+            fast: v[0],
+            fast_bytes: v[1],
+            user_port: v[2],
+            user_fragment: v[3],
+            user_unparsed: v[4],
+            user_off: v[5],
         })
     }
 
-    /// Steers RX queue `queue` to the AF_XDP socket `xsk_fd`.
-    pub fn register(&self, queue: u32, xsk_fd: RawFd) -> io::Result<()> {
-        let fd = xsk_fd as u32;
-        // SAFETY: key and value point at live 4-byte values, the map's sizes.
-        let rc = unsafe {
-            bpf_map_update_elem(
-                self.map.as_raw_fd(),
-                (&queue as *const u32).cast(),
-                (&fd as *const u32).cast(),
-                0,
+    /// A second handle on the same map.
+    pub fn try_clone(&self) -> io::Result<StatsMap> {
+        Ok(StatsMap {
+            fd: self.fd.try_clone()?,
+            cpus: self.cpus,
+        })
+    }
+}
+
+/// Closes a libbpf object on every path out of [`Program::load`].
+struct Object(*mut bpf::bpf_object);
+
+impl Drop for Object {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from bpf_object__open_mem and is closed once, here.
+        unsafe { bpf::bpf_object__close(self.0) };
+    }
+}
+
+impl Program {
+    /// Loads the program with a socket map of `queues` slots. The fast path starts off
+    /// (every frame to userspace) until [`Program::write_settings`] turns it on.
+    pub fn load(queues: u32) -> io::Result<Program> {
+        // SAFETY: OBJECT is a static byte slice; libbpf copies what it keeps. NULL opts =
+        // defaults.
+        let obj = unsafe {
+            bpf::bpf_object__open_mem(
+                OBJECT.as_ptr().cast(),
+                OBJECT.len() as bpf::size_t,
+                std::ptr::null(),
             )
         };
+        if obj.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        let obj = Object(obj);
+        let map = |name: &str| -> io::Result<*mut bpf::bpf_map> {
+            let c = CString::new(name).expect("no NUL");
+            // SAFETY: `obj` is open and `c` is NUL-terminated.
+            let m = unsafe { bpf::bpf_object__find_map_by_name(obj.0, c.as_ptr()) };
+            if m.is_null() {
+                Err(io::Error::other(format!("XDP object has no map {name}")))
+            } else {
+                Ok(m)
+            }
+        };
+        let xsks = map("xsks")?;
+        // SAFETY: `xsks` belongs to the open, not yet loaded object.
+        let rc = unsafe { bpf::bpf_map__set_max_entries(xsks, queues.max(1)) };
         if rc < 0 {
             return Err(io::Error::from_raw_os_error(-rc));
         }
-        Ok(())
+        // SAFETY: `obj` is open; load creates the maps and verifies the program.
+        let rc = unsafe { bpf::bpf_object__load(obj.0) };
+        if rc < 0 {
+            return Err(io::Error::from_raw_os_error(-rc));
+        }
+        let pname = CString::new("op25b_xdp").expect("no NUL");
+        // SAFETY: `obj` is loaded and `pname` is NUL-terminated.
+        let prog = unsafe { bpf::bpf_object__find_program_by_name(obj.0, pname.as_ptr()) };
+        if prog.is_null() {
+            return Err(io::Error::other("XDP object has no program op25b_xdp"));
+        }
+        let fd_of = |name: &str| -> io::Result<OwnedFd> {
+            // SAFETY: the map belongs to the loaded object, which is still open.
+            dup(unsafe { bpf::bpf_map__fd(map(name)?) }, name)
+        };
+        // SAFETY: `prog` belongs to the loaded object, which is still open.
+        let prog_fd = dup(unsafe { bpf::bpf_program__fd(prog) }, "op25b_xdp")?;
+        // SAFETY: no arguments; reads /sys/devices/system/cpu/possible once.
+        let cpus = unsafe { bpf::libbpf_num_possible_cpus() };
+        if cpus <= 0 {
+            return Err(io::Error::from_raw_os_error(-cpus));
+        }
+        Ok(Program {
+            prog: prog_fd,
+            xsks: fd_of("xsks")?,
+            peer: fd_of("peer")?,
+            settings: fd_of("settings")?,
+            stats: StatsMap {
+                fd: fd_of("stats")?,
+                cpus: cpus as usize,
+            },
+        })
+        // `obj` closes here: the kernel objects live on through our descriptors.
+    }
+
+    /// The fast path's target: frames it takes leave through `ifindex`.
+    pub fn set_peer(&self, ifindex: u32) -> io::Result<()> {
+        update(&self.peer, 0, (&ifindex as *const u32).cast())
+    }
+
+    /// Replaces the settings in one map update (the program reads them per frame).
+    pub fn write_settings(&self, s: &Settings) -> io::Result<()> {
+        update(&self.settings, 0, (s as *const Settings).cast())
+    }
+
+    /// Steers RX queue `queue` to the AF_XDP socket `xsk_fd`.
+    pub fn register(&self, queue: u32, xsk_fd: libc::c_int) -> io::Result<()> {
+        let fd = xsk_fd as u32;
+        update(&self.xsks, queue, (&fd as *const u32).cast())
     }
 
     /// Stops steering `queue` (its frames then go to the kernel stack).
     pub fn unregister(&self, queue: u32) {
         // SAFETY: the key points at a live 4-byte value.
-        let _ = unsafe { bpf_map_delete_elem(self.map.as_raw_fd(), (&queue as *const u32).cast()) };
+        let _ = unsafe {
+            bpf::bpf_map_delete_elem(self.xsks.as_raw_fd(), (&queue as *const u32).cast())
+        };
+    }
+
+    pub fn stats(&self) -> &StatsMap {
+        &self.stats
+    }
+
+    /// Second handles on the program and its maps (for the control thread; the program
+    /// stays attached only as long as its [`XdpLink`]).
+    pub fn try_clone(&self) -> io::Result<Program> {
+        Ok(Program {
+            prog: self.prog.try_clone()?,
+            xsks: self.xsks.try_clone()?,
+            peer: self.peer.try_clone()?,
+            settings: self.settings.try_clone()?,
+            stats: self.stats.try_clone()?,
+        })
+    }
+
+    /// Runs the program once over `frame` (BPF_PROG_TEST_RUN, nothing is sent) and returns
+    /// its action (`XDP_PASS`, `XDP_REDIRECT`, ...). The program reads its maps as in
+    /// service: a test tells the two paths apart by the `stats` counters.
+    pub fn test_run(&self, frame: &[u8]) -> io::Result<u32> {
+        // SAFETY: all-zero is a valid bpf_test_run_opts (no buffers, no context).
+        let mut opts: bpf::bpf_test_run_opts = unsafe { std::mem::zeroed() };
+        opts.sz = std::mem::size_of::<bpf::bpf_test_run_opts>() as bpf::size_t;
+        opts.data_in = frame.as_ptr().cast();
+        opts.data_size_in = frame.len() as u32;
+        opts.repeat = 1;
+        // SAFETY: `opts` and the frame it points at outlive the call; no output buffers.
+        let rc = unsafe { bpf::bpf_prog_test_run_opts(self.prog.as_raw_fd(), &mut opts) };
+        if rc < 0 {
+            return Err(io::Error::from_raw_os_error(-rc));
+        }
+        Ok(opts.retval)
+    }
+}
+
+/// Whether `ifindex` takes frames redirected to it (`NETDEV_XDP_ACT_NDO_XMIT`). A veth
+/// takes them only while its peer has an XDP program or GRO on. `None`: the kernel (< 6.3)
+/// does not say.
+pub fn takes_redirects(ifindex: u32) -> io::Result<Option<bool>> {
+    // SAFETY: all-zero is a valid bpf_xdp_query_opts.
+    let mut opts: bpf::bpf_xdp_query_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<bpf::bpf_xdp_query_opts>() as bpf::size_t;
+    // SAFETY: `opts` outlives the call and its `sz` is set.
+    let rc = unsafe { bpf::bpf_xdp_query(ifindex as libc::c_int, 0, &mut opts) };
+    if rc < 0 {
+        return Err(io::Error::from_raw_os_error(-rc));
+    }
+    if opts.feature_flags == 0 {
+        return Ok(None);
+    }
+    Ok(Some(opts.feature_flags & XDP_ACT_NDO_XMIT != 0))
+}
+
+/// An attached program: the link (detaches on drop) and the program with its maps.
+#[derive(Debug)]
+pub struct XdpLink {
+    // Drop order: the link first (detach), then the program and map references.
+    _link: OwnedFd,
+    pub program: Program,
+    pub ifindex: u32,
+    pub native: bool,
+}
+
+impl XdpLink {
+    /// Loads the program with a socket map of `queues` slots and attaches it to
+    /// `ifindex` in native (driver) or generic (SKB) mode. Its fast path is off until
+    /// [`Program::write_settings`] turns it on.
+    pub fn attach(ifindex: u32, queues: u32, native: bool) -> io::Result<XdpLink> {
+        let program = Program::load(queues)?;
+        // SAFETY: all-zero is a valid bpf_link_create_opts (no iterator, no cookie).
+        let mut opts: bpf::bpf_link_create_opts = unsafe { std::mem::zeroed() };
+        opts.sz = std::mem::size_of::<bpf::bpf_link_create_opts>() as bpf::size_t;
+        opts.flags = if native {
+            XDP_FLAGS_DRV_MODE
+        } else {
+            XDP_FLAGS_SKB_MODE
+        };
+        // SAFETY: `opts` is valid for the call and its `sz` covers it.
+        let link = owned(unsafe {
+            bpf::bpf_link_create(
+                program.prog.as_raw_fd(),
+                ifindex as libc::c_int,
+                bpf::BPF_XDP,
+                &opts,
+            )
+        })?;
+        Ok(XdpLink {
+            _link: link,
+            program,
+            ifindex,
+            native,
+        })
     }
 }
 
@@ -211,18 +433,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn program_encoding() {
-        let p = program(7);
-        assert_eq!(std::mem::size_of::<Insn>(), 8);
-        // ldxw r2, [r1+16]
-        assert_eq!((p[0].code, p[0].regs, p[0].off), (0x61, 0x12, 16));
-        // lddw r1, map_fd 7 (src = BPF_PSEUDO_MAP_FD)
-        assert_eq!((p[1].code, p[1].regs, p[1].imm), (0x18, 0x11, 7));
-        assert_eq!(p[2], insn(0, 0, 0, 0, 0));
-        // mov r3, XDP_PASS; call bpf_redirect_map; exit
-        assert_eq!((p[3].code, p[3].regs, p[3].imm), (0xb7, 0x03, 2));
-        assert_eq!((p[4].code, p[4].imm), (0x85, 51));
-        assert_eq!(p[5].code, 0x95);
-        assert_eq!(std::mem::size_of::<LinkCreateOpts>(), 16);
+    fn settings_layout_matches_the_program() {
+        // struct settings: u32 flags, u32 generation, u8 ports[8192].
+        assert_eq!(std::mem::size_of::<Settings>(), 8 + 8192);
+        let mut ports = PortSet::new();
+        for p in [25, 465, 587, 0, 65535] {
+            ports.insert(p);
+        }
+        let s = Settings::new(true, true, &ports, 7);
+        assert!(s.active());
+        assert_eq!(s.flags, 3);
+        assert_eq!(s.generation, 7);
+        assert_eq!(s.ports[25 / 8], 1 << (25 % 8));
+        assert_eq!(s.ports[0], 1); // port 0
+        assert_eq!(s.ports[8191], 0x80);
+        let set: usize = s.ports.iter().map(|b| b.count_ones() as usize).sum();
+        assert_eq!(set, 5);
+        assert!(!Settings::new(true, false, &ports, 1).active());
+        assert!(!Settings::new(false, true, &ports, 1).active());
+    }
+
+    #[test]
+    fn object_has_the_program_and_maps() {
+        // The embedded object is an ELF for BPF with the sections the loader looks up.
+        assert_eq!(&OBJECT[..4], b"\x7fELF");
+        let has = |s: &[u8]| OBJECT.windows(s.len()).any(|w| w == s);
+        for name in [
+            "op25b_xdp",
+            "xsks",
+            "peer",
+            "settings",
+            "stats",
+            ".maps",
+            "license",
+        ] {
+            assert!(has(name.as_bytes()), "object lacks {name}");
+        }
     }
 }

@@ -230,21 +230,23 @@ impl XskIo {
                 )
             })?;
             raise_tx_budget(tx.fd().as_raw_fd(), 256);
-            link.register(queue, tx.fd().as_raw_fd()).map_err(|e| {
-                OpenError::Socket(
-                    dev.into(),
-                    io::Error::new(
-                        e.kind(),
-                        format!("cannot add the socket to the XDP map: {e}"),
-                    ),
-                )
-            })?;
+            link.program
+                .register(queue, tx.fd().as_raw_fd())
+                .map_err(|e| {
+                    OpenError::Socket(
+                        dev.into(),
+                        io::Error::new(
+                            e.kind(),
+                            format!("cannot add the socket to the XDP map: {e}"),
+                        ),
+                    )
+                })?;
             Ok(XskSide { tx, rx, fq, cq })
         };
         // The first socket's bind flags (copy/zero-copy, need_wakeup) are inherited by
         // the second, which the kernel binds with XDP_SHARED_UMEM only.
         let sub = open(subscriber, links[0])?;
-        let up = open(upstream, links[1]).inspect_err(|_| links[0].unregister(queue))?;
+        let up = open(upstream, links[1]).inspect_err(|_| links[0].program.unregister(queue))?;
         Ok(XskIo {
             sides: [sub, up],
             umem,

@@ -320,6 +320,11 @@ impl PortSet {
     pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
         (0..=u16::MAX).filter(|p| self.contains(*p))
     }
+
+    /// The ports in `self` or in `other`.
+    pub fn union(&self, other: &PortSet) -> PortSet {
+        self.iter().chain(other.iter()).collect()
+    }
 }
 
 impl Default for PortSet {
@@ -421,6 +426,30 @@ impl fmt::Debug for Policy {
 }
 
 impl Policy {
+    /// The TCP destination ports whose segments travelling in `direction` this policy may
+    /// block: outbound, every port any class blocks; inbound, 25 when any class blocks
+    /// inbound SMTP. A TCP segment with a complete header to any other port, not a
+    /// fragment, is forwarded whatever its addresses: the XDP fast path may send it on in
+    /// the kernel (`datapath::xdp`).
+    pub fn userspace_ports(&self, direction: Direction) -> PortSet {
+        let mut set = PortSet::new();
+        for c in self.classes.iter() {
+            match direction {
+                Direction::Outbound => {
+                    for p in c.blocked_ports.iter() {
+                        set.insert(p);
+                    }
+                }
+                Direction::Inbound => {
+                    if c.block_inbound_smtp {
+                        set.insert(SMTP_PORT);
+                    }
+                }
+            }
+        }
+        set
+    }
+
     /// The classes, indexed by [`ClassId`].
     pub fn classes(&self) -> &[Class] {
         &self.classes
@@ -752,6 +781,48 @@ mod tests {
             .allow("203.0.113.25/32".parse().unwrap())
             .allow("2001:db8:ff::25/128".parse().unwrap());
         b.build().unwrap()
+    }
+
+    #[test]
+    fn userspace_ports_cover_every_port_a_policy_blocks() {
+        let p = lab_policy(BlockAction::Drop);
+        let out: Vec<u16> = p.userspace_ports(Direction::Outbound).iter().collect();
+        assert_eq!(out, [25, 465, 587]);
+        let inb: Vec<u16> = p.userspace_ports(Direction::Inbound).iter().collect();
+        assert_eq!(inb, [25]);
+        let mut b = PolicyBuilder::new();
+        b.class("open", [], BlockAction::Drop, false).unwrap();
+        let none = b.build().unwrap();
+        assert!(none.userspace_ports(Direction::Outbound).is_empty());
+        assert!(none.userspace_ports(Direction::Inbound).is_empty());
+        // The oracle: a whole TCP segment to a port outside the set is forwarded from and
+        // to every kind of address the lab policy knows.
+        let addrs4 = [
+            "198.51.100.10",
+            "198.51.100.200",
+            "198.51.100.130",
+            "192.0.2.200",
+        ];
+        let dsts4 = ["203.0.113.25", "203.0.113.80"];
+        for dir in [Direction::Outbound, Direction::Inbound] {
+            let set = p.userspace_ports(dir);
+            for port in (0..=u16::MAX).filter(|port| !set.contains(*port)) {
+                for a in addrs4 {
+                    for d in dsts4 {
+                        let (src, dst) = match dir {
+                            Direction::Outbound => (a, d),
+                            Direction::Inbound => (d, a),
+                        };
+                        let v = p
+                            .decide(dir, src.parse().unwrap(), dst.parse().unwrap(), tcp(port))
+                            .verdict;
+                        assert!(!v.is_blocked(), "{dir:?} {src}->{dst}:{port}: {v}");
+                    }
+                }
+            }
+        }
+        let u = PortSet::from_iter([1, 2]).union(&PortSet::from_iter([2, 3]));
+        assert_eq!(u.iter().collect::<Vec<_>>(), [1, 2, 3]);
     }
 
     struct Case {

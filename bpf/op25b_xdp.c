@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+//
+// op25b's XDP program: one copy per interface (subscriber side and upstream side), each
+// with its own maps. Per frame it decides between two paths:
+//
+//   userspace  bpf_redirect_map(&xsks, rx_queue)  -> the worker's AF_XDP socket, where
+//              classify() judges it (forward, drop or reject);
+//   fast path  bpf_redirect_map(&peer, 0)         -> straight out of the other interface,
+//              in the kernel, never seen by the worker.
+//
+// The fast path is taken only for frames that userspace would forward whatever the policy
+// says, given the TCP destination ports in `settings.ports` (the union of the ports any
+// class blocks in this direction; src/datapath/xdp.rs fills it in step with each policy):
+//   * not IPv4/IPv6 (ARP, LLDP, PPP control, ...): classify() forwards every such frame;
+//   * IPv4/IPv6 that is not TCP, and not a fragment;
+//   * TCP with a complete header whose destination port is not in `ports`.
+// Everything else goes to userspace: TCP to a port in `ports`, every IPv4/IPv6 fragment,
+// and anything this program does not fully parse (cut-short or malformed headers, a third
+// VLAN tag, a PPPoE header that is not session data, IPv6 AH or more than four extension
+// headers). The program is stricter than classify(), never looser:
+// tests/fast_path_never_leaks.rs checks that on every frame the test suite knows.
+//
+// No headers: the few kernel ABI definitions it needs are spelled out below, so the build
+// needs clang and nothing else (no kernel or libbpf headers, no multiarch include path).
+
+typedef unsigned char __u8;
+typedef unsigned short __u16;
+typedef unsigned int __u32;
+typedef unsigned long long __u64;
+
+#define SEC(name) __attribute__((section(name), used))
+#define __uint(name, val) int (*name)[val]
+#define __type(name, val) __typeof__(val) *name
+#define INLINE static inline __attribute__((always_inline))
+
+// include/uapi/linux/bpf.h
+struct xdp_md {
+	__u32 data;
+	__u32 data_end;
+	__u32 data_meta;
+	__u32 ingress_ifindex;
+	__u32 rx_queue_index;
+	__u32 egress_ifindex;
+};
+enum { XDP_ABORTED = 0, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT };
+enum {
+	BPF_MAP_TYPE_ARRAY = 2,
+	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_DEVMAP = 14,
+	BPF_MAP_TYPE_XSKMAP = 17,
+};
+static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)51;
+
+// Shared with src/datapath/xdp.rs (`Settings`, `Stat`): change both together.
+#define FLAG_FAST_PATH 1u   // datapath.fast_path: on
+#define FLAG_PEER_READY 2u  // the other interface takes redirected frames
+struct settings {
+	__u32 flags;
+	__u32 generation;       // policy generation `ports` was built for (for status)
+	__u8 ports[65536 / 8];  // bit p: TCP to destination port p goes to userspace
+};
+
+enum stat {
+	STAT_FAST = 0,        // frames redirected to the other interface
+	STAT_FAST_BYTES,      // their bytes
+	STAT_USER_PORT,       // TCP to a port in `ports`
+	STAT_USER_FRAGMENT,   // IPv4/IPv6 fragments
+	STAT_USER_UNPARSED,   // headers this program does not fully parse
+	STAT_USER_OFF,        // fast path off, or the peer cannot take redirected frames
+	STAT_COUNT,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, 1); // set to the queue count by the loader
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} peer SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct settings);
+} settings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+INLINE void count(__u32 key, __u64 n)
+{
+	__u64 *c = bpf_map_lookup_elem(&stats, &key);
+	if (c)
+		*c += n;
+}
+
+INLINE int to_user(struct xdp_md *ctx, __u32 why)
+{
+	count(why, 1);
+	// A queue without a socket passes the frame to the kernel stack (as before).
+	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+}
+
+INLINE int fast(struct xdp_md *ctx)
+{
+	count(STAT_FAST, 1);
+	count(STAT_FAST_BYTES, ctx->data_end - ctx->data);
+	// No peer entry (the other interface went away): to the kernel stack, as a frame of a
+	// queue without socket.
+	return bpf_redirect_map(&peer, 0, XDP_PASS);
+}
+
+INLINE __u16 be16(const __u8 *p)
+{
+	return (__u16)((p[0] << 8) | p[1]);
+}
+
+// TCP whose header starts at `tcp` and whose segment (header + data, as bounded by the IP
+// length) is `len` bytes.
+INLINE int tcp(struct xdp_md *ctx, const struct settings *s, const __u8 *tcp, __u32 len,
+	       const void *end)
+{
+	if ((const void *)(tcp + 20) > end || len < 20)
+		return to_user(ctx, STAT_USER_UNPARSED);
+	__u32 doff = (tcp[12] >> 4) * 4;
+	if (doff < 20 || doff > len)
+		return to_user(ctx, STAT_USER_UNPARSED);
+	__u16 port = be16(tcp + 2);
+	if (s->ports[port >> 3] & (1u << (port & 7)))
+		return to_user(ctx, STAT_USER_PORT);
+	return fast(ctx);
+}
+
+INLINE int ipv4(struct xdp_md *ctx, const struct settings *s, const __u8 *ip, const void *end)
+{
+	if ((const void *)(ip + 20) > end || (ip[0] >> 4) != 4)
+		return to_user(ctx, STAT_USER_UNPARSED);
+	__u32 ihl = (ip[0] & 0xf) * 4;
+	__u32 total = be16(ip + 2);
+	if (ihl < 20 || total < ihl || (const void *)(ip + total) > end)
+		return to_user(ctx, STAT_USER_UNPARSED);
+	if (be16(ip + 6) & 0x3fff) // more fragments, or an offset
+		return to_user(ctx, STAT_USER_FRAGMENT);
+	if (ip[9] != 6)
+		return fast(ctx);
+	return tcp(ctx, s, ip + ihl, total - ihl, end);
+}
+
+#define MAX_EXT_HEADERS 4
+
+INLINE int ipv6(struct xdp_md *ctx, const struct settings *s, const __u8 *ip, const void *end)
+{
+	if ((const void *)(ip + 40) > end || (ip[0] >> 4) != 6)
+		return to_user(ctx, STAT_USER_UNPARSED);
+	__u32 stop = 40 + be16(ip + 4); // end of the payload, from `ip`
+	if ((const void *)(ip + stop) > end)
+		return to_user(ctx, STAT_USER_UNPARSED);
+	__u8 next = ip[6];
+	__u32 off = 40;
+#pragma unroll
+	for (int i = 0; i < MAX_EXT_HEADERS; i++) {
+		if (next == 44)
+			return to_user(ctx, STAT_USER_FRAGMENT);
+		if (next != 0 && next != 43 && next != 60)
+			break;
+		if (next == 0 && i != 0) // hop-by-hop must come first
+			return to_user(ctx, STAT_USER_UNPARSED);
+		const __u8 *h = ip + off;
+		if ((const void *)(h + 8) > end)
+			return to_user(ctx, STAT_USER_UNPARSED);
+		__u32 len = (h[1] + 1) * 8;
+		if (off + len > stop)
+			return to_user(ctx, STAT_USER_UNPARSED);
+		next = h[0];
+		off += len;
+	}
+	switch (next) {
+	case 0: case 43: case 60: // chain longer than MAX_EXT_HEADERS
+	case 51:                  // AH: left to userspace
+		return to_user(ctx, STAT_USER_UNPARSED);
+	case 44:
+		return to_user(ctx, STAT_USER_FRAGMENT);
+	case 6:
+		return tcp(ctx, s, ip + off, stop - off, end);
+	default:
+		return fast(ctx);
+	}
+}
+
+SEC("xdp")
+int op25b_xdp(struct xdp_md *ctx)
+{
+	const __u8 *p = (const __u8 *)(long)ctx->data;
+	const void *end = (const void *)(long)ctx->data_end;
+	__u32 zero = 0;
+	const struct settings *s = bpf_map_lookup_elem(&settings, &zero);
+	if (!s || (s->flags & (FLAG_FAST_PATH | FLAG_PEER_READY)) !=
+			  (FLAG_FAST_PATH | FLAG_PEER_READY))
+		return to_user(ctx, STAT_USER_OFF);
+	if ((const void *)(p + 14) > end)
+		return to_user(ctx, STAT_USER_UNPARSED);
+	__u16 type = be16(p + 12);
+	__u32 off = 14;
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (type != 0x8100 && type != 0x88a8 && type != 0x9100)
+			break;
+		if ((const void *)(p + off + 4) > end)
+			return to_user(ctx, STAT_USER_UNPARSED);
+		type = be16(p + off + 2);
+		off += 4;
+	}
+	if (type == 0x8100 || type == 0x88a8 || type == 0x9100) // a third tag
+		return to_user(ctx, STAT_USER_UNPARSED);
+	if (type == 0x8864) { // PPPoE session
+		const __u8 *h = p + off;
+		if ((const void *)(h + 8) > end || h[0] != 0x11 || h[1] != 0)
+			return to_user(ctx, STAT_USER_UNPARSED);
+		__u16 proto = be16(h + 6);
+		off += 8;
+		if (proto == 0x0021)
+			type = 0x0800;
+		else if (proto == 0x0057)
+			type = 0x86dd;
+		else
+			return fast(ctx); // LCP, IPCP, ...: not IP
+	}
+	if (type == 0x0800)
+		return ipv4(ctx, s, p + off, end);
+	if (type == 0x86dd)
+		return ipv6(ctx, s, p + off, end);
+	return fast(ctx);
+}
+
+char _license[] SEC("license") = "Dual MIT/GPL";

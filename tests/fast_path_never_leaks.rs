@@ -1,0 +1,462 @@
+//! The XDP fast path never leaks: op25b's real XDP program (bpf/op25b_xdp.c, as embedded in
+//! the binary) runs through BPF_PROG_TEST_RUN over every frame the test suite knows — the
+//! golden fixtures, the tcpdump corpus, the hostile catalogue and proptest-generated frames
+//! — in both directions and under several policies. Whenever the program takes the fast
+//! path (counted by its own `stats` map, and seen in its action: XDP_REDIRECT through the
+//! DEVMAP), userspace `classify()` must say Forward for that frame.
+//!
+//! Needs root (CAP_BPF + CAP_NET_ADMIN to load an XDP program); scripts/test.sh runs it.
+
+use op25b::bench::hostile;
+use op25b::classify::{self, fixtures};
+use op25b::datapath::xdp::{PathStats, Program, Settings, XDP_PASS, XDP_REDIRECT};
+use op25b::policy::{
+    BlockAction, Direction, FragmentPolicy, Policy, PolicyBuilder, ReplyKind, Verdict,
+};
+use proptest::prelude::*;
+use proptest::test_runner::{Config as PropConfig, TestRunner};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// Which path the program took for one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path2 {
+    Fast,
+    User,
+}
+
+struct Harness {
+    prog: Program,
+    policy: Policy,
+    direction: Direction,
+}
+
+/// Frames the kernel refuses as test input (shorter than an Ethernet header, or larger
+/// than a page): the program cannot be asked about them here. A NIC never delivers the
+/// first kind; the second arrives as a multi-buffer frame, whose first buffer the program
+/// reads like a cut-short frame (to userspace).
+fn testable(frame: &[u8]) -> bool {
+    (14..=3000).contains(&frame.len())
+}
+
+impl Harness {
+    fn new(policy: Policy, direction: Direction) -> Harness {
+        let prog = Program::load(1).expect("load op25b's XDP program (needs root)");
+        // The DEVMAP target: loopback exists in every namespace. BPF_PROG_TEST_RUN
+        // reports XDP_REDIRECT without sending anything.
+        prog.set_peer(1).expect("devmap entry");
+        let ports = policy.userspace_ports(direction);
+        prog.write_settings(&Settings::new(true, true, &ports, 1))
+            .expect("settings");
+        Harness {
+            prog,
+            policy,
+            direction,
+        }
+    }
+
+    fn path(&self, frame: &[u8]) -> Path2 {
+        let before = self.prog.stats().read().expect("stats");
+        let action = self.prog.test_run(frame).expect("BPF_PROG_TEST_RUN");
+        let d: PathStats = self.prog.stats().read().expect("stats").since(&before);
+        match (d.fast, d.to_user(), action) {
+            (1, 0, XDP_REDIRECT) => Path2::Fast,
+            // The XSKMAP is empty here: the userspace path falls back to XDP_PASS.
+            (1, 0, a) => panic!("fast path counted but action {a}"),
+            (0, 1, XDP_PASS) => Path2::User,
+            (f, u, a) => panic!("frame counted {f} fast / {u} userspace, action {a}: {frame:02x?}"),
+        }
+    }
+
+    /// Runs one frame; returns an error line when the fast path took a frame that
+    /// `classify()` does not forward.
+    fn check(&self, what: &str, frame: &[u8]) -> Result<Path2, String> {
+        let path = self.path(frame);
+        if path == Path2::Fast {
+            let c = classify::classify(frame, self.direction, &self.policy);
+            if !matches!(c.verdict, Verdict::Forward(_)) {
+                return Err(format!(
+                    "LEAK {what} ({:?}): fast path, but classify says {} — {frame:02x?}",
+                    self.direction, c.verdict
+                ));
+            }
+        }
+        Ok(path)
+    }
+}
+
+/// The policies each frame is judged under.
+fn policies() -> Vec<(&'static str, Policy)> {
+    let mut out = vec![("lab (fixtures)", fixtures::policy())];
+    // Every class blocks, web ports too, unmatched space blocks, every fragment rule on.
+    let mut b = PolicyBuilder::new();
+    let strict = b
+        .class(
+            "strict",
+            [25, 80, 443, 465, 587, 2525],
+            BlockAction::Reject(ReplyKind::TcpReset),
+            true,
+        )
+        .unwrap();
+    let (p4, p6): (ipnet::IpNet, ipnet::IpNet) = (
+        "198.51.100.0/24".parse().unwrap(),
+        "2001:db8::/32".parse().unwrap(),
+    );
+    b.subscriber(p4, strict)
+        .subscriber(p6, strict)
+        .unmatched(Some(strict))
+        .fragments(FragmentPolicy {
+            drop_tiny_first: true,
+            drop_non_first: true,
+        });
+    out.push(("strict, unmatched blocks", b.build().unwrap()));
+    // Nothing blocks at all: the fast path may take every whole TCP segment.
+    let mut b = PolicyBuilder::new();
+    let open = b.class("open", [], BlockAction::Drop, false).unwrap();
+    b.subscriber(p4, open).unmatched(Some(open));
+    out.push(("nothing blocked", b.build().unwrap()));
+    // Outbound only, no inbound blocking, fragments forwarded.
+    let mut b = PolicyBuilder::new();
+    let dynamic = b.class("dynamic", [25], BlockAction::Drop, false).unwrap();
+    b.subscriber(p4, dynamic)
+        .subscriber(p6, dynamic)
+        .fragments(FragmentPolicy {
+            drop_tiny_first: false,
+            drop_non_first: false,
+        });
+    out.push(("outbound 25 only", b.build().unwrap()));
+    out
+}
+
+fn harnesses() -> Vec<(String, Harness)> {
+    let mut h = Vec::new();
+    for (name, _) in policies() {
+        for dir in [Direction::Outbound, Direction::Inbound] {
+            // Policy is not Clone: build each again.
+            let policy = policies().into_iter().find(|(n, _)| *n == name).unwrap().1;
+            h.push((format!("{name}, {dir:?}"), Harness::new(policy, dir)));
+        }
+    }
+    h
+}
+
+struct Tally {
+    fast: usize,
+    user: usize,
+    untestable: usize,
+    leaks: Vec<String>,
+}
+
+fn run_all(frames: &[(String, Vec<u8>)]) -> Tally {
+    let mut t = Tally {
+        fast: 0,
+        user: 0,
+        untestable: 0,
+        leaks: Vec::new(),
+    };
+    for (hname, h) in harnesses() {
+        for (what, f) in frames {
+            if !testable(f) {
+                t.untestable += 1;
+                continue;
+            }
+            match h.check(&format!("{what} [{hname}]"), f) {
+                Ok(Path2::Fast) => t.fast += 1,
+                Ok(Path2::User) => t.user += 1,
+                Err(e) => t.leaks.push(e),
+            }
+        }
+    }
+    t
+}
+
+fn assert_clean(set: &str, t: &Tally) {
+    eprintln!(
+        "{set}: {} fast path, {} userspace, {} not testable, {} leaks",
+        t.fast,
+        t.user,
+        t.untestable,
+        t.leaks.len()
+    );
+    assert!(
+        t.leaks.is_empty(),
+        "{} frames took the fast path although classify() blocks them:\n{}",
+        t.leaks.len(),
+        t.leaks
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+#[ignore = "needs root (loads an XDP program): scripts/test.sh runs it as root"]
+fn golden_fixtures_and_every_truncation() {
+    let mut frames = Vec::new();
+    for f in fixtures::all() {
+        for n in 14..=f.frame.len() {
+            frames.push((
+                format!("{} cut at {n}", f.description),
+                f.frame[..n].to_vec(),
+            ));
+        }
+    }
+    let t = run_all(&frames);
+    assert_clean("fixtures", &t);
+    // Both paths are exercised: the test would pass trivially otherwise.
+    assert!(
+        t.fast > 500 && t.user > 1000,
+        "fast {} user {}",
+        t.fast,
+        t.user
+    );
+}
+
+#[test]
+#[ignore = "needs root (loads an XDP program): scripts/test.sh runs it as root"]
+fn tcpdump_corpus() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/tcpdump-ethernet");
+    assert!(
+        dir.is_dir(),
+        "corpus missing at {} (CI provides ../shared beside the checkout)",
+        dir.display()
+    );
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut frames = Vec::new();
+    let mut unreadable = 0;
+    for path in &files {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        match read_capture(path) {
+            Some(list) => {
+                for (i, f) in list.into_iter().enumerate() {
+                    frames.push((format!("{name}#{i}"), f));
+                }
+            }
+            None => unreadable += 1,
+        }
+    }
+    eprintln!(
+        "corpus: {} files, {} frames, {unreadable} files not Ethernet pcap/pcapng",
+        files.len(),
+        frames.len()
+    );
+    assert!(frames.len() > 5_000, "only {} corpus frames", frames.len());
+    let t = run_all(&frames);
+    assert_clean("corpus", &t);
+    assert!(t.fast > 0 && t.user > 0);
+}
+
+/// The frames of an Ethernet capture (as `op25b classify` reads them: raw records, the
+/// link type's FCS bits masked, up to the first damaged record); None when the file is
+/// not an Ethernet pcap/pcapng.
+fn read_capture(path: &Path) -> Option<Vec<Vec<u8>>> {
+    use pcap_file::pcap::PcapReader;
+    use pcap_file::pcapng::{Block, PcapNgReader};
+    let bytes = std::fs::read(path).ok()?;
+    let mut out = Vec::new();
+    if let Ok(mut r) = PcapReader::new(&bytes[..]) {
+        if u32::from(r.header().datalink) & 0xffff != 1 {
+            return None;
+        }
+        while let Some(Ok(p)) = r.next_raw_packet() {
+            out.push(p.data.to_vec());
+        }
+        return Some(out);
+    }
+    let mut r = PcapNgReader::new(&bytes[..]).ok()?;
+    while let Some(Ok(b)) = r.next_block() {
+        let (iface, data) = match b {
+            Block::EnhancedPacket(p) => (p.interface_id, p.data.to_vec()),
+            Block::SimplePacket(p) => (0, p.data.to_vec()),
+            _ => continue,
+        };
+        if r.interfaces().get(iface as usize).map(|d| d.linktype)
+            == Some(pcap_file::DataLink::ETHERNET)
+        {
+            out.push(data);
+        }
+    }
+    Some(out)
+}
+
+#[test]
+#[ignore = "needs root (loads an XDP program): scripts/test.sh runs it as root"]
+fn hostile_catalogue() {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let mut frames = Vec::new();
+    for (src4, src6) in [
+        ("198.51.100.10", "2001:db8:100::10"),
+        ("198.51.100.130", "2001:db8:100:666::10"),
+        ("192.0.2.10", "2001:db8:200::10"),
+    ] {
+        for (what, f) in hostile::frames(
+            ip(src4),
+            ip("203.0.113.80"),
+            ip(src6),
+            ip("2001:db8:ff::80"),
+            1514,
+        ) {
+            frames.push((format!("hostile {what} from {src4}"), f));
+        }
+    }
+    assert!(frames.len() >= 30, "only {} hostile frames", frames.len());
+    let t = run_all(&frames);
+    assert_clean("hostile", &t);
+}
+
+/// A frame built from parts: encapsulation, IP version, protocol, ports, fragment bits,
+/// IPv6 extension headers, then mutated and cut.
+fn frame_strategy() -> impl Strategy<Value = Vec<u8>> {
+    use fixtures::{Encap, Ext, Tcp};
+    let encap = prop_oneof![
+        Just(Encap::Plain),
+        (0u16..4096).prop_map(Encap::Vlan),
+        (
+            prop_oneof![Just(0x88a8u16), Just(0x9100), Just(0x8100)],
+            0u16..4096,
+            0u16..4096
+        )
+            .prop_map(|(t, o, i)| Encap::QinQ(t, o, i)),
+        any::<u16>().prop_map(Encap::Pppoe),
+        (0u16..4096, any::<u16>()).prop_map(|(v, s)| Encap::VlanPppoe(v, s)),
+    ];
+    let port = prop_oneof![
+        Just(25u16),
+        Just(465),
+        Just(587),
+        Just(80),
+        Just(443),
+        Just(2525),
+        any::<u16>()
+    ];
+    let ext = prop_oneof![
+        Just(Ext::HopByHop),
+        Just(Ext::DestOpts),
+        Just(Ext::Routing),
+        (0u16..8, any::<bool>()).prop_map(|(o, m)| Ext::Fragment(o, m)),
+        Just(Ext::Auth),
+    ];
+    let src4 = prop_oneof![
+        Just([198, 51, 100, 10]),
+        Just([198, 51, 100, 200]),
+        Just([198, 51, 100, 130]),
+        Just([192, 0, 2, 10]),
+        any::<[u8; 4]>()
+    ];
+    let dst4 = prop_oneof![
+        Just([203, 0, 113, 80]),
+        Just([203, 0, 113, 25]),
+        any::<[u8; 4]>()
+    ];
+    let mutations = proptest::collection::vec((0usize..200, any::<u8>()), 0..4);
+    (
+        encap,
+        any::<bool>(),
+        0u8..4,
+        port,
+        src4,
+        dst4,
+        proptest::collection::vec(ext, 0..6),
+        (any::<bool>(), 0u16..4, 0usize..64),
+        mutations,
+        proptest::option::of(14usize..200),
+    )
+        .prop_map(
+            |(encap, v6, kind, port, s4, d4, exts, (frag, off, keep), muts, cut)| {
+                let flags = if kind == 0 { Tcp::Syn } else { Tcp::Data(1) };
+                let mut s6 = [0u8; 16];
+                s6[..6].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0x01, 0x00]);
+                s6[15] = s4[3];
+                let mut d6 = [0u8; 16];
+                d6[..6].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0x00, 0xff]);
+                d6[15] = d4[3];
+                let (a4, b4, a6, b6) = (s4, d4, s6, d6);
+                let ip = match (v6, kind) {
+                    (false, 3) => fixtures::udp4(a4, b4, port),
+                    (true, 3) => fixtures::udp6(a6, b6, port),
+                    (false, _) => fixtures::tcp4(a4, b4, 40000, port, flags, &[0; 8]),
+                    (true, _) => fixtures::tcp6(a6, b6, 40000, port, flags, &[0; 8]),
+                };
+                let ip = if v6 {
+                    fixtures::with_ipv6_exts(&ip, &exts, Some(keep))
+                } else if frag {
+                    fixtures::ipv4_fragment(&ip, off, keep.max(1).min(ip.len() - 20), off == 0)
+                } else {
+                    ip
+                };
+                let mut f = fixtures::wrap(encap, &ip, v6, true);
+                for (at, v) in muts {
+                    let n = f.len();
+                    f[at % n] = v;
+                }
+                if let Some(c) = cut {
+                    f.truncate(c.max(14));
+                }
+                f
+            },
+        )
+}
+
+#[test]
+#[ignore = "needs root (loads an XDP program): scripts/test.sh runs it as root"]
+fn proptest_generated_frames() {
+    let hs = harnesses();
+    let mut runner = TestRunner::new(PropConfig {
+        cases: 100_000,
+        failure_persistence: None,
+        ..PropConfig::default()
+    });
+    let (fast, user) = (std::cell::Cell::new(0usize), std::cell::Cell::new(0usize));
+    let result = runner.run(&frame_strategy(), |f| {
+        if !testable(&f) {
+            return Ok(());
+        }
+        for (name, h) in &hs {
+            match h.check(name, &f) {
+                Ok(Path2::Fast) => fast.set(fast.get() + 1),
+                Ok(Path2::User) => user.set(user.get() + 1),
+                Err(e) => return Err(TestCaseError::fail(e)),
+            }
+        }
+        Ok(())
+    });
+    let (fast, user) = (fast.get(), user.get());
+    eprintln!("proptest: {fast} fast path, {user} userspace");
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(fast > 1000 && user > 1000, "fast {fast} user {user}");
+}
+
+#[test]
+#[ignore = "needs root (loads an XDP program): scripts/test.sh runs it as root"]
+fn switches_send_everything_to_userspace() {
+    // Fast path off, or the peer not ready: every frame goes to the workers.
+    let policy = fixtures::policy();
+    let prog = Program::load(1).expect("load (needs root)");
+    prog.set_peer(1).unwrap();
+    let ports = policy.userspace_ports(Direction::Outbound);
+    let arp = {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[2, 0, 0, 0, 1, 1, 0x08, 0x06]);
+        f.extend_from_slice(&[0; 28]);
+        f
+    };
+    for (fast, ready) in [(false, true), (true, false), (false, false)] {
+        prog.write_settings(&Settings::new(fast, ready, &ports, 1))
+            .unwrap();
+        let before = prog.stats().read().unwrap();
+        assert_eq!(prog.test_run(&arp).unwrap(), XDP_PASS);
+        let d = prog.stats().read().unwrap().since(&before);
+        assert_eq!((d.fast, d.user_off), (0, 1), "fast {fast} ready {ready}");
+    }
+    prog.write_settings(&Settings::new(true, true, &ports, 1))
+        .unwrap();
+    assert_eq!(prog.test_run(&arp).unwrap(), XDP_REDIRECT);
+}
