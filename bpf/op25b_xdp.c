@@ -68,6 +68,7 @@ enum stat {
 	STAT_USER_FRAGMENT,   // IPv4/IPv6 fragments
 	STAT_USER_UNPARSED,   // headers this program does not fully parse
 	STAT_USER_OFF,        // fast path off, or the peer cannot take redirected frames
+	STAT_FAST_TCP,        // of STAT_FAST, the TCP segments
 	STAT_COUNT,
 };
 
@@ -140,6 +141,7 @@ INLINE int tcp(struct xdp_md *ctx, const struct settings *s, const __u8 *tcp, __
 	__u16 port = be16(tcp + 2);
 	if (s->ports[port >> 3] & (1u << (port & 7)))
 		return to_user(ctx, STAT_USER_PORT);
+	count(STAT_FAST_TCP, 1);
 	return fast(ctx);
 }
 

@@ -23,9 +23,10 @@
 #   upstream side); no addresses, IPv6 disabled, promiscuous, lo up.
 #
 # All routes are on-link (dev only), so ARP and ND cross the L2 bump.  TX
-# checksum offload, GRO, TSO and GSO are off on all four veth ends: AF_XDP
-# copy mode forwards raw frames, so no CHECKSUM_PARTIAL skbs and no frames
-# larger than the MTU may exist.
+# checksum offload, TSO and GSO are off on all four veth ends: AF_XDP copy
+# mode forwards raw frames, so no CHECKSUM_PARTIAL skbs and no frames larger
+# than the MTU may exist.  GRO is off on d0/d1 and on on the host ends s0/u0,
+# so that they take the frames op25b's XDP fast path redirects to them.
 #
 # SMTP sinks (scripts/smtp_sink.py, run with /usr/bin/python3):
 #   op25b-up : ports 25, 587 and 465 (implicit TLS, self-signed cert) on all
@@ -295,6 +296,12 @@ build_links() {
     veth_offloads_off "$NS_DUT" d0
     veth_offloads_off "$NS_DUT" d1
     veth_offloads_off "$NS_UP" u0
+    # The host ends receive op25b's XDP fast path: a veth takes frames redirected
+    # into it (ndo_xdp_xmit of d0/d1) only while its peer runs NAPI, which an XDP
+    # program or GRO turns on; without it op25b keeps its fast path off.  GRO on a
+    # host end only merges what that host's own stack receives.
+    nsx "$NS_SUB" ethtool -K s0 gro on >/dev/null 2>&1 || die "ethtool -K s0 gro on failed in $NS_SUB"
+    nsx "$NS_UP" ethtool -K u0 gro on >/dev/null 2>&1 || die "ethtool -K u0 gro on failed in $NS_UP"
 
     ip -n "$NS_DUT" link set d0 promisc on up
     ip -n "$NS_DUT" link set d1 promisc on up

@@ -438,3 +438,151 @@ fn reload_under_load() {
         "reload under load: {sent_pass} always-allowed frames all arrived ({link} dropped on the generator link), {switched} of {sent_block} switch frames passed, RSS {rss_start} -> {rss_end} KiB"
     );
 }
+
+/// Sum of the samples of `name` whose labels contain every `must`.
+fn metric_sum(text: &str, name: &str, must: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| must.iter().all(|m| l.contains(m)))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+fn wait_generation(g: u64) -> String {
+    let t = Instant::now();
+    loop {
+        let m = scrape();
+        if metric_sum(&m, "op25b_policy_generation", &[]) as u64 == g {
+            return m;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "generation {g} not in force:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+#[ignore = "needs root and the veth lab (scripts/test.sh runs it as root)"]
+fn reload_moves_ports_between_fast_path_and_workers_under_load() {
+    // Under a steady stream of TCP to port 8025 from the dynamic pool, the policy flips
+    // between A (no class blocks 8025: the XDP program forwards these frames in the
+    // kernel) and B (dynamic blocks 8025: every one must reach a worker, which rejects
+    // it). From the moment B is in force, not one TCP frame may cross the fast path.
+    assert!(is_root(), "needs root (network namespaces, AF_XDP)");
+    let _g = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir("fastreload");
+    let _lab = Lab::up();
+    let a = lab_config(&dir, "a.yaml", "[25]");
+    let b = lab_config(&dir, "b.yaml", "[25, 8025]");
+    let live = dir.join("live.yaml");
+    std::fs::copy(&a, &live).unwrap();
+    let log = dir.join("op25b.log");
+    let _dut = start_dut(&live, &log);
+    let sink = start_sink(&dir);
+    let profile = dir.join("profile.yaml");
+    std::fs::write(
+        &profile,
+        "frame_size: 64\nsmtp_share: 1.0\nsmtp_ports: [8025]\nsyn_share: 0.5\nflows: 256\n\
+         sources:\n  - {name: pool, prefix: 198.51.100.0/26}\n\
+         destinations:\n  - {prefix: 203.0.113.128/25}\n",
+    )
+    .unwrap();
+    let gen = Proc(op25b_in(
+        "op25b-sub",
+        &[
+            "bench",
+            "gen",
+            "-i",
+            "s0",
+            "-c",
+            b.to_str().unwrap(),
+            "-p",
+            profile.to_str().unwrap(),
+            "-d",
+            "14",
+            "--rate",
+            "50000",
+            "--report",
+            dir.join("gen.json").to_str().unwrap(),
+        ],
+        Some(&dir.join("gen.log")),
+    ));
+    let fast_tcp = |m: &str| {
+        metric_sum(
+            m,
+            "op25b_fast_path_tcp_frames_total",
+            &["interface=\"subscriber\""],
+        )
+    };
+    let to_workers = |m: &str| {
+        metric_sum(
+            m,
+            "op25b_xdp_to_userspace_frames_total",
+            &["interface=\"subscriber\"", "reason=\"port\""],
+        )
+    };
+    let blocked = |m: &str| metric_sum(m, "op25b_blocked_total", &["direction=\"outbound\""]);
+    let reload = || {
+        let (rc, out) = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            "op25b-dut",
+            bin(),
+            "reload",
+            "-c",
+            live.to_str().unwrap(),
+        ]);
+        assert_eq!(rc, 0, "{out}");
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let m = scrape();
+    assert!(
+        fast_tcp(&m) > 10_000.0,
+        "A: 8025 should cross in the kernel:\n{m}"
+    );
+    let mut generation = 1;
+    for round in 0..3 {
+        std::fs::copy(&b, &live).unwrap();
+        reload();
+        generation += 1;
+        let m1 = wait_generation(generation);
+        std::thread::sleep(Duration::from_millis(1500));
+        let m2 = scrape();
+        assert_eq!(
+            fast_tcp(&m2),
+            fast_tcp(&m1),
+            "round {round}: TCP crossed the fast path while port 8025 was blocked"
+        );
+        assert!(
+            to_workers(&m2) - to_workers(&m1) > 10_000.0,
+            "round {round}:\n{m2}"
+        );
+        assert!(
+            blocked(&m2) - blocked(&m1) > 10_000.0,
+            "round {round}:\n{m2}"
+        );
+        std::fs::copy(&a, &live).unwrap();
+        reload();
+        generation += 1;
+        let m3 = wait_generation(generation);
+        std::thread::sleep(Duration::from_millis(800));
+        let m4 = scrape();
+        assert!(
+            fast_tcp(&m4) - fast_tcp(&m3) > 10_000.0,
+            "round {round}: A again, 8025 should cross in the kernel:\n{m4}"
+        );
+        assert_eq!(
+            blocked(&m4),
+            blocked(&m3),
+            "round {round}: A blocks nothing"
+        );
+    }
+    assert_eq!(wait_child(gen, Duration::from_secs(30)), 0);
+    assert_eq!(wait_child(sink, Duration::from_secs(30)), 0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("ERROR"), "{text}");
+}

@@ -460,3 +460,89 @@ fn switches_send_everything_to_userspace() {
         .unwrap();
     assert_eq!(prog.test_run(&arp).unwrap(), XDP_REDIRECT);
 }
+
+#[test]
+#[ignore = "needs root (loads an XDP program): scripts/test.sh runs it as root"]
+fn reload_order_keeps_every_blocked_port_off_the_fast_path() {
+    use op25b::datapath::fast_path::FastPath;
+    // A blocks 25 for the pool, B also 8025. Between the two steps of a reload (map
+    // written, policy published, map written again) a TCP/8025 frame from the pool must
+    // take the fast path only while neither the policy in force nor the next blocks it.
+    let policy = |ports: &[u16]| {
+        let mut b = PolicyBuilder::new();
+        let c = b
+            .class("dynamic", ports.iter().copied(), BlockAction::Drop, true)
+            .unwrap();
+        b.subscriber("198.51.100.0/24".parse().unwrap(), c);
+        b.build().unwrap()
+    };
+    let (a, b) = (policy(&[25]), policy(&[25, 8025]));
+    let programs = [Program::load(1).unwrap(), Program::load(1).unwrap()];
+    let probe = [
+        programs[0].try_clone().unwrap(),
+        programs[1].try_clone().unwrap(),
+    ];
+    // Loopback as both targets (it does not say whether it takes redirected frames).
+    let mut fp = FastPath::new(programs, ["sub", "up"], [1, 1], true, &a, 1).unwrap();
+    let frame = fixtures::wrap(
+        fixtures::Encap::Plain,
+        &fixtures::tcp4(
+            [198, 51, 100, 10],
+            [203, 0, 113, 80],
+            40000,
+            8025,
+            fixtures::Tcp::Syn,
+            &[],
+        ),
+        false,
+        true,
+    );
+    let path = |p: &Program| {
+        let before = p.stats().read().unwrap();
+        p.test_run(&frame).unwrap();
+        let d = p.stats().read().unwrap().since(&before);
+        if d.fast == 1 {
+            Path2::Fast
+        } else {
+            Path2::User
+        }
+    };
+    assert_eq!(path(&probe[0]), Path2::Fast, "A in force: 8025 is open");
+    fp.before_publish(&b).unwrap();
+    assert_eq!(
+        path(&probe[0]),
+        Path2::User,
+        "before B is published its ports are in the map"
+    );
+    fp.after_publish(&b, 2);
+    assert_eq!(path(&probe[0]), Path2::User, "B in force");
+    fp.before_publish(&a).unwrap();
+    assert_eq!(
+        path(&probe[0]),
+        Path2::User,
+        "B still in force while A is not published"
+    );
+    fp.after_publish(&a, 3);
+    assert_eq!(path(&probe[0]), Path2::Fast, "A in force again");
+    fp.set_enabled(false).unwrap();
+    assert_eq!(path(&probe[0]), Path2::User, "fast path off");
+    fp.set_enabled(true).unwrap();
+    assert_eq!(path(&probe[0]), Path2::Fast);
+    // Inbound (the upstream program): TCP/25 to a class that blocks inbound SMTP.
+    let inbound = fixtures::wrap(
+        fixtures::Encap::Plain,
+        &fixtures::tcp4(
+            [203, 0, 113, 80],
+            [198, 51, 100, 10],
+            40000,
+            25,
+            fixtures::Tcp::Syn,
+            &[],
+        ),
+        false,
+        false,
+    );
+    let before = probe[1].stats().read().unwrap();
+    probe[1].test_run(&inbound).unwrap();
+    assert_eq!(probe[1].stats().read().unwrap().since(&before).user_port, 1);
+}

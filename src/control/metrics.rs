@@ -313,6 +313,16 @@ pub fn render(state: &MetricsState) -> String {
             fp[side.index()].fast
         );
     }
+    let _ = writeln!(o, "# HELP op25b_fast_path_tcp_frames_total Of op25b_fast_path_frames_total, the TCP segments (to ports no class blocks in that direction).");
+    let _ = writeln!(o, "# TYPE op25b_fast_path_tcp_frames_total counter");
+    for side in sides {
+        let _ = writeln!(
+            o,
+            "op25b_fast_path_tcp_frames_total{{interface=\"{}\"}} {}",
+            side.as_str(),
+            fp[side.index()].fast_tcp
+        );
+    }
     let _ = writeln!(o, "# HELP op25b_fast_path_bytes_total Bytes of the frames counted in op25b_fast_path_frames_total.");
     let _ = writeln!(o, "# TYPE op25b_fast_path_bytes_total counter");
     for side in sides {

@@ -94,9 +94,11 @@ pub struct PathStats {
     pub user_unparsed: u64,
     /// ... fast path off, or the other interface cannot take redirected frames.
     pub user_off: u64,
+    /// Of `fast`, the TCP segments.
+    pub fast_tcp: u64,
 }
 
-const STAT_COUNT: u32 = 6;
+const STAT_COUNT: u32 = 7;
 
 impl PathStats {
     /// Frames the program sent to userspace.
@@ -113,6 +115,7 @@ impl PathStats {
             user_fragment: self.user_fragment.saturating_sub(earlier.user_fragment),
             user_unparsed: self.user_unparsed.saturating_sub(earlier.user_unparsed),
             user_off: self.user_off.saturating_sub(earlier.user_off),
+            fast_tcp: self.fast_tcp.saturating_sub(earlier.fast_tcp),
         }
     }
 
@@ -129,6 +132,7 @@ impl PathStats {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "fast_path_frames": self.fast,
+            "fast_path_tcp_frames": self.fast_tcp,
             "fast_path_bytes": self.fast_bytes,
             "to_userspace": {
                 "port": self.user_port,
@@ -219,6 +223,7 @@ impl StatsMap {
             user_fragment: v[3],
             user_unparsed: v[4],
             user_off: v[5],
+            fast_tcp: v[6],
         })
     }
 
