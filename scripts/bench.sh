@@ -9,14 +9,20 @@
 #   bridge-nft    Linux bridge + nftables rules generated from configs/bench.yaml by
 #                 `op25b export-nft` (what an operator would run without op25b)
 #   naive-fwd     the simplest xsk-rs forwarder d0 <-> d1, no policy
-#                 (examples/naive_fwd.rs): op25b's overhead is the ratio to it
-#   op25b         op25b, 1 worker (configs/bench.yaml, 10k prefixes)
-#   op25b-unfair  the same, without the fair placement: the veths' receive work runs
-#                 where the kernel puts it (the sink's receive and op25b's TX
+#                 (examples/naive_fwd.rs): op25b's userspace overhead is the ratio to it
+#   op25b         op25b, 1 worker (configs/bench.yaml, 10k prefixes), XDP fast path on:
+#                 what no class can block crosses in the kernel, the rest in the worker
+#   op25b-userspace  the same with datapath.fast_path: off: every frame through the
+#                 worker (the AF_XDP copy-mode path)
+#   op25b-unfair  op25b-userspace without the fair placement: the veths' receive work
+#                 runs where the kernel puts it (the sink's receive and op25b's TX
 #                 completions inside op25b's sendto on CPU 1), as a NIC whose TX
 #                 completion interrupt lands on the worker's core
 #   op25b-2w      op25b, 2 workers on 2-queue veths (configs/bench-2w.yaml); on 2 CPUs
 #                 worker 1 shares CPU 0 with the tester, so not a fair figure
+# VARIANT@PROFILE runs a variant on configs/bench-profile-PROFILE.yaml instead of
+# configs/bench-profile.yaml: mixed (25% TCP/25), isp (1% TCP/25), smtp25 (100% TCP/25),
+# hostile (20% hostile-catalogue flows).
 #
 # Fair placement, each run (scripts/lab.sh fair): the DUT and its veths' receive work
 # (threaded NAPI of d0/d1, or RPS for the bridge) on CPU 1; the generator, the sink and
@@ -38,12 +44,15 @@
 #
 # usage: bench.sh [--duration S] [--repeats N] [--variants a,b,...] [--curve a,b,...]
 #                 [--curve-duration S] [--quick] [--out DIR]
-#   --variants  default xdp-redirect,bridge-nft,naive-fwd,op25b,op25b-unfair
-#   --curve     variants that get the overload curve (default: all of --variants;
-#               "none" for no curve)
+#   --variants  default: the six variants above but op25b-2w on the standard profile,
+#               then xdp-redirect, bridge-nft and op25b on mixed, isp and smtp25, and
+#               op25b and op25b-userspace on hostile
+#   --curve     variants that get the overload curve (default: those of --variants on
+#               the standard profile; "none" for no curve)
 #   --quick     a few seconds per variant, correctness only (used by scripts/test.sh):
 #               asserts zero leaked frames and zero loss by the DUT at a moderate
-#               rate; no curve, no charts.
+#               rate; no curve, no charts. Default variants: the standard six plus
+#               op25b@mixed, op25b@hostile and op25b-userspace@hostile.
 # Needs root and 2 CPUs. Every run is bounded in time; the lab namespaces are removed at
 # the end and root-namespace interface counters are checked unchanged.
 set -euo pipefail
@@ -52,7 +61,7 @@ HERE=$PWD
 
 DURATION=10
 REPEATS=3
-VARIANTS=xdp-redirect,bridge-nft,naive-fwd,op25b,op25b-unfair
+VARIANTS=""
 CURVE=""
 CURVE_DURATION=5
 CURVE_POINTS=(25 50 75 90 100 150 200 400)
@@ -67,14 +76,27 @@ while [[ $# -gt 0 ]]; do
         --curve-duration) CURVE_DURATION=$2; shift 2 ;;
         --quick) QUICK=1; shift ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,48p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,58p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
 [[ $EUID -eq 0 ]] || { echo "bench.sh: needs root (namespaces, XDP)" >&2; exit 1; }
 [[ $DURATION =~ ^[0-9]+(\.[0-9]+)?$ && $REPEATS =~ ^[1-9][0-9]*$ && $CURVE_DURATION =~ ^[0-9]+(\.[0-9]+)?$ ]] \
     || { echo "bench.sh: --duration, --curve-duration and --repeats must be positive numbers" >&2; exit 2; }
-[[ -n $CURVE ]] || CURVE=$VARIANTS
+STANDARD=xdp-redirect,bridge-nft,naive-fwd,op25b,op25b-userspace,op25b-unfair
+if [[ -z $VARIANTS ]]; then
+    if ((QUICK)); then
+        VARIANTS=$STANDARD,op25b@mixed,op25b@hostile,op25b-userspace@hostile
+    else
+        VARIANTS=$STANDARD,xdp-redirect@mixed,bridge-nft@mixed,op25b@mixed
+        VARIANTS+=,xdp-redirect@isp,bridge-nft@isp,op25b@isp
+        VARIANTS+=,xdp-redirect@smtp25,bridge-nft@smtp25,op25b@smtp25
+        VARIANTS+=,op25b@hostile,op25b-userspace@hostile
+    fi
+fi
+if [[ -z $CURVE ]]; then
+    CURVE=$(tr , '\n' <<<"$VARIANTS" | grep -v @ | paste -sd, -)
+fi
 
 BIN=${OP25B_BIN:-$HERE/target/release/op25b}
 NAIVE=${OP25B_NAIVE:-$HERE/target/release/examples/naive_fwd}
@@ -82,6 +104,14 @@ NAIVE=${OP25B_NAIVE:-$HERE/target/release/examples/naive_fwd}
 NCPU=$(nproc)
 ((NCPU >= 2)) || { echo "bench.sh: the fair method needs 2 CPUs" >&2; exit 1; }
 PROFILE=configs/bench-profile.yaml
+# profile_of VARIANT: the traffic profile file of VARIANT[@PROFILE].
+profile_of() {
+    if [[ $1 == *@* ]]; then
+        printf 'configs/bench-profile-%s.yaml\n' "${1#*@}"
+    else
+        printf '%s\n' "$PROFILE"
+    fi
+}
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
 if ((QUICK)); then
     DURATION=2; REPEATS=1; CURVE=none
@@ -109,6 +139,12 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# op25b-userspace and op25b-unfair: configs/bench.yaml with the fast path off (its
+# prefix files are relative to the config's folder).
+sed 's/^\(  fast_path:\) on/\1 off/' configs/bench.yaml >"$WORK/bench-userspace.yaml"
+ln -s "$HERE/configs/prefixes" "$WORK/prefixes"
+grep -q '^  fast_path: off' "$WORK/bench-userspace.yaml" \
+    || { say "configs/bench.yaml has no 'fast_path: on' line to turn off"; exit 1; }
 
 # CPU 1 busy jiffies (everything but idle and iowait) from /proc/stat.
 cpu1_busy() { awk '$1=="cpu1" {print $2+$4+$7+$8+$9}' /proc/stat; }
@@ -139,10 +175,11 @@ wait_started() {
 dut_start() { # dut_start VARIANT
     rm -f "$WORK/dut.json" "$WORK/dut.log"
     case $1 in
-        op25b|op25b-unfair|op25b-2w)
+        op25b|op25b-userspace|op25b-unfair|op25b-2w)
             # 1 worker: the whole process on CPU 1. 2 workers: cores 1 and 0.
             local cfg=configs/bench.yaml cpus=1
             [[ $1 == op25b-2w ]] && cfg=configs/bench-2w.yaml cpus=0,1
+            [[ $1 == op25b-userspace || $1 == op25b-unfair ]] && cfg=$WORK/bench-userspace.yaml
             ip netns exec op25b-dut taskset -c "$cpus" "$BIN" run --config "$cfg" --duration 600 \
                 --report "$WORK/dut.json" >/dev/null 2>"$WORK/dut.log" &
             DUT_PID=$!
@@ -199,7 +236,9 @@ link_stat() { # link_stat NS DEV COUNTER
 
 # one_run VARIANT RUN [RATE [DURATION]]: prints one JSON object (a run row) on stdout.
 one_run() {
-    local v=$1 n=$2 rate=${3:-} dur=${4:-$DURATION} gen_args=() b0 b1 t0 t1 d1tx0 d1tx1 queues=1
+    local full=$1 n=$2 rate=${3:-} dur=${4:-$DURATION} gen_args=() b0 b1 t0 t1 d1tx0 d1tx1 queues=1
+    local v=${full%@*} profile
+    profile=$(profile_of "$full")
     rm -f "$WORK/ready" "$WORK/gen.json" "$WORK/sink.json"
     [[ $v == op25b-2w ]] && queues=2
     dut_start "$v"
@@ -218,14 +257,14 @@ one_run() {
     [[ $v == op25b-2w ]] && gen_args+=(--threads 2)
     d1tx0=$(link_stat op25b-dut d1 tx_dropped)
     b0=$(cpu1_busy); t0=$(date +%s.%N)
-    ip netns exec op25b-sub taskset -c 0 "$BIN" bench gen -i s0 -c configs/bench.yaml -p "$PROFILE" \
+    ip netns exec op25b-sub taskset -c 0 "$BIN" bench gen -i s0 -c configs/bench.yaml -p "$profile" \
         -d "$dur" "${gen_args[@]}" --report "$WORK/gen.json" >/dev/null 2>"$WORK/gen.log" \
         || { cat "$WORK/gen.log" >&2; say "generator failed"; exit 1; }
     b1=$(cpu1_busy); t1=$(date +%s.%N)
     wait "$sink_pid" || { cat "$WORK/sink.log" >&2; say "sink failed"; exit 1; }
     d1tx1=$(link_stat op25b-dut d1 tx_dropped)
     dut_stop "$v"
-    local tag="$v-$n"
+    local tag="$full-$n"
     cp "$WORK/gen.json" "$OUT/raw/$tag-gen.json"
     cp "$WORK/sink.json" "$OUT/raw/$tag-sink.json"
     cp "$WORK/dut.json" "$OUT/raw/$tag-dut.json"
@@ -249,19 +288,23 @@ PY
         >"$WORK/verdict.json" 2>/dev/null || true
     cp "$WORK/verdict.json" "$OUT/raw/$tag-verdict.json"
     python3 - "$WORK/gen.json" "$WORK/sink.json" "$WORK/verdict.json" "$WORK/dut.json" \
-        "$b0" "$b1" "$t0" "$t1" "$HZ" "$v" "$n" "${rate:-}" "$dur" <<'PY'
+        "$b0" "$b1" "$t0" "$t1" "$HZ" "$full" "$n" "${rate:-}" "$dur" "$profile" <<'PY'
 import json, sys
 g, s, v, d = (json.load(open(p)) for p in sys.argv[1:5])
 b0, b1, t0, t1, hz = (float(x) for x in sys.argv[5:10])
-name, run, rate, dur = sys.argv[10], sys.argv[11], sys.argv[12], float(sys.argv[13])
+full, run, rate, dur, profile = sys.argv[10], sys.argv[11], sys.argv[12], float(sys.argv[13]), sys.argv[14]
+name = full.split("@")[0]
 busy_s = (b1 - b0) / hz
 wall = t1 - t0
 delivered = s["passed"] + s["leaked"]
 loss = v["loss"]
 reached = g["sent"] - loss["generator_link"]
 # Frames the DUT judged: its own count where it keeps one.
+fast = 0
 if name.startswith("op25b"):
-    handled = d["received_on"]["subscriber"]["rx_frames"]
+    # The workers' frames plus what the XDP fast path forwarded in the kernel.
+    fast = d.get("fast_path", {}).get("subscriber", {}).get("fast_path_frames", 0)
+    handled = d["received_on"]["subscriber"]["rx_frames"] + fast
 elif name == "naive-fwd":
     handled = d["forwarded"]["d0"]
 elif name == "bridge-nft":
@@ -270,7 +313,8 @@ else:  # xdp-redirect: everything it handles, it forwards
     handled = delivered
 secs = g["seconds"] if g["seconds"] > 0 else dur
 row = {
-    "variant": name, "run": run, "rate_limit_pps": int(rate) if rate else None,
+    "variant": full, "base": name, "profile": profile, "run": run,
+    "rate_limit_pps": int(rate) if rate else None, "fast_path_frames": fast,
     "sent": g["sent"], "sent_pass": g["sent_pass"], "sent_block": g["sent_block"],
     "reached_dut": reached, "handled": handled, "delivered": delivered,
     "passed": s["passed"], "leaked": s["leaked"], "lost": v["lost"], "loss": loss,
@@ -305,8 +349,9 @@ ROWS=$WORK/rows.jsonl
 FAIL=0
 IFS=, read -r -a VLIST <<<"$VARIANTS"
 for v in "${VLIST[@]}"; do
-    case $v in
-        op25b|op25b-unfair|naive-fwd|xdp-redirect) lab_up 1 none ;;
+    [[ -f $(profile_of "$v") ]] || { say "variant '$v': no profile $(profile_of "$v")"; exit 2; }
+    case ${v%@*} in
+        op25b|op25b-userspace|op25b-unfair|naive-fwd|xdp-redirect) lab_up 1 none ;;
         op25b-2w) lab_up 2 none ;;
         bridge-nft) lab_up 1 bridge ;;
         *) say "unknown variant '$v'"; exit 2 ;;

@@ -726,8 +726,13 @@ impl SinkTally {
             }
             _ => st.last_seq = Some(tag.seq),
         }
+        // The sink reads its clock once per batch, before receiving it: a frame sent after
+        // that instant (the XDP fast path delivers in microseconds) shows a delay just
+        // below zero, which wraps to the top of the 24-bit range. Half the range (8 s)
+        // and more is such a frame: it took less than the batch, count it as 0.
+        let delay = (now_us as u32).wrapping_sub(tag.sent_us) & TAG_WRAP_MASK;
         self.latency
-            .record((now_us as u32).wrapping_sub(tag.sent_us) & TAG_WRAP_MASK);
+            .record(if delay >= 1 << 23 { 0 } else { delay });
         true
     }
 
@@ -1185,6 +1190,11 @@ destinations:
         let mut t = SinkTally::default();
         t.record(&f(1, 0xff_fff0), (1 << 24) + 14);
         assert_eq!(t.latency.summary().unwrap().max, 30);
+        // Sent 3 us after the sink read its clock for the batch that received it: 0, not
+        // the top of the range.
+        let mut u = SinkTally::default();
+        u.record(&f(1, 5003), 5000);
+        assert_eq!(u.latency.summary().unwrap().max, 0);
     }
 
     #[test]
