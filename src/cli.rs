@@ -344,6 +344,23 @@ fn check(path: &Path) -> ExitCode {
         if f.drop_tiny_first { "drop" } else { "forward" },
         if f.drop_non_first { "drop" } else { "forward" }
     );
+    let ports = |d| {
+        let v: Vec<String> = p.userspace_ports(d).iter().map(|x| x.to_string()).collect();
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    outln!(
+        "fast path: {}; to the workers: TCP outbound to {}, inbound to {}; every fragment; what the XDP program does not fully parse",
+        match c.datapath.fast_path {
+            config::FastPathMode::On => "on",
+            config::FastPathMode::Off => "off (every frame to the workers)",
+        },
+        ports(Direction::Outbound),
+        ports(Direction::Inbound)
+    );
     outln!(
         "reject rate: {}/s per worker, burst {}",
         c.reject_rate.per_second,

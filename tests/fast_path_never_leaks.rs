@@ -308,6 +308,11 @@ fn hostile_catalogue() {
     assert!(frames.len() >= 30, "only {} hostile frames", frames.len());
     let t = run_all(&frames);
     assert_clean("hostile", &t);
+    // Every frame judged (none skipped), most of them by the workers: they are broken
+    // copies of port-25 SYNs.
+    assert_eq!(t.untestable, 0);
+    assert_eq!(t.fast + t.user, frames.len() * policies().len() * 2);
+    assert!(t.user > t.fast, "fast {} user {}", t.fast, t.user);
 }
 
 /// A frame built from parts: encapsulation, IP version, protocol, ports, fragment bits,
@@ -482,8 +487,12 @@ fn reload_order_keeps_every_blocked_port_off_the_fast_path() {
         programs[0].try_clone().unwrap(),
         programs[1].try_clone().unwrap(),
     ];
-    // Loopback as both targets (it does not say whether it takes redirected frames).
-    let mut fp = FastPath::new(programs, ["sub", "up"], [1, 1], true, &a, 1).unwrap();
+    // Loopback as both targets, said to take redirected frames (BPF_PROG_TEST_RUN sends
+    // nothing).
+    let mut fp = FastPath::new(programs, ["sub", "up"], [1, 1], true, &a, 1, |_| {
+        Ok(Some(true))
+    })
+    .unwrap();
     let frame = fixtures::wrap(
         fixtures::Encap::Plain,
         &fixtures::tcp4(
@@ -545,4 +554,40 @@ fn reload_order_keeps_every_blocked_port_off_the_fast_path() {
     let before = probe[1].stats().read().unwrap();
     probe[1].test_run(&inbound).unwrap();
     assert_eq!(probe[1].stats().read().unwrap().since(&before).user_port, 1);
+    // Each program got its direction's set: outbound TCP/8025 goes to the workers under
+    // B, the same frame on the upstream program (inbound: only 25 is blocked) does not.
+    fp.before_publish(&b).unwrap();
+    fp.after_publish(&b, 4);
+    assert_eq!(path(&probe[0]), Path2::User);
+    assert_eq!(
+        path(&probe[1]),
+        Path2::Fast,
+        "inbound has no 8025 in its set"
+    );
+    assert_eq!(fp.ports()[0].iter().collect::<Vec<_>>(), [25, 8025]);
+    assert_eq!(fp.ports()[1].iter().collect::<Vec<_>>(), [25]);
+}
+
+#[test]
+#[ignore = "needs root (loads an XDP program): scripts/test.sh runs it as root"]
+fn a_target_that_cannot_take_redirects_keeps_the_fast_path_off() {
+    use op25b::datapath::fast_path::FastPath;
+    let policy = fixtures::policy();
+    let programs = [Program::load(1).unwrap(), Program::load(1).unwrap()];
+    let probe = programs[0].try_clone().unwrap();
+    let mut fp = FastPath::new(programs, ["sub", "up"], [1, 1], true, &policy, 1, |_| {
+        Ok(Some(false))
+    })
+    .unwrap();
+    let arp = {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[2, 0, 0, 0, 1, 1, 0x08, 0x06]);
+        f.extend_from_slice(&[0; 28]);
+        f
+    };
+    let before = probe.stats().read().unwrap();
+    probe.test_run(&arp).unwrap();
+    assert_eq!(probe.stats().read().unwrap().since(&before).user_off, 1);
+    fp.refresh();
+    assert!(!fp.view().active[0].load(std::sync::atomic::Ordering::Relaxed));
 }

@@ -13,9 +13,17 @@
 //!   (`NETDEV_XDP_ACT_NDO_XMIT`; a veth says so only while its peer has an XDP program or
 //!   GRO on). [`FastPath::refresh`] re-reads it once a second; meanwhile frames take the
 //!   userspace path and are forwarded there.
+//!
+//! What this module believes is in a map is updated only after the kernel took the write,
+//! and a write that fails is retried by [`FastPath::refresh`].
+//!
+//! The program reads `settings` without a lock while a write copies the new value in
+//! place, so it may see some bytes old and some new. Every port-set write therefore only
+//! adds ports (before a publish) or only removes them (after): any mixture is a superset
+//! of what the policy in force may block. Keep it that way.
 
 use super::counters::Side;
-use super::xdp::{self, PathStats, Program, Settings, StatsMap};
+use super::xdp::{PathStats, Program, Settings, StatsMap};
 use crate::policy::{Direction, Policy, PortSet};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +35,7 @@ pub struct FastPathView {
     stats: [StatsMap; 2],
     /// `datapath.fast_path` as in force.
     pub enabled: AtomicBool,
-    /// Per side: the program may take the fast path (enabled and its target ready).
+    /// Per side: the program may take the fast path (as last written to its map).
     pub active: [AtomicBool; 2],
 }
 
@@ -51,14 +59,29 @@ pub enum FastPathError {
     },
 }
 
+/// Whether an interface takes redirected frames: [`super::xdp::takes_redirects`] in service.
+pub type ReadinessProbe = fn(u32) -> io::Result<Option<bool>>;
+
+/// What one program's `settings` map holds.
+#[derive(Clone, PartialEq, Eq)]
+struct Written {
+    enabled: bool,
+    peer_ready: bool,
+    ports: PortSet,
+}
+
 struct SideState {
     iface: String,
     /// The interface this side's fast path sends to.
     target: String,
     target_ifindex: u32,
     peer_ready: bool,
-    /// Ports in the map now.
+    /// The ports of the policy in force.
     ports: PortSet,
+    /// What the map holds (the last write the kernel took).
+    written: Written,
+    /// A write failed: [`FastPath::refresh`] writes the wanted state again.
+    dirty: bool,
     /// `None` until the first readiness check has been logged.
     logged_ready: Option<bool>,
 }
@@ -69,6 +92,7 @@ pub struct FastPath {
     sides: [SideState; 2],
     enabled: bool,
     generation: u64,
+    probe: ReadinessProbe,
     view: Arc<FastPathView>,
 }
 
@@ -82,7 +106,8 @@ fn direction(side: usize) -> Direction {
 
 impl FastPath {
     /// Points each program at the other interface and writes the first settings from
-    /// `policy` (generation `generation`). `names`/`ifindexes`: subscriber, upstream.
+    /// `policy` (generation `generation`). `names`/`ifindexes`: subscriber, upstream;
+    /// `probe` says whether an interface takes redirected frames.
     pub fn new(
         programs: [Program; 2],
         names: [&str; 2],
@@ -90,6 +115,7 @@ impl FastPath {
         enabled: bool,
         policy: &Policy,
         generation: u64,
+        probe: ReadinessProbe,
     ) -> Result<FastPath, FastPathError> {
         let stats = [
             programs[0].stats().try_clone(),
@@ -104,12 +130,19 @@ impl FastPath {
                 })
             }
         };
+        // A fresh program's map is all zero: fast path off, no ports.
         let sides = [0, 1].map(|i| SideState {
             iface: names[i].to_string(),
             target: names[1 - i].to_string(),
             target_ifindex: ifindexes[1 - i],
             peer_ready: false,
             ports: policy.userspace_ports(direction(i)),
+            written: Written {
+                enabled: false,
+                peer_ready: false,
+                ports: PortSet::new(),
+            },
+            dirty: true,
             logged_ready: None,
         });
         for (p, s) in programs.iter().zip(&sides) {
@@ -125,6 +158,7 @@ impl FastPath {
             sides,
             enabled,
             generation,
+            probe,
             view: Arc::new(FastPathView {
                 stats,
                 enabled: AtomicBool::new(enabled),
@@ -133,7 +167,8 @@ impl FastPath {
         };
         fp.refresh_readiness();
         for i in 0..2 {
-            fp.write(i)?;
+            let w = fp.wanted(i, None);
+            fp.write(i, w)?;
         }
         Ok(fp)
     }
@@ -147,31 +182,50 @@ impl FastPath {
         self.enabled
     }
 
-    fn write(&self, i: usize) -> Result<(), FastPathError> {
+    /// The state side `i` should have, with `ports` instead of the policy's if given.
+    fn wanted(&self, i: usize, ports: Option<PortSet>) -> Written {
         let s = &self.sides[i];
-        let settings = Settings::new(self.enabled, s.peer_ready, &s.ports, self.generation);
-        self.programs[i]
-            .write_settings(&settings)
-            .map_err(|source| FastPathError::Settings {
-                iface: s.iface.clone(),
-                source,
-            })?;
-        self.view.active[i].store(settings.active(), Ordering::Relaxed);
-        Ok(())
+        Written {
+            enabled: self.enabled,
+            peer_ready: s.peer_ready,
+            ports: ports.unwrap_or_else(|| s.ports.clone()),
+        }
+    }
+
+    /// Writes `w` into side `i`'s map; only once the kernel took it does this module
+    /// believe the map holds it. A failure marks the side for [`FastPath::refresh`].
+    fn write(&mut self, i: usize, w: Written) -> Result<(), FastPathError> {
+        let settings = Settings::new(w.enabled, w.peer_ready, &w.ports, self.generation);
+        let s = &mut self.sides[i];
+        match self.programs[i].write_settings(&settings) {
+            Ok(()) => {
+                s.written = w;
+                s.dirty = false;
+                self.view.active[i].store(settings.active(), Ordering::Relaxed);
+                Ok(())
+            }
+            Err(source) => {
+                s.dirty = true;
+                Err(FastPathError::Settings {
+                    iface: s.iface.clone(),
+                    source,
+                })
+            }
+        }
     }
 
     /// Re-reads whether each target takes redirected frames; true when anything changed.
     fn refresh_readiness(&mut self) -> bool {
         let mut changed = false;
         for s in self.sides.iter_mut() {
-            let ready = match xdp::takes_redirects(s.target_ifindex) {
+            let ready = match (self.probe)(s.target_ifindex) {
                 Ok(Some(r)) => r,
-                // An older kernel does not say: a driver that runs op25b's XDP program in
-                // native mode transmits redirected frames.
+                // A kernel older than 6.3 does not say: a driver that runs op25b's XDP
+                // program in native mode transmits redirected frames.
                 Ok(None) => true,
                 Err(e) => {
                     if s.logged_ready.is_none() {
-                        tracing::warn!(target_iface = %s.target, "cannot query whether {} takes redirected frames ({e}): {}'s fast path stays off", s.target, s.iface);
+                        tracing::warn!("cannot query whether {} takes redirected frames ({e}): {}'s fast path stays off", s.target, s.iface);
                     }
                     false
                 }
@@ -197,26 +251,35 @@ impl FastPath {
         changed
     }
 
-    /// Once a second from the control thread: follows the targets' readiness.
+    /// Once a second from the control thread: follows the targets' readiness and retries
+    /// a write that failed. Writes the ports of the policy in force: a superset left by a
+    /// failed reload shrinks back to them.
     pub fn refresh(&mut self) {
-        if self.refresh_readiness() {
-            for i in 0..2 {
-                if let Err(e) = self.write(i) {
-                    tracing::error!("{e}");
+        let changed = self.refresh_readiness();
+        for i in 0..2 {
+            if changed || self.sides[i].dirty {
+                let w = self.wanted(i, None);
+                if w != self.sides[i].written || self.sides[i].dirty {
+                    if let Err(e) = self.write(i, w) {
+                        tracing::error!("{e}; retrying in a second");
+                    }
                 }
             }
         }
     }
 
     /// Before `next` is published: the map of each side holds the union of the ports in
-    /// force and the ports `next` may block. On error nothing may be published.
+    /// the map and the ports `next` may block. On error nothing may be published (the
+    /// maps hold supersets of the policy in force, which [`FastPath::refresh`] shrinks).
     pub fn before_publish(&mut self, next: &Policy) -> Result<(), FastPathError> {
         for i in 0..2 {
-            let wanted = next.userspace_ports(direction(i));
-            let union = self.sides[i].ports.union(&wanted);
-            if union != self.sides[i].ports {
-                self.sides[i].ports = union;
-                self.write(i)?;
+            let union = self.sides[i]
+                .written
+                .ports
+                .union(&next.userspace_ports(direction(i)));
+            if union != self.sides[i].written.ports {
+                let w = self.wanted(i, Some(union));
+                self.write(i, w)?;
             }
         }
         Ok(())
@@ -224,32 +287,39 @@ impl FastPath {
 
     /// After `next` (generation `generation`) is published: the maps hold exactly its
     /// ports. A failure leaves a superset in the map (more frames through the workers,
-    /// none leaked) and is logged.
+    /// none leaked), is logged and retried by [`FastPath::refresh`].
     pub fn after_publish(&mut self, next: &Policy, generation: u64) {
         self.generation = generation;
         for i in 0..2 {
             self.sides[i].ports = next.userspace_ports(direction(i));
-            if let Err(e) = self.write(i) {
-                tracing::warn!("{e}; the map keeps a superset of the ports in force");
+            let w = self.wanted(i, None);
+            if let Err(e) = self.write(i, w) {
+                tracing::warn!("{e}; the map keeps a superset of the ports in force (retried)");
             }
         }
     }
 
-    /// Turns the fast path on or off (`datapath.fast_path`, on reload).
+    /// Turns the fast path on or off (`datapath.fast_path`, on reload). A side whose
+    /// write fails keeps its old state until [`FastPath::refresh`] succeeds.
     pub fn set_enabled(&mut self, on: bool) -> Result<(), FastPathError> {
-        if on != self.enabled {
-            self.enabled = on;
-            self.view.enabled.store(on, Ordering::Relaxed);
-            for i in 0..2 {
-                self.write(i)?;
-            }
-            tracing::info!("XDP fast path turned {}", if on { "on" } else { "off" });
+        if on == self.enabled {
+            return Ok(());
         }
-        Ok(())
+        self.enabled = on;
+        self.view.enabled.store(on, Ordering::Relaxed);
+        let mut result = Ok(());
+        for i in 0..2 {
+            let w = self.wanted(i, None);
+            if let Err(e) = self.write(i, w) {
+                result = Err(e);
+            }
+        }
+        tracing::info!("XDP fast path turned {}", if on { "on" } else { "off" });
+        result
     }
 
     /// The ports each side's map holds now (subscriber, upstream).
     pub fn ports(&self) -> [&PortSet; 2] {
-        [&self.sides[0].ports, &self.sides[1].ports]
+        [&self.sides[0].written.ports, &self.sides[1].written.ports]
     }
 }

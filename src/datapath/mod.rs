@@ -300,6 +300,7 @@ pub fn start(
         cfg.datapath.fast_path == crate::config::FastPathMode::On,
         &policy.load(),
         policy.generation(),
+        xdp::takes_redirects,
     )?;
     let wcfg = worker::WorkerConfig {
         burst: cfg.workers.burst as usize,

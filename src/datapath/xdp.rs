@@ -377,6 +377,20 @@ impl Program {
 /// takes them only while its peer has an XDP program or GRO on. `None`: the kernel (< 6.3)
 /// does not say.
 pub fn takes_redirects(ifindex: u32) -> io::Result<Option<bool>> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    takes_redirects_on(ifindex, reports_xdp_features(&release))
+}
+
+/// Kernels from 6.3 report each device's XDP features (none is an answer: `lo`, a
+/// device without XDP); before, the flags are always zero.
+fn reports_xdp_features(release: &str) -> bool {
+    let mut it = release.trim().split(['.', '-']);
+    let major: u32 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    let minor: u32 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 3)
+}
+
+fn takes_redirects_on(ifindex: u32, reported: bool) -> io::Result<Option<bool>> {
     // SAFETY: all-zero is a valid bpf_xdp_query_opts.
     let mut opts: bpf::bpf_xdp_query_opts = unsafe { std::mem::zeroed() };
     opts.sz = std::mem::size_of::<bpf::bpf_xdp_query_opts>() as bpf::size_t;
@@ -385,7 +399,7 @@ pub fn takes_redirects(ifindex: u32) -> io::Result<Option<bool>> {
     if rc < 0 {
         return Err(io::Error::from_raw_os_error(-rc));
     }
-    if opts.feature_flags == 0 {
+    if opts.feature_flags == 0 && !reported {
         return Ok(None);
     }
     Ok(Some(opts.feature_flags & XDP_ACT_NDO_XMIT != 0))
@@ -456,6 +470,20 @@ mod tests {
         assert_eq!(set, 5);
         assert!(!Settings::new(true, false, &ports, 1).active());
         assert!(!Settings::new(false, true, &ports, 1).active());
+    }
+
+    #[test]
+    fn xdp_features_from_6_3() {
+        for (r, want) in [
+            ("6.18.44", true),
+            ("6.3.0-1-amd64", true),
+            ("6.2.16", false),
+            ("5.15.0-91-generic", false),
+            ("10.1", true),
+            ("garbage", false),
+        ] {
+            assert_eq!(reports_xdp_features(r), want, "{r}");
+        }
     }
 
     #[test]
