@@ -325,6 +325,21 @@ fn top_list_against_the_lab() {
     );
 }
 
+/// `op25b reload -c CONFIG` inside the lab's DUT namespace; must succeed.
+fn reload_config(config: &Path) {
+    let (rc, out) = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        "op25b-dut",
+        bin(),
+        "reload",
+        "-c",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(rc, 0, "{out}");
+}
+
 fn rss_kib(pid: u32) -> u64 {
     // The child is `ip netns exec` which execs op25b in place: same pid.
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -392,17 +407,7 @@ fn reload_under_load() {
         }
         let next = if i % 2 == 0 { &exempts } else { &blocks };
         std::fs::copy(next, &live).unwrap();
-        let (rc, out) = sh(&[
-            "ip",
-            "netns",
-            "exec",
-            "op25b-dut",
-            bin(),
-            "reload",
-            "-c",
-            live.to_str().unwrap(),
-        ]);
-        assert_eq!(rc, 0, "{out}");
+        reload_config(&live);
         std::thread::sleep(Duration::from_millis(550));
     }
     let rss_end = rss_kib(pid);
@@ -525,19 +530,7 @@ fn reload_moves_ports_between_fast_path_and_workers_under_load() {
         )
     };
     let blocked = |m: &str| metric_sum(m, "op25b_blocked_total", &["direction=\"outbound\""]);
-    let reload = || {
-        let (rc, out) = sh(&[
-            "ip",
-            "netns",
-            "exec",
-            "op25b-dut",
-            bin(),
-            "reload",
-            "-c",
-            live.to_str().unwrap(),
-        ]);
-        assert_eq!(rc, 0, "{out}");
-    };
+    let reload = || reload_config(&live);
     std::thread::sleep(Duration::from_millis(1500));
     let m = scrape();
     assert!(

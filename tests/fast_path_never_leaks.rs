@@ -466,6 +466,12 @@ fn switches_send_everything_to_userspace() {
     assert_eq!(prog.test_run(&arp).unwrap(), XDP_REDIRECT);
 }
 
+/// An untagged Ethernet frame with a TCP SYN to `port`.
+fn syn4(src: [u8; 4], dst: [u8; 4], port: u16, from_subscriber: bool) -> Vec<u8> {
+    let ip = fixtures::tcp4(src, dst, 40000, port, fixtures::Tcp::Syn, &[]);
+    fixtures::wrap(fixtures::Encap::Plain, &ip, false, from_subscriber)
+}
+
 #[test]
 #[ignore = "needs root (loads an XDP program): scripts/test.sh runs it as root"]
 fn reload_order_keeps_every_blocked_port_off_the_fast_path() {
@@ -493,19 +499,7 @@ fn reload_order_keeps_every_blocked_port_off_the_fast_path() {
         Ok(Some(true))
     })
     .unwrap();
-    let frame = fixtures::wrap(
-        fixtures::Encap::Plain,
-        &fixtures::tcp4(
-            [198, 51, 100, 10],
-            [203, 0, 113, 80],
-            40000,
-            8025,
-            fixtures::Tcp::Syn,
-            &[],
-        ),
-        false,
-        true,
-    );
+    let frame = syn4([198, 51, 100, 10], [203, 0, 113, 80], 8025, true);
     let path = |p: &Program| {
         let before = p.stats().read().unwrap();
         p.test_run(&frame).unwrap();
@@ -538,19 +532,7 @@ fn reload_order_keeps_every_blocked_port_off_the_fast_path() {
     fp.set_enabled(true).unwrap();
     assert_eq!(path(&probe[0]), Path2::Fast);
     // Inbound (the upstream program): TCP/25 to a class that blocks inbound SMTP.
-    let inbound = fixtures::wrap(
-        fixtures::Encap::Plain,
-        &fixtures::tcp4(
-            [203, 0, 113, 80],
-            [198, 51, 100, 10],
-            40000,
-            25,
-            fixtures::Tcp::Syn,
-            &[],
-        ),
-        false,
-        false,
-    );
+    let inbound = syn4([203, 0, 113, 80], [198, 51, 100, 10], 25, false);
     let before = probe[1].stats().read().unwrap();
     probe[1].test_run(&inbound).unwrap();
     assert_eq!(probe[1].stats().read().unwrap().since(&before).user_port, 1);

@@ -303,36 +303,39 @@ pub fn render(state: &MetricsState) -> String {
         }
     }
     let fp = state.fast_path.stats();
-    let _ = writeln!(o, "# HELP op25b_fast_path_frames_total Frames the XDP program sent straight to the other interface in the kernel (never seen by a worker), by receiving interface.");
-    let _ = writeln!(o, "# TYPE op25b_fast_path_frames_total counter");
-    for side in sides {
-        let _ = writeln!(
-            o,
-            "op25b_fast_path_frames_total{{interface=\"{}\"}} {}",
-            side.as_str(),
-            fp[side.index()].fast
-        );
-    }
-    let _ = writeln!(o, "# HELP op25b_fast_path_tcp_frames_total Of op25b_fast_path_frames_total, the TCP segments (to ports no class blocks in that direction).");
-    let _ = writeln!(o, "# TYPE op25b_fast_path_tcp_frames_total counter");
-    for side in sides {
-        let _ = writeln!(
-            o,
-            "op25b_fast_path_tcp_frames_total{{interface=\"{}\"}} {}",
-            side.as_str(),
-            fp[side.index()].fast_tcp
-        );
-    }
-    let _ = writeln!(o, "# HELP op25b_fast_path_bytes_total Bytes of the frames counted in op25b_fast_path_frames_total.");
-    let _ = writeln!(o, "# TYPE op25b_fast_path_bytes_total counter");
-    for side in sides {
-        let _ = writeln!(
-            o,
-            "op25b_fast_path_bytes_total{{interface=\"{}\"}} {}",
-            side.as_str(),
-            fp[side.index()].fast_bytes
-        );
-    }
+    let per_interface = |o: &mut String, name: &str, help: &str, kind: &str, v: [u64; 2]| {
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} {kind}");
+        for side in Side::BOTH {
+            let _ = writeln!(
+                o,
+                "{name}{{interface=\"{}\"}} {}",
+                side.as_str(),
+                v[side.index()]
+            );
+        }
+    };
+    per_interface(
+        &mut o,
+        "op25b_fast_path_frames_total",
+        "Frames the XDP program sent straight to the other interface in the kernel (never seen by a worker), by receiving interface.",
+        "counter",
+        fp.map(|s| s.fast),
+    );
+    per_interface(
+        &mut o,
+        "op25b_fast_path_tcp_frames_total",
+        "Of op25b_fast_path_frames_total, the TCP segments (to ports no class blocks in that direction).",
+        "counter",
+        fp.map(|s| s.fast_tcp),
+    );
+    per_interface(
+        &mut o,
+        "op25b_fast_path_bytes_total",
+        "Bytes of the frames counted in op25b_fast_path_frames_total.",
+        "counter",
+        fp.map(|s| s.fast_bytes),
+    );
     let _ = writeln!(o, "# HELP op25b_xdp_to_userspace_frames_total Frames the XDP program sent to the workers, by receiving interface and why: port (TCP to a port the policy may block), fragment, unparsed (headers it does not fully parse), off (fast path off or the other interface cannot take redirected frames).");
     let _ = writeln!(o, "# TYPE op25b_xdp_to_userspace_frames_total counter");
     for side in sides {
@@ -344,18 +347,13 @@ pub fn render(state: &MetricsState) -> String {
             );
         }
     }
-    let _ = writeln!(o, "# HELP op25b_fast_path_active 1 while the XDP program of the interface may take the fast path (datapath.fast_path on and the other interface takes redirected frames).");
-    let _ = writeln!(o, "# TYPE op25b_fast_path_active gauge");
-    for side in sides {
-        let _ = writeln!(
-            o,
-            "op25b_fast_path_active{{interface=\"{}\"}} {}",
-            side.as_str(),
-            u8::from(
-                state.fast_path.active[side.index()].load(std::sync::atomic::Ordering::Relaxed)
-            )
-        );
-    }
+    per_interface(
+        &mut o,
+        "op25b_fast_path_active",
+        "1 while the XDP program of the interface may take the fast path (datapath.fast_path on and the other interface takes redirected frames).",
+        "gauge",
+        [0, 1].map(|i| u64::from(state.fast_path.active[i].load(Ordering::Relaxed))),
+    );
     let policy = state.policy.load();
     let summary = policy.summary();
     let _ = writeln!(o, "# HELP op25b_policy_generation Generation of the policy in force (1 at start, +1 per reload).");
