@@ -51,6 +51,9 @@ enum {
 };
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
 static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)51;
+// Kernel >= 5.18. `data_end - data` would be pointer arithmetic, which the verifier
+// refuses without CAP_PERFMON; op25b runs with CAP_BPF and CAP_NET_ADMIN only.
+static __u64 (*bpf_xdp_get_buff_len)(struct xdp_md *ctx) = (void *)188;
 
 // Shared with src/datapath/xdp.rs (`Settings`, `Stat`): change both together.
 #define FLAG_FAST_PATH 1u   // datapath.fast_path: on
@@ -117,7 +120,7 @@ INLINE int to_user(struct xdp_md *ctx, __u32 why)
 INLINE int fast(struct xdp_md *ctx)
 {
 	count(STAT_FAST, 1);
-	count(STAT_FAST_BYTES, ctx->data_end - ctx->data);
+	count(STAT_FAST_BYTES, bpf_xdp_get_buff_len(ctx));
 	// No peer entry (the other interface went away): to the kernel stack, as a frame of a
 	// queue without socket.
 	return bpf_redirect_map(&peer, 0, XDP_PASS);

@@ -666,12 +666,12 @@ def scn_failover(lab, a):
     return out
 
 
-CAPS = "net_admin,net_raw,bpf,ipc_lock"
+CAPS = "net_admin,net_raw,bpf,perfmon,ipc_lock"
 
 
 def scn_privileges(lab, a):
-    """op25b as user nobody with exactly CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and
-    CAP_IPC_LOCK forwards and blocks; without CAP_BPF it refuses to start, naming it.
+    """op25b as user nobody with exactly CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON
+    and CAP_IPC_LOCK forwards and blocks; without CAP_BPF it refuses to start, naming it.
     The metrics endpoint is read-only: every method but GET is refused, nothing changes."""
     problems = []
     run_dir = lab.path("run")
@@ -704,7 +704,7 @@ def scn_privileges(lab, a):
     lab.wait_running()
     status = open(f"/proc/{lab.dut.pid}/status").read()
     eff = int(re.search(r"CapEff:\s*([0-9a-f]+)", status).group(1), 16)
-    want = (1 << 12) | (1 << 13) | (1 << 14) | (1 << 39)
+    want = (1 << 12) | (1 << 13) | (1 << 14) | (1 << 38) | (1 << 39)
     if eff != want:
         problems.append(f"CapEff {eff:#x}, expected exactly {want:#x}")
     uid = re.search(r"Uid:\s*(\d+)", status).group(1)
@@ -733,7 +733,7 @@ def scn_privileges(lab, a):
     dut_checks(d, problems, "privileges")
     return row("privileges", "50000 frames/s for 3 s as uid " + uid, 3, "CAP_BPF removed (refused)", g["sent"],
                v["lost"] - v["lost_on_generator_link"], v["leaked"], (rss0, rss1), problems,
-               caps="CAP_NET_ADMIN CAP_NET_RAW CAP_BPF CAP_IPC_LOCK", cap_eff=hex(eff))
+               caps="CAP_NET_ADMIN CAP_NET_RAW CAP_BPF CAP_PERFMON CAP_IPC_LOCK", cap_eff=hex(eff))
 
 
 SCENARIOS = {"soak": scn_soak, "overload": scn_overload, "hostile": scn_hostile,

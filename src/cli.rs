@@ -86,7 +86,7 @@ pub enum Command {
     },
     /// Run the appliance: bridge the two interfaces of the config through AF_XDP.
     ///
-    /// Needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_IPC_LOCK). Stops on SIGINT or
+    /// Needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON, CAP_IPC_LOCK). Stops on SIGINT or
     /// SIGTERM, detaches its XDP programs and prints the final counters as JSON on
     /// stdout. Exit 0 after a clean stop, 1 if it cannot start (the reason is printed).
     Run {

@@ -306,7 +306,7 @@ fn top_list_against_the_lab() {
         table.contains("198.51.100.10") && table.contains("dynamic"),
         "{table}"
     );
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = std::fs::read_to_string(log).unwrap();
     for (ip, ..) in &want {
         assert_eq!(
             text.matches(&format!("new offender: {ip} ")).count(),
@@ -350,21 +350,50 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// The lab with op25b running from a live config that a test switches between two
+/// versions of lab.yaml, whose dynamic class blocks `a_ports` and `b_ports`; starts on `a`.
+/// Fields drop in order: op25b, then the lab, then the lab lock.
+struct FlipLab {
+    dut: Proc,
+    _lab: Lab,
+    _lock: std::sync::MutexGuard<'static, ()>,
+    dir: PathBuf,
+    a: PathBuf,
+    b: PathBuf,
+    live: PathBuf,
+    log: PathBuf,
+}
+
+fn flip_lab(tag: &str, a_ports: &str, b_ports: &str) -> FlipLab {
+    assert!(is_root(), "needs root (network namespaces, AF_XDP)");
+    let lock = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir(tag);
+    let lab = Lab::up();
+    let a = lab_config(&dir, "a.yaml", a_ports);
+    let b = lab_config(&dir, "b.yaml", b_ports);
+    let live = dir.join("live.yaml");
+    std::fs::copy(&a, &live).unwrap();
+    let log = dir.join("op25b.log");
+    let dut = start_dut(&live, &log);
+    FlipLab {
+        dut,
+        _lab: lab,
+        _lock: lock,
+        dir,
+        a,
+        b,
+        live,
+        log,
+    }
+}
+
 #[test]
 #[ignore = "needs root and the veth lab (scripts/test.sh runs it as root)"]
 fn reload_under_load() {
-    assert!(is_root(), "needs root (network namespaces, AF_XDP)");
-    let _g = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempdir("reload");
-    let _lab = Lab::up();
-    let blocks = lab_config(&dir, "blocks.yaml", "[25]");
-    let exempts = lab_config(&dir, "exempts.yaml", "[]");
-    let live = dir.join("live.yaml");
-    std::fs::copy(&blocks, &live).unwrap();
-    let log = dir.join("op25b.log");
-    let dut = start_dut(&live, &log);
-    let pid = dut.0.id();
-    let sink = start_sink(&dir);
+    let lab = flip_lab("reload", "[25]", "[]");
+    let (dir, blocks, exempts, live, log) = (&lab.dir, &lab.a, &lab.b, &lab.live, &lab.log);
+    let pid = lab.dut.0.id();
+    let sink = start_sink(dir);
     // The pool (198.51.100.0/25, class dynamic) sends port 25 (blocked by `blocks`,
     // allowed by `exempts`) and 587; the static host sends port 25 (allowed by both).
     let profile = dir.join("profile.yaml");
@@ -405,15 +434,15 @@ fn reload_under_load() {
         if i == 4 {
             rss_start = rss_kib(pid);
         }
-        let next = if i % 2 == 0 { &exempts } else { &blocks };
-        std::fs::copy(next, &live).unwrap();
-        reload_config(&live);
+        let next = if i % 2 == 0 { exempts } else { blocks };
+        std::fs::copy(next, live).unwrap();
+        reload_config(live);
         std::thread::sleep(Duration::from_millis(550));
     }
     let rss_end = rss_kib(pid);
     assert_eq!(wait_child(gen, Duration::from_secs(30)), 0);
     assert_eq!(wait_child(sink, Duration::from_secs(30)), 0);
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = std::fs::read_to_string(log).unwrap();
     let metrics = scrape();
     assert!(
         metrics.contains("op25b_policy_generation 21"),
@@ -476,17 +505,9 @@ fn reload_moves_ports_between_fast_path_and_workers_under_load() {
     // between A (no class blocks 8025: the XDP program forwards these frames in the
     // kernel) and B (dynamic blocks 8025: every one must reach a worker, which rejects
     // it). From the moment B is in force, not one TCP frame may cross the fast path.
-    assert!(is_root(), "needs root (network namespaces, AF_XDP)");
-    let _g = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempdir("fastreload");
-    let _lab = Lab::up();
-    let a = lab_config(&dir, "a.yaml", "[25]");
-    let b = lab_config(&dir, "b.yaml", "[25, 8025]");
-    let live = dir.join("live.yaml");
-    std::fs::copy(&a, &live).unwrap();
-    let log = dir.join("op25b.log");
-    let _dut = start_dut(&live, &log);
-    let sink = start_sink(&dir);
+    let lab = flip_lab("fastreload", "[25]", "[25, 8025]");
+    let (dir, a, b, live, log) = (&lab.dir, &lab.a, &lab.b, &lab.live, &lab.log);
+    let sink = start_sink(dir);
     let profile = dir.join("profile.yaml");
     std::fs::write(
         &profile,
@@ -530,7 +551,7 @@ fn reload_moves_ports_between_fast_path_and_workers_under_load() {
         )
     };
     let blocked = |m: &str| metric_sum(m, "op25b_blocked_total", &["direction=\"outbound\""]);
-    let reload = || reload_config(&live);
+    let reload = || reload_config(live);
     std::thread::sleep(Duration::from_millis(1500));
     let m = scrape();
     assert!(
@@ -539,7 +560,7 @@ fn reload_moves_ports_between_fast_path_and_workers_under_load() {
     );
     let mut generation = 1;
     for round in 0..3 {
-        std::fs::copy(&b, &live).unwrap();
+        std::fs::copy(b, live).unwrap();
         reload();
         generation += 1;
         let m1 = wait_generation(generation);
@@ -558,7 +579,7 @@ fn reload_moves_ports_between_fast_path_and_workers_under_load() {
             blocked(&m2) - blocked(&m1) > 10_000.0,
             "round {round}:\n{m2}"
         );
-        std::fs::copy(&a, &live).unwrap();
+        std::fs::copy(a, live).unwrap();
         reload();
         generation += 1;
         let m3 = wait_generation(generation);
@@ -576,6 +597,6 @@ fn reload_moves_ports_between_fast_path_and_workers_under_load() {
     }
     assert_eq!(wait_child(gen, Duration::from_secs(30)), 0);
     assert_eq!(wait_child(sink, Duration::from_secs(30)), 0);
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = std::fs::read_to_string(log).unwrap();
     assert!(!text.contains("ERROR"), "{text}");
 }

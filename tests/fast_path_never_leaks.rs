@@ -5,7 +5,8 @@
 //! path (counted by its own `stats` map, and seen in its action: XDP_REDIRECT through the
 //! DEVMAP), userspace `classify()` must say Forward for that frame.
 //!
-//! Needs root (CAP_BPF + CAP_NET_ADMIN to load an XDP program); scripts/test.sh runs it.
+//! Needs root (CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN to load the XDP program);
+//! scripts/test.sh runs it.
 
 use op25b::bench::hostile;
 use op25b::classify::{self, fixtures};

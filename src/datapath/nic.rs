@@ -292,6 +292,7 @@ pub fn missing_capabilities() -> Vec<&'static str> {
     const NET_RAW: u32 = 13;
     const IPC_LOCK: u32 = 14;
     const SYS_ADMIN: u32 = 21;
+    const PERFMON: u32 = 38;
     const BPF: u32 = 39;
     let mut missing = Vec::new();
     if !has(NET_ADMIN) {
@@ -302,6 +303,11 @@ pub fn missing_capabilities() -> Vec<&'static str> {
     }
     if !has(BPF) && !has(SYS_ADMIN) {
         missing.push("CAP_BPF");
+    }
+    // The verifier allows packet-pointer arithmetic with a variable offset (IPv4 options,
+    // IPv6 extension headers) only with Spectre v1 mitigations bypassed: CAP_PERFMON.
+    if !has(PERFMON) && !has(SYS_ADMIN) {
+        missing.push("CAP_PERFMON");
     }
     if !has(IPC_LOCK) && !memlock_unlimited() {
         missing.push("CAP_IPC_LOCK (or an unlimited RLIMIT_MEMLOCK)");
