@@ -72,6 +72,8 @@ enum stat {
 	STAT_USER_UNPARSED,   // headers this program does not fully parse
 	STAT_USER_OFF,        // fast path off, or the peer cannot take redirected frames
 	STAT_FAST_TCP,        // of STAT_FAST, the TCP segments
+	STAT_PASSED,          // of all above, handed to the kernel stack instead: no socket
+	                      // registered for the queue, or no peer entry
 	STAT_COUNT,
 };
 
@@ -114,7 +116,10 @@ INLINE int to_user(struct xdp_md *ctx, __u32 why)
 {
 	count(why, 1);
 	// A queue without a socket passes the frame to the kernel stack (as before).
-	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	long rc = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	if (rc == XDP_PASS)
+		count(STAT_PASSED, 1);
+	return rc;
 }
 
 INLINE int fast(struct xdp_md *ctx)
@@ -123,7 +128,10 @@ INLINE int fast(struct xdp_md *ctx)
 	count(STAT_FAST_BYTES, bpf_xdp_get_buff_len(ctx));
 	// No peer entry (the other interface went away): to the kernel stack, as a frame of a
 	// queue without socket.
-	return bpf_redirect_map(&peer, 0, XDP_PASS);
+	long rc = bpf_redirect_map(&peer, 0, XDP_PASS);
+	if (rc == XDP_PASS)
+		count(STAT_PASSED, 1);
+	return rc;
 }
 
 INLINE __u16 be16(const __u8 *p)

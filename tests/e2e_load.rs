@@ -325,6 +325,32 @@ fn top_list_against_the_lab() {
     );
 }
 
+/// The AF_XDP generator on s0 for `secs` seconds at `rate` frames/s (oracle: `config`),
+/// reporting to DIR/gen.json and logging to DIR/gen.log.
+fn start_gen(dir: &Path, config: &Path, profile: &Path, secs: u32, rate: u32) -> Proc {
+    let (secs, rate) = (secs.to_string(), rate.to_string());
+    Proc(op25b_in(
+        "op25b-sub",
+        &[
+            "bench",
+            "gen",
+            "-i",
+            "s0",
+            "-c",
+            config.to_str().unwrap(),
+            "-p",
+            profile.to_str().unwrap(),
+            "-d",
+            &secs,
+            "--rate",
+            &rate,
+            "--report",
+            dir.join("gen.json").to_str().unwrap(),
+        ],
+        Some(&dir.join("gen.log")),
+    ))
+}
+
 /// `op25b reload -c CONFIG` inside the lab's DUT namespace; must succeed.
 fn reload_config(config: &Path) {
     let (rc, out) = sh(&[
@@ -405,26 +431,7 @@ fn reload_under_load() {
     )
     .unwrap();
     let gen_report = dir.join("gen.json");
-    let gen = Proc(op25b_in(
-        "op25b-sub",
-        &[
-            "bench",
-            "gen",
-            "-i",
-            "s0",
-            "-c",
-            blocks.to_str().unwrap(),
-            "-p",
-            profile.to_str().unwrap(),
-            "-d",
-            "14",
-            "--rate",
-            "50000",
-            "--report",
-            gen_report.to_str().unwrap(),
-        ],
-        Some(&dir.join("gen.log")),
-    ));
+    let gen = start_gen(dir, blocks, &profile, 14, 50_000);
     std::thread::sleep(Duration::from_millis(1500));
     // RSS is taken after the first 4 reloads: by then the traffic has cycled every UMEM
     // frame (pages the kernel maps lazily on first touch) and each policy has been built
@@ -516,26 +523,7 @@ fn reload_moves_ports_between_fast_path_and_workers_under_load() {
          destinations:\n  - {prefix: 203.0.113.128/25}\n",
     )
     .unwrap();
-    let gen = Proc(op25b_in(
-        "op25b-sub",
-        &[
-            "bench",
-            "gen",
-            "-i",
-            "s0",
-            "-c",
-            b.to_str().unwrap(),
-            "-p",
-            profile.to_str().unwrap(),
-            "-d",
-            "14",
-            "--rate",
-            "50000",
-            "--report",
-            dir.join("gen.json").to_str().unwrap(),
-        ],
-        Some(&dir.join("gen.log")),
-    ));
+    let gen = start_gen(dir, b, &profile, 14, 50_000);
     let fast_tcp = |m: &str| {
         metric_sum(
             m,

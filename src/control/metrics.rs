@@ -331,6 +331,13 @@ pub fn render(state: &MetricsState) -> String {
     );
     per_interface(
         &mut o,
+        "op25b_xdp_passed_to_stack_frames_total",
+        "Frames the XDP program handed to the kernel stack because no worker socket was registered for their RX queue (start-up, shutdown) or the other interface had no redirect entry.",
+        "counter",
+        fp.map(|s| s.passed),
+    );
+    per_interface(
+        &mut o,
         "op25b_fast_path_bytes_total",
         "Bytes of the frames counted in op25b_fast_path_frames_total.",
         "counter",

@@ -118,6 +118,11 @@ pub enum StartError {
         name: String,
         source: std::io::Error,
     },
+    #[error("cannot load op25b's XDP program for {name:?}: {source} (EPERM/EACCES: op25b needs CAP_BPF and CAP_PERFMON, or the kernel's verifier refused the program: set logging.level: debug to see its log)")]
+    XdpLoad {
+        name: String,
+        source: std::io::Error,
+    },
     #[error("cannot attach op25b's XDP program to {name:?}: {attempts}")]
     XdpAttach { name: String, attempts: String },
     #[error("workers.cores names core {core}, but this machine has cores {available}")]
@@ -258,7 +263,37 @@ pub fn start(
         frame_count: frame_count(ifs.ring_size, cfg.workers.burst),
         zero_copy: ifs.zero_copy,
     };
-    let (links, link_notes) = attach_links(&sub, &up, ifs.queues, ifs.xdp_mode)?;
+    // Load both programs and write their settings before attaching them: from the first
+    // frame on, what the policy can never block takes the fast path (while no socket is
+    // registered, the rest goes to the kernel stack, counted as passed).
+    let load = |n: &nic::Nic| {
+        xdp::Program::load(ifs.queues).map_err(|source| StartError::XdpLoad {
+            name: n.name.clone(),
+            source,
+        })
+    };
+    let programs = [load(&sub)?, load(&up)?];
+    let clones = match (programs[0].try_clone(), programs[1].try_clone()) {
+        (Ok(a), Ok(b)) => [a, b],
+        (Err(source), _) | (_, Err(source)) => {
+            return Err(StartError::XdpLoad {
+                name: sub.name.clone(),
+                source,
+            })
+        }
+    };
+    let mut fast_path = fast_path::FastPath::new(
+        clones,
+        [&sub.name, &up.name],
+        [sub.ifindex, up.ifindex],
+        cfg.datapath.fast_path == crate::config::FastPathMode::On,
+        &policy.load(),
+        policy.generation(),
+        xdp::takes_redirects,
+    )?;
+    let (links, link_notes) = attach_links(&sub, &up, &programs, ifs.xdp_mode)?;
+    // Some drivers take redirected frames only once an XDP program is attached.
+    fast_path.refresh();
     let mut ios = Vec::new();
     let mut mode = None;
     for q in 0..ifs.queues {
@@ -282,26 +317,6 @@ pub fn start(
         }
     }
     let mode = mode.expect("at least one queue");
-    // The programs start with the fast path off (every frame to the sockets): turn it on
-    // now that every socket is registered.
-    let programs = match (links[0].program.try_clone(), links[1].program.try_clone()) {
-        (Ok(a), Ok(b)) => [a, b],
-        (Err(source), _) | (_, Err(source)) => {
-            return Err(StartError::FastPath(fast_path::FastPathError::Settings {
-                iface: sub.name.clone(),
-                source,
-            }))
-        }
-    };
-    let fast_path = fast_path::FastPath::new(
-        programs,
-        [&sub.name, &up.name],
-        [sub.ifindex, up.ifindex],
-        cfg.datapath.fast_path == crate::config::FastPathMode::On,
-        &policy.load(),
-        policy.generation(),
-        xdp::takes_redirects,
-    )?;
     let wcfg = worker::WorkerConfig {
         burst: cfg.workers.burst as usize,
         fill_target: ifs.ring_size as usize,
@@ -382,7 +397,7 @@ pub fn start(
 fn attach_links(
     sub: &nic::Nic,
     up: &nic::Nic,
-    queues: u32,
+    programs: &[xdp::Program; 2],
     mode: crate::config::XdpMode,
 ) -> Result<(Vec<xdp::XdpLink>, Vec<String>), StartError> {
     use crate::config::XdpMode;
@@ -395,7 +410,7 @@ fn attach_links(
     let mut failed_on = sub;
     for &native in natives {
         let how = if native { "native" } else { "generic" };
-        let first = match xdp::XdpLink::attach(sub.ifindex, queues, native) {
+        let first = match xdp::XdpLink::attach(&programs[0], sub.ifindex, native) {
             Ok(l) => l,
             Err(e) => {
                 attempts.push(format!("{how} XDP on {}: {e}", sub.name));
@@ -403,7 +418,7 @@ fn attach_links(
                 continue;
             }
         };
-        match xdp::XdpLink::attach(up.ifindex, queues, native) {
+        match xdp::XdpLink::attach(&programs[1], up.ifindex, native) {
             Ok(second) => return Ok((vec![first, second], attempts)),
             Err(e) => {
                 attempts.push(format!("{how} XDP on {}: {e}", up.name));

@@ -96,9 +96,12 @@ pub struct PathStats {
     pub user_off: u64,
     /// Of `fast`, the TCP segments.
     pub fast_tcp: u64,
+    /// Of all the above, frames handed to the kernel stack instead: no socket registered
+    /// for the RX queue (start-up, shutdown) or no peer entry.
+    pub passed: u64,
 }
 
-const STAT_COUNT: u32 = 7;
+const STAT_COUNT: u32 = 8;
 
 impl PathStats {
     /// Frames the program sent to userspace.
@@ -116,6 +119,7 @@ impl PathStats {
             user_unparsed: self.user_unparsed.saturating_sub(earlier.user_unparsed),
             user_off: self.user_off.saturating_sub(earlier.user_off),
             fast_tcp: self.fast_tcp.saturating_sub(earlier.fast_tcp),
+            passed: self.passed.saturating_sub(earlier.passed),
         }
     }
 
@@ -134,6 +138,7 @@ impl PathStats {
             "fast_path_frames": self.fast,
             "fast_path_tcp_frames": self.fast_tcp,
             "fast_path_bytes": self.fast_bytes,
+            "passed_to_kernel_stack": self.passed,
             "to_userspace": {
                 "port": self.user_port,
                 "fragment": self.user_fragment,
@@ -224,6 +229,7 @@ impl StatsMap {
             user_unparsed: v[4],
             user_off: v[5],
             fast_tcp: v[6],
+            passed: v[7],
         })
     }
 
@@ -416,11 +422,10 @@ pub struct XdpLink {
 }
 
 impl XdpLink {
-    /// Loads the program with a socket map of `queues` slots and attaches it to
-    /// `ifindex` in native (driver) or generic (SKB) mode. Its fast path is off until
-    /// [`Program::write_settings`] turns it on.
-    pub fn attach(ifindex: u32, queues: u32, native: bool) -> io::Result<XdpLink> {
-        let program = Program::load(queues)?;
+    /// Attaches `program` (loaded, its settings written) to `ifindex` in native (driver)
+    /// or generic (SKB) mode.
+    pub fn attach(program: &Program, ifindex: u32, native: bool) -> io::Result<XdpLink> {
+        let program = program.try_clone()?;
         // SAFETY: all-zero is a valid bpf_link_create_opts (no iterator, no cookie).
         let mut opts: bpf::bpf_link_create_opts = unsafe { std::mem::zeroed() };
         opts.sz = std::mem::size_of::<bpf::bpf_link_create_opts>() as bpf::size_t;
