@@ -340,10 +340,17 @@ pub fn bench(cmd: BenchCommand) -> ExitCode {
                 row("  passed", v.passed.to_string());
                 row("  LEAKED (blocked, arrived)", v.leaked.to_string());
                 row("  foreign (untagged)", v.foreign.to_string());
+                // The share of all passing frames; `loss_ratio` is the DUT's own share.
+                let share = if v.sent_pass == 0 {
+                    0.0
+                } else {
+                    v.lost.max(0) as f64 / v.sent_pass as f64
+                };
                 outln!(
-                    "{:<28} {:>14} ({:.4}%)",
+                    "{:<28} {:>14} ({:.4}% of the passing frames; by the DUT {:.4}%)",
                     "lost (should pass)",
                     v.lost,
+                    share * 100.0,
                     v.loss_ratio * 100.0
                 );
                 row("  generator link (tx_drop)", l.generator_link.to_string());
