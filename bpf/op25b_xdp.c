@@ -98,39 +98,43 @@ struct {
 	__type(value, struct settings);
 } settings SEC(".maps");
 
+// One per-CPU entry holding every counter: one lookup per frame.
+struct counters {
+	__u64 n[STAT_COUNT];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STAT_COUNT);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct counters);
 } stats SEC(".maps");
 
-INLINE void count(__u32 key, __u64 n)
+INLINE void count(struct counters *c, __u32 key, __u64 n)
 {
-	__u64 *c = bpf_map_lookup_elem(&stats, &key);
-	if (c)
-		*c += n;
+	if (c && key < STAT_COUNT)
+		c->n[key] += n;
 }
 
-INLINE int to_user(struct xdp_md *ctx, __u32 why)
+INLINE int to_user(struct xdp_md *ctx, struct counters *c, __u32 why)
 {
-	count(why, 1);
+	count(c, why, 1);
 	// A queue without a socket passes the frame to the kernel stack (as before).
 	long rc = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 	if (rc == XDP_PASS)
-		count(STAT_PASSED, 1);
+		count(c, STAT_PASSED, 1);
 	return rc;
 }
 
-INLINE int fast(struct xdp_md *ctx)
+INLINE int fast(struct xdp_md *ctx, struct counters *c)
 {
-	count(STAT_FAST, 1);
-	count(STAT_FAST_BYTES, bpf_xdp_get_buff_len(ctx));
+	count(c, STAT_FAST, 1);
+	count(c, STAT_FAST_BYTES, bpf_xdp_get_buff_len(ctx));
 	// No peer entry (the other interface went away): to the kernel stack, as a frame of a
 	// queue without socket.
 	long rc = bpf_redirect_map(&peer, 0, XDP_PASS);
 	if (rc == XDP_PASS)
-		count(STAT_PASSED, 1);
+		count(c, STAT_PASSED, 1);
 	return rc;
 }
 
@@ -141,74 +145,74 @@ INLINE __u16 be16(const __u8 *p)
 
 // TCP whose header starts at `tcp` and whose segment (header + data, as bounded by the IP
 // length) is `len` bytes.
-INLINE int tcp(struct xdp_md *ctx, const struct settings *s, const __u8 *tcp, __u32 len,
+INLINE int tcp(struct xdp_md *ctx, struct counters *c, const struct settings *s, const __u8 *tcp, __u32 len,
 	       const void *end)
 {
 	if ((const void *)(tcp + 20) > end || len < 20)
-		return to_user(ctx, STAT_USER_UNPARSED);
+		return to_user(ctx, c, STAT_USER_UNPARSED);
 	__u32 doff = (tcp[12] >> 4) * 4;
 	if (doff < 20 || doff > len)
-		return to_user(ctx, STAT_USER_UNPARSED);
+		return to_user(ctx, c, STAT_USER_UNPARSED);
 	__u16 port = be16(tcp + 2);
 	if (s->ports[port >> 3] & (1u << (port & 7)))
-		return to_user(ctx, STAT_USER_PORT);
-	count(STAT_FAST_TCP, 1);
-	return fast(ctx);
+		return to_user(ctx, c, STAT_USER_PORT);
+	count(c, STAT_FAST_TCP, 1);
+	return fast(ctx, c);
 }
 
-INLINE int ipv4(struct xdp_md *ctx, const struct settings *s, const __u8 *ip, const void *end)
+INLINE int ipv4(struct xdp_md *ctx, struct counters *c, const struct settings *s, const __u8 *ip, const void *end)
 {
 	if ((const void *)(ip + 20) > end || (ip[0] >> 4) != 4)
-		return to_user(ctx, STAT_USER_UNPARSED);
+		return to_user(ctx, c, STAT_USER_UNPARSED);
 	__u32 ihl = (ip[0] & 0xf) * 4;
 	__u32 total = be16(ip + 2);
 	if (ihl < 20 || total < ihl || (const void *)(ip + total) > end)
-		return to_user(ctx, STAT_USER_UNPARSED);
+		return to_user(ctx, c, STAT_USER_UNPARSED);
 	if (be16(ip + 6) & 0x3fff) // more fragments, or an offset
-		return to_user(ctx, STAT_USER_FRAGMENT);
+		return to_user(ctx, c, STAT_USER_FRAGMENT);
 	if (ip[9] != 6)
-		return fast(ctx);
-	return tcp(ctx, s, ip + ihl, total - ihl, end);
+		return fast(ctx, c);
+	return tcp(ctx, c, s, ip + ihl, total - ihl, end);
 }
 
 #define MAX_EXT_HEADERS 4
 
-INLINE int ipv6(struct xdp_md *ctx, const struct settings *s, const __u8 *ip, const void *end)
+INLINE int ipv6(struct xdp_md *ctx, struct counters *c, const struct settings *s, const __u8 *ip, const void *end)
 {
 	if ((const void *)(ip + 40) > end || (ip[0] >> 4) != 6)
-		return to_user(ctx, STAT_USER_UNPARSED);
+		return to_user(ctx, c, STAT_USER_UNPARSED);
 	__u32 stop = 40 + be16(ip + 4); // end of the payload, from `ip`
 	if ((const void *)(ip + stop) > end)
-		return to_user(ctx, STAT_USER_UNPARSED);
+		return to_user(ctx, c, STAT_USER_UNPARSED);
 	__u8 next = ip[6];
 	__u32 off = 40;
 #pragma unroll
 	for (int i = 0; i < MAX_EXT_HEADERS; i++) {
 		if (next == 44)
-			return to_user(ctx, STAT_USER_FRAGMENT);
+			return to_user(ctx, c, STAT_USER_FRAGMENT);
 		if (next != 0 && next != 43 && next != 60)
 			break;
 		if (next == 0 && i != 0) // hop-by-hop must come first
-			return to_user(ctx, STAT_USER_UNPARSED);
+			return to_user(ctx, c, STAT_USER_UNPARSED);
 		const __u8 *h = ip + off;
 		if ((const void *)(h + 8) > end)
-			return to_user(ctx, STAT_USER_UNPARSED);
+			return to_user(ctx, c, STAT_USER_UNPARSED);
 		__u32 len = (h[1] + 1) * 8;
 		if (off + len > stop)
-			return to_user(ctx, STAT_USER_UNPARSED);
+			return to_user(ctx, c, STAT_USER_UNPARSED);
 		next = h[0];
 		off += len;
 	}
 	switch (next) {
 	case 0: case 43: case 60: // chain longer than MAX_EXT_HEADERS
 	case 51:                  // AH: left to userspace
-		return to_user(ctx, STAT_USER_UNPARSED);
+		return to_user(ctx, c, STAT_USER_UNPARSED);
 	case 44:
-		return to_user(ctx, STAT_USER_FRAGMENT);
+		return to_user(ctx, c, STAT_USER_FRAGMENT);
 	case 6:
-		return tcp(ctx, s, ip + off, stop - off, end);
+		return tcp(ctx, c, s, ip + off, stop - off, end);
 	default:
-		return fast(ctx);
+		return fast(ctx, c);
 	}
 }
 
@@ -218,12 +222,13 @@ int op25b_xdp(struct xdp_md *ctx)
 	const __u8 *p = (const __u8 *)(long)ctx->data;
 	const void *end = (const void *)(long)ctx->data_end;
 	__u32 zero = 0;
+	struct counters *c = bpf_map_lookup_elem(&stats, &zero);
 	const struct settings *s = bpf_map_lookup_elem(&settings, &zero);
 	if (!s || (s->flags & (FLAG_FAST_PATH | FLAG_PEER_READY)) !=
 			  (FLAG_FAST_PATH | FLAG_PEER_READY))
-		return to_user(ctx, STAT_USER_OFF);
+		return to_user(ctx, c, STAT_USER_OFF);
 	if ((const void *)(p + 14) > end)
-		return to_user(ctx, STAT_USER_UNPARSED);
+		return to_user(ctx, c, STAT_USER_UNPARSED);
 	__u16 type = be16(p + 12);
 	__u32 off = 14;
 #pragma unroll
@@ -231,16 +236,16 @@ int op25b_xdp(struct xdp_md *ctx)
 		if (type != 0x8100 && type != 0x88a8 && type != 0x9100)
 			break;
 		if ((const void *)(p + off + 4) > end)
-			return to_user(ctx, STAT_USER_UNPARSED);
+			return to_user(ctx, c, STAT_USER_UNPARSED);
 		type = be16(p + off + 2);
 		off += 4;
 	}
 	if (type == 0x8100 || type == 0x88a8 || type == 0x9100) // a third tag
-		return to_user(ctx, STAT_USER_UNPARSED);
+		return to_user(ctx, c, STAT_USER_UNPARSED);
 	if (type == 0x8864) { // PPPoE session
 		const __u8 *h = p + off;
 		if ((const void *)(h + 8) > end || h[0] != 0x11 || h[1] != 0)
-			return to_user(ctx, STAT_USER_UNPARSED);
+			return to_user(ctx, c, STAT_USER_UNPARSED);
 		__u16 proto = be16(h + 6);
 		off += 8;
 		if (proto == 0x0021)
@@ -248,13 +253,13 @@ int op25b_xdp(struct xdp_md *ctx)
 		else if (proto == 0x0057)
 			type = 0x86dd;
 		else
-			return fast(ctx); // LCP, IPCP, ...: not IP
+			return fast(ctx, c); // LCP, IPCP, ...: not IP
 	}
 	if (type == 0x0800)
-		return ipv4(ctx, s, p + off, end);
+		return ipv4(ctx, c, s, p + off, end);
 	if (type == 0x86dd)
-		return ipv6(ctx, s, p + off, end);
-	return fast(ctx);
+		return ipv6(ctx, c, s, p + off, end);
+	return fast(ctx, c);
 }
 
 char _license[] SEC("license") = "Dual MIT/GPL";

@@ -539,7 +539,12 @@ fn reload_moves_ports_between_fast_path_and_workers_under_load() {
         )
     };
     let blocked = |m: &str| metric_sum(m, "op25b_blocked_total", &["direction=\"outbound\""]);
-    let reload = || reload_config(live);
+    // Puts `config` in force as policy generation `generation`; its metrics then.
+    let switch_to = |config: &Path, generation: u64| {
+        std::fs::copy(config, live).unwrap();
+        reload_config(live);
+        wait_generation(generation)
+    };
     std::thread::sleep(Duration::from_millis(1500));
     let m = scrape();
     assert!(
@@ -548,10 +553,8 @@ fn reload_moves_ports_between_fast_path_and_workers_under_load() {
     );
     let mut generation = 1;
     for round in 0..3 {
-        std::fs::copy(b, live).unwrap();
-        reload();
         generation += 1;
-        let m1 = wait_generation(generation);
+        let m1 = switch_to(b, generation);
         std::thread::sleep(Duration::from_millis(1500));
         let m2 = scrape();
         assert_eq!(
@@ -567,10 +570,8 @@ fn reload_moves_ports_between_fast_path_and_workers_under_load() {
             blocked(&m2) - blocked(&m1) > 10_000.0,
             "round {round}:\n{m2}"
         );
-        std::fs::copy(a, live).unwrap();
-        reload();
         generation += 1;
-        let m3 = wait_generation(generation);
+        let m3 = switch_to(a, generation);
         std::thread::sleep(Duration::from_millis(800));
         let m4 = scrape();
         assert!(

@@ -9,7 +9,8 @@
 //! * `peer` (DEVMAP): key 0 -> the other interface;
 //! * `settings` (ARRAY, one [`Settings`]): fast path on/off, whether the other interface
 //!   takes redirected frames, and the TCP destination ports that must go to userspace;
-//! * `stats` (PERCPU_ARRAY): per-CPU counters of both paths ([`PathStats`]).
+//! * `stats` (PERCPU_ARRAY, one entry of every counter: one lookup per frame): per-CPU
+//!   counters of both paths ([`PathStats`]).
 //!
 //! Why a link rather than libxdp's default program: a bpf_link is owned by a file
 //! descriptor, so the kernel detaches the program the moment the last descriptor closes —
@@ -204,22 +205,27 @@ pub struct StatsMap {
 impl StatsMap {
     /// Sums every counter over the possible CPUs.
     pub fn read(&self) -> io::Result<PathStats> {
-        let mut v = [0u64; STAT_COUNT as usize];
-        let mut per_cpu = vec![0u64; self.cpus];
-        for (key, slot) in (0..STAT_COUNT).zip(v.iter_mut()) {
-            // SAFETY: a per-CPU array lookup writes one 8-byte value per possible CPU, and
-            // `per_cpu` holds that many.
-            let rc = unsafe {
-                bpf::bpf_map_lookup_elem(
-                    self.fd.as_raw_fd(),
-                    (&key as *const u32).cast(),
-                    per_cpu.as_mut_ptr().cast(),
-                )
-            };
-            if rc < 0 {
-                return Err(io::Error::from_raw_os_error(-rc));
+        const N: usize = STAT_COUNT as usize;
+        // One entry (`struct counters`, N u64s); a per-CPU lookup writes it once per
+        // possible CPU, each copy 8-byte aligned (N * 8 already is).
+        let mut per_cpu = vec![[0u64; N]; self.cpus];
+        let key = 0u32;
+        // SAFETY: `per_cpu` holds one N-u64 value per possible CPU, what the kernel writes.
+        let rc = unsafe {
+            bpf::bpf_map_lookup_elem(
+                self.fd.as_raw_fd(),
+                (&key as *const u32).cast(),
+                per_cpu.as_mut_ptr().cast(),
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::from_raw_os_error(-rc));
+        }
+        let mut v = [0u64; N];
+        for cpu in &per_cpu {
+            for (sum, x) in v.iter_mut().zip(cpu) {
+                *sum += x;
             }
-            *slot = per_cpu.iter().sum();
         }
         Ok(PathStats {
             fast: v[0],
