@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
+    build_info();
     let src = "bpf/op25b_xdp.c";
     println!("cargo:rerun-if-changed={src}");
     println!("cargo:rerun-if-env-changed=CLANG");
@@ -29,4 +30,57 @@ fn main() {
              (`apt-get install clang`, or run scripts/setup.sh) or point CLANG at it"
         ),
     }
+}
+
+/// `OP25B_REVISION` (the git commit, `-dirty` with local changes; `unknown` outside a
+/// git checkout) and `OP25B_RUSTC` (the compiler's version) for `--version` and
+/// `op25b_build_info`. `OP25B_REVISION` in the environment wins (package builds from a
+/// tarball).
+fn build_info() {
+    println!("cargo:rerun-if-env-changed=OP25B_REVISION");
+    for f in [".git/HEAD", ".git/index"] {
+        if std::path::Path::new(f).exists() {
+            println!("cargo:rerun-if-changed={f}");
+        }
+    }
+    if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
+        if let Some(r) = head.trim().strip_prefix("ref: ") {
+            let p = format!(".git/{r}");
+            if std::path::Path::new(&p).exists() {
+                println!("cargo:rerun-if-changed={p}");
+            }
+        }
+    }
+    let run = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let rev = std::env::var("OP25B_REVISION").ok().or_else(|| {
+        run("git", &["rev-parse", "--short=12", "HEAD"]).map(|r| {
+            let dirty = run("git", &["status", "--porcelain", "--untracked-files=no"]).is_some();
+            if dirty {
+                format!("{r}-dirty")
+            } else {
+                r
+            }
+        })
+    });
+    println!(
+        "cargo:rustc-env=OP25B_REVISION={}",
+        rev.unwrap_or_else(|| "unknown".into())
+    );
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let version = run(&rustc, &["--version"]).unwrap_or_else(|| "rustc unknown".into());
+    // "rustc 1.88.0 (6b00bc388 2025-06-23)" -> "1.88.0"
+    let short = version
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("unknown")
+        .to_string();
+    println!("cargo:rustc-env=OP25B_RUSTC={short}");
 }

@@ -4,7 +4,8 @@
 # As root: installs the missing Debian packages (apt-get update runs once,
 # and only if something is missing), preseeding debconf so tshark installs
 # non-interactively, then adds the clippy/rustfmt rustup components if cargo
-# is present and they are missing (failure there is only a warning).
+# is present and they are missing (failure there is only a warning), and installs
+# cargo-deb (scripts/package.sh) with `cargo install --locked` when `cargo deb` is missing.
 # bpftool is optional: skipped with a warning when apt has no candidate.
 #
 # As non-root: only reports what is missing; exit 1 if anything is, else 0.
@@ -19,15 +20,20 @@ set -euo pipefail
 
 PACKAGES=(
     clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make gcc
-    libc6-dev iproute2 ethtool nftables swaks python3-aiosmtpd tshark curl
+    libc6-dev iproute2 ethtool nftables swaks python3-aiosmtpd python3-yaml tshark curl
     gnuplot-nox openssl libcap2-bin procps psmisc iputils-ping util-linux
     # swaks' IPv6 (IO::Socket::INET6) and TLS (Net::SSLeay) support: only Recommends
     # of swaks, so --no-install-recommends leaves them out.
     libio-socket-inet6-perl libnet-ssleay-perl
     shellcheck        # scripts/test.sh lints every script
+    lintian           # scripts/package.sh --check lints the .deb
+    dpkg-dev binutils # cargo-deb: dpkg-shlibdeps ($auto depends), objcopy (dbgsym)
+    systemd man-db    # systemd-analyze/systemd-escape (scripts/check_unit.sh), man (package --check)
+    prometheus        # promtool: scripts/check_monitoring.sh checks the rules
 )
 OPTIONAL_PACKAGES=(bpftool)   # installed when the archive has it
 RUST_COMPONENTS=(clippy rustfmt)
+CARGO_DEB_VERSION=3.8.0   # scripts/package.sh; the version scripts/package.sh was checked with
 
 say() { printf 'setup: %s\n' "$*"; }
 warn() { printf 'setup: WARNING: %s\n' "$*" >&2; }
@@ -75,6 +81,18 @@ for p in "${OPTIONAL_PACKAGES[@]}"; do
     installed "$p" || missing_opt+=("$p")
 done
 mapfile -t missing_rust < <(missing_rust_components)
+find_cargo() {
+    if command -v cargo >/dev/null 2>&1; then
+        command -v cargo
+    elif [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]]; then
+        echo "${CARGO_HOME:-$HOME/.cargo}/bin/cargo"
+    fi
+}
+# cargo-deb is missing when cargo is there but `cargo deb` is not.
+missing_cargo_deb=0
+if have_cargo && ! "$(find_cargo)" deb --version >/dev/null 2>&1; then
+    missing_cargo_deb=1
+fi
 
 if [[ $EUID -ne 0 ]]; then
     rc=0
@@ -87,6 +105,7 @@ if [[ $EUID -ne 0 ]]; then
         fi
     done
     for c in "${missing_rust[@]}"; do say "missing rustup component: $c"; rc=1; done
+    if ((missing_cargo_deb)); then say "missing cargo subcommand: cargo-deb $CARGO_DEB_VERSION"; rc=1; fi
     if [[ $rc -eq 0 ]]; then
         say "nothing missing"
     else
@@ -145,6 +164,16 @@ else
     fi
 fi
 
+if [[ $EUID -ne 0 ]]; then
+    :
+elif ((missing_cargo_deb)); then
+    say "cargo install cargo-deb --locked --version $CARGO_DEB_VERSION"
+    "$(find_cargo)" install cargo-deb --locked --version "$CARGO_DEB_VERSION" --quiet \
+        || { warn "cargo install cargo-deb failed"; exit 1; }
+elif have_cargo; then
+    say "cargo-deb present"
+fi
+
 # --- probes: each tool can do what the project asks of it ----------------------------
 # probe PACKAGE WHAT COMMAND...: run COMMAND quietly; on failure name PACKAGE.
 probe_failed=0
@@ -183,6 +212,10 @@ probe m4 "m4 runs (libxdp build)" m4 --version
 probe gnuplot-nox "gnuplot draws the benchmark charts" gnuplot --version
 probe curl "curl scrapes the metrics endpoint" curl --version
 probe shellcheck "shellcheck lints the scripts" shellcheck --version
+probe lintian "lintian lints the .deb (scripts/package.sh --check)" lintian --version
+probe prometheus "promtool checks the Prometheus rules" promtool --version
+probe systemd "systemd-analyze verifies the unit (scripts/check_unit.sh)" \
+    sh -c "systemd-analyze --version && command -v systemd-escape"
 if ((probe_failed)); then
     warn "some tools cannot do what op25b's scripts need (see the FAILED probes above);"
     warn "install the named packages (as root: scripts/setup.sh) and run again"

@@ -541,8 +541,8 @@ def scn_faults(lab, a):
     m1 = lab.metrics()
     figures["peer_stop_lost"] = v["lost"]
     figures["peer_stop_d1_tx_dropped"] = v["lost"] - v["lost_on_generator_link"]
-    figures["peer_stop_tx_ring_full"] = metric(m1, "op25b_events_total", 'event="tx_ring_full"') - \
-        metric(m0, "op25b_events_total", 'event="tx_ring_full"')
+    figures["peer_stop_tx_ring_full"] = metric(m1, "op25b_tx_ring_full_drops_total", "") - \
+        metric(m0, "op25b_tx_ring_full_drops_total", "")
     check_clean("peer stopped reading")
     # 3. SIGHUP storm: 100 reloads in 10 s, every third config invalid.
     cfg_copy = lab.path("storm.yaml")

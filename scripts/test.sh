@@ -36,6 +36,14 @@ cargo build --release --all-targets
 
 step "shellcheck scripts"
 shellcheck -x scripts/*.sh scripts/xdp/*.sh .ci/run
+sh -n configs/systemd/op25b-generator
+shellcheck -s sh configs/systemd/op25b-generator
+
+step "systemd unit: systemd-analyze verify and security (exposure score), the generator"
+bash scripts/check_unit.sh
+
+step "monitoring: promtool check/test rules, the Grafana dashboard's queries"
+bash scripts/check_monitoring.sh
 
 TEST_ARGS=()
 if [[ $EUID -eq 0 ]]; then
@@ -72,6 +80,13 @@ if [[ $EUID -eq 0 ]]; then
     bash scripts/bench.sh --quick
 else
     echo "test.sh: not root - the short benchmark (scripts/bench.sh --quick) did not run"
+fi
+
+if [[ $EUID -eq 0 ]]; then
+    step "package: cargo deb, lintian, dpkg -i, installed checks, dpkg --purge"
+    bash scripts/package.sh --check
+else
+    echo "test.sh: not root - the package install check (scripts/package.sh --check) did not run"
 fi
 
 if [[ $EUID -eq 0 ]]; then

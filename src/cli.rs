@@ -18,9 +18,50 @@ Bridges a subscriber-facing NIC and an upstream NIC at layer 2 and blocks outbou
 SMTP (TCP/25, or the ports a class names) from subscriber prefixes, except towards the
 ISP's own relays. Everything else crosses untouched.";
 
+/// `op25b --version`: version, git revision and compiler.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (rev ",
+    env!("OP25B_REVISION"),
+    ", rustc ",
+    env!("OP25B_RUSTC"),
+    ")"
+);
+
+/// Exit codes, after sysexits.h, so a unit's `RestartPreventExitStatus=` and scripts can
+/// tell them apart (docs/operations.md lists them).
+pub mod exit {
+    /// Bad command line (unknown option, missing argument).
+    pub const USAGE: u8 = 64;
+    /// An input is malformed (a truncated or unsupported capture).
+    pub const DATAERR: u8 = 65;
+    /// An input file cannot be opened.
+    pub const NOINPUT: u8 = 66;
+    /// No running op25b answers on control.listen.
+    pub const UNAVAILABLE: u8 = 69;
+    /// A worker died while running (a bug: the report says which).
+    pub const SOFTWARE: u8 = 70;
+    /// The datapath cannot start (interface, queues, MTU, XDP attach, sockets).
+    pub const OSERR: u8 = 71;
+    /// A file op25b writes (pid file, report) cannot be created.
+    pub const CANTCREAT: u8 = 73;
+    /// Try again later (another op25b holds the pid file; a reload got no answer).
+    pub const TEMPFAIL: u8 = 75;
+    /// Missing privileges (capabilities, or signalling the instance).
+    pub const NOPERM: u8 = 77;
+    /// The config is invalid (or a reload was refused for it).
+    pub const CONFIG: u8 = 78;
+    /// A benchmark verdict failed (`bench report`).
+    pub const BENCH_FAILED: u8 = 3;
+}
+
+fn code(c: u8) -> ExitCode {
+    ExitCode::from(c)
+}
+
 /// op25b command line.
 #[derive(Parser, Debug)]
-#[command(name = "op25b", version, about = ABOUT, long_about = ABOUT)]
+#[command(name = "op25b", version = VERSION, about = ABOUT, long_about = ABOUT)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -28,19 +69,20 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Validate a config and print a summary (exit 0), or print the error (exit 1).
+    /// Validate a config and print a summary (exit 0), or print the error (exit 78).
     Check {
         /// YAML config file.
-        #[arg(short, long)]
+        #[arg(short, long, default_value = config::DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Classify every frame of a pcap/pcapng capture offline with a config's policy.
     ///
-    /// Prints one line per frame and a summary. Exit 0 on success, 1 on a bad config,
-    /// 2 on unreadable input (missing file, truncated capture, unsupported link type).
+    /// Prints one line per frame and a summary. Exit 0 on success, 78 on a bad config,
+    /// 66 when the capture cannot be opened, 65 when it is malformed (truncated,
+    /// unsupported link type).
     Classify {
         /// YAML config file.
-        #[arg(short, long)]
+        #[arg(short, long, default_value = config::DEFAULT_CONFIG)]
         config: PathBuf,
         /// Capture file (classic pcap or pcapng, Ethernet link type).
         #[arg(short, long)]
@@ -52,21 +94,33 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Make the running op25b re-read its config (SIGHUP to the pid in control.pid_file).
+    /// Make the running op25b re-read its config, and print its answer.
     ///
-    /// The new policy is validated and built off the workers, then swapped in at once; an
-    /// invalid config, or a change that needs a restart, is logged by the running
-    /// instance and the old policy stays. Exit 0 once the signal is sent.
+    /// Asks the instance on control.listen for its pid, sends it SIGHUP and waits for the
+    /// outcome. The new policy is validated and built off the workers, then swapped in at
+    /// once, with the reloadable settings (logging.level, workers.stats_interval_secs,
+    /// datapath.fast_path); settings that need a restart are named and not applied. Exit
+    /// 0 when applied, 78 when refused (invalid config: the old policy stays), 69 when
+    /// no op25b answers.
     Reload {
-        /// YAML config file (its control.pid_file names the instance).
-        #[arg(short, long)]
+        /// YAML config file (only its control section is read).
+        #[arg(short, long, default_value = config::DEFAULT_CONFIG)]
         config: PathBuf,
+        /// The instance's control.listen address (instead of reading the config).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
     },
     /// Show the running instance's state and rates (from its metrics endpoint).
     Status {
-        /// YAML config file (its control.listen names the instance).
-        #[arg(short, long)]
+        /// YAML config file (only its control section is read).
+        #[arg(short, long, default_value = config::DEFAULT_CONFIG)]
         config: PathBuf,
+        /// The instance's control.listen address (instead of reading the config).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -74,9 +128,12 @@ pub enum Command {
     /// Show the top sources of blocked outbound attempts (the abuse-desk list): likely
     /// infected subscribers, with attempts, distinct destinations, first/last seen.
     Top {
-        /// YAML config file (its control.listen names the instance).
-        #[arg(short, long)]
+        /// YAML config file (only its control section is read).
+        #[arg(short, long, default_value = config::DEFAULT_CONFIG)]
         config: PathBuf,
+        /// The instance's control.listen address (instead of reading the config).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
         /// How many sources.
         #[arg(short, default_value_t = 20)]
         n: usize,
@@ -86,12 +143,14 @@ pub enum Command {
     },
     /// Run the appliance: bridge the two interfaces of the config through AF_XDP.
     ///
-    /// Needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON, CAP_IPC_LOCK). Stops on SIGINT or
-    /// SIGTERM, detaches its XDP programs and prints the final counters as JSON on
-    /// stdout. Exit 0 after a clean stop, 1 if it cannot start (the reason is printed).
+    /// Needs CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON, CAP_IPC_LOCK. Stops on
+    /// SIGINT or SIGTERM, detaches its XDP programs and prints the final counters as one
+    /// JSON line on stdout. Under systemd (Type=notify) it reports READY=1, STATUS= and
+    /// watchdog pings. Exit 0 after a clean stop; 78 bad config, 77 missing privileges,
+    /// 71 cannot start, 75 already running, 70 a worker died.
     Run {
         /// YAML config file.
-        #[arg(short, long)]
+        #[arg(short, long, default_value = config::DEFAULT_CONFIG)]
         config: PathBuf,
         /// Also write the final counters (JSON) to this file.
         #[arg(long)]
@@ -103,14 +162,20 @@ pub enum Command {
         /// crash or kill -9) and remove a stale pid file.
         #[arg(long)]
         cleanup: bool,
+        /// Do not run: make every start-up check (privileges, interfaces, queues, MTU,
+        /// attached XDP programs, VLAN stripping, cores, the XDP program against the
+        /// verifier, pid file, control.listen) without attaching anything, and print them.
+        #[arg(long, conflicts_with = "cleanup")]
+        dry_run: bool,
     },
     /// Benchmark harness: AF_XDP traffic generator, verifying sink, run report.
     #[command(subcommand)]
     Bench(crate::cli_bench::BenchCommand),
     /// Print an nftables rule set implementing the config's policy (Linux bridge +
-    /// nftables baseline, and the `failure_mode: open` fallback).
+    /// nftables baseline). It starts by replacing its table: `nft -f` twice leaves one
+    /// copy.
     ExportNft {
-        #[arg(short, long)]
+        #[arg(short, long, default_value = config::DEFAULT_CONFIG)]
         config: PathBuf,
         #[arg(long, value_enum, default_value_t = crate::cli_bench::NftFamily::Netdev)]
         family: crate::cli_bench::NftFamily,
@@ -120,6 +185,20 @@ pub enum Command {
         /// Table name.
         #[arg(long, default_value = "op25b")]
         table: String,
+    },
+    /// Print a systemd drop-in that binds op25b.service to the config's two interfaces
+    /// (BindsTo= and After= their device units). The packaged generator writes it at
+    /// boot and on `systemctl daemon-reload`.
+    SystemdDeps {
+        #[arg(short, long, default_value = config::DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Write man pages (DIR/man/*.1) and shell completions (DIR/completions) for
+    /// packaging.
+    #[command(hide = true)]
+    GenerateAssets {
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -148,6 +227,36 @@ pub enum Format {
     Jsonl,
 }
 
+/// The control address: `--listen`, else the config's control section (only that is
+/// read, so a broken policy does not stop `status`, `top` or `reload`).
+fn control_addr(
+    config: &Path,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<std::net::SocketAddr, ExitCode> {
+    if let Some(a) = listen {
+        return Ok(a);
+    }
+    config::load_control(config).map(|c| c.listen).map_err(|e| {
+        eprintln!("error: {e} (or give the address: --listen ADDR)");
+        code(exit::CONFIG)
+    })
+}
+
+/// The exit code of an `op25b run` failure.
+fn run_error_code(e: &op25b::control::RunError) -> u8 {
+    use op25b::control::RunError as R;
+    use op25b::datapath::StartError as S;
+    match e {
+        R::Config(_) | R::ReloadConfig(_) => exit::CONFIG,
+        R::Start(S::NotPrivileged(_)) => exit::NOPERM,
+        R::Start(_) | R::Cleanup(_) | R::Signals(_) | R::Listen(_) | R::Fallback(_) => exit::OSERR,
+        R::ReloadFastPath(_) | R::Reload(_) => exit::OSERR,
+        R::AlreadyRunning { .. } => exit::TEMPFAIL,
+        R::PidFile { .. } | R::Report { .. } => exit::CANTCREAT,
+        R::WorkerDied => exit::SOFTWARE,
+    }
+}
+
 /// Runs the command; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
@@ -165,13 +274,14 @@ pub fn run(cli: Cli) -> ExitCode {
             direction,
             format,
         } => classify_cmd(&config, &pcap, direction.into(), format),
-        Command::Status { config, json } => {
-            let addr = match op25b::config::load(&config) {
-                Ok(l) => l.config.control.listen,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(1);
-                }
+        Command::Status {
+            config,
+            listen,
+            json,
+        } => {
+            let addr = match control_addr(&config, listen) {
+                Ok(a) => a,
+                Err(c) => return c,
             };
             match op25b::control::status::status(addr) {
                 Ok(v) if json => {
@@ -186,17 +296,19 @@ pub fn run(cli: Cli) -> ExitCode {
                     eprintln!(
                         "error: no op25b answering at http://{addr}/metrics (control.listen): {e}"
                     );
-                    ExitCode::from(1)
+                    code(exit::UNAVAILABLE)
                 }
             }
         }
-        Command::Top { config, n, json } => {
-            let addr = match op25b::config::load(&config) {
-                Ok(l) => l.config.control.listen,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(1);
-                }
+        Command::Top {
+            config,
+            listen,
+            n,
+            json,
+        } => {
+            let addr = match control_addr(&config, listen) {
+                Ok(a) => a,
+                Err(c) => return c,
             };
             match op25b::control::status::top(addr, n.clamp(1, 1000)) {
                 Ok(v) if json => {
@@ -211,26 +323,58 @@ pub fn run(cli: Cli) -> ExitCode {
                     eprintln!(
                         "error: no op25b answering at http://{addr}/top (control.listen): {e}"
                     );
-                    ExitCode::from(1)
+                    code(exit::UNAVAILABLE)
                 }
             }
         }
-        Command::Reload { config } => match op25b::control::signal_reload(&config) {
-            Ok(pid) => {
-                outln!("sent SIGHUP to op25b pid {pid}; see its log for the result");
-                ExitCode::SUCCESS
+        Command::Reload {
+            config,
+            listen,
+            timeout,
+        } => {
+            let addr = match control_addr(&config, listen) {
+                Ok(a) => a,
+                Err(c) => return c,
+            };
+            use op25b::control::ReloadRequestError as E;
+            match op25b::control::request_reload(addr, std::time::Duration::from_secs(timeout)) {
+                Ok(a) if a.applied => {
+                    outln!("op25b pid {} reloaded: {}", a.pid, a.message);
+                    if !a.restart_pending.is_empty() {
+                        outln!(
+                            "restart needed for: {} (systemctl restart op25b)",
+                            a.restart_pending.join(", ")
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Ok(a) => {
+                    eprintln!(
+                        "error: op25b pid {} refused the reload (policy generation {} stays): {}",
+                        a.pid, a.generation, a.message
+                    );
+                    code(exit::CONFIG)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    code(match e {
+                        E::Unreachable { .. } | E::BadAnswer { .. } => exit::UNAVAILABLE,
+                        E::Signal { .. } => exit::NOPERM,
+                        E::Timeout { .. } => exit::TEMPFAIL,
+                    })
+                }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(1)
-            }
-        },
+        }
         Command::Run {
             config,
             report,
             duration,
             cleanup,
+            dry_run,
         } => {
+            if dry_run {
+                return dry_run_cmd(&config);
+            }
             let opts = op25b::control::RunOptions {
                 config,
                 report,
@@ -241,9 +385,135 @@ pub fn run(cli: Cli) -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
-                    ExitCode::from(1)
+                    code(run_error_code(&e))
                 }
             }
+        }
+        Command::SystemdDeps { config } => systemd_deps(&config),
+        Command::GenerateAssets { out } => generate_assets(&out),
+    }
+}
+
+/// `op25b run --dry-run`.
+fn dry_run_cmd(path: &Path) -> ExitCode {
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return code(exit::CONFIG);
+        }
+    };
+    outln!("config {}: OK", path.display());
+    match op25b::control::dry_run(&loaded.config) {
+        Ok(notes) => {
+            let mut warnings = 0;
+            for n in &notes {
+                if n.starts_with("warning: ") {
+                    warnings += 1;
+                    outln!("{n}");
+                } else {
+                    outln!("ok: {n}");
+                }
+            }
+            outln!(
+                "dry run: every start-up check passed ({warnings} warning(s)); nothing was attached"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            code(run_error_code(&e))
+        }
+    }
+}
+
+/// systemd's escaping of a unit name part (`systemd-escape`): `/` becomes `-`, bytes
+/// outside `[A-Za-z0-9:_.]` (and a leading `.`) become `\xNN`.
+pub fn systemd_escape(s: &str) -> String {
+    let mut o = String::new();
+    for (i, b) in s.bytes().enumerate() {
+        match b {
+            b'/' => o.push('-'),
+            b'.' if i == 0 => o.push_str("\\x2e"),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b':' | b'_' | b'.' => o.push(b as char),
+            _ => o.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    o
+}
+
+fn systemd_deps(path: &Path) -> ExitCode {
+    // Only `interfaces:` is read: this runs at every boot and daemon-reload, and a
+    // broken prefix file must not drop the binding.
+    let names = match config::load_interface_names(path) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return code(exit::CONFIG);
+        }
+    };
+    let units: Vec<String> = names
+        .iter()
+        .map(|n| {
+            format!(
+                "{}.device",
+                systemd_escape(&format!("sys/subsystem/net/devices/{n}"))
+            )
+        })
+        .collect();
+    outln!(
+        "# Generated by `op25b systemd-deps` from {}: op25b runs only while both\n# interfaces exist, and stops when one goes away.\n[Unit]\nBindsTo={}\nAfter={}",
+        path.display(),
+        units.join(" "),
+        units.join(" ")
+    );
+    ExitCode::SUCCESS
+}
+
+fn generate_assets(out: &Path) -> ExitCode {
+    use clap::CommandFactory;
+    let write = || -> std::io::Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        let man = out.join("man");
+        let comp = out.join("completions");
+        std::fs::create_dir_all(&man)?;
+        std::fs::create_dir_all(&comp)?;
+        let cmd = Cli::command();
+        let mut page = |c: clap::Command, name: String| -> std::io::Result<()> {
+            let path = man.join(format!("{name}.1"));
+            let mut f = std::fs::File::create(&path)?;
+            clap_mangen::Man::new(c.name(clap::builder::Str::from(name.leak() as &'static str)))
+                .render(&mut f)?;
+            written.push(path);
+            Ok(())
+        };
+        page(cmd.clone(), "op25b".into())?;
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let name = format!("op25b-{}", sub.get_name());
+            page(sub.clone().version(VERSION), name)?;
+        }
+        for (shell, file) in [
+            (clap_complete::Shell::Bash, "op25b.bash"),
+            (clap_complete::Shell::Zsh, "_op25b"),
+            (clap_complete::Shell::Fish, "op25b.fish"),
+        ] {
+            let path = comp.join(file);
+            let mut f = std::fs::File::create(&path)?;
+            clap_complete::generate(shell, &mut Cli::command(), "op25b", &mut f);
+            written.push(path);
+        }
+        Ok(written)
+    };
+    match write() {
+        Ok(files) => {
+            for f in files {
+                outln!("{}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", out.display());
+            code(exit::CANTCREAT)
         }
     }
 }
@@ -261,7 +531,7 @@ fn check(path: &Path) -> ExitCode {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(1);
+            return code(exit::CONFIG);
         }
     };
     let c = &loaded.config;
@@ -477,15 +747,19 @@ fn classify_cmd(config_path: &Path, pcap: &Path, direction: Direction, format: F
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(1);
+            return code(exit::CONFIG);
         }
     };
     let policy = &loaded.policy;
     let mut cap = match Capture::open(pcap) {
         Ok(c) => c,
+        Err(e @ CaptureError::Open(..)) => {
+            eprintln!("error: {e}");
+            return code(exit::NOINPUT);
+        }
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return code(exit::DATAERR);
         }
     };
     let stdout = std::io::stdout();
@@ -631,7 +905,23 @@ fn classify_cmd(config_path: &Path, pcap: &Path, direction: Direction, format: F
     stdout::or_exit(out.flush());
     if let Some(e) = failure {
         eprintln!("error: {e} (after {frames} frames)");
-        return ExitCode::from(2);
+        return code(exit::DATAERR);
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::systemd_escape;
+
+    #[test]
+    fn escapes_like_systemd_escape_path() {
+        // Checked against `systemd-escape --path` (systemd 252).
+        let dev = |n: &str| systemd_escape(&format!("sys/subsystem/net/devices/{n}"));
+        assert_eq!(dev("sub0"), "sys-subsystem-net-devices-sub0");
+        assert_eq!(dev("up-0"), "sys-subsystem-net-devices-up\\x2d0");
+        assert_eq!(dev(".dot0"), "sys-subsystem-net-devices-.dot0");
+        assert_eq!(dev("x%y"), "sys-subsystem-net-devices-x\\x25y");
+        assert_eq!(systemd_escape(".a"), "\\x2ea");
+    }
 }

@@ -376,7 +376,7 @@ pub fn bench(cmd: BenchCommand) -> ExitCode {
             if v.ok {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::from(3)
+                ExitCode::from(crate::cli::exit::BENCH_FAILED)
             }
         }
     }
@@ -385,7 +385,10 @@ pub fn bench(cmd: BenchCommand) -> ExitCode {
 pub fn export_nft(config: &Path, family: NftFamily, reject_as_drop: bool, table: &str) -> ExitCode {
     let (loaded, listing) = match config::load_listing(config) {
         Ok(x) => x,
-        Err(e) => return fail(e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(crate::cli::exit::CONFIG);
+        }
     };
     let opts = op25b::nft::NftOptions {
         family: match family {
@@ -394,6 +397,7 @@ pub fn export_nft(config: &Path, family: NftFamily, reject_as_drop: bool, table:
         },
         reject_as_drop,
         table: table.to_string(),
+        replace: true,
     };
     out!("{}", op25b::nft::ruleset(&loaded, &listing, &opts));
     ExitCode::SUCCESS

@@ -188,6 +188,7 @@ impl Rules {
                     family: Family::Bridge,
                     reject_as_drop,
                     table: PLACEHOLDER.into(),
+                    replace: false,
                 },
             )
         };
@@ -262,7 +263,12 @@ pub fn ensure_bridge(cfg: &Config) -> Result<Vec<String>, FallbackError> {
         )?;
         notes.push(format!("created bridge {br}"));
     }
-    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{br}/disable_ipv6"), "1");
+    let knob = format!("/proc/sys/net/ipv6/conf/{br}/disable_ipv6");
+    if let Err(e) = std::fs::write(&knob, "1") {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("failure_mode open: {knob}: {e}; the bridge may answer IPv6 neighbour discovery itself");
+        }
+    }
     for iface in [&i.subscriber, &i.upstream] {
         if master_of(iface)?.as_deref() != Some(br) {
             run(

@@ -10,7 +10,7 @@ fn main() -> std::process::ExitCode {
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             // `op25b` alone: the help, and a failing exit.
             let _ = e.print();
-            std::process::ExitCode::from(2)
+            std::process::ExitCode::from(cli::exit::USAGE)
         }
         Err(e) if !e.use_stderr() => {
             // --help, --version
@@ -31,7 +31,7 @@ fn main() -> std::process::ExitCode {
                 "{} (see `op25b --help`, or `op25b <command> --help`)",
                 first.join(" ")
             );
-            std::process::ExitCode::from(2)
+            std::process::ExitCode::from(cli::exit::USAGE)
         }
     }
 }

@@ -101,6 +101,10 @@ pub struct NftOptions {
     /// Turn every reject into drop (for kernels without bridge-family reject).
     pub reject_as_drop: bool,
     pub table: String,
+    /// Start with `table ...; delete table ...`, so `nft -f` of the output replaces the
+    /// table instead of adding a second copy of every rule (export-nft). The fallback
+    /// loads under a fresh name and deletes the old table after, so it does not.
+    pub replace: bool,
 }
 
 fn chain_name(class: &str, v6: bool, dir: &str) -> String {
@@ -154,6 +158,15 @@ pub fn ruleset(loaded: &Loaded, listing: &[(IpNet, ClassId)], opts: &NftOptions)
         Family::Bridge => "bridge",
         Family::Netdev => "netdev",
     };
+    if opts.replace {
+        // `table` creates it when missing, so the `delete` never fails: `nft -f` of
+        // this file twice leaves one copy.
+        let _ = writeln!(
+            s,
+            "table {fam} {}\ndelete table {fam} {}",
+            opts.table, opts.table
+        );
+    }
     let _ = writeln!(s, "table {fam} {} {{", opts.table);
     for v6 in [false, true] {
         let (ty, fam_kw) = if v6 {
@@ -390,7 +403,18 @@ mod tests {
                 family: Family::Netdev,
                 reject_as_drop: false,
                 table: "op25b".into(),
+                replace: true,
             },
+        );
+        // Idempotent: the first statements replace the table (nft -f twice: one copy).
+        let first: Vec<&str> = r.lines().filter(|l| !l.starts_with('#')).take(3).collect();
+        assert_eq!(
+            first,
+            [
+                "table netdev op25b",
+                "delete table netdev op25b",
+                "table netdev op25b {"
+            ]
         );
         for needle in [
             "table netdev op25b",

@@ -204,10 +204,14 @@ fn text_format_has_a_line_per_frame_and_a_summary() {
     );
 }
 
-fn expect_exit2(args: &[&str], want: &str) {
+/// 66 (EX_NOINPUT) for a capture that cannot be opened, 65 (EX_DATAERR) for one that
+/// is malformed.
+fn expect_exit(args: &[&str], want: &str) {
     let out = op25b(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    let missing = args.iter().any(|a| a.contains("/nonexistent/"));
+    let code = if missing { 66 } else { 65 };
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "want one line: {stderr:?}");
     assert!(stderr.starts_with("error: "), "{stderr}");
@@ -215,11 +219,11 @@ fn expect_exit2(args: &[&str], want: &str) {
 }
 
 #[test]
-fn bad_captures_exit_2_with_one_line() {
+fn bad_captures_exit_65_or_66_with_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |n: &str| tmp.path().join(n).to_str().unwrap().to_owned();
 
-    expect_exit2(
+    expect_exit(
         &[
             "classify",
             "-c",
@@ -239,14 +243,14 @@ fn bad_captures_exit_2_with_one_line() {
     );
     let bytes = std::fs::read(&good).unwrap();
     std::fs::write(p("cut.pcap"), &bytes[..bytes.len() - 10]).unwrap();
-    expect_exit2(
+    expect_exit(
         &["classify", "-c", "configs/lab.yaml", "-p", &p("cut.pcap")],
         "cut.pcap",
     );
 
     // Only half a global header.
     std::fs::write(p("stub.pcap"), &bytes[..12]).unwrap();
-    expect_exit2(
+    expect_exit(
         &["classify", "-c", "configs/lab.yaml", "-p", &p("stub.pcap")],
         "stub.pcap",
     );
@@ -260,28 +264,28 @@ fn bad_captures_exit_2_with_one_line() {
     };
     radiotap[20..24].copy_from_slice(&lt);
     std::fs::write(p("wifi.pcap"), &radiotap).unwrap();
-    expect_exit2(
+    expect_exit(
         &["classify", "-c", "configs/lab.yaml", "-p", &p("wifi.pcap")],
         "link type 127",
     );
 
     // Not a capture at all.
     std::fs::write(p("text.pcap"), b"hello, this is not a capture\n").unwrap();
-    expect_exit2(
+    expect_exit(
         &["classify", "-c", "configs/lab.yaml", "-p", &p("text.pcap")],
         "text.pcap",
     );
 
     // Empty file.
     std::fs::write(p("empty.pcap"), b"").unwrap();
-    expect_exit2(
+    expect_exit(
         &["classify", "-c", "configs/lab.yaml", "-p", &p("empty.pcap")],
         "empty.pcap",
     );
 }
 
 #[test]
-fn bad_config_for_classify_exits_1() {
+fn bad_config_for_classify_exits_78() {
     let out = op25b(&[
         "classify",
         "-c",
@@ -289,14 +293,17 @@ fn bad_config_for_classify_exits_1() {
         "-p",
         "/nonexistent.pcap",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(78), "EX_CONFIG");
 }
 
 #[test]
 fn version_and_help() {
     let out = op25b(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("op25b "));
+    let v = String::from_utf8_lossy(&out.stdout);
+    assert!(v.starts_with("op25b "), "{v}");
+    // The git revision and the compiler, for bug reports and op25b_build_info.
+    assert!(v.contains("(rev ") && v.contains(", rustc "), "{v}");
     let out = op25b(&["--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
     for sub in ["check", "classify"] {

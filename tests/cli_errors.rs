@@ -119,6 +119,18 @@ fn every_broken_command_line_fails_with_one_line() {
     .unwrap();
     let private = d.join("private.yaml");
     std::fs::copy(root().join("configs/lab.yaml"), &private).unwrap();
+    // A policy that does not load (undefined class) with a valid control section:
+    // status, top and reload read only the control section.
+    std::fs::write(
+        d.join("broken-policy.yaml"),
+        "interfaces: {subscriber: a, upstream: b}\npolicy:\n  classes: {}\n  subscribers: [{class: nope, prefixes: [192.0.2.0/24]}]\ncontrol: {listen: \"127.0.0.1:1\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("bad-listen.yaml"),
+        "control: {listen: \"localhost\"}\n",
+    )
+    .unwrap();
     let lab_quiet = config_with_file(
         d,
         "quiet.yaml",
@@ -129,20 +141,25 @@ fn every_broken_command_line_fails_with_one_line() {
         case(
             "unknown command",
             &["frobnicate"],
-            2,
+            64,
             &["unrecognized subcommand 'frobnicate'"],
         ),
-        case("run without --config", &["run"], 2, &["--config <CONFIG>"]),
+        case(
+            "run with --config on a flag",
+            &["run", "--config"],
+            64,
+            &["a value is required for '--config <CONFIG>'"],
+        ),
         case(
             "unknown option",
             &["check", "--conifg", "x.yaml"],
-            2,
+            64,
             &["unexpected argument '--conifg'"],
         ),
         case(
             "duration not a number",
             &["run", "-c", "configs/lab.yaml", "--duration", "soon"],
-            2,
+            64,
             &["invalid value 'soon' for '--duration"],
         ),
         case(
@@ -159,7 +176,7 @@ fn every_broken_command_line_fails_with_one_line() {
                 "--rate",
                 "fast",
             ],
-            2,
+            64,
             &["invalid value 'fast' for '--rate"],
         ),
         case(
@@ -171,7 +188,7 @@ fn every_broken_command_line_fails_with_one_line() {
                 "--family",
                 "ethernet",
             ],
-            2,
+            64,
             &["invalid value 'ethernet'", "bridge, netdev"],
         ),
         case(
@@ -183,19 +200,19 @@ fn every_broken_command_line_fails_with_one_line() {
         case(
             "missing config file",
             &["check", "-c", "/nonexistent/op25b.yaml"],
-            1,
+            78,
             &["/nonexistent/op25b.yaml: cannot read", "No such file"],
         ),
         case(
             "config is a directory",
             &["check", "-c", d.to_str().unwrap()],
-            1,
+            78,
             &["is a directory; expected a YAML config file"],
         ),
         case(
             "config not UTF-8",
             &["check", "-c", &p("latin1.yaml")],
-            1,
+            78,
             &[
                 "latin1.yaml: cannot read",
                 "not UTF-8 text (invalid byte at offset 27)",
@@ -204,31 +221,31 @@ fn every_broken_command_line_fails_with_one_line() {
         case(
             "config of 17 MiB",
             &["check", "-c", huge_cfg.to_str().unwrap()],
-            1,
+            78,
             &["17825792 bytes is more than the 16 MiB a YAML config file may have"],
         ),
         case(
             "empty config",
             &["check", "-c", &p("empty.yaml")],
-            1,
+            78,
             &["missing field `interfaces`"],
         ),
         case(
             "config not a map",
             &["check", "-c", &p("not-a-map.yaml")],
-            1,
+            78,
             &["not-a-map.yaml", "expected struct"],
         ),
         case(
             "1M-line prefix file, one bad line",
             &["check", "-c", million.to_str().unwrap()],
-            1,
+            78,
             &["million.txt:654321", "\"10.9.300.0/30\"", "listed in"],
         ),
         case(
             "prefix file over 1 GiB",
             &["check", "-c", huge_list_cfg.to_str().unwrap()],
-            1,
+            78,
             &[
                 "huge.txt",
                 "1073741825 bytes is more than the 1024 MiB a prefix file may have",
@@ -243,7 +260,7 @@ fn every_broken_command_line_fails_with_one_line() {
                 "--pcap",
                 "/nonexistent.pcap",
             ],
-            2,
+            66,
             &["/nonexistent.pcap"],
         ),
         case(
@@ -264,21 +281,51 @@ fn every_broken_command_line_fails_with_one_line() {
         case(
             "reload with nothing running",
             &["reload", "-c", lab_quiet.to_str().unwrap()],
-            1,
-            &[
-                "no op25b is running with this config",
-                "/tmp/op25b-cli-errors.pid",
-            ],
+            69,
+            &["no op25b answering at http://127.0.0.1:1/reload-status"],
         ),
         case(
             "status with nothing listening",
             &["status", "-c", lab_quiet.to_str().unwrap()],
-            1,
+            69,
             &["no op25b answering at http://127.0.0.1:1/metrics"],
+        ),
+        case(
+            "status with a broken policy still reads control.listen",
+            &["status", "-c", &p("broken-policy.yaml")],
+            69,
+            &["no op25b answering at http://127.0.0.1:1/metrics"],
+        ),
+        case(
+            "top with --listen and no config",
+            &["top", "-c", "/nonexistent.yaml", "--listen", "127.0.0.1:1"],
+            69,
+            &["no op25b answering at http://127.0.0.1:1/top"],
+        ),
+        case(
+            "reload with a bad control section",
+            &["reload", "-c", &p("bad-listen.yaml")],
+            78,
+            &["control.listen", "is not an address:port"],
         ),
     ];
     assert!(cases.len() >= 19);
     check_cases(&cases);
+}
+
+/// Without --config every subcommand reads /etc/op25b/op25b.yaml.
+#[test]
+fn the_default_config_is_etc_op25b() {
+    let (code, out, err) = op25b(&["check"], false);
+    if std::path::Path::new("/etc/op25b/op25b.yaml").exists() {
+        assert!(
+            out.starts_with("/etc/op25b/op25b.yaml: OK") || err.contains("/etc/op25b/op25b.yaml"),
+            "{code}: {out}{err}"
+        );
+    } else {
+        assert_eq!(code, 78, "{err}");
+        assert!(err.contains("/etc/op25b/op25b.yaml: cannot read"), "{err}");
+    }
 }
 
 /// A config the user running op25b cannot read: one error line naming the file.

@@ -51,9 +51,9 @@ fn every_broken_config_fails_with_its_message() {
     for (file, wants) in CASES {
         let path = format!("tests/configs/{file}");
         let (code, stdout, stderr) = check(&path);
-        if code != 1 {
+        if code != 78 {
             failures.push(format!(
-                "{file}: exit {code}, expected 1 (stderr: {stderr})"
+                "{file}: exit {code}, expected 78, EX_CONFIG (stderr: {stderr})"
             ));
             continue;
         }

@@ -16,12 +16,16 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub mod diff;
+
 use crate::policy::{BlockAction, ClassId, FragmentPolicy, Policy, PolicyBuilder, ReplyKind};
 
 /// Default metrics/control listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9725";
 /// Default pid file.
-pub const DEFAULT_PID_FILE: &str = "/run/op25b.pid";
+pub const DEFAULT_PID_FILE: &str = "/run/op25b/op25b.pid";
+/// Where every subcommand looks for the config when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/op25b/op25b.yaml";
 
 /// Everything that can be wrong with a config. Each message names the file and what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -661,6 +665,77 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         }
     })?;
     load_str(path, &text)
+}
+
+/// The `control:` section alone (for `op25b status`, `top` and `reload`, which must
+/// work while the policy or its prefix files are broken): the rest of the file must
+/// only be YAML.
+pub fn load_control(path: &Path) -> Result<Control, ConfigError> {
+    let text = read_text(path, MAX_CONFIG_BYTES, "YAML config file").map_err(|source| {
+        ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        }
+    })?;
+    #[derive(Deserialize)]
+    struct OnlyControl {
+        #[serde(default)]
+        control: RawControl,
+    }
+    let raw: OnlyControl = serde_yaml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let listen: SocketAddr = raw.control.listen.parse().map_err(|_| {
+        ConfigError::invalid(
+            path,
+            "control.listen",
+            format!(
+                "{:?} is not an address:port such as \"127.0.0.1:9725\"",
+                raw.control.listen
+            ),
+        )
+    })?;
+    Ok(Control {
+        listen,
+        pid_file: raw.control.pid_file,
+    })
+}
+
+/// The two interface names of `interfaces:` alone (for `op25b systemd-deps`).
+pub fn load_interface_names(path: &Path) -> Result<[String; 2], ConfigError> {
+    let text = read_text(path, MAX_CONFIG_BYTES, "YAML config file").map_err(|source| {
+        ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        }
+    })?;
+    #[derive(Deserialize)]
+    struct Names {
+        subscriber: String,
+        upstream: String,
+    }
+    #[derive(Deserialize)]
+    struct OnlyInterfaces {
+        interfaces: Names,
+    }
+    let raw: OnlyInterfaces = serde_yaml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    for (field, v) in [
+        ("interfaces.subscriber", &raw.interfaces.subscriber),
+        ("interfaces.upstream", &raw.interfaces.upstream),
+    ] {
+        if v.is_empty() || v.contains('/') {
+            return Err(ConfigError::invalid(
+                path,
+                field,
+                format!("{v:?} is not a network interface name"),
+            ));
+        }
+    }
+    Ok([raw.interfaces.subscriber, raw.interfaces.upstream])
 }
 
 /// [`load`] from text already read; `path` names it in errors and anchors relative

@@ -1,17 +1,80 @@
-//! Prometheus text-format endpoint (`GET /metrics`) on `control.listen`. Read-only: it
-//! exposes counters and gauges and nothing that changes state. One thread, one request
-//! at a time (a scrape every few seconds); never touches frames.
+//! The control endpoint on `control.listen`: Prometheus text format (`GET /metrics`),
+//! the abuse-desk list (`GET /top`) and the last reload's outcome (`GET /reload-status`,
+//! which `op25b reload` waits on). Read-only: nothing here changes state. Never touches
+//! frames.
+//!
+//! It must not be a way to take the box down or blind it: a failed bind (a local user
+//! squatting the port during a restart) does not stop the datapath, the endpoint retries
+//! it; each request has one deadline for reading and answering, and up to
+//! [`MAX_CLIENTS`] requests are served at once, so one slow client does not hold up the
+//! scrapes.
 
-use crate::datapath::counters::{Counter, Side, WorkerCounters, PORTS};
+use crate::datapath::counters::{beat_clock, Counter, Side, WorkerCounters, PORTS};
 use crate::datapath::PolicyCell;
 use crate::policy::Reason;
 use crossbeam_utils::CachePadded;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Requests served at once; more are answered 503 at once.
+pub const MAX_CLIENTS: usize = 8;
+/// Deadline for a whole request: reading it and writing the answer.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// How often a failed bind of `control.listen` is retried.
+pub const BIND_RETRY: Duration = Duration::from_secs(2);
+
+/// The outcome of reloads, for `/reload-status`, the metrics and `op25b reload`.
+#[derive(Clone, Debug)]
+pub struct ReloadStatus {
+    /// Reload attempts since start.
+    pub attempts: u64,
+    pub applied: u64,
+    pub refused: u64,
+    /// Unix time of the last attempt (start-up counts as the first success).
+    pub last_at: u64,
+    pub last_ok: bool,
+    pub last_success_at: u64,
+    /// What the last attempt did, or why it was refused.
+    pub message: String,
+    /// Restart-only settings that differ between the file and what runs.
+    pub restart_pending: Vec<String>,
+}
+
+impl ReloadStatus {
+    /// At start: the config in force loaded successfully now.
+    pub fn at_start() -> Self {
+        let now = unix_now();
+        Self {
+            attempts: 0,
+            applied: 0,
+            refused: 0,
+            last_at: now,
+            last_ok: true,
+            last_success_at: now,
+            message: "configuration loaded at start".into(),
+            restart_pending: Vec::new(),
+        }
+    }
+
+    pub fn to_json(&self, generation: u64) -> serde_json::Value {
+        serde_json::json!({
+            "pid": std::process::id(),
+            "attempts": self.attempts,
+            "applied": self.applied,
+            "refused": self.refused,
+            "last_at": self.last_at,
+            "last_ok": self.last_ok,
+            "last_success_at": self.last_success_at,
+            "message": self.message,
+            "restart_pending": self.restart_pending,
+            "generation": generation,
+        })
+    }
+}
 
 /// What the endpoint reads.
 pub struct MetricsState {
@@ -23,36 +86,75 @@ pub struct MetricsState {
     /// The XDP programs' counters and the fast path's state.
     pub fast_path: Arc<crate::datapath::fast_path::FastPathView>,
     pub started: Instant,
-    /// Unix time of the last reload attempt and whether it succeeded.
-    pub last_reload: Mutex<Option<(u64, bool)>>,
+    /// Unix time of the start.
+    pub started_unix: f64,
+    pub reload: Mutex<ReloadStatus>,
 }
 
-/// Binds the listener (before the datapath starts, so a bad address fails start-up).
+/// Binds the listener.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     Ok(listener)
 }
 
-/// Serves on a thread until `stop`.
+/// Serves on a thread until `stop`. Without a `listener` (the bind at start failed) it
+/// retries binding `addr` every [`BIND_RETRY`], logging the first failure and each
+/// minute after.
 pub fn serve(
-    listener: TcpListener,
+    listener: Option<TcpListener>,
+    addr: SocketAddr,
     state: Arc<MetricsState>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
-        .name("op25b-metrics".into())
+        .name("op25b-control".into())
         .spawn(move || {
+            let active = Arc::new(AtomicUsize::new(0));
+            let mut listener = listener;
+            let mut last_try = Instant::now();
+            let mut last_log: Option<Instant> = None;
             while !stop.load(Ordering::Relaxed) {
-                match listener.accept() {
+                let Some(l) = &listener else {
+                    std::thread::sleep(Duration::from_millis(50));
+                    if last_try.elapsed() < BIND_RETRY {
+                        continue;
+                    }
+                    last_try = Instant::now();
+                    match bind(addr) {
+                        Ok(l) => {
+                            tracing::info!(listen = %addr, "control.listen {addr} bound: metrics at http://{addr}/metrics");
+                            listener = Some(l);
+                        }
+                        Err(e) => {
+                            if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                                last_log = Some(Instant::now());
+                                tracing::error!(listen = %addr, "control.listen {addr}: {e}; still retrying every {} s (the datapath runs regardless)", BIND_RETRY.as_secs());
+                            }
+                        }
+                    }
+                    continue;
+                };
+                match l.accept() {
                     Ok((stream, _)) => {
-                        let _ = stream.set_nonblocking(false);
-                        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-                        let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-                        let _ = handle(stream, &state);
+                        if active.load(Ordering::SeqCst) >= MAX_CLIENTS {
+                            let _ = busy(stream);
+                            continue;
+                        }
+                        active.fetch_add(1, Ordering::SeqCst);
+                        let (state, active2) = (state.clone(), active.clone());
+                        let spawned = std::thread::Builder::new()
+                            .name("op25b-http".into())
+                            .spawn(move || {
+                                let _ = handle(stream, &state);
+                                active2.fetch_sub(1, Ordering::SeqCst);
+                            });
+                        if spawned.is_err() {
+                            active.fetch_sub(1, Ordering::SeqCst);
+                        }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(50));
+                        std::thread::sleep(Duration::from_millis(20));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(50)),
                 }
@@ -60,51 +162,99 @@ pub fn serve(
         })
 }
 
-fn handle(stream: std::net::TcpStream, state: &MetricsState) -> std::io::Result<()> {
-    // At most 16 KiB of request line and headers: a client cannot make us buffer more.
-    let mut reader = BufReader::new(std::io::Read::take(&stream, 16 * 1024));
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    // Drain the headers.
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
-        line.clear();
+fn busy(stream: TcpStream) -> std::io::Result<()> {
+    let _ = stream.set_nonblocking(false);
+    stream.set_write_timeout(Some(Duration::from_millis(200)))?;
+    let body = "too many requests at once; retry\n";
+    write!(
+        &stream,
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Reads the request head (at most 16 KiB) before `deadline`.
+fn read_head(mut stream: &TcpStream, deadline: Instant) -> std::io::Result<String> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "request deadline",
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
+            break;
+        }
+        if buf.len() >= 16 * 1024 {
+            break;
+        }
     }
-    let mut w = &stream;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+fn handle(stream: TcpStream, state: &MetricsState) -> std::io::Result<()> {
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    stream.set_nonblocking(false)?;
+    let head = read_head(&stream, deadline)?;
+    let request = head.lines().next().unwrap_or("");
     let path = request.split_whitespace().nth(1).unwrap_or("");
-    let (status, body, ctype) =
-        if request.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
-            (
-                "200 OK",
-                render(state),
-                "text/plain; version=0.0.4; charset=utf-8",
-            )
-        } else if request.starts_with("GET ") && (path == "/top" || path.starts_with("/top?")) {
-            let n = path
-                .split_once("?n=")
-                .and_then(|(_, n)| n.parse::<usize>().ok())
-                .unwrap_or(20)
-                .clamp(1, 1000);
-            let body = serde_json::json!({
-                "generated_at": unix_now(),
-                "workers": state.counters.len(),
-                "slots_per_worker": crate::topk::WORKER_SLOTS,
-                "offenders": top(state, n),
-            });
-            ("200 OK", format!("{body}\n"), "application/json")
-        } else if request.starts_with("GET ") {
-            (
-                "404 Not Found",
-                "served: GET /metrics, GET /top[?n=N]\n".to_string(),
-                "text/plain",
-            )
-        } else {
-            (
-                "405 Method Not Allowed",
-                "read-only endpoint: GET /metrics, GET /top\n".to_string(),
-                "text/plain",
-            )
-        };
+    let get = request.starts_with("GET ");
+    let route = |p: &str| path == p || path.starts_with(&format!("{p}?"));
+    let (status, body, ctype) = if get && route("/metrics") {
+        (
+            "200 OK",
+            render(state),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    } else if get && route("/top") {
+        let n = path
+            .split_once("?n=")
+            .and_then(|(_, n)| n.parse::<usize>().ok())
+            .unwrap_or(20)
+            .clamp(1, 1000);
+        let body = serde_json::json!({
+            "generated_at": unix_now(),
+            "workers": state.counters.len(),
+            "slots_per_worker": crate::topk::WORKER_SLOTS,
+            "offenders": top(state, n),
+        });
+        ("200 OK", format!("{body}\n"), "application/json")
+    } else if get && route("/reload-status") {
+        let r = state
+            .reload
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        (
+            "200 OK",
+            format!("{}\n", r.to_json(state.policy.generation())),
+            "application/json",
+        )
+    } else if get {
+        (
+            "404 Not Found",
+            "served: GET /metrics, GET /top[?n=N], GET /reload-status\n".to_string(),
+            "text/plain",
+        )
+    } else {
+        (
+            "405 Method Not Allowed",
+            "read-only endpoint: GET /metrics, GET /top, GET /reload-status\n".to_string(),
+            "text/plain",
+        )
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    stream.set_write_timeout(Some(left.max(Duration::from_millis(1))))?;
+    let mut w = &stream;
     write!(
         w,
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -157,15 +307,15 @@ pub fn render(state: &MetricsState) -> String {
         for side in sides {
             for (a, action) in ["forward", "drop", "reject"].iter().enumerate() {
                 for r in Reason::ALL {
+                    // Every series from the start, zeros included, so `increase()`
+                    // sees the first count.
                     let n = s.verdicts[side.index()][a][r.index()];
-                    if n > 0 {
-                        let _ = writeln!(
-                            o,
-                            "op25b_frames_total{{worker=\"{w}\",direction=\"{}\",verdict=\"{action}\",reason=\"{}\"}} {n}",
-                            side_dir(side),
-                            r.as_str()
-                        );
-                    }
+                    let _ = writeln!(
+                        o,
+                        "op25b_frames_total{{worker=\"{w}\",direction=\"{}\",verdict=\"{action}\",reason=\"{}\"}} {n}",
+                        side_dir(side),
+                        r.as_str()
+                    );
                 }
             }
         }
@@ -234,20 +384,28 @@ pub fn render(state: &MetricsState) -> String {
             .sum();
         let _ = writeln!(o, "op25b_blocked_by_class_total{{class=\"{name}\"}} {n}");
     }
-    let _ = writeln!(
-        o,
-        "# HELP op25b_events_total Datapath events (replies, ring full, wakeups...)."
-    );
-    let _ = writeln!(o, "# TYPE op25b_events_total counter");
-    for (w, s) in snaps.iter().enumerate() {
-        for c in Counter::ALL {
-            let _ = writeln!(
-                o,
-                "op25b_events_total{{worker=\"{w}\",event=\"{}\"}} {}",
-                c.as_str(),
-                s.get(c)
-            );
+    // One metric per datapath event, named for what it counts.
+    for (c, name, help) in EVENT_METRICS {
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} counter");
+        for (w, s) in snaps.iter().enumerate() {
+            let _ = writeln!(o, "{name}{{worker=\"{w}\"}} {}", s.get(c));
         }
+    }
+    let _ = writeln!(o, "# HELP op25b_worker_heartbeat_age_seconds Seconds since the worker last went round its loop (an idle worker beats every 100 ms; the systemd watchdog pings stop when one is stalled).");
+    let _ = writeln!(o, "# TYPE op25b_worker_heartbeat_age_seconds gauge");
+    let now_ms = beat_clock();
+    for (w, c) in state.counters.iter().enumerate() {
+        let b = c.heartbeat_ms();
+        let age = if b == 0 {
+            state.started.elapsed().as_secs_f64()
+        } else {
+            now_ms.saturating_sub(b) as f64 / 1e3
+        };
+        let _ = writeln!(
+            o,
+            "op25b_worker_heartbeat_age_seconds{{worker=\"{w}\"}} {age:.3}"
+        );
     }
     let _ = writeln!(
         o,
@@ -269,21 +427,6 @@ pub fn render(state: &MetricsState) -> String {
                 );
             }
         }
-    }
-    let _ = writeln!(
-        o,
-        "# HELP op25b_top_offender_attempts Blocked outbound attempts of the 10 top sources (space-saving estimate; `op25b top` for the full list)."
-    );
-    let _ = writeln!(o, "# TYPE op25b_top_offender_attempts gauge");
-    for (rank, t) in top(state, 10).iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "op25b_top_offender_attempts{{rank=\"{}\",src=\"{}\",class=\"{}\"}} {}",
-            rank + 1,
-            t.src,
-            t.class.as_deref().unwrap_or(""),
-            t.attempts
-        );
     }
     let _ = writeln!(o, "# HELP op25b_umem_frames UMEM frames by where they are.");
     let _ = writeln!(o, "# TYPE op25b_umem_frames gauge");
@@ -388,20 +531,56 @@ pub fn render(state: &MetricsState) -> String {
             "op25b_policy_prefixes{{class=\"{name}\",family=\"ipv6\"}} {v6}"
         );
     }
-    if let Ok(Some((at, ok))) = state.last_reload.lock().map(|g| *g) {
-        let _ = writeln!(
-            o,
-            "# HELP op25b_last_reload_timestamp_seconds Unix time of the last reload attempt."
-        );
-        let _ = writeln!(o, "# TYPE op25b_last_reload_timestamp_seconds gauge");
-        let _ = writeln!(o, "op25b_last_reload_timestamp_seconds {at}");
-        let _ = writeln!(
-            o,
-            "# HELP op25b_last_reload_success 1 if the last reload was applied."
-        );
-        let _ = writeln!(o, "# TYPE op25b_last_reload_success gauge");
-        let _ = writeln!(o, "op25b_last_reload_success {}", u8::from(ok));
+    let r = state
+        .reload
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_else(|p| p.into_inner().clone());
+    for (name, help, kind, v) in [
+        (
+            "op25b_config_last_reload_successful",
+            "1 if the last reload was applied (1 from start: the start-up config loaded).",
+            "gauge",
+            u64::from(r.last_ok),
+        ),
+        (
+            "op25b_config_last_reload_timestamp_seconds",
+            "Unix time of the last reload attempt (the start time before any).",
+            "gauge",
+            r.last_at,
+        ),
+        (
+            "op25b_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last applied reload (the start time before any).",
+            "gauge",
+            r.last_success_at,
+        ),
+        (
+            "op25b_config_restart_pending",
+            "Restart-only settings that differ between the config file (as of the last reload) and what runs; 0 when a restart would change nothing.",
+            "gauge",
+            r.restart_pending.len() as u64,
+        ),
+    ] {
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} {kind}");
+        let _ = writeln!(o, "{name} {v}");
     }
+    let _ = writeln!(
+        o,
+        "# HELP op25b_config_reloads_total Reload attempts by result (applied, refused)."
+    );
+    let _ = writeln!(o, "# TYPE op25b_config_reloads_total counter");
+    let _ = writeln!(
+        o,
+        "op25b_config_reloads_total{{result=\"applied\"}} {}",
+        r.applied
+    );
+    let _ = writeln!(
+        o,
+        "op25b_config_reloads_total{{result=\"refused\"}} {}",
+        r.refused
+    );
     let _ = writeln!(o, "# HELP op25b_info XDP mode in use.");
     let _ = writeln!(o, "# TYPE op25b_info gauge");
     let _ = writeln!(
@@ -410,6 +589,19 @@ pub fn render(state: &MetricsState) -> String {
         state.mode,
         env!("CARGO_PKG_VERSION")
     );
+    let _ = writeln!(
+        o,
+        "# HELP op25b_build_info The running build: version, git revision, compiler."
+    );
+    let _ = writeln!(o, "# TYPE op25b_build_info gauge");
+    let _ = writeln!(
+        o,
+        "op25b_build_info{{version=\"{}\",revision=\"{}\",rustc=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        env!("OP25B_REVISION"),
+        env!("OP25B_RUSTC")
+    );
+    process_metrics(&mut o, state.started_unix);
     let _ = writeln!(o, "# HELP op25b_uptime_seconds Seconds since start.");
     let _ = writeln!(o, "# TYPE op25b_uptime_seconds gauge");
     let _ = writeln!(
@@ -418,6 +610,91 @@ pub fn render(state: &MetricsState) -> String {
         state.started.elapsed().as_secs_f64()
     );
     o
+}
+
+/// Datapath events exported one metric each: (counter, name, help).
+const EVENT_METRICS: [(Counter, &str, &str); 9] = [
+    (Counter::RepliesSent, "op25b_replies_sent_total", "Replies (TCP RST / ICMP prohibited) built and queued for rejected segments."),
+    (Counter::RepliesRateLimited, "op25b_replies_rate_limited_total", "Rejected segments answered by silence because the reply token bucket was empty (policy.reject_rate)."),
+    (Counter::RepliesFailed, "op25b_replies_failed_total", "Rejected segments answered by silence because no free frame was at hand or the reply could not be built."),
+    (Counter::TxRingFull, "op25b_tx_ring_full_drops_total", "Frames dropped because the TX ring of the outgoing interface had no room."),
+    (Counter::FillStarved, "op25b_fill_starved_total", "Times a fill ring needed frames and the worker had none free."),
+    (Counter::Wakeups, "op25b_worker_wakeups_total", "TX kicks (sendto) and fill-ring wakeups the worker made."),
+    (Counter::Sleeps, "op25b_worker_sleeps_total", "Times the worker slept in poll() when idle."),
+    (Counter::EmptyPolls, "op25b_worker_empty_polls_total", "Loop iterations that found no frame and no completion."),
+    (Counter::PolicySwaps, "op25b_worker_policy_swaps_total", "New policy snapshots the worker picked up."),
+];
+
+/// The standard `process_*` metrics from /proc/self.
+fn process_metrics(o: &mut String, started_unix: f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime, stime: fields 14, 15 (index 11, 12 after the name); vsize 23; rss 24.
+    let ticks = crate::datapath::nic::clock_ticks_per_second() as f64;
+    let cpu = (num(11) + num(12)) as f64 / ticks;
+    let vsize = num(20);
+    let rss_pages = num(21);
+    let page = 4096u64;
+    let fds = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let max_fds = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|x| x.starts_with("Max open files"))
+                .and_then(|x| {
+                    x.split_whitespace()
+                        .nth(3)
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
+        })
+        .unwrap_or(0);
+    for (name, help, kind, v) in [
+        (
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            "gauge",
+            format!("{started_unix:.3}"),
+        ),
+        (
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+            "counter",
+            format!("{cpu:.2}"),
+        ),
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            "gauge",
+            (rss_pages * page).to_string(),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            "gauge",
+            vsize.to_string(),
+        ),
+        (
+            "process_open_fds",
+            "Number of open file descriptors.",
+            "gauge",
+            fds.saturating_sub(1).to_string(),
+        ),
+        (
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            "gauge",
+            max_fds.to_string(),
+        ),
+    ] {
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} {kind}");
+        let _ = writeln!(o, "{name} {v}");
+    }
 }
 
 /// Unix time now, in seconds.

@@ -1,7 +1,7 @@
 //! The control plane of `op25b run`: logging, pid file, signals, the periodic counter
 //! line, shutdown and the final report. It never touches frames.
 
-use crate::config::{self, Config, FailureMode, LogFormat, LogLevel};
+use crate::config::{self, Config, FailureMode, LogLevel};
 use crate::datapath::counters::{Counter, Side, Snapshot, WorkerCounters};
 use crate::datapath::{self, PolicyCell};
 use crate::fallback;
@@ -11,9 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod logging;
 pub mod metrics;
 pub mod status;
 pub mod stdout;
+pub mod systemd;
 
 /// Why `op25b run` stopped with an error (exit 1).
 #[derive(Debug, thiserror::Error)]
@@ -40,11 +42,12 @@ pub enum RunError {
     },
     #[error("a worker stopped unexpectedly; see the log above")]
     WorkerDied,
-    #[error("control.listen {addr}: {source} (is another op25b running? change control.listen)")]
-    Listen {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("control endpoint thread: {0}")]
+    Listen(std::io::Error),
+    #[error("reload refused: {0}")]
+    ReloadConfig(#[source] config::ConfigError),
+    #[error("reload refused: {0}")]
+    ReloadFastPath(#[source] datapath::fast_path::FastPathError),
     #[error("reload: {0}")]
     Reload(String),
     #[error(transparent)]
@@ -63,43 +66,17 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
 }
 
-/// Sets up `tracing` from the config (RUST_LOG overrides the level).
-pub fn init_logging(level: LogLevel, format: LogFormat) {
-    let level = match level {
-        LogLevel::Error => "error",
-        LogLevel::Warn => "warn",
-        LogLevel::Info => "info",
-        LogLevel::Debug => "debug",
-        LogLevel::Trace => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => b.try_init(),
-        LogFormat::Json => b.json().try_init(),
-    };
-}
-
 struct PidFile(PathBuf);
 
 impl PidFile {
     fn create(path: &Path) -> Result<Self, RunError> {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(pid) = text.trim().parse::<u32>() {
-                if pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists() {
-                    let comm =
-                        std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                    if comm.trim() == "op25b" {
-                        return Err(RunError::AlreadyRunning {
-                            path: path.into(),
-                            pid,
-                        });
-                    }
-                }
-            }
+        if let Some(pid) = live_op25b(path) {
+            return Err(RunError::AlreadyRunning {
+                path: path.into(),
+                pid,
+            });
+        }
+        if path.exists() {
             tracing::info!(path = %path.display(), "replacing stale pid file");
         }
         if let Some(dir) = path.parent() {
@@ -119,6 +96,56 @@ impl Drop for PidFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// `op25b run --dry-run`: every start-up check, attaching nothing. Returns what was
+/// checked (warnings prefixed `warning: `) or the error `run` would stop with.
+pub fn dry_run(cfg: &Config) -> Result<Vec<String>, RunError> {
+    let (sub, _, mut notes) = datapath::preflight(cfg)?;
+    datapath::xdp::Program::load(cfg.interfaces.queues).map_err(|source| {
+        datapath::StartError::XdpLoad {
+            name: sub.name.clone(),
+            source,
+        }
+    })?;
+    notes.push(
+        "XDP program: the verifier accepts it with these privileges (loaded, not attached)".into(),
+    );
+    fallback::preflight(cfg)?;
+    notes.push(format!(
+        "failure_mode {}: prerequisites present",
+        cfg.interfaces.failure_mode.as_str()
+    ));
+    let pid = &cfg.control.pid_file;
+    if let Some(p) = live_op25b(pid) {
+        return Err(RunError::AlreadyRunning {
+            path: pid.clone(),
+            pid: p,
+        });
+    }
+    notes.push(format!("pid file {}: no op25b running", pid.display()));
+    match std::net::TcpListener::bind(cfg.control.listen) {
+        Ok(_) => notes.push(format!("control.listen {}: free", cfg.control.listen)),
+        Err(e) => notes.push(format!(
+            "warning: control.listen {}: {e}; op25b would forward without metrics and retry the bind",
+            cfg.control.listen
+        )),
+    }
+    Ok(notes)
+}
+
+/// The pid in `path` if it is a live process named op25b (not this one).
+fn live_op25b(path: &Path) -> Option<u32> {
+    let pid = std::fs::read_to_string(path)
+        .ok()?
+        .trim()
+        .parse::<u32>()
+        .ok()?;
+    if pid == std::process::id() {
+        return None;
+    }
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "op25b").then_some(pid)
 }
 
 /// Sums every worker's counters.
@@ -221,15 +248,64 @@ fn stats_line(now: &Snapshot, prev: &Snapshot, secs: f64) -> String {
     )
 }
 
+/// How often the `STATUS=` line for systemd is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// The one-line state for systemd's `STATUS=` (shown by `systemctl status`).
+struct StatusLine {
+    prev: Snapshot,
+    prev_fast: u64,
+    at: Instant,
+}
+
+impl StatusLine {
+    fn new(now: Snapshot, fast: u64) -> Self {
+        Self {
+            prev: now,
+            prev_fast: fast,
+            at: Instant::now(),
+        }
+    }
+
+    fn next(&mut self, now: Snapshot, fast: u64, mode: &str, generation: u64) -> String {
+        let secs = self.at.elapsed().as_secs_f64().max(1e-3);
+        let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
+        let s = Side::Subscriber.index();
+        let u = Side::Upstream.index();
+        let blocked = |x: &Snapshot| {
+            x.action_total(Side::Subscriber, 1)
+                + x.action_total(Side::Subscriber, 2)
+                + x.action_total(Side::Upstream, 1)
+                + x.action_total(Side::Upstream, 2)
+        };
+        let line = format!(
+            "running ({mode}), policy generation {generation}: workers out {:.0} fps, in {:.0} fps, fast path {:.0} fps, blocked {:.0}/s",
+            rate(now.rx_frames[s], self.prev.rx_frames[s]),
+            rate(now.rx_frames[u], self.prev.rx_frames[u]),
+            rate(fast, self.prev_fast),
+            rate(blocked(&now), blocked(&self.prev)),
+        );
+        self.prev = now;
+        self.prev_fast = fast;
+        self.at = Instant::now();
+        line
+    }
+}
+
 /// `op25b run`: returns when stopped by a signal (Ok) or on a fatal error.
 pub fn run(opts: &RunOptions) -> Result<(), RunError> {
-    // `failure_mode: open` also needs every prefix with its class (the fallback rule set).
+    // The heartbeat clock starts before any worker beats.
+    let _ = crate::datapath::counters::beat_clock();
+    // `failure_mode: open` also needs every prefix with its class (the fallback rule set);
+    // reloads compare the prefixes per class with the previous load.
     let (loaded, listing) = config::load_listing(&opts.config)?;
     let rules = (loaded.config.interfaces.failure_mode == FailureMode::Open)
         .then(|| fallback::Rules::new(&loaded, &listing));
+    let mut facts = config::diff::PolicyFacts::new(&loaded, &listing);
     drop(listing);
-    let cfg: Config = loaded.config;
-    init_logging(cfg.logging.level, cfg.logging.format);
+    // The settings in force: reloads update the reloadable ones.
+    let mut cfg: Config = loaded.config;
+    let log = logging::init(cfg.logging.level, cfg.logging.format);
     datapath::xsk::quiet_libbpf(matches!(
         cfg.logging.level,
         LogLevel::Debug | LogLevel::Trace
@@ -269,10 +345,19 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         .map_err(RunError::Signals)?;
     datapath::check_privileges()?;
     let _pid = PidFile::create(&cfg.control.pid_file)?;
-    let listener = metrics::bind(cfg.control.listen).map_err(|source| RunError::Listen {
-        addr: cfg.control.listen,
-        source,
-    })?;
+    // A failed bind does not keep the datapath from starting: the endpoint retries.
+    let listen = cfg.control.listen;
+    let listener = match metrics::bind(listen) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::error!(
+                listen = %listen,
+                "control.listen {listen}: {e} (another process holds it?); op25b forwards without metrics and retries the bind every {} s",
+                metrics::BIND_RETRY.as_secs()
+            );
+            None
+        }
+    };
     let policy = Arc::new(PolicyCell::new(Arc::new(loaded.policy)));
     let t0 = Instant::now();
     let open = cfg.interfaces.failure_mode == FailureMode::Open;
@@ -328,21 +413,42 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         mode: running.mode.to_string(),
         fast_path: running.fast_path.view(),
         started: Instant::now(),
-        last_reload: std::sync::Mutex::new(None),
+        started_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
+        reload: std::sync::Mutex::new(metrics::ReloadStatus::at_start()),
     });
     let metrics_stop = Arc::new(AtomicBool::new(false));
-    let metrics_thread =
-        metrics::serve(listener, mstate.clone(), metrics_stop.clone()).map_err(|source| {
-            RunError::Listen {
-                addr: cfg.control.listen,
-                source,
-            }
-        })?;
-    tracing::info!(listen = %cfg.control.listen, "metrics at http://{}/metrics", cfg.control.listen);
+    let have_listener = listener.is_some();
+    let metrics_thread = metrics::serve(listener, listen, mstate.clone(), metrics_stop.clone())
+        .map_err(RunError::Listen)?;
+    if have_listener {
+        tracing::info!(listen = %listen, "metrics at http://{listen}/metrics");
+    }
+    let notifier = systemd::Notifier::from_env().unwrap_or_else(|e| {
+        tracing::error!("NOTIFY_SOCKET: {e}; systemd will not hear READY=1 or watchdog pings");
+        systemd::Notifier::disabled()
+    });
+    let watchdog = systemd::watchdog_from_env();
+    let mut supervisor = systemd::Supervisor::new(notifier, watchdog, running.counters.len());
+    if let Some(w) = watchdog {
+        tracing::info!(
+            "systemd watchdog every {:.1} s: pings while every worker beats within {:.1} s",
+            w.as_secs_f64(),
+            supervisor.stall_ms() as f64 / 1e3
+        );
+    }
     let mut retired: Vec<Arc<crate::policy::Policy>> = Vec::new();
-    let interval = cfg.workers.stats_interval;
     let mut prev = total(&running.counters);
     let fast_stats = running.fast_path.view();
+    let fast_sum = |v: &datapath::fast_path::FastPathView| {
+        let [a, b] = v.stats();
+        a.fast + b.fast
+    };
+    let mut status_line = StatusLine::new(prev.clone(), fast_sum(&fast_stats));
+    let mut last_status = Instant::now();
+    let mut status_text = String::from("starting");
     let mut prev_fast = fast_stats.stats();
     let mut last = Instant::now();
     let mut died = false;
@@ -350,6 +456,22 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let mut last_top = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
+        let beats: Vec<u64> = running.counters.iter().map(|c| c.heartbeat_ms()).collect();
+        let mode = running.mode.to_string();
+        let generation = policy.generation();
+        supervisor.tick(&beats, crate::datapath::counters::beat_clock(), || {
+            format!("running ({mode}), policy generation {generation}")
+        });
+        if supervisor.ready() && last_status.elapsed() >= STATUS_EVERY {
+            last_status = Instant::now();
+            status_text = status_line.next(
+                total(&running.counters),
+                fast_sum(&fast_stats),
+                &mode,
+                generation,
+            );
+            supervisor.status(&status_text);
+        }
         if last_top.elapsed() >= Duration::from_secs(1) {
             last_top = Instant::now();
             offenders.check(&metrics::top(&mstate, OFFENDER_SCAN));
@@ -361,25 +483,50 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             break;
         }
         if hup.swap(false, Ordering::SeqCst) {
-            let ok = match reload(&opts.config, &cfg, &policy, &mut running.fast_path, open) {
-                Ok((old, names)) => {
-                    retired.push(old);
+            supervisor.reloading();
+            let outcome = reload(
+                &opts.config,
+                &mut cfg,
+                &mut facts,
+                &policy,
+                &mut running.fast_path,
+                open,
+                &log,
+            );
+            let mut st = mstate.reload.lock().unwrap_or_else(|p| p.into_inner());
+            st.attempts += 1;
+            st.last_at = metrics::unix_now();
+            match outcome {
+                Ok(done) => {
+                    retired.push(done.old);
                     if let Ok(mut n) = mstate.class_names.lock() {
-                        *n = names;
+                        *n = done.classes;
                     }
-                    true
+                    st.applied += 1;
+                    st.last_ok = true;
+                    st.last_success_at = st.last_at;
+                    st.message = done.summary;
+                    st.restart_pending = done.restart_pending;
                 }
                 Err(e) => {
                     tracing::error!(
                         "{e}; the policy in force (generation {}) stays",
                         policy.generation()
                     );
-                    false
+                    st.refused += 1;
+                    st.last_ok = false;
+                    st.message = format!(
+                        "{e}; nothing was applied, the policy in force (generation {}) stays",
+                        policy.generation()
+                    );
                 }
-            };
-            if let Ok(mut l) = mstate.last_reload.lock() {
-                *l = Some((metrics::unix_now(), ok));
             }
+            let msg = st.message.clone();
+            drop(st);
+            supervisor.reloaded(&format!(
+                "{status_text}; last reload: {}",
+                msg.chars().take(200).collect::<String>()
+            ));
         }
         // Old policies are freed here, on the control thread, once no worker holds them.
         retired.retain(|p| Arc::strong_count(p) > 1);
@@ -387,22 +534,18 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             tracing::info!("run duration reached");
             break;
         }
+        let interval = cfg.workers.stats_interval;
         if !interval.is_zero() && last.elapsed() >= interval {
             let now = total(&running.counters);
             let secs = last.elapsed().as_secs_f64();
             let fast_now = fast_stats.stats();
-            let fps = |i: usize| fast_now[i].since(&prev_fast[i]).fast as f64 / secs.max(1e-9);
-            tracing::info!(
-                "{}, fast path out {:.0} fps in {:.0} fps",
-                stats_line(&now, &prev, secs),
-                fps(0),
-                fps(1)
-            );
+            log_stats(&now, &prev, secs, &fast_now, &prev_fast);
             prev = now;
             prev_fast = fast_now;
             last = Instant::now();
         }
     }
+    supervisor.stopping();
     match signal.load(Ordering::SeqCst) {
         0 => tracing::info!("stopping"),
         sig => tracing::info!(
@@ -485,9 +628,11 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         .into();
     report["mode"] = serde_json::json!(running_mode_str(&exits, &notes));
     report["seconds"] = serde_json::json!(t0.elapsed().as_secs_f64());
-    let text = serde_json::to_string_pretty(&report).expect("json");
-    crate::control::stdout::write_ignoring_closed(format_args!("{text}\n"));
+    // One line on stdout (one journal entry under systemd); the file is indented.
+    let line = serde_json::to_string(&report).expect("json");
+    crate::control::stdout::write_ignoring_closed(format_args!("{line}\n"));
     if let Some(path) = &opts.report {
+        let text = serde_json::to_string_pretty(&report).expect("json");
         std::fs::write(path, &text).map_err(|source| RunError::Report {
             path: path.clone(),
             source,
@@ -499,6 +644,43 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     Ok(())
 }
 
+/// The periodic counter line: the numbers as fields (JSON logs get them as keys) and a
+/// readable message.
+fn log_stats(
+    now: &Snapshot,
+    prev: &Snapshot,
+    secs: f64,
+    fast_now: &[datapath::xdp::PathStats; 2],
+    prev_fast: &[datapath::xdp::PathStats; 2],
+) {
+    let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs.max(1e-9);
+    let s = Side::Subscriber.index();
+    let u = Side::Upstream.index();
+    let fps = |i: usize| fast_now[i].since(&prev_fast[i]).fast as f64 / secs.max(1e-9);
+    tracing::info!(
+        target: "op25b::stats",
+        out_fps = rate(now.rx_frames[s], prev.rx_frames[s]).round() as u64,
+        out_frames = now.rx_frames[s],
+        in_fps = rate(now.rx_frames[u], prev.rx_frames[u]).round() as u64,
+        in_frames = now.rx_frames[u],
+        blocked_out = now.action_total(Side::Subscriber, 1) + now.action_total(Side::Subscriber, 2),
+        blocked_in = now.action_total(Side::Upstream, 1) + now.action_total(Side::Upstream, 2),
+        replies = now.get(Counter::RepliesSent),
+        replies_limited = now.get(Counter::RepliesRateLimited),
+        tx_ring_full = now.get(Counter::TxRingFull),
+        fill_starved = now.get(Counter::FillStarved),
+        kernel_drops = now.kernel[0].total() + now.kernel[1].total(),
+        frames_free = now.census.free,
+        frames_total = now.census.total,
+        fast_out_fps = fps(0).round() as u64,
+        fast_in_fps = fps(1).round() as u64,
+        "{}, fast path out {:.0} fps in {:.0} fps",
+        stats_line(now, prev, secs),
+        fps(0),
+        fps(1)
+    );
+}
+
 fn running_mode_str(_exits: &[datapath::WorkerExit], notes: &[String]) -> String {
     if notes.is_empty() {
         "clean shutdown".into()
@@ -507,53 +689,50 @@ fn running_mode_str(_exits: &[datapath::WorkerExit], notes: &[String]) -> String
     }
 }
 
+/// An applied reload.
+pub struct Reloaded {
+    /// The previous policy (the caller frees it once no worker holds it).
+    pub old: Arc<crate::policy::Policy>,
+    /// The new class names, in id order.
+    pub classes: Vec<String>,
+    /// What changed, in one line.
+    pub summary: String,
+    /// Restart-only settings that differ from what runs (not applied).
+    pub restart_pending: Vec<String>,
+}
+
 /// Re-reads the config and the prefix files, builds the new policy off the workers and
-/// publishes it with one pointer swap. Refuses (and changes nothing) when the file is
-/// invalid or when a setting that needs a restart changed. Returns the old policy (the
-/// caller frees it once no worker holds it) and the new class names.
+/// publishes it with one pointer swap, and applies the reloadable settings
+/// (`logging.level`, `workers.stats_interval_secs`, `datapath.fast_path`). Settings that
+/// only take effect at start and changed are named (log, answer, gauge) and not
+/// applied. An invalid file changes nothing.
 ///
 /// With `fallback` (`failure_mode: open`), the fallback nftables rule set is rebuilt
 /// from the same read of the file, so op25b and its fallback never disagree.
 pub fn reload(
     path: &Path,
-    running: &Config,
+    running: &mut Config,
+    facts: &mut config::diff::PolicyFacts,
     cell: &PolicyCell,
     fast: &mut datapath::fast_path::FastPath,
     fallback: bool,
-) -> Result<(Arc<crate::policy::Policy>, Vec<String>), RunError> {
+    log: &logging::LogHandle,
+) -> Result<Reloaded, RunError> {
     let t = Instant::now();
-    let (loaded, rules) = if fallback {
-        config::load_listing(path).map(|(l, listing)| {
-            let rules = fallback::Rules::new(&l, &listing);
-            (l, Some(rules))
-        })
-    } else {
-        config::load(path).map(|l| (l, None))
-    }
-    .map_err(|e| RunError::Reload(e.to_string()))?;
+    let (loaded, listing) = config::load_listing(path).map_err(RunError::ReloadConfig)?;
+    let rules = fallback.then(|| fallback::Rules::new(&loaded, &listing));
+    let new_facts = config::diff::PolicyFacts::new(&loaded, &listing);
+    drop(listing);
     let c = &loaded.config;
-    let mut needs_restart = Vec::new();
-    if c.interfaces != running.interfaces {
-        needs_restart.push("interfaces");
-    }
-    if c.workers != running.workers {
-        needs_restart.push("workers");
-    }
-    if c.reject_rate != running.reject_rate {
-        needs_restart.push("policy.reject_rate");
-    }
-    if c.control != running.control {
-        needs_restart.push("control");
-    }
-    if c.logging != running.logging {
-        needs_restart.push("logging");
-    }
-    if !needs_restart.is_empty() {
-        return Err(RunError::Reload(format!(
-            "{} changed; these need a restart of op25b, so nothing was applied",
-            needs_restart.join(", ")
-        )));
-    }
+    let restart_pending: Vec<String> = config::diff::restart_only_changes(running, c)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let settings = config::diff::applied_setting_changes(running, c);
+    // Ports the new policy may block reach the XDP maps before it is in force, ports it
+    // no longer blocks leave them after: no frame it blocks can take the fast path.
+    fast.before_publish(&loaded.policy)
+        .map_err(RunError::ReloadFastPath)?;
     if let Some(rules) = &rules {
         match fallback::install_rules(rules) {
             Ok((t, _)) => {
@@ -566,10 +745,7 @@ pub fn reload(
     }
     let old_bytes = cell.load().summary().table_bytes;
     let new_bytes = loaded.policy.summary().table_bytes;
-    // Ports the new policy may block reach the XDP maps before it is in force, ports it
-    // no longer blocks leave them after: no frame it blocks can take the fast path.
-    fast.before_publish(&loaded.policy)
-        .map_err(|e| RunError::Reload(e.to_string()))?;
+    let diff = facts.diff(&new_facts);
     let next = Arc::new(loaded.policy);
     let old = cell.publish(next.clone());
     fast.after_publish(&next, cell.generation());
@@ -577,48 +753,130 @@ pub fn reload(
     if let Err(e) = fast.set_enabled(c.datapath.fast_path == config::FastPathMode::On) {
         tracing::error!("{e}");
     }
+    if running.logging.level != c.logging.level {
+        if let Err(e) = log.set_level(c.logging.level) {
+            tracing::warn!("logging.level not applied: {e}");
+        }
+    }
+    running.logging.level = c.logging.level;
+    running.workers.stats_interval = c.workers.stats_interval;
+    running.datapath = c.datapath;
+    *facts = new_facts;
+    let mut summary = format!("applied: policy generation {}; {diff}", cell.generation());
+    if !settings.is_empty() {
+        summary += &format!("; settings: {}", settings.join(", "));
+    }
+    if !restart_pending.is_empty() {
+        summary += &format!(
+            "; NOT applied, need a restart of op25b: {}",
+            restart_pending.join(", ")
+        );
+    }
     tracing::info!(
         generation = cell.generation(),
         build_ms = format!("{:.1}", loaded.report.build_time.as_secs_f64() * 1e3),
         total_ms = format!("{:.1}", t.elapsed().as_secs_f64() * 1e3),
         old_table_bytes = old_bytes,
         new_table_bytes = new_bytes,
-        "policy reloaded from {}",
+        restart_pending = restart_pending.len(),
+        "policy reloaded from {}: {summary}",
         path.display()
     );
-    Ok((old, loaded.report.classes))
+    if !restart_pending.is_empty() {
+        tracing::warn!(
+            fields = %restart_pending.join(","),
+            "reload: {} changed in {} but take effect only at start: restart op25b (systemctl restart op25b) to apply them",
+            restart_pending.join(", "),
+            path.display()
+        );
+    }
+    Ok(Reloaded {
+        old,
+        classes: loaded.report.classes,
+        summary,
+        restart_pending,
+    })
 }
 
-/// `op25b reload`: sends SIGHUP to the instance named by the config's pid file.
-pub fn signal_reload(config_path: &Path) -> Result<u32, RunError> {
-    let loaded = config::load(config_path)?;
-    let pid_file = &loaded.config.control.pid_file;
-    let text = std::fs::read_to_string(pid_file).map_err(|e| {
-        RunError::Reload(format!(
-            "no op25b is running with this config: cannot read its pid file {} ({e})",
-            pid_file.display()
-        ))
-    })?;
-    let pid: u32 = text.trim().parse().map_err(|_| {
-        RunError::Reload(format!(
-            "{}: not a pid: {:?}",
-            pid_file.display(),
-            text.trim()
-        ))
-    })?;
+/// The running instance's answer to `op25b reload`.
+#[derive(Debug)]
+pub struct ReloadAnswer {
+    pub pid: u32,
+    pub applied: bool,
+    pub message: String,
+    pub restart_pending: Vec<String>,
+    pub generation: u64,
+}
+
+/// Why `op25b reload` could not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadRequestError {
+    #[error("no op25b answering at http://{addr}/reload-status (control.listen): {source}")]
+    Unreachable {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{addr}: {what}")]
+    BadAnswer {
+        addr: std::net::SocketAddr,
+        what: String,
+    },
+    #[error("cannot signal op25b pid {pid}: {source} (run as the user op25b runs as, or root)")]
+    Signal { pid: u32, source: std::io::Error },
+    #[error("op25b pid {pid} did not answer the reload within {secs} s")]
+    Timeout { pid: u32, secs: u64 },
+}
+
+/// `op25b reload`: asks the instance at `addr` for its pid and reload count, sends it
+/// SIGHUP, and waits (up to `timeout`) for its answer.
+pub fn request_reload(
+    addr: std::net::SocketAddr,
+    timeout: Duration,
+) -> Result<ReloadAnswer, ReloadRequestError> {
+    let unreachable = |source| ReloadRequestError::Unreachable { addr, source };
+    let bad = |what: String| ReloadRequestError::BadAnswer { addr, what };
+    let before = status::reload_status(addr).map_err(unreachable)?;
+    let pid = before["pid"]
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok())
+        .ok_or_else(|| bad("no pid in /reload-status".into()))?;
+    let attempts = before["attempts"]
+        .as_u64()
+        .ok_or_else(|| bad("no attempts in /reload-status".into()))?;
+    // The endpoint's pid is in this pid namespace only if it is an op25b here.
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     if comm.trim() != "op25b" {
-        return Err(RunError::Reload(format!(
-            "{}: pid {pid} is not a running op25b (stale pid file?)",
-            pid_file.display()
+        return Err(bad(format!(
+            "pid {pid} is not an op25b process visible here (another pid namespace?)"
         )));
     }
-    // SAFETY: kill(2) with a pid we just checked belongs to op25b; no memory involved.
-    if unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) } != 0 {
-        return Err(RunError::Reload(format!(
-            "cannot signal pid {pid}: {}",
-            std::io::Error::last_os_error()
-        )));
+    datapath::nic::send_signal(pid, libc::SIGHUP)
+        .map_err(|source| ReloadRequestError::Signal { pid, source })?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let v = status::reload_status(addr).map_err(unreachable)?;
+        if v["attempts"].as_u64().unwrap_or(0) > attempts {
+            return Ok(ReloadAnswer {
+                pid,
+                applied: v["last_ok"].as_bool().unwrap_or(false),
+                message: v["message"].as_str().unwrap_or("").to_string(),
+                restart_pending: v["restart_pending"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                generation: v["generation"].as_u64().unwrap_or(0),
+            });
+        }
+        if Instant::now() >= deadline {
+            return Err(ReloadRequestError::Timeout {
+                pid,
+                secs: timeout.as_secs(),
+            });
+        }
     }
-    Ok(pid)
 }

@@ -26,6 +26,13 @@ fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
         .to_string())
 }
 
+/// GET /reload-status from `addr`.
+pub fn reload_status(addr: SocketAddr) -> std::io::Result<serde_json::Value> {
+    let body = get(addr, "/reload-status")?;
+    serde_json::from_str(&body)
+        .map_err(|e| std::io::Error::other(format!("bad /reload-status answer: {e}")))
+}
+
 /// GET /metrics from `addr`.
 pub fn scrape(addr: SocketAddr) -> std::io::Result<Samples> {
     Ok(parse(&get(addr, "/metrics")?))
@@ -131,12 +138,15 @@ pub fn status(addr: SocketAddr) -> std::io::Result<serde_json::Value> {
         "workers": workers,
         "policy_generation": sum(&b, "op25b_policy_generation", &[]),
         "policy_table_bytes": sum(&b, "op25b_policy_table_bytes", &[]),
-        "last_reload_success": b.get("op25b_last_reload_success"),
+        "last_reload_success": b.get("op25b_config_last_reload_successful"),
+        "restart_pending": sum(&b, "op25b_config_restart_pending", &[]),
+        "reloads_applied": sum(&b, "op25b_config_reloads_total", &["result=\"applied\""]),
+        "reloads_refused": sum(&b, "op25b_config_reloads_total", &["result=\"refused\""]),
         "frames_per_second": {
             "outbound": rate("op25b_rx_frames_total", &["interface=\"subscriber\""]),
             "inbound": rate("op25b_rx_frames_total", &["interface=\"upstream\""]),
             "blocked": rate("op25b_blocked_total", &[]),
-            "replies": rate("op25b_events_total", &["event=\"replies_sent\""]),
+            "replies": rate("op25b_replies_sent_total", &[]),
             "fast_path": rate("op25b_fast_path_frames_total", &[]),
             "to_userspace": rate("op25b_xdp_to_userspace_frames_total", &[]),
         },
@@ -150,10 +160,10 @@ pub fn status(addr: SocketAddr) -> std::io::Result<serde_json::Value> {
             "blocked_outbound": sum(&b, "op25b_blocked_total", &["direction=\"outbound\""]),
             "blocked_inbound": sum(&b, "op25b_blocked_total", &["direction=\"inbound\""]),
             "blocked_port_25": sum(&b, "op25b_blocked_total", &["port=\"25\""]),
-            "replies_sent": sum(&b, "op25b_events_total", &["event=\"replies_sent\""]),
-            "replies_rate_limited": sum(&b, "op25b_events_total", &["event=\"replies_rate_limited\""]),
-            "tx_ring_full": sum(&b, "op25b_events_total", &["event=\"tx_ring_full\""]),
-            "fill_starved": sum(&b, "op25b_events_total", &["event=\"fill_starved\""]),
+            "replies_sent": sum(&b, "op25b_replies_sent_total", &[]),
+            "replies_rate_limited": sum(&b, "op25b_replies_rate_limited_total", &[]),
+            "tx_ring_full": sum(&b, "op25b_tx_ring_full_drops_total", &[]),
+            "fill_starved": sum(&b, "op25b_fill_starved_total", &[]),
             "fast_path_frames": sum(&b, "op25b_fast_path_frames_total", &[]),
             "to_userspace_frames": sum(&b, "op25b_xdp_to_userspace_frames_total", &[]),
         },
@@ -172,13 +182,17 @@ pub fn table(v: &serde_json::Value) -> String {
         v["workers"]
     );
     o += &format!(
-        "policy: generation {}, tables {:.1} KiB, last reload {}\n",
+        "policy: generation {}, tables {:.1} KiB, last reload {}{}\n",
         f("/policy_generation"),
         f("/policy_table_bytes") / 1024.0,
         match v["last_reload_success"].as_f64() {
-            None => "none",
+            None => "unknown",
             Some(x) if x > 0.0 => "ok",
-            _ => "FAILED",
+            _ => "REFUSED (see the log, or `op25b reload`)",
+        },
+        match f("/restart_pending") as u64 {
+            0 => String::new(),
+            n => format!(", {n} setting(s) wait for a restart"),
         }
     );
     let on = |p: &str| {

@@ -114,6 +114,8 @@ pub struct MemIo {
     ring: usize,
     sides: [MemSide; 2],
     taken: bool,
+    /// While set, [`FrameIo::wait`] does not return: a worker wedged in a syscall.
+    hang: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl MemIo {
@@ -125,7 +127,14 @@ impl MemIo {
             ring,
             sides: Default::default(),
             taken: false,
+            hang: None,
         }
+    }
+
+    /// From now on, `wait` blocks for as long as `gate` is set (a worker stuck in
+    /// poll(), as with a wedged driver): the watchdog tests stall a real worker loop.
+    pub fn hang_in_wait(&mut self, gate: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.hang = Some(gate);
     }
 
     /// The NIC receives `bytes` on `side`; false (and counted) if no fill descriptor
@@ -280,6 +289,11 @@ impl FrameIo for MemIo {
     }
 
     fn wait(&mut self, _timeout_ms: i32) -> io::Result<()> {
+        if let Some(gate) = &self.hang {
+            while gate.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
         Ok(())
     }
 

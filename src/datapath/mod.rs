@@ -177,15 +177,16 @@ pub fn check_privileges() -> Result<(), StartError> {
     }
 }
 
-/// Checks everything that can be checked, opens every socket, then starts the workers.
-/// On error nothing is left running or attached.
-pub fn start(
-    cfg: &Config,
-    policy: Arc<PolicyCell>,
-    stop: Arc<AtomicBool>,
-) -> Result<Running, StartError> {
+/// The start-up checks (`op25b run --dry-run` prints them): privileges, both
+/// interfaces (present, queues, MTU against the frame size, no other XDP program), the
+/// worker cores. Returns the interfaces and what was checked, warnings prefixed with
+/// `warning: `; attaches nothing.
+pub fn preflight(cfg: &Config) -> Result<(nic::Nic, nic::Nic, Vec<String>), StartError> {
     check_privileges()?;
-    nic::raise_memlock();
+    let mut notes = vec![
+        "privileges: CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON, CAP_IPC_LOCK present"
+            .to_string(),
+    ];
     let ifs = &cfg.interfaces;
     let sub = nic::inspect(&ifs.subscriber)?;
     let up = nic::inspect(&ifs.upstream)?;
@@ -229,11 +230,29 @@ pub fn start(
                 })
             }
         }
+        notes.push(format!(
+            "interface {}: ifindex {}, {} rx / {} tx queue(s) (config: {}), MTU {} (at most {max_mtu} with frame_size {}), no XDP program attached",
+            n.name, n.ifindex, n.rx_queues, n.tx_queues, ifs.queues, n.mtu, ifs.frame_size
+        ));
         if !n.up {
-            tracing::warn!(interface = %n.name, "interface is down; frames will flow once it is up");
+            notes.push(format!(
+                "warning: interface {} is down; frames will flow once it is up",
+                n.name
+            ));
+        }
+        match nic::rx_vlan_offload(&n.name) {
+            Ok(true) => notes.push(format!(
+                "warning: interface {0} strips VLAN tags on receive (rx-vlan-offload on): tagged frames may reach XDP without their tag and cross untagged; turn it off: ethtool -K {0} rxvlan off",
+                n.name
+            )),
+            Ok(false) => notes.push(format!("interface {}: rx-vlan-offload off", n.name)),
+            Err(e) => notes.push(format!(
+                "interface {}: rx-vlan-offload unknown ({e})",
+                n.name
+            )),
         }
         if nic::driver(&n.name).is_ok_and(|d| d == "veth") {
-            tracing::warn!("{}", nic::veth_warning(&n.name));
+            notes.push(format!("warning: {}", nic::veth_warning(&n.name)));
         }
     }
     let cores: Vec<usize> = core_affinity::get_core_ids()
@@ -245,6 +264,28 @@ pub fn start(
         if !cores.contains(&c) {
             let available = format!("{cores:?}");
             return Err(StartError::NoSuchCore { core: c, available });
+        }
+    }
+    notes.push(format!(
+        "worker cores {:?}: available (this process may run on {cores:?})",
+        cfg.workers.cores
+    ));
+    Ok((sub, up, notes))
+}
+
+/// Checks everything that can be checked, opens every socket, then starts the workers.
+/// On error nothing is left running or attached.
+pub fn start(
+    cfg: &Config,
+    policy: Arc<PolicyCell>,
+    stop: Arc<AtomicBool>,
+) -> Result<Running, StartError> {
+    nic::raise_memlock();
+    let ifs = &cfg.interfaces;
+    let (sub, up, notes) = preflight(cfg)?;
+    for n in notes {
+        if let Some(w) = n.strip_prefix("warning: ") {
+            tracing::warn!("{w}");
         }
     }
     let promisc = [&sub, &up]

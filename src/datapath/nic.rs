@@ -353,3 +353,52 @@ pub fn raise_memlock() {
     // SAFETY: `r` is a valid rlimit; failure is fine (CAP_IPC_LOCK also covers pinning).
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &r) };
 }
+
+/// Sends `sig` to process `pid` (the control plane's `op25b reload`).
+pub fn send_signal(pid: u32, sig: i32) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "pid out of range"))?;
+    // SAFETY: kill(2) takes plain integers; no memory is involved.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Clock ticks per second of /proc's CPU times (`_SC_CLK_TCK`, 100 on Linux).
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf(3) reads a constant; no memory is involved.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// True when the NIC strips 802.1Q tags on receive (`rx-vlan-offload`, ethtool's legacy
+/// ETH_FLAG_RXVLAN): XDP and the workers then see frames without their tag.
+pub fn rx_vlan_offload(name: &str) -> io::Result<bool> {
+    /// `struct ethtool_value` (linux/ethtool.h).
+    #[repr(C)]
+    struct Value {
+        cmd: u32,
+        data: u32,
+    }
+    const ETHTOOL_GFLAGS: u32 = 0x0000_0025;
+    const ETH_FLAG_RXVLAN: u32 = 1 << 8;
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    let s = ctl_socket()?;
+    let mut v = Value {
+        cmd: ETHTOOL_GFLAGS,
+        data: 0,
+    };
+    let mut r = ifreq(name);
+    r.ifr_ifru.ifru_data = (&mut v as *mut Value).cast();
+    // SAFETY: SIOCETHTOOL with ETHTOOL_GFLAGS writes one ethtool_value through
+    // ifru_data, which points at `v`; both live for the call.
+    if unsafe { libc::ioctl(s.as_raw_fd(), SIOCETHTOOL, &mut r) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v.data & ETH_FLAG_RXVLAN != 0)
+}

@@ -386,6 +386,7 @@ impl<I: FrameIo> Worker<I> {
             iterations = iterations.wrapping_add(1);
             if iterations.is_multiple_of(1024) || iterations == 1 {
                 let now = Instant::now();
+                self.counters.beat(now);
                 if now >= next_sample {
                     next_sample = now + std::time::Duration::from_secs(1);
                     self.sample_kernel();

@@ -1,0 +1,369 @@
+//! What a reload changes: the restart-only settings that differ (named, so the operator
+//! knows what still needs a restart) and the policy's changes (prefixes added and
+//! removed per class, classes added, removed or changed, allowed destinations), for the
+//! log line of an applied reload.
+
+use super::{ClassId, Config, IpNet, Loaded};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// The settings that only take effect at start, by their YAML names, that differ
+/// between `running` and `new`.
+pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
+    let (a, b) = (running, new);
+    let mut out = Vec::new();
+    let mut check = |changed: bool, name: &'static str| {
+        if changed {
+            out.push(name);
+        }
+    };
+    let (ia, ib) = (&a.interfaces, &b.interfaces);
+    check(ia.subscriber != ib.subscriber, "interfaces.subscriber");
+    check(ia.upstream != ib.upstream, "interfaces.upstream");
+    check(ia.queues != ib.queues, "interfaces.queues");
+    check(ia.xdp_mode != ib.xdp_mode, "interfaces.xdp_mode");
+    check(ia.zero_copy != ib.zero_copy, "interfaces.zero_copy");
+    check(ia.frame_size != ib.frame_size, "interfaces.frame_size");
+    check(ia.ring_size != ib.ring_size, "interfaces.ring_size");
+    check(
+        ia.failure_mode != ib.failure_mode,
+        "interfaces.failure_mode",
+    );
+    check(
+        ia.fallback_bridge != ib.fallback_bridge,
+        "interfaces.fallback_bridge",
+    );
+    check(a.workers.cores != b.workers.cores, "workers.cores");
+    check(a.workers.burst != b.workers.burst, "workers.burst");
+    check(
+        a.workers.busy_poll != b.workers.busy_poll,
+        "workers.busy_poll",
+    );
+    check(a.reject_rate != b.reject_rate, "policy.reject_rate");
+    check(a.control.listen != b.control.listen, "control.listen");
+    check(a.control.pid_file != b.control.pid_file, "control.pid_file");
+    check(a.logging.format != b.logging.format, "logging.format");
+    out
+}
+
+/// The settings a reload applies, that differ (for the log and the reload's answer).
+pub fn applied_setting_changes(running: &Config, new: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if running.logging.level != new.logging.level {
+        out.push(format!(
+            "logging.level {:?} -> {:?}",
+            running.logging.level, new.logging.level
+        ));
+    }
+    if running.workers.stats_interval != new.workers.stats_interval {
+        out.push(format!(
+            "workers.stats_interval_secs {} -> {}",
+            running.workers.stats_interval.as_secs(),
+            new.workers.stats_interval.as_secs()
+        ));
+    }
+    if running.datapath != new.datapath {
+        out.push(format!(
+            "datapath.fast_path {:?} -> {:?}",
+            running.datapath.fast_path, new.datapath.fast_path
+        ));
+    }
+    out
+}
+
+/// What a reload compares: a policy's classes, prefixes and allowed destinations.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyFacts {
+    /// Class name -> its settings, as one comparable line.
+    classes: BTreeMap<String, String>,
+    /// Class name -> its prefixes.
+    prefixes: BTreeMap<String, BTreeSet<IpNet>>,
+    allowed: BTreeSet<IpNet>,
+    /// Unmatched class and fragment handling, as one line.
+    other: String,
+}
+
+impl PolicyFacts {
+    /// From a load and its listing (`config::load_listing`).
+    pub fn new(loaded: &Loaded, listing: &[(IpNet, ClassId)]) -> Self {
+        let names = &loaded.report.classes;
+        let mut classes = BTreeMap::new();
+        for c in loaded.policy.classes() {
+            let ports: Vec<String> = c.blocked_ports.iter().map(|p| p.to_string()).collect();
+            classes.insert(
+                c.name.clone(),
+                format!(
+                    "block_ports [{}], action {:?}, block_inbound_smtp {}",
+                    ports.join(","),
+                    c.action,
+                    c.block_inbound_smtp
+                ),
+            );
+        }
+        let mut prefixes: BTreeMap<String, BTreeSet<IpNet>> =
+            names.iter().map(|n| (n.clone(), BTreeSet::new())).collect();
+        for (net, id) in listing {
+            if let Some(name) = names.get(usize::from(*id)) {
+                prefixes.entry(name.clone()).or_default().insert(*net);
+            }
+        }
+        Self {
+            classes,
+            prefixes,
+            allowed: loaded.report.allowed.iter().copied().collect(),
+            other: format!(
+                "unmatched_class {:?}, fragments {:?}",
+                loaded
+                    .policy
+                    .unmatched_class()
+                    .and_then(|id| names.get(usize::from(id))),
+                loaded.policy.fragments()
+            ),
+        }
+    }
+
+    /// What changed from `self` to `new`.
+    pub fn diff(&self, new: &PolicyFacts) -> PolicyDiff {
+        let mut d = PolicyDiff::default();
+        for (name, settings) in &new.classes {
+            match self.classes.get(name) {
+                None => d.classes_added.push(name.clone()),
+                Some(old) if old != settings => d
+                    .classes_changed
+                    .push(format!("{name}: {old} -> {settings}")),
+                Some(_) => {}
+            }
+        }
+        for name in self.classes.keys() {
+            if !new.classes.contains_key(name) {
+                d.classes_removed.push(name.clone());
+            }
+        }
+        let empty = BTreeSet::new();
+        let names: BTreeSet<&String> = self.prefixes.keys().chain(new.prefixes.keys()).collect();
+        for name in names {
+            let old = self.prefixes.get(name).unwrap_or(&empty);
+            let cur = new.prefixes.get(name).unwrap_or(&empty);
+            let added: Vec<IpNet> = cur.difference(old).copied().collect();
+            let removed: Vec<IpNet> = old.difference(cur).copied().collect();
+            if !added.is_empty() || !removed.is_empty() {
+                d.prefixes.push(ClassPrefixes {
+                    class: name.clone(),
+                    added,
+                    removed,
+                });
+            }
+        }
+        d.allowed_added = new.allowed.difference(&self.allowed).copied().collect();
+        d.allowed_removed = self.allowed.difference(&new.allowed).copied().collect();
+        if self.other != new.other {
+            d.other = Some(format!("{} -> {}", self.other, new.other));
+        }
+        d
+    }
+}
+
+/// Prefixes that moved in or out of one class.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassPrefixes {
+    pub class: String,
+    pub added: Vec<IpNet>,
+    pub removed: Vec<IpNet>,
+}
+
+/// The policy changes of a reload.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyDiff {
+    pub classes_added: Vec<String>,
+    pub classes_removed: Vec<String>,
+    pub classes_changed: Vec<String>,
+    pub prefixes: Vec<ClassPrefixes>,
+    pub allowed_added: Vec<IpNet>,
+    pub allowed_removed: Vec<IpNet>,
+    pub other: Option<String>,
+}
+
+impl PolicyDiff {
+    pub fn is_empty(&self) -> bool {
+        *self == PolicyDiff::default()
+    }
+}
+
+/// At most this many prefixes are named per list; the rest are counted.
+const SAMPLE: usize = 5;
+
+fn list(f: &mut fmt::Formatter<'_>, nets: &[IpNet]) -> fmt::Result {
+    for (i, n) in nets.iter().take(SAMPLE).enumerate() {
+        write!(f, "{}{n}", if i == 0 { "" } else { " " })?;
+    }
+    if nets.len() > SAMPLE {
+        write!(f, " and {} more", nets.len() - SAMPLE)?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for PolicyDiff {
+    /// One line: `classes added [x]; class dynamic: +3 (…) -1 (…); allowed +1 (…)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return write!(f, "policy unchanged");
+        }
+        let mut sep = "";
+        let mut part = |f: &mut fmt::Formatter<'_>| -> fmt::Result {
+            let r = write!(f, "{sep}");
+            sep = "; ";
+            r
+        };
+        if !self.classes_added.is_empty() {
+            part(f)?;
+            write!(f, "classes added: {}", self.classes_added.join(", "))?;
+        }
+        if !self.classes_removed.is_empty() {
+            part(f)?;
+            write!(f, "classes removed: {}", self.classes_removed.join(", "))?;
+        }
+        for c in &self.classes_changed {
+            part(f)?;
+            write!(f, "class changed: {c}")?;
+        }
+        for p in &self.prefixes {
+            part(f)?;
+            write!(f, "class {} prefixes", p.class)?;
+            if !p.added.is_empty() {
+                write!(f, " +{} (", p.added.len())?;
+                list(f, &p.added)?;
+                write!(f, ")")?;
+            }
+            if !p.removed.is_empty() {
+                write!(f, " -{} (", p.removed.len())?;
+                list(f, &p.removed)?;
+                write!(f, ")")?;
+            }
+        }
+        if !self.allowed_added.is_empty() || !self.allowed_removed.is_empty() {
+            part(f)?;
+            write!(f, "allowed destinations")?;
+            if !self.allowed_added.is_empty() {
+                write!(f, " +{} (", self.allowed_added.len())?;
+                list(f, &self.allowed_added)?;
+                write!(f, ")")?;
+            }
+            if !self.allowed_removed.is_empty() {
+                write!(f, " -{} (", self.allowed_removed.len())?;
+                list(f, &self.allowed_removed)?;
+                write!(f, ")")?;
+            }
+        }
+        if let Some(o) = &self.other {
+            part(f)?;
+            write!(f, "policy settings: {o}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn facts(yaml: &str) -> (Loaded, PolicyFacts) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, yaml).unwrap();
+        let (l, listing) = super::super::load_listing(&p).unwrap();
+        let f = PolicyFacts::new(&l, &listing);
+        (l, f)
+    }
+
+    const BASE: &str = "interfaces: {subscriber: s, upstream: u}
+policy:
+  classes:
+    dynamic: {block_ports: [25]}
+    business: {block_ports: []}
+  subscribers:
+    - {class: dynamic, prefixes: [198.51.100.0/24, 2001:db8:1::/48]}
+    - {class: business, prefixes: [203.0.113.0/28]}
+  allowed_destinations: [192.0.2.25]
+";
+
+    #[test]
+    fn the_same_file_changes_nothing() {
+        let (a, fa) = facts(BASE);
+        let (b, fb) = facts(BASE);
+        assert!(fa.diff(&fb).is_empty());
+        assert_eq!(fa.diff(&fb).to_string(), "policy unchanged");
+        assert!(restart_only_changes(&a.config, &b.config).is_empty());
+        assert!(applied_setting_changes(&a.config, &b.config).is_empty());
+    }
+
+    #[test]
+    fn prefixes_classes_and_allowed_destinations_are_named() {
+        let (_, fa) = facts(BASE);
+        let changed = BASE
+            .replace("198.51.100.0/24, ", "198.51.100.0/25, 198.51.100.128/25, ")
+            .replace(
+                "business: {block_ports: []}",
+                "business: {block_ports: [465]}\n    lab: {block_ports: [25]}",
+            )
+            .replace("[192.0.2.25]", "[192.0.2.26]");
+        let (_, fb) = facts(&changed);
+        let d = fa.diff(&fb);
+        assert_eq!(d.classes_added, vec!["lab".to_string()]);
+        assert!(d.classes_removed.is_empty());
+        assert_eq!(d.classes_changed.len(), 1, "{d:?}");
+        assert!(d.classes_changed[0].starts_with("business: block_ports []"));
+        assert_eq!(d.prefixes.len(), 1);
+        assert_eq!(d.prefixes[0].class, "dynamic");
+        assert_eq!(d.prefixes[0].added.len(), 2);
+        assert_eq!(
+            d.prefixes[0].removed,
+            vec!["198.51.100.0/24".parse::<IpNet>().unwrap()]
+        );
+        let text = d.to_string();
+        assert!(text.contains("class dynamic prefixes +2 (198.51.100.0/25 198.51.100.128/25) -1 (198.51.100.0/24)"), "{text}");
+        assert!(
+            text.contains("allowed destinations +1 (192.0.2.26/32) -1 (192.0.2.25/32)"),
+            "{text}"
+        );
+        assert!(text.contains("classes added: lab"), "{text}");
+    }
+
+    #[test]
+    fn long_lists_are_sampled() {
+        let nets: Vec<IpNet> = (0..9)
+            .map(|i| format!("198.51.100.{i}/32").parse().unwrap())
+            .collect();
+        let d = PolicyDiff {
+            prefixes: vec![ClassPrefixes {
+                class: "c".into(),
+                added: nets,
+                removed: vec![],
+            }],
+            ..Default::default()
+        };
+        assert!(
+            d.to_string().ends_with("198.51.100.4/32 and 4 more)"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn restart_only_fields_are_named_and_reloadable_ones_are_not() {
+        let (a, _) = facts(BASE);
+        let text = format!(
+            "{BASE}workers: {{cores: [1], burst: 32, stats_interval_secs: 3}}\nlogging: {{level: debug}}\ncontrol: {{listen: 127.0.0.1:9999}}\n"
+        );
+        let (b, _) = facts(&text);
+        let r = restart_only_changes(&a.config, &b.config);
+        assert!(r.contains(&"workers.cores"), "{r:?}");
+        assert!(r.contains(&"workers.burst"), "{r:?}");
+        assert!(r.contains(&"control.listen"), "{r:?}");
+        assert!(!r
+            .iter()
+            .any(|f| f.contains("stats_interval") || f.contains("level")));
+        let applied = applied_setting_changes(&a.config, &b.config);
+        assert_eq!(applied.len(), 2, "{applied:?}");
+        let _ = Path::new("unused");
+    }
+}
