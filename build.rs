@@ -54,6 +54,8 @@ fn build_info() {
     let run = |cmd: &str, args: &[&str]| {
         Command::new(cmd)
             .args(args)
+            // `git status` must not rewrite the index (which this script watches).
+            .env("GIT_OPTIONAL_LOCKS", "0")
             .output()
             .ok()
             .filter(|o| o.status.success())

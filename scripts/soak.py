@@ -698,7 +698,7 @@ def scn_privileges(lab, a):
     start(plus.replace(",+bpf", ""))
     rc = lab.dut.wait(20)
     err = open(lab.dut_log).read()
-    if rc != 1 or "missing privileges: CAP_BPF" not in err:
+    if rc != 77 or "missing privileges: CAP_BPF" not in err:
         problems.append(f"without CAP_BPF: exit {rc}, {err.strip()[-300:]!r}")
     start(plus)
     lab.wait_running()

@@ -179,7 +179,11 @@ fn ready_waits_for_every_worker_then_pings_follow() {
     let pings = msgs.iter().filter(|m| *m == "WATCHDOG=1").count();
     assert!((3..=6).contains(&pings), "{pings} pings: {msgs:?}");
 
-    sup.reloading();
+    // A reload: one last ping, the watchdog timeout raised while the control thread
+    // is busy with it, then put back; READY=1 after.
+    let beats: Vec<u64> = [&a, &b].iter().map(|w| w.counters.heartbeat_ms()).collect();
+    let _ = drain(&sock);
+    sup.reloading(&beats, beat_clock());
     sup.reloaded("reloaded");
     sup.stopping();
     let msgs = drain(&sock);
@@ -187,6 +191,9 @@ fn ready_waits_for_every_worker_then_pings_follow() {
         msgs,
         [
             "RELOADING=1\nSTATUS=reloading",
+            "WATCHDOG=1",
+            "WATCHDOG_USEC=120000000",
+            "WATCHDOG_USEC=400000",
             "READY=1\nSTATUS=reloaded",
             "STOPPING=1\nSTATUS=stopping"
         ]

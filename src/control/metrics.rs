@@ -30,7 +30,9 @@ pub const BIND_RETRY: Duration = Duration::from_secs(2);
 /// The outcome of reloads, for `/reload-status`, the metrics and `op25b reload`.
 #[derive(Clone, Debug)]
 pub struct ReloadStatus {
-    /// Reload attempts since start.
+    /// Reloads begun since start (SIGHUPs taken; several coalesce into one).
+    pub started: u64,
+    /// Reload attempts finished since start.
     pub attempts: u64,
     pub applied: u64,
     pub refused: u64,
@@ -49,6 +51,7 @@ impl ReloadStatus {
     pub fn at_start() -> Self {
         let now = unix_now();
         Self {
+            started: 0,
             attempts: 0,
             applied: 0,
             refused: 0,
@@ -63,6 +66,7 @@ impl ReloadStatus {
     pub fn to_json(&self, generation: u64) -> serde_json::Value {
         serde_json::json!({
             "pid": std::process::id(),
+            "started": self.started,
             "attempts": self.attempts,
             "applied": self.applied,
             "refused": self.refused,
@@ -165,6 +169,10 @@ pub fn serve(
 fn busy(stream: TcpStream) -> std::io::Result<()> {
     let _ = stream.set_nonblocking(false);
     stream.set_write_timeout(Some(Duration::from_millis(200)))?;
+    // Read what has arrived of the request, so closing does not reset the connection
+    // before the client reads the 503.
+    stream.set_read_timeout(Some(Duration::from_millis(20)))?;
+    let _ = (&stream).read(&mut [0u8; 2048]);
     let body = "too many requests at once; retry\n";
     write!(
         &stream,
@@ -252,15 +260,35 @@ fn handle(stream: TcpStream, state: &MetricsState) -> std::io::Result<()> {
             "text/plain",
         )
     };
-    let left = deadline.saturating_duration_since(Instant::now());
-    stream.set_write_timeout(Some(left.max(Duration::from_millis(1))))?;
-    let mut w = &stream;
-    write!(
-        w,
+    let answer = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )?;
-    w.flush()
+    );
+    write_before(&stream, answer.as_bytes(), deadline)
+}
+
+/// Writes `bytes` in pieces, each with the time left until `deadline`: a client that
+/// reads slowly is cut off at the deadline (a write timeout alone applies per write).
+fn write_before(mut stream: &TcpStream, bytes: &[u8], deadline: Instant) -> std::io::Result<()> {
+    for piece in bytes.chunks(16 * 1024) {
+        let mut rest = piece;
+        while !rest.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "request deadline",
+                ));
+            }
+            stream.set_write_timeout(Some(left))?;
+            let n = stream.write(rest)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            rest = &rest[n..];
+        }
+    }
+    stream.flush()
 }
 
 /// The merged top-`n` sources of blocked outbound attempts over all workers.
@@ -637,7 +665,17 @@ fn process_metrics(o: &mut String, started_unix: f64) {
     let cpu = (num(11) + num(12)) as f64 / ticks;
     let vsize = num(20);
     let rss_pages = num(21);
-    let page = 4096u64;
+    let page = crate::datapath::nic::page_size();
+    // starttime (field 22): clock ticks after boot; btime in /proc/stat: boot, unix time.
+    let btime = std::fs::read_to_string("/proc/stat").ok().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    });
+    let started_unix = match (btime, num(19)) {
+        (Some(b), st) if st > 0 => b as f64 + st as f64 / ticks,
+        _ => started_unix,
+    };
     let fds = std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count())
         .unwrap_or(0);

@@ -462,6 +462,9 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         supervisor.tick(&beats, crate::datapath::counters::beat_clock(), || {
             format!("running ({mode}), policy generation {generation}")
         });
+        if supervisor.ready() && status_text == "starting" {
+            status_text = format!("running ({mode}), policy generation {generation}");
+        }
         if supervisor.ready() && last_status.elapsed() >= STATUS_EVERY {
             last_status = Instant::now();
             status_text = status_line.next(
@@ -483,7 +486,15 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             break;
         }
         if hup.swap(false, Ordering::SeqCst) {
-            supervisor.reloading();
+            mstate
+                .reload
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .started += 1;
+            // A reload runs on this thread: the watchdog gets one ping now and a longer
+            // timeout until it is done (a 1M-prefix reload, or nft -f of the fallback, can
+            // take seconds).
+            supervisor.reloading(&beats, crate::datapath::counters::beat_clock());
             let outcome = reload(
                 &opts.config,
                 &mut cfg,
@@ -719,16 +730,19 @@ pub fn reload(
     log: &logging::LogHandle,
 ) -> Result<Reloaded, RunError> {
     let t = Instant::now();
-    let (loaded, listing) = config::load_listing(path).map_err(RunError::ReloadConfig)?;
+    let (mut loaded, listing) = config::load_listing(path).map_err(RunError::ReloadConfig)?;
+    let restart_pending: Vec<String> = config::diff::restart_only_changes(running, &loaded.config)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let settings = config::diff::applied_setting_changes(running, &loaded.config);
+    // Restart-only settings stay as they run: the fallback rule set must name the
+    // interfaces the running bridge has, not new ones from the file.
+    loaded.config.interfaces = running.interfaces.clone();
     let rules = fallback.then(|| fallback::Rules::new(&loaded, &listing));
     let new_facts = config::diff::PolicyFacts::new(&loaded, &listing);
     drop(listing);
     let c = &loaded.config;
-    let restart_pending: Vec<String> = config::diff::restart_only_changes(running, c)
-        .into_iter()
-        .map(String::from)
-        .collect();
-    let settings = config::diff::applied_setting_changes(running, c);
     // Ports the new policy may block reach the XDP maps before it is in force, ports it
     // no longer blocks leave them after: no frame it blocks can take the fast path.
     fast.before_publish(&loaded.policy)
@@ -811,7 +825,7 @@ pub struct ReloadAnswer {
 /// Why `op25b reload` could not get an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadRequestError {
-    #[error("no op25b answering at http://{addr}/reload-status (control.listen): {source}")]
+    #[error("no op25b answering at http://{addr}/reload-status (control.listen; if it was changed in the file, the running op25b still listens on the old address: --listen OLD): {source}")]
     Unreachable {
         addr: std::net::SocketAddr,
         source: std::io::Error,
@@ -827,8 +841,11 @@ pub enum ReloadRequestError {
     Timeout { pid: u32, secs: u64 },
 }
 
-/// `op25b reload`: asks the instance at `addr` for its pid and reload count, sends it
-/// SIGHUP, and waits (up to `timeout`) for its answer.
+/// `op25b reload`: asks the instance at `addr` for its pid and reload counters, sends
+/// it SIGHUP, and waits (up to `timeout`) for the answer of a reload that began after
+/// the signal (a reload already running when asked read the file before; the signal
+/// coalesces into the next one). Transient errors while waiting (a busy endpoint) are
+/// retried until the deadline.
 pub fn request_reload(
     addr: std::net::SocketAddr,
     timeout: Duration,
@@ -840,9 +857,9 @@ pub fn request_reload(
         .as_u64()
         .and_then(|p| u32::try_from(p).ok())
         .ok_or_else(|| bad("no pid in /reload-status".into()))?;
-    let attempts = before["attempts"]
+    let started = before["started"]
         .as_u64()
-        .ok_or_else(|| bad("no attempts in /reload-status".into()))?;
+        .ok_or_else(|| bad("no reload counter in /reload-status (an older op25b?)".into()))?;
     // The endpoint's pid is in this pid namespace only if it is an op25b here.
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     if comm.trim() != "op25b" {
@@ -853,29 +870,43 @@ pub fn request_reload(
     datapath::nic::send_signal(pid, libc::SIGHUP)
         .map_err(|source| ReloadRequestError::Signal { pid, source })?;
     let deadline = Instant::now() + timeout;
+    let mut last_err = None;
     loop {
         std::thread::sleep(Duration::from_millis(50));
-        let v = status::reload_status(addr).map_err(unreachable)?;
-        if v["attempts"].as_u64().unwrap_or(0) > attempts {
-            return Ok(ReloadAnswer {
-                pid,
-                applied: v["last_ok"].as_bool().unwrap_or(false),
-                message: v["message"].as_str().unwrap_or("").to_string(),
-                restart_pending: v["restart_pending"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                generation: v["generation"].as_u64().unwrap_or(0),
-            });
+        match status::reload_status(addr) {
+            Ok(v) => {
+                if v["pid"].as_u64() != Some(u64::from(pid)) {
+                    return Err(bad(format!(
+                        "pid {pid} was replaced by pid {} while reloading (restarted?)",
+                        v["pid"]
+                    )));
+                }
+                if v["attempts"].as_u64().unwrap_or(0) > started {
+                    return Ok(ReloadAnswer {
+                        pid,
+                        applied: v["last_ok"].as_bool().unwrap_or(false),
+                        message: v["message"].as_str().unwrap_or("").to_string(),
+                        restart_pending: v["restart_pending"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|x| x.as_str().map(String::from))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        generation: v["generation"].as_u64().unwrap_or(0),
+                    });
+                }
+            }
+            Err(e) => last_err = Some(e),
         }
         if Instant::now() >= deadline {
-            return Err(ReloadRequestError::Timeout {
-                pid,
-                secs: timeout.as_secs(),
+            return Err(match last_err {
+                Some(source) => ReloadRequestError::Unreachable { addr, source },
+                None => ReloadRequestError::Timeout {
+                    pid,
+                    secs: timeout.as_secs(),
+                },
             });
         }
     }

@@ -19,11 +19,19 @@ fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     )?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
-    Ok(text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or("")
-        .to_string())
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.lines().next().unwrap_or("");
+    if !status.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!(
+            "GET {path}: {}",
+            if status.is_empty() {
+                "no answer"
+            } else {
+                status
+            }
+        )));
+    }
+    Ok(body.to_string())
 }
 
 /// GET /reload-status from `addr`.

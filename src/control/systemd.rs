@@ -13,6 +13,9 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// The watchdog timeout while a reload runs on the control thread.
+pub const RELOAD_WATCHDOG: Duration = Duration::from_secs(120);
+
 /// Sends sd_notify datagrams to `NOTIFY_SOCKET`; a no-op when it is not set.
 pub struct Notifier {
     sock: Option<(UnixDatagram, SocketAddr)>,
@@ -149,19 +152,12 @@ impl Supervisor {
                         tracing::warn!(worker = i, "worker {i} is making progress again");
                     }
                 }
-                if !self.ready {
+                // Marked sent only once the datagram went out: a full notify queue
+                // (EAGAIN) is retried at the next tick.
+                if !self.ready && self.send(&format!("READY=1\nSTATUS={}", status())).is_ok() {
                     self.ready = true;
-                    let _ = self.send(&format!("READY=1\nSTATUS={}", status()));
                 }
-                let due = self
-                    .ping_every
-                    .is_some_and(|p| self.last_ping.is_none_or(|t| t.elapsed() >= p));
-                if due {
-                    self.last_ping = Some(Instant::now());
-                    if self.send("WATCHDOG=1").is_ok() {
-                        self.pings += 1;
-                    }
-                }
+                self.ping_if_due();
             }
             Health::Stalled(list) => {
                 for &(i, age) in list {
@@ -191,6 +187,16 @@ impl Supervisor {
         health
     }
 
+    fn ping_if_due(&mut self) {
+        let due = self
+            .ping_every
+            .is_some_and(|p| self.last_ping.is_none_or(|t| t.elapsed() >= p));
+        if due && self.send("WATCHDOG=1").is_ok() {
+            self.last_ping = Some(Instant::now());
+            self.pings += 1;
+        }
+    }
+
     /// Sends `msg` as is.
     pub fn send(&self, msg: &str) -> io::Result<()> {
         self.notifier.send(msg)
@@ -201,14 +207,36 @@ impl Supervisor {
         let _ = self.send(&format!("STATUS={text}"));
     }
 
-    /// Before a reload (systemd ≥ 253 shows "reloading"; older ones ignore it).
-    pub fn reloading(&self) {
+    /// Before a reload, which runs on the control thread and stops the ticks until it
+    /// is done: one last ping if every worker is fresh, and the watchdog timeout raised
+    /// to [`RELOAD_WATCHDOG`] meanwhile (`WATCHDOG_USEC=`, systemd ≥ 236). systemd ≥ 253
+    /// also shows "reloading".
+    pub fn reloading(&mut self, beats: &[u64], now_ms: u64) {
         let _ = self.send("RELOADING=1\nSTATUS=reloading");
+        if let Some(p) = self.ping_every {
+            if judge(beats, now_ms, self.stall_ms) == Health::Running
+                && self.send("WATCHDOG=1").is_ok()
+            {
+                self.last_ping = Some(Instant::now());
+                self.pings += 1;
+            }
+            let longer = (p * 2).max(RELOAD_WATCHDOG);
+            let _ = self.send(&format!("WATCHDOG_USEC={}", longer.as_micros()));
+        }
     }
 
-    /// After a reload, applied or refused.
-    pub fn reloaded(&self, status: &str) {
-        let _ = self.send(&format!("READY=1\nSTATUS={status}"));
+    /// After a reload, applied or refused: the watchdog timeout back to what systemd set,
+    /// and READY=1 (only once start-up has said it).
+    pub fn reloaded(&mut self, status: &str) {
+        if let Some(p) = self.ping_every {
+            let _ = self.send(&format!("WATCHDOG_USEC={}", (p * 2).as_micros()));
+            self.last_ping = None;
+        }
+        if self.ready {
+            let _ = self.send(&format!("READY=1\nSTATUS={status}"));
+        } else {
+            self.status(status);
+        }
     }
 
     /// At shutdown.

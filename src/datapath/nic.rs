@@ -402,3 +402,14 @@ pub fn rx_vlan_offload(name: &str) -> io::Result<bool> {
     }
     Ok(v.data & ETH_FLAG_RXVLAN != 0)
 }
+
+/// The memory page size (`_SC_PAGESIZE`; /proc reports RSS in pages).
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf(3) reads a constant; no memory is involved.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as u64
+    } else {
+        4096
+    }
+}
