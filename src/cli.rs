@@ -168,6 +168,23 @@ pub enum Command {
         #[arg(long, conflicts_with = "cleanup")]
         dry_run: bool,
     },
+    /// Per-subscriber exemptions at runtime (the overlay): no reload, kept across
+    /// restarts with control.state_file. Through control.socket (owner-only).
+    #[command(subcommand)]
+    Exempt(ExemptCommand),
+    /// List the runtime overlay's entries: prefix, class, source (operator, radius,
+    /// auto), age and expiry.
+    Sessions {
+        /// YAML config file (only its control section is read).
+        #[arg(short, long, default_value = config::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The instance's control.socket (instead of reading the config).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmark harness: AF_XDP traffic generator, verifying sink, run report.
     #[command(subcommand)]
     Bench(crate::cli_bench::BenchCommand),
@@ -199,6 +216,38 @@ pub enum Command {
     GenerateAssets {
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExemptCommand {
+    /// Give ADDR (an address, or an IPv6 delegated prefix) a class of the policy at once,
+    /// e.g. lift the port-25 block of a customer with their own mail server.
+    Add {
+        /// Address (IPv4 or IPv6) or IPv6 prefix (2001:db8:1:ab00::/56).
+        addr: String,
+        /// Class to give (default: policy.exempt_class).
+        #[arg(long)]
+        class: Option<String>,
+        /// Expire after this long (3600, 90m, 12h, 30d); default: until removed.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Free text kept with the entry (a ticket number).
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(short, long, default_value = config::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The instance's control.socket (instead of reading the config).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Remove the entry for ADDR: the file policy applies again.
+    Del {
+        addr: String,
+        #[arg(short, long, default_value = config::DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long)]
+        socket: Option<PathBuf>,
     },
 }
 
@@ -389,9 +438,176 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Exempt(cmd) => exempt_cmd(cmd),
+        Command::Sessions {
+            config,
+            socket,
+            json,
+        } => sessions_cmd(&config, socket, json),
         Command::SystemdDeps { config } => systemd_deps(&config),
         Command::GenerateAssets { out } => generate_assets(&out),
     }
+}
+
+/// The operator socket: `--socket`, else the config's control section.
+fn socket_path(config: &Path, socket: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+    if let Some(s) = socket {
+        return Ok(s);
+    }
+    config::load_control(config).map(|c| c.socket).map_err(|e| {
+        eprintln!("error: {e} (or give the socket: --socket PATH)");
+        code(exit::CONFIG)
+    })
+}
+
+/// Sends one operator request; prints an error and returns the exit code on failure.
+fn operator_request(path: &Path, req: serde_json::Value) -> Result<serde_json::Value, ExitCode> {
+    match op25b::control::operator::request(path, &req) {
+        Ok(v) if v["ok"].as_bool() == Some(true) => Ok(v),
+        Ok(v) => {
+            eprintln!("error: {}", v["error"].as_str().unwrap_or("refused"));
+            Err(code(exit::DATAERR))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!(
+                "error: {}: {e} (the operator socket is owner-only: run as op25b's user or root)",
+                path.display()
+            );
+            Err(code(exit::NOPERM))
+        }
+        Err(e) => {
+            eprintln!(
+                "error: no op25b answering on {} (control.socket): {e}",
+                path.display()
+            );
+            Err(code(exit::UNAVAILABLE))
+        }
+    }
+}
+
+fn exempt_cmd(cmd: ExemptCommand) -> ExitCode {
+    match cmd {
+        ExemptCommand::Add {
+            addr,
+            class,
+            ttl,
+            note,
+            config,
+            socket,
+        } => {
+            let ttl = match ttl.as_deref().map(op25b::control::operator::parse_duration) {
+                None => None,
+                Some(Ok(t)) => Some(t),
+                Some(Err(e)) => {
+                    eprintln!("error: --ttl {e}");
+                    return code(exit::USAGE);
+                }
+            };
+            let path = match socket_path(&config, socket) {
+                Ok(p) => p,
+                Err(c) => return c,
+            };
+            let req = serde_json::json!({
+                "op": "exempt_add", "prefix": addr, "class": class, "ttl_secs": ttl, "note": note,
+            });
+            match operator_request(&path, req) {
+                Ok(v) => {
+                    let e = &v["entry"];
+                    outln!(
+                        "{} is class {} ({}){}",
+                        e["prefix"].as_str().unwrap_or("?"),
+                        e["class"].as_str().unwrap_or("?"),
+                        match e["expires"].as_u64() {
+                            Some(t) => format!("expires at {t}"),
+                            None => "until removed".into(),
+                        },
+                        if v["replaced"].is_null() {
+                            ""
+                        } else {
+                            "; replaced the previous entry"
+                        }
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(c) => c,
+            }
+        }
+        ExemptCommand::Del {
+            addr,
+            config,
+            socket,
+        } => {
+            let path = match socket_path(&config, socket) {
+                Ok(p) => p,
+                Err(c) => return c,
+            };
+            match operator_request(
+                &path,
+                serde_json::json!({"op": "exempt_del", "prefix": addr}),
+            ) {
+                Ok(v) => {
+                    let e = &v["removed"];
+                    outln!(
+                        "{} removed (was class {}); the file policy applies again",
+                        e["prefix"].as_str().unwrap_or("?"),
+                        e["class"].as_str().unwrap_or("?")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(c) => c,
+            }
+        }
+    }
+}
+
+fn sessions_cmd(config: &Path, socket: Option<PathBuf>, json: bool) -> ExitCode {
+    let path = match socket_path(config, socket) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    let v = match operator_request(&path, serde_json::json!({"op": "sessions"})) {
+        Ok(v) => v,
+        Err(c) => return c,
+    };
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&v["entries"]).expect("json")
+        );
+        return ExitCode::SUCCESS;
+    }
+    let now = v["now"].as_u64().unwrap_or(0);
+    outln!(
+        "{:<44} {:<12} {:<9} {:>10} {:>12}  {:<6} note",
+        "prefix",
+        "class",
+        "source",
+        "age",
+        "expires in",
+        "active"
+    );
+    let empty = Vec::new();
+    for e in v["entries"].as_array().unwrap_or(&empty) {
+        let age = now.saturating_sub(e["created"].as_u64().unwrap_or(now));
+        outln!(
+            "{:<44} {:<12} {:<9} {:>9}s {:>12}  {:<6} {}",
+            e["prefix"].as_str().unwrap_or("?"),
+            e["class"].as_str().unwrap_or("?"),
+            e["source"].as_str().unwrap_or("?"),
+            age,
+            match e["expires"].as_u64() {
+                Some(t) => format!("{}s", t.saturating_sub(now)),
+                None => "never".into(),
+            },
+            if e["active"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "NO"
+            },
+            e["note"].as_str().unwrap_or("")
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 /// `op25b run --dry-run`.

@@ -348,7 +348,7 @@ fn unreadable_config_is_named() {
     let mut c = case(
         "config the user cannot read",
         &["check", "-c", private.to_str().unwrap()],
-        1,
+        78,
         &["private.yaml: cannot read", "Permission denied"],
     );
     c.as_nobody = true;

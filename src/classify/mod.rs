@@ -367,6 +367,23 @@ pub fn classify(frame: &[u8], direction: Direction, policy: &Policy) -> Classifi
 /// [`classify`] on a frame already parsed.
 #[inline(always)]
 pub fn classify_parsed(info: &FrameInfo, direction: Direction, policy: &Policy) -> Classified {
+    classify_parsed_with(
+        info,
+        direction,
+        policy,
+        crate::policy::overlay::Overlay::empty(),
+    )
+}
+
+/// [`classify_parsed`] with the runtime overlay (per-subscriber classes set at runtime,
+/// `policy::overlay`).
+#[inline(always)]
+pub fn classify_parsed_with(
+    info: &FrameInfo,
+    direction: Direction,
+    policy: &Policy,
+    overlay: &crate::policy::overlay::Overlay,
+) -> Classified {
     let simple = |reason| Classified {
         verdict: Verdict::Forward(reason),
         class: None,
@@ -386,8 +403,12 @@ pub fn classify_parsed(info: &FrameInfo, direction: Direction, policy: &Policy) 
                 return simple(Reason::MalformedIp);
             }
             let d = match addrs {
-                Addrs::V4 { src, dst } => policy.decide_v4(direction, src, dst, segment),
-                Addrs::V6 { src, dst } => policy.decide_v6(direction, src, dst, segment),
+                Addrs::V4 { src, dst } => {
+                    policy.decide_v4_with(direction, src, dst, segment, overlay)
+                }
+                Addrs::V6 { src, dst } => {
+                    policy.decide_v6_with(direction, src, dst, segment, overlay)
+                }
             };
             Classified {
                 verdict: d.verdict,

@@ -42,6 +42,11 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
     check(a.reject_rate != b.reject_rate, "policy.reject_rate");
     check(a.control.listen != b.control.listen, "control.listen");
     check(a.control.pid_file != b.control.pid_file, "control.pid_file");
+    check(a.control.socket != b.control.socket, "control.socket");
+    check(
+        a.control.state_file != b.control.state_file,
+        "control.state_file",
+    );
     check(a.logging.format != b.logging.format, "logging.format");
     out
 }

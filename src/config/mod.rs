@@ -300,6 +300,24 @@ enum RawFragmentAction {
     Forward,
 }
 
+/// `policy.auto_quarantine:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAutoQuarantine {
+    attempts_per_minute: u64,
+    class: String,
+    duration_secs: u64,
+}
+
+/// Moves a source that makes at least `attempts_per_minute` blocked outbound attempts
+/// within a minute into `class` for `duration` (through the runtime overlay).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AutoQuarantine {
+    pub attempts_per_minute: u64,
+    pub class: String,
+    pub duration: Duration,
+}
+
 /// `policy.fragments:`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -406,6 +424,11 @@ struct RawPolicy {
     allowed_destination_files: Vec<PathBuf>,
     #[serde(default)]
     unmatched_class: Option<String>,
+    /// The class `op25b exempt add` gives when no `--class` is named.
+    #[serde(default)]
+    exempt_class: Option<String>,
+    #[serde(default)]
+    auto_quarantine: Option<RawAutoQuarantine>,
     #[serde(default)]
     fragments: RawFragments,
     #[serde(default)]
@@ -420,6 +443,21 @@ struct RawControl {
     listen: String,
     #[serde(default = "default_pid_file")]
     pid_file: PathBuf,
+    /// The operator socket (`op25b exempt`, `sessions`); default: the pid file's path
+    /// with the extension `.sock`.
+    #[serde(default)]
+    socket: Option<PathBuf>,
+    /// Where the runtime overlay is kept across restarts; none: not kept.
+    #[serde(default)]
+    state_file: Option<PathBuf>,
+}
+
+impl RawControl {
+    fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.pid_file.with_extension("sock"))
+    }
 }
 
 fn default_listen() -> String {
@@ -434,6 +472,8 @@ impl Default for RawControl {
         Self {
             listen: default_listen(),
             pid_file: default_pid_file(),
+            socket: None,
+            state_file: None,
         }
     }
 }
@@ -567,6 +607,10 @@ pub struct Control {
     /// Metrics/control HTTP listen address.
     pub listen: SocketAddr,
     pub pid_file: PathBuf,
+    /// The operator socket (owner-only): state-changing commands.
+    pub socket: PathBuf,
+    /// The runtime overlay's state file, if kept.
+    pub state_file: Option<PathBuf>,
 }
 
 /// Logging.
@@ -605,6 +649,10 @@ pub struct LoadReport {
     pub allowed: Vec<IpNet>,
     /// Prefix files read, with their line counts.
     pub files: Vec<(PathBuf, usize)>,
+    /// `policy.exempt_class`: the class `op25b exempt add` gives by default.
+    pub exempt_class: Option<String>,
+    /// `policy.auto_quarantine`.
+    pub auto_quarantine: Option<AutoQuarantine>,
     /// Time to parse, validate and compile tables.
     pub build_time: Duration,
 }
@@ -698,6 +746,8 @@ pub fn load_control(path: &Path) -> Result<Control, ConfigError> {
     })?;
     Ok(Control {
         listen,
+        socket: raw.control.socket_path(),
+        state_file: raw.control.state_file.clone(),
         pid_file: raw.control.pid_file,
     })
 }
@@ -921,6 +971,8 @@ fn validate_settings(file: &Path, raw: &RawConfig) -> Result<Config, ConfigError
         control: Control {
             listen,
             pid_file: raw.control.pid_file.clone(),
+            socket: raw.control.socket_path(),
+            state_file: raw.control.state_file.clone(),
         },
         logging: Logging {
             level: raw.logging.level,
@@ -1170,6 +1222,34 @@ fn compile_policy(
         let id = class_id("policy.unmatched_class", name)?;
         b.unmatched(Some(id));
     }
+    if let Some(name) = &raw.exempt_class {
+        class_id("policy.exempt_class", name)?;
+    }
+    let auto_quarantine = match &raw.auto_quarantine {
+        None => None,
+        Some(a) => {
+            class_id("policy.auto_quarantine.class", &a.class)?;
+            if a.attempts_per_minute == 0 {
+                return Err(ConfigError::invalid(
+                    file,
+                    "policy.auto_quarantine.attempts_per_minute",
+                    "0 would quarantine every source at once; expected at least 1",
+                ));
+            }
+            if a.duration_secs == 0 {
+                return Err(ConfigError::invalid(
+                    file,
+                    "policy.auto_quarantine.duration_secs",
+                    "0 would end the quarantine as it starts; expected at least 1",
+                ));
+            }
+            Some(AutoQuarantine {
+                attempts_per_minute: a.attempts_per_minute,
+                class: a.class.clone(),
+                duration: Duration::from_secs(a.duration_secs),
+            })
+        }
+    };
     b.fragments(FragmentPolicy {
         drop_tiny_first: raw.fragments.tiny_first == RawFragmentAction::Drop,
         drop_non_first: raw.fragments.non_first == RawFragmentAction::Drop,
@@ -1181,6 +1261,8 @@ fn compile_policy(
         classes: raw.classes.keys().cloned().collect(),
         allowed,
         files,
+        exempt_class: raw.exempt_class.clone(),
+        auto_quarantine,
         build_time: Duration::ZERO,
     };
     Ok((policy, report))

@@ -93,6 +93,8 @@ pub struct MetricsState {
     /// Unix time of the start.
     pub started_unix: f64,
     pub reload: Mutex<ReloadStatus>,
+    /// The runtime overlay.
+    pub overlay: Arc<super::operator::OverlayShared>,
 }
 
 /// Binds the listener.
@@ -617,6 +619,37 @@ pub fn render(state: &MetricsState) -> String {
         state.mode,
         env!("CARGO_PKG_VERSION")
     );
+    {
+        let store = state
+            .overlay
+            .store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(o, "# HELP op25b_overlay_entries Runtime overlay entries (per-subscriber classes) by source.");
+        let _ = writeln!(o, "# TYPE op25b_overlay_entries gauge");
+        for src in super::overlay::Source::ALL {
+            let _ = writeln!(
+                o,
+                "op25b_overlay_entries{{source=\"{}\"}} {}",
+                src.as_str(),
+                store.count(src)
+            );
+        }
+    }
+    let _ = writeln!(o, "# HELP op25b_overlay_changes_total Runtime overlay entries added (or replaced), removed and expired; of the added, the auto-quarantined.");
+    let _ = writeln!(o, "# TYPE op25b_overlay_changes_total counter");
+    for (op, v) in [
+        ("add", &state.overlay.added),
+        ("remove", &state.overlay.removed),
+        ("expire", &state.overlay.expired),
+        ("auto_quarantine", &state.overlay.auto_quarantined),
+    ] {
+        let _ = writeln!(
+            o,
+            "op25b_overlay_changes_total{{op=\"{op}\"}} {}",
+            v.load(Ordering::Relaxed)
+        );
+    }
     let _ = writeln!(
         o,
         "# HELP op25b_build_info The running build: version, git revision, compiler."

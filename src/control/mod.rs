@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 pub mod logging;
 pub mod metrics;
+pub mod operator;
+pub mod overlay;
 pub mod status;
 pub mod stdout;
 pub mod systemd;
@@ -359,6 +361,51 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         }
     };
     let policy = Arc::new(PolicyCell::new(Arc::new(loaded.policy)));
+    // The runtime overlay, from the state file, published before the first frame.
+    let mut store = overlay::Store::new(&policy.load(), policy.generation());
+    if let Some(path) = &cfg.control.state_file {
+        match store.load(path, metrics::unix_now()) {
+            Ok(r) => {
+                tracing::info!(
+                    state_file = %path.display(),
+                    loaded = r.loaded,
+                    expired = r.expired,
+                    inactive = r.inactive,
+                    bad_lines = r.bad_lines,
+                    "overlay: {} entries from {} ({} expired dropped, {} with a class the policy lacks)",
+                    r.loaded,
+                    path.display(),
+                    r.expired,
+                    r.inactive
+                );
+                if let Some(b) = r.first_bad {
+                    tracing::error!(
+                        "overlay state file: {} bad line(s) skipped, first: {b}",
+                        r.bad_lines
+                    );
+                }
+            }
+            Err(e) => tracing::error!(
+                "control.state_file {}: {e}; starting with an empty overlay",
+                path.display()
+            ),
+        }
+    }
+    let shared = Arc::new(operator::OverlayShared {
+        store: std::sync::Mutex::new(store),
+        cell: policy.clone(),
+        exempt_class: std::sync::Mutex::new(loaded.report.exempt_class.clone()),
+        auto: std::sync::Mutex::new(loaded.report.auto_quarantine.clone()),
+        auto_quarantined: Default::default(),
+        state_file: cfg.control.state_file.clone(),
+        added: Default::default(),
+        removed: Default::default(),
+        expired: Default::default(),
+    });
+    {
+        let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+        shared.publish(&store);
+    }
     let t0 = Instant::now();
     let open = cfg.interfaces.failure_mode == FailureMode::Open;
     fallback::preflight(&cfg)?;
@@ -406,6 +453,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         "op25b running (started in {:.0} ms)",
         t0.elapsed().as_secs_f64() * 1e3
     );
+    let metrics_stop_early = Arc::new(AtomicBool::new(false));
     let mstate = Arc::new(metrics::MetricsState {
         counters: running.counters.clone(),
         policy: policy.clone(),
@@ -418,7 +466,25 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0),
         reload: std::sync::Mutex::new(metrics::ReloadStatus::at_start()),
+        overlay: shared.clone(),
     });
+    let operator_thread = match operator::serve(
+        &cfg.control.socket,
+        shared.clone(),
+        metrics_stop_early.clone(),
+    ) {
+        Ok(t) => {
+            tracing::info!(socket = %cfg.control.socket.display(), "operator socket at {} (op25b exempt, op25b sessions)", cfg.control.socket.display());
+            Some(t)
+        }
+        Err(e) => {
+            tracing::error!(
+                "control.socket {}: {e}; op25b runs without operator commands (exempt, sessions)",
+                cfg.control.socket.display()
+            );
+            None
+        }
+    };
     let metrics_stop = Arc::new(AtomicBool::new(false));
     let have_listener = listener.is_some();
     let metrics_thread = metrics::serve(listener, listen, mstate.clone(), metrics_stop.clone())
@@ -453,6 +519,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let mut last = Instant::now();
     let mut died = false;
     let mut offenders = OffenderLog::default();
+    let mut auto = operator::AutoTracker::default();
     let mut last_top = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
@@ -479,6 +546,12 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             last_top = Instant::now();
             offenders.check(&metrics::top(&mstate, OFFENDER_SCAN));
             running.fast_path.refresh();
+            shared.tick(metrics::unix_now());
+            auto.check(
+                &shared,
+                &metrics::top(&mstate, OFFENDER_SCAN),
+                metrics::unix_now(),
+            );
         }
         if running.any_worker_finished() && !stop.load(Ordering::SeqCst) {
             tracing::error!("a worker thread ended while running");
@@ -510,6 +583,21 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             match outcome {
                 Ok(done) => {
                     retired.push(done.old);
+                    // The overlay's class ids follow the new policy.
+                    {
+                        let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+                        let inactive = store.rebind(&policy.load(), policy.generation());
+                        shared.publish(&store);
+                        if inactive > 0 {
+                            tracing::warn!("overlay: {inactive} entries name a class the new policy lacks: inactive until it comes back or they are removed (op25b sessions)");
+                        }
+                    }
+                    if let Ok(mut c) = shared.exempt_class.lock() {
+                        c.clone_from(&done.exempt_class);
+                    }
+                    if let Ok(mut a) = shared.auto.lock() {
+                        a.clone_from(&done.auto_quarantine);
+                    }
                     if let Ok(mut n) = mstate.class_names.lock() {
                         *n = done.classes;
                     }
@@ -589,6 +677,16 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     }
     metrics_stop.store(true, Ordering::SeqCst);
     let _ = metrics_thread.join();
+    metrics_stop_early.store(true, Ordering::SeqCst);
+    if let Some(t) = operator_thread {
+        let _ = t.join();
+    }
+    {
+        let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+        if store.dirty {
+            shared.save(&mut store);
+        }
+    }
     for n in &notes {
         tracing::warn!("{n}");
     }
@@ -710,6 +808,10 @@ pub struct Reloaded {
     pub summary: String,
     /// Restart-only settings that differ from what runs (not applied).
     pub restart_pending: Vec<String>,
+    /// `policy.exempt_class` of the new policy.
+    pub exempt_class: Option<String>,
+    /// `policy.auto_quarantine` of the new policy.
+    pub auto_quarantine: Option<config::AutoQuarantine>,
 }
 
 /// Re-reads the config and the prefix files, builds the new policy off the workers and
@@ -806,6 +908,8 @@ pub fn reload(
     }
     Ok(Reloaded {
         old,
+        exempt_class: loaded.report.exempt_class.clone(),
+        auto_quarantine: loaded.report.auto_quarantine.clone(),
         classes: loaded.report.classes,
         summary,
         restart_pending,

@@ -45,6 +45,9 @@ use std::sync::Arc;
 pub struct PolicyCell {
     policy: ArcSwap<Policy>,
     generation: AtomicU64,
+    /// The runtime overlay (per-subscriber classes), published apart from the policy:
+    /// an update never needs a reload.
+    overlay: ArcSwap<Overlay>,
 }
 
 impl PolicyCell {
@@ -52,7 +55,19 @@ impl PolicyCell {
         Self {
             policy: ArcSwap::new(policy),
             generation: AtomicU64::new(1),
+            overlay: ArcSwap::new(Arc::new(Overlay::default())),
         }
+    }
+
+    /// The current overlay (a cheap, lock-free load). Its class ids are valid for the
+    /// policy of its `generation` only.
+    pub fn load_overlay(&self) -> arc_swap::Guard<Arc<Overlay>> {
+        self.overlay.load()
+    }
+
+    /// Publishes an overlay snapshot.
+    pub fn publish_overlay(&self, next: Arc<Overlay>) {
+        self.overlay.store(next);
     }
 
     /// The current policy (a cheap, lock-free load).
@@ -80,6 +95,7 @@ impl PolicyCell {
 }
 
 use crate::config::Config;
+use crate::policy::overlay::Overlay;
 use counters::{FrameCensus, WorkerCounters};
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::AtomicBool;

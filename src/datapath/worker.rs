@@ -18,7 +18,7 @@
 use super::counters::{Counter, FrameCensus, Side, WorkerCounters};
 use super::io::FrameIo;
 use super::PolicyCell;
-use crate::classify::{classify_parsed, parse, reply, Addrs, Net};
+use crate::classify::{classify_parsed_with, parse, reply, Addrs, Net};
 use crate::policy::Direction;
 use crate::policy::Verdict;
 use crate::topk::{self, TopK, WORKER_SLOTS};
@@ -290,6 +290,14 @@ impl<I: FrameIo> Worker<I> {
                 .store(generation, Ordering::Relaxed);
         }
         let policy: &crate::policy::Policy = &guard;
+        // The overlay's class ids belong to one policy generation: during a reload,
+        // between the two swaps, a worker judges by the file policy alone.
+        let overlay_guard = self.policy.load_overlay();
+        let overlay: &crate::policy::overlay::Overlay = if overlay_guard.generation == generation {
+            &overlay_guard
+        } else {
+            crate::policy::overlay::Overlay::empty()
+        };
         let direction = side.rx_direction();
         let mut rx_bytes = 0u64;
         for i in 0..n {
@@ -300,7 +308,7 @@ impl<I: FrameIo> Worker<I> {
             let len = data.len() as u32;
             rx_bytes += u64::from(len);
             let info = parse(data);
-            let c = classify_parsed(&info, direction, policy);
+            let c = classify_parsed_with(&info, direction, policy, overlay);
             self.counters.verdict(side, c.verdict, c.class, c.dst_port);
             if c.verdict.is_blocked() && direction == Direction::Outbound {
                 if let Net::Ip { addrs, .. } = info.net {

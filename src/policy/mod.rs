@@ -6,6 +6,8 @@
 //! fragment state). Nothing here knows YAML exists; see `config` for that.
 #![forbid(unsafe_code)]
 
+pub mod overlay;
+
 use std::fmt;
 use std::net::IpAddr;
 
@@ -484,7 +486,37 @@ impl Policy {
     /// The class of a subscriber-side IPv6 address.
     #[inline]
     pub fn class_of_v6(&self, addr: u128) -> Option<ClassId> {
-        self.table_class(self.subscribers_v6.lookup(addr))
+        self.class_of_v6_len(addr).0
+    }
+
+    /// The class of a subscriber-side IPv6 address and the length of the file prefix
+    /// that gave it (0: no prefix matched). The IPv6 table stores `len << 8 | class + 1`
+    /// so that the overlay can compete on specificity.
+    #[inline]
+    pub fn class_of_v6_len(&self, addr: u128) -> (Option<ClassId>, u8) {
+        let v = self.subscribers_v6.lookup(addr);
+        (self.table_class(v & 0xff), (v >> 8) as u8)
+    }
+
+    /// The class of an IPv4 subscriber address with the runtime overlay: an overlay
+    /// entry (a /32) is always the most specific match.
+    #[inline]
+    pub fn class_of_v4_with(&self, addr: u32, overlay: &overlay::Overlay) -> Option<ClassId> {
+        match overlay.v4(addr) {
+            Some(c) if usize::from(c) < self.classes.len() => Some(c),
+            _ => self.class_of_v4(addr),
+        }
+    }
+
+    /// The class of an IPv6 subscriber address with the runtime overlay: the longer of
+    /// the overlay's and the file's matches wins; on a tie, the overlay.
+    #[inline]
+    pub fn class_of_v6_with(&self, addr: u128, overlay: &overlay::Overlay) -> Option<ClassId> {
+        let (file, file_len) = self.class_of_v6_len(addr);
+        match overlay.v6(addr) {
+            Some((c, len)) if len >= file_len && usize::from(c) < self.classes.len() => Some(c),
+            _ => file,
+        }
     }
 
     /// The class of any subscriber-side address.
@@ -517,6 +549,19 @@ impl Policy {
     /// [`Policy::decide`] for IPv4, addresses as host-order `u32`.
     #[inline]
     pub fn decide_v4(&self, direction: Direction, src: u32, dst: u32, seg: Segment) -> Decision {
+        self.decide_v4_with(direction, src, dst, seg, overlay::Overlay::empty())
+    }
+
+    /// [`Policy::decide_v4`] with the runtime overlay.
+    #[inline]
+    pub fn decide_v4_with(
+        &self,
+        direction: Direction,
+        src: u32,
+        dst: u32,
+        seg: Segment,
+        overlay: &overlay::Overlay,
+    ) -> Decision {
         if seg.protocol != IPPROTO_TCP {
             return Decision::new(Verdict::Forward(Reason::NotTcp), None);
         }
@@ -524,14 +569,30 @@ impl Policy {
             Direction::Outbound => src,
             Direction::Inbound => dst,
         };
-        self.decide_tcp(direction, self.class_of_v4(subscriber), seg, || {
-            self.allowed_v4.contains(dst)
-        })
+        self.decide_tcp(
+            direction,
+            self.class_of_v4_with(subscriber, overlay),
+            seg,
+            || self.allowed_v4.contains(dst),
+        )
     }
 
     /// [`Policy::decide`] for IPv6, addresses as host-order `u128`.
     #[inline]
     pub fn decide_v6(&self, direction: Direction, src: u128, dst: u128, seg: Segment) -> Decision {
+        self.decide_v6_with(direction, src, dst, seg, overlay::Overlay::empty())
+    }
+
+    /// [`Policy::decide_v6`] with the runtime overlay.
+    #[inline]
+    pub fn decide_v6_with(
+        &self,
+        direction: Direction,
+        src: u128,
+        dst: u128,
+        seg: Segment,
+        overlay: &overlay::Overlay,
+    ) -> Decision {
         if seg.protocol != IPPROTO_TCP {
             return Decision::new(Verdict::Forward(Reason::NotTcp), None);
         }
@@ -539,9 +600,12 @@ impl Policy {
             Direction::Outbound => src,
             Direction::Inbound => dst,
         };
-        self.decide_tcp(direction, self.class_of_v6(subscriber), seg, || {
-            self.allowed_v6.contains(dst)
-        })
+        self.decide_tcp(
+            direction,
+            self.class_of_v6_with(subscriber, overlay),
+            seg,
+            || self.allowed_v6.contains(dst),
+        )
     }
 
     /// The TCP part of the verdict, once the subscriber-side class is known.
@@ -718,8 +782,18 @@ impl PolicyBuilder {
         let table = |family: &'static str| move |source| PolicyError::Table { family, source };
         let subscribers_v4 =
             Ipv4Table::build(&self.subscribers_v4).map_err(table("IPv4 subscriber"))?;
+        // The IPv6 table carries the prefix length beside the class (see
+        // `class_of_v6_len`): the overlay competes on specificity.
+        let v6_entries: Vec<Entry<u128>> = self
+            .subscribers_v6
+            .iter()
+            .map(|e| Entry {
+                value: (u16::from(e.len) << 8) | e.value,
+                ..*e
+            })
+            .collect();
         let subscribers_v6 =
-            HostSplitTable::build(&self.subscribers_v6).map_err(table("IPv6 subscriber"))?;
+            HostSplitTable::build(&v6_entries).map_err(table("IPv6 subscriber"))?;
         let allowed_v4 = PrefixSet::build(&self.allowed_v4).map_err(table("IPv4 allowed"))?;
         let allowed_v6 = PrefixSet::build(&self.allowed_v6).map_err(table("IPv6 allowed"))?;
 

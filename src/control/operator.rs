@@ -1,0 +1,387 @@
+//! The operator socket: state-changing commands (`op25b exempt add|del`, `op25b
+//! sessions`) over a local Unix socket with owner-only permissions (`control.socket`),
+//! never over the TCP metrics endpoint, which stays read-only.
+//!
+//! One JSON request per connection, one JSON line back:
+//! `{"op":"exempt_add","prefix":"198.51.100.10","class":"static","ttl_secs":86400,"note":"ticket 4711"}`,
+//! `{"op":"exempt_del","prefix":"198.51.100.10"}`, `{"op":"sessions"}`.
+
+use super::overlay::{Entry, Source, Store};
+use crate::datapath::PolicyCell;
+use ipnet::IpNet;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the control plane shares about the overlay: the store (control-plane threads
+/// only), the cell workers read snapshots from, and counters for the metrics.
+pub struct OverlayShared {
+    pub store: Mutex<Store>,
+    pub cell: Arc<PolicyCell>,
+    /// `policy.exempt_class` of the policy in force.
+    pub exempt_class: Mutex<Option<String>>,
+    pub state_file: Option<PathBuf>,
+    /// `policy.auto_quarantine` of the policy in force.
+    pub auto: Mutex<Option<crate::config::AutoQuarantine>>,
+    /// Sources moved to quarantine automatically since start.
+    pub auto_quarantined: AtomicU64,
+    /// Entries added, removed and expired since start.
+    pub added: AtomicU64,
+    pub removed: AtomicU64,
+    pub expired: AtomicU64,
+}
+
+impl OverlayShared {
+    /// Publishes the store's snapshot to the workers.
+    pub fn publish(&self, store: &Store) {
+        self.cell.publish_overlay(Arc::new(store.snapshot()));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Handles one request; returns the answer.
+    pub fn handle(&self, req: &serde_json::Value, now: u64) -> serde_json::Value {
+        let fail = |e: String| serde_json::json!({"ok": false, "error": e});
+        match req["op"].as_str() {
+            Some("exempt_add") => {
+                let prefix = match parse_prefix(req["prefix"].as_str().unwrap_or("")) {
+                    Ok(p) => p,
+                    Err(e) => return fail(e),
+                };
+                let class = match req["class"].as_str() {
+                    Some(c) => c.to_string(),
+                    None => match self.exempt_class.lock().map(|c| c.clone()) {
+                        Ok(Some(c)) => c,
+                        _ => {
+                            return fail(
+                                "no class given and the policy has no exempt_class: name one with --class".into(),
+                            )
+                        }
+                    },
+                };
+                let expires = req["ttl_secs"].as_u64().map(|t| now + t.max(1));
+                let entry = Entry {
+                    prefix,
+                    class,
+                    source: Source::Operator,
+                    note: req["note"].as_str().unwrap_or("").to_string(),
+                    created: now,
+                    expires,
+                };
+                let mut store = self.lock();
+                match store.upsert(entry.clone()) {
+                    Ok(old) => {
+                        self.publish(&store);
+                        self.added.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            target: "op25b::overlay",
+                            prefix = %entry.prefix,
+                            class = %entry.class,
+                            source = "operator",
+                            expires = ?entry.expires,
+                            note = %entry.note,
+                            "overlay: {} is class {} ({})",
+                            entry.prefix,
+                            entry.class,
+                            match entry.expires {
+                                Some(t) => format!("for {} s", t - now),
+                                None => "until removed".into(),
+                            }
+                        );
+                        serde_json::json!({"ok": true, "entry": entry, "replaced": old})
+                    }
+                    Err(e) => fail(e.to_string()),
+                }
+            }
+            Some("exempt_del") => {
+                let prefix = match parse_prefix(req["prefix"].as_str().unwrap_or("")) {
+                    Ok(p) => p,
+                    Err(e) => return fail(e),
+                };
+                let mut store = self.lock();
+                match store.remove(&prefix) {
+                    Some(e) => {
+                        self.publish(&store);
+                        self.removed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            target: "op25b::overlay",
+                            prefix = %e.prefix,
+                            class = %e.class,
+                            "overlay: {} removed (was class {}, {})",
+                            e.prefix,
+                            e.class,
+                            e.source.as_str()
+                        );
+                        serde_json::json!({"ok": true, "removed": e})
+                    }
+                    None => fail(format!("no overlay entry for {prefix}")),
+                }
+            }
+            Some("sessions") => {
+                let store = self.lock();
+                let entries: Vec<serde_json::Value> = store
+                    .entries()
+                    .map(|e| {
+                        let mut v = serde_json::to_value(e).unwrap_or_default();
+                        v["active"] = serde_json::json!(store.active(e));
+                        v
+                    })
+                    .collect();
+                serde_json::json!({"ok": true, "now": now, "entries": entries})
+            }
+            _ => fail("unknown op; expected exempt_add, exempt_del or sessions".into()),
+        }
+    }
+
+    /// Once a second: drops expired entries (publishing if any) and saves the state
+    /// file if something changed.
+    pub fn tick(&self, now: u64) {
+        let mut store = self.lock();
+        let gone = store.expire(now);
+        if !gone.is_empty() {
+            self.publish(&store);
+            self.expired.fetch_add(gone.len() as u64, Ordering::Relaxed);
+            for e in gone.iter().take(20) {
+                tracing::info!(
+                    target: "op25b::overlay",
+                    prefix = %e.prefix,
+                    class = %e.class,
+                    "overlay: {} expired (was class {}, {})",
+                    e.prefix,
+                    e.class,
+                    e.source.as_str()
+                );
+            }
+        }
+        if store.dirty {
+            self.save(&mut store);
+        }
+    }
+
+    /// Writes the state file (if configured); errors are logged.
+    pub fn save(&self, store: &mut Store) {
+        if let Some(path) = &self.state_file {
+            if let Err(e) = store.save(path) {
+                tracing::error!(
+                    "control.state_file {}: {e}; the overlay is kept in memory and saved again in a second",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+/// Auto-quarantine's memory: per source, the attempts count at the start of its current
+/// one-minute window. Bounded: only sources in the merged top list are tracked.
+#[derive(Default)]
+pub struct AutoTracker {
+    windows: std::collections::HashMap<std::net::IpAddr, (u64, u64)>,
+}
+
+impl AutoTracker {
+    /// Checks the top sources (`op25b top`'s list): one whose blocked attempts grew by
+    /// at least the threshold within a minute, and that has no overlay entry yet, is
+    /// put in the quarantine class for the configured time. Returns the sources moved.
+    pub fn check(
+        &mut self,
+        shared: &OverlayShared,
+        top: &[crate::topk::Offender],
+        now: u64,
+    ) -> Vec<std::net::IpAddr> {
+        let Some(rule) = shared.auto.lock().ok().and_then(|a| a.clone()) else {
+            self.windows.clear();
+            return Vec::new();
+        };
+        let mut moved = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for o in top {
+            seen.insert(o.src);
+            // First sight: a source first seen within the last minute made all its
+            // attempts in this window.
+            let w = self.windows.entry(o.src).or_insert_with(|| {
+                if now.saturating_sub(o.first_seen) < 60 {
+                    (o.first_seen, 0)
+                } else {
+                    (now, o.attempts)
+                }
+            });
+            if now.saturating_sub(w.0) >= 60 || o.attempts < w.1 {
+                *w = (now, o.attempts);
+            }
+            if o.attempts.saturating_sub(w.1) < rule.attempts_per_minute {
+                continue;
+            }
+            let prefix = IpNet::from(o.src);
+            let mut store = shared.lock();
+            if store.entries().any(|e| e.prefix == prefix) {
+                continue; // an operator's (or an earlier) entry stands
+            }
+            let entry = Entry {
+                prefix,
+                class: rule.class.clone(),
+                source: Source::Auto,
+                note: format!(
+                    "{} blocked attempts within a minute",
+                    o.attempts.saturating_sub(w.1)
+                ),
+                created: now,
+                expires: Some(now + rule.duration.as_secs()),
+            };
+            match store.upsert(entry) {
+                Ok(_) => {
+                    shared.publish(&store);
+                    shared.added.fetch_add(1, Ordering::Relaxed);
+                    shared.auto_quarantined.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        target: "op25b::overlay",
+                        src = %o.src,
+                        class = %rule.class,
+                        source = "auto",
+                        attempts = o.attempts.saturating_sub(w.1),
+                        duration_secs = rule.duration.as_secs(),
+                        distinct_destinations = o.distinct_destinations,
+                        "auto-quarantine: {} made {} blocked attempts within a minute: class {} for {} s",
+                        o.src,
+                        o.attempts.saturating_sub(w.1),
+                        rule.class,
+                        rule.duration.as_secs()
+                    );
+                    *w = (now, o.attempts);
+                    moved.push(o.src);
+                }
+                Err(e) => tracing::error!("auto-quarantine of {}: {e}", o.src),
+            }
+        }
+        self.windows.retain(|k, _| seen.contains(k));
+        moved
+    }
+}
+
+/// An address (a host entry) or an IPv6 prefix.
+pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    if let Ok(a) = text.parse::<std::net::IpAddr>() {
+        return Ok(IpNet::from(a));
+    }
+    text.parse::<IpNet>()
+        .map_err(|_| format!("{text:?} is not an address or an IPv6 prefix"))
+}
+
+/// Binds `path` (replacing a stale socket file), owner-only, and serves until `stop`.
+pub fn serve(
+    path: &Path,
+    shared: Arc<OverlayShared>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another process answers on it",
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    let owned = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("op25b-operator".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let _ = answer(stream, &shared);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+            let _ = std::fs::remove_file(&owned);
+        })
+}
+
+fn answer(stream: UnixStream, shared: &OverlayShared) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+    let mut line = String::new();
+    BufReader::new(std::io::Read::take(&stream, 64 * 1024)).read_line(&mut line)?;
+    let reply = match serde_json::from_str::<serde_json::Value>(&line) {
+        Ok(req) => shared.handle(&req, super::metrics::unix_now()),
+        Err(e) => serde_json::json!({"ok": false, "error": format!("not a JSON request: {e}")}),
+    };
+    let mut w = &stream;
+    serde_json::to_writer(&mut w, &reply)?;
+    w.write_all(b"\n")?;
+    w.flush()
+}
+
+/// Client side: sends `req` to the socket at `path`, returns the answer.
+pub fn request(path: &Path, req: &serde_json::Value) -> std::io::Result<serde_json::Value> {
+    let stream = UnixStream::connect(path)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut w = &stream;
+    serde_json::to_writer(&mut w, req)?;
+    w.write_all(b"\n")?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    serde_json::from_str(&line).map_err(|e| std::io::Error::other(format!("bad answer: {e}")))
+}
+
+/// `30`, `30s`, `15m`, `12h`, `30d`: seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('s') => (&t[..t.len() - 1], 1),
+        Some('m') => (&t[..t.len() - 1], 60),
+        Some('h') => (&t[..t.len() - 1], 3600),
+        Some('d') => (&t[..t.len() - 1], 86400),
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .filter(|&n| n > 0)
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{text:?} is not a duration such as 3600, 90m, 12h or 30d"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_prefixes_parse() {
+        assert_eq!(parse_duration("90").unwrap(), 90);
+        assert_eq!(parse_duration("15m").unwrap(), 900);
+        assert_eq!(parse_duration("12h").unwrap(), 43200);
+        assert_eq!(parse_duration("30d").unwrap(), 2_592_000);
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(
+            parse_prefix("198.51.100.10").unwrap().to_string(),
+            "198.51.100.10/32"
+        );
+        assert_eq!(
+            parse_prefix("2001:db8::1").unwrap().to_string(),
+            "2001:db8::1/128"
+        );
+        assert_eq!(
+            parse_prefix("2001:db8:1::/56").unwrap().to_string(),
+            "2001:db8:1::/56"
+        );
+        assert!(parse_prefix("example.org").is_err());
+    }
+}

@@ -1,0 +1,515 @@
+//! The control plane's side of the runtime overlay (`policy::overlay`): the master
+//! list of per-subscriber entries with their source, note and expiry, the persistent
+//! maps a snapshot is cut from, and the state file that carries them across restarts.
+//!
+//! Only control-plane threads touch a [`Store`] (behind a mutex); workers only ever see
+//! published [`Overlay`] snapshots. Each change costs O(log n) on the persistent maps;
+//! a snapshot is an O(1) clone.
+
+use crate::policy::overlay::{mask_v6, Overlay, V4Map, V6Map};
+use crate::policy::{ClassId, Policy};
+use ipnet::IpNet;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+/// Who set an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// `op25b exempt add`.
+    Operator,
+    /// A RADIUS accounting session.
+    Radius,
+    /// Auto-quarantine.
+    Auto,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Operator => "operator",
+            Source::Radius => "radius",
+            Source::Auto => "auto",
+        }
+    }
+    pub const ALL: [Source; 3] = [Source::Operator, Source::Radius, Source::Auto];
+}
+
+/// One overlay entry as the operator sees it (and as the state file stores it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    pub prefix: IpNet,
+    pub class: String,
+    pub source: Source,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// Unix seconds; none: until removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+}
+
+/// Why an entry is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OverlayError {
+    #[error("{0}: an IPv4 overlay entry is one address (/32); give the address")]
+    V4Prefix(IpNet),
+    #[error("{0}: host bits set (did you mean {1}?)")]
+    HostBits(IpNet, IpNet),
+    #[error("class {0:?} is not defined in the policy (defined: {1})")]
+    UnknownClass(String, String),
+    #[error("{0}: IPv6 prefix length 0 would cover everything")]
+    Everything(IpNet),
+}
+
+/// What loading a state file found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub loaded: usize,
+    pub expired: usize,
+    /// Entries naming a class the policy no longer has: kept, inactive.
+    pub inactive: usize,
+    /// Lines that were not entries (skipped, with the first reason).
+    pub bad_lines: usize,
+    pub first_bad: Option<String>,
+}
+
+/// The master list and its persistent maps.
+pub struct Store {
+    entries: BTreeMap<IpNet, Entry>,
+    v4: V4Map,
+    v6: V6Map,
+    v6_len_count: [u32; 129],
+    class_ids: HashMap<String, ClassId>,
+    class_list: String,
+    generation: u64,
+    expiry: BinaryHeap<Reverse<(u64, IpNet)>>,
+    by_source: [usize; 3],
+    /// Changed since the last save.
+    pub dirty: bool,
+}
+
+impl Store {
+    /// An empty store for the classes of `policy` (generation `generation`).
+    pub fn new(policy: &Policy, generation: u64) -> Self {
+        let mut s = Self {
+            entries: BTreeMap::new(),
+            v4: V4Map::default(),
+            v6: V6Map::default(),
+            v6_len_count: [0; 129],
+            class_ids: HashMap::new(),
+            class_list: String::new(),
+            generation,
+            expiry: BinaryHeap::new(),
+            by_source: [0; 3],
+            dirty: false,
+        };
+        s.set_classes(policy);
+        s
+    }
+
+    fn set_classes(&mut self, policy: &Policy) {
+        self.class_ids = policy
+            .classes()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i as ClassId))
+            .collect();
+        self.class_list = policy
+            .classes()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+    }
+
+    /// Checks an entry's prefix and class; returns the normalised prefix.
+    pub fn validate(&self, prefix: IpNet, class: &str) -> Result<IpNet, OverlayError> {
+        match prefix {
+            IpNet::V4(n) if n.prefix_len() != 32 => return Err(OverlayError::V4Prefix(prefix)),
+            IpNet::V6(n) if n.prefix_len() == 0 => return Err(OverlayError::Everything(prefix)),
+            _ => {}
+        }
+        if prefix.trunc() != prefix {
+            return Err(OverlayError::HostBits(prefix, prefix.trunc()));
+        }
+        if !self.class_ids.contains_key(class) {
+            return Err(OverlayError::UnknownClass(
+                class.to_string(),
+                self.class_list.clone(),
+            ));
+        }
+        Ok(prefix)
+    }
+
+    fn map_insert(&mut self, prefix: IpNet, id: ClassId) {
+        match prefix {
+            IpNet::V4(n) => {
+                self.v4.insert(u32::from(n.addr()), id);
+            }
+            IpNet::V6(n) => {
+                let len = n.prefix_len();
+                let key = (mask_v6(u128::from(n.addr()), len), len);
+                if self.v6.insert(key, id).is_none() {
+                    self.v6_len_count[usize::from(len)] += 1;
+                }
+            }
+        }
+    }
+
+    fn map_remove(&mut self, prefix: IpNet) {
+        match prefix {
+            IpNet::V4(n) => {
+                self.v4.remove(&u32::from(n.addr()));
+            }
+            IpNet::V6(n) => {
+                let len = n.prefix_len();
+                let key = (mask_v6(u128::from(n.addr()), len), len);
+                if self.v6.remove(&key).is_some() {
+                    self.v6_len_count[usize::from(len)] -= 1;
+                }
+            }
+        }
+    }
+
+    /// Adds or replaces an entry (validated first). Returns the entry it replaced.
+    pub fn upsert(&mut self, e: Entry) -> Result<Option<Entry>, OverlayError> {
+        let prefix = self.validate(e.prefix, &e.class)?;
+        let id = self.class_ids[&e.class];
+        self.map_remove(prefix);
+        self.map_insert(prefix, id);
+        if let Some(t) = e.expires {
+            self.expiry.push(Reverse((t, prefix)));
+        }
+        self.dirty = true;
+        self.by_source[e.source as usize] += 1;
+        let old = self.entries.insert(prefix, Entry { prefix, ..e });
+        if let Some(o) = &old {
+            self.by_source[o.source as usize] -= 1;
+        }
+        Ok(old)
+    }
+
+    /// Removes the entry for exactly `prefix`.
+    pub fn remove(&mut self, prefix: &IpNet) -> Option<Entry> {
+        let e = self.entries.remove(prefix)?;
+        self.map_remove(*prefix);
+        self.dirty = true;
+        self.by_source[e.source as usize] -= 1;
+        Some(e)
+    }
+
+    /// Removes the entries whose expiry is at or before `now`; returns them.
+    pub fn expire(&mut self, now: u64) -> Vec<Entry> {
+        let mut gone = Vec::new();
+        while let Some(Reverse((t, p))) = self.expiry.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.expiry.pop();
+            // The heap may hold stale times (an entry refreshed or removed since).
+            if self.entries.get(&p).is_some_and(|e| e.expires == Some(t)) {
+                if let Some(e) = self.remove(&p) {
+                    gone.push(e);
+                }
+            }
+        }
+        gone
+    }
+
+    /// After a reload: class ids of the new policy. Entries whose class is gone stay,
+    /// inactive, until it comes back or they are removed. Returns their number.
+    pub fn rebind(&mut self, policy: &Policy, generation: u64) -> usize {
+        self.set_classes(policy);
+        self.generation = generation;
+        self.v4 = V4Map::default();
+        self.v6 = V6Map::default();
+        self.v6_len_count = [0; 129];
+        let mut inactive = 0;
+        let list: Vec<(IpNet, String)> = self
+            .entries
+            .values()
+            .map(|e| (e.prefix, e.class.clone()))
+            .collect();
+        for (p, class) in list {
+            match self.class_ids.get(&class) {
+                Some(&id) => self.map_insert(p, id),
+                None => inactive += 1,
+            }
+        }
+        inactive
+    }
+
+    /// The snapshot workers read.
+    pub fn snapshot(&self) -> Overlay {
+        let lens: Vec<u8> = (0..=128u8)
+            .rev()
+            .filter(|&l| self.v6_len_count[usize::from(l)] > 0)
+            .collect();
+        Overlay::new(self.generation, self.v4.clone(), self.v6.clone(), lens)
+    }
+
+    /// Every entry, in address order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Entries by source.
+    pub fn count(&self, source: Source) -> usize {
+        self.by_source[source as usize]
+    }
+
+    /// Whether the entry's class exists in the policy in force.
+    pub fn active(&self, e: &Entry) -> bool {
+        self.class_ids.contains_key(&e.class)
+    }
+
+    /// Writes every entry as JSON lines to `path`, atomically (a temporary file in the
+    /// same directory, fsync, rename).
+    pub fn save(&mut self, path: &Path) -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = path.with_extension("tmp");
+        {
+            let f = std::fs::File::create(&tmp)?;
+            let mut w = std::io::BufWriter::new(f);
+            for e in self.entries.values() {
+                serde_json::to_writer(&mut w, e)?;
+                w.write_all(b"\n")?;
+            }
+            let f = w.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Loads the entries of a state file (a missing file is an empty one). Entries whose
+    /// expiry passed are dropped; lines that are not entries are skipped and counted.
+    pub fn load(&mut self, path: &Path, now: u64) -> std::io::Result<LoadReport> {
+        let mut r = LoadReport::default();
+        let f = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(r),
+            Err(e) => return Err(e),
+        };
+        for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let bad = |r: &mut LoadReport, why: String| {
+                r.bad_lines += 1;
+                if r.first_bad.is_none() {
+                    r.first_bad = Some(format!("{}:{}: {why}", path.display(), n + 1));
+                }
+            };
+            let e: Entry = match serde_json::from_str(&line) {
+                Ok(e) => e,
+                Err(err) => {
+                    bad(&mut r, err.to_string());
+                    continue;
+                }
+            };
+            if e.expires.is_some_and(|t| t <= now) {
+                r.expired += 1;
+                continue;
+            }
+            match self.upsert(e.clone()) {
+                Ok(_) => r.loaded += 1,
+                Err(OverlayError::UnknownClass(..)) => {
+                    // Kept, inactive: the class may come back with a reload.
+                    if let Some(t) = e.expires {
+                        self.expiry.push(Reverse((t, e.prefix)));
+                    }
+                    self.by_source[e.source as usize] += 1;
+                    if let Some(o) = self.entries.insert(e.prefix, e) {
+                        self.by_source[o.source as usize] -= 1;
+                    }
+                    r.loaded += 1;
+                    r.inactive += 1;
+                }
+                Err(err) => bad(&mut r, err.to_string()),
+            }
+        }
+        self.dirty = false;
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{BlockAction, PolicyBuilder, ReplyKind};
+
+    fn policy(names: &[&str]) -> Policy {
+        let mut b = PolicyBuilder::new();
+        for n in names {
+            let ports: Vec<u16> = if *n == "static" { vec![] } else { vec![25] };
+            b.class(n, ports, BlockAction::Reject(ReplyKind::TcpReset), false)
+                .unwrap();
+        }
+        b.subscriber("198.51.100.0/24".parse().unwrap(), 0);
+        b.subscriber("2001:db8:100::/48".parse().unwrap(), 0);
+        b.build().unwrap()
+    }
+
+    fn entry(p: &str, class: &str, expires: Option<u64>) -> Entry {
+        Entry {
+            prefix: p.parse().unwrap(),
+            class: class.into(),
+            source: Source::Operator,
+            note: String::new(),
+            created: 1,
+            expires,
+        }
+    }
+
+    #[test]
+    fn entries_override_the_file_most_specific_first() {
+        let p = policy(&["dynamic", "static"]);
+        let mut s = Store::new(&p, 1);
+        s.upsert(entry("198.51.100.10/32", "static", None)).unwrap();
+        s.upsert(entry("2001:db8:100:ab00::/56", "static", None))
+            .unwrap();
+        let o = s.snapshot();
+        let v4 = |a: &str| u32::from(a.parse::<std::net::Ipv4Addr>().unwrap());
+        let v6 = |a: &str| u128::from(a.parse::<std::net::Ipv6Addr>().unwrap());
+        assert_eq!(p.class_of_v4_with(v4("198.51.100.10"), &o), Some(1));
+        assert_eq!(p.class_of_v4_with(v4("198.51.100.11"), &o), Some(0));
+        assert_eq!(p.class_of_v6_with(v6("2001:db8:100:ab12::1"), &o), Some(1));
+        assert_eq!(p.class_of_v6_with(v6("2001:db8:100:ac00::1"), &o), Some(0));
+        s.remove(&"198.51.100.10/32".parse().unwrap()).unwrap();
+        assert_eq!(
+            p.class_of_v4_with(v4("198.51.100.10"), &s.snapshot()),
+            Some(0)
+        );
+        // The snapshot taken before the removal is unchanged (persistent maps).
+        assert_eq!(p.class_of_v4_with(v4("198.51.100.10"), &o), Some(1));
+    }
+
+    #[test]
+    fn a_more_specific_file_prefix_beats_a_wider_overlay_prefix() {
+        let mut b = PolicyBuilder::new();
+        b.class("dynamic", [25], BlockAction::Drop, false).unwrap();
+        b.class("static", [], BlockAction::Drop, false).unwrap();
+        b.subscriber("2001:db8:100:ab12::/64".parse().unwrap(), 0);
+        let p = b.build().unwrap();
+        let mut s = Store::new(&p, 1);
+        s.upsert(entry("2001:db8:100:ab00::/56", "static", None))
+            .unwrap();
+        let a = u128::from(
+            "2001:db8:100:ab12::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap(),
+        );
+        assert_eq!(p.class_of_v6_with(a, &s.snapshot()), Some(0));
+        // The same length: the overlay wins.
+        s.upsert(entry("2001:db8:100:ab12::/64", "static", None))
+            .unwrap();
+        assert_eq!(p.class_of_v6_with(a, &s.snapshot()), Some(1));
+    }
+
+    #[test]
+    fn bad_entries_are_refused_with_the_reason() {
+        let p = policy(&["dynamic", "static"]);
+        let s = Store::new(&p, 1);
+        assert!(matches!(
+            s.validate("198.51.100.0/24".parse().unwrap(), "static"),
+            Err(OverlayError::V4Prefix(_))
+        ));
+        assert!(matches!(
+            s.validate("2001:db8::1/56".parse().unwrap(), "static"),
+            Err(OverlayError::HostBits(..))
+        ));
+        let e = s
+            .validate("198.51.100.1/32".parse().unwrap(), "nope")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "class \"nope\" is not defined in the policy (defined: dynamic, static)"
+        );
+    }
+
+    #[test]
+    fn expiry_removes_only_what_is_due() {
+        let p = policy(&["dynamic", "static"]);
+        let mut s = Store::new(&p, 1);
+        s.upsert(entry("198.51.100.1/32", "static", Some(100)))
+            .unwrap();
+        s.upsert(entry("198.51.100.2/32", "static", Some(200)))
+            .unwrap();
+        // Refreshed: the old expiry in the heap is stale.
+        s.upsert(entry("198.51.100.1/32", "static", Some(300)))
+            .unwrap();
+        assert!(s.expire(150).is_empty());
+        let gone = s.expire(250);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].prefix.to_string(), "198.51.100.2/32");
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.expire(300).len(), 1);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn rebind_follows_class_renumbering_and_keeps_unknown_classes_inactive() {
+        let p = policy(&["dynamic", "static", "gone"]);
+        let mut s = Store::new(&p, 1);
+        s.upsert(entry("198.51.100.1/32", "static", None)).unwrap();
+        s.upsert(entry("198.51.100.2/32", "gone", None)).unwrap();
+        let q = policy(&["static", "dynamic"]);
+        assert_eq!(s.rebind(&q, 2), 1);
+        let o = s.snapshot();
+        assert_eq!(o.generation, 2);
+        assert_eq!(
+            o.v4(u32::from(std::net::Ipv4Addr::new(198, 51, 100, 1))),
+            Some(0)
+        );
+        assert_eq!(
+            o.v4(u32::from(std::net::Ipv4Addr::new(198, 51, 100, 2))),
+            None
+        );
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn state_file_round_trip_drops_expired_and_counts_bad_lines() {
+        let p = policy(&["dynamic", "static"]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("overlay.jsonl");
+        let mut s = Store::new(&p, 1);
+        s.upsert(entry("198.51.100.1/32", "static", None)).unwrap();
+        s.upsert(entry("198.51.100.2/32", "static", Some(50)))
+            .unwrap();
+        s.upsert(entry("2001:db8:100:ab00::/56", "static", Some(500)))
+            .unwrap();
+        s.save(&path).unwrap();
+        assert!(!s.dirty);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("not json\n");
+        std::fs::write(&path, text).unwrap();
+        let mut t = Store::new(&p, 1);
+        let r = t.load(&path, 100).unwrap();
+        assert_eq!((r.loaded, r.expired, r.bad_lines), (2, 1, 1));
+        assert!(r.first_bad.unwrap().contains("overlay.jsonl:4"));
+        assert_eq!(t.entries().count(), 2);
+        // A missing file is an empty one.
+        let mut u = Store::new(&p, 1);
+        assert_eq!(
+            u.load(&dir.path().join("none"), 0).unwrap(),
+            LoadReport::default()
+        );
+    }
+}
