@@ -30,6 +30,7 @@ PACKAGES=(
     dpkg-dev binutils # cargo-deb: dpkg-shlibdeps ($auto depends), objcopy (dbgsym)
     systemd man-db    # systemd-analyze/systemd-escape (scripts/check_unit.sh), man (package --check)
     prometheus        # promtool: scripts/check_monitoring.sh checks the rules
+    freeradius-utils  # radclient: the NAS in the RADIUS accounting end-to-end test
 )
 OPTIONAL_PACKAGES=(bpftool)   # installed when the archive has it
 RUST_COMPONENTS=(clippy rustfmt)
@@ -212,6 +213,7 @@ probe m4 "m4 runs (libxdp build)" m4 --version
 probe gnuplot-nox "gnuplot draws the benchmark charts" gnuplot --version
 probe curl "curl scrapes the metrics endpoint" curl --version
 probe shellcheck "shellcheck lints the scripts" shellcheck --version
+probe freeradius-utils "radclient sends RADIUS accounting (tests/e2e_lab.rs)" radclient -v
 probe lintian "lintian lints the .deb (scripts/package.sh --check)" lintian --version
 probe prometheus "promtool checks the Prometheus rules" promtool --version
 probe systemd "systemd-analyze verifies the unit (scripts/check_unit.sh)" \

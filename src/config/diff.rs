@@ -48,6 +48,7 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
         "control.state_file",
     );
     check(a.logging.format != b.logging.format, "logging.format");
+    check(a.radius != b.radius, "radius");
     out
 }
 

@@ -452,6 +452,92 @@ struct RawControl {
     state_file: Option<PathBuf>,
 }
 
+fn radius_settings(
+    file: &Path,
+    r: &RawRadius,
+    policy: &RawPolicy,
+) -> Result<RadiusSettings, ConfigError> {
+    let listen: SocketAddr = r.listen.parse().map_err(|_| {
+        ConfigError::invalid(
+            file,
+            "radius.listen",
+            format!(
+                "{:?} is not an address:port such as \"127.0.0.1:1813\"",
+                r.listen
+            ),
+        )
+    })?;
+    if r.clients.is_empty() {
+        return Err(ConfigError::invalid(
+            file,
+            "radius.clients",
+            "empty: no NAS could send accounting; list each with address and secret",
+        ));
+    }
+    let mut clients = Vec::new();
+    for (i, c) in r.clients.iter().enumerate() {
+        let field = format!("radius.clients[{i}]");
+        let net: IpNet = c
+            .address
+            .parse::<IpNet>()
+            .or_else(|_| c.address.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map_err(|_| {
+                ConfigError::invalid(
+                    file,
+                    format!("{field}.address"),
+                    format!("{:?} is not an address or prefix", c.address),
+                )
+            })?;
+        let secret = match (&c.secret, &c.secret_file) {
+            (Some(s), None) => s.clone(),
+            (None, Some(p)) => {
+                let full = resolve(file, p);
+                read_text(&full, 4096, "RADIUS secret file")
+                    .map_err(|source| ConfigError::Read { file: full, source })?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string()
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    file,
+                    field,
+                    "give exactly one of `secret` and `secret_file`",
+                ))
+            }
+        };
+        if secret.is_empty() {
+            return Err(ConfigError::invalid(
+                file,
+                field,
+                "the shared secret is empty",
+            ));
+        }
+        clients.push((net, secret));
+    }
+    for (id, class) in &r.filter_ids {
+        if !policy.classes.contains_key(class) {
+            return Err(ConfigError::invalid(
+                file,
+                format!("radius.filter_ids.{id}"),
+                format!("{class:?} is not a class of policy.classes"),
+            ));
+        }
+    }
+    if r.session_timeout_secs == 0 {
+        return Err(ConfigError::invalid(
+            file,
+            "radius.session_timeout_secs",
+            "0 would expire every session at once; expected at least 1",
+        ));
+    }
+    Ok(RadiusSettings {
+        listen,
+        clients,
+        filter_ids: r.filter_ids.clone(),
+        session_timeout: Duration::from_secs(r.session_timeout_secs),
+    })
+}
+
 impl RawControl {
     fn socket_path(&self) -> PathBuf {
         self.socket
@@ -556,6 +642,46 @@ struct RawConfig {
     control: RawControl,
     #[serde(default)]
     logging: RawLogging,
+    #[serde(default)]
+    radius: Option<RawRadius>,
+}
+
+/// `radius:` (the accounting listener).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRadius {
+    listen: String,
+    clients: Vec<RawRadiusClient>,
+    #[serde(default)]
+    filter_ids: BTreeMap<String, String>,
+    #[serde(default = "default_session_timeout")]
+    session_timeout_secs: u64,
+}
+
+fn default_session_timeout() -> u64 {
+    900
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRadiusClient {
+    address: String,
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    secret_file: Option<PathBuf>,
+}
+
+/// The RADIUS accounting listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RadiusSettings {
+    pub listen: SocketAddr,
+    /// NAS addresses (or prefixes) and their shared secrets.
+    pub clients: Vec<(IpNet, String)>,
+    /// Filter-Id value -> class.
+    pub filter_ids: BTreeMap<String, String>,
+    /// An entry expires this long after its last Start or Interim-Update.
+    pub session_timeout: Duration,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -632,6 +758,8 @@ pub struct Config {
     pub logging: Logging,
     /// Reloadable.
     pub datapath: DatapathSettings,
+    /// The RADIUS accounting feed, if configured.
+    pub radius: Option<RadiusSettings>,
 }
 
 /// `datapath:`
@@ -945,7 +1073,12 @@ fn validate_settings(file: &Path, raw: &RawConfig) -> Result<Config, ConfigError
             ),
         )
     })?;
+    let radius = match &raw.radius {
+        None => None,
+        Some(r) => Some(radius_settings(file, r, &raw.policy)?),
+    };
     Ok(Config {
+        radius,
         path: file.to_path_buf(),
         interfaces: Interfaces {
             subscriber: i.subscriber.clone(),

@@ -95,6 +95,8 @@ pub struct MetricsState {
     pub reload: Mutex<ReloadStatus>,
     /// The runtime overlay.
     pub overlay: Arc<super::operator::OverlayShared>,
+    /// The RADIUS accounting listener's counters (zeros without `radius:`).
+    pub radius: Arc<super::radius::Counters>,
 }
 
 /// Binds the listener.
@@ -635,6 +637,11 @@ pub fn render(state: &MetricsState) -> String {
                 store.count(src)
             );
         }
+    }
+    let _ = writeln!(o, "# HELP op25b_radius_requests_total RADIUS Accounting-Requests by result: accepted (answered and applied), unknown_client, bad_authenticator, malformed (dropped).");
+    let _ = writeln!(o, "# TYPE op25b_radius_requests_total counter");
+    for (result, v) in state.radius.all() {
+        let _ = writeln!(o, "op25b_radius_requests_total{{result=\"{result}\"}} {v}");
     }
     let _ = writeln!(o, "# HELP op25b_overlay_changes_total Runtime overlay entries added (or replaced), removed and expired; of the added, the auto-quarantined.");
     let _ = writeln!(o, "# TYPE op25b_overlay_changes_total counter");

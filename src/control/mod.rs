@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod operator;
 pub mod overlay;
+pub mod radius;
 pub mod status;
 pub mod stdout;
 pub mod systemd;
@@ -467,7 +468,29 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             .unwrap_or(0.0),
         reload: std::sync::Mutex::new(metrics::ReloadStatus::at_start()),
         overlay: shared.clone(),
+        radius: Default::default(),
     });
+    let radius_thread = match &cfg.radius {
+        None => None,
+        Some(r) => match radius::serve(
+            r.clone(),
+            shared.clone(),
+            mstate.radius.clone(),
+            metrics_stop_early.clone(),
+        ) {
+            Ok(t) => {
+                tracing::info!(listen = %r.listen, clients = r.clients.len(), "RADIUS accounting on udp {}", r.listen);
+                Some(t)
+            }
+            Err(e) => {
+                tracing::error!(
+                    "radius.listen {}: {e}; op25b runs without the RADIUS feed",
+                    r.listen
+                );
+                None
+            }
+        },
+    };
     let operator_thread = match operator::serve(
         &cfg.control.socket,
         shared.clone(),
@@ -679,6 +702,9 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let _ = metrics_thread.join();
     metrics_stop_early.store(true, Ordering::SeqCst);
     if let Some(t) = operator_thread {
+        let _ = t.join();
+    }
+    if let Some(t) = radius_thread {
         let _ = t.join();
     }
     {
