@@ -1595,6 +1595,47 @@ fn radius_accounting_sessions_exempt_and_release_subscribers() {
         "{m}"
     );
 
+    // An unknown client (another source address) and a malformed datagram: dropped and
+    // counted, op25b keeps answering.
+    let (rc, out) = sh(&[
+        "ip", "netns", "exec", "op25b-dut", "python3", "-c",
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('127.0.0.2',0))\ns.sendto(bytes([4,1,0,20])+bytes(16),('127.0.0.1',1813))\nt=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nt.sendto(bytes([4,1,0,40])+bytes(16),('127.0.0.1',1813))\nt.sendto(b'\\xff'*3,('127.0.0.1',1813))\n",
+    ]);
+    assert_eq!(rc, 0, "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    let m = scrape();
+    assert_eq!(
+        metric(&m, "op25b_radius_requests_total{result=\"unknown_client\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "op25b_radius_requests_total{result=\"malformed\"}"),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(sessions().len(), 2);
+
+    // A reload of the file policy keeps the overlay.
+    std::fs::write(cfg_path, cfg.replace("burst: 256", "burst: 256 ")).unwrap();
+    let (rc, out) = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        "op25b-dut",
+        env!("CARGO_BIN_EXE_op25b"),
+        "reload",
+        "--config",
+        cfg_path,
+    ]);
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(sessions().len(), 2, "the overlay survives a reload");
+    assert_eq!(
+        swaks_from("198.51.100.10", "203.0.113.80"),
+        0,
+        "still exempt after a reload"
+    );
+
     // Stop: blocked again.
     let (rc, out) = radclient(stop, "testing123");
     assert_eq!(rc, 0, "radclient Stop: {out}");
