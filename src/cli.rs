@@ -853,9 +853,46 @@ fn check(path: &Path) -> ExitCode {
         c.reject_rate.burst
     );
     outln!(
-        "control: {} (pid file {})",
+        "control: {} (pid file {}, operator socket {}, overlay state file {})",
         c.control.listen,
-        c.control.pid_file.display()
+        c.control.pid_file.display(),
+        c.control.socket.display(),
+        c.control
+            .state_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "none: the overlay is not kept across restarts".into())
+    );
+    outln!(
+        "runtime overlay: exempt_class {}; auto-quarantine {}; RADIUS {}",
+        loaded.report.exempt_class.as_deref().unwrap_or("none"),
+        match &loaded.report.auto_quarantine {
+            Some(a) => format!(
+                "{} blocked attempts within a minute -> class {} for {} s",
+                a.attempts_per_minute,
+                a.class,
+                a.duration.as_secs()
+            ),
+            None => "off".into(),
+        },
+        match &c.radius {
+            Some(r) => format!(
+                "udp {}, {} client(s), Filter-Id -> class: {}, session timeout {} s",
+                r.listen,
+                r.clients.len(),
+                if r.filter_ids.is_empty() {
+                    "none".to_string()
+                } else {
+                    r.filter_ids
+                        .iter()
+                        .map(|(k, v)| format!("{k} -> {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+                r.session_timeout.as_secs()
+            ),
+            None => "off".into(),
+        }
     );
     outln!(
         "tables: {} in memory, built in {:.1} ms",

@@ -1200,16 +1200,48 @@ fn export_nft_twice_leaves_one_copy() {
     assert_eq!(twice.matches("tcp dport").count(), rules_once, "{twice}");
 }
 
-/// swaks from `src` (in op25b-sub) to an external server on :25; its exit code.
+/// swaks from `src` (in op25b-sub) to `server` on :25; its exit code.
 fn swaks_from(src: &str, server: &str) -> i32 {
+    swaks_to(src, server, 25)
+}
+
+/// swaks from `src` to the lab's external MTA (IPv4 or IPv6 by `src`) on `port`.
+fn swaks_port(src: &str, port: u16) -> i32 {
+    let server = if src.contains(':') {
+        "2001:db8:ff::80"
+    } else {
+        "203.0.113.80"
+    };
+    swaks_to(src, server, port)
+}
+
+fn swaks_to(src: &str, server: &str, port: u16) -> i32 {
+    let port = port.to_string();
     let out = Command::new("ip")
         .args(["netns", "exec", "op25b-sub", "swaks", "--server", server])
-        .args(["--port", "25", "--local-interface", src])
+        .args(["--port", &port, "--local-interface", src])
         .args(["--to", "rcpt@example.net", "--from", "a@example.org"])
-        .args(["--timeout", "3", "--header", "X-Case: exempt"])
+        .args(["--timeout", "3", "--header", "X-Case: overlay"])
         .output()
         .unwrap();
     out.status.code().unwrap_or(-1)
+}
+
+/// `op25b sessions --json --config CFG`: the overlay's entries.
+fn overlay_sessions(cfg_path: &str) -> Vec<Value> {
+    let (rc, out) = sh(&[
+        env!("CARGO_BIN_EXE_op25b"),
+        "sessions",
+        "--json",
+        "--config",
+        cfg_path,
+    ]);
+    assert_eq!(rc, 0, "{out}");
+    serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 /// Runtime exemptions through the operator socket: a dynamic subscriber's port-25
@@ -1384,42 +1416,8 @@ fn auto_quarantine_moves_a_hammering_source_and_expires() {
     );
     assert_ne!(cfg, base, "lab.yaml layout changed");
     std::fs::write(cfg_path, &cfg).unwrap();
-    let sessions = || -> Vec<Value> {
-        let (rc, out) = sh(&[
-            env!("CARGO_BIN_EXE_op25b"),
-            "sessions",
-            "--json",
-            "--config",
-            cfg_path,
-        ]);
-        assert_eq!(rc, 0, "{out}");
-        serde_json::from_str::<Value>(&out)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone()
-    };
-    let swaks587 = |src: &str| {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                "op25b-sub",
-                "swaks",
-                "--server",
-                if src.contains(':') {
-                    "2001:db8:ff::80"
-                } else {
-                    "203.0.113.80"
-                },
-            ])
-            .args(["--port", "587", "--local-interface", src])
-            .args(["--to", "rcpt@example.net", "--from", "a@example.org"])
-            .args(["--timeout", "3", "--header", "X-Case: auto"])
-            .output()
-            .unwrap();
-        out.status.code().unwrap_or(-1)
-    };
+    let sessions = || overlay_sessions(cfg_path);
+    let swaks587 = |src: &str| swaks_port(src, 587);
     let op = Appliance::start_with("auto", cfg_path);
     assert_eq!(swaks587("198.51.100.10"), 0, "dynamic: 587 open before");
     for _ in 0..12 {
@@ -1518,21 +1516,7 @@ fn radius_accounting_sessions_exempt_and_release_subscribers() {
         "{base}\nradius:\n  listen: 127.0.0.1:1813\n  clients:\n    - {{address: 127.0.0.1, secret: testing123}}\n  filter_ids:\n    op25b-exempt: static\n  session_timeout_secs: 600\n"
     );
     std::fs::write(cfg_path, &cfg).unwrap();
-    let sessions = || -> Vec<Value> {
-        let (rc, out) = sh(&[
-            env!("CARGO_BIN_EXE_op25b"),
-            "sessions",
-            "--json",
-            "--config",
-            cfg_path,
-        ]);
-        assert_eq!(rc, 0, "{out}");
-        serde_json::from_str::<Value>(&out)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone()
-    };
+    let sessions = || overlay_sessions(cfg_path);
     let op = Appliance::start_with("radius", cfg_path);
     assert_ne!(
         swaks_from("198.51.100.10", "203.0.113.80"),

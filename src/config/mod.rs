@@ -847,21 +847,12 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 /// work while the policy or its prefix files are broken): the rest of the file must
 /// only be YAML.
 pub fn load_control(path: &Path) -> Result<Control, ConfigError> {
-    let text = read_text(path, MAX_CONFIG_BYTES, "YAML config file").map_err(|source| {
-        ConfigError::Read {
-            file: path.to_path_buf(),
-            source,
-        }
-    })?;
     #[derive(Deserialize)]
     struct OnlyControl {
         #[serde(default)]
         control: RawControl,
     }
-    let raw: OnlyControl = serde_yaml::from_str(&text).map_err(|e| ConfigError::Syntax {
-        file: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let raw: OnlyControl = read_yaml(path)?;
     let listen: SocketAddr = raw.control.listen.parse().map_err(|_| {
         ConfigError::invalid(
             path,
@@ -880,14 +871,23 @@ pub fn load_control(path: &Path) -> Result<Control, ConfigError> {
     })
 }
 
-/// The two interface names of `interfaces:` alone (for `op25b systemd-deps`).
-pub fn load_interface_names(path: &Path) -> Result<[String; 2], ConfigError> {
+/// Reads the config file and deserializes the part `T` describes (unknown keys of the
+/// rest are ignored: `T` does not deny them).
+fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = read_text(path, MAX_CONFIG_BYTES, "YAML config file").map_err(|source| {
         ConfigError::Read {
             file: path.to_path_buf(),
             source,
         }
     })?;
+    serde_yaml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// The two interface names of `interfaces:` alone (for `op25b systemd-deps`).
+pub fn load_interface_names(path: &Path) -> Result<[String; 2], ConfigError> {
     #[derive(Deserialize)]
     struct Names {
         subscriber: String,
@@ -897,10 +897,7 @@ pub fn load_interface_names(path: &Path) -> Result<[String; 2], ConfigError> {
     struct OnlyInterfaces {
         interfaces: Names,
     }
-    let raw: OnlyInterfaces = serde_yaml::from_str(&text).map_err(|e| ConfigError::Syntax {
-        file: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let raw: OnlyInterfaces = read_yaml(path)?;
     for (field, v) in [
         ("interfaces.subscriber", &raw.interfaces.subscriber),
         ("interfaces.upstream", &raw.interfaces.upstream),
