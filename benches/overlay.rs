@@ -43,6 +43,7 @@ fn entry(a: u32, class: &str, source: Source) -> Entry {
         note: String::new(),
         created: 0,
         expires: None,
+        session: None,
     }
 }
 

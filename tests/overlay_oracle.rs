@@ -24,6 +24,7 @@ fn entry(prefix: IpNet, class: &str) -> Entry {
         note: String::new(),
         created: 0,
         expires: None,
+        session: None,
     }
 }
 

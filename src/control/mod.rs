@@ -398,6 +398,8 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         exempt_class: std::sync::Mutex::new(loaded.report.exempt_class.clone()),
         auto: std::sync::Mutex::new(loaded.report.auto_quarantine.clone()),
         auto_quarantined: Default::default(),
+        saving: Default::default(),
+        last_save: std::sync::Mutex::new(None),
         state_file: cfg.control.state_file.clone(),
         added: Default::default(),
         removed: Default::default(),
@@ -595,10 +597,10 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
                 &opts.config,
                 &mut cfg,
                 &mut facts,
-                &policy,
                 &mut running.fast_path,
                 open,
                 &log,
+                &shared,
             );
             let mut st = mstate.reload.lock().unwrap_or_else(|p| p.into_inner());
             st.attempts += 1;
@@ -606,14 +608,11 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             match outcome {
                 Ok(done) => {
                     retired.push(done.old);
-                    // The overlay's class ids follow the new policy.
-                    {
-                        let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
-                        let inactive = store.rebind(&policy.load(), policy.generation());
-                        shared.publish(&store);
-                        if inactive > 0 {
-                            tracing::warn!("overlay: {inactive} entries name a class the new policy lacks: inactive until it comes back or they are removed (op25b sessions)");
-                        }
+                    if done.overlay_inactive > 0 {
+                        tracing::warn!(
+                            "overlay: {} entries name a class the new policy lacks: inactive until it comes back or they are removed (op25b sessions)",
+                            done.overlay_inactive
+                        );
                     }
                     if let Ok(mut c) = shared.exempt_class.lock() {
                         c.clone_from(&done.exempt_class);
@@ -707,12 +706,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     if let Some(t) = radius_thread {
         let _ = t.join();
     }
-    {
-        let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
-        if store.dirty {
-            shared.save(&mut store);
-        }
-    }
+    shared.save_now();
     for n in &notes {
         tracing::warn!("{n}");
     }
@@ -838,6 +832,8 @@ pub struct Reloaded {
     pub exempt_class: Option<String>,
     /// `policy.auto_quarantine` of the new policy.
     pub auto_quarantine: Option<config::AutoQuarantine>,
+    /// Overlay entries whose class the new policy lacks.
+    pub overlay_inactive: usize,
 }
 
 /// Re-reads the config and the prefix files, builds the new policy off the workers and
@@ -852,11 +848,13 @@ pub fn reload(
     path: &Path,
     running: &mut Config,
     facts: &mut config::diff::PolicyFacts,
-    cell: &PolicyCell,
     fast: &mut datapath::fast_path::FastPath,
     fallback: bool,
     log: &logging::LogHandle,
+    overlay: &operator::OverlayShared,
 ) -> Result<Reloaded, RunError> {
+    // The cell the workers read (the overlay publishes into the same one).
+    let cell: &PolicyCell = &overlay.cell;
     let t = Instant::now();
     let (mut loaded, listing) = config::load_listing(path).map_err(RunError::ReloadConfig)?;
     let restart_pending: Vec<String> = config::diff::restart_only_changes(running, &loaded.config)
@@ -889,7 +887,14 @@ pub fn reload(
     let new_bytes = loaded.policy.summary().table_bytes;
     let diff = facts.diff(&new_facts);
     let next = Arc::new(loaded.policy);
+    // The overlay's class ids for the new policy are ready before it is published, and
+    // its snapshot follows right after: workers judge by the file alone only between
+    // the two swaps.
+    let mut store = overlay.store.lock().unwrap_or_else(|p| p.into_inner());
+    let overlay_inactive = store.rebind(&next, cell.generation() + 1);
     let old = cell.publish(next.clone());
+    overlay.publish(&store);
+    drop(store);
     fast.after_publish(&next, cell.generation());
     drop(next);
     if let Err(e) = fast.set_enabled(c.datapath.fast_path == config::FastPathMode::On) {
@@ -936,6 +941,7 @@ pub fn reload(
         old,
         exempt_class: loaded.report.exempt_class.clone(),
         auto_quarantine: loaded.report.auto_quarantine.clone(),
+        overlay_inactive,
         classes: loaded.report.classes,
         summary,
         restart_pending,

@@ -29,6 +29,10 @@ pub struct OverlayShared {
     pub auto: Mutex<Option<crate::config::AutoQuarantine>>,
     /// Sources moved to quarantine automatically since start.
     pub auto_quarantined: AtomicU64,
+    /// A save of the state file is being written (by a thread of its own).
+    pub saving: Arc<AtomicBool>,
+    /// When the state file was last written.
+    pub last_save: Mutex<Option<std::time::Instant>>,
     /// Entries added, removed and expired since start.
     pub added: AtomicU64,
     pub removed: AtomicU64,
@@ -65,7 +69,10 @@ impl OverlayShared {
                         }
                     },
                 };
-                let expires = req["ttl_secs"].as_u64().map(|t| now + t.max(1));
+                // At most ten years.
+                let expires = req["ttl_secs"]
+                    .as_u64()
+                    .map(|t| now.saturating_add(t.clamp(1, 10 * 365 * 86400)));
                 let entry = Entry {
                     prefix,
                     class,
@@ -73,6 +80,7 @@ impl OverlayShared {
                     note: req["note"].as_str().unwrap_or("").to_string(),
                     created: now,
                     expires,
+                    session: None,
                 };
                 let mut store = self.lock();
                 match store.upsert(entry.clone()) {
@@ -90,7 +98,7 @@ impl OverlayShared {
                             entry.prefix,
                             entry.class,
                             match entry.expires {
-                                Some(t) => format!("for {} s", t - now),
+                                Some(t) => format!("for {} s", t.saturating_sub(now)),
                                 None => "until removed".into(),
                             }
                         );
@@ -124,12 +132,16 @@ impl OverlayShared {
                 }
             }
             Some("sessions") => {
-                let store = self.lock();
-                let entries: Vec<serde_json::Value> = store
-                    .entries()
+                // An O(1) copy under the lock; the listing is built outside it.
+                let (copy, classes) = {
+                    let store = self.lock();
+                    (store.copy(), store.class_names())
+                };
+                let entries: Vec<serde_json::Value> = copy
+                    .values()
                     .map(|e| {
                         let mut v = serde_json::to_value(e).unwrap_or_default();
-                        v["active"] = serde_json::json!(store.active(e));
+                        v["active"] = serde_json::json!(classes.contains(&e.class));
                         v
                     })
                     .collect();
@@ -159,23 +171,63 @@ impl OverlayShared {
                 );
             }
         }
-        if store.dirty {
-            self.save(&mut store);
+        // The state file: at most every SAVE_EVERY, written by a thread of its own from
+        // an O(1) copy, so neither this loop nor the lock waits for the disk.
+        let Some(path) = self.state_file.clone() else {
+            store.dirty = false;
+            return;
+        };
+        let due = self
+            .last_save
+            .lock()
+            .map(|t| t.is_none_or(|t| t.elapsed() >= SAVE_EVERY))
+            .unwrap_or(true);
+        if store.dirty && due && !self.saving.swap(true, Ordering::SeqCst) {
+            let copy = store.copy();
+            store.dirty = false;
+            drop(store);
+            if let Ok(mut t) = self.last_save.lock() {
+                *t = Some(std::time::Instant::now());
+            }
+            let saving = self.saving.clone();
+            let spawned = std::thread::Builder::new()
+                .name("op25b-save".into())
+                .spawn(move || {
+                    if let Err(e) = super::overlay::save_entries(&path, &copy) {
+                        tracing::error!(
+                            "control.state_file {}: {e}; the overlay is kept in memory and saved again at the next change",
+                            path.display()
+                        );
+                    }
+                    saving.store(false, Ordering::SeqCst);
+                });
+            if spawned.is_err() {
+                self.saving.store(false, Ordering::SeqCst);
+                self.lock().dirty = true;
+            }
         }
     }
 
-    /// Writes the state file (if configured); errors are logged.
-    pub fn save(&self, store: &mut Store) {
-        if let Some(path) = &self.state_file {
+    /// At stop: waits for a save in flight, then writes the state file if anything
+    /// changed since.
+    pub fn save_now(&self) {
+        while self.saving.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut store = self.lock();
+        if let (Some(path), true) = (&self.state_file, store.dirty) {
             if let Err(e) = store.save(path) {
                 tracing::error!(
-                    "control.state_file {}: {e}; the overlay is kept in memory and saved again in a second",
+                    "control.state_file {}: {e}; the overlay's last changes are lost at this stop",
                     path.display()
                 );
             }
         }
     }
 }
+
+/// How often the state file is written at most (and at stop).
+pub const SAVE_EVERY: Duration = Duration::from_secs(10);
 
 /// Auto-quarantine's memory: per source, the attempts count at the start of its current
 /// one-minute window. Bounded: only sources in the merged top list are tracked.
@@ -204,34 +256,42 @@ impl AutoTracker {
             seen.insert(o.src);
             // First sight: a source first seen within the last minute made all its
             // attempts in this window.
+            // Space-saving counts may overcount by `error` (a newcomer inherits an
+            // evicted slot's count): only the guaranteed part counts.
+            let sure = o.attempts.saturating_sub(o.error);
             let w = self.windows.entry(o.src).or_insert_with(|| {
                 if now.saturating_sub(o.first_seen) < 60 {
                     (o.first_seen, 0)
                 } else {
-                    (now, o.attempts)
+                    (now, sure)
                 }
             });
-            if now.saturating_sub(w.0) >= 60 || o.attempts < w.1 {
-                *w = (now, o.attempts);
+            if now.saturating_sub(w.0) >= 60 || sure < w.1 {
+                *w = (now, sure);
             }
-            if o.attempts.saturating_sub(w.1) < rule.attempts_per_minute {
+            if sure.saturating_sub(w.1) < rule.attempts_per_minute {
                 continue;
             }
             let prefix = IpNet::from(o.src);
             let mut store = shared.lock();
-            if store.entries().any(|e| e.prefix == prefix) {
-                continue; // an operator's (or an earlier) entry stands
+            // An operator's word and a quarantine already in force stand; a RADIUS
+            // class gives way (the next Interim-Update after the quarantine restores it).
+            if store
+                .get(&prefix)
+                .is_some_and(|e| e.source != Source::Radius)
+            {
+                *w = (now, sure);
+                continue;
             }
+            let made = sure.saturating_sub(w.1);
             let entry = Entry {
                 prefix,
                 class: rule.class.clone(),
                 source: Source::Auto,
-                note: format!(
-                    "{} blocked attempts within a minute",
-                    o.attempts.saturating_sub(w.1)
-                ),
+                note: format!("{made} blocked attempts within a minute"),
                 created: now,
-                expires: Some(now + rule.duration.as_secs()),
+                expires: Some(now.saturating_add(rule.duration.as_secs())),
+                session: None,
             };
             match store.upsert(entry) {
                 Ok(_) => {
@@ -243,16 +303,16 @@ impl AutoTracker {
                         src = %o.src,
                         class = %rule.class,
                         source = "auto",
-                        attempts = o.attempts.saturating_sub(w.1),
+                        attempts = made,
                         duration_secs = rule.duration.as_secs(),
                         distinct_destinations = o.distinct_destinations,
                         "auto-quarantine: {} made {} blocked attempts within a minute: class {} for {} s",
                         o.src,
-                        o.attempts.saturating_sub(w.1),
+                        made,
                         rule.class,
                         rule.duration.as_secs()
                     );
-                    *w = (now, o.attempts);
+                    *w = (now, sure);
                     moved.push(o.src);
                 }
                 Err(e) => tracing::error!("auto-quarantine of {}: {e}", o.src),
@@ -279,7 +339,14 @@ pub fn serve(
     shared: Arc<OverlayShared>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    if path.exists() {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if !m.file_type().is_socket() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            ));
+        }
         if UnixStream::connect(path).is_ok() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,
@@ -291,8 +358,14 @@ pub fn serve(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    // Bound under a temporary name, made owner-only, then renamed into place: nobody
+    // can connect while the mode is still the umask's.
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&tmp, path)?;
     listener.set_nonblocking(true)?;
     let owned = path.to_path_buf();
     std::thread::Builder::new()

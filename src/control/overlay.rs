@@ -10,7 +10,7 @@ use crate::policy::overlay::{mask_v6, Overlay, V4Map, V6Map};
 use crate::policy::{ClassId, Policy};
 use ipnet::IpNet;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap};
 use std::io::{BufRead, Write};
 use std::path::Path;
 
@@ -50,6 +50,10 @@ pub struct Entry {
     /// Unix seconds; none: until removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<u64>,
+    /// The RADIUS session (Acct-Session-Id) that owns the entry: only that session's
+    /// Stop removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// Why an entry is refused.
@@ -79,7 +83,10 @@ pub struct LoadReport {
 
 /// The master list and its persistent maps.
 pub struct Store {
-    entries: BTreeMap<IpNet, Entry>,
+    /// Persistent too: a copy for saving or listing is O(1), taken under the lock and
+    /// used outside it.
+    entries: imbl::OrdMap<IpNet, Entry>,
+    policy_id: usize,
     v4: V4Map,
     v6: V6Map,
     v6_len_count: [u32; 129],
@@ -96,7 +103,8 @@ impl Store {
     /// An empty store for the classes of `policy` (generation `generation`).
     pub fn new(policy: &Policy, generation: u64) -> Self {
         let mut s = Self {
-            entries: BTreeMap::new(),
+            entries: imbl::OrdMap::new(),
+            policy_id: crate::policy::overlay::Overlay::policy_id_of(policy),
             v4: V4Map::default(),
             v6: V6Map::default(),
             v6_len_count: [0; 129],
@@ -181,8 +189,13 @@ impl Store {
         let id = self.class_ids[&e.class];
         self.map_remove(prefix);
         self.map_insert(prefix, id);
+        // One heap item per entry: a refresh that moves the expiry later leaves the
+        // earlier item, which `expire` re-queues at the new time.
+        let previous = self.entries.get(&prefix).and_then(|o| o.expires);
         if let Some(t) = e.expires {
-            self.expiry.push(Reverse((t, prefix)));
+            if previous.is_none_or(|p| t < p) {
+                self.expiry.push(Reverse((t, prefix)));
+            }
         }
         self.dirty = true;
         self.by_source[e.source as usize] += 1;
@@ -211,10 +224,14 @@ impl Store {
             }
             self.expiry.pop();
             // The heap may hold stale times (an entry refreshed or removed since).
-            if self.entries.get(&p).is_some_and(|e| e.expires == Some(t)) {
-                if let Some(e) = self.remove(&p) {
-                    gone.push(e);
+            match self.entries.get(&p).and_then(|e| e.expires) {
+                Some(x) if x <= now => {
+                    if let Some(e) = self.remove(&p) {
+                        gone.push(e);
+                    }
                 }
+                Some(later) => self.expiry.push(Reverse((later, p))),
+                None => {}
             }
         }
         gone
@@ -223,8 +240,18 @@ impl Store {
     /// After a reload: class ids of the new policy. Entries whose class is gone stay,
     /// inactive, until it comes back or they are removed. Returns their number.
     pub fn rebind(&mut self, policy: &Policy, generation: u64) -> usize {
+        let before = std::mem::take(&mut self.class_ids);
         self.set_classes(policy);
         self.generation = generation;
+        self.policy_id = crate::policy::overlay::Overlay::policy_id_of(policy);
+        if before == self.class_ids {
+            // The same names with the same ids (the common reload): the maps stand.
+            return self
+                .entries
+                .values()
+                .filter(|e| !self.class_ids.contains_key(&e.class))
+                .count();
+        }
         self.v4 = V4Map::default();
         self.v6 = V6Map::default();
         self.v6_len_count = [0; 129];
@@ -249,12 +276,28 @@ impl Store {
             .rev()
             .filter(|&l| self.v6_len_count[usize::from(l)] > 0)
             .collect();
-        Overlay::new(self.generation, self.v4.clone(), self.v6.clone(), lens)
+        Overlay::new(
+            self.generation,
+            self.policy_id,
+            self.v4.clone(),
+            self.v6.clone(),
+            lens,
+        )
     }
 
     /// Every entry, in address order.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()
+    }
+
+    /// The entry for exactly `prefix`.
+    pub fn get(&self, prefix: &IpNet) -> Option<&Entry> {
+        self.entries.get(prefix)
+    }
+
+    /// An O(1) copy of every entry, to save or list outside the lock.
+    pub fn copy(&self) -> imbl::OrdMap<IpNet, Entry> {
+        self.entries.clone()
     }
 
     pub fn len(&self) -> usize {
@@ -270,28 +313,19 @@ impl Store {
         self.by_source[source as usize]
     }
 
+    /// The class names of the policy in force.
+    pub fn class_names(&self) -> std::collections::HashSet<String> {
+        self.class_ids.keys().cloned().collect()
+    }
+
     /// Whether the entry's class exists in the policy in force.
     pub fn active(&self, e: &Entry) -> bool {
         self.class_ids.contains_key(&e.class)
     }
 
-    /// Writes every entry as JSON lines to `path`, atomically (a temporary file in the
-    /// same directory, fsync, rename).
+    /// Writes every entry to `path` now (see [`save_entries`]) and clears `dirty`.
     pub fn save(&mut self, path: &Path) -> std::io::Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = path.with_extension("tmp");
-        {
-            let f = std::fs::File::create(&tmp)?;
-            let mut w = std::io::BufWriter::new(f);
-            for e in self.entries.values() {
-                serde_json::to_writer(&mut w, e)?;
-                w.write_all(b"\n")?;
-            }
-            let f = w.into_inner().map_err(|e| e.into_error())?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)?;
+        save_entries(path, &self.entries)?;
         self.dirty = false;
         Ok(())
     }
@@ -331,6 +365,7 @@ impl Store {
                 Ok(_) => r.loaded += 1,
                 Err(OverlayError::UnknownClass(..)) => {
                     // Kept, inactive: the class may come back with a reload.
+                    self.map_remove(e.prefix);
                     if let Some(t) = e.expires {
                         self.expiry.push(Reverse((t, e.prefix)));
                     }
@@ -347,6 +382,40 @@ impl Store {
         self.dirty = false;
         Ok(r)
     }
+}
+
+/// Writes `entries` as JSON lines to `path`, atomically and durably: a temporary file
+/// of this process in the same directory (mode 0600: it lists subscriber addresses),
+/// fsync, rename, fsync of the directory.
+pub fn save_entries(path: &Path, entries: &imbl::OrdMap<IpNet, Entry>) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let mut w = std::io::BufWriter::new(f);
+        for e in entries.values() {
+            serde_json::to_writer(&mut w, e)?;
+            w.write_all(b"\n")?;
+        }
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+    }
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -374,6 +443,7 @@ mod tests {
             note: String::new(),
             created: 1,
             expires,
+            session: None,
         }
     }
 
@@ -482,6 +552,43 @@ mod tests {
             None
         );
         assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn a_snapshot_applies_only_to_the_policy_it_was_built_for() {
+        let p = policy(&["dynamic", "static"]);
+        let mut s = Store::new(&p, 1);
+        s.upsert(entry("198.51.100.1/32", "static", None)).unwrap();
+        let o = s.snapshot();
+        assert!(!o.for_policy(&p).is_empty());
+        // Another policy with the same classes: the ids stand (O(1) rebind), but the
+        // old snapshot is not applied to it.
+        let q = policy(&["dynamic", "static"]);
+        assert!(o.for_policy(&q).is_empty());
+        assert_eq!(s.rebind(&q, 2), 0);
+        let o2 = s.snapshot();
+        assert_eq!(o2.generation, 2);
+        assert_eq!(
+            o2.for_policy(&q)
+                .v4(u32::from(std::net::Ipv4Addr::new(198, 51, 100, 1))),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn refreshes_keep_one_heap_item_per_entry() {
+        let p = policy(&["dynamic", "static"]);
+        let mut s = Store::new(&p, 1);
+        for t in 100..1100 {
+            s.upsert(entry("198.51.100.1/32", "static", Some(t)))
+                .unwrap();
+        }
+        assert_eq!(s.expiry.len(), 1);
+        // The early item fires, finds a later expiry and is queued again at it.
+        assert!(s.expire(500).is_empty());
+        assert_eq!(s.expiry.len(), 1);
+        assert_eq!(s.expire(1099).len(), 1);
+        assert!(s.expiry.is_empty());
     }
 
     #[test]

@@ -201,7 +201,7 @@ pub fn decode(buf: &[u8], h: &Header) -> Result<Accounting, RadiusError> {
                 let ip = Ipv4Addr::from(b);
                 // 255.255.255.254: "the NAS selects"; 255.255.255.255: "the user
                 // selects" (RFC 2865 5.8): no address.
-                if b != [255, 255, 255, 254] && b != [255, 255, 255, 255] {
+                if b != [255, 255, 255, 254] && b != [255, 255, 255, 255] && b != [0; 4] {
                     a.prefixes
                         .push(IpNet::V4(Ipv4Net::new(ip, 32).expect("/32")));
                 }
@@ -215,7 +215,13 @@ pub fn decode(buf: &[u8], h: &Header) -> Result<Accounting, RadiusError> {
             ATTR_FRAMED_IPV6_PREFIX | ATTR_DELEGATED_IPV6_PREFIX => {
                 a.prefixes.push(v6_prefix(kind, v)?);
             }
-            ATTR_FILTER_ID => a.filter_ids.push(text(kind, v)?),
+            // A Filter-Id that is not UTF-8 cannot name a class: skipped (dropping the
+            // packet would leave the NAS retransmitting it).
+            ATTR_FILTER_ID => {
+                if let Ok(t) = text(kind, v) {
+                    a.filter_ids.push(t);
+                }
+            }
             ATTR_ACCT_SESSION_ID => a.session = Some(text(kind, v)?),
             ATTR_USER_NAME => a.user = Some(String::from_utf8_lossy(v).into_owned()),
             _ => {}
@@ -366,10 +372,12 @@ pub fn serve(
                     continue;
                 };
                 let pkt = &buf[..n];
+                // An IPv4 NAS reaching a dual-stack socket shows as ::ffff:a.b.c.d.
+                let ip = peer.ip().to_canonical();
                 let Some(secret) = settings
                     .clients
                     .iter()
-                    .find(|(net, _)| net.contains(&peer.ip()))
+                    .find(|(net, _)| net.contains(&ip))
                     .map(|(_, s)| s.as_bytes())
                 else {
                     counters.unknown_client.fetch_add(1, Relaxed);
@@ -418,12 +426,27 @@ pub fn apply(
     let mut changed = false;
     for &prefix in &acct.prefixes {
         let existing = store
-            .entries()
-            .find(|e| e.prefix == prefix)
-            .map(|e| e.source);
-        if existing.is_some_and(|s| s != Source::Radius) {
+            .get(&prefix)
+            .map(|e| (e.source, e.session.clone(), e.created));
+        // Operator and auto-quarantine entries are not RADIUS's to change.
+        if existing
+            .as_ref()
+            .is_some_and(|(s, ..)| *s != Source::Radius)
+        {
             continue;
         }
+        // Only the owning session's Stop or Interim-Update changes an entry; a Start
+        // takes the address over (it was reassigned).
+        let same_session = existing
+            .as_ref()
+            .is_none_or(|(_, owner, _)| owner.is_none() || *owner == acct.session);
+        if acct.status != Some(Status::Start) && !same_session {
+            continue;
+        }
+        let created = match &existing {
+            Some((_, _, c)) if same_session && acct.status != Some(Status::Start) => *c,
+            _ => now,
+        };
         match (acct.status, &class) {
             (Some(Status::Start | Status::InterimUpdate), Some(class)) => {
                 let e = Entry {
@@ -435,8 +458,9 @@ pub fn apply(
                         acct.session.as_deref().unwrap_or("-"),
                         acct.user.as_deref().unwrap_or("-")
                     ),
-                    created: now,
-                    expires: Some(now + settings.session_timeout.as_secs().max(1)),
+                    created,
+                    expires: Some(now.saturating_add(settings.session_timeout.as_secs().max(1))),
+                    session: acct.session.clone(),
                 };
                 match store.upsert(e) {
                     Ok(old) => {

@@ -290,14 +290,10 @@ impl<I: FrameIo> Worker<I> {
                 .store(generation, Ordering::Relaxed);
         }
         let policy: &crate::policy::Policy = &guard;
-        // The overlay's class ids belong to one policy generation: during a reload,
-        // between the two swaps, a worker judges by the file policy alone.
+        // The overlay's class ids belong to one policy: during a reload, between the two
+        // swaps, a worker judges by the file policy alone.
         let overlay_guard = self.policy.load_overlay();
-        let overlay: &crate::policy::overlay::Overlay = if overlay_guard.generation == generation {
-            &overlay_guard
-        } else {
-            crate::policy::overlay::Overlay::empty()
-        };
+        let overlay = overlay_guard.for_policy(policy);
         let direction = side.rx_direction();
         let mut rx_bytes = 0u64;
         for i in 0..n {

@@ -73,8 +73,11 @@ pub fn mask_v6(addr: u128, len: u8) -> u128 {
 /// One immutable overlay snapshot.
 #[derive(Clone, Default)]
 pub struct Overlay {
-    /// The policy generation whose class ids this snapshot uses.
+    /// The policy generation whose class ids this snapshot uses (for display).
     pub generation: u64,
+    /// The identity (address) of the `Policy` whose class ids this snapshot uses: a
+    /// worker applies the snapshot only with that very policy (see [`Overlay::for_policy`]).
+    pub policy_id: usize,
     v4: V4Map,
     v6: V6Map,
     /// IPv6 prefix lengths present, longest first.
@@ -94,13 +97,31 @@ impl std::fmt::Debug for Overlay {
 
 impl Overlay {
     /// A snapshot of these maps, for `generation`.
-    pub fn new(generation: u64, v4: V4Map, v6: V6Map, v6_lens: Vec<u8>) -> Self {
+    pub fn new(generation: u64, policy_id: usize, v4: V4Map, v6: V6Map, v6_lens: Vec<u8>) -> Self {
         debug_assert!(v6_lens.windows(2).all(|w| w[0] > w[1]));
         Self {
             generation,
+            policy_id,
             v4,
             v6,
             v6_lens,
+        }
+    }
+
+    /// The identity of `policy` as [`Overlay::policy_id`] holds it.
+    pub fn policy_id_of(policy: &super::Policy) -> usize {
+        policy as *const super::Policy as usize
+    }
+
+    /// This snapshot if it was built for `policy`, else the empty overlay: between a
+    /// reload's policy swap and its overlay swap a worker judges by the file alone, and
+    /// never applies one policy's class ids to another.
+    #[inline]
+    pub fn for_policy<'a>(&'a self, policy: &super::Policy) -> &'a Overlay {
+        if self.policy_id == Self::policy_id_of(policy) {
+            self
+        } else {
+            Overlay::empty()
         }
     }
 
@@ -153,7 +174,7 @@ mod tests {
             .into();
         v6.insert((mask_v6(a, 48), 48), 1);
         v6.insert((mask_v6(a, 56), 56), 2);
-        let o = Overlay::new(1, V4Map::default(), v6, vec![56, 48]);
+        let o = Overlay::new(1, 0, V4Map::default(), v6, vec![56, 48]);
         assert_eq!(o.v6(a), Some((2, 56)));
         let other: u128 = "2001:db8:100:ff00::1"
             .parse::<std::net::Ipv6Addr>()
