@@ -530,20 +530,23 @@ fn run_refuses_missing_interface_and_bad_core() {
         }
     };
     // --dry-run: every start-up check, nothing attached.
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            env!("CARGO_BIN_EXE_op25b"),
-            "run",
-            "--dry-run",
-            "--config",
-        ])
-        .arg(&good_path)
-        .current_dir(root())
-        .output()
-        .unwrap();
+    let dry_run = || {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                env!("CARGO_BIN_EXE_op25b"),
+                "run",
+                "--dry-run",
+                "--config",
+            ])
+            .arg(&good_path)
+            .current_dir(root())
+            .output()
+            .unwrap()
+    };
+    let out = dry_run();
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -566,20 +569,7 @@ fn run_refuses_missing_interface_and_bad_core() {
     let mut child = start();
     wait_attached();
     // With an instance running, the dry run names the attached program.
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            env!("CARGO_BIN_EXE_op25b"),
-            "run",
-            "--dry-run",
-            "--config",
-        ])
-        .arg(&good_path)
-        .current_dir(root())
-        .output()
-        .unwrap();
+    let out = dry_run();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(71), "{err}");
     assert!(err.contains("already has XDP program id"), "{err}");
