@@ -59,6 +59,14 @@ fn code(c: u8) -> ExitCode {
     ExitCode::from(c)
 }
 
+/// A config that does not load: its one-line error on stderr and exit 78.
+fn or_config_error<T>(r: Result<T, config::ConfigError>) -> Result<T, ExitCode> {
+    r.map_err(|e| {
+        eprintln!("error: {e}");
+        code(exit::CONFIG)
+    })
+}
+
 /// op25b command line.
 #[derive(Parser, Debug)]
 #[command(name = "op25b", version = VERSION, about = ABOUT, long_about = ABOUT)]
@@ -612,12 +620,9 @@ fn sessions_cmd(config: &Path, socket: Option<PathBuf>, json: bool) -> ExitCode 
 
 /// `op25b run --dry-run`.
 fn dry_run_cmd(path: &Path) -> ExitCode {
-    let loaded = match config::load(path) {
+    let loaded = match or_config_error(config::load(path)) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return code(exit::CONFIG);
-        }
+        Err(c) => return c,
     };
     outln!("config {}: OK", path.display());
     match op25b::control::dry_run(&loaded.config) {
@@ -661,12 +666,9 @@ pub fn systemd_escape(s: &str) -> String {
 fn systemd_deps(path: &Path) -> ExitCode {
     // Only `interfaces:` is read: this runs at every boot and daemon-reload, and a
     // broken prefix file must not drop the binding.
-    let names = match config::load_interface_names(path) {
+    let names = match or_config_error(config::load_interface_names(path)) {
         Ok(n) => n,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return code(exit::CONFIG);
-        }
+        Err(c) => return c,
     };
     let units: Vec<String> = names
         .iter()
@@ -743,12 +745,9 @@ fn human_bytes(n: usize) -> String {
 }
 
 fn check(path: &Path) -> ExitCode {
-    let loaded = match config::load(path) {
+    let loaded = match or_config_error(config::load(path)) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return code(exit::CONFIG);
-        }
+        Err(c) => return c,
     };
     let c = &loaded.config;
     let p = &loaded.policy;
@@ -996,12 +995,9 @@ fn protocol_name(p: u8) -> String {
 }
 
 fn classify_cmd(config_path: &Path, pcap: &Path, direction: Direction, format: Format) -> ExitCode {
-    let loaded = match config::load(config_path) {
+    let loaded = match or_config_error(config::load(config_path)) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return code(exit::CONFIG);
-        }
+        Err(c) => return c,
     };
     let policy = &loaded.policy;
     let mut cap = match Capture::open(pcap) {
