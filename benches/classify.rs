@@ -9,8 +9,8 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use etherparse::{InternetSlice, SlicedPacket, TransportSlice};
 use ipnet::IpNet;
 use op25b::classify::classify;
-use op25b::classify::fixtures::{self, addr, Encap, Tcp};
 use op25b::policy::{Direction, Fragment, Policy, Segment, Verdict};
+use op25b_testkit::fixtures::{self, addr, Encap, Tcp};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashSet;

@@ -10,12 +10,13 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use crossbeam_utils::CachePadded;
 use ipnet::IpNet;
-use op25b::classify::fixtures::{self, addr, Encap, Tcp};
-use op25b::datapath::counters::{Side, WorkerCounters};
+use op25b::datapath::counters::WorkerCounters;
+use op25b::datapath::io::Side;
 use op25b::datapath::io::{FrameIo, MemIo};
 use op25b::datapath::worker::{Worker, WorkerConfig};
 use op25b::datapath::PolicyCell;
 use op25b::policy::Policy;
+use op25b_testkit::fixtures::{self, addr, Encap, Tcp};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::net::{IpAddr, Ipv4Addr};

@@ -25,7 +25,7 @@ fn main() -> std::io::Result<()> {
         }
         Ok(())
     };
-    for fx in op25b::classify::fixtures::all() {
+    for fx in op25b_testkit::fixtures::all() {
         write(&mut seen, &fx.frame)?;
     }
     let fixtures = seen.len();

@@ -2,8 +2,8 @@
 # bench.sh - measure op25b against its baselines on the veth lab, side by side, with the
 # fair method (docs/benchmarks.md).
 #
-# Same generator (op25b bench gen, AF_XDP, in op25b-sub on s0), same verifying sink
-# (op25b bench sink, AF_XDP, in op25b-up on u0), same profile and duration for every
+# Same generator (op25b-bench gen, AF_XDP, in op25b-sub on s0), same verifying sink
+# (op25b-bench sink, AF_XDP, in op25b-up on u0), same profile and duration for every
 # DUT variant in op25b-dut between d0 and d1:
 #   xdp-redirect  in-kernel ceiling: an XDP program redirecting d0 -> d1 (no policy)
 #   bridge-nft    Linux bridge + nftables rules generated from configs/bench.yaml by
@@ -99,8 +99,11 @@ if [[ -z $CURVE ]]; then
 fi
 
 BIN=${OP25B_BIN:-$HERE/target/release/op25b}
+# The generator, sink and report: the test kit's binary (package op25b-testkit).
+BENCH=${OP25B_BENCH:-$(dirname "$BIN")/op25b-bench}
 NAIVE=${OP25B_NAIVE:-$HERE/target/release/examples/naive_fwd}
 [[ -x $BIN ]] || { echo "bench.sh: $BIN not built (cargo build --release)" >&2; exit 1; }
+[[ -x $BENCH ]] || { echo "bench.sh: $BENCH not built (cargo build --release --workspace)" >&2; exit 1; }
 NCPU=$(nproc)
 ((NCPU >= 2)) || { echo "bench.sh: the fair method needs 2 CPUs" >&2; exit 1; }
 PROFILE=configs/bench-profile.yaml
@@ -242,7 +245,7 @@ one_run() {
     rm -f "$WORK/ready" "$WORK/gen.json" "$WORK/sink.json"
     [[ $v == op25b-2w ]] && queues=2
     dut_start "$v"
-    ip netns exec op25b-up taskset -c 0 "$BIN" bench sink -i u0 --queues "$queues" \
+    ip netns exec op25b-up taskset -c 0 "$BENCH" sink -i u0 --queues "$queues" \
         --duration "$(python3 -c "print($dur + 20)")" --idle 1.5 --dump-foreign 5 \
         --report "$WORK/sink.json" --ready-file "$WORK/ready" >/dev/null 2>"$WORK/sink.log" &
     local sink_pid=$!
@@ -257,7 +260,7 @@ one_run() {
     [[ $v == op25b-2w ]] && gen_args+=(--threads 2)
     d1tx0=$(link_stat op25b-dut d1 tx_dropped)
     b0=$(cpu1_busy); t0=$(date +%s.%N)
-    ip netns exec op25b-sub taskset -c 0 "$BIN" bench gen -i s0 -c configs/bench.yaml -p "$profile" \
+    ip netns exec op25b-sub taskset -c 0 "$BENCH" gen -i s0 -c configs/bench.yaml -p "$profile" \
         -d "$dur" "${gen_args[@]}" --report "$WORK/gen.json" >/dev/null 2>"$WORK/gen.log" \
         || { cat "$WORK/gen.log" >&2; say "generator failed"; exit 1; }
     b1=$(cpu1_busy); t1=$(date +%s.%N)
@@ -269,7 +272,7 @@ one_run() {
     cp "$WORK/sink.json" "$OUT/raw/$tag-sink.json"
     cp "$WORK/dut.json" "$OUT/raw/$tag-dut.json"
     cp "$WORK/sink.log" "$OUT/raw/$tag-sink.log"
-    # What the DUT counted, in the shape `bench report --dut` reads.
+    # What the DUT counted, in the shape `op25b-bench report --dut` reads.
     python3 - "$v" "$WORK/dut.json" "$((d1tx1 - d1tx0))" >"$WORK/dutdrops.json" <<'PY'
 import json, sys
 v, path, d1tx = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -284,7 +287,7 @@ print(json.dumps({"received_on": {"subscriber": {"kernel_drops": {"rx_dropped": 
                   "link_drops": {"upstream": {"tx_dropped": d1tx}}}))
 PY
     # Exit 3 (leak or loss) is judged below from the JSON, not here.
-    "$BIN" bench report --gen "$WORK/gen.json" --sink "$WORK/sink.json" --dut "$WORK/dutdrops.json" --json \
+    "$BENCH" report --gen "$WORK/gen.json" --sink "$WORK/sink.json" --dut "$WORK/dutdrops.json" --json \
         >"$WORK/verdict.json" 2>/dev/null || true
     cp "$WORK/verdict.json" "$OUT/raw/$tag-verdict.json"
     python3 - "$WORK/gen.json" "$WORK/sink.json" "$WORK/verdict.json" "$WORK/dut.json" \

@@ -29,8 +29,9 @@ bash scripts/setup.sh
 command -v cargo >/dev/null || { echo "demo.sh: cargo not found; install Rust (https://rustup.rs) first" >&2; exit 1; }
 
 say "build (release)"
-cargo build --release
+cargo build --release --workspace
 BIN=$PWD/target/release/op25b
+BENCH=$PWD/target/release/op25b-bench   # generator and sink (the test kit)
 "$BIN" check --config configs/lab.yaml
 
 say "lab up"
@@ -67,14 +68,14 @@ say "10-second load run at $RATE frames/s: AF_XDP generator (op25b-sub) -> op25b
 # tool ever runs on the worker's CPU.
 LOADDIR=/run/op25b-lab/load
 mkdir -p "$LOADDIR"
-ip netns exec op25b-up taskset -c 0 "$BIN" bench sink -i u0 --duration 40 --idle 2 \
+ip netns exec op25b-up taskset -c 0 "$BENCH" sink -i u0 --duration 40 --idle 2 \
     --report "$LOADDIR/sink.json" --ready-file "$LOADDIR/ready" >/dev/null 2>"$LOADDIR/sink.log" &
 SINK_PID=$!
 for _ in $(seq 100); do [[ -e $LOADDIR/ready ]] && break; sleep 0.05; done
 [[ -e $LOADDIR/ready ]] || { cat "$LOADDIR/sink.log" >&2; echo "demo.sh: the sink did not start" >&2; exit 1; }
 bash scripts/lab.sh fair --dut-cpu 1 --tester-cpu 0
 LOAD_RC=0
-ip netns exec op25b-sub taskset -c 0 "$BIN" bench gen -i s0 -c configs/lab.yaml -p configs/bench-profile.yaml \
+ip netns exec op25b-sub taskset -c 0 "$BENCH" gen -i s0 -c configs/lab.yaml -p configs/bench-profile.yaml \
     -d 10 --rate "$RATE" --report "$LOADDIR/gen.json" >/dev/null 2>"$LOADDIR/gen.log" \
     || { cat "$LOADDIR/gen.log" >&2; LOAD_RC=1; }
 wait "$SINK_PID" || { cat "$LOADDIR/sink.log" >&2; LOAD_RC=1; }
@@ -110,7 +111,7 @@ say "load run verdict: zero leaked, zero passing frames lost by op25b (generator
 # the veth drops what its 256-frame ring cannot hold while the tester's vCPU is away
 # (hypervisor steal); the breakdown shows such frames on the DUT -> sink link, apart
 # from op25b's own loss (docs/reliability.md).
-"$BIN" bench report --gen "$LOADDIR/gen.json" --sink "$LOADDIR/sink.json" --dut "$REPORT" \
+"$BENCH" report --gen "$LOADDIR/gen.json" --sink "$LOADDIR/sink.json" --dut "$REPORT" \
     || LOAD_RC=1
 if [[ $LOAD_RC -eq 0 ]]; then
     say "load run: PASS"

@@ -329,61 +329,14 @@ configure_addresses() {
 #           on d0 and d1; these run before the bridge rx handler)
 #   REJECT: yes (tcp reset / icmp admin-prohibited) or no (every reject
 #           becomes drop)
-# Same policy as configs/lab.yaml: longest prefix wins, so the static /32,/128
-# and the relay are accepted first, then quarantine, then dynamic/icmp.
+# The rule set is configs/lab.yaml's policy as `op25b export-nft` renders it: the
+# lab policy has one source (the binary is OP25B_BIN, default target/release/op25b).
 policy_ruleset() {
-    local family=$1 reject=$2 rst icmp4 icmp6
-    if [[ $reject == yes ]]; then
-        rst="reject with tcp reset"
-        icmp4="reject with icmp type admin-prohibited"
-        icmp6="reject with icmpv6 type admin-prohibited"
-    else
-        rst=drop icmp4=drop icmp6=drop
-    fi
-    echo "table $family op25b {"
-    if [[ $family == bridge ]]; then
-        cat <<EOF
-	chain pre {
-		type filter hook prerouting priority -200; policy accept;
-		iifname "d0" jump outbound
-		iifname "d1" jump inbound
-	}
-EOF
-    else
-        cat <<EOF
-	chain ingress_d0 {
-		type filter hook ingress device "d0" priority 0; policy accept;
-		jump outbound
-	}
-	chain ingress_d1 {
-		type filter hook ingress device "d1" priority 0; policy accept;
-		jump inbound
-	}
-EOF
-    fi
-    cat <<EOF
-	# subscriber -> world (arrived on d0)
-	chain outbound {
-		ip saddr 198.51.100.200 counter accept comment "static"
-		ip6 saddr 2001:db8:100::200 counter accept comment "static"
-		ip daddr 203.0.113.25 counter accept comment "relay"
-		ip6 daddr 2001:db8:ff::25 counter accept comment "relay"
-		ip saddr 198.51.100.128/28 tcp dport { 25, 465, 587 } counter drop comment "quarantine"
-		ip6 saddr 2001:db8:100:666::/64 tcp dport { 25, 465, 587 } counter drop comment "quarantine"
-		ip saddr 198.51.100.0/24 tcp dport 25 counter $rst comment "dynamic"
-		ip6 saddr 2001:db8:100::/48 tcp dport 25 counter $rst comment "dynamic"
-		ip saddr 192.0.2.0/25 tcp dport 25 counter $icmp4 comment "icmp"
-		ip6 saddr 2001:db8:200::/48 tcp dport 25 counter $icmp6 comment "icmp"
-	}
-	# world -> subscriber (arrived on d1): inbound IP25B for dynamic + quarantine
-	chain inbound {
-		ip daddr 198.51.100.200 counter accept comment "static"
-		ip6 daddr 2001:db8:100::200 counter accept comment "static"
-		ip daddr 198.51.100.0/24 tcp dport 25 counter drop comment "ip25b"
-		ip6 daddr 2001:db8:100::/48 tcp dport 25 counter drop comment "ip25b"
-	}
-}
-EOF
+    local family=$1 reject=$2 bin=${OP25B_BIN:-$HERE/target/release/op25b}
+    [[ -x $bin ]] || die "--forwarder bridge renders configs/lab.yaml with op25b export-nft: $bin is not built (cargo build --release)"
+    local args=(export-nft -c "$HERE/configs/lab.yaml" --family "$family")
+    [[ $reject == yes ]] || args+=(--reject-as-drop)
+    "$bin" "${args[@]}"
 }
 
 setup_bridge_forwarder() {

@@ -22,6 +22,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("OP25B_BIN", os.path.join(HERE, "target/release/op25b"))
+# The generator, sink and report: the test kit's binary (package op25b-testkit).
+BENCH = os.environ.get("OP25B_BENCH", os.path.join(os.path.dirname(BIN), "op25b-bench"))
 CFG = "configs/bench.yaml"
 PROFILE = "configs/bench-profile.yaml"
 LISTEN = "127.0.0.1:9726"
@@ -165,7 +167,7 @@ class Lab:
         for f in (self.sink_report, ready):
             if os.path.exists(f):
                 os.remove(f)
-        args = [BIN, "bench", "sink", "-i", "u0", "--duration", str(duration), "--idle", str(idle),
+        args = [BENCH, "sink", "-i", "u0", "--duration", str(duration), "--idle", str(idle),
                 "--report", self.sink_report, "--ready-file", ready]
         if oracle_cfg:
             args += ["--config", oracle_cfg]
@@ -179,7 +181,7 @@ class Lab:
 
     def gen(self, duration, rate=None, profile=PROFILE, cfg=CFG, background=False):
         self.gen_report = self.path("gen.json")
-        args = [BIN, "bench", "gen", "-i", "s0", "-c", cfg, "-p", profile, "-d", str(duration),
+        args = [BENCH, "gen", "-i", "s0", "-c", cfg, "-p", profile, "-d", str(duration),
                 "--report", self.gen_report]
         if rate:
             args += ["--rate", str(int(rate))]
@@ -199,7 +201,7 @@ class Lab:
         return json.load(open(self.sink_report))
 
     def verdict(self):
-        r = sh(BIN, "bench", "report", "--gen", self.gen_report, "--sink", self.sink_report, "--json",
+        r = sh(BENCH, "report", "--gen", self.gen_report, "--sink", self.sink_report, "--json",
                check=False)
         return json.loads(r.stdout)
 

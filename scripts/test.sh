@@ -29,10 +29,10 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy -D warnings (all targets)"
-cargo clippy --release --all-targets -- -D warnings
+cargo clippy --release --workspace --all-targets -- -D warnings
 
-step "build (release, all targets)"
-cargo build --release --all-targets
+step "build (release, all targets, the appliance and its test kit)"
+cargo build --release --workspace --all-targets
 
 step "shellcheck scripts"
 shellcheck -x scripts/*.sh scripts/xdp/*.sh .ci/run
@@ -55,10 +55,10 @@ fi
 set +e
 # Libraries, binaries, integration tests and examples take the harness's
 # --include-ignored; the criterion benches (harness = false) run once as tests apart.
-cargo test --release --lib --bins --tests --examples --no-fail-fast "${TEST_ARGS[@]}" 2>&1 \
+cargo test --release --workspace --lib --bins --tests --examples --no-fail-fast "${TEST_ARGS[@]}" 2>&1 \
     | tee /tmp/op25b-test.log
 rc=${PIPESTATUS[0]}
-cargo test --release --benches --no-fail-fast 2>&1 | tee -a /tmp/op25b-test.log
+cargo test --release --workspace --benches --no-fail-fast 2>&1 | tee -a /tmp/op25b-test.log
 rc_benches=${PIPESTATUS[0]}
 ((rc == 0)) && rc=$rc_benches
 set -e

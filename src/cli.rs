@@ -51,8 +51,6 @@ pub mod exit {
     pub const NOPERM: u8 = 77;
     /// The config is invalid (or a reload was refused for it).
     pub const CONFIG: u8 = 78;
-    /// A benchmark verdict failed (`bench report`).
-    pub const BENCH_FAILED: u8 = 3;
 }
 
 fn code(c: u8) -> ExitCode {
@@ -193,17 +191,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Benchmark harness: AF_XDP traffic generator, verifying sink, run report.
-    #[command(subcommand)]
-    Bench(crate::cli_bench::BenchCommand),
     /// Print an nftables rule set implementing the config's policy (Linux bridge +
     /// nftables baseline). It starts by replacing its table: `nft -f` twice leaves one
     /// copy.
     ExportNft {
         #[arg(short, long, default_value = config::DEFAULT_CONFIG)]
         config: PathBuf,
-        #[arg(long, value_enum, default_value_t = crate::cli_bench::NftFamily::Netdev)]
-        family: crate::cli_bench::NftFamily,
+        #[arg(long, value_enum, default_value_t = NftFamily::Netdev)]
+        family: NftFamily,
         /// Drop instead of reject (kernels without reject in the chosen family).
         #[arg(long)]
         reject_as_drop: bool,
@@ -318,13 +313,12 @@ fn run_error_code(e: &op25b::control::RunError) -> u8 {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Bench(cmd) => crate::cli_bench::bench(cmd),
         Command::ExportNft {
             config,
             family,
             reject_as_drop,
             table,
-        } => crate::cli_bench::export_nft(&config, family, reject_as_drop, &table),
+        } => export_nft(&config, family, reject_as_drop, &table),
         Command::Classify {
             config,
             pcap,
@@ -1173,4 +1167,33 @@ mod tests {
         assert_eq!(dev("x%y"), "sys-subsystem-net-devices-x\\x25y");
         assert_eq!(systemd_escape(".a"), "\\x2ea");
     }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum NftFamily {
+    /// Bridge family, prerouting hook (needs the interfaces in a bridge).
+    Bridge,
+    /// Netdev family, ingress hooks on both interfaces.
+    Netdev,
+}
+
+pub fn export_nft(config: &Path, family: NftFamily, reject_as_drop: bool, table: &str) -> ExitCode {
+    let (loaded, listing) = match config::load_listing(config) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let opts = op25b::control::nft::NftOptions {
+        family: match family {
+            NftFamily::Bridge => op25b::control::nft::Family::Bridge,
+            NftFamily::Netdev => op25b::control::nft::Family::Netdev,
+        },
+        reject_as_drop,
+        table: table.to_string(),
+        replace: true,
+    };
+    out!("{}", op25b::control::nft::ruleset(&loaded, &listing, &opts));
+    ExitCode::SUCCESS
 }

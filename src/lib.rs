@@ -8,13 +8,9 @@
 //! * [`config`]: YAML -> validated config -> compiled policy.
 #![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
-pub mod bench;
 pub mod classify;
 pub mod config;
 pub mod control;
 pub mod datapath;
-pub mod fallback;
 pub mod lpm;
-pub mod nft;
 pub mod policy;
-pub mod topk;

@@ -2,7 +2,6 @@
 use clap::Parser;
 
 mod cli;
-mod cli_bench;
 
 fn main() -> std::process::ExitCode {
     match cli::Cli::try_parse() {

@@ -1,8 +1,8 @@
 //! `op25b classify` as a black box: the tcpdump corpus (every frame gets a line, no
 //! panic), the golden fixtures through a pcap file, and bad inputs (exit 2, one line).
 
-use op25b::classify::fixtures;
 use op25b::policy::Direction;
+use op25b_testkit::fixtures;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -14,14 +14,31 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The test kit's `op25b-bench` (package op25b-testkit), built beside op25b by
+/// `cargo build --workspace` (scripts/test.sh does).
+fn bench_bin() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_op25b")).with_file_name("op25b-bench");
+    assert!(
+        p.exists(),
+        "{} is not built: cargo build --release -p op25b-testkit",
+        p.display()
+    );
+    p
+}
+
 fn op25b(args: &[&str], as_nobody: bool) -> (i32, String, String) {
+    // `bench ...` runs the test kit's op25b-bench.
+    let (exe, args) = match args.split_first() {
+        Some((&"bench", rest)) => (bench_bin(), rest),
+        _ => (PathBuf::from(env!("CARGO_BIN_EXE_op25b")), args),
+    };
     let mut c = if as_nobody {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_op25b"));
+            .arg(&exe);
         c
     } else {
-        Command::new(env!("CARGO_BIN_EXE_op25b"))
+        Command::new(&exe)
     };
     let out = c
         .args(args)

@@ -34,6 +34,18 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_op25b")
 }
 
+/// The test kit's `op25b-bench` (package op25b-testkit), built beside op25b by
+/// `cargo build --workspace` (scripts/test.sh does).
+fn bench_bin() -> String {
+    let p = Path::new(env!("CARGO_BIN_EXE_op25b")).with_file_name("op25b-bench");
+    assert!(
+        p.exists(),
+        "{} is not built: cargo build --release -p op25b-testkit",
+        p.display()
+    );
+    p.to_str().unwrap().to_string()
+}
+
 fn sh(args: &[&str]) -> (i32, String) {
     let out = Command::new(args[0])
         .args(&args[1..])
@@ -84,8 +96,13 @@ impl Drop for Proc {
 }
 
 fn op25b_in(ns: &str, args: &[&str], stderr: Option<&Path>) -> Child {
+    // `bench ...` runs the test kit's op25b-bench.
+    let (exe, args) = match args.split_first() {
+        Some((&"bench", rest)) => (bench_bin(), rest),
+        _ => (bin().to_string(), args),
+    };
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns, bin()])
+    c.args(["netns", "exec", ns, &exe])
         .args(args)
         .current_dir(root())
         .stdout(Stdio::null());
@@ -223,8 +240,7 @@ fn top_list_against_the_lab() {
         "netns",
         "exec",
         "op25b-sub",
-        bin(),
-        "bench",
+        &bench_bin(),
         "gen",
         "-i",
         "s0",

@@ -8,12 +8,13 @@
 //! Needs root (CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN to load the XDP program);
 //! scripts/test.sh runs it.
 
-use op25b::bench::hostile;
-use op25b::classify::{self, fixtures};
+use op25b::classify;
 use op25b::datapath::xdp::{PathStats, Program, Settings, XDP_PASS, XDP_REDIRECT};
 use op25b::policy::{
     BlockAction, Direction, FragmentPolicy, Policy, PolicyBuilder, ReplyKind, Verdict,
 };
+use op25b_testkit::fixtures;
+use op25b_testkit::hostile;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PropConfig, TestRunner};
 use std::net::IpAddr;

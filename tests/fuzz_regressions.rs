@@ -2,8 +2,9 @@
 //! the fuzz targets make, so a fixed finding stays fixed without cargo-fuzz.
 
 use op25b::classify::reply::{build_reply, MAX_REPLY_LEN};
-use op25b::classify::{classify, classify_parsed, fixtures, parse, parse_link};
+use op25b::classify::{classify, classify_parsed, parse, parse_link};
 use op25b::policy::{Direction, ReplyKind};
+use op25b_testkit::fixtures;
 use std::path::Path;
 
 fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {

@@ -1,8 +1,9 @@
 //! Every reply the builders produce for the golden fixtures is handed to a real decoder:
 //! tshark must report no malformed packet and no bad checksum.
 
-use op25b::classify::{fixtures, reply};
+use op25b::classify::reply;
 use op25b::policy::{ReplyKind, Verdict};
+use op25b_testkit::fixtures;
 use std::process::Command;
 
 #[test]

@@ -5,12 +5,12 @@
 //! `op25b run`; tests/e2e_lab.rs checks the messages of the real binary in the lab.
 
 use crossbeam_utils::CachePadded;
-use op25b::classify::fixtures;
 use op25b::control::systemd::{Health, Notifier, Supervisor};
 use op25b::datapath::counters::{beat_clock, WorkerCounters};
 use op25b::datapath::io::MemIo;
 use op25b::datapath::worker::{Worker, WorkerConfig};
 use op25b::datapath::PolicyCell;
+use op25b_testkit::fixtures;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -3,12 +3,14 @@
 //! holds through reject bursts, full TX rings and a stalled peer.
 
 use crossbeam_utils::CachePadded;
-use op25b::classify::{fixtures, reply};
-use op25b::datapath::counters::{Counter, Side, WorkerCounters};
+use op25b::classify::reply;
+use op25b::datapath::counters::{Counter, WorkerCounters};
 use op25b::datapath::io::MemIo;
+use op25b::datapath::io::Side;
 use op25b::datapath::worker::{Worker, WorkerConfig};
 use op25b::datapath::PolicyCell;
 use op25b::policy::{Direction, Verdict};
+use op25b_testkit::fixtures;
 use proptest::prelude::*;
 use std::sync::Arc;
 
@@ -322,7 +324,7 @@ fn top_list_orders_sources_by_blocked_attempts() {
         .iter()
         .map(|c| c.name.clone())
         .collect();
-    let top = op25b::topk::merge(lists.iter().map(Vec::as_slice), &names, 0, 10);
+    let top = op25b::control::topk::merge(lists.iter().map(Vec::as_slice), &names, 0, 10);
     let got: Vec<(IpAddr, u64, Option<&str>)> = top
         .iter()
         .map(|o| (o.src, o.attempts, o.class.as_deref()))

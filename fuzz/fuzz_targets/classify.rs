@@ -2,7 +2,8 @@
 //! its verdict must agree with classify_parsed(parse(..)).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use op25b::classify::{classify, classify_parsed, fixtures, parse};
+use op25b::classify::{classify, classify_parsed, parse};
+use op25b_testkit::fixtures;
 use op25b::policy::Direction;
 use std::sync::OnceLock;
 

@@ -18,6 +18,8 @@ use serde::Deserialize;
 
 pub mod diff;
 
+/// The datapath owns these; the YAML parses straight into them.
+pub use crate::datapath::settings::{FastPathMode, XdpMode, ZeroCopy};
 use crate::policy::{BlockAction, ClassId, FragmentPolicy, Policy, PolicyBuilder, ReplyKind};
 
 /// Default metrics/control listen address: loopback only.
@@ -53,6 +55,14 @@ pub enum ConfigError {
         file: PathBuf,
         field: String,
         message: String,
+    },
+    /// The policy builder refused what the file describes (a class twice, too many
+    /// classes, a table too large).
+    #[error("{}: {field}: {source}", file.display())]
+    Policy {
+        file: PathBuf,
+        field: String,
+        source: crate::policy::PolicyError,
     },
     /// A bad line in a prefix file.
     #[error("{}:{line}: {message} (listed in {})", file.display(), config.display())]
@@ -185,32 +195,6 @@ fn default_frame_size() -> u32 {
 }
 fn default_ring_size() -> u32 {
     2048
-}
-
-/// Where the XDP program runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum XdpMode {
-    /// Native (driver) mode if the NIC supports it, else generic, with one log line.
-    #[default]
-    Auto,
-    /// Driver mode only; fail if unsupported.
-    Native,
-    /// Generic (SKB) mode: works everywhere, slower.
-    Generic,
-}
-
-/// AF_XDP zero-copy.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ZeroCopy {
-    /// Zero-copy if the driver supports it, else copy mode, with one log line.
-    #[default]
-    Auto,
-    /// Zero-copy only; fail if unsupported.
-    On,
-    /// Copy mode.
-    Off,
 }
 
 /// `workers:`
@@ -610,16 +594,6 @@ struct RawLogging {
     format: LogFormat,
 }
 
-/// `datapath.fast_path`: whether op25b's XDP program sends frames the policy can never
-/// block straight to the other interface in the kernel.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FastPathMode {
-    #[default]
-    On,
-    Off,
-}
-
 /// `datapath:`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -766,6 +740,28 @@ pub struct Config {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DatapathSettings {
     pub fast_path: FastPathMode,
+}
+
+impl Config {
+    /// What the datapath needs to start (it never reads the config itself).
+    pub fn datapath_settings(&self) -> crate::datapath::settings::Settings {
+        let ifs = &self.interfaces;
+        crate::datapath::settings::Settings {
+            subscriber: ifs.subscriber.clone(),
+            upstream: ifs.upstream.clone(),
+            queues: ifs.queues,
+            xdp_mode: ifs.xdp_mode,
+            zero_copy: ifs.zero_copy,
+            frame_size: ifs.frame_size,
+            ring_size: ifs.ring_size,
+            cores: self.workers.cores.clone(),
+            burst: self.workers.burst,
+            busy_poll: self.workers.busy_poll,
+            reply_rate: self.reject_rate.per_second,
+            reply_burst: self.reject_rate.burst,
+            fast_path: self.datapath.fast_path,
+        }
+    }
 }
 
 /// Facts about a load, for `op25b check` and the logs.
@@ -1198,13 +1194,15 @@ pub fn load_listing(path: &Path) -> Result<(Loaded, Vec<(IpNet, ClassId)>), Conf
     ))
 }
 
-fn compile_policy(
+/// Validates `policy:` and feeds it to a [`PolicyBuilder`]; returns the builder (not yet
+/// built), the class ids by name, and the report.
+fn policy_builder(
     file: &Path,
     raw: &RawPolicy,
     mut listing: Option<&mut Vec<(IpNet, ClassId)>>,
-) -> Result<(Policy, LoadReport), ConfigError> {
+) -> Result<(PolicyBuilder, BTreeMap<String, ClassId>, LoadReport), ConfigError> {
     let mut b = PolicyBuilder::new();
-    let mut ids: HashMap<&str, ClassId> = HashMap::new();
+    let mut ids: BTreeMap<String, ClassId> = BTreeMap::new();
     if raw.classes.is_empty() {
         return Err(ConfigError::invalid(
             file,
@@ -1252,8 +1250,12 @@ fn compile_policy(
         };
         let id = b
             .class(name, ports, action, c.block_inbound_smtp)
-            .map_err(|e| ConfigError::invalid(file, &field, e.to_string()))?;
-        ids.insert(name.as_str(), id);
+            .map_err(|source| ConfigError::Policy {
+                file: file.to_path_buf(),
+                field: field.clone(),
+                source,
+            })?;
+        ids.insert(name.clone(), id);
     }
     let defined = || {
         raw.classes
@@ -1384,9 +1386,6 @@ fn compile_policy(
         drop_tiny_first: raw.fragments.tiny_first == RawFragmentAction::Drop,
         drop_non_first: raw.fragments.non_first == RawFragmentAction::Drop,
     });
-    let policy = b
-        .build()
-        .map_err(|e| ConfigError::invalid(file, "policy", e.to_string()))?;
     let report = LoadReport {
         classes: raw.classes.keys().cloned().collect(),
         allowed,
@@ -1395,7 +1394,36 @@ fn compile_policy(
         auto_quarantine,
         build_time: Duration::ZERO,
     };
+    Ok((b, ids, report))
+}
+
+/// [`policy_builder`], then `build`.
+fn compile_policy(
+    file: &Path,
+    raw: &RawPolicy,
+    listing: Option<&mut Vec<(IpNet, ClassId)>>,
+) -> Result<(Policy, LoadReport), ConfigError> {
+    let (b, _, report) = policy_builder(file, raw, listing)?;
+    let policy = b.build().map_err(|source| ConfigError::Policy {
+        file: file.to_path_buf(),
+        field: "policy".into(),
+        source,
+    })?;
     Ok((policy, report))
+}
+
+/// The policy part of a config (text already read) as a builder, before `build`, with
+/// its class ids by name: benchmarks and the test kit add prefixes to the lab's policy.
+pub fn policy_builder_str(
+    path: &Path,
+    text: &str,
+) -> Result<(PolicyBuilder, BTreeMap<String, ClassId>), ConfigError> {
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let (b, ids, _) = policy_builder(path, &raw.policy, None)?;
+    Ok((b, ids))
 }
 
 #[cfg(test)]

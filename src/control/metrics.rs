@@ -9,7 +9,8 @@
 //! [`MAX_CLIENTS`] requests are served at once, so one slow client does not hold up the
 //! scrapes.
 
-use crate::datapath::counters::{beat_clock, Counter, Side, WorkerCounters, PORTS};
+use crate::datapath::counters::{beat_clock, Counter, WorkerCounters, PORTS};
+use crate::datapath::io::Side;
 use crate::datapath::PolicyCell;
 use crate::policy::Reason;
 use crossbeam_utils::CachePadded;
@@ -236,7 +237,7 @@ fn handle(stream: TcpStream, state: &MetricsState) -> std::io::Result<()> {
         let body = serde_json::json!({
             "generated_at": unix_now(),
             "workers": state.counters.len(),
-            "slots_per_worker": crate::topk::WORKER_SLOTS,
+            "slots_per_worker": crate::control::topk::WORKER_SLOTS,
             "offenders": top(state, n),
         });
         ("200 OK", format!("{body}\n"), "application/json")
@@ -296,8 +297,8 @@ fn write_before(mut stream: &TcpStream, bytes: &[u8], deadline: Instant) -> std:
 }
 
 /// The merged top-`n` sources of blocked outbound attempts over all workers.
-pub fn top(state: &MetricsState, n: usize) -> Vec<crate::topk::Offender> {
-    let lists: Vec<Vec<crate::topk::Entry>> = state
+pub fn top(state: &MetricsState, n: usize) -> Vec<crate::control::topk::Offender> {
+    let lists: Vec<Vec<crate::control::topk::Entry>> = state
         .counters
         .iter()
         .map(|c| c.top.lock().map(|l| l.clone()).unwrap_or_default())
@@ -307,10 +308,10 @@ pub fn top(state: &MetricsState, n: usize) -> Vec<crate::topk::Offender> {
         .lock()
         .map(|c| c.clone())
         .unwrap_or_default();
-    crate::topk::merge(
+    crate::control::topk::merge(
         lists.iter().map(Vec::as_slice),
         &classes,
-        crate::topk::epoch(),
+        crate::control::topk::epoch(),
         n,
     )
 }

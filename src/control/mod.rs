@@ -1,24 +1,34 @@
 //! The control plane of `op25b run`: logging, pid file, signals, the periodic counter
 //! line, shutdown and the final report. It never touches frames.
+//!
+//! * [`fallback`]: `failure_mode: open` (a Linux bridge and nftables, via `ip`, `nft`);
+//! * [`nft`]: the policy rendered as an nftables rule set (fallback, `export-nft`);
+//! * [`topk`]: the space-saving top list of blocked sources (`/top`, auto-quarantine);
+//! * [`metrics`], [`status`]: the control endpoint and its clients;
+//! * [`systemd`], [`logging`], [`stdout`]: service manager, journal, report;
+//! * [`overlay`], [`operator`], [`radius`]: per-subscriber classes at runtime.
 
 use crate::config::{self, Config, FailureMode, LogLevel};
-use crate::datapath::counters::{Counter, Side, Snapshot, WorkerCounters};
+use crate::datapath::counters::{Counter, Snapshot, WorkerCounters};
+use crate::datapath::io::Side;
 use crate::datapath::{self, PolicyCell};
-use crate::fallback;
 use crossbeam_utils::CachePadded;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod fallback;
 pub mod logging;
 pub mod metrics;
+pub mod nft;
 pub mod operator;
 pub mod overlay;
 pub mod radius;
 pub mod status;
 pub mod stdout;
 pub mod systemd;
+pub mod topk;
 
 /// Why `op25b run` stopped with an error (exit 1).
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +64,7 @@ pub enum RunError {
     #[error("reload: {0}")]
     Reload(String),
     #[error(transparent)]
-    Fallback(#[from] crate::fallback::FallbackError),
+    Fallback(#[from] crate::control::fallback::FallbackError),
 }
 
 /// `op25b run` options from the command line.
@@ -104,7 +114,7 @@ impl Drop for PidFile {
 /// `op25b run --dry-run`: every start-up check, attaching nothing. Returns what was
 /// checked (warnings prefixed `warning: `) or the error `run` would stop with.
 pub fn dry_run(cfg: &Config) -> Result<Vec<String>, RunError> {
-    let (sub, _, mut notes) = datapath::preflight(cfg)?;
+    let (sub, _, mut notes) = datapath::preflight(&cfg.datapath_settings())?;
     datapath::xdp::Program::load(cfg.interfaces.queues).map_err(|source| {
         datapath::StartError::XdpLoad {
             name: sub.name.clone(),
@@ -178,7 +188,7 @@ struct OffenderLog {
 }
 
 impl OffenderLog {
-    fn check(&mut self, top: &[crate::topk::Offender]) {
+    fn check(&mut self, top: &[crate::control::topk::Offender]) {
         let now = Instant::now();
         if self
             .window_start
@@ -423,7 +433,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             tracing::warn!("failure_mode open: this kernel has no reject in the bridge family; the fallback drops what op25b would reject");
         }
     }
-    let mut running = datapath::start(&cfg, policy.clone(), stop.clone())?;
+    let mut running = datapath::start(&cfg.datapath_settings(), policy.clone(), stop.clone())?;
     let links_at_start = [&running.subscriber, &running.upstream].map(datapath::nic::link_drops);
     if open {
         match fallback::ensure_bridge(&cfg) {

@@ -243,7 +243,7 @@ impl AutoTracker {
     pub fn check(
         &mut self,
         shared: &OverlayShared,
-        top: &[crate::topk::Offender],
+        top: &[crate::control::topk::Offender],
         now: u64,
     ) -> Vec<std::net::IpAddr> {
         let Some(rule) = shared.auto.lock().ok().and_then(|a| a.clone()) else {

@@ -4,51 +4,9 @@
 //! load + store (no locked read-modify-write: there is one writer), and the control
 //! plane sums them across workers. Nothing here allocates after start-up.
 
-use crate::policy::{Direction, Reason, Verdict};
+use super::io::Side;
+use crate::policy::{Reason, Verdict};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-
-/// Which side of the bump a ring belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// The subscriber-facing NIC: frames received here travel outbound.
-    Subscriber = 0,
-    /// The upstream NIC: frames received here travel inbound.
-    Upstream = 1,
-}
-
-impl Side {
-    pub const BOTH: [Side; 2] = [Side::Subscriber, Side::Upstream];
-
-    /// The other side (where a forwarded frame goes).
-    #[inline]
-    pub fn other(self) -> Side {
-        match self {
-            Side::Subscriber => Side::Upstream,
-            Side::Upstream => Side::Subscriber,
-        }
-    }
-
-    /// Direction of a frame received on this side.
-    #[inline]
-    pub fn rx_direction(self) -> Direction {
-        match self {
-            Side::Subscriber => Direction::Outbound,
-            Side::Upstream => Direction::Inbound,
-        }
-    }
-
-    #[inline]
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Subscriber => "subscriber",
-            Side::Upstream => "upstream",
-        }
-    }
-}
 
 /// Scalar counters, indexed by [`Counter`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,7 +123,7 @@ pub struct WorkerCounters {
     heartbeat_ms: AtomicU64,
     /// The worker's top blocked sources, copied out about once a second (the worker
     /// only ever `try_lock`s it, so it never waits for the control thread).
-    pub top: std::sync::Mutex<Vec<crate::topk::Entry>>,
+    pub top: std::sync::Mutex<Vec<crate::control::topk::Entry>>,
 }
 
 /// The process-wide base of the heartbeat clock.
@@ -213,7 +171,7 @@ impl WorkerCounters {
             kernel: Default::default(),
             policy_generation: AtomicU64::new(0),
             heartbeat_ms: AtomicU64::new(0),
-            top: std::sync::Mutex::new(Vec::with_capacity(crate::topk::WORKER_SLOTS)),
+            top: std::sync::Mutex::new(Vec::with_capacity(crate::control::topk::WORKER_SLOTS)),
         }
     }
 

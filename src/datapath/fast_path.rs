@@ -22,7 +22,7 @@
 //! adds ports (before a publish) or only removes them (after): any mixture is a superset
 //! of what the policy in force may block. Keep it that way.
 
-use super::counters::Side;
+use super::io::Side;
 use super::xdp::{PathStats, Program, Settings, StatsMap};
 use crate::policy::{Direction, Policy, PortSet};
 use std::io;

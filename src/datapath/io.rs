@@ -12,9 +12,51 @@
 //! descriptor twice. With AF_XDP, breaking this lets the kernel and the worker touch
 //! the same memory at once.
 
-use super::counters::Side;
 use std::collections::VecDeque;
 use std::io;
+
+/// Which side of the bump a ring belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The subscriber-facing NIC: frames received here travel outbound.
+    Subscriber = 0,
+    /// The upstream NIC: frames received here travel inbound.
+    Upstream = 1,
+}
+
+impl Side {
+    pub const BOTH: [Side; 2] = [Side::Subscriber, Side::Upstream];
+
+    /// The other side (where a forwarded frame goes).
+    #[inline]
+    pub fn other(self) -> Side {
+        match self {
+            Side::Subscriber => Side::Upstream,
+            Side::Upstream => Side::Subscriber,
+        }
+    }
+
+    /// crate::policy::Direction of a frame received on this side.
+    #[inline]
+    pub fn rx_direction(self) -> crate::policy::Direction {
+        match self {
+            Side::Subscriber => crate::policy::Direction::Outbound,
+            Side::Upstream => crate::policy::Direction::Inbound,
+        }
+    }
+
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Subscriber => "subscriber",
+            Side::Upstream => "upstream",
+        }
+    }
+}
 
 /// Rings of two NIC queues (subscriber side and upstream side) over one frame area.
 pub trait FrameIo {

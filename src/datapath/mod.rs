@@ -1,11 +1,13 @@
-//! The datapath: UMEM, rings, NIC setup and the worker threads. The only module with
-//! `unsafe` (in `xsk.rs` and `nic.rs`); it asks `classify` for every decision.
+//! The datapath: UMEM, rings, NIC setup, the XDP program and the worker threads. The
+//! only module of the appliance with `unsafe` (in `xsk.rs`, `xdp.rs`, `nic.rs` and the
+//! `clock` below); it asks `classify` for every decision and never reads the config
+//! ([`settings`] is what it needs to start).
 //!
 //! * [`io`]: the [`io::FrameIo`] seam and an in-memory implementation for tests;
 //! * [`worker`]: the burst loop, generic over `FrameIo`;
 //! * [`counters`]: per-worker counters and frame census;
 //! * `xsk`: AF_XDP sockets sharing one UMEM per worker (xsk-rs / libxdp);
-//! * [`port`]: one AF_XDP socket with its own UMEM (benchmark generator and sink);
+//! * [`settings`]: its settings types (config converts into them);
 //! * `nic`: interface checks, promiscuous mode, XDP attach state;
 //! * `xdp`: op25b's XDP program and its socket map, attached through a bpf_link (the
 //!   kernel detaches it when the process ends, however it ends).
@@ -29,7 +31,7 @@ pub mod clock {
         t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1_000
     }
 }
-pub mod port;
+pub mod settings;
 pub mod worker;
 pub mod xdp;
 pub mod xsk;
@@ -94,10 +96,10 @@ impl PolicyCell {
     }
 }
 
-use crate::config::Config;
 use crate::policy::overlay::Overlay;
 use counters::{FrameCensus, WorkerCounters};
 use crossbeam_utils::CachePadded;
+use settings::{FastPathMode, Settings, XdpMode};
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
@@ -197,13 +199,13 @@ pub fn check_privileges() -> Result<(), StartError> {
 /// interfaces (present, queues, MTU against the frame size, no other XDP program), the
 /// worker cores. Returns the interfaces and what was checked, warnings prefixed with
 /// `warning: `; attaches nothing.
-pub fn preflight(cfg: &Config) -> Result<(nic::Nic, nic::Nic, Vec<String>), StartError> {
+pub fn preflight(cfg: &Settings) -> Result<(nic::Nic, nic::Nic, Vec<String>), StartError> {
     check_privileges()?;
     let mut notes = vec![
         "privileges: CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON, CAP_IPC_LOCK present"
             .to_string(),
     ];
-    let ifs = &cfg.interfaces;
+    let ifs = cfg;
     let sub = nic::inspect(&ifs.subscriber)?;
     let up = nic::inspect(&ifs.upstream)?;
     let max_mtu = ifs.frame_size - 256 - 14 - 8;
@@ -276,7 +278,7 @@ pub fn preflight(cfg: &Config) -> Result<(nic::Nic, nic::Nic, Vec<String>), Star
         .into_iter()
         .map(|c| c.id)
         .collect();
-    for &c in &cfg.workers.cores {
+    for &c in &cfg.cores {
         if !cores.contains(&c) {
             let available = format!("{cores:?}");
             return Err(StartError::NoSuchCore { core: c, available });
@@ -284,7 +286,7 @@ pub fn preflight(cfg: &Config) -> Result<(nic::Nic, nic::Nic, Vec<String>), Star
     }
     notes.push(format!(
         "worker cores {:?}: available (this process may run on {cores:?})",
-        cfg.workers.cores
+        cfg.cores
     ));
     Ok((sub, up, notes))
 }
@@ -292,12 +294,12 @@ pub fn preflight(cfg: &Config) -> Result<(nic::Nic, nic::Nic, Vec<String>), Star
 /// Checks everything that can be checked, opens every socket, then starts the workers.
 /// On error nothing is left running or attached.
 pub fn start(
-    cfg: &Config,
+    cfg: &Settings,
     policy: Arc<PolicyCell>,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, StartError> {
     nic::raise_memlock();
-    let ifs = &cfg.interfaces;
+    let ifs = cfg;
     let (sub, up, notes) = preflight(cfg)?;
     for n in notes {
         if let Some(w) = n.strip_prefix("warning: ") {
@@ -317,7 +319,7 @@ pub fn start(
     let opts = xsk::XskOptions {
         frame_size: ifs.frame_size,
         ring_size: ifs.ring_size,
-        frame_count: frame_count(ifs.ring_size, cfg.workers.burst),
+        frame_count: frame_count(ifs.ring_size, cfg.burst),
         zero_copy: ifs.zero_copy,
     };
     // Load both programs and write their settings before attaching them: from the first
@@ -343,7 +345,7 @@ pub fn start(
         clones,
         [&sub.name, &up.name],
         [sub.ifindex, up.ifindex],
-        cfg.datapath.fast_path == crate::config::FastPathMode::On,
+        cfg.fast_path == FastPathMode::On,
         &policy.load(),
         policy.generation(),
         xdp::takes_redirects,
@@ -375,11 +377,11 @@ pub fn start(
     }
     let mode = mode.expect("at least one queue");
     let wcfg = worker::WorkerConfig {
-        burst: cfg.workers.burst as usize,
+        burst: cfg.burst as usize,
         fill_target: ifs.ring_size as usize,
-        busy_poll: cfg.workers.busy_poll,
-        reply_rate: cfg.reject_rate.per_second,
-        reply_burst: cfg.reject_rate.burst,
+        busy_poll: cfg.busy_poll,
+        reply_rate: cfg.reply_rate,
+        reply_burst: cfg.reply_burst,
     };
     let mut counters = Vec::new();
     let mut workers = Vec::new();
@@ -391,7 +393,7 @@ pub fn start(
     for (i, io) in ios.into_iter().enumerate() {
         let c = Arc::new(CachePadded::new(WorkerCounters::new()));
         counters.push(c.clone());
-        let core = cfg.workers.cores.get(i).copied();
+        let core = cfg.cores.get(i).copied();
         let policy = policy.clone();
         let stop_w = stop.clone();
         let ready = ready_tx.clone();
@@ -455,9 +457,8 @@ fn attach_links(
     sub: &nic::Nic,
     up: &nic::Nic,
     programs: &[xdp::Program; 2],
-    mode: crate::config::XdpMode,
+    mode: XdpMode,
 ) -> Result<(Vec<xdp::XdpLink>, Vec<String>), StartError> {
-    use crate::config::XdpMode;
     let natives: &[bool] = match mode {
         XdpMode::Auto => &[true, false],
         XdpMode::Native => &[true],

@@ -15,13 +15,14 @@
 //! ring), or in a TX ring (or its completion ring). [`Worker::census`] counts them; a
 //! debug assertion checks the sum after every iteration and the tests check it always.
 
-use super::counters::{Counter, FrameCensus, Side, WorkerCounters};
+use super::counters::{Counter, FrameCensus, WorkerCounters};
 use super::io::FrameIo;
+use super::io::Side;
 use super::PolicyCell;
 use crate::classify::{classify_parsed_with, parse, reply, Addrs, Net};
+use crate::control::topk::{self, TopK, WORKER_SLOTS};
 use crate::policy::Direction;
 use crate::policy::Verdict;
-use crate::topk::{self, TopK, WORKER_SLOTS};
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

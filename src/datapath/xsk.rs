@@ -9,10 +9,10 @@
 //! * the worker touches a frame's bytes only between receiving it (RX, completion or
 //!   the initial set) and submitting it (fill or TX) — the `FrameIo` contract.
 
-use super::counters::Side;
 use super::io::FrameIo;
+use super::io::Side;
+use super::settings::ZeroCopy;
 use super::xdp::XdpLink;
-use crate::config::ZeroCopy;
 use std::io::{self, Write};
 use std::num::NonZeroU32;
 use std::os::fd::AsRawFd;
@@ -70,7 +70,7 @@ pub enum XskError {
 }
 
 /// The errno behind an xsk-rs error (its Display only has a static reason).
-pub(super) fn errno_of(e: &(dyn std::error::Error + 'static)) -> io::Error {
+pub fn errno_of(e: &(dyn std::error::Error + 'static)) -> io::Error {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(ioe) = err.downcast_ref::<io::Error>() {
@@ -113,7 +113,7 @@ pub fn quiet_libbpf(verbose: bool) {
 }
 
 /// Kernel >= 6.17: raise the frames sent per copy-mode `sendto` from 32.
-pub(super) fn raise_tx_budget(fd: i32, budget: u32) {
+pub fn raise_tx_budget(fd: i32, budget: u32) {
     const SOL_XDP: libc::c_int = 283;
     const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
     // SAFETY: `budget` outlives the call and its size is passed; an unknown option on an
@@ -260,7 +260,8 @@ impl XskIo {
     }
 }
 
-pub(super) enum OpenError {
+/// Why one socket (or its UMEM) could not be opened (shared with the test kit's port).
+pub enum OpenError {
     Umem(io::Error),
     /// The device it happened on, and the error (errno kind kept by `errno_of`).
     Socket(String, io::Error),
@@ -268,9 +269,7 @@ pub(super) enum OpenError {
 
 /// Calls `open` again while it fails with EBUSY, for up to 2 s: the kernel releases a
 /// queue asynchronously after the last socket on it closes.
-pub(super) fn retry_busy<T>(
-    mut open: impl FnMut() -> Result<T, OpenError>,
-) -> Result<T, OpenError> {
+pub fn retry_busy<T>(mut open: impl FnMut() -> Result<T, OpenError>) -> Result<T, OpenError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         match open() {

@@ -1,19 +1,58 @@
-//! `op25b bench gen|sink|report` and `op25b export-nft`.
+//! `op25b-bench gen|sink|report`: the benchmark generator, the verifying sink and the
+//! report that judges a run. Part of the test kit: it injects raw frames, so it never
+//! ships in the appliance package.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use op25b::{out, outln};
+use op25b::outln;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Subcommand, ValueEnum};
-use op25b::bench::{self, run, GenReport, Profile, SinkReport};
-use op25b::config::{self, XdpMode};
+use clap::{Parser, Subcommand, ValueEnum};
+use op25b::config;
+use op25b::datapath::settings::XdpMode;
+use op25b_testkit::run;
+use op25b_testkit::traffic::{self as bench, GenReport, Profile, SinkReport};
+
+/// Exit code of `report` when the run's verdict failed (leaks, or loss over the limit).
+const EXIT_BENCH_FAILED: u8 = 3;
+/// Exit code of a command line that does not parse (sysexits EX_USAGE, as `op25b`).
+const EXIT_USAGE: u8 = 64;
+
+/// The op25b benchmark harness: AF_XDP traffic generator, verifying sink, run report.
+#[derive(Parser, Debug)]
+#[command(name = "op25b-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: BenchCommand,
+}
+
+fn main() -> ExitCode {
+    match Cli::try_parse() {
+        Ok(c) => bench(c.cmd),
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // One line, as `op25b` prints it: clap's first paragraph joined.
+            let text = e.render().to_string();
+            let first: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            eprintln!("{} (see `op25b-bench --help`)", first.join(" "));
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
 
 #[derive(Subcommand, Debug)]
-pub enum BenchCommand {
+enum BenchCommand {
     /// AF_XDP traffic generator: sends tagged frames from a profile, as fast as the
     /// interface takes them or at --rate, for --duration or --count.
     ///
@@ -130,14 +169,6 @@ impl From<ModeArg> for XdpMode {
     }
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum NftFamily {
-    /// Bridge family, prerouting hook (needs the interfaces in a bridge).
-    Bridge,
-    /// Netdev family, ingress hooks on both interfaces.
-    Netdev,
-}
-
 fn stop_on_signals() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -167,7 +198,7 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-pub fn bench(cmd: BenchCommand) -> ExitCode {
+fn bench(cmd: BenchCommand) -> ExitCode {
     op25b::datapath::xsk::quiet_libbpf(false);
     match cmd {
         BenchCommand::Gen {
@@ -376,29 +407,8 @@ pub fn bench(cmd: BenchCommand) -> ExitCode {
             if v.ok {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::from(crate::cli::exit::BENCH_FAILED)
+                ExitCode::from(EXIT_BENCH_FAILED)
             }
         }
     }
-}
-
-pub fn export_nft(config: &Path, family: NftFamily, reject_as_drop: bool, table: &str) -> ExitCode {
-    let (loaded, listing) = match config::load_listing(config) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(crate::cli::exit::CONFIG);
-        }
-    };
-    let opts = op25b::nft::NftOptions {
-        family: match family {
-            NftFamily::Bridge => op25b::nft::Family::Bridge,
-            NftFamily::Netdev => op25b::nft::Family::Netdev,
-        },
-        reject_as_drop,
-        table: table.to_string(),
-        replace: true,
-    };
-    out!("{}", op25b::nft::ruleset(&loaded, &listing, &opts));
-    ExitCode::SUCCESS
 }

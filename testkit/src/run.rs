@@ -1,9 +1,9 @@
-//! The generator and sink loops over AF_XDP ([`crate::datapath::port::XskPort`]).
+//! The generator and sink loops over AF_XDP ([`crate::port::XskPort`]).
 
-use super::{Expect, GenReport, SinkReport, SinkTally, Tag, TemplateSet, TAG_LEN};
-use crate::config::XdpMode;
-use crate::datapath::port::{PortOptions, PortRole, PortStats, XskPort};
-use crate::datapath::xsk::XskError;
+use crate::port::{PortOptions, PortRole, PortStats, XskPort};
+use crate::traffic::{Expect, GenReport, SinkReport, SinkTally, Tag, TemplateSet, TAG_LEN};
+use op25b::datapath::settings::XdpMode;
+use op25b::datapath::xsk::XskError;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -123,7 +123,7 @@ fn gen_thread(
             want = want.min(allowed.saturating_sub(seq) as usize);
         }
         if want > 0 {
-            let sent_us = crate::datapath::clock::monotonic_us() as u32;
+            let sent_us = op25b::datapath::clock::monotonic_us() as u32;
             let queued = port.send(want, |i, buf| {
                 let t = &set.templates[(next + i) % n_templates];
                 if !t.tagged {
@@ -134,8 +134,8 @@ fn gen_thread(
                 let tag = Tag {
                     expect: t.expect,
                     stream,
-                    seq: (seq + i as u64) as u32 & super::TAG_WRAP_MASK,
-                    sent_us: sent_us & super::TAG_WRAP_MASK,
+                    seq: (seq + i as u64) as u32 & crate::traffic::TAG_WRAP_MASK,
+                    sent_us: sent_us & crate::traffic::TAG_WRAP_MASK,
                 };
                 buf.put(body);
                 buf.put(&tag.encode());
@@ -298,7 +298,7 @@ struct GenTotals {
 }
 
 impl GenTotals {
-    fn add(&mut self, t: &super::Template, n: u64) {
+    fn add(&mut self, t: &crate::traffic::Template, n: u64) {
         if n == 0 {
             return;
         }
@@ -315,7 +315,7 @@ impl GenTotals {
         self.per_source[t.source] += n;
         *self
             .per_verdict
-            .entry(super::verdict_key(t.verdict))
+            .entry(crate::traffic::verdict_key(t.verdict))
             .or_default() += n;
     }
 }
@@ -334,8 +334,8 @@ pub struct SinkOptions {
     pub core: Option<usize>,
     /// Print the first this many untagged frames (hex) on stderr.
     pub dump_foreign: u64,
-    /// Check every frame with [`super::hostile::blocked_segment`] against this policy.
-    pub oracle: Option<std::sync::Arc<crate::policy::Policy>>,
+    /// Check every frame with [`crate::hostile::blocked_segment`] against this policy.
+    pub oracle: Option<std::sync::Arc<op25b::policy::Policy>>,
 }
 
 /// Receives and checks frames on every queue until the duration, the idle time or
@@ -444,7 +444,7 @@ fn sink_queue(
     let mut last = start;
     loop {
         let mut tagged = false;
-        let now_us = crate::datapath::clock::monotonic_us();
+        let now_us = op25b::datapath::clock::monotonic_us();
         let n = port.recv(256, |f| {
             let leaked_before = tally.leaked;
             let is_tagged = tally.record(f, now_us);
@@ -457,7 +457,7 @@ fn sink_queue(
                 );
             }
             if let Some(p) = &opts.oracle {
-                if super::hostile::blocked_segment(f, p) {
+                if crate::hostile::blocked_segment(f, p) {
                     tally.oracle_leaks += 1;
                     if tally.oracle_leaks <= 5 {
                         let hex: String = f.iter().take(96).map(|b| format!("{b:02x}")).collect();

@@ -5,8 +5,8 @@
 //! list / RX / completion ring and going onto TX / fill; frame bytes are touched only
 //! then. The public API is safe: callers see frames as byte slices inside closures.
 
-use super::xsk::{errno_of, raise_tx_budget, retry_busy, ModeInUse, OpenError, XskError};
-use crate::config::XdpMode;
+use op25b::datapath::settings::XdpMode;
+use op25b::datapath::xsk::{errno_of, raise_tx_budget, retry_busy, ModeInUse, OpenError, XskError};
 use std::io::{self, Write};
 use std::num::NonZeroU32;
 use std::os::fd::AsRawFd;

@@ -3,21 +3,20 @@
 //! One table feeds the unit tests, the criterion benches, the fuzz seed corpus and the lab
 //! checks. Frames are built with etherparse's `PacketBuilder` for the IP/TCP part and by
 //! hand for link encapsulations and deliberate damage. [`policy`] is the policy they are
-//! judged against; it matches `configs/lab.yaml`.
+//! judged against: `configs/lab.yaml`'s, compiled in ([`LAB_YAML`]; the lab policy has one
+//! source, and the tests at the foot check that the [`addr`] names agree with it).
 #![forbid(unsafe_code)]
 
 use etherparse::PacketBuilder;
 
-use crate::policy::{
-    BlockAction, ClassId, Direction, Policy, PolicyBuilder, Reason, ReplyKind, Verdict,
-};
+use op25b::policy::{ClassId, Direction, Policy, PolicyBuilder, Reason, ReplyKind, Verdict};
 
 /// The table has at least this many rows.
 pub const FIXTURE_MIN: usize = 40;
 
-/// Subscriber MAC (the lab's `sub0`).
+/// A subscriber host's MAC in fixture frames (locally administered).
 pub const SUB_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
-/// Upstream MAC (the lab's `up0`).
+/// The upstream router's MAC in fixture frames (locally administered).
 pub const UP_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
 
 /// Addresses of the lab: a dynamic pool with a static customer, a quarantine block, a pool
@@ -55,50 +54,30 @@ pub mod addr {
     pub const EXTERNAL6: [u8; 16] = v6([0, 0xff, 0, 0, 0, 0, 0, 0, 0, 0], 0x80);
 }
 
-/// The fixture policy's builder, before `build`: its four classes (dynamic, static,
-/// quarantine, icmp; ids returned in that order), subscriber prefixes and relays.
+/// The lab policy's one source: `configs/lab.yaml`, compiled in.
+pub const LAB_YAML: &str = include_str!("../../configs/lab.yaml");
+/// Where [`LAB_YAML`] lives (anchors its relative paths, names it in errors).
+pub const LAB_YAML_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/lab.yaml");
+
+/// The lab policy's builder, before `build` (compiled from [`LAB_YAML`] by the config
+/// loader), and its classes dynamic, static, quarantine and icmp, in that order.
 /// Benchmarks add prefixes to it.
 pub fn builder() -> (PolicyBuilder, [ClassId; 4]) {
-    let mut b = PolicyBuilder::new();
-    let dynamic = b
-        .class(
-            "dynamic",
-            [25],
-            BlockAction::Reject(ReplyKind::TcpReset),
-            true,
-        )
-        .expect("fixed class");
-    let fixed = b
-        .class("static", [], BlockAction::Drop, false)
-        .expect("fixed class");
-    let quarantine = b
-        .class("quarantine", [25, 465, 587], BlockAction::Drop, true)
-        .expect("fixed class");
-    let icmp = b
-        .class(
-            "icmp",
-            [25],
-            BlockAction::Reject(ReplyKind::IcmpProhibited),
-            false,
-        )
-        .expect("fixed class");
-    let p = |s: &str| s.parse().expect("fixed prefix");
-    b.subscriber(p("198.51.100.0/24"), dynamic)
-        .subscriber(p("198.51.100.200/32"), fixed)
-        .subscriber(p("198.51.100.128/28"), quarantine)
-        .subscriber(p("192.0.2.0/25"), icmp)
-        .subscriber(p("2001:db8:100::/48"), dynamic)
-        .subscriber(p("2001:db8:100::200/128"), fixed)
-        .subscriber(p("2001:db8:100:666::/64"), quarantine)
-        .subscriber(p("2001:db8:200::/48"), icmp)
-        .allow(p("203.0.113.25/32"))
-        .allow(p("2001:db8:ff::25/128"));
-    (b, [dynamic, fixed, quarantine, icmp])
+    let (b, ids) = op25b::config::policy_builder_str(std::path::Path::new(LAB_YAML_PATH), LAB_YAML)
+        .expect("configs/lab.yaml loads");
+    let id = |n: &str| {
+        *ids.get(n)
+            .unwrap_or_else(|| panic!("configs/lab.yaml has no class {n}"))
+    };
+    (
+        b,
+        [id("dynamic"), id("static"), id("quarantine"), id("icmp")],
+    )
 }
 
-/// The policy the fixtures are judged against (the same as `configs/lab.yaml`).
+/// The policy the fixtures are judged against: `configs/lab.yaml`'s.
 pub fn policy() -> Policy {
-    builder().0.build().expect("fixed policy")
+    builder().0.build().expect("lab policy builds")
 }
 
 /// One row of the table.
@@ -949,4 +928,61 @@ pub fn all() -> Vec<Fixture> {
         );
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::addr::*;
+    use super::*;
+    use op25b::policy::Segment;
+
+    /// The names in [`addr`] say what `configs/lab.yaml` makes of each address: the class
+    /// of each subscriber address, none for the unmatched ones, and the relay is the
+    /// allowed destination (a dynamic host's SMTP to it passes, to the external MTA not).
+    #[test]
+    fn addresses_agree_with_lab_yaml() {
+        let p = policy();
+        let name = |c: Option<ClassId>| c.and_then(|c| p.class(c)).map(|c| c.name.clone());
+        let cases4 = [
+            (DYNAMIC4, Some("dynamic")),
+            (STATIC4, Some("static")),
+            (QUARANTINE4, Some("quarantine")),
+            (ICMP4, Some("icmp")),
+            (UNMATCHED4, None),
+        ];
+        for (a, want) in cases4 {
+            let got = name(p.class_of_v4(u32::from_be_bytes(a)));
+            assert_eq!(got.as_deref(), want, "{a:?}");
+        }
+        let cases6 = [
+            (DYNAMIC6, Some("dynamic")),
+            (STATIC6, Some("static")),
+            (QUARANTINE6, Some("quarantine")),
+            (ICMP6, Some("icmp")),
+            (UNMATCHED6, None),
+        ];
+        for (a, want) in cases6 {
+            let got = name(p.class_of_v6(u128::from_be_bytes(a)));
+            assert_eq!(got.as_deref(), want, "{a:?}");
+        }
+        let out = Direction::Outbound;
+        let d4 = u32::from_be_bytes(DYNAMIC4);
+        assert!(!p
+            .decide_v4(out, d4, u32::from_be_bytes(RELAY4), Segment::tcp(25))
+            .verdict
+            .is_blocked());
+        assert!(p
+            .decide_v4(out, d4, u32::from_be_bytes(EXTERNAL4), Segment::tcp(25))
+            .verdict
+            .is_blocked());
+        let d6 = u128::from_be_bytes(DYNAMIC6);
+        assert!(!p
+            .decide_v6(out, d6, u128::from_be_bytes(RELAY6), Segment::tcp(25))
+            .verdict
+            .is_blocked());
+        assert!(p
+            .decide_v6(out, d6, u128::from_be_bytes(EXTERNAL6), Segment::tcp(25))
+            .verdict
+            .is_blocked());
+    }
 }

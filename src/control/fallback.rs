@@ -15,7 +15,7 @@
 //! kernel transaction, and an operator can replay every step by hand.
 
 use crate::config::{Config, FailureMode, Loaded};
-use crate::nft::{Family, NftOptions};
+use crate::control::nft::{Family, NftOptions};
 use crate::policy::ClassId;
 use ipnet::IpNet;
 use std::process::{Command, Stdio};
@@ -181,7 +181,7 @@ impl Rules {
     /// ([`crate::config::load_listing`]).
     pub fn new(loaded: &Loaded, listing: &[(IpNet, ClassId)]) -> Rules {
         let render = |reject_as_drop| {
-            crate::nft::ruleset(
+            crate::control::nft::ruleset(
                 loaded,
                 listing,
                 &NftOptions {

@@ -1,18 +1,16 @@
 //! The benchmark harness's pure parts: traffic profiles, tagged frame templates, the
-//! sink's accounting and the reports (`op25b bench gen|sink|report`). No NIC here; the
-//! AF_XDP loops are in [`run`].
+//! sink's accounting and the reports (`op25b-bench gen|sink|report`). No NIC here; the
+//! AF_XDP loops are in [`crate::run`].
 //!
 //! Every generated frame ends with a 10-byte [`Tag`]: magic, the verdict the policy
 //! should give the frame (pass or block), the generator stream and a 48-bit sequence
 //! number, plus a 16-bit word that makes the tag's one's-complement sum constant, so
 //! the template's TCP/UDP checksum stays valid whatever the sequence number.
 
-pub mod hostile;
-pub mod run;
-
-use crate::classify::{self, fixtures};
-use crate::policy::{Direction, Policy, Verdict};
+use crate::fixtures;
 use ipnet::IpNet;
+use op25b::classify;
+use op25b::policy::{Direction, Policy, Verdict};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -584,7 +582,7 @@ pub fn templates(profile: &Profile, policy: &Policy) -> TemplateSet {
                 let b = pick(true);
                 let (s4, d4, si, di) = a.or(b).expect("validated: pools of some family");
                 let (s6, d6, _, _) = b.or(a).expect("validated");
-                catalogue = hostile::frames(s4, d4, s6, d6, profile.max_frame)
+                catalogue = crate::hostile::frames(s4, d4, s6, d6, profile.max_frame)
                     .into_iter()
                     .map(|(_, f)| (f, si, di))
                     .collect();
@@ -697,7 +695,7 @@ pub struct SinkTally {
 
 impl SinkTally {
     /// Accounts one received frame, received at `now_us` (CLOCK_MONOTONIC microseconds,
-    /// [`crate::datapath::clock::monotonic_us`]); true if it carried a tag.
+    /// [`op25b::datapath::clock::monotonic_us`]); true if it carried a tag.
     #[inline]
     pub fn record(&mut self, frame: &[u8], now_us: u64) -> bool {
         self.received += 1;
@@ -1028,15 +1026,10 @@ destinations:
 "#;
 
     fn lab_policy() -> Policy {
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/lab.yaml"))
-                .unwrap();
-        crate::config::load_str(
-            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/lab.yaml")),
-            &text,
-        )
-        .unwrap()
-        .policy
+        let text = std::fs::read_to_string(crate::fixtures::LAB_YAML_PATH).unwrap();
+        op25b::config::load_str(Path::new(crate::fixtures::LAB_YAML_PATH), &text)
+            .unwrap()
+            .policy
     }
 
     /// Every template parses, carries a valid tag, has valid L4 checksums after any tag

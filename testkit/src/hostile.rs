@@ -14,8 +14,8 @@
 //! ports and flags it can see. The sink then asks the policy whether a clean segment
 //! with that source, destination and port would be blocked; if so, the frame leaked.
 
-use crate::classify::fixtures::{self, Encap, Ext, Tcp};
-use crate::policy::{Direction, Policy};
+use crate::fixtures::{self, Encap, Ext, Tcp};
+use op25b::policy::{Direction, Policy};
 use std::net::IpAddr;
 
 fn v4(a: IpAddr) -> [u8; 4] {
@@ -296,7 +296,7 @@ pub fn blocked_segment(frame: &[u8], policy: &Policy) -> bool {
         _ => return false,
     };
     let clean = fixtures::wrap(Encap::Plain, &ip, s.src.is_ipv6(), true);
-    crate::classify::classify(&clean, Direction::Outbound, policy)
+    op25b::classify::classify(&clean, Direction::Outbound, policy)
         .verdict
         .is_blocked()
 }
@@ -304,7 +304,7 @@ pub fn blocked_segment(frame: &[u8], policy: &Policy) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Verdict;
+    use op25b::policy::Verdict;
 
     fn addrs() -> (IpAddr, IpAddr, IpAddr, IpAddr) {
         (
@@ -337,7 +337,7 @@ mod tests {
         }
         for (kind, f) in &set {
             assert!(f.len() >= 14 && f.len() <= 1514, "{kind}: {}", f.len());
-            let v = crate::classify::classify(f, Direction::Outbound, &policy).verdict;
+            let v = op25b::classify::classify(f, Direction::Outbound, &policy).verdict;
             // The classifier must block everything the oracle sees as a blocked segment.
             if blocked_segment(f, &policy) {
                 assert!(
@@ -372,7 +372,7 @@ mod tests {
         assert!(visible_segment(&plain).is_some());
         assert!(!blocked_segment(&plain, &policy));
         assert!(matches!(
-            crate::classify::classify(&plain, Direction::Outbound, &policy).verdict,
+            op25b::classify::classify(&plain, Direction::Outbound, &policy).verdict,
             Verdict::Forward(_)
         ));
     }

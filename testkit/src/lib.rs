@@ -1,0 +1,15 @@
+//! op25b's test kit: everything tests, benches, fuzz seeds and the benchmark harness
+//! share, kept out of the appliance binary.
+//!
+//! * [`fixtures`]: the golden frame table and the lab policy it is judged against;
+//! * [`hostile`]: the hostile-frame catalogue (malformed, evasive, extreme frames);
+//! * [`traffic`]: benchmark profiles, tagged frame templates, sink tallies, run verdicts;
+//! * [`run`], [`port`]: the AF_XDP generator and sink loops and their socket (the only
+//!   `unsafe` outside op25b's `datapath`; it never ships in the appliance).
+#![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+pub mod fixtures;
+pub mod hostile;
+pub mod port;
+pub mod run;
+pub mod traffic;
