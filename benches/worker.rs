@@ -109,24 +109,19 @@ fn bench(c: &mut Criterion) {
     let frames = mix(0);
     let mut io = MemIo::new(4096, 2048, 1024);
     let mut free = io.take_frames();
-    let mut buf = vec![Default::default(); BURST];
+    let mut buf = Vec::with_capacity(BURST);
     g.bench_function(BenchmarkId::new("io-only", "0pct-reject"), |b| {
         b.iter(|| {
-            let at = free.len() - BURST;
-            // SAFETY: the loop owns `free[at..]` (frames cycle free -> fill -> rx -> tx ->
-            // completion -> free, each in one place at a time).
-            unsafe { io.fill(Side::Subscriber, &free[at..]) };
-            free.truncate(at);
+            // Frames cycle free -> fill -> rx -> tx -> completion -> free; the handles
+            // move with them.
+            io.fill(Side::Subscriber, &mut free, BURST);
             for f in &frames {
                 io.inject(Side::Subscriber, f);
             }
-            let n = io.rx(Side::Subscriber, &mut buf);
-            // SAFETY: `buf[..n]` was just received: owned by this loop.
-            unsafe { io.tx(Side::Upstream, &buf[..n]) };
+            let n = io.rx(Side::Subscriber, BURST, &mut buf);
+            io.tx(Side::Upstream, &mut buf, n);
             io.discard(Side::Upstream, usize::MAX);
-            let m = io.completions(Side::Upstream, &mut buf);
-            free.extend_from_slice(&buf[..m]);
-            m
+            io.completions(Side::Upstream, usize::MAX, &mut free)
         })
     });
     g.finish();

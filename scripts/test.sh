@@ -61,6 +61,10 @@ rc=${PIPESTATUS[0]}
 cargo test --release --workspace --benches --no-fail-fast 2>&1 | tee -a /tmp/op25b-test.log
 rc_benches=${PIPESTATUS[0]}
 ((rc == 0)) && rc=$rc_benches
+# Doc tests: the compile_fail one proves a frame handle cannot be used once given away.
+cargo test --release --workspace --doc --no-fail-fast 2>&1 | tee -a /tmp/op25b-test.log
+rc_doc=${PIPESTATUS[0]}
+((rc == 0)) && rc=$rc_doc
 set -e
 if [[ $rc -ne 0 ]]; then
     echo "test.sh: cargo test FAILED (exit $rc); failures:" >&2

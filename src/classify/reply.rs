@@ -14,7 +14,7 @@
 //! with its length rewritten) is mirrored; all checksums are computed.
 #![forbid(unsafe_code)]
 
-use super::{parse, Addrs, Net};
+use super::{parse, Addrs, FrameInfo, Net};
 use crate::policy::{Fragment, ReplyKind, IPPROTO_TCP};
 
 /// Room a reply can need: link headers + 576 (IPv4) or 1280 (IPv6) bytes.
@@ -58,7 +58,17 @@ fn fold(mut sum: u32) -> u16 {
 
 /// Writes the reply to the frame `frame` into `out`; returns its length.
 pub fn build_reply(frame: &[u8], kind: ReplyKind, out: &mut [u8]) -> Result<usize, ReplyError> {
-    let info = parse(frame);
+    build_reply_parsed(frame, &parse(frame), kind, out)
+}
+
+/// [`build_reply`] for a frame already parsed (`info` is `parse(frame)`): the worker
+/// parses each frame once, to classify it, and builds the reply from the same facts.
+pub fn build_reply_parsed(
+    frame: &[u8],
+    info: &FrameInfo,
+    kind: ReplyKind,
+    out: &mut [u8],
+) -> Result<usize, ReplyError> {
     let Net::Ip {
         addrs,
         segment,

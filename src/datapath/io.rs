@@ -5,12 +5,14 @@
 //! implementation lives in `xsk.rs`; [`MemIo`] is an in-memory one that tests (and the
 //! worker-loop benchmark) drive without a NIC, including a stalled peer and full rings.
 //!
-//! Ownership contract (the reason the descriptor-taking methods are `unsafe`): a
-//! descriptor is *owned by the worker* from the moment `take_frames`, `rx` or
-//! `completions` hands it out until the worker passes it to `fill` or `tx`. The worker
-//! may read or write a frame only while it owns it, and must never submit the same
-//! descriptor twice. With AF_XDP, breaking this lets the kernel and the worker touch
-//! the same memory at once.
+//! Ownership is in the types: a [`Frame`] is a handle that only a `FrameIo`
+//! implementation can make. It is neither `Copy` nor `Clone`; `take_frames`, `rx` and
+//! `completions` hand frames out, `fill` and `tx` take them back (the vector they are
+//! moved out of no longer holds them), and `data` / `build_into` need the handle. So the
+//! worker can touch a frame's bytes only while it owns it, and cannot submit one frame
+//! twice; the compiler checks what was a convention. What the types do not check: a
+//! frame goes back to the `FrameIo` that made it (each worker has exactly one; no frame
+//! crosses workers), written down in docs/architecture.md, "Frame ownership".
 
 use std::collections::VecDeque;
 use std::io;
@@ -58,37 +60,79 @@ impl Side {
     }
 }
 
+/// A frame the holder owns: the handle to one frame of a [`FrameIo`]'s area, while it is
+/// in no ring. Not `Copy`, not `Clone`; only the datapath's `FrameIo` implementations
+/// make one (from a descriptor the kernel or the area gave back). `repr(transparent)`,
+/// so a slice of frames is a slice of descriptors for the ring calls.
+///
+/// A frame cannot be used after it was given away (this does not compile):
+///
+/// ```compile_fail,E0382
+/// use op25b::datapath::io::{FrameIo, MemIo, Side};
+/// let mut io = MemIo::new(4, 2048, 4);
+/// let mut free = io.take_frames();
+/// let f = free.pop().unwrap();
+/// let mut batch = vec![f];
+/// io.tx(Side::Upstream, &mut batch, 1);
+/// let _again = io.data(&f); // `f` moved into the TX batch
+/// ```
+#[must_use = "a frame must go back to a ring or the free list"]
+#[repr(transparent)]
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame<D>(D);
+
+impl<D> Frame<D> {
+    /// Wraps a descriptor the implementation owns (from its area, RX or completion
+    /// ring).
+    #[inline]
+    pub(in crate::datapath) fn from_desc(d: D) -> Self {
+        Frame(d)
+    }
+
+    #[inline]
+    pub(in crate::datapath) fn desc(&self) -> &D {
+        &self.0
+    }
+
+    #[inline]
+    pub(in crate::datapath) fn desc_mut(&mut self) -> &mut D {
+        &mut self.0
+    }
+
+    /// The descriptors of `frames` (same layout: `repr(transparent)`).
+    #[inline]
+    pub(in crate::datapath) fn descs(frames: &[Frame<D>]) -> &[D] {
+        // SAFETY: `Frame<D>` is `repr(transparent)` over `D`, so `[Frame<D>]` and `[D]`
+        // have the same layout; the borrow keeps the frames alive and unchanged.
+        unsafe { std::slice::from_raw_parts(frames.as_ptr().cast::<D>(), frames.len()) }
+    }
+}
+
 /// Rings of two NIC queues (subscriber side and upstream side) over one frame area.
 pub trait FrameIo {
-    /// A frame descriptor (address + length). `Copy` because the rings copy them; the
-    /// ownership contract above is what keeps copies from being used twice.
-    type Desc: Copy + Default;
+    /// The ring descriptor inside a [`Frame`] (address + length).
+    type Desc;
 
     /// All frames of the shared area, handed to the worker once at start-up.
-    fn take_frames(&mut self) -> Vec<Self::Desc>;
+    fn take_frames(&mut self) -> Vec<Frame<Self::Desc>>;
 
     /// Free slots in `side`'s fill ring (at most `max`).
     fn fill_free(&mut self, side: Side, max: usize) -> usize;
 
-    /// Gives frames to the kernel to receive into. All or nothing: returns
-    /// `descs.len()` or 0.
-    ///
-    /// # Safety
-    /// The caller owns every descriptor and gives up ownership when this returns
-    /// `descs.len()`.
-    unsafe fn fill(&mut self, side: Side, descs: &[Self::Desc]) -> usize;
+    /// Gives the last `n` frames of `frames` to the kernel to receive into, all or
+    /// nothing: returns `n` (and they have left `frames`) or 0 (and `frames` is as it
+    /// was).
+    fn fill(&mut self, side: Side, frames: &mut Vec<Frame<Self::Desc>>, n: usize) -> usize;
 
-    /// Takes up to `out.len()` received frames; the caller owns them afterwards.
-    fn rx(&mut self, side: Side, out: &mut [Self::Desc]) -> usize;
+    /// Appends up to `max` received frames to `out`; returns how many.
+    fn rx(&mut self, side: Side, max: usize, out: &mut Vec<Frame<Self::Desc>>) -> usize;
 
     /// Free slots in `side`'s TX ring (at most `max`).
     fn tx_free(&mut self, side: Side, max: usize) -> usize;
 
-    /// Queues frames for transmission on `side`. All or nothing.
-    ///
-    /// # Safety
-    /// As for [`FrameIo::fill`].
-    unsafe fn tx(&mut self, side: Side, descs: &[Self::Desc]) -> usize;
+    /// Queues the first `n` frames of `frames` for transmission on `side`, in order,
+    /// all or nothing: returns `n` (and they have left `frames`) or 0.
+    fn tx(&mut self, side: Side, frames: &mut Vec<Frame<Self::Desc>>, n: usize) -> usize;
 
     /// True when the kernel must be kicked to transmit what is queued on `side`.
     fn tx_needs_kick(&self, side: Side) -> bool;
@@ -96,8 +140,8 @@ pub trait FrameIo {
     /// Kicks transmission on `side` (a `sendto` for AF_XDP).
     fn kick_tx(&mut self, side: Side) -> io::Result<()>;
 
-    /// Takes up to `out.len()` transmitted frames back; the caller owns them afterwards.
-    fn completions(&mut self, side: Side, out: &mut [Self::Desc]) -> usize;
+    /// Appends up to `max` transmitted frames to `out`; returns how many.
+    fn completions(&mut self, side: Side, max: usize, out: &mut Vec<Frame<Self::Desc>>) -> usize;
 
     /// True when the kernel wants a wakeup to refill from `side`'s fill ring.
     fn fill_needs_wakeup(&self, side: Side) -> bool;
@@ -114,16 +158,20 @@ pub trait FrameIo {
     fn wait(&mut self, timeout_ms: i32) -> io::Result<()>;
 
     /// The frame's bytes.
-    ///
-    /// # Safety
-    /// The caller owns `d`.
-    unsafe fn data(&self, d: &Self::Desc) -> &[u8];
+    fn data<'a>(&'a self, f: &'a Frame<Self::Desc>) -> &'a [u8];
+
+    /// Builds new contents for `into` (a free frame) straight in its buffer: `build` gets
+    /// `from`'s bytes and `into`'s whole buffer and returns the length it wrote, or
+    /// `None`. False (and `into` empty) when it returns `None` or more than the buffer.
+    fn build_into(
+        &mut self,
+        from: &Frame<Self::Desc>,
+        into: &mut Frame<Self::Desc>,
+        build: impl FnOnce(&[u8], &mut [u8]) -> Option<usize>,
+    ) -> bool;
 
     /// Replaces the frame's contents with `bytes`; false if they do not fit.
-    ///
-    /// # Safety
-    /// The caller owns `d`.
-    unsafe fn write(&mut self, d: &mut Self::Desc, bytes: &[u8]) -> bool;
+    fn write(&mut self, f: &mut Frame<Self::Desc>, bytes: &[u8]) -> bool;
 }
 
 /// Descriptor of [`MemIo`]: frame index and length.
@@ -258,11 +306,11 @@ impl MemIo {
 impl FrameIo for MemIo {
     type Desc = MemDesc;
 
-    fn take_frames(&mut self) -> Vec<MemDesc> {
+    fn take_frames(&mut self) -> Vec<Frame<MemDesc>> {
         assert!(!self.taken, "frames handed out twice");
         self.taken = true;
         (0..self.frames.len() as u32)
-            .map(|index| MemDesc { index, len: 0 })
+            .map(|index| Frame::from_desc(MemDesc { index, len: 0 }))
             .collect()
     }
 
@@ -270,24 +318,23 @@ impl FrameIo for MemIo {
         (self.ring - self.sides[side.index()].fill.len()).min(max)
     }
 
-    unsafe fn fill(&mut self, side: Side, descs: &[MemDesc]) -> usize {
+    fn fill(&mut self, side: Side, frames: &mut Vec<Frame<MemDesc>>, n: usize) -> usize {
         let s = &mut self.sides[side.index()];
-        if s.fill.len() + descs.len() > self.ring {
+        if n > frames.len() || s.fill.len() + n > self.ring {
             return 0;
         }
-        s.fill.extend(descs.iter().map(|d| MemDesc {
-            index: d.index,
+        let at = frames.len() - n;
+        s.fill.extend(frames.drain(at..).map(|f| MemDesc {
+            index: f.0.index,
             len: 0,
         }));
-        descs.len()
+        n
     }
 
-    fn rx(&mut self, side: Side, out: &mut [MemDesc]) -> usize {
+    fn rx(&mut self, side: Side, max: usize, out: &mut Vec<Frame<MemDesc>>) -> usize {
         let s = &mut self.sides[side.index()];
-        let n = out.len().min(s.rx.len());
-        for (slot, d) in out.iter_mut().zip(s.rx.drain(..n)) {
-            *slot = d;
-        }
+        let n = max.min(s.rx.len());
+        out.extend(s.rx.drain(..n).map(Frame::from_desc));
         n
     }
 
@@ -295,13 +342,13 @@ impl FrameIo for MemIo {
         (self.ring - self.sides[side.index()].tx.len()).min(max)
     }
 
-    unsafe fn tx(&mut self, side: Side, descs: &[MemDesc]) -> usize {
+    fn tx(&mut self, side: Side, frames: &mut Vec<Frame<MemDesc>>, n: usize) -> usize {
         let s = &mut self.sides[side.index()];
-        if s.tx.len() + descs.len() > self.ring {
+        if n > frames.len() || s.tx.len() + n > self.ring {
             return 0;
         }
-        s.tx.extend(descs.iter().copied());
-        descs.len()
+        s.tx.extend(frames.drain(..n).map(|f| f.0));
+        n
     }
 
     fn tx_needs_kick(&self, side: Side) -> bool {
@@ -313,12 +360,10 @@ impl FrameIo for MemIo {
         Ok(())
     }
 
-    fn completions(&mut self, side: Side, out: &mut [MemDesc]) -> usize {
+    fn completions(&mut self, side: Side, max: usize, out: &mut Vec<Frame<MemDesc>>) -> usize {
         let s = &mut self.sides[side.index()];
-        let n = out.len().min(s.comp.len());
-        for (slot, d) in out.iter_mut().zip(s.comp.drain(..n)) {
-            *slot = d;
-        }
+        let n = max.min(s.comp.len());
+        out.extend(s.comp.drain(..n).map(Frame::from_desc));
         n
     }
 
@@ -339,16 +384,45 @@ impl FrameIo for MemIo {
         Ok(())
     }
 
-    unsafe fn data(&self, d: &MemDesc) -> &[u8] {
-        &self.frames[d.index as usize][..d.len as usize]
+    fn data<'a>(&'a self, f: &'a Frame<MemDesc>) -> &'a [u8] {
+        &self.frames[f.0.index as usize][..f.0.len as usize]
     }
 
-    unsafe fn write(&mut self, d: &mut MemDesc, bytes: &[u8]) -> bool {
+    fn build_into(
+        &mut self,
+        from: &Frame<MemDesc>,
+        into: &mut Frame<MemDesc>,
+        build: impl FnOnce(&[u8], &mut [u8]) -> Option<usize>,
+    ) -> bool {
+        let (a, b) = (from.0.index as usize, into.0.index as usize);
+        // Two handles never name one frame; the split below relies on it.
+        assert_ne!(a, b, "one frame behind two handles");
+        let (src, dst) = if a < b {
+            let (lo, hi) = self.frames.split_at_mut(b);
+            (&lo[a][..from.0.len as usize], &mut hi[0])
+        } else {
+            let (lo, hi) = self.frames.split_at_mut(a);
+            (&hi[0][..from.0.len as usize], &mut lo[b])
+        };
+        let cap = dst.len();
+        match build(src, &mut dst[..]) {
+            Some(n) if n <= cap => {
+                into.0.len = n as u32;
+                true
+            }
+            _ => {
+                into.0.len = 0;
+                false
+            }
+        }
+    }
+
+    fn write(&mut self, f: &mut Frame<MemDesc>, bytes: &[u8]) -> bool {
         if bytes.len() > self.frame_size {
             return false;
         }
-        self.frames[d.index as usize][..bytes.len()].copy_from_slice(bytes);
-        d.len = bytes.len() as u32;
+        self.frames[f.0.index as usize][..bytes.len()].copy_from_slice(bytes);
+        f.0.len = bytes.len() as u32;
         true
     }
 }

@@ -1,4 +1,5 @@
-//! The worker loop: receive a burst, decide it, act once per ring (STYLE.md, 5).
+//! The worker loop: receive a burst, decide it, act once per ring (DPDK l3fwd's shape:
+//! docs/architecture.md, "The worker loop").
 //!
 //! Generic over [`FrameIo`], so the same loop runs on AF_XDP rings and on the in-memory
 //! rings of the tests and benchmarks. Per loop iteration and per side:
@@ -16,8 +17,7 @@
 //! debug assertion checks the sum after every iteration and the tests check it always.
 
 use super::counters::{Counter, FrameCensus, WorkerCounters};
-use super::io::FrameIo;
-use super::io::Side;
+use super::io::{Frame, FrameIo, Side};
 use super::PolicyCell;
 use crate::classify::{classify_parsed_with, parse, reply, Addrs, Net};
 use crate::control::topk::{self, TopK, WORKER_SLOTS};
@@ -90,6 +90,37 @@ impl TokenBucket {
     }
 }
 
+/// Frames queued this burst for one side's TX ring, with their lengths.
+struct TxBatch<D> {
+    frames: Vec<Frame<D>>,
+    bytes: Vec<u32>,
+}
+
+impl<D> TxBatch<D> {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            frames: Vec::with_capacity(n),
+            bytes: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, f: Frame<D>, len: u32) {
+        self.frames.push(f);
+        self.bytes.push(len);
+    }
+}
+
+/// The frames the worker holds outside the rings (the free list), and how many it has
+/// handed to each side's fill and TX rings.
+struct Pool<D> {
+    free: Vec<Frame<D>>,
+    fill_out: [usize; 2],
+    tx_out: [usize; 2],
+}
+
+/// Completions taken per call while reaping.
+const REAP_CHUNK: usize = 64;
+
 /// One worker: a queue pair (subscriber queue i, upstream queue i) over one frame area.
 pub struct Worker<I: FrameIo> {
     io: I,
@@ -97,17 +128,11 @@ pub struct Worker<I: FrameIo> {
     policy: Arc<PolicyCell>,
     counters: Arc<CachePadded<WorkerCounters>>,
     total: usize,
-    free: Vec<I::Desc>,
-    fill_out: [usize; 2],
-    tx_out: [usize; 2],
-    rx_buf: Vec<I::Desc>,
-    comp_buf: Vec<I::Desc>,
-    fwd: Vec<I::Desc>,
-    fwd_bytes: Vec<u32>,
-    replies: Vec<I::Desc>,
-    reply_bytes: Vec<u32>,
+    pool: Pool<I::Desc>,
+    rx_buf: Vec<Frame<I::Desc>>,
+    /// Per destination side: forwarded frames to the other side, replies to this one.
+    tx: [TxBatch<I::Desc>; 2],
     bucket: TokenBucket,
-    scratch: Box<[u8; reply::MAX_REPLY_LEN]>,
     generation: u64,
     /// Top sources of blocked outbound attempts (abuse-desk list).
     top: Box<TopK<WORKER_SLOTS>>,
@@ -123,8 +148,10 @@ impl<I: FrameIo> Worker<I> {
         policy: Arc<PolicyCell>,
         counters: Arc<CachePadded<WorkerCounters>>,
     ) -> Self {
-        let free = io.take_frames();
+        let mut free = io.take_frames();
         let total = free.len();
+        // Every frame fits on the free list at once: pushing never allocates.
+        free.reserve_exact(total.saturating_sub(free.len()));
         let burst = cfg.burst.max(1);
         let mut w = Self {
             io,
@@ -132,17 +159,14 @@ impl<I: FrameIo> Worker<I> {
             policy,
             counters,
             total,
-            free,
-            fill_out: [0; 2],
-            tx_out: [0; 2],
-            rx_buf: vec![I::Desc::default(); burst],
-            comp_buf: vec![I::Desc::default(); burst.max(64)],
-            fwd: Vec::with_capacity(burst),
-            fwd_bytes: Vec::with_capacity(burst),
-            replies: Vec::with_capacity(burst),
-            reply_bytes: Vec::with_capacity(burst),
+            pool: Pool {
+                free,
+                fill_out: [0; 2],
+                tx_out: [0; 2],
+            },
+            rx_buf: Vec::with_capacity(burst),
+            tx: [TxBatch::with_capacity(burst), TxBatch::with_capacity(burst)],
             bucket: TokenBucket::new(cfg.reply_rate, cfg.reply_burst),
-            scratch: Box::new([0; reply::MAX_REPLY_LEN]),
             generation: 0,
             top: Box::new(TopK::new()),
             now_s: topk::clock(),
@@ -158,9 +182,9 @@ impl<I: FrameIo> Worker<I> {
     pub fn census(&self) -> FrameCensus {
         FrameCensus {
             total: self.total as u64,
-            free: self.free.len() as u64,
-            fill: [self.fill_out[0] as u64, self.fill_out[1] as u64],
-            tx: [self.tx_out[0] as u64, self.tx_out[1] as u64],
+            free: self.pool.free.len() as u64,
+            fill: [self.pool.fill_out[0] as u64, self.pool.fill_out[1] as u64],
+            tx: [self.pool.tx_out[0] as u64, self.pool.tx_out[1] as u64],
         }
     }
 
@@ -185,25 +209,17 @@ impl<I: FrameIo> Worker<I> {
     /// Gives `side`'s fill ring as many free frames as it is short of its target.
     fn refill(&mut self, side: Side) {
         let s = side.index();
-        let want = self.cfg.fill_target.saturating_sub(self.fill_out[s]);
+        let want = self.cfg.fill_target.saturating_sub(self.pool.fill_out[s]);
         if want == 0 {
             return;
         }
-        let n = want.min(self.free.len());
+        let n = want.min(self.pool.free.len());
         if n < want {
             self.counters.add(Counter::FillStarved, 1);
         }
         let n = self.io.fill_free(side, n);
-        if n == 0 {
-            return;
-        }
-        let at = self.free.len() - n;
-        // SAFETY: the frames on the free list are owned by the worker; on success they
-        // leave the free list (truncate) and are counted in `fill_out`.
-        let done = unsafe { self.io.fill(side, &self.free[at..]) };
-        if done == n {
-            self.free.truncate(at);
-            self.fill_out[s] += n;
+        if n > 0 && self.io.fill(side, &mut self.pool.free, n) == n {
+            self.pool.fill_out[s] += n;
         }
     }
 
@@ -211,11 +227,10 @@ impl<I: FrameIo> Worker<I> {
         let s = side.index();
         let mut total = 0;
         loop {
-            let n = self.io.completions(side, &mut self.comp_buf);
-            self.free.extend_from_slice(&self.comp_buf[..n]);
-            self.tx_out[s] -= n;
+            let n = self.io.completions(side, REAP_CHUNK, &mut self.pool.free);
+            self.pool.tx_out[s] -= n;
             total += n;
-            if n < self.comp_buf.len() {
+            if n < REAP_CHUNK {
                 return total;
             }
         }
@@ -225,37 +240,32 @@ impl<I: FrameIo> Worker<I> {
     fn send(
         io: &mut I,
         counters: &WorkerCounters,
-        free: &mut Vec<I::Desc>,
-        tx_out: &mut usize,
+        pool: &mut Pool<I::Desc>,
         side: Side,
-        batch: &mut Vec<I::Desc>,
-        bytes: &mut Vec<u32>,
+        batch: &mut TxBatch<I::Desc>,
     ) {
-        if batch.is_empty() {
+        let queued = batch.frames.len();
+        if queued == 0 {
             return;
         }
-        let k = io.tx_free(side, batch.len());
+        let k = io.tx_free(side, queued);
         let sent = if k > 0 {
-            // SAFETY: the batch holds frames the worker owns (received or taken from
-            // the free list this burst); the ones accepted are counted in `tx_out`, the
-            // rest go back to the free list below.
-            unsafe { io.tx(side, &batch[..k]) }
+            io.tx(side, &mut batch.frames, k)
         } else {
             0
         };
-        *tx_out += sent;
-        let sent_bytes: u64 = bytes[..sent].iter().map(|&b| u64::from(b)).sum();
+        pool.tx_out[side.index()] += sent;
+        let sent_bytes: u64 = batch.bytes[..sent].iter().map(|&b| u64::from(b)).sum();
         counters.tx(side, sent as u64, sent_bytes);
-        if sent < batch.len() {
-            counters.add(Counter::TxRingFull, (batch.len() - sent) as u64);
-            free.extend_from_slice(&batch[sent..]);
+        if !batch.frames.is_empty() {
+            counters.add(Counter::TxRingFull, batch.frames.len() as u64);
+            pool.free.append(&mut batch.frames);
         }
-        batch.clear();
-        bytes.clear();
+        batch.bytes.clear();
     }
 
     fn kick(&mut self, side: Side) {
-        if self.tx_out[side.index()] > 0 && self.io.tx_needs_kick(side) {
+        if self.pool.tx_out[side.index()] > 0 && self.io.tx_needs_kick(side) {
             // Errors here (ENOBUFS, EAGAIN...) are transient; xsk-rs already maps them
             // to Ok, anything else shows up as frames that never complete.
             let _ = self.io.kick_tx(side);
@@ -267,10 +277,10 @@ impl<I: FrameIo> Worker<I> {
     fn service(&mut self, side: Side) -> Progress {
         let completed = self.reap(side);
         self.refill(side);
-        let n = self.io.rx(side, &mut self.rx_buf);
-        self.fill_out[side.index()] -= n;
+        let n = self.io.rx(side, self.cfg.burst, &mut self.rx_buf);
+        self.pool.fill_out[side.index()] -= n;
         if n > 0 {
-            self.decide_and_act(side, n);
+            self.decide_and_act(side);
         }
         self.kick(side);
         self.kick(side.other());
@@ -280,7 +290,8 @@ impl<I: FrameIo> Worker<I> {
         }
     }
 
-    fn decide_and_act(&mut self, side: Side, n: usize) {
+    /// Decides every frame of `rx_buf` (received on `side`) and acts on them.
+    fn decide_and_act(&mut self, side: Side) {
         let guard = self.policy.policy.load();
         let generation = self.policy.generation();
         if generation != self.generation {
@@ -296,12 +307,14 @@ impl<I: FrameIo> Worker<I> {
         let overlay_guard = self.policy.load_overlay();
         let overlay = overlay_guard.for_policy(policy);
         let direction = side.rx_direction();
+        let other = side.other();
         let mut rx_bytes = 0u64;
-        for i in 0..n {
-            let d = self.rx_buf[i];
-            // SAFETY: `d` came out of the RX ring this burst: the worker owns it until it
-            // is queued for TX or put on the free list below.
-            let data = unsafe { self.io.data(&d) };
+        // Taken out for the loop (no allocation: the empty vector has no buffer) and put
+        // back, capacity kept.
+        let mut rx = std::mem::take(&mut self.rx_buf);
+        let n = rx.len();
+        for f in rx.drain(..) {
+            let data = self.io.data(&f);
             let len = data.len() as u32;
             rx_bytes += u64::from(len);
             let info = parse(data);
@@ -317,57 +330,45 @@ impl<I: FrameIo> Worker<I> {
                 }
             }
             match c.verdict {
-                Verdict::Forward(_) => {
-                    self.fwd.push(d);
-                    self.fwd_bytes.push(len);
-                }
-                Verdict::Drop(_) => self.free.push(d),
+                Verdict::Forward(_) => self.tx[other.index()].push(f, len),
+                Verdict::Drop(_) => self.pool.free.push(f),
                 Verdict::Reject(_, kind) => {
                     if !self.bucket.take() {
                         self.counters.add(Counter::RepliesRateLimited, 1);
-                    } else {
-                        match reply::build_reply(data, kind, &mut self.scratch[..]) {
-                            Ok(rlen) => match self.free.pop() {
-                                Some(mut r) => {
-                                    // SAFETY: `r` was on the free list: owned by the worker.
-                                    if unsafe { self.io.write(&mut r, &self.scratch[..rlen]) } {
-                                        self.replies.push(r);
-                                        self.reply_bytes.push(rlen as u32);
-                                        self.counters.add(Counter::RepliesSent, 1);
-                                    } else {
-                                        self.free.push(r);
-                                        self.counters.add(Counter::RepliesFailed, 1);
-                                    }
-                                }
-                                None => self.counters.add(Counter::RepliesFailed, 1),
-                            },
-                            Err(_) => self.counters.add(Counter::RepliesFailed, 1),
+                    } else if let Some(mut r) = self.pool.free.pop() {
+                        // The reply is built straight into a free frame, from the facts
+                        // the classifier already parsed.
+                        let mut rlen = 0;
+                        let built = self.io.build_into(&f, &mut r, |frame, out| {
+                            let n = reply::build_reply_parsed(frame, &info, kind, out).ok()?;
+                            rlen = n as u32;
+                            Some(n)
+                        });
+                        if built {
+                            self.tx[side.index()].push(r, rlen);
+                            self.counters.add(Counter::RepliesSent, 1);
+                        } else {
+                            self.pool.free.push(r);
+                            self.counters.add(Counter::RepliesFailed, 1);
                         }
+                    } else {
+                        self.counters.add(Counter::RepliesFailed, 1);
                     }
-                    self.free.push(d);
+                    self.pool.free.push(f);
                 }
             }
         }
+        self.rx_buf = rx;
         self.counters.rx(side, n as u64, rx_bytes);
-        let other = side.other();
-        Self::send(
-            &mut self.io,
-            &self.counters,
-            &mut self.free,
-            &mut self.tx_out[other.index()],
-            other,
-            &mut self.fwd,
-            &mut self.fwd_bytes,
-        );
-        Self::send(
-            &mut self.io,
-            &self.counters,
-            &mut self.free,
-            &mut self.tx_out[side.index()],
-            side,
-            &mut self.replies,
-            &mut self.reply_bytes,
-        );
+        for to in [other, side] {
+            Self::send(
+                &mut self.io,
+                &self.counters,
+                &mut self.pool,
+                to,
+                &mut self.tx[to.index()],
+            );
+        }
     }
 
     /// One loop iteration over both sides, without sleeping.
@@ -417,7 +418,7 @@ impl<I: FrameIo> Worker<I> {
                 std::thread::yield_now();
             } else {
                 // With transmissions outstanding, come back soon to reap them.
-                let pending = self.tx_out.iter().any(|&t| t > 0);
+                let pending = self.pool.tx_out.iter().any(|&t| t > 0);
                 let _ = self.io.wait(if pending { 1 } else { 100 });
                 self.counters.add(Counter::Sleeps, 1);
             }
@@ -446,7 +447,7 @@ impl<I: FrameIo> Worker<I> {
     /// Gives queued frames up to 100 ms to leave, reaping completions.
     pub fn flush(&mut self) {
         let deadline = Instant::now() + std::time::Duration::from_millis(100);
-        while self.tx_out.iter().any(|&t| t > 0) && Instant::now() < deadline {
+        while self.pool.tx_out.iter().any(|&t| t > 0) && Instant::now() < deadline {
             for side in Side::BOTH {
                 self.reap(side);
                 self.kick(side);

@@ -6,11 +6,12 @@
 //! Invariants (see docs/architecture.md, "Frame ownership"):
 //! * every `FrameDesc` handled here comes from this worker's `Umem` (`take_frames`, RX,
 //!   completion) and never from another UMEM;
-//! * the worker touches a frame's bytes only between receiving it (RX, completion or
-//!   the initial set) and submitting it (fill or TX) — the `FrameIo` contract.
+//! * the worker touches a frame's bytes only while it holds the frame's [`Frame`]
+//!   handle (from `take_frames`, RX or completion until fill or TX consumes it): the
+//!   types check that, the `unsafe` blocks below rely on it.
 
-use super::io::FrameIo;
 use super::io::Side;
+use super::io::{Frame, FrameIo};
 use super::settings::ZeroCopy;
 use super::xdp::XdpLink;
 use std::io::{self, Write};
@@ -94,6 +95,9 @@ pub struct XskIo {
     sides: [XskSide; 2],
     umem: Umem,
     frames: Option<Vec<FrameDesc>>,
+    /// What RX and completion rings are consumed into before the descriptors become
+    /// [`Frame`]s (grown once, to the largest request).
+    scratch: Vec<FrameDesc>,
 }
 
 extern "C" {
@@ -251,6 +255,7 @@ impl XskIo {
             sides: [sub, up],
             umem,
             frames: Some(frames),
+            scratch: Vec::new(),
         })
     }
 
@@ -284,11 +289,45 @@ pub fn retry_busy<T>(mut open: impl FnMut() -> Result<T, OpenError>) -> Result<T
     }
 }
 
+impl XskIo {
+    /// Consumes up to `max` descriptors from `side`'s RX (`completion == false`) or
+    /// completion ring into frames appended to `out`.
+    #[inline]
+    fn consume(
+        &mut self,
+        side: Side,
+        completion: bool,
+        max: usize,
+        out: &mut Vec<Frame<FrameDesc>>,
+    ) -> usize {
+        if self.scratch.len() < max {
+            self.scratch.resize(max, FrameDesc::default());
+        }
+        let buf = &mut self.scratch[..max];
+        let s = &mut self.sides[side.index()];
+        let n = if completion {
+            // SAFETY: the completion ring belongs to this UMEM; `buf` is only written.
+            unsafe { s.cq.consume(buf) }
+        } else {
+            // SAFETY: the RX ring belongs to a socket on this UMEM, so the descriptors it
+            // yields are this UMEM's; `buf` is only written.
+            unsafe { s.rx.consume(buf) }
+        };
+        out.extend(buf[..n].iter().copied().map(Frame::from_desc));
+        n
+    }
+}
+
 impl FrameIo for XskIo {
     type Desc = FrameDesc;
 
-    fn take_frames(&mut self) -> Vec<FrameDesc> {
-        self.frames.take().unwrap_or_default()
+    fn take_frames(&mut self) -> Vec<Frame<FrameDesc>> {
+        self.frames
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .map(Frame::from_desc)
+            .collect()
     }
 
     #[inline]
@@ -297,17 +336,27 @@ impl FrameIo for XskIo {
     }
 
     #[inline]
-    unsafe fn fill(&mut self, side: Side, descs: &[FrameDesc]) -> usize {
-        // SAFETY: the caller owns the descriptors (FrameIo contract) and they all come
-        // from this UMEM (module invariant).
-        unsafe { self.sides[side.index()].fq.produce(descs) }
+    fn fill(&mut self, side: Side, frames: &mut Vec<Frame<FrameDesc>>, n: usize) -> usize {
+        if n > frames.len() {
+            return 0;
+        }
+        let at = frames.len() - n;
+        // SAFETY: the frames are owned by the caller (`Frame` handles, moved out of
+        // `frames` below when the ring takes them) and are this UMEM's (module invariant).
+        let done = unsafe {
+            self.sides[side.index()]
+                .fq
+                .produce(Frame::descs(&frames[at..]))
+        };
+        if done == n {
+            frames.truncate(at);
+        }
+        done
     }
 
     #[inline]
-    fn rx(&mut self, side: Side, out: &mut [FrameDesc]) -> usize {
-        // SAFETY: the RX ring belongs to a socket on this UMEM, so the descriptors it
-        // yields are this UMEM's; `out` is only written.
-        unsafe { self.sides[side.index()].rx.consume(out) }
+    fn rx(&mut self, side: Side, max: usize, out: &mut Vec<Frame<FrameDesc>>) -> usize {
+        self.consume(side, false, max, out)
     }
 
     #[inline]
@@ -316,9 +365,20 @@ impl FrameIo for XskIo {
     }
 
     #[inline]
-    unsafe fn tx(&mut self, side: Side, descs: &[FrameDesc]) -> usize {
+    fn tx(&mut self, side: Side, frames: &mut Vec<Frame<FrameDesc>>, n: usize) -> usize {
+        if n > frames.len() {
+            return 0;
+        }
         // SAFETY: as for `fill`.
-        unsafe { self.sides[side.index()].tx.produce(descs) }
+        let done = unsafe {
+            self.sides[side.index()]
+                .tx
+                .produce(Frame::descs(&frames[..n]))
+        };
+        if done == n {
+            frames.drain(..n);
+        }
+        done
     }
 
     #[inline]
@@ -332,9 +392,8 @@ impl FrameIo for XskIo {
     }
 
     #[inline]
-    fn completions(&mut self, side: Side, out: &mut [FrameDesc]) -> usize {
-        // SAFETY: the completion ring belongs to this UMEM; `out` is only written.
-        unsafe { self.sides[side.index()].cq.consume(out) }
+    fn completions(&mut self, side: Side, max: usize, out: &mut Vec<Frame<FrameDesc>>) -> usize {
+        self.consume(side, true, max, out)
     }
 
     #[inline]
@@ -383,15 +442,45 @@ impl FrameIo for XskIo {
     }
 
     #[inline]
-    unsafe fn data(&self, d: &FrameDesc) -> &[u8] {
-        // SAFETY: `d` is from this UMEM (module invariant) and owned by the caller, so
-        // the kernel is not writing the frame (FrameIo contract).
-        unsafe { self.umem.data(d) }.contents()
+    fn data<'a>(&'a self, f: &'a Frame<FrameDesc>) -> &'a [u8] {
+        // SAFETY: `f` is from this UMEM (module invariant) and owned by the caller (a
+        // `Frame` handle), so the kernel is not writing the frame.
+        unsafe { self.umem.data(f.desc()) }.contents()
     }
 
-    unsafe fn write(&mut self, d: &mut FrameDesc, bytes: &[u8]) -> bool {
-        // SAFETY: as for `data`, and the caller holds `d` exclusively.
-        let mut data = unsafe { self.umem.data_mut(d) };
+    fn build_into(
+        &mut self,
+        from: &Frame<FrameDesc>,
+        into: &mut Frame<FrameDesc>,
+        build: impl FnOnce(&[u8], &mut [u8]) -> Option<usize>,
+    ) -> bool {
+        // SAFETY: both frames are this UMEM's and owned by the caller (two `Frame`
+        // handles, so two different frames: the views do not overlap, and the kernel
+        // touches neither).
+        let src = unsafe { self.umem.data(from.desc()) }.contents();
+        // SAFETY: as above.
+        let mut dst = unsafe { self.umem.data_mut(into.desc_mut()) };
+        let cap = {
+            let mut c = dst.cursor();
+            let cap = c.buf_len();
+            c.set_pos(cap);
+            cap
+        };
+        match build(src, dst.contents_mut()) {
+            Some(n) if n <= cap => {
+                dst.cursor().set_pos(n);
+                true
+            }
+            _ => {
+                dst.cursor().set_pos(0);
+                false
+            }
+        }
+    }
+
+    fn write(&mut self, f: &mut Frame<FrameDesc>, bytes: &[u8]) -> bool {
+        // SAFETY: as for `data`, and the caller holds `f` exclusively (`&mut`).
+        let mut data = unsafe { self.umem.data_mut(f.desc_mut()) };
         let mut cursor = data.cursor();
         cursor.set_pos(0);
         if bytes.len() > cursor.buf_len() {
