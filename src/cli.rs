@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use op25b::classify::{self, Net};
 use op25b::config;
 use op25b::control::stdout;
-use op25b::policy::{Direction, Reason, Verdict};
+use op25b::offline::capture::{Capture, CaptureError};
+use op25b::offline::summary::VerdictTally;
+use op25b::policy::{Direction, Verdict};
 use op25b::{out, outln};
 
 const ABOUT: &str = "Outbound Port 25 Blocking (OP25B) bump-in-the-wire appliance on AF_XDP.
@@ -895,89 +897,6 @@ fn check(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Frames from a capture, whatever its format.
-enum Capture {
-    Pcap(pcap_file::pcap::PcapReader<std::io::BufReader<std::fs::File>>),
-    PcapNg(pcap_file::pcapng::PcapNgReader<std::io::BufReader<std::fs::File>>),
-}
-
-/// Why a capture cannot be read.
-#[derive(Debug, thiserror::Error)]
-enum CaptureError {
-    #[error("{0}: cannot open: {1}")]
-    Open(PathBuf, std::io::Error),
-    #[error("{0}: not a pcap or pcapng file (magic {1:02x?})")]
-    Magic(PathBuf, Vec<u8>),
-    #[error("{0}: {1}")]
-    Format(PathBuf, String),
-    #[error("{0}: link type {1} is not supported; expected Ethernet (1)")]
-    LinkType(PathBuf, String),
-}
-
-impl Capture {
-    fn open(path: &Path) -> Result<Self, CaptureError> {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path).map_err(|e| CaptureError::Open(path.into(), e))?;
-        let mut magic = [0u8; 4];
-        let n = f
-            .read(&mut magic)
-            .map_err(|e| CaptureError::Open(path.into(), e))?;
-        drop(f);
-        let f = std::fs::File::open(path).map_err(|e| CaptureError::Open(path.into(), e))?;
-        let r = std::io::BufReader::new(f);
-        let fmt = |e: pcap_file::PcapError| CaptureError::Format(path.into(), e.to_string());
-        match magic {
-            [0x0a, 0x0d, 0x0d, 0x0a] => Ok(Capture::PcapNg(
-                pcap_file::pcapng::PcapNgReader::new(r).map_err(fmt)?,
-            )),
-            [0xa1, 0xb2, 0xc3, 0xd4]
-            | [0xd4, 0xc3, 0xb2, 0xa1]
-            | [0xa1, 0xb2, 0x3c, 0x4d]
-            | [0x4d, 0x3c, 0xb2, 0xa1] => {
-                let rd = pcap_file::pcap::PcapReader::new(r).map_err(fmt)?;
-                // The upper 16 bits may carry FCS flags (pcap spec); tcpdump masks them.
-                let link = u32::from(rd.header().datalink) & 0xffff;
-                if link != 1 {
-                    return Err(CaptureError::LinkType(path.into(), link.to_string()));
-                }
-                Ok(Capture::Pcap(rd))
-            }
-            _ => Err(CaptureError::Magic(path.into(), magic[..n].to_vec())),
-        }
-    }
-
-    /// The next Ethernet frame; `Err` on a damaged file.
-    fn next(&mut self, path: &Path) -> Option<Result<Vec<u8>, CaptureError>> {
-        let fmt = |e: pcap_file::PcapError| CaptureError::Format(path.into(), e.to_string());
-        match self {
-            // Raw records: tcpdump accepts orig_len > snaplen (and so do we); only a record
-            // cut short by the end of the file is an error.
-            Capture::Pcap(r) => r
-                .next_raw_packet()
-                .map(|p| p.map(|p| p.data.into_owned()).map_err(fmt)),
-            Capture::PcapNg(r) => loop {
-                let block = match r.next_block()? {
-                    Ok(b) => b,
-                    Err(e) => return Some(Err(fmt(e))),
-                };
-                use pcap_file::pcapng::Block;
-                let (iface, data) = match block {
-                    Block::EnhancedPacket(p) => (Some(p.interface_id), p.data.into_owned()),
-                    Block::SimplePacket(p) => (Some(0), p.data.into_owned()),
-                    _ => continue,
-                };
-                if let Some(i) = iface {
-                    let lt = r.interfaces().get(i as usize).map(|d| d.linktype);
-                    if lt != Some(pcap_file::DataLink::ETHERNET) {
-                        return Some(Err(CaptureError::LinkType(path.into(), format!("{lt:?}"))));
-                    }
-                }
-                return Some(Ok(data));
-            },
-        }
-    }
-}
-
 fn protocol_name(p: u8) -> String {
     match p {
         6 => "tcp".into(),
@@ -1007,8 +926,7 @@ fn classify_cmd(config_path: &Path, pcap: &Path, direction: Direction, format: F
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut counts = vec![[0u64; 3]; Reason::COUNT];
-    let mut frames = 0u64;
+    let mut tally = VerdictTally::default();
     let mut failure = None;
     if format == Format::Text {
         stdout::or_exit(writeln!(
@@ -1025,10 +943,10 @@ fn classify_cmd(config_path: &Path, pcap: &Path, direction: Direction, format: F
                 break;
             }
         };
-        frames += 1;
         let info = classify::parse(&frame);
         let c = classify::classify_parsed(&info, direction, policy);
-        counts[c.verdict.reason().index()][c.verdict.action_index()] += 1;
+        tally.record(c.verdict);
+        let frames = tally.frames();
         let class = c
             .class
             .and_then(|id| policy.class(id))
@@ -1099,55 +1017,17 @@ fn classify_cmd(config_path: &Path, pcap: &Path, direction: Direction, format: F
         };
         stdout::or_exit(written);
     }
-    // Summary.
-    let mut by_verdict = [0u64; 3];
-    for row in &counts {
-        for (i, n) in row.iter().enumerate() {
-            by_verdict[i] += n;
-        }
-    }
-    let names = ["forward", "drop", "reject"];
     match format {
         Format::Text => {
-            stdout::or_exit(writeln!(
-                out,
-                "summary: {frames} frames: {} forward, {} drop, {} reject",
-                by_verdict[0], by_verdict[1], by_verdict[2]
-            ));
-            for r in Reason::ALL {
-                for (i, n) in counts[r.index()].iter().enumerate() {
-                    if *n > 0 {
-                        stdout::or_exit(writeln!(
-                            out,
-                            "summary: {:<8} {:<20} {n}",
-                            names[i],
-                            r.as_str()
-                        ));
-                    }
-                }
+            for line in tally.text_lines() {
+                stdout::or_exit(writeln!(out, "{line}"));
             }
         }
-        Format::Jsonl => {
-            let mut reasons = serde_json::Map::new();
-            for r in Reason::ALL {
-                for (i, n) in counts[r.index()].iter().enumerate() {
-                    if *n > 0 {
-                        reasons.insert(format!("{}/{}", names[i], r.as_str()), (*n).into());
-                    }
-                }
-            }
-            let v = serde_json::json!({"summary": {
-                "frames": frames,
-                "forward": by_verdict[0], "drop": by_verdict[1], "reject": by_verdict[2],
-                "reasons": reasons,
-                "complete": failure.is_none(),
-            }});
-            stdout::or_exit(writeln!(out, "{v}"));
-        }
+        Format::Jsonl => stdout::or_exit(writeln!(out, "{}", tally.json(failure.is_none()))),
     }
     stdout::or_exit(out.flush());
     if let Some(e) = failure {
-        eprintln!("error: {e} (after {frames} frames)");
+        eprintln!("error: {e} (after {} frames)", tally.frames());
         return code(exit::DATAERR);
     }
     ExitCode::SUCCESS

@@ -13,4 +13,5 @@ pub mod config;
 pub mod control;
 pub mod datapath;
 pub mod lpm;
+pub mod offline;
 pub mod policy;
