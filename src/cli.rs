@@ -304,7 +304,7 @@ fn run_error_code(e: &op25b::control::RunError) -> u8 {
         R::Config(_) | R::ReloadConfig(_) => exit::CONFIG,
         R::Start(S::NotPrivileged(_)) => exit::NOPERM,
         R::Start(_) | R::Cleanup(_) | R::Signals(_) | R::Listen(_) | R::Fallback(_) => exit::OSERR,
-        R::ReloadFastPath(_) | R::Reload(_) => exit::OSERR,
+        R::ReloadFastPath(_) => exit::OSERR,
         R::AlreadyRunning { .. } => exit::TEMPFAIL,
         R::PidFile { .. } | R::Report { .. } => exit::CANTCREAT,
         R::WorkerDied => exit::SOFTWARE,

@@ -19,6 +19,7 @@
 //!   is bounded by the frame and a long chain cannot hide the TCP header.
 #![forbid(unsafe_code)]
 
+pub mod checksum;
 pub mod reply;
 
 use std::net::IpAddr;
@@ -50,8 +51,45 @@ pub const PPP_IPV6: u16 = 0x0057;
 /// Most VLAN tags walked before giving up (802.1Q, QinQ, and a margin).
 pub const MAX_VLAN_TAGS: usize = 4;
 
-const ETH_HEADER: usize = 14;
-const PPPOE_HEADER: usize = 8;
+/// Header sizes and field offsets (each fact once; etherparse's names where it has them).
+pub mod wire {
+    use etherparse::ip_number;
+
+    /// Ethernet header: two MACs and the EtherType.
+    pub const ETH_HEADER: usize = 14;
+    /// Where the EtherType sits in the Ethernet header.
+    pub const ETH_TYPE_AT: usize = 12;
+    /// An 802.1Q / 802.1ad tag: TCI and the next EtherType.
+    pub const VLAN_TAG: usize = 4;
+    /// PPPoE session header (RFC 2516) plus the PPP protocol field.
+    pub const PPPOE_HEADER: usize = 8;
+    /// PPPoE version 1, type 1 (the first byte of its header).
+    pub const PPPOE_VER_TYPE: u8 = 0x11;
+    /// IPv4 header without options.
+    pub const IPV4_HEADER: usize = 20;
+    /// IPv4 protocol, source and destination offsets.
+    pub const IPV4_PROTOCOL_AT: usize = 9;
+    pub const IPV4_SRC_AT: usize = 12;
+    pub const IPV4_DST_AT: usize = 16;
+    /// IPv6 fixed header.
+    pub const IPV6_HEADER: usize = 40;
+    /// TCP header without options; destination port and data offset positions.
+    pub const TCP_HEADER: usize = 20;
+    pub const TCP_DST_PORT_AT: usize = 2;
+    pub const TCP_DATA_OFFSET_AT: usize = 12;
+    /// IPv6 extension headers the classifier walks (RFC 8200 4.1), as `u8` patterns.
+    pub const IPV6_HOP_BY_HOP: u8 = ip_number::IPV6_HOP_BY_HOP.0;
+    pub const IPV6_ROUTING: u8 = ip_number::IPV6_ROUTE.0;
+    pub const IPV6_FRAGMENT: u8 = ip_number::IPV6_FRAG.0;
+    pub const IPV6_AUTH: u8 = ip_number::AUTH.0;
+    pub const IPV6_DEST_OPTIONS: u8 = ip_number::IPV6_DEST_OPTIONS.0;
+}
+
+use wire::{
+    ETH_HEADER, ETH_TYPE_AT, IPV4_DST_AT, IPV4_HEADER, IPV4_PROTOCOL_AT, IPV4_SRC_AT, IPV6_AUTH,
+    IPV6_DEST_OPTIONS, IPV6_FRAGMENT, IPV6_HEADER, IPV6_HOP_BY_HOP, IPV6_ROUTING, PPPOE_HEADER,
+    PPPOE_VER_TYPE, TCP_DATA_OFFSET_AT, TCP_DST_PORT_AT, VLAN_TAG,
+};
 
 /// Addresses of an IP packet, host order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,7 +181,7 @@ pub struct TruncatedLink;
 #[inline(always)]
 pub fn parse_link(frame: &[u8]) -> Result<Link, TruncatedLink> {
     let mut link = Link::default();
-    let mut et = be16(frame, 12).ok_or(TruncatedLink)?;
+    let mut et = be16(frame, ETH_TYPE_AT).ok_or(TruncatedLink)?;
     let mut off = ETH_HEADER;
     while matches!(
         et,
@@ -161,13 +199,13 @@ pub fn parse_link(frame: &[u8]) -> Result<Link, TruncatedLink> {
             link.vlans[usize::from(link.tags)] = Some(tci & 0x0fff);
         }
         link.tags += 1;
-        off += 4;
+        off += VLAN_TAG;
         et = next;
     }
     if et == ether_type::PPPOE_SESSION {
         let h = frame.get(off..off + PPPOE_HEADER).ok_or(TruncatedLink)?;
         // ver=1 type=1, code=0 (session data).
-        if h[0] != 0x11 || h[1] != 0 {
+        if h[0] != PPPOE_VER_TYPE || h[1] != 0 {
             link.l3_offset = off;
             link.ether_type = et;
             return Ok(link);
@@ -218,11 +256,13 @@ fn tcp_segment(protocol: u8, fragment: Fragment, l4: &[u8]) -> Segment {
     } else if fragment == Fragment::First {
         // Judged like a whole segment when the port is there (RFC 1858 tiny fragments
         // otherwise).
-        be16(l4, 2)
+        be16(l4, TCP_DST_PORT_AT)
     } else {
         // A whole segment must hold a complete TCP header.
-        match l4.get(12) {
-            Some(&b) if (b >> 4) >= 5 && usize::from(b >> 4) * 4 <= l4.len() => be16(l4, 2),
+        match l4.get(TCP_DATA_OFFSET_AT) {
+            Some(&b) if (b >> 4) >= 5 && usize::from(b >> 4) * 4 <= l4.len() => {
+                be16(l4, TCP_DST_PORT_AT)
+            }
             _ => None,
         }
     };
@@ -235,17 +275,25 @@ fn tcp_segment(protocol: u8, fragment: Fragment, l4: &[u8]) -> Segment {
 
 #[inline(always)]
 fn parse_ipv4(l3: &[u8], l3_offset: usize) -> Net {
-    let Some(fixed) = l3.get(..20) else {
+    let Some(fixed) = l3.get(..IPV4_HEADER) else {
         return Net::MalformedIp;
     };
     if fixed[0] >> 4 != 4 {
         return Net::MalformedIp;
     }
     let addrs = Addrs::V4 {
-        src: u32::from_be_bytes([fixed[12], fixed[13], fixed[14], fixed[15]]),
-        dst: u32::from_be_bytes([fixed[16], fixed[17], fixed[18], fixed[19]]),
+        src: u32::from_be_bytes(
+            fixed[IPV4_SRC_AT..IPV4_SRC_AT + 4]
+                .try_into()
+                .unwrap_or_default(),
+        ),
+        dst: u32::from_be_bytes(
+            fixed[IPV4_DST_AT..IPV4_DST_AT + 4]
+                .try_into()
+                .unwrap_or_default(),
+        ),
     };
-    let protocol = fixed[9];
+    let protocol = fixed[IPV4_PROTOCOL_AT];
     let broken = Net::Ip {
         addrs,
         segment: Segment {
@@ -299,26 +347,26 @@ fn parse_ipv6(l3: &[u8], l3_offset: usize) -> Net {
         l4_offset: l3_offset,
         malformed: true,
     };
-    let end = 40 + usize::from(h.payload_length());
+    let end = IPV6_HEADER + usize::from(h.payload_length());
     if end > l3.len() {
         return broken(h.next_header().0);
     }
     let mut next = h.next_header().0;
-    let mut off = 40;
+    let mut off = IPV6_HEADER;
     let mut fragment = Fragment::Whole;
     let mut first = true;
     loop {
         let rest = &l3[off..end];
         match next {
-            0 if !first => return broken(next),
-            0 | 43 | 60 => {
+            IPV6_HOP_BY_HOP if !first => return broken(next),
+            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTIONS => {
                 let Ok(x) = Ipv6RawExtHeaderSlice::from_slice(rest) else {
                     return broken(next);
                 };
                 next = x.next_header().0;
                 off += x.slice().len();
             }
-            44 => {
+            IPV6_FRAGMENT => {
                 let Ok(x) = Ipv6FragmentHeaderSlice::from_slice(rest) else {
                     return broken(next);
                 };
@@ -328,7 +376,14 @@ fn parse_ipv6(l3: &[u8], l3_offset: usize) -> Net {
                     // The rest is fragment data, not headers. If the next header is itself
                     // an extension header, the upper protocol is unknown: assume TCP, so
                     // the fragment rules apply to it.
-                    if matches!(next, 0 | 43 | 44 | 51 | 60) {
+                    if matches!(
+                        next,
+                        IPV6_HOP_BY_HOP
+                            | IPV6_ROUTING
+                            | IPV6_FRAGMENT
+                            | IPV6_AUTH
+                            | IPV6_DEST_OPTIONS
+                    ) {
                         next = IPPROTO_TCP;
                     }
                     fragment = Fragment::Later;
@@ -338,13 +393,19 @@ fn parse_ipv6(l3: &[u8], l3_offset: usize) -> Net {
                     fragment = Fragment::First;
                 }
             }
-            51 => {
+            IPV6_AUTH => {
                 let Ok(x) = IpAuthHeaderSlice::from_slice(rest) else {
                     return broken(next);
                 };
                 next = x.next_header().0;
                 off += x.slice().len();
             }
+            // Anything else ends the walk and is the upper protocol: ESP (50), No Next
+            // Header (59), and the extension headers this walk does not know (Mobility
+            // 135, HIP 139, Shim6 140, experimental 253/254). Such a packet is not TCP
+            // here, and forwarded; a receiving stack without that extension cannot hand
+            // a TCP segment behind it to a listener either (Linux answers ICMP parameter
+            // problem), so no mail gets through this way.
             _ => break,
         }
         first = false;

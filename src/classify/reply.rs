@@ -14,6 +14,10 @@
 //! with its length rewritten) is mirrored; all checksums are computed.
 #![forbid(unsafe_code)]
 
+use super::checksum::{finish, sum16};
+use super::wire::{
+    IPV4_DST_AT, IPV4_HEADER, IPV4_PROTOCOL_AT, IPV6_HEADER, TCP_DATA_OFFSET_AT, TCP_HEADER,
+};
 use super::{parse, Addrs, FrameInfo, Net};
 use crate::policy::{Fragment, ReplyKind, IPPROTO_TCP};
 
@@ -35,25 +39,6 @@ pub enum ReplyError {
     NoTcpHeader,
     #[error("the output buffer is too small")]
     BufferTooSmall,
-}
-
-/// Sums 16-bit big-endian words (one's complement, not folded).
-fn sum_words(data: &[u8], mut sum: u32) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(u16::from_be_bytes([*last, 0]));
-    }
-    sum
-}
-
-fn fold(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Writes the reply to the frame `frame` into `out`; returns its length.
@@ -93,10 +78,11 @@ pub fn build_reply_parsed(
                 return Err(ReplyError::NoTcpHeader);
             }
             let tcp = frame
-                .get(l4_offset..l4_offset + 20)
+                .get(l4_offset..l4_offset + TCP_HEADER)
                 .ok_or(ReplyError::NoTcpHeader)?;
             let ip_end = ip_end(frame, l3, addrs);
-            let payload = ip_end.saturating_sub(l4_offset + usize::from(tcp[12] >> 4) * 4);
+            let payload =
+                ip_end.saturating_sub(l4_offset + usize::from(tcp[TCP_DATA_OFFSET_AT] >> 4) * 4);
             write_rst(addrs, tcp, payload, &mut out[l3..])?
         }
         ReplyKind::IcmpProhibited => {
@@ -132,7 +118,7 @@ fn ip_end(frame: &[u8], l3: usize, addrs: Addrs) -> usize {
             .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))),
         Addrs::V6 { .. } => frame
             .get(l3 + 4..l3 + 6)
-            .map(|b| 40 + usize::from(u16::from_be_bytes([b[0], b[1]]))),
+            .map(|b| IPV6_HEADER + usize::from(u16::from_be_bytes([b[0], b[1]]))),
     };
     declared.map_or(frame.len(), |d| (l3 + d).min(frame.len()))
 }
@@ -144,11 +130,11 @@ fn write_ipv4_header(out: &mut [u8], total: usize, protocol: u8, src: u32, dst: 
     out[4..6].copy_from_slice(&[0, 0]);
     out[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF
     out[8] = TTL;
-    out[9] = protocol;
+    out[IPV4_PROTOCOL_AT] = protocol;
     out[10..12].copy_from_slice(&[0, 0]);
     out[12..16].copy_from_slice(&src.to_be_bytes());
-    out[16..20].copy_from_slice(&dst.to_be_bytes());
-    let c = fold(sum_words(&out[..20], 0));
+    out[IPV4_DST_AT..IPV4_HEADER].copy_from_slice(&dst.to_be_bytes());
+    let c = finish(sum16(&out[..IPV4_HEADER], 0));
     out[10..12].copy_from_slice(&c.to_be_bytes());
 }
 
@@ -164,8 +150,8 @@ fn write_ipv6_header(out: &mut [u8], payload: usize, next: u8, src: u128, dst: u
 /// Pseudo-header sum for a transport checksum.
 fn pseudo_sum(addrs: Addrs, protocol: u8, len: usize) -> u32 {
     let mut s = match addrs {
-        Addrs::V4 { src, dst } => sum_words(&src.to_be_bytes(), sum_words(&dst.to_be_bytes(), 0)),
-        Addrs::V6 { src, dst } => sum_words(&src.to_be_bytes(), sum_words(&dst.to_be_bytes(), 0)),
+        Addrs::V4 { src, dst } => sum16(&src.to_be_bytes(), sum16(&dst.to_be_bytes(), 0)),
+        Addrs::V6 { src, dst } => sum16(&src.to_be_bytes(), sum16(&dst.to_be_bytes(), 0)),
     };
     s += u32::from(protocol);
     s += len as u32 & 0xffff;
@@ -193,26 +179,26 @@ fn write_rst(
     };
     // Reply addresses: from the destination back to the source.
     let (reply, ip_header) = match addrs {
-        Addrs::V4 { src, dst } => (Addrs::V4 { src: dst, dst: src }, 20),
-        Addrs::V6 { src, dst } => (Addrs::V6 { src: dst, dst: src }, 40),
+        Addrs::V4 { src, dst } => (Addrs::V4 { src: dst, dst: src }, IPV4_HEADER),
+        Addrs::V6 { src, dst } => (Addrs::V6 { src: dst, dst: src }, IPV6_HEADER),
     };
-    let total = ip_header + 20;
+    let total = ip_header + TCP_HEADER;
     if out.len() < total {
         return Err(ReplyError::BufferTooSmall);
     }
     match reply {
         Addrs::V4 { src, dst } => write_ipv4_header(out, total, IPPROTO_TCP, src, dst),
-        Addrs::V6 { src, dst } => write_ipv6_header(out, 20, IPPROTO_TCP, src, dst),
+        Addrs::V6 { src, dst } => write_ipv6_header(out, TCP_HEADER, IPPROTO_TCP, src, dst),
     }
     let t = &mut out[ip_header..total];
     t[0..2].copy_from_slice(&dport);
     t[2..4].copy_from_slice(&sport);
     t[4..8].copy_from_slice(&r_seq.to_be_bytes());
     t[8..12].copy_from_slice(&r_ack.to_be_bytes());
-    t[12] = 5 << 4;
+    t[TCP_DATA_OFFSET_AT] = ((TCP_HEADER / 4) as u8) << 4;
     t[13] = r_flags;
     t[14..20].copy_from_slice(&[0, 0, 0, 0, 0, 0]); // window, checksum, urgent
-    let c = fold(sum_words(t, pseudo_sum(reply, IPPROTO_TCP, 20)));
+    let c = finish(sum16(t, pseudo_sum(reply, IPPROTO_TCP, TCP_HEADER)));
     t[16..18].copy_from_slice(&c.to_be_bytes());
     Ok(total)
 }
@@ -224,10 +210,10 @@ fn write_icmp4(src: u32, dst: u32, offending: &[u8], out: &mut [u8]) -> Result<u
         return Err(ReplyError::BufferTooSmall);
     }
     write_ipv4_header(out, total, 1, src, dst);
-    let m = &mut out[20..total];
+    let m = &mut out[IPV4_HEADER..total];
     m[..8].copy_from_slice(&[3, 13, 0, 0, 0, 0, 0, 0]);
     m[8..].copy_from_slice(&offending[..quote]);
-    let c = fold(sum_words(m, 0));
+    let c = finish(sum16(m, 0));
     m[2..4].copy_from_slice(&c.to_be_bytes());
     Ok(total)
 }
@@ -244,13 +230,10 @@ fn write_icmp6(
         return Err(ReplyError::BufferTooSmall);
     }
     write_ipv6_header(out, 8 + quote, 58, src, dst);
-    let m = &mut out[40..total];
+    let m = &mut out[IPV6_HEADER..total];
     m[..8].copy_from_slice(&[1, 1, 0, 0, 0, 0, 0, 0]);
     m[8..].copy_from_slice(&offending[..quote]);
-    let c = fold(sum_words(
-        m,
-        pseudo_sum(Addrs::V6 { src, dst }, 58, 8 + quote),
-    ));
+    let c = finish(sum16(m, pseudo_sum(Addrs::V6 { src, dst }, 58, 8 + quote)));
     m[2..4].copy_from_slice(&c.to_be_bytes());
     Ok(total)
 }

@@ -57,12 +57,12 @@ pub enum RunError {
     WorkerDied,
     #[error("control endpoint thread: {0}")]
     Listen(std::io::Error),
+    // The message carries the cause (no `#[source]`: a report printing the error chain
+    // would show it twice).
     #[error("reload refused: {0}")]
-    ReloadConfig(#[source] config::ConfigError),
+    ReloadConfig(config::ConfigError),
     #[error("reload refused: {0}")]
-    ReloadFastPath(#[source] datapath::fast_path::FastPathError),
-    #[error("reload: {0}")]
-    Reload(String),
+    ReloadFastPath(datapath::fast_path::FastPathError),
     #[error(transparent)]
     Fallback(#[from] crate::control::fallback::FallbackError),
 }

@@ -27,14 +27,12 @@ pub enum Counter {
     RepliesRateLimited,
     /// Rejects answered by silence because no free frame or the builder refused.
     RepliesFailed,
-    /// Frames longer than the TX side can take (never happens with a sane MTU check).
-    Oversize,
     /// Policy snapshots picked up (generation changes seen).
     PolicySwaps,
 }
 
 impl Counter {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 9;
     pub const ALL: [Counter; Self::COUNT] = [
         Counter::EmptyPolls,
         Counter::Sleeps,
@@ -44,7 +42,6 @@ impl Counter {
         Counter::RepliesSent,
         Counter::RepliesRateLimited,
         Counter::RepliesFailed,
-        Counter::Oversize,
         Counter::PolicySwaps,
     ];
 
@@ -58,7 +55,6 @@ impl Counter {
             Counter::RepliesSent => "replies_sent",
             Counter::RepliesRateLimited => "replies_rate_limited",
             Counter::RepliesFailed => "replies_failed",
-            Counter::Oversize => "oversize",
             Counter::PolicySwaps => "policy_swaps",
         }
     }

@@ -179,6 +179,9 @@ pub struct Running {
     _promisc: Vec<nic::Promisc>,
 }
 
+/// Bytes the kernel keeps free in front of each frame (XDP_PACKET_HEADROOM).
+pub const XDP_HEADROOM: u32 = 256;
+
 /// Frames per worker UMEM: both fill rings at target, both TX rings full, slack for
 /// replies and one burst in hand.
 pub fn frame_count(ring_size: u32, burst: u32) -> u32 {
@@ -208,7 +211,9 @@ pub fn preflight(cfg: &Settings) -> Result<(nic::Nic, nic::Nic, Vec<String>), St
     let ifs = cfg;
     let sub = nic::inspect(&ifs.subscriber)?;
     let up = nic::inspect(&ifs.upstream)?;
-    let max_mtu = ifs.frame_size - 256 - 14 - 8;
+    // A frame holds the XDP headroom, the Ethernet header, two VLAN tags and the MTU.
+    use crate::classify::wire::{ETH_HEADER, VLAN_TAG};
+    let max_mtu = ifs.frame_size - XDP_HEADROOM - (ETH_HEADER + 2 * VLAN_TAG) as u32;
     for n in [&sub, &up] {
         let queues = n.rx_queues.min(n.tx_queues);
         if ifs.queues > queues {
@@ -536,7 +541,7 @@ impl Running {
         (exits, notes)
     }
 
-    /// True once every worker thread has ended (only on stop, or a crash).
+    /// True once any worker thread has ended (on stop, or when one crashed or panicked).
     pub fn any_worker_finished(&self) -> bool {
         self.workers.iter().any(|h| h.is_finished())
     }

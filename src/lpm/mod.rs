@@ -62,10 +62,6 @@ pub trait Key: Copy + Ord + fmt::Debug + Send + Sync + 'static {
     const PATH_COMPRESSION: bool;
     /// A well-mixed 64-bit hash (for the exact-match host table).
     fn hash64(self) -> u64;
-    /// Zero.
-    fn default_key() -> Self {
-        Self::ZERO
-    }
     const ZERO: Self;
 }
 
@@ -416,8 +412,7 @@ impl<K: Key> HostSplitTable<K> {
             .trailing_zeros()
             .max(1);
         let size = 1usize << bits;
-        let mut hosts =
-            vec![(K::default_key(), NO_MATCH); if host_entries.is_empty() { 0 } else { size }];
+        let mut hosts = vec![(K::ZERO, NO_MATCH); if host_entries.is_empty() { 0 } else { size }];
         let mut count = 0;
         for e in &host_entries {
             let mut i = (e.key.hash64() >> (64 - bits)) as usize;

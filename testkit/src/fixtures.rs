@@ -217,22 +217,8 @@ pub fn udp6(src: [u8; 16], dst: [u8; 16], dport: u16) -> Vec<u8> {
     out
 }
 
-/// RFC 1071 checksum of `data`.
-pub fn internet_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from_be_bytes([c[0], 0])
-        };
-        sum += u32::from(w);
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+/// RFC 1071 checksum of `data` (the library's one implementation).
+pub use op25b::classify::checksum::internet_checksum;
 
 /// Recomputes the IPv4 header checksum in place (over the header IHL claims, or as
 /// much of it as there is).

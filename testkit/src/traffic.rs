@@ -10,6 +10,7 @@
 use crate::fixtures;
 use ipnet::IpNet;
 use op25b::classify;
+use op25b::classify::checksum::{fold, sum16};
 use op25b::policy::{Direction, Policy, Verdict};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -43,13 +44,6 @@ pub struct Tag {
     pub sent_us: u32,
 }
 
-fn fold(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
 impl Tag {
     /// The tag's bytes; their 16-bit one's-complement sum is always 0xffff.
     #[inline]
@@ -59,9 +53,7 @@ impl Tag {
         b[1] = (self.stream & 0x7f) << 1 | u8::from(self.expect == Expect::Block);
         b[2..5].copy_from_slice(&self.seq.to_be_bytes()[1..4]);
         b[5..8].copy_from_slice(&self.sent_us.to_be_bytes()[1..4]);
-        let sum: u32 = (0..4)
-            .map(|i| u32::from(u16::from_be_bytes([b[2 * i], b[2 * i + 1]])))
-            .sum();
+        let sum = sum16(&b[..8], 0);
         b[8..10].copy_from_slice(&(!fold(sum)).to_be_bytes());
         b
     }
@@ -76,10 +68,7 @@ impl Tag {
         if b[0] != TAG_MAGIC {
             return None;
         }
-        let sum: u32 = (0..5)
-            .map(|i| u32::from(u16::from_be_bytes([b[2 * i], b[2 * i + 1]])))
-            .sum();
-        if fold(sum) != 0xffff {
+        if fold(sum16(b, 0)) != 0xffff {
             return None;
         }
         let seq = u32::from_be_bytes([0, b[2], b[3], b[4]]);
