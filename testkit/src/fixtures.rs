@@ -319,6 +319,7 @@ pub fn with_ipv6_exts(ip: &[u8], exts: &[Ext], cut: Option<usize>) -> Vec<u8> {
 }
 
 /// The whole table.
+#[rustfmt::skip]
 pub fn all() -> Vec<Fixture> {
     use addr::*;
     use Direction::{Inbound, Outbound};
@@ -342,196 +343,56 @@ pub fn all() -> Vec<Fixture> {
     let out6 = |ip: Vec<u8>| wrap(Encap::Plain, &ip, true, true);
 
     // --- IPv4, plain Ethernet --------------------------------------------------------
-    add(
-        "v4 dynamic -> external:25 SYN",
-        out4(syn4(DYNAMIC4, EXTERNAL4, 25)),
-        Outbound,
-        Reject(BlockedPort, RST),
-    );
-    add(
-        "v4 dynamic -> relay:25 SYN",
-        out4(syn4(DYNAMIC4, RELAY4, 25)),
-        Outbound,
-        Forward(AllowedDestination),
-    );
-    add(
-        "v4 dynamic -> external:587 SYN",
-        out4(syn4(DYNAMIC4, EXTERNAL4, 587)),
-        Outbound,
-        Forward(PortOpen),
-    );
-    add(
-        "v4 dynamic -> external:465 SYN",
-        out4(syn4(DYNAMIC4, EXTERNAL4, 465)),
-        Outbound,
-        Forward(PortOpen),
-    );
-    add(
-        "v4 static /32 in dynamic pool -> external:25",
-        out4(syn4(STATIC4, EXTERNAL4, 25)),
-        Outbound,
-        Forward(PortOpen),
-    );
-    add(
-        "v4 quarantine -> external:587",
-        out4(syn4(QUARANTINE4, EXTERNAL4, 587)),
-        Outbound,
-        Drop(BlockedPort),
-    );
-    add(
-        "v4 icmp class -> external:25",
-        out4(syn4(ICMP4, EXTERNAL4, 25)),
-        Outbound,
-        Reject(BlockedPort, ICMP),
-    );
-    add(
-        "v4 unmatched -> external:25",
-        out4(syn4(UNMATCHED4, EXTERNAL4, 25)),
-        Outbound,
-        Forward(Unmatched),
-    );
-    add(
-        "v4 UDP dynamic -> external:25",
-        out4(udp4(DYNAMIC4, EXTERNAL4, 25)),
-        Outbound,
-        Forward(NotTcp),
-    );
+    add("v4 dynamic -> external:25 SYN", out4(syn4(DYNAMIC4, EXTERNAL4, 25)), Outbound, Reject(BlockedPort, RST));
+    add("v4 dynamic -> relay:25 SYN", out4(syn4(DYNAMIC4, RELAY4, 25)), Outbound, Forward(AllowedDestination));
+    add("v4 dynamic -> external:587 SYN", out4(syn4(DYNAMIC4, EXTERNAL4, 587)), Outbound, Forward(PortOpen));
+    add("v4 dynamic -> external:465 SYN", out4(syn4(DYNAMIC4, EXTERNAL4, 465)), Outbound, Forward(PortOpen));
+    add("v4 static /32 in dynamic pool -> external:25", out4(syn4(STATIC4, EXTERNAL4, 25)), Outbound, Forward(PortOpen));
+    add("v4 quarantine -> external:587", out4(syn4(QUARANTINE4, EXTERNAL4, 587)), Outbound, Drop(BlockedPort));
+    add("v4 icmp class -> external:25", out4(syn4(ICMP4, EXTERNAL4, 25)), Outbound, Reject(BlockedPort, ICMP));
+    add("v4 unmatched -> external:25", out4(syn4(UNMATCHED4, EXTERNAL4, 25)), Outbound, Forward(Unmatched));
+    add("v4 UDP dynamic -> external:25", out4(udp4(DYNAMIC4, EXTERNAL4, 25)), Outbound, Forward(NotTcp));
     let mut icmp_echo = Vec::new();
     PacketBuilder::ipv4(DYNAMIC4, EXTERNAL4, 64)
         .icmpv4_echo_request(1, 1)
         .write(&mut icmp_echo, b"ping")
         .expect("vec write");
     add("v4 ICMP echo", out4(icmp_echo), Outbound, Forward(NotTcp));
-    add(
-        "v4 with options dynamic -> external:25",
-        out4(with_ipv4_options(
-            &syn4(DYNAMIC4, EXTERNAL4, 25),
-            &[0x01, 0x01, 0x01, 0x00],
-        )),
-        Outbound,
-        Reject(BlockedPort, RST),
-    );
-    add(
-        "v4 mid-stream data dynamic -> external:25",
-        out4(tcp4(
-            DYNAMIC4,
-            EXTERNAL4,
-            40001,
-            25,
-            Tcp::Data(77),
-            b"MAIL FROM:<a@b>\r\n",
-        )),
-        Outbound,
-        Reject(BlockedPort, RST),
-    );
-    add(
-        "v4 inbound external -> dynamic:25",
-        wrap(Encap::Plain, &syn4(EXTERNAL4, DYNAMIC4, 25), false, false),
-        Inbound,
-        Drop(InboundSmtp),
-    );
-    add(
-        "v4 inbound return traffic external:25 -> dynamic",
-        wrap(
-            Encap::Plain,
-            &tcp4(EXTERNAL4, DYNAMIC4, 25, 40001, Tcp::Data(1), b"220 hi\r\n"),
-            false,
-            false,
-        ),
-        Inbound,
-        Forward(PortOpen),
-    );
-    add(
-        "v4 inbound external -> static:25",
-        wrap(Encap::Plain, &syn4(EXTERNAL4, STATIC4, 25), false, false),
-        Inbound,
-        Forward(PortOpen),
-    );
+    add("v4 with options dynamic -> external:25", out4(with_ipv4_options(&syn4(DYNAMIC4, EXTERNAL4, 25), &[0x01, 0x01, 0x01, 0x00])), Outbound, Reject(BlockedPort, RST));
+    add("v4 mid-stream data dynamic -> external:25", out4(tcp4(DYNAMIC4, EXTERNAL4, 40001, 25, Tcp::Data(77), b"MAIL FROM:<a@b>\r\n")), Outbound, Reject(BlockedPort, RST));
+    add("v4 inbound external -> dynamic:25", wrap(Encap::Plain, &syn4(EXTERNAL4, DYNAMIC4, 25), false, false), Inbound, Drop(InboundSmtp));
+    add("v4 inbound return traffic external:25 -> dynamic", wrap(Encap::Plain, &tcp4(EXTERNAL4, DYNAMIC4, 25, 40001, Tcp::Data(1), b"220 hi\r\n"), false, false), Inbound, Forward(PortOpen));
+    add("v4 inbound external -> static:25", wrap(Encap::Plain, &syn4(EXTERNAL4, STATIC4, 25), false, false), Inbound, Forward(PortOpen));
 
     // --- IPv4 fragments and damage -----------------------------------------------------
     let data25 = tcp4(DYNAMIC4, EXTERNAL4, 40001, 25, Tcp::Data(5), &[0x41; 64]);
-    add(
-        "v4 first fragment with ports",
-        out4(ipv4_fragment(&data25, 0, 24, true)),
-        Outbound,
-        Reject(BlockedPort, RST),
-    );
-    add(
-        "v4 tiny first fragment (2 TCP bytes)",
-        out4(ipv4_fragment(&data25, 0, 2, true)),
-        Outbound,
-        Drop(TinyFragment),
-    );
-    add(
-        "v4 later fragment",
-        out4(ipv4_fragment(&data25, 3, 40, false)),
-        Outbound,
-        Forward(NonFirstFragment),
-    );
+    add("v4 first fragment with ports", out4(ipv4_fragment(&data25, 0, 24, true)), Outbound, Reject(BlockedPort, RST));
+    add("v4 tiny first fragment (2 TCP bytes)", out4(ipv4_fragment(&data25, 0, 2, true)), Outbound, Drop(TinyFragment));
+    add("v4 later fragment", out4(ipv4_fragment(&data25, 3, 40, false)), Outbound, Forward(NonFirstFragment));
     let mut short_tcp = syn4(DYNAMIC4, EXTERNAL4, 25);
     short_tcp.truncate(30);
     short_tcp[2..4].copy_from_slice(&30u16.to_be_bytes());
     fix_ipv4_checksum(&mut short_tcp);
-    add(
-        "v4 TCP header cut to 10 bytes",
-        out4(short_tcp),
-        Outbound,
-        Drop(MalformedTcp),
-    );
+    add("v4 TCP header cut to 10 bytes", out4(short_tcp), Outbound, Drop(MalformedTcp));
     let mut bad_ihl = syn4(DYNAMIC4, EXTERNAL4, 25);
     bad_ihl[0] = 0x44;
-    add(
-        "v4 IHL 4 (below minimum), TCP",
-        out4(bad_ihl),
-        Outbound,
-        Drop(MalformedTcp),
-    );
+    add("v4 IHL 4 (below minimum), TCP", out4(bad_ihl), Outbound, Drop(MalformedTcp));
     let mut long_total = syn4(DYNAMIC4, EXTERNAL4, 25);
     long_total[2..4].copy_from_slice(&200u16.to_be_bytes());
-    add(
-        "v4 total length past the frame, TCP",
-        out4(long_total),
-        Outbound,
-        Drop(MalformedTcp),
-    );
-    add(
-        "v4 header cut at 19 bytes",
-        out4(syn4(DYNAMIC4, EXTERNAL4, 25)[..19].to_vec()),
-        Outbound,
-        Forward(MalformedIp),
-    );
+    add("v4 total length past the frame, TCP", out4(long_total), Outbound, Drop(MalformedTcp));
+    add("v4 header cut at 19 bytes", out4(syn4(DYNAMIC4, EXTERNAL4, 25)[..19].to_vec()), Outbound, Forward(MalformedIp));
     let mut v6_in_v4 = syn4(DYNAMIC4, EXTERNAL4, 25);
     v6_in_v4[0] = 0x65;
-    add(
-        "v4 EtherType carrying version 6",
-        out4(v6_in_v4),
-        Outbound,
-        Forward(MalformedIp),
-    );
+    add("v4 EtherType carrying version 6", out4(v6_in_v4), Outbound, Forward(MalformedIp));
     let mut bad_ihl_udp = udp4(DYNAMIC4, EXTERNAL4, 25);
     bad_ihl_udp[0] = 0x43;
-    add(
-        "v4 IHL 3, UDP",
-        out4(bad_ihl_udp),
-        Outbound,
-        Forward(MalformedIp),
-    );
+    add("v4 IHL 3, UDP", out4(bad_ihl_udp), Outbound, Forward(MalformedIp));
     let mut bad_doff = syn4(DYNAMIC4, EXTERNAL4, 25);
     bad_doff[20 + 12] = 0x40;
-    add(
-        "v4 TCP data offset 4",
-        out4(bad_doff),
-        Outbound,
-        Drop(MalformedTcp),
-    );
+    add("v4 TCP data offset 4", out4(bad_doff), Outbound, Drop(MalformedTcp));
     let mut long_doff = syn4(DYNAMIC4, EXTERNAL4, 25);
     long_doff[20 + 12] = 0xf0;
-    add(
-        "v4 TCP data offset past the segment",
-        out4(long_doff),
-        Outbound,
-        Drop(MalformedTcp),
-    );
+    add("v4 TCP data offset past the segment", out4(long_doff), Outbound, Drop(MalformedTcp));
 
     // --- Link layer --------------------------------------------------------------------
     let raw = |et: u16, body: &[u8]| {
@@ -541,148 +402,27 @@ pub fn all() -> Vec<Fixture> {
         f.extend_from_slice(body);
         f
     };
-    add(
-        "ARP request",
-        raw(
-            0x0806,
-            &[
-                0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 198, 51, 100, 10, 0, 0, 0, 0, 0, 0, 198,
-                51, 100, 1,
-            ],
-        ),
-        Outbound,
-        Forward(NotIp),
-    );
-    add(
-        "LLDP",
-        raw(0x88cc, &[0x02, 0x07, 0x04, 2, 0, 0, 0, 0, 1, 0, 0]),
-        Outbound,
-        Forward(NotIp),
-    );
-    add(
-        "STP (802.3 length + LLC)",
-        raw(0x0026, &[0x42, 0x42, 0x03, 0, 0, 0, 0, 0]),
-        Outbound,
-        Forward(NotIp),
-    );
-    add(
-        "PPPoE discovery (PADI)",
-        raw(0x8863, &[0x11, 0x09, 0, 0, 0, 4, 1, 1, 0, 0]),
-        Outbound,
-        Forward(NotIp),
-    );
-    add(
-        "runt (10 bytes)",
-        vec![0xff; 10],
-        Outbound,
-        Forward(MalformedLink),
-    );
-    add(
-        "VLAN tag cut short",
-        raw(0x8100, &[0x00]),
-        Outbound,
-        Forward(MalformedLink),
-    );
+    add("ARP request", raw(0x0806, &[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 198, 51, 100, 10, 0, 0, 0, 0, 0, 0, 198, 51, 100, 1,]), Outbound, Forward(NotIp));
+    add("LLDP", raw(0x88cc, &[0x02, 0x07, 0x04, 2, 0, 0, 0, 0, 1, 0, 0]), Outbound, Forward(NotIp));
+    add("STP (802.3 length + LLC)", raw(0x0026, &[0x42, 0x42, 0x03, 0, 0, 0, 0, 0]), Outbound, Forward(NotIp));
+    add("PPPoE discovery (PADI)", raw(0x8863, &[0x11, 0x09, 0, 0, 0, 4, 1, 1, 0, 0]), Outbound, Forward(NotIp));
+    add("runt (10 bytes)", vec![0xff; 10], Outbound, Forward(MalformedLink));
+    add("VLAN tag cut short", raw(0x8100, &[0x00]), Outbound, Forward(MalformedLink));
     let vlan25 = wrap(
         Encap::Vlan(100),
         &syn4(DYNAMIC4, EXTERNAL4, 25),
         false,
         true,
     );
-    add(
-        "802.1Q v4 dynamic -> external:25",
-        vlan25.clone(),
-        Outbound,
-        Reject(BlockedPort, RST),
-    );
-    add(
-        "802.1Q v4 dynamic -> external:587",
-        wrap(
-            Encap::Vlan(100),
-            &syn4(DYNAMIC4, EXTERNAL4, 587),
-            false,
-            true,
-        ),
-        Outbound,
-        Forward(PortOpen),
-    );
-    add(
-        "QinQ 0x88a8 v4 dynamic -> external:25",
-        wrap(
-            Encap::QinQ(0x88a8, 10, 200),
-            &syn4(DYNAMIC4, EXTERNAL4, 25),
-            false,
-            true,
-        ),
-        Outbound,
-        Reject(BlockedPort, RST),
-    );
-    add(
-        "QinQ 0x9100 v4 dynamic -> external:25",
-        wrap(
-            Encap::QinQ(0x9100, 10, 200),
-            &syn4(DYNAMIC4, EXTERNAL4, 25),
-            false,
-            true,
-        ),
-        Outbound,
-        Reject(BlockedPort, RST),
-    );
-    add(
-        "QinQ v6 dynamic -> external:25",
-        wrap(
-            Encap::QinQ(0x88a8, 10, 200),
-            &syn6(DYNAMIC6, EXTERNAL6, 25),
-            true,
-            true,
-        ),
-        Outbound,
-        Reject(BlockedPort, RST),
-    );
-    add(
-        "PPPoE v4 dynamic -> external:25",
-        wrap(
-            Encap::Pppoe(0x1234),
-            &syn4(DYNAMIC4, EXTERNAL4, 25),
-            false,
-            true,
-        ),
-        Outbound,
-        Reject(BlockedPort, RST),
-    );
-    add(
-        "PPPoE v4 dynamic -> external:587",
-        wrap(
-            Encap::Pppoe(0x1234),
-            &syn4(DYNAMIC4, EXTERNAL4, 587),
-            false,
-            true,
-        ),
-        Outbound,
-        Forward(PortOpen),
-    );
-    add(
-        "PPPoE v6 dynamic -> external:25",
-        wrap(
-            Encap::Pppoe(0x1234),
-            &syn6(DYNAMIC6, EXTERNAL6, 25),
-            true,
-            true,
-        ),
-        Outbound,
-        Reject(BlockedPort, RST),
-    );
-    add(
-        "802.1Q + PPPoE v4 dynamic -> external:25",
-        wrap(
-            Encap::VlanPppoe(300, 0x22),
-            &syn4(DYNAMIC4, EXTERNAL4, 25),
-            false,
-            true,
-        ),
-        Outbound,
-        Reject(BlockedPort, RST),
-    );
+    add("802.1Q v4 dynamic -> external:25", vlan25.clone(), Outbound, Reject(BlockedPort, RST));
+    add("802.1Q v4 dynamic -> external:587", wrap(Encap::Vlan(100), &syn4(DYNAMIC4, EXTERNAL4, 587), false, true), Outbound, Forward(PortOpen));
+    add("QinQ 0x88a8 v4 dynamic -> external:25", wrap(Encap::QinQ(0x88a8, 10, 200), &syn4(DYNAMIC4, EXTERNAL4, 25), false, true), Outbound, Reject(BlockedPort, RST));
+    add("QinQ 0x9100 v4 dynamic -> external:25", wrap(Encap::QinQ(0x9100, 10, 200), &syn4(DYNAMIC4, EXTERNAL4, 25), false, true), Outbound, Reject(BlockedPort, RST));
+    add("QinQ v6 dynamic -> external:25", wrap(Encap::QinQ(0x88a8, 10, 200), &syn6(DYNAMIC6, EXTERNAL6, 25), true, true), Outbound, Reject(BlockedPort, RST));
+    add("PPPoE v4 dynamic -> external:25", wrap(Encap::Pppoe(0x1234), &syn4(DYNAMIC4, EXTERNAL4, 25), false, true), Outbound, Reject(BlockedPort, RST));
+    add("PPPoE v4 dynamic -> external:587", wrap(Encap::Pppoe(0x1234), &syn4(DYNAMIC4, EXTERNAL4, 587), false, true), Outbound, Forward(PortOpen));
+    add("PPPoE v6 dynamic -> external:25", wrap(Encap::Pppoe(0x1234), &syn6(DYNAMIC6, EXTERNAL6, 25), true, true), Outbound, Reject(BlockedPort, RST));
+    add("802.1Q + PPPoE v4 dynamic -> external:25", wrap(Encap::VlanPppoe(300, 0x22), &syn4(DYNAMIC4, EXTERNAL4, 25), false, true), Outbound, Reject(BlockedPort, RST));
     let mut lcp = wrap(Encap::Pppoe(0x1234), &[1, 1, 0, 4], false, true);
     lcp[20..22].copy_from_slice(&0xc021u16.to_be_bytes());
     add("PPPoE session carrying LCP", lcp, Outbound, Forward(NotIp));
@@ -692,20 +432,10 @@ pub fn all() -> Vec<Fixture> {
         false,
         true,
     );
-    add(
-        "PPPoE header cut short",
-        pppoe25[..19].to_vec(),
-        Outbound,
-        Forward(MalformedLink),
-    );
+    add("PPPoE header cut short", pppoe25[..19].to_vec(), Outbound, Forward(MalformedLink));
     let mut pppoe_badver = pppoe25.clone();
     pppoe_badver[14] = 0x21;
-    add(
-        "PPPoE session with bad version",
-        pppoe_badver,
-        Outbound,
-        Forward(NotIp),
-    );
+    add("PPPoE session with bad version", pppoe_badver, Outbound, Forward(NotIp));
     let mut five_tags = UP_MAC.to_vec();
     five_tags.extend_from_slice(&SUB_MAC);
     for _ in 0..5 {
@@ -713,68 +443,18 @@ pub fn all() -> Vec<Fixture> {
     }
     five_tags.extend_from_slice(&[0x08, 0x00]);
     five_tags.extend_from_slice(&syn4(DYNAMIC4, EXTERNAL4, 25));
-    add(
-        "five VLAN tags (deeper than walked)",
-        five_tags,
-        Outbound,
-        Forward(NotIp),
-    );
+    add("five VLAN tags (deeper than walked)", five_tags, Outbound, Forward(NotIp));
 
     // --- IPv6 --------------------------------------------------------------------------
-    add(
-        "v6 dynamic -> external:25 SYN",
-        out6(syn6(DYNAMIC6, EXTERNAL6, 25)),
-        Outbound,
-        Reject(BlockedPort, RST),
-    );
-    add(
-        "v6 dynamic -> relay:25",
-        out6(syn6(DYNAMIC6, RELAY6, 25)),
-        Outbound,
-        Forward(AllowedDestination),
-    );
-    add(
-        "v6 dynamic -> external:587",
-        out6(syn6(DYNAMIC6, EXTERNAL6, 587)),
-        Outbound,
-        Forward(PortOpen),
-    );
-    add(
-        "v6 dynamic -> external:465",
-        out6(syn6(DYNAMIC6, EXTERNAL6, 465)),
-        Outbound,
-        Forward(PortOpen),
-    );
-    add(
-        "v6 static /128 in dynamic /48 -> external:25",
-        out6(syn6(STATIC6, EXTERNAL6, 25)),
-        Outbound,
-        Forward(PortOpen),
-    );
-    add(
-        "v6 quarantine -> external:465",
-        out6(syn6(QUARANTINE6, EXTERNAL6, 465)),
-        Outbound,
-        Drop(BlockedPort),
-    );
-    add(
-        "v6 icmp class -> external:25",
-        out6(syn6(ICMP6, EXTERNAL6, 25)),
-        Outbound,
-        Reject(BlockedPort, ICMP),
-    );
-    add(
-        "v6 unmatched -> external:25",
-        out6(syn6(UNMATCHED6, EXTERNAL6, 25)),
-        Outbound,
-        Forward(Unmatched),
-    );
-    add(
-        "v6 UDP dynamic -> external:25",
-        out6(udp6(DYNAMIC6, EXTERNAL6, 25)),
-        Outbound,
-        Forward(NotTcp),
-    );
+    add("v6 dynamic -> external:25 SYN", out6(syn6(DYNAMIC6, EXTERNAL6, 25)), Outbound, Reject(BlockedPort, RST));
+    add("v6 dynamic -> relay:25", out6(syn6(DYNAMIC6, RELAY6, 25)), Outbound, Forward(AllowedDestination));
+    add("v6 dynamic -> external:587", out6(syn6(DYNAMIC6, EXTERNAL6, 587)), Outbound, Forward(PortOpen));
+    add("v6 dynamic -> external:465", out6(syn6(DYNAMIC6, EXTERNAL6, 465)), Outbound, Forward(PortOpen));
+    add("v6 static /128 in dynamic /48 -> external:25", out6(syn6(STATIC6, EXTERNAL6, 25)), Outbound, Forward(PortOpen));
+    add("v6 quarantine -> external:465", out6(syn6(QUARANTINE6, EXTERNAL6, 465)), Outbound, Drop(BlockedPort));
+    add("v6 icmp class -> external:25", out6(syn6(ICMP6, EXTERNAL6, 25)), Outbound, Reject(BlockedPort, ICMP));
+    add("v6 unmatched -> external:25", out6(syn6(UNMATCHED6, EXTERNAL6, 25)), Outbound, Forward(Unmatched));
+    add("v6 UDP dynamic -> external:25", out6(udp6(DYNAMIC6, EXTERNAL6, 25)), Outbound, Forward(NotTcp));
     let mut ns = Vec::new();
     PacketBuilder::ipv6(DYNAMIC6, EXTERNAL6, 255)
         .icmpv6(etherparse::Icmpv6Type::Unknown {
@@ -784,98 +464,29 @@ pub fn all() -> Vec<Fixture> {
         })
         .write(&mut ns, &EXTERNAL6)
         .expect("vec write");
-    add(
-        "v6 neighbor solicitation",
-        out6(ns),
-        Outbound,
-        Forward(NotTcp),
-    );
-    add(
-        "v6 inbound external -> dynamic:25",
-        wrap(Encap::Plain, &syn6(EXTERNAL6, DYNAMIC6, 25), true, false),
-        Inbound,
-        Drop(InboundSmtp),
-    );
+    add("v6 neighbor solicitation", out6(ns), Outbound, Forward(NotTcp));
+    add("v6 inbound external -> dynamic:25", wrap(Encap::Plain, &syn6(EXTERNAL6, DYNAMIC6, 25), true, false), Inbound, Drop(InboundSmtp));
     let s6 = syn6(DYNAMIC6, EXTERNAL6, 25);
-    add(
-        "v6 hop-by-hop + dest opts + routing, TCP:25",
-        out6(with_ipv6_exts(
-            &s6,
-            &[Ext::HopByHop, Ext::DestOpts, Ext::Routing],
-            None,
-        )),
-        Outbound,
-        Reject(BlockedPort, RST),
-    );
-    add(
-        "v6 AH, TCP:25",
-        out6(with_ipv6_exts(&s6, &[Ext::Auth], None)),
-        Outbound,
-        Reject(BlockedPort, RST),
-    );
+    add("v6 hop-by-hop + dest opts + routing, TCP:25", out6(with_ipv6_exts(&s6, &[Ext::HopByHop, Ext::DestOpts, Ext::Routing], None)), Outbound, Reject(BlockedPort, RST));
+    add("v6 AH, TCP:25", out6(with_ipv6_exts(&s6, &[Ext::Auth], None)), Outbound, Reject(BlockedPort, RST));
     let long_chain: Vec<Ext> = std::iter::once(Ext::HopByHop)
         .chain(std::iter::repeat_n(Ext::DestOpts, 40))
         .collect();
-    add(
-        "v6 41-header extension chain, TCP:25",
-        out6(with_ipv6_exts(&s6, &long_chain, None)),
-        Outbound,
-        Reject(BlockedPort, RST),
-    );
+    add("v6 41-header extension chain, TCP:25", out6(with_ipv6_exts(&s6, &long_chain, None)), Outbound, Reject(BlockedPort, RST));
     let d6 = tcp6(DYNAMIC6, EXTERNAL6, 40001, 25, Tcp::Data(5), &[0x41; 64]);
-    add(
-        "v6 first fragment with ports",
-        out6(with_ipv6_exts(&d6, &[Ext::Fragment(0, true)], Some(24))),
-        Outbound,
-        Reject(BlockedPort, RST),
-    );
-    add(
-        "v6 tiny first fragment (2 TCP bytes)",
-        out6(with_ipv6_exts(&d6, &[Ext::Fragment(0, true)], Some(2))),
-        Outbound,
-        Drop(TinyFragment),
-    );
-    add(
-        "v6 later fragment",
-        out6(with_ipv6_exts(&d6, &[Ext::Fragment(3, false)], Some(40))),
-        Outbound,
-        Forward(NonFirstFragment),
-    );
-    add(
-        "v6 atomic fragment, TCP:25",
-        out6(with_ipv6_exts(&s6, &[Ext::Fragment(0, false)], None)),
-        Outbound,
-        Reject(BlockedPort, RST),
-    );
-    add(
-        "v6 hop-by-hop not first",
-        out6(with_ipv6_exts(&s6, &[Ext::DestOpts, Ext::HopByHop], None)),
-        Outbound,
-        Forward(MalformedIp),
-    );
+    add("v6 first fragment with ports", out6(with_ipv6_exts(&d6, &[Ext::Fragment(0, true)], Some(24))), Outbound, Reject(BlockedPort, RST));
+    add("v6 tiny first fragment (2 TCP bytes)", out6(with_ipv6_exts(&d6, &[Ext::Fragment(0, true)], Some(2))), Outbound, Drop(TinyFragment));
+    add("v6 later fragment", out6(with_ipv6_exts(&d6, &[Ext::Fragment(3, false)], Some(40))), Outbound, Forward(NonFirstFragment));
+    add("v6 atomic fragment, TCP:25", out6(with_ipv6_exts(&s6, &[Ext::Fragment(0, false)], None)), Outbound, Reject(BlockedPort, RST));
+    add("v6 hop-by-hop not first", out6(with_ipv6_exts(&s6, &[Ext::DestOpts, Ext::HopByHop], None)), Outbound, Forward(MalformedIp));
     let mut cut_ext = with_ipv6_exts(&s6, &[Ext::DestOpts], None);
     cut_ext.truncate(44);
     cut_ext[4..6].copy_from_slice(&4u16.to_be_bytes());
-    add(
-        "v6 extension header cut short",
-        out6(cut_ext),
-        Outbound,
-        Forward(MalformedIp),
-    );
-    add(
-        "v6 header cut at 30 bytes",
-        out6(s6[..30].to_vec()),
-        Outbound,
-        Forward(MalformedIp),
-    );
+    add("v6 extension header cut short", out6(cut_ext), Outbound, Forward(MalformedIp));
+    add("v6 header cut at 30 bytes", out6(s6[..30].to_vec()), Outbound, Forward(MalformedIp));
     let mut long_plen = s6.clone();
     long_plen[4..6].copy_from_slice(&400u16.to_be_bytes());
-    add(
-        "v6 payload length past the frame, TCP",
-        out6(long_plen),
-        Outbound,
-        Drop(MalformedTcp),
-    );
+    add("v6 payload length past the frame, TCP", out6(long_plen), Outbound, Drop(MalformedTcp));
     let mut esp = s6.clone();
     esp[6] = 50;
     add("v6 ESP", out6(esp), Outbound, Forward(NotTcp));
