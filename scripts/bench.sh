@@ -142,12 +142,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-# op25b-userspace and op25b-unfair: configs/bench.yaml with the fast path off (its
-# prefix files are relative to the config's folder).
-sed 's/^\(  fast_path:\) on/\1 off/' configs/bench.yaml >"$WORK/bench-userspace.yaml"
-ln -s "$HERE/configs/prefixes" "$WORK/prefixes"
-grep -q '^  fast_path: off' "$WORK/bench-userspace.yaml" \
-    || { say "configs/bench.yaml has no 'fast_path: on' line to turn off"; exit 1; }
 
 # CPU 1 busy jiffies (everything but idle and iowait) from /proc/stat.
 cpu1_busy() { awk '$1=="cpu1" {print $2+$4+$7+$8+$9}' /proc/stat; }
@@ -181,9 +175,11 @@ dut_start() { # dut_start VARIANT
         op25b|op25b-userspace|op25b-unfair|op25b-2w)
             # 1 worker: the whole process on CPU 1. 2 workers: cores 1 and 0.
             local cfg=configs/bench.yaml cpus=1
+            local -a sets=()
             [[ $1 == op25b-2w ]] && cfg=configs/bench-2w.yaml cpus=0,1
-            [[ $1 == op25b-userspace || $1 == op25b-unfair ]] && cfg=$WORK/bench-userspace.yaml
-            ip netns exec op25b-dut taskset -c "$cpus" "$BIN" run --config "$cfg" --duration 600 \
+            # op25b-userspace and op25b-unfair: configs/bench.yaml with the fast path off.
+            [[ $1 == op25b-userspace || $1 == op25b-unfair ]] && sets=(--set datapath.fast_path=off)
+            ip netns exec op25b-dut taskset -c "$cpus" "$BIN" run --config "$cfg" "${sets[@]}" --duration 600 \
                 --report "$WORK/dut.json" >/dev/null 2>"$WORK/dut.log" &
             DUT_PID=$!
             PIDS+=("$DUT_PID")

@@ -25,6 +25,28 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 UNIT=$HERE/configs/op25b.service
 GEN=$HERE/configs/systemd/op25b-generator
 CONFIG=$HERE/configs/op25b.yaml
+
+# set_interfaces FILE SUB UP: FILE with interfaces.subscriber/upstream set, on stdout.
+# A structured edit (python3-yaml), not a text one: the generator must read a file. The
+# section's other keys and the rest of the file are kept as they are (only the
+# `interfaces:` mapping is re-written, so no other value goes through PyYAML's YAML 1.1).
+set_interfaces() {
+    python3 - "$@" <<'PY'
+import sys, yaml
+path, sub, up = sys.argv[1:4]
+text = open(path).read()
+doc = yaml.safe_load(text)
+ifs = doc["interfaces"]
+ifs["subscriber"], ifs["upstream"] = sub, up
+# Keep every other section byte for byte: drop the old interfaces mapping, prepend the new.
+lines = text.splitlines(keepends=True)
+start = next(i for i, l in enumerate(lines) if l.startswith("interfaces:"))
+end = next((i for i in range(start + 1, len(lines)) if lines[i].strip() and not lines[i][0].isspace()
+            and not lines[i].startswith("#")), len(lines))
+sys.stdout.write("".join(lines[:start]) + yaml.safe_dump({"interfaces": ifs}, sort_keys=False)
+                 + "".join(lines[end:]))
+PY
+}
 MAX_EXPOSURE=${OP25B_UNIT_MAX_EXPOSURE:-2.5}
 REAL_BIN=${OP25B_BIN:-$HERE/target/release/op25b}
 
@@ -125,11 +147,8 @@ ln -s /usr/lib/systemd/system/op25b.service "$tmp/unit-etc-enabled/multi-user.ta
 mkdir -p "$cfgdir"
 cp "$CONFIG" "$cfgdir/op25b.yaml"
 cp -r "$HERE/configs/prefixes" "$cfgdir/prefixes"
-sed -i -E 's/^(  subscriber:) +eth1/\1 sub0/; s/^(  upstream:) +eth2/\1 up-0/' "$cfgdir/op25b.yaml"
-if ! grep -q '^  subscriber: sub0' "$cfgdir/op25b.yaml" \
-    || ! grep -q '^  upstream: up-0' "$cfgdir/op25b.yaml"; then
-    fail "configs/op25b.yaml: cannot set the interfaces to sub0/up-0 (expected 'subscriber: eth1', 'upstream: eth2')"
-fi
+set_interfaces "$CONFIG" sub0 up-0 >"$cfgdir/op25b.yaml" \
+    || fail "configs/op25b.yaml: cannot set the interfaces to sub0/up-0"
 
 # run_gen DIR [env...]: run the generator like systemd does (three dirs), by dash.
 run_gen() {
@@ -193,8 +212,8 @@ real_case() {
     local -a units
     mkdir -p "$dir/cfg"
     cp -r "$HERE/configs/prefixes" "$dir/cfg/prefixes"
-    sed -E "s/^(  subscriber:) +eth1/\1 '$sub'/; s/^(  upstream:) +eth2/\1 '$up'/" \
-        "$CONFIG" >"$dir/cfg/op25b.yaml"
+    set_interfaces "$CONFIG" "$sub" "$up" >"$dir/cfg/op25b.yaml" \
+        || fail "configs/op25b.yaml: cannot set the interfaces to '$sub'/'$up'"
     run_gen "$dir/gen" OP25B_BIN="$REAL_BIN" OP25B_CONFIG="$dir/cfg/op25b.yaml" \
         || fail "generator exited non-zero with $REAL_BIN"
     only_dropin "$dir/gen" \

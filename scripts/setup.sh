@@ -21,6 +21,7 @@ set -euo pipefail
 PACKAGES=(
     clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make gcc
     libc6-dev iproute2 ethtool nftables swaks python3-aiosmtpd python3-yaml tshark curl
+    python3-prometheus-client  # scripts/soak.py reads /metrics with the client's parser
     gnuplot-nox openssl libcap2-bin procps psmisc iputils-ping util-linux
     # swaks' IPv6 (IO::Socket::INET6) and TLS (Net::SSLeay) support: only Recommends
     # of swaks, so --no-install-recommends leaves them out.
@@ -198,6 +199,9 @@ probe swaks "swaks runs" swaks --version
 probe libio-socket-inet6-perl "swaks speaks IPv6 (IO::Socket::INET6)" swaks_has IPv6
 probe libnet-ssleay-perl "swaks speaks TLS, for port 465 (Net::SSLeay)" swaks_has TLS
 probe python3-aiosmtpd "python3 has aiosmtpd (the lab's SMTP servers)" /usr/bin/python3 -c "import aiosmtpd.controller"
+probe python3-yaml "python3 has yaml (structured edits of configs and profiles)" /usr/bin/python3 -c "import yaml"
+probe python3-prometheus-client "python3 parses Prometheus text (scripts/soak.py)" \
+    /usr/bin/python3 -c "from prometheus_client.parser import text_string_to_metric_families"
 probe tshark "tshark dissects captures" tshark --version
 probe nftables "nft runs (bridge + nftables baseline, failure_mode open)" nft --version
 probe iproute2 "ip and tc run (veth lab, qdiscs)" sh -c "ip -V && tc -V"

@@ -20,6 +20,9 @@ import tempfile
 import time
 import urllib.request
 
+import yaml  # python3-yaml (scripts/setup.sh)
+from prometheus_client.parser import text_string_to_metric_families  # python3-prometheus-client
+
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("OP25B_BIN", os.path.join(HERE, "target/release/op25b"))
 # The generator, sink and report: the test kit's binary (package op25b-testkit).
@@ -81,13 +84,42 @@ UNFAIR = False  # --unfair: leave the veths' receive work where the kernel puts 
 FAST_PATH = "off"  # --fast-path: datapath.fast_path of the DUT's config
 
 
+class Yaml12Loader(yaml.SafeLoader):
+    """YAML as op25b (serde_yaml, YAML 1.2) reads it: only true/false are booleans, so
+    `fast_path: on` stays the string "on" (PyYAML's YAML 1.1 would make it True)."""
+
+
+Yaml12Loader.yaml_implicit_resolvers = {
+    k: [r for r in v if r[0] != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
+
+
+def load_yaml(path):
+    with open(os.path.join(HERE, path)) as f:
+        return yaml.load(f, Loader=Yaml12Loader)
+
+
+def dump_yaml(doc):
+    """safe_dump quotes the strings YAML 1.1 would read as booleans ('on'), so the text
+    means the same to op25b and to PyYAML."""
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def cfg_doc():
+    """configs/bench.yaml (structured) with absolute prefix-file paths (the copies live
+    elsewhere) and datapath.fast_path as asked."""
+    doc = load_yaml(CFG)
+    for sub in doc["policy"]["subscribers"]:
+        if "file" in sub and not os.path.isabs(sub["file"]):
+            sub["file"] = os.path.join(HERE, os.path.dirname(CFG), sub["file"])
+    doc["datapath"]["fast_path"] = FAST_PATH
+    return doc
+
+
 def cfg_text():
-    """configs/bench.yaml with absolute prefix paths and datapath.fast_path as asked."""
-    text = open(os.path.join(HERE, CFG)).read().replace("prefixes/", os.path.join(HERE, "configs/prefixes") + "/")
-    new = re.sub(r"(?m)^(  fast_path:) on\b", rf"\1 {FAST_PATH}", text, count=1)
-    if f"fast_path: {FAST_PATH}" not in new:
-        raise RuntimeError(f"cannot set fast_path in {CFG}")
-    return new
+    return dump_yaml(cfg_doc())
 
 
 def veth_xdp_xmit_errors():
@@ -220,12 +252,17 @@ def sink_drops(lab):
     return s["kernel_rx_dropped"] + s["kernel_rx_ring_full"]
 
 
-def metric(text, name, labels=""):
-    total = 0
-    for line in text.splitlines():
-        if line.startswith(name) and labels in line and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+def samples(text):
+    """Every sample of a /metrics text, read by the Prometheus client's own parser
+    (python3-prometheus-client), not a parser of ours."""
+    for family in text_string_to_metric_families(text):
+        yield from family.samples
+
+
+def metric(text, name, **labels):
+    """Sum of the samples named `name` that carry every label of `labels`."""
+    return sum(s.value for s in samples(text)
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
 def saturation(lab, seconds=15):
@@ -273,11 +310,11 @@ def scn_soak(lab, a):
     p = lab.gen(dur, rate=rate, background=True)
     samples = []
     fill_empty = []  # (second, frames) whenever op25b's fill_empty counter moved
-    last_fe = metric(m0, "op25b_kernel_drops_total", 'reason="fill_empty"')
+    last_fe = metric(m0, "op25b_kernel_drops_total", reason="fill_empty")
     t0 = time.monotonic()
     while p.poll() is None:
         samples.append((time.monotonic() - t0, rss_kib(lab.dut.pid)))
-        fe = metric(lab.metrics(), "op25b_kernel_drops_total", 'reason="fill_empty"')
+        fe = metric(lab.metrics(), "op25b_kernel_drops_total", reason="fill_empty")
         if fe > last_fe:
             fill_empty.append((round(time.monotonic() - t0), int(fe - last_fe)))
             last_fe = fe
@@ -288,8 +325,8 @@ def scn_soak(lab, a):
     sd = sink_drops(lab)
     ring = veth_xdp_xmit_errors() - ring0
     m1 = lab.metrics()
-    kd = {r: metric(m1, "op25b_kernel_drops_total", f'interface="subscriber",reason="{r}"')
-          - metric(m0, "op25b_kernel_drops_total", f'interface="subscriber",reason="{r}"')
+    kd = {r: metric(m1, "op25b_kernel_drops_total", interface="subscriber", reason=r)
+          - metric(m0, "op25b_kernel_drops_total", interface="subscriber", reason=r)
           for r in ("rx_dropped", "rx_ring_full", "fill_empty")}
     d = lab.stop_dut()
     problems = [p for p in v["problems"] if "lost" not in p]
@@ -332,7 +369,7 @@ def scn_overload(lab, a):
     rss0 = rss_kib(lab.dut.pid)
     while p.poll() is None:
         m = lab.metrics()
-        rx = metric(m, "op25b_rx_frames_total", 'interface="subscriber"')
+        rx = metric(m, "op25b_rx_frames_total", interface="subscriber")
         if last is not None:
             progress.append(rx - last)
             if rx == last:
@@ -375,11 +412,10 @@ def scn_overload(lab, a):
 
 
 def hostile_profile(lab, share=1.0):
-    text = open(os.path.join(HERE, PROFILE)).read()
-    text = re.sub(r"^flows:.*$", "flows: 2048", text, flags=re.M)
-    text += f"\nhostile_share: {share}\nmax_frame: 1514\n"
+    prof = load_yaml(PROFILE)
+    prof.update(flows=2048, hostile_share=share, max_frame=1514)
     path = lab.path("hostile-profile.yaml")
-    open(path, "w").write(text)
+    open(path, "w").write(dump_yaml(prof))
     return path
 
 
@@ -428,26 +464,22 @@ def scn_hostile(lab, a):
 def metric_snapshot(lab):
     """op25b_frames_total{direction="outbound"} by verdict/reason."""
     out = {}
-    for line in lab.metrics().splitlines():
-        if line.startswith("op25b_frames_total") and 'direction="outbound"' in line:
-            act = re.search(r'verdict="([^"]+)"', line).group(1)
-            rea = re.search(r'reason="([^"]+)"', line).group(1)
-            out[f"{act}/{rea}"] = out.get(f"{act}/{rea}", 0) + float(line.rsplit(" ", 1)[1])
+    for s in samples(lab.metrics()):
+        if s.name == "op25b_frames_total" and s.labels.get("direction") == "outbound":
+            key = f"{s.labels['verdict']}/{s.labels['reason']}"
+            out[key] = out.get(key, 0) + s.value
     return out
 
 
 def scn_reply_abuse(lab, a):
     dur = a.duration or (5 if a.short else 20)
-    text = open(os.path.join(HERE, PROFILE)).read()
-    text = re.sub(r"^smtp_share:.*$", "smtp_share: 0.5", text, flags=re.M)
-    text = re.sub(r"^smtp_ports:.*$", "smtp_ports: [25]", text, flags=re.M)
-    text = re.sub(r"^syn_share:.*$", "syn_share: 1.0", text, flags=re.M)
-    text = re.sub(r"^ipv6_share:.*$", "ipv6_share: 0.0", text, flags=re.M)
+    doc = load_yaml(PROFILE)
+    doc.update(smtp_share=0.5, smtp_ports=[25], syn_share=1.0, ipv6_share=0.0)
     # Sources: the flooding dynamic pool (reject with RST) and static hosts (other traffic).
-    text = re.sub(r"sources:\n(  - .*\n)+", "sources:\n  - {name: flood, prefix: 198.51.100.0/25, weight: 3}\n"
-                  "  - {name: static, prefix: 198.51.100.200/32, weight: 1}\n", text)
+    doc["sources"] = [{"name": "flood", "prefix": "198.51.100.0/25", "weight": 3},
+                      {"name": "static", "prefix": "198.51.100.200/32", "weight": 1}]
     prof = lab.path("reply-profile.yaml")
-    open(prof, "w").write(text)
+    open(prof, "w").write(dump_yaml(doc))
     lab.start_dut()
     rss0 = rss_kib(lab.dut.pid)
     lab.start_sink(dur + 30, idle=3)
@@ -543,8 +575,8 @@ def scn_faults(lab, a):
     m1 = lab.metrics()
     figures["peer_stop_lost"] = v["lost"]
     figures["peer_stop_d1_tx_dropped"] = v["lost"] - v["lost_on_generator_link"]
-    figures["peer_stop_tx_ring_full"] = metric(m1, "op25b_tx_ring_full_drops_total", "") - \
-        metric(m0, "op25b_tx_ring_full_drops_total", "")
+    figures["peer_stop_tx_ring_full"] = metric(m1, "op25b_tx_ring_full_drops_total") - \
+        metric(m0, "op25b_tx_ring_full_drops_total")
     check_clean("peer stopped reading")
     # 3. SIGHUP storm: 100 reloads in 10 s, every third config invalid.
     cfg_copy = lab.path("storm.yaml")
@@ -554,7 +586,11 @@ def scn_faults(lab, a):
     lab.start_dut(cfg=cfg_copy)
     # The second policy changes actions (reject -> drop), not which frames pass, so
     # every passing frame must still arrive.
-    variants = [good, good.replace("action: reject\n      reply: tcp-reset", "action: drop", 1), "policy: [unclosed"]
+    drop = cfg_doc()
+    dynamic = drop["policy"]["classes"]["dynamic"]
+    dynamic["action"] = "drop"
+    del dynamic["reply"]
+    variants = [good, dump_yaml(drop), "policy: [unclosed"]
 
     def storm():
         for i in range(100):
@@ -609,13 +645,10 @@ def scn_faults(lab, a):
 
 
 def failover_cfg(lab, mode):
-    text = cfg_text()
-    new = text.replace("interfaces:\n", f"interfaces:\n  failure_mode: {mode}\n", 1)
-    if new == text:
-        raise RuntimeError(f"cannot set failure_mode in {CFG}")
-    text = new
+    doc = cfg_doc()
+    doc["interfaces"]["failure_mode"] = mode
     path = lab.path(f"failover-{mode}.yaml")
-    open(path, "w").write(text)
+    open(path, "w").write(dump_yaml(doc))
     return path
 
 
@@ -680,8 +713,9 @@ def scn_privileges(lab, a):
     os.makedirs(run_dir)
     os.chown(run_dir, 65534, 65534)
     os.chmod(lab.work, 0o755)
-    text = cfg_text()
-    text = text.replace("pid_file: /run/op25b-bench.pid", f"pid_file: {run_dir}/op25b.pid")
+    doc = cfg_doc()
+    doc["control"]["pid_file"] = f"{run_dir}/op25b.pid"
+    text = dump_yaml(doc)
     cfg = lab.path("nobody.yaml")
     open(cfg, "w").write(text)
     os.chmod(cfg, 0o644)
@@ -715,9 +749,9 @@ def scn_privileges(lab, a):
     if v["leaked"] or v["lost"] - v["lost_on_generator_link"]:
         problems.append(f"as nobody: lost {v['lost']}, leaked {v['leaked']}")
     # Metrics: loopback only, read-only.
-    listen = re.search(r"listen: (\S+)", text)
-    if listen and not listen.group(1).startswith("127.0.0.1:"):
-        problems.append(f"bench config listens on {listen.group(1)}")
+    listen = doc["control"]["listen"]
+    if not listen.startswith("127.0.0.1:"):
+        problems.append(f"bench config listens on {listen}")
     gen0 = metric(lab.metrics(), "op25b_policy_generation")
     for method in ("POST", "PUT", "DELETE", "PATCH"):
         for path in ("/metrics", "/top", "/reload", "/policy"):

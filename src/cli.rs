@@ -82,6 +82,10 @@ pub enum Command {
         /// YAML config file.
         #[arg(short, long, default_value = config::DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Override a setting of the file: KEY is a dotted path (interfaces.queues,
+        /// policy.subscribers.0.prefix), VALUE is YAML ('workers.cores=[0, 1]'). Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<config::Override>,
     },
     /// Classify every frame of a pcap/pcapng capture offline with a config's policy.
     ///
@@ -101,6 +105,10 @@ pub enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Override a setting of the file: KEY is a dotted path (interfaces.queues,
+        /// policy.subscribers.0.prefix), VALUE is YAML ('workers.cores=[0, 1]'). Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<config::Override>,
     },
     /// Make the running op25b re-read its config, and print its answer.
     ///
@@ -175,6 +183,11 @@ pub enum Command {
         /// verifier, pid file, control.listen) without attaching anything, and print them.
         #[arg(long, conflicts_with = "cleanup")]
         dry_run: bool,
+        /// Override a setting of the file: KEY is a dotted path (interfaces.queues,
+        /// policy.subscribers.0.prefix), VALUE is YAML ('workers.cores=[0, 1]'). Repeatable;
+        /// a reload (SIGHUP, `op25b reload`) applies the same overrides to the re-read file.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<config::Override>,
     },
     /// Per-subscriber exemptions at runtime (the overlay): no reload, kept across
     /// restarts with control.state_file. Through control.socket (owner-only).
@@ -207,6 +220,10 @@ pub enum Command {
         /// Table name.
         #[arg(long, default_value = "op25b")]
         table: String,
+        /// Override a setting of the file: KEY is a dotted path (interfaces.queues,
+        /// policy.subscribers.0.prefix), VALUE is YAML ('workers.cores=[0, 1]'). Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<config::Override>,
     },
     /// Print a systemd drop-in that binds op25b.service to the config's two interfaces
     /// (BindsTo= and After= their device units). The packaged generator writes it at
@@ -214,6 +231,10 @@ pub enum Command {
     SystemdDeps {
         #[arg(short, long, default_value = config::DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Override a setting of the file: KEY is a dotted path (interfaces.queues,
+        /// policy.subscribers.0.prefix), VALUE is YAML ('workers.cores=[0, 1]'). Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<config::Override>,
     },
     /// Write man pages (DIR/man/*.1) and shell completions (DIR/completions) for
     /// packaging.
@@ -314,19 +335,21 @@ fn run_error_code(e: &op25b::control::RunError) -> u8 {
 /// Runs the command; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config, set } => check(&config, &set),
         Command::ExportNft {
             config,
             family,
             reject_as_drop,
             table,
-        } => export_nft(&config, family, reject_as_drop, &table),
+            set,
+        } => export_nft(&config, &set, family, reject_as_drop, &table),
         Command::Classify {
             config,
             pcap,
             direction,
             format,
-        } => classify_cmd(&config, &pcap, direction.into(), format),
+            set,
+        } => classify_cmd(&config, &set, &pcap, direction.into(), format),
         Command::Status {
             config,
             listen,
@@ -424,12 +447,16 @@ pub fn run(cli: Cli) -> ExitCode {
             duration,
             cleanup,
             dry_run,
+            set,
         } => {
             if dry_run {
-                return dry_run_cmd(&config);
+                return dry_run_cmd(&config, &set);
             }
             let opts = op25b::control::RunOptions {
-                config,
+                config: config::Source {
+                    path: config,
+                    overrides: set,
+                },
                 report,
                 cleanup,
                 duration: duration.map(std::time::Duration::from_secs_f64),
@@ -448,7 +475,7 @@ pub fn run(cli: Cli) -> ExitCode {
             socket,
             json,
         } => sessions_cmd(&config, socket, json),
-        Command::SystemdDeps { config } => systemd_deps(&config),
+        Command::SystemdDeps { config, set } => systemd_deps(&config, &set),
         Command::GenerateAssets { out } => generate_assets(&out),
     }
 }
@@ -615,12 +642,15 @@ fn sessions_cmd(config: &Path, socket: Option<PathBuf>, json: bool) -> ExitCode 
 }
 
 /// `op25b run --dry-run`.
-fn dry_run_cmd(path: &Path) -> ExitCode {
-    let loaded = match or_config_error(config::load(path)) {
+fn dry_run_cmd(path: &Path, set: &[config::Override]) -> ExitCode {
+    let loaded = match or_config_error(config::load_with(path, set)) {
         Ok(l) => l,
         Err(c) => return c,
     };
     outln!("config {}: OK", path.display());
+    for o in set {
+        outln!("override: --set {o}");
+    }
     match op25b::control::dry_run(&loaded.config) {
         Ok(notes) => {
             let mut warnings = 0;
@@ -659,10 +689,10 @@ pub fn systemd_escape(s: &str) -> String {
     o
 }
 
-fn systemd_deps(path: &Path) -> ExitCode {
+fn systemd_deps(path: &Path, set: &[config::Override]) -> ExitCode {
     // Only `interfaces:` is read: this runs at every boot and daemon-reload, and a
     // broken prefix file must not drop the binding.
-    let names = match or_config_error(config::load_interface_names(path)) {
+    let names = match or_config_error(config::load_interface_names(path, set)) {
         Ok(n) => n,
         Err(c) => return c,
     };
@@ -740,8 +770,8 @@ fn human_bytes(n: usize) -> String {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
-    let loaded = match or_config_error(config::load(path)) {
+fn check(path: &Path, set: &[config::Override]) -> ExitCode {
+    let loaded = match or_config_error(config::load_with(path, set)) {
         Ok(l) => l,
         Err(c) => return c,
     };
@@ -749,6 +779,9 @@ fn check(path: &Path) -> ExitCode {
     let p = &loaded.policy;
     let s = p.summary();
     outln!("{}: OK", path.display());
+    for o in set {
+        outln!("override: --set {o}");
+    }
     outln!(
         "interfaces: subscriber {} <-> upstream {}, {} queue(s), xdp {:?}, zero-copy {:?}, frame {} B, rings {}",
         c.interfaces.subscriber,
@@ -907,8 +940,14 @@ fn protocol_name(p: u8) -> String {
     }
 }
 
-fn classify_cmd(config_path: &Path, pcap: &Path, direction: Direction, format: Format) -> ExitCode {
-    let loaded = match or_config_error(config::load(config_path)) {
+fn classify_cmd(
+    config_path: &Path,
+    set: &[config::Override],
+    pcap: &Path,
+    direction: Direction,
+    format: Format,
+) -> ExitCode {
+    let loaded = match or_config_error(config::load_with(config_path, set)) {
         Ok(l) => l,
         Err(c) => return c,
     };
@@ -1057,8 +1096,14 @@ pub enum NftFamily {
     Netdev,
 }
 
-pub fn export_nft(config: &Path, family: NftFamily, reject_as_drop: bool, table: &str) -> ExitCode {
-    let (loaded, listing) = match config::load_listing(config) {
+pub fn export_nft(
+    config: &Path,
+    set: &[config::Override],
+    family: NftFamily,
+    reject_as_drop: bool,
+    table: &str,
+) -> ExitCode {
+    let (loaded, listing) = match config::load_listing_with(config, set) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e}");

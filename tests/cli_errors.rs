@@ -54,18 +54,20 @@ fn op25b(args: &[&str], as_nobody: bool) -> (i32, String, String) {
 
 /// A config like lab.yaml whose subscribers come from `file`, with a private pid file and
 /// an unused listen address.
+/// (Written through the same code as `--set`: `reload` reads only the file.)
 fn config_with_file(dir: &Path, name: &str, file: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(root().join("configs/lab.yaml"))
-        .unwrap()
-        .replace(
-            "    - {prefix: 198.51.100.0/24, class: dynamic}",
-            &format!("    - {{file: {}, class: dynamic}}", file.display()),
-        )
-        .replace(
-            "pid_file: /run/op25b-lab.pid",
-            "pid_file: /tmp/op25b-cli-errors.pid",
-        )
-        .replace("127.0.0.1:9725", "127.0.0.1:1");
+    let text = op25b::config::overrides::apply_to_text(
+        &std::fs::read_to_string(root().join("configs/lab.yaml")).unwrap(),
+        &[
+            (
+                "policy.subscribers.0",
+                &format!("{{file: {:?}, class: dynamic}}", file.display().to_string()),
+            ),
+            ("control.pid_file", "/tmp/op25b-cli-errors.pid"),
+            ("control.listen", "\"127.0.0.1:1\""),
+        ],
+    )
+    .unwrap();
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
@@ -325,6 +327,95 @@ fn every_broken_command_line_fails_with_one_line() {
             78,
             &["control.listen", "is not an address:port"],
         ),
+        case(
+            "--set without =",
+            &[
+                "check",
+                "-c",
+                "configs/lab.yaml",
+                "--set",
+                "interfaces.queues",
+            ],
+            64,
+            &["--set \"interfaces.queues\": no '='", "expected KEY=VALUE"],
+        ),
+        case(
+            "--set value not YAML",
+            &[
+                "check",
+                "-c",
+                "configs/lab.yaml",
+                "--set",
+                "workers.cores=[0,",
+            ],
+            64,
+            &["--set \"workers.cores=[0,\": the value is not YAML"],
+        ),
+        case(
+            "--set unknown section",
+            &[
+                "run",
+                "-c",
+                "configs/lab.yaml",
+                "--set",
+                "interface.queues=2",
+            ],
+            78,
+            &[
+                "configs/lab.yaml: --set \"interface.queues=2\"",
+                "\"interface\" is not a section of the config; expected one of interfaces,",
+            ],
+        ),
+        case(
+            "--set into a scalar",
+            &[
+                "classify",
+                "-c",
+                "configs/lab.yaml",
+                "--pcap",
+                "/nonexistent.pcap",
+                "--set",
+                "datapath.fast_path.x=1",
+            ],
+            78,
+            &["datapath.fast_path is a string, not a mapping or a sequence"],
+        ),
+        case(
+            "--set index out of range",
+            &[
+                "export-nft",
+                "-c",
+                "configs/lab.yaml",
+                "--set",
+                "policy.subscribers.8.prefix=192.0.2.0/24",
+            ],
+            78,
+            &["policy.subscribers has 8 entries; index 8 is out of range"],
+        ),
+        case(
+            "--set a misspelt key",
+            &[
+                "check",
+                "-c",
+                "configs/lab.yaml",
+                "--set",
+                "interfaces.subscribr=d9",
+            ],
+            78,
+            &["(in the file with --set interfaces.subscribr=d9)"],
+        ),
+        case(
+            "--set a value the file may not have",
+            &[
+                "check",
+                "-c",
+                "configs/lab.yaml",
+                "--set",
+                "interfaces.queues=0",
+            ],
+            78,
+            &["interfaces.queues"],
+        ),
     ];
     assert!(cases.len() >= 19);
     check_cases(&cases);
@@ -450,4 +541,44 @@ fn check_cases(cases: &[Case]) {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// `--set` on the subcommands that read the whole config: the override is in force.
+#[test]
+fn set_overrides_the_file() {
+    let (code, out, err) = op25b(
+        &[
+            "check",
+            "-c",
+            "configs/lab.yaml",
+            "--set",
+            "interfaces.queues=2",
+            "--set",
+            "workers.cores=[0, 1]",
+            "--set",
+            "datapath.fast_path=off",
+        ],
+        false,
+    );
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "override: --set interfaces.queues=2",
+        "override: --set workers.cores=[0, 1]",
+        "2 queue(s)",
+        "fast path: off",
+    ] {
+        assert!(out.contains(want), "{want:?} missing:\n{out}");
+    }
+    let (code, out, err) = op25b(
+        &[
+            "systemd-deps",
+            "-c",
+            "configs/lab.yaml",
+            "--set",
+            "interfaces.subscriber=sub9",
+        ],
+        false,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("net-devices-sub9.device"), "{out}");
 }

@@ -64,15 +64,17 @@ struct Appliance {
 
 impl Appliance {
     fn start(tag: &str) -> Appliance {
-        Self::start_with(tag, "configs/lab.yaml")
+        Self::start_set(tag, &[])
     }
 
-    fn start_with(tag: &str, config: &str) -> Appliance {
-        Self::start_env(tag, config, &[])
+    /// configs/lab.yaml with `--set KEY=VALUE` overrides.
+    fn start_set(tag: &str, sets: &[&str]) -> Appliance {
+        Self::start_env(tag, "configs/lab.yaml", sets, &[])
     }
 
-    /// With extra environment (NOTIFY_SOCKET, WATCHDOG_USEC, JOURNAL_STREAM...).
-    fn start_env(tag: &str, config: &str, env: &[(&str, String)]) -> Appliance {
+    /// With overrides and extra environment (NOTIFY_SOCKET, WATCHDOG_USEC,
+    /// JOURNAL_STREAM...).
+    fn start_env(tag: &str, config: &str, sets: &[&str], env: &[(&str, String)]) -> Appliance {
         let log = PathBuf::from(format!("/run/op25b-lab/op25b-{tag}.log"));
         let report = PathBuf::from(format!("/run/op25b-lab/op25b-{tag}.json"));
         let log_file = std::fs::File::create(&log).unwrap();
@@ -92,6 +94,7 @@ impl Appliance {
             ])
             .args(["--config", config, "--duration", "600", "--report"])
             .arg(&report)
+            .args(sets.iter().flat_map(|s| ["--set", s]))
             .current_dir(root())
             .envs(env.iter().map(|(k, v)| {
                 let v = if v == "<log>" {
@@ -239,22 +242,11 @@ fn lab_end_to_end_with_real_smtp() {
 
     // Group 1: what must pass, plus the two TCP-reset rejects (exactly one SYN each), with
     // the XDP fast path on (lab.yaml) and off.
-    let slow = root().join("configs/lab.yaml");
-    let slow_text = std::fs::read_to_string(&slow).unwrap();
-    assert!(
-        slow_text.contains("fast_path: on"),
-        "lab.yaml layout changed"
-    );
-    std::fs::write(
-        "/run/op25b-lab/lab-slow.yaml",
-        slow_text.replacen("fast_path: on", "fast_path: off", 1),
-    )
-    .unwrap();
-    for (tag, config, fast) in [
-        ("1", "configs/lab.yaml", true),
-        ("1-slow", "/run/op25b-lab/lab-slow.yaml", false),
+    for (tag, sets, fast) in [
+        ("1", &[][..], true),
+        ("1-slow", &["datapath.fast_path=off"][..], false),
     ] {
-        let op = Appliance::start_with(tag, config);
+        let op = Appliance::start_set(tag, sets);
         assert!(xdp_attached(), "no XDP program on d0/d1 while running");
         let cases = matrix(
             "dyn4-ext-25,dyn6-ext-25,dyn4-ext-587,dyn6-ext-587,dyn4-ext-465,dyn6-ext-465,\
@@ -323,12 +315,7 @@ fn lab_end_to_end_with_real_smtp() {
     let (rc, out) = sh(&["scripts/lab.sh", "up", "--queues", "2"]);
     assert_eq!(rc, 0, "lab.sh up --queues 2 failed:\n{out}");
     let lab = Lab;
-    let cfg = std::fs::read_to_string(root().join("configs/lab.yaml"))
-        .unwrap()
-        .replace("queues: 1", "queues: 2")
-        .replace("cores: [1]", "cores: [0, 1]");
-    std::fs::write("/run/op25b-lab/lab-2q.yaml", cfg).unwrap();
-    let op = Appliance::start_with("3", "/run/op25b-lab/lab-2q.yaml");
+    let op = Appliance::start_set("3", &["interfaces.queues=2", "workers.cores=[0, 1]"]);
     let cases = matrix(
         "dyn4-ext-25,dyn6-ext-25,dyn4-ext-587,dyn6-ext-587,dyn4-ext-465,dyn6-ext-465,dyn4-relay-25,\
          dyn6-relay-25,static4-ext-25,static6-ext-25,quar4-relay-25,quar6-relay-25,ip25b-static4,\
@@ -364,8 +351,6 @@ fn lab_end_to_end_with_real_smtp() {
 #[ignore = "needs root and the veth lab (scripts/test.sh runs it as root)"]
 fn run_refuses_missing_interface_and_bad_core() {
     assert!(is_root(), "needs root (network namespaces, AF_XDP)");
-    let tmp = tempfile::tempdir().unwrap();
-    let base = std::fs::read_to_string(root().join("configs/lab.yaml")).unwrap();
     let ns = "op25b-e2e-cfg";
     let _ = Command::new("ip").args(["netns", "del", ns]).status();
     assert!(Command::new("ip")
@@ -374,9 +359,10 @@ fn run_refuses_missing_interface_and_bad_core() {
         .unwrap()
         .success());
     let cleanup = scopeguard(ns);
-    let run = |yaml: &str| -> (i32, String) {
-        let p = tmp.path().join("c.yaml");
-        std::fs::write(&p, yaml).unwrap();
+    // lab.yaml with a pid file of its own, and these overrides.
+    const PID: &str = "control.pid_file=/run/op25b-e2e-cfg.pid";
+    let good = ["--config", "configs/lab.yaml", "--set", PID];
+    let run = |sets: &[&str]| -> (i32, String) {
         let out = Command::new("ip")
             .args([
                 "netns",
@@ -385,8 +371,9 @@ fn run_refuses_missing_interface_and_bad_core() {
                 env!("CARGO_BIN_EXE_op25b"),
                 "run",
                 "--config",
+                "configs/lab.yaml",
             ])
-            .arg(&p)
+            .args(sets.iter().flat_map(|s| ["--set", s]))
             .current_dir(root())
             .output()
             .unwrap();
@@ -396,10 +383,7 @@ fn run_refuses_missing_interface_and_bad_core() {
         )
     };
     // No d0 in an empty namespace.
-    let (rc, err) = run(&base.replace(
-        "pid_file: /run/op25b-lab.pid",
-        "pid_file: /run/op25b-e2e-cfg.pid",
-    ));
+    let (rc, err) = run(&[PID]);
     assert_eq!(rc, 71, "EX_OSERR: {err}");
     assert!(err.contains("\"d0\" does not exist"), "{err}");
     // Create the veths; then ask for a core that does not exist.
@@ -413,20 +397,11 @@ fn run_refuses_missing_interface_and_bad_core() {
     ] {
         assert!(Command::new("ip").args(&cmd).status().unwrap().success());
     }
-    let (rc, err) = run(&base.replace("cores: [1]", "cores: [4096]").replace(
-        "pid_file: /run/op25b-lab.pid",
-        "pid_file: /run/op25b-e2e-cfg.pid",
-    ));
+    let (rc, err) = run(&["workers.cores=[4096]", PID]);
     assert_eq!(rc, 71, "EX_OSERR: {err}");
     assert!(err.contains("core 4096"), "{err}");
     // Two queues on single-queue veths.
-    let (rc, err) = run(&base
-        .replace("queues: 1", "queues: 2")
-        .replace("cores: [1]", "cores: [0, 1]")
-        .replace(
-            "pid_file: /run/op25b-lab.pid",
-            "pid_file: /run/op25b-e2e-cfg.pid",
-        ));
+    let (rc, err) = run(&["interfaces.queues=2", "workers.cores=[0, 1]", PID]);
     assert_eq!(rc, 71, "EX_OSERR: {err}");
     assert!(err.contains("has 1 queue(s)"), "{err}");
 
@@ -436,10 +411,7 @@ fn run_refuses_missing_interface_and_bad_core() {
         .status()
         .unwrap()
         .success());
-    let (rc, err) = run(&base.replace(
-        "pid_file: /run/op25b-lab.pid",
-        "pid_file: /run/op25b-e2e-cfg.pid",
-    ));
+    let (rc, err) = run(&[PID]);
     assert_eq!(rc, 71, "EX_OSERR: {err}");
     assert!(
         err.contains("\"d1\" has MTU 9000") && err.contains("at most MTU 1770"),
@@ -451,12 +423,6 @@ fn run_refuses_missing_interface_and_bad_core() {
         .unwrap()
         .success());
 
-    let good = base.replace(
-        "pid_file: /run/op25b-lab.pid",
-        "pid_file: /run/op25b-e2e-cfg.pid",
-    );
-    let good_path = tmp.path().join("good.yaml");
-    std::fs::write(&good_path, &good).unwrap();
     for l in ["d0", "d1", "x0", "x1"] {
         assert!(Command::new("ip")
             .args(["-n", ns, "link", "set", l, "up"])
@@ -478,8 +444,8 @@ fn run_refuses_missing_interface_and_bad_core() {
             "--inh-caps=-all",
         ])
         .arg(env!("CARGO_BIN_EXE_op25b"))
-        .args(["run", "--config"])
-        .arg(&good_path)
+        .arg("run")
+        .args(good)
         .current_dir(root())
         .output()
         .unwrap();
@@ -510,9 +476,8 @@ fn run_refuses_missing_interface_and_bad_core() {
                 "run",
                 "--duration",
                 "30",
-                "--config",
             ])
-            .arg(&good_path)
+            .args(good)
             .current_dir(root())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -539,9 +504,8 @@ fn run_refuses_missing_interface_and_bad_core() {
                 env!("CARGO_BIN_EXE_op25b"),
                 "run",
                 "--dry-run",
-                "--config",
             ])
-            .arg(&good_path)
+            .args(good)
             .current_dir(root())
             .output()
             .unwrap()
@@ -573,12 +537,10 @@ fn run_refuses_missing_interface_and_bad_core() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(71), "{err}");
     assert!(err.contains("already has XDP program id"), "{err}");
-    let (rc, err) = run(&good
-        .replace(
-            "pid_file: /run/op25b-e2e-cfg.pid",
-            "pid_file: /run/op25b-e2e-cfg2.pid",
-        )
-        .replace("127.0.0.1:9725", "127.0.0.1:9735"));
+    let (rc, err) = run(&[
+        "control.pid_file=/run/op25b-e2e-cfg2.pid",
+        "control.listen=127.0.0.1:9735",
+    ]);
     assert_eq!(rc, 71, "EX_OSERR: {err}");
     assert!(err.contains("already has XDP program id"), "{err}");
     child.kill().unwrap(); // SIGKILL
@@ -599,9 +561,8 @@ fn run_refuses_missing_interface_and_bad_core() {
             env!("CARGO_BIN_EXE_op25b"),
             "run",
             "--cleanup",
-            "--config",
         ])
-        .arg(&good_path)
+        .args(good)
         .current_dir(root())
         .output()
         .unwrap();
@@ -658,7 +619,34 @@ fn swaks_dyn4_to_external_25() -> i32 {
     out.status.code().unwrap_or(-1)
 }
 
-fn scrape() -> String {
+/// One scrape of /metrics: the text (what `{m}`, `contains` and promtool see) and its
+/// samples, read by op25b's own parser.
+struct Scrape {
+    text: String,
+    samples: op25b::control::prometheus::Samples,
+}
+
+impl Scrape {
+    /// The value of the one series `name` with these labels.
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.samples.get(name, labels)
+    }
+}
+
+impl std::ops::Deref for Scrape {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::fmt::Display for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+fn scrape() -> Scrape {
     let out = Command::new("ip")
         .args([
             "netns",
@@ -677,14 +665,10 @@ fn scrape() -> String {
         "curl failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    let text = String::from_utf8(out.stdout).unwrap();
+    let samples =
+        op25b::control::prometheus::Samples::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    Scrape { text, samples }
 }
 
 fn wait_log(log: &Path, needle: &str, count: usize) -> String {
@@ -805,6 +789,7 @@ fn reload_and_metrics() {
     let op = Appliance::start_env(
         "reload",
         cfg_path,
+        &[],
         &[
             ("NOTIFY_SOCKET", notify_path.to_string()),
             ("WATCHDOG_USEC", "1000000".to_string()),
@@ -843,18 +828,32 @@ fn reload_and_metrics() {
     // reload, build and process metrics; promtool accepts the exposition.
     let m = scrape();
     promtool_check(&m);
-    for (series, want) in [
-        ("op25b_config_last_reload_successful", Some(1.0)),
-        ("op25b_config_reloads_total{result=\"refused\"}", Some(0.0)),
-        ("op25b_config_restart_pending", Some(0.0)),
-        ("op25b_replies_sent_total{worker=\"0\"}", Some(0.0)),
-        ("op25b_tx_ring_full_drops_total{worker=\"0\"}", Some(0.0)),
+    for (name, labels, want) in [
+        ("op25b_config_last_reload_successful", &[][..], Some(1.0)),
         (
-            "op25b_frames_total{worker=\"0\",direction=\"inbound\",verdict=\"reject\",reason=\"blocked_port\"}",
+            "op25b_config_reloads_total",
+            &[("result", "refused")],
+            Some(0.0),
+        ),
+        ("op25b_config_restart_pending", &[], Some(0.0)),
+        ("op25b_replies_sent_total", &[("worker", "0")], Some(0.0)),
+        (
+            "op25b_tx_ring_full_drops_total",
+            &[("worker", "0")],
+            Some(0.0),
+        ),
+        (
+            "op25b_frames_total",
+            &[
+                ("worker", "0"),
+                ("direction", "inbound"),
+                ("verdict", "reject"),
+                ("reason", "blocked_port"),
+            ],
             Some(0.0),
         ),
     ] {
-        assert_eq!(metric(&m, series), want, "{series}:\n{m}");
+        assert_eq!(m.get(name, labels), want, "{name}{labels:?}:\n{m}");
     }
     for name in [
         "op25b_config_last_reload_timestamp_seconds ",
@@ -877,27 +876,35 @@ fn reload_and_metrics() {
         "port 25 should be blocked before the reload"
     );
     let m = scrape();
-    assert_eq!(metric(&m, "op25b_policy_generation"), Some(1.0), "{m}");
+    assert_eq!(m.get("op25b_policy_generation", &[]), Some(1.0), "{m}");
     assert_eq!(
-        metric(&m, "op25b_frames_total{worker=\"0\",direction=\"outbound\",verdict=\"reject\",reason=\"blocked_port\"}"),
-        Some(1.0),
-        "{m}"
-    );
-    assert_eq!(
-        metric(
-            &m,
-            "op25b_blocked_total{direction=\"outbound\",port=\"25\"}"
+        m.get(
+            "op25b_frames_total",
+            &[
+                ("worker", "0"),
+                ("direction", "outbound"),
+                ("verdict", "reject"),
+                ("reason", "blocked_port")
+            ]
         ),
         Some(1.0),
         "{m}"
     );
     assert_eq!(
-        metric(&m, "op25b_blocked_by_class_total{class=\"dynamic\"}"),
+        m.get(
+            "op25b_blocked_total",
+            &[("direction", "outbound"), ("port", "25")]
+        ),
         Some(1.0),
         "{m}"
     );
     assert_eq!(
-        metric(&m, "op25b_replies_sent_total{worker=\"0\"}"),
+        m.get("op25b_blocked_by_class_total", &[("class", "dynamic")]),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        m.get("op25b_replies_sent_total", &[("worker", "0")]),
         Some(1.0),
         "{m}"
     );
@@ -908,12 +915,12 @@ fn reload_and_metrics() {
 
     // Generation 2 exempts the dynamic pool from port-25 blocking: the same mail goes.
     // `op25b reload` waits for the answer and prints what changed.
-    let open = base.replacen(
-        "dynamic:              # the OP25B case: no direct SMTP to the world\n      block_ports: [25]",
-        "dynamic:              # the OP25B case: no direct SMTP to the world\n      block_ports: []",
-        1,
-    );
-    assert_ne!(open, base, "lab.yaml layout changed; update the test");
+    // A live reload needs a changed file: the variants are written through the same code
+    // as `--set` (op25b::config::overrides), which fails if a key path is not there.
+    let edit = |text: &str, sets: &[(&str, &str)]| {
+        op25b::config::overrides::apply_to_text(text, sets).expect("lab.yaml has these keys")
+    };
+    let open = edit(&base, &[("policy.classes.dynamic.block_ports", "[]")]);
     std::fs::write(cfg_path, &open).unwrap();
     let (rc, out) = op25b_dut(&["reload", "--config", cfg_path]);
     assert_eq!(rc, 0, "{out}");
@@ -937,25 +944,25 @@ fn reload_and_metrics() {
         "port 25 should pass after the reload"
     );
     let m = scrape();
-    assert_eq!(metric(&m, "op25b_policy_generation"), Some(2.0), "{m}");
+    assert_eq!(m.get("op25b_policy_generation", &[]), Some(2.0), "{m}");
     assert_eq!(
-        metric(&m, "op25b_config_last_reload_successful"),
+        m.get("op25b_config_last_reload_successful", &[]),
         Some(1.0),
         "{m}"
     );
     assert_eq!(
-        metric(&m, "op25b_config_reloads_total{result=\"applied\"}"),
+        m.get("op25b_config_reloads_total", &[("result", "applied")]),
         Some(1.0),
         "{m}"
     );
 
     // A broken config is refused: `op25b reload` exits 78 with the `check` message;
     // generation 2 stays in force.
-    let broken = open.replace(
-        "198.51.100.0/24, class: dynamic",
-        "198.51.100.7/24, class: dynamic",
+    assert!(
+        base.contains("- {prefix: 198.51.100.0/24, class: dynamic}\n"),
+        "policy.subscribers.0 of lab.yaml changed; update the test"
     );
-    assert_ne!(broken, open, "lab.yaml layout changed; update the test");
+    let broken = edit(&open, &[("policy.subscribers.0.prefix", "198.51.100.7/24")]);
     std::fs::write(cfg_path, &broken).unwrap();
     let (rc, out) = op25b_dut(&["reload", "--config", cfg_path]);
     assert_eq!(rc, 78, "{out}");
@@ -971,14 +978,14 @@ fn reload_and_metrics() {
         "the old (open) policy must stay after a bad reload"
     );
     let m = scrape();
-    assert_eq!(metric(&m, "op25b_policy_generation"), Some(2.0), "{m}");
+    assert_eq!(m.get("op25b_policy_generation", &[]), Some(2.0), "{m}");
     assert_eq!(
-        metric(&m, "op25b_config_last_reload_successful"),
+        m.get("op25b_config_last_reload_successful", &[]),
         Some(0.0),
         "{m}"
     );
     assert_eq!(
-        metric(&m, "op25b_config_reloads_total{result=\"refused\"}"),
+        m.get("op25b_config_reloads_total", &[("result", "refused")]),
         Some(1.0),
         "{m}"
     );
@@ -990,10 +997,10 @@ fn reload_and_metrics() {
     // A change that also touches restart-only fields: the policy part (block 25 again)
     // and the log level are applied, the restart-only fields are named (answer, log,
     // gauge) and not applied.
-    let mixed = base
-        .replace("burst: 256", "burst: 128")
-        .replace("level: info", "level: debug");
-    assert_ne!(mixed, base, "lab.yaml layout changed; update the test");
+    let mixed = edit(
+        &base,
+        &[("workers.burst", "128"), ("logging.level", "debug")],
+    );
     std::fs::write(cfg_path, &mixed).unwrap();
     let (rc, out) = op25b_dut(&["reload", "--config", cfg_path]);
     assert_eq!(rc, 0, "{out}");
@@ -1010,8 +1017,8 @@ fn reload_and_metrics() {
         "the policy part of a reload with restart-only changes is applied"
     );
     let m = scrape();
-    assert_eq!(metric(&m, "op25b_policy_generation"), Some(3.0), "{m}");
-    assert_eq!(metric(&m, "op25b_config_restart_pending"), Some(1.0), "{m}");
+    assert_eq!(m.get("op25b_policy_generation", &[]), Some(3.0), "{m}");
+    assert_eq!(m.get("op25b_config_restart_pending", &[]), Some(1.0), "{m}");
 
     // `op25b status --json --listen` reads the same endpoint without any config.
     let (rc, out) = op25b_dut(&[
@@ -1246,29 +1253,19 @@ fn operator_exemptions_apply_at_once_and_survive_a_restart() {
     let lab = Lab::up();
     let state = "/run/op25b-lab/overlay.jsonl";
     let _ = std::fs::remove_file(state);
-    let cfg_path = "/run/op25b-lab/exempt.yaml";
-    let base = std::fs::read_to_string(root().join("configs/lab.yaml")).unwrap();
-    let cfg = base
-        .replace(
-            "  subscribers:\n",
-            "  exempt_class: static\n  subscribers:\n",
-        )
-        .replace(
-            "pid_file: /run/op25b-lab.pid",
-            "pid_file: /run/op25b-lab.pid\n  state_file: /run/op25b-lab/overlay.jsonl",
-        );
-    assert!(
-        cfg.contains("exempt_class") && cfg.contains("state_file"),
-        "lab.yaml layout changed"
-    );
-    std::fs::write(cfg_path, &cfg).unwrap();
+    // The operator commands read only the control section (the socket): lab.yaml's.
+    let cfg_path = "configs/lab.yaml";
+    let sets = [
+        "policy.exempt_class=static",
+        "control.state_file=/run/op25b-lab/overlay.jsonl",
+    ];
     let op25b = |args: &[&str]| {
         let mut all = vec![env!("CARGO_BIN_EXE_op25b")];
         all.extend_from_slice(args);
         all.extend_from_slice(&["--config", cfg_path]);
         sh(&all)
     };
-    let op = Appliance::start_with("exempt", cfg_path);
+    let op = Appliance::start_set("exempt", &sets);
     assert_ne!(
         swaks_from("198.51.100.10", "203.0.113.80"),
         0,
@@ -1333,12 +1330,12 @@ fn operator_exemptions_apply_at_once_and_survive_a_restart() {
     assert!(list[1]["expires"].as_u64().is_some(), "{out}");
     let m = scrape();
     assert_eq!(
-        metric(&m, "op25b_overlay_entries{source=\"operator\"}"),
+        m.get("op25b_overlay_entries", &[("source", "operator")]),
         Some(2.0),
         "{m}"
     );
     assert_eq!(
-        metric(&m, "op25b_overlay_changes_total{op=\"add\"}"),
+        m.get("op25b_overlay_changes_total", &[("op", "add")]),
         Some(2.0),
         "{m}"
     );
@@ -1357,7 +1354,7 @@ fn operator_exemptions_apply_at_once_and_survive_a_restart() {
     assert_eq!(r["frames_conserved"], true);
     let saved = std::fs::read_to_string(state).unwrap();
     assert_eq!(saved.lines().count(), 2, "{saved}");
-    let op = Appliance::start_with("exempt2", cfg_path);
+    let op = Appliance::start_set("exempt2", &sets);
     let log = std::fs::read_to_string(&op.log).unwrap();
     assert!(
         log.contains("overlay: 2 entries from /run/op25b-lab/overlay.jsonl"),
@@ -1398,17 +1395,14 @@ fn auto_quarantine_moves_a_hammering_source_and_expires() {
     assert!(is_root(), "needs root (network namespaces, AF_XDP)");
     let _g = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up();
-    let cfg_path = "/run/op25b-lab/auto.yaml";
-    let base = std::fs::read_to_string(root().join("configs/lab.yaml")).unwrap();
-    let cfg = base.replace(
-        "  subscribers:\n",
-        "  auto_quarantine: {attempts_per_minute: 10, class: quarantine, duration_secs: 6}\n  subscribers:\n",
-    );
-    assert_ne!(cfg, base, "lab.yaml layout changed");
-    std::fs::write(cfg_path, &cfg).unwrap();
+    // `sessions` reads only the control section (the socket): lab.yaml's.
+    let cfg_path = "configs/lab.yaml";
     let sessions = || overlay_sessions(cfg_path);
     let swaks587 = |src: &str| swaks_port(src, 587);
-    let op = Appliance::start_with("auto", cfg_path);
+    let op = Appliance::start_set(
+        "auto",
+        &["policy.auto_quarantine={attempts_per_minute: 10, class: quarantine, duration_secs: 6}"],
+    );
     assert_eq!(swaks587("198.51.100.10"), 0, "dynamic: 587 open before");
     for _ in 0..12 {
         assert_ne!(swaks_from("198.51.100.10", "203.0.113.80"), 0);
@@ -1446,7 +1440,7 @@ fn auto_quarantine_moves_a_hammering_source_and_expires() {
     );
     let m = scrape();
     assert_eq!(
-        metric(&m, "op25b_overlay_changes_total{op=\"expire\"}"),
+        m.get("op25b_overlay_changes_total", &[("op", "expire")]),
         Some(1.0),
         "{m}"
     );
@@ -1500,14 +1494,17 @@ fn radius_accounting_sessions_exempt_and_release_subscribers() {
     assert!(is_root(), "needs root (network namespaces, AF_XDP)");
     let _g = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let lab = Lab::up();
-    let cfg_path = "/run/op25b-lab/radius.yaml";
-    let base = std::fs::read_to_string(root().join("configs/lab.yaml")).unwrap();
-    let cfg = format!(
-        "{base}\nradius:\n  listen: 127.0.0.1:1813\n  clients:\n    - {{address: 127.0.0.1, secret: testing123}}\n  filter_ids:\n    op25b-exempt: static\n  session_timeout_secs: 600\n"
-    );
-    std::fs::write(cfg_path, &cfg).unwrap();
+    // lab.yaml plus a radius section on the command line; `sessions` and `reload` read
+    // only the control section (lab.yaml's).
+    let cfg_path = "configs/lab.yaml";
     let sessions = || overlay_sessions(cfg_path);
-    let op = Appliance::start_with("radius", cfg_path);
+    let op = Appliance::start_set(
+        "radius",
+        &[
+            "radius={listen: 127.0.0.1:1813, clients: [{address: 127.0.0.1, secret: testing123}], \
+           filter_ids: {op25b-exempt: static}, session_timeout_secs: 600}",
+        ],
+    );
     assert_ne!(
         swaks_from("198.51.100.10", "203.0.113.80"),
         0,
@@ -1551,20 +1548,20 @@ fn radius_accounting_sessions_exempt_and_release_subscribers() {
     assert_eq!(sessions().len(), 2);
     let m = scrape();
     assert_eq!(
-        metric(
-            &m,
-            "op25b_radius_requests_total{result=\"bad_authenticator\"}"
+        m.get(
+            "op25b_radius_requests_total",
+            &[("result", "bad_authenticator")]
         ),
         Some(1.0),
         "{m}"
     );
     assert_eq!(
-        metric(&m, "op25b_radius_requests_total{result=\"accepted\"}"),
+        m.get("op25b_radius_requests_total", &[("result", "accepted")]),
         Some(1.0),
         "{m}"
     );
     assert_eq!(
-        metric(&m, "op25b_overlay_entries{source=\"radius\"}"),
+        m.get("op25b_overlay_entries", &[("source", "radius")]),
         Some(2.0),
         "{m}"
     );
@@ -1579,19 +1576,23 @@ fn radius_accounting_sessions_exempt_and_release_subscribers() {
     std::thread::sleep(Duration::from_millis(300));
     let m = scrape();
     assert_eq!(
-        metric(&m, "op25b_radius_requests_total{result=\"unknown_client\"}"),
+        m.get(
+            "op25b_radius_requests_total",
+            &[("result", "unknown_client")]
+        ),
         Some(1.0),
         "{m}"
     );
     assert_eq!(
-        metric(&m, "op25b_radius_requests_total{result=\"malformed\"}"),
+        m.get("op25b_radius_requests_total", &[("result", "malformed")]),
         Some(2.0),
         "{m}"
     );
     assert_eq!(sessions().len(), 2);
 
-    // A reload of the file policy keeps the overlay.
-    std::fs::write(cfg_path, cfg.replace("burst: 256", "burst: 256 ")).unwrap();
+    // A reload of the file policy keeps the overlay. The file is unchanged: a reload
+    // re-reads and rebuilds whatever the file says (it does not compare texts), and
+    // applies the same --set overrides again, so the radius section is still there.
     let (rc, out) = sh(&[
         "ip",
         "netns",

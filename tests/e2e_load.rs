@@ -204,14 +204,15 @@ fn tempdir(tag: &str) -> PathBuf {
     d
 }
 
+/// lab.yaml with the dynamic class blocking `dynamic_ports` (YAML, e.g. `[25, 8025]`),
+/// written to a file: the reload tests swap such files in and the generator reads them.
+/// Through the same code as `--set`, which fails if the key path is not there.
 fn lab_config(dir: &Path, name: &str, dynamic_ports: &str) -> PathBuf {
-    let text = std::fs::read_to_string(root().join("configs/lab.yaml"))
-        .unwrap()
-        .replacen(
-            "block_ports: [25]\n      action: reject\n      reply: tcp-reset",
-            &format!("block_ports: {dynamic_ports}\n      action: reject\n      reply: tcp-reset"),
-            1,
-        );
+    let text = op25b::config::overrides::apply_to_text(
+        &std::fs::read_to_string(root().join("configs/lab.yaml")).unwrap(),
+        &[("policy.classes.dynamic.block_ports", dynamic_ports)],
+    )
+    .unwrap();
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
@@ -494,14 +495,12 @@ fn reload_under_load() {
     );
 }
 
-/// Sum of the samples of `name` whose labels contain every `must`.
-fn metric_sum(text: &str, name: &str, must: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| must.iter().all(|m| l.contains(m)))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
+/// Sum of the samples of `name` that carry every label of `labels` (op25b's own
+/// Prometheus text parser).
+fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    op25b::control::prometheus::Samples::parse(text)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"))
+        .sum(name, labels)
 }
 
 fn wait_generation(g: u64) -> String {
@@ -542,17 +541,17 @@ fn reload_moves_ports_between_fast_path_and_workers_under_load() {
         metric_sum(
             m,
             "op25b_fast_path_tcp_frames_total",
-            &["interface=\"subscriber\""],
+            &[("interface", "subscriber")],
         )
     };
     let to_workers = |m: &str| {
         metric_sum(
             m,
             "op25b_xdp_to_userspace_frames_total",
-            &["interface=\"subscriber\"", "reason=\"port\""],
+            &[("interface", "subscriber"), ("reason", "port")],
         )
     };
-    let blocked = |m: &str| metric_sum(m, "op25b_blocked_total", &["direction=\"outbound\""]);
+    let blocked = |m: &str| metric_sum(m, "op25b_blocked_total", &[("direction", "outbound")]);
     // Puts `config` in force as policy generation `generation`; its metrics then.
     let switch_to = |config: &Path, generation: u64| {
         std::fs::copy(config, live).unwrap();

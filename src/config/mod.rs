@@ -17,6 +17,9 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 pub mod diff;
+pub mod overrides;
+
+pub use overrides::Override;
 
 /// The datapath owns these; the YAML parses straight into them.
 pub use crate::datapath::settings::{FastPathMode, XdpMode, ZeroCopy};
@@ -63,6 +66,12 @@ pub enum ConfigError {
         file: PathBuf,
         field: String,
         source: crate::policy::PolicyError,
+    },
+    /// A `--set KEY=VALUE` that does not fit the file.
+    #[error("{}: {source}", file.display())]
+    Override {
+        file: PathBuf,
+        source: overrides::OverrideError,
     },
     /// A bad line in a prefix file.
     #[error("{}:{line}: {message} (listed in {})", file.display(), config.display())]
@@ -828,15 +837,47 @@ fn read_text(path: &Path, limit: u64, what: &str) -> std::io::Result<String> {
     })
 }
 
+/// Where a running config comes from: the file, and the `--set` overrides applied to it
+/// at every read (at start and at each reload).
+#[derive(Clone, Debug, Default)]
+pub struct Source {
+    pub path: PathBuf,
+    pub overrides: Vec<Override>,
+}
+
+impl Source {
+    /// [`load_listing_with`] of this file and these overrides.
+    pub fn load_listing(&self) -> Result<(Loaded, Vec<(IpNet, ClassId)>), ConfigError> {
+        load_listing_with(&self.path, &self.overrides)
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        for o in &self.overrides {
+            write!(f, " --set {o}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The config file's text.
+fn read_config(path: &Path) -> Result<String, ConfigError> {
+    read_text(path, MAX_CONFIG_BYTES, "YAML config file").map_err(|source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Reads, validates and compiles a config file and every prefix file it names.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = read_text(path, MAX_CONFIG_BYTES, "YAML config file").map_err(|source| {
-        ConfigError::Read {
-            file: path.to_path_buf(),
-            source,
-        }
-    })?;
-    load_str(path, &text)
+    load_with(path, &[])
+}
+
+/// [`load`] with `--set` overrides applied to the file.
+pub fn load_with(path: &Path, overrides: &[Override]) -> Result<Loaded, ConfigError> {
+    load_str_with(path, &read_config(path)?, overrides)
 }
 
 /// The `control:` section alone (for `op25b status`, `top` and `reload`, which must
@@ -848,7 +889,7 @@ pub fn load_control(path: &Path) -> Result<Control, ConfigError> {
         #[serde(default)]
         control: RawControl,
     }
-    let raw: OnlyControl = read_yaml(path)?;
+    let raw: OnlyControl = parse_with(path, &read_config(path)?, &[])?;
     let listen: SocketAddr = raw.control.listen.parse().map_err(|_| {
         ConfigError::invalid(
             path,
@@ -867,23 +908,40 @@ pub fn load_control(path: &Path) -> Result<Control, ConfigError> {
     })
 }
 
-/// Reads the config file and deserializes the part `T` describes (unknown keys of the
-/// rest are ignored: `T` does not deny them).
-fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = read_text(path, MAX_CONFIG_BYTES, "YAML config file").map_err(|source| {
-        ConfigError::Read {
-            file: path.to_path_buf(),
-            source,
-        }
-    })?;
-    serde_yaml::from_str(&text).map_err(|e| ConfigError::Syntax {
+/// Deserializes `T` from the config text with `--set` overrides applied. Without
+/// overrides, straight from the text, so errors keep their line and column; with them,
+/// through the edited document (serde_yaml gives no position then, so the message names
+/// the overrides instead).
+fn parse_with<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    overrides: &[Override],
+) -> Result<T, ConfigError> {
+    let syntax = |message: String| ConfigError::Syntax {
         file: path.to_path_buf(),
-        message: e.to_string(),
+        message,
+    };
+    if overrides.is_empty() {
+        return serde_yaml::from_str(text).map_err(|e| syntax(e.to_string()));
+    }
+    let mut doc: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| syntax(e.to_string()))?;
+    overrides::apply_all(&mut doc, overrides).map_err(|source| ConfigError::Override {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    serde_yaml::from_value(doc).map_err(|e| {
+        let sets: Vec<String> = overrides.iter().map(|o| format!("--set {o}")).collect();
+        syntax(format!("{e} (in the file with {})", sets.join(" ")))
     })
 }
 
-/// The two interface names of `interfaces:` alone (for `op25b systemd-deps`).
-pub fn load_interface_names(path: &Path) -> Result<[String; 2], ConfigError> {
+/// The two interface names of `interfaces:` alone (for `op25b systemd-deps`), with
+/// `--set` overrides applied to the file.
+pub fn load_interface_names(
+    path: &Path,
+    overrides: &[Override],
+) -> Result<[String; 2], ConfigError> {
     #[derive(Deserialize)]
     struct Names {
         subscriber: String,
@@ -893,7 +951,8 @@ pub fn load_interface_names(path: &Path) -> Result<[String; 2], ConfigError> {
     struct OnlyInterfaces {
         interfaces: Names,
     }
-    let raw: OnlyInterfaces = read_yaml(path)?;
+    // Unknown keys of the rest are ignored: `OnlyInterfaces` does not deny them.
+    let raw: OnlyInterfaces = parse_with(path, &read_config(path)?, overrides)?;
     for (field, v) in [
         ("interfaces.subscriber", &raw.interfaces.subscriber),
         ("interfaces.upstream", &raw.interfaces.upstream),
@@ -912,11 +971,17 @@ pub fn load_interface_names(path: &Path) -> Result<[String; 2], ConfigError> {
 /// [`load`] from text already read; `path` names it in errors and anchors relative
 /// prefix-file paths.
 pub fn load_str(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
+    load_str_with(path, text, &[])
+}
+
+/// [`load_str`] with `--set` overrides applied to the text.
+pub fn load_str_with(
+    path: &Path,
+    text: &str,
+    overrides: &[Override],
+) -> Result<Loaded, ConfigError> {
     let started = Instant::now();
-    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
-        file: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let raw: RawConfig = parse_with(path, text, overrides)?;
     let config = validate_settings(path, &raw)?;
     let (policy, mut report) = compile_policy(path, &raw.policy, None)?;
     report.build_time = started.elapsed();
@@ -1171,16 +1236,15 @@ impl fmt::Display for Origin {
 /// [`load`], and also every subscriber prefix with its class (for exporting the policy
 /// to other tools, e.g. `op25b export-nft`).
 pub fn load_listing(path: &Path) -> Result<(Loaded, Vec<(IpNet, ClassId)>), ConfigError> {
-    let text = read_text(path, MAX_CONFIG_BYTES, "YAML config file").map_err(|source| {
-        ConfigError::Read {
-            file: path.to_path_buf(),
-            source,
-        }
-    })?;
-    let raw: RawConfig = serde_yaml::from_str(&text).map_err(|e| ConfigError::Syntax {
-        file: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    load_listing_with(path, &[])
+}
+
+/// [`load_listing`] with `--set` overrides applied to the file.
+pub fn load_listing_with(
+    path: &Path,
+    overrides: &[Override],
+) -> Result<(Loaded, Vec<(IpNet, ClassId)>), ConfigError> {
+    let raw: RawConfig = parse_with(path, &read_config(path)?, overrides)?;
     let config = validate_settings(path, &raw)?;
     let mut listing = Vec::new();
     let (policy, report) = compile_policy(path, &raw.policy, Some(&mut listing))?;
@@ -1484,6 +1548,47 @@ policy:
     fn unknown_field_is_an_error() {
         let e = err(&MINIMAL.replace("action: reject", "acton: reject"));
         assert!(e.contains("unknown field `acton`"), "{e}");
+    }
+
+    #[test]
+    fn overrides_apply_before_validation() {
+        let sets = |v: &[&str]| -> Vec<Override> { v.iter().map(|s| s.parse().unwrap()).collect() };
+        let p = Path::new("t.yaml");
+        let l = load_str_with(
+            p,
+            MINIMAL,
+            &sets(&["interfaces.queues=2", "workers={cores: [0, 1]}"]),
+        )
+        .unwrap();
+        assert_eq!(l.config.interfaces.queues, 2);
+        // Validated as if the file said it.
+        let e = load_str_with(
+            p,
+            MINIMAL,
+            &sets(&["policy.classes.dynamic.block_ports=[0]"]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("block_ports[0]: port 0 is outside"), "{e}");
+        // A path that is not in the file: typed, names the file and the override.
+        let e = load_str_with(p, MINIMAL, &sets(&["control.listen=x"])).unwrap_err();
+        assert!(matches!(e, ConfigError::Override { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("t.yaml: --set \"control.listen=x\": control is not in the file"),
+            "{e}"
+        );
+        // Serde errors: with overrides they name them; without, they keep the line.
+        let e = load_str_with(p, MINIMAL, &sets(&["interfaces.queus=2"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown field `queus`")
+                && e.contains("(in the file with --set interfaces.queus=2)"),
+            "{e}"
+        );
+        let e = err(&MINIMAL.replace("action: reject", "acton: reject"));
+        assert!(e.contains("line 5"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod nft;
 pub mod operator;
 pub mod overlay;
+pub mod prometheus;
 pub mod radius;
 pub mod status;
 pub mod stdout;
@@ -70,7 +71,9 @@ pub enum RunError {
 /// `op25b run` options from the command line.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    pub config: PathBuf,
+    /// The config file and its `--set KEY=VALUE` overrides (applied again at every
+    /// reload).
+    pub config: config::Source,
     /// Write the final counters as JSON here at exit.
     pub report: Option<PathBuf>,
     /// Only detach XDP programs and remove a stale pid file, then exit.
@@ -311,7 +314,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let _ = crate::datapath::counters::beat_clock();
     // `failure_mode: open` also needs every prefix with its class (the fallback rule set);
     // reloads compare the prefixes per class with the previous load.
-    let (loaded, listing) = config::load_listing(&opts.config)?;
+    let (loaded, listing) = opts.config.load_listing()?;
     let rules = (loaded.config.interfaces.failure_mode == FailureMode::Open)
         .then(|| fallback::Rules::new(&loaded, &listing));
     let mut facts = config::diff::PolicyFacts::new(&loaded, &listing);
@@ -319,6 +322,12 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     // The settings in force: reloads update the reloadable ones.
     let mut cfg: Config = loaded.config;
     let log = logging::init(cfg.logging.level, cfg.logging.format);
+    if !opts.config.overrides.is_empty() {
+        tracing::info!(
+            "config {} (the overrides apply again at every reload)",
+            opts.config
+        );
+    }
     datapath::xsk::quiet_libbpf(matches!(
         cfg.logging.level,
         LogLevel::Debug | LogLevel::Trace
@@ -855,7 +864,7 @@ pub struct Reloaded {
 /// With `fallback` (`failure_mode: open`), the fallback nftables rule set is rebuilt
 /// from the same read of the file, so op25b and its fallback never disagree.
 pub fn reload(
-    path: &Path,
+    source: &config::Source,
     running: &mut Config,
     facts: &mut config::diff::PolicyFacts,
     fast: &mut datapath::fast_path::FastPath,
@@ -866,7 +875,7 @@ pub fn reload(
     // The cell the workers read (the overlay publishes into the same one).
     let cell: &PolicyCell = &overlay.cell;
     let t = Instant::now();
-    let (mut loaded, listing) = config::load_listing(path).map_err(RunError::ReloadConfig)?;
+    let (mut loaded, listing) = source.load_listing().map_err(RunError::ReloadConfig)?;
     let restart_pending: Vec<String> = config::diff::restart_only_changes(running, &loaded.config)
         .into_iter()
         .map(String::from)
@@ -936,15 +945,14 @@ pub fn reload(
         old_table_bytes = old_bytes,
         new_table_bytes = new_bytes,
         restart_pending = restart_pending.len(),
-        "policy reloaded from {}: {summary}",
-        path.display()
+        "policy reloaded from {source}: {summary}"
     );
     if !restart_pending.is_empty() {
         tracing::warn!(
             fields = %restart_pending.join(","),
             "reload: {} changed in {} but take effect only at start: restart op25b (systemctl restart op25b) to apply them",
             restart_pending.join(", "),
-            path.display()
+            source.path.display()
         );
     }
     Ok(Reloaded {

@@ -1,13 +1,11 @@
 //! `op25b status`: asks the running instance's metrics endpoint (control.listen) twice,
 //! one second apart, and prints its state and rates.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// Samples parsed from the exposition text: `name{labels}` -> value.
-pub type Samples = BTreeMap<String, f64>;
+pub use crate::control::prometheus::Samples;
 
 /// GET `path` from the control endpoint at `addr`; the body.
 fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
@@ -43,7 +41,7 @@ pub fn reload_status(addr: SocketAddr) -> std::io::Result<serde_json::Value> {
 
 /// GET /metrics from `addr`.
 pub fn scrape(addr: SocketAddr) -> std::io::Result<Samples> {
-    Ok(parse(&get(addr, "/metrics")?))
+    Samples::parse(&get(addr, "/metrics")?).map_err(std::io::Error::other)
 }
 
 /// GET /top?n=N from `addr` (the merged abuse-desk list, JSON).
@@ -101,22 +99,8 @@ pub fn top_table(v: &serde_json::Value) -> String {
     o
 }
 
-/// Parses Prometheus text lines (comments skipped).
-pub fn parse(body: &str) -> Samples {
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_string(), v.parse().ok()?))
-        })
-        .collect()
-}
-
-fn sum(s: &Samples, prefix: &str, must: &[&str]) -> f64 {
-    s.iter()
-        .filter(|(k, _)| k.starts_with(prefix) && must.iter().all(|m| k.contains(m)))
-        .map(|(_, v)| v)
-        .sum()
+fn sum(s: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
+    s.sum(name, labels)
 }
 
 /// The status as JSON (also the source of the text table).
@@ -124,20 +108,14 @@ pub fn status(addr: SocketAddr) -> std::io::Result<serde_json::Value> {
     let a = scrape(addr)?;
     std::thread::sleep(Duration::from_secs(1));
     let b = scrape(addr)?;
-    let rate = |prefix: &str, must: &[&str]| sum(&b, prefix, must) - sum(&a, prefix, must);
+    let rate = |name: &str, labels: &[(&str, &str)]| sum(&b, name, labels) - sum(&a, name, labels);
     let mode = b
-        .keys()
-        .find_map(|k| {
-            k.strip_prefix("op25b_info{mode=\"")
-                .and_then(|r| r.split('"').next())
-        })
+        .matching("op25b_info", &[])
+        .find_map(|s| s.label("mode"))
         .unwrap_or("?")
         .to_string();
     let workers = b
-        .keys()
-        .filter(|k| {
-            k.starts_with("op25b_rx_frames_total{") && k.contains("interface=\"subscriber\"")
-        })
+        .matching("op25b_rx_frames_total", &[("interface", "subscriber")])
         .count();
     Ok(serde_json::json!({
         "listen": addr.to_string(),
@@ -146,28 +124,28 @@ pub fn status(addr: SocketAddr) -> std::io::Result<serde_json::Value> {
         "workers": workers,
         "policy_generation": sum(&b, "op25b_policy_generation", &[]),
         "policy_table_bytes": sum(&b, "op25b_policy_table_bytes", &[]),
-        "last_reload_success": b.get("op25b_config_last_reload_successful"),
+        "last_reload_success": b.get("op25b_config_last_reload_successful", &[]),
         "restart_pending": sum(&b, "op25b_config_restart_pending", &[]),
-        "reloads_applied": sum(&b, "op25b_config_reloads_total", &["result=\"applied\""]),
-        "reloads_refused": sum(&b, "op25b_config_reloads_total", &["result=\"refused\""]),
+        "reloads_applied": sum(&b, "op25b_config_reloads_total", &[("result", "applied")]),
+        "reloads_refused": sum(&b, "op25b_config_reloads_total", &[("result", "refused")]),
         "frames_per_second": {
-            "outbound": rate("op25b_rx_frames_total", &["interface=\"subscriber\""]),
-            "inbound": rate("op25b_rx_frames_total", &["interface=\"upstream\""]),
+            "outbound": rate("op25b_rx_frames_total", &[("interface", "subscriber")]),
+            "inbound": rate("op25b_rx_frames_total", &[("interface", "upstream")]),
             "blocked": rate("op25b_blocked_total", &[]),
             "replies": rate("op25b_replies_sent_total", &[]),
             "fast_path": rate("op25b_fast_path_frames_total", &[]),
             "to_userspace": rate("op25b_xdp_to_userspace_frames_total", &[]),
         },
         "fast_path_active": {
-            "subscriber": sum(&b, "op25b_fast_path_active", &["interface=\"subscriber\""]) > 0.0,
-            "upstream": sum(&b, "op25b_fast_path_active", &["interface=\"upstream\""]) > 0.0,
+            "subscriber": sum(&b, "op25b_fast_path_active", &[("interface", "subscriber")]) > 0.0,
+            "upstream": sum(&b, "op25b_fast_path_active", &[("interface", "upstream")]) > 0.0,
         },
         "totals": {
-            "outbound_frames": sum(&b, "op25b_rx_frames_total", &["interface=\"subscriber\""]),
-            "inbound_frames": sum(&b, "op25b_rx_frames_total", &["interface=\"upstream\""]),
-            "blocked_outbound": sum(&b, "op25b_blocked_total", &["direction=\"outbound\""]),
-            "blocked_inbound": sum(&b, "op25b_blocked_total", &["direction=\"inbound\""]),
-            "blocked_port_25": sum(&b, "op25b_blocked_total", &["port=\"25\""]),
+            "outbound_frames": sum(&b, "op25b_rx_frames_total", &[("interface", "subscriber")]),
+            "inbound_frames": sum(&b, "op25b_rx_frames_total", &[("interface", "upstream")]),
+            "blocked_outbound": sum(&b, "op25b_blocked_total", &[("direction", "outbound")]),
+            "blocked_inbound": sum(&b, "op25b_blocked_total", &[("direction", "inbound")]),
+            "blocked_port_25": sum(&b, "op25b_blocked_total", &[("port", "25")]),
             "replies_sent": sum(&b, "op25b_replies_sent_total", &[]),
             "replies_rate_limited": sum(&b, "op25b_replies_rate_limited_total", &[]),
             "tx_ring_full": sum(&b, "op25b_tx_ring_full_drops_total", &[]),
