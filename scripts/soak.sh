@@ -25,4 +25,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case ${1:-} in -h|--help) sed -n '2,27p' "$0"; exit 0 ;; esac
-exec python3 scripts/soak.py "$@"
+# Debian's interpreter: soak.py needs python3-yaml and python3-prometheus-client from
+# apt (scripts/setup.sh), which another python3 first on PATH (pyenv, venv) may lack.
+exec /usr/bin/python3 scripts/soak.py "$@"

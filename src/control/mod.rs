@@ -333,38 +333,10 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         LogLevel::Debug | LogLevel::Trace
     ));
     if opts.cleanup {
-        for note in datapath::cleanup(&[&cfg.interfaces.subscriber, &cfg.interfaces.upstream])? {
-            tracing::info!("{note}");
-            crate::control::stdout::write_ignoring_closed(format_args!("{note}\n"));
-        }
-        let pid = &cfg.control.pid_file;
-        if let Ok(text) = std::fs::read_to_string(pid) {
-            let alive = text
-                .trim()
-                .parse::<u32>()
-                .map(|p| Path::new(&format!("/proc/{p}")).exists())
-                .unwrap_or(false);
-            if !alive {
-                let _ = std::fs::remove_file(pid);
-                crate::control::stdout::write_ignoring_closed(format_args!(
-                    "removed stale pid file {}\n",
-                    pid.display()
-                ));
-            }
-        }
-        return Ok(());
+        return cleanup(&cfg);
     }
     let class_names = loaded.report.classes.clone();
-    let stop = Arc::new(AtomicBool::new(false));
-    let signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_usize(sig, signal.clone(), sig as usize)
-            .map_err(RunError::Signals)?;
-        signal_hook::flag::register(sig, stop.clone()).map_err(RunError::Signals)?;
-    }
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
-        .map_err(RunError::Signals)?;
+    let Signals { stop, signal, hup } = Signals::install()?;
     datapath::check_privileges()?;
     let _pid = PidFile::create(&cfg.control.pid_file)?;
     // A failed bind does not keep the datapath from starting: the endpoint retries.
@@ -382,35 +354,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     };
     let policy = Arc::new(PolicyCell::new(Arc::new(loaded.policy)));
     // The runtime overlay, from the state file, published before the first frame.
-    let mut store = overlay::Store::new(&policy.load(), policy.generation());
-    if let Some(path) = &cfg.control.state_file {
-        match store.load(path, metrics::unix_now()) {
-            Ok(r) => {
-                tracing::info!(
-                    state_file = %path.display(),
-                    loaded = r.loaded,
-                    expired = r.expired,
-                    inactive = r.inactive,
-                    bad_lines = r.bad_lines,
-                    "overlay: {} entries from {} ({} expired dropped, {} with a class the policy lacks)",
-                    r.loaded,
-                    path.display(),
-                    r.expired,
-                    r.inactive
-                );
-                if let Some(b) = r.first_bad {
-                    tracing::error!(
-                        "overlay state file: {} bad line(s) skipped, first: {b}",
-                        r.bad_lines
-                    );
-                }
-            }
-            Err(e) => tracing::error!(
-                "control.state_file {}: {e}; starting with an empty overlay",
-                path.display()
-            ),
-        }
-    }
+    let store = load_overlay(&policy, cfg.control.state_file.as_deref());
     let shared = Arc::new(operator::OverlayShared {
         store: std::sync::Mutex::new(store),
         cell: policy.clone(),
@@ -491,44 +435,8 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         overlay: shared.clone(),
         radius: Default::default(),
     });
-    let radius_thread = match &cfg.radius {
-        None => None,
-        Some(r) => match radius::serve(
-            r.clone(),
-            shared.clone(),
-            mstate.radius.clone(),
-            metrics_stop_early.clone(),
-        ) {
-            Ok(t) => {
-                tracing::info!(listen = %r.listen, clients = r.clients.len(), "RADIUS accounting on udp {}", r.listen);
-                Some(t)
-            }
-            Err(e) => {
-                tracing::error!(
-                    "radius.listen {}: {e}; op25b runs without the RADIUS feed",
-                    r.listen
-                );
-                None
-            }
-        },
-    };
-    let operator_thread = match operator::serve(
-        &cfg.control.socket,
-        shared.clone(),
-        metrics_stop_early.clone(),
-    ) {
-        Ok(t) => {
-            tracing::info!(socket = %cfg.control.socket.display(), "operator socket at {} (op25b exempt, op25b sessions)", cfg.control.socket.display());
-            Some(t)
-        }
-        Err(e) => {
-            tracing::error!(
-                "control.socket {}: {e}; op25b runs without operator commands (exempt, sessions)",
-                cfg.control.socket.display()
-            );
-            None
-        }
-    };
+    let radius_thread = start_radius(&cfg, &shared, &mstate, &metrics_stop_early);
+    let operator_thread = start_operator(&cfg, &shared, &metrics_stop_early);
     let metrics_stop = Arc::new(AtomicBool::new(false));
     let have_listener = listener.is_some();
     let metrics_thread = metrics::serve(listener, listen, mstate.clone(), metrics_stop.clone())
@@ -621,48 +529,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
                 &log,
                 &shared,
             );
-            let mut st = mstate.reload.lock().unwrap_or_else(|p| p.into_inner());
-            st.attempts += 1;
-            st.last_at = metrics::unix_now();
-            match outcome {
-                Ok(done) => {
-                    retired.push(done.old);
-                    if done.overlay_inactive > 0 {
-                        tracing::warn!(
-                            "overlay: {} entries name a class the new policy lacks: inactive until it comes back or they are removed (op25b sessions)",
-                            done.overlay_inactive
-                        );
-                    }
-                    if let Ok(mut c) = shared.exempt_class.lock() {
-                        c.clone_from(&done.exempt_class);
-                    }
-                    if let Ok(mut a) = shared.auto.lock() {
-                        a.clone_from(&done.auto_quarantine);
-                    }
-                    if let Ok(mut n) = mstate.class_names.lock() {
-                        *n = done.classes;
-                    }
-                    st.applied += 1;
-                    st.last_ok = true;
-                    st.last_success_at = st.last_at;
-                    st.message = done.summary;
-                    st.restart_pending = done.restart_pending;
-                }
-                Err(e) => {
-                    tracing::error!(
-                        "{e}; the policy in force (generation {}) stays",
-                        policy.generation()
-                    );
-                    st.refused += 1;
-                    st.last_ok = false;
-                    st.message = format!(
-                        "{e}; nothing was applied, the policy in force (generation {}) stays",
-                        policy.generation()
-                    );
-                }
-            }
-            let msg = st.message.clone();
-            drop(st);
+            let msg = record_reload(outcome, &mstate, &shared, &mut retired, policy.generation());
             supervisor.reloaded(&format!(
                 "{status_text}; last reload: {}",
                 msg.chars().take(200).collect::<String>()
@@ -703,19 +570,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let fast_enabled = running.fast_path.enabled();
     let links_at_stop = [&running.subscriber, &running.upstream].map(datapath::nic::link_drops);
     let (exits, notes) = running.stop();
-    match cfg.interfaces.failure_mode {
-        FailureMode::Open => tracing::warn!(
-            bridge = %cfg.interfaces.fallback_bridge,
-            "failure_mode open: op25b's XDP programs are detached; traffic now crosses bridge {} filtered by nftables table bridge {}_*",
-            cfg.interfaces.fallback_bridge,
-            fallback::TABLE
-        ),
-        FailureMode::Closed => tracing::warn!(
-            "failure_mode closed: op25b's XDP programs are detached; no traffic crosses {} <-> {} until op25b runs again",
-            cfg.interfaces.subscriber,
-            cfg.interfaces.upstream
-        ),
-    }
+    log_detached(&cfg);
     metrics_stop.store(true, Ordering::SeqCst);
     let _ = metrics_thread.join();
     metrics_stop_early.store(true, Ordering::SeqCst);
@@ -745,37 +600,19 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         .lock()
         .map(|n| n.clone())
         .unwrap_or(class_names);
-    let mut report = sum.to_json(&names_now);
-    report["frames_conserved"] = serde_json::json!(conserved && sum.census.conserved());
-    report["workers"] = serde_json::json!(counters.len());
-    // The XDP programs' own counters (the maps outlive the detached programs).
-    let [fp_sub, fp_up] = fast_view.stats();
-    report["fast_path"] = serde_json::json!({
-        "enabled": fast_enabled,
-        "subscriber": fp_sub.to_json(),
-        "upstream": fp_up.to_json(),
-    });
-    // The interfaces' own drop counters over the run (None: /sys of another namespace).
-    let link = |i: usize| match (links_at_start[i], links_at_stop[i]) {
-        (Some(a), Some(b)) => serde_json::json!(b.since(a)),
-        _ => serde_json::Value::Null,
-    };
-    report["link_drops"] = serde_json::json!({"subscriber": link(0), "upstream": link(1)});
-    report["per_worker"] = counters
-        .iter()
-        .zip(&exits)
-        .map(|(c, e)| {
-            let s = c.snapshot();
-            serde_json::json!({
-                "rx_frames": {"subscriber": s.rx_frames[0], "upstream": s.rx_frames[1]},
-                "tx_frames": {"subscriber": s.tx_frames[0], "upstream": s.tx_frames[1]},
-                "frames_conserved": e.census.conserved(),
-            })
-        })
-        .collect::<Vec<_>>()
-        .into();
-    report["mode"] = serde_json::json!(running_mode_str(&exits, &notes));
-    report["seconds"] = serde_json::json!(t0.elapsed().as_secs_f64());
+    let report = FinalReport {
+        sum: &sum,
+        class_names: &names_now,
+        conserved,
+        counters: &counters,
+        exits: &exits,
+        notes: &notes,
+        fast_view: &fast_view,
+        fast_enabled,
+        links: [links_at_start, links_at_stop],
+        seconds: t0.elapsed().as_secs_f64(),
+    }
+    .to_json();
     // One line on stdout (one journal entry under systemd); the file is indented.
     let line = serde_json::to_string(&report).expect("json");
     crate::control::stdout::write_ignoring_closed(format_args!("{line}\n"));
@@ -790,6 +627,263 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         return Err(RunError::WorkerDied);
     }
     Ok(())
+}
+
+/// `op25b run --cleanup`: detaches what a killed instance left on the interfaces and
+/// removes a stale pid file.
+fn cleanup(cfg: &Config) -> Result<(), RunError> {
+    for note in datapath::cleanup(&[&cfg.interfaces.subscriber, &cfg.interfaces.upstream])? {
+        tracing::info!("{note}");
+        crate::control::stdout::write_ignoring_closed(format_args!("{note}\n"));
+    }
+    let pid = &cfg.control.pid_file;
+    if let Ok(text) = std::fs::read_to_string(pid) {
+        let alive = text
+            .trim()
+            .parse::<u32>()
+            .map(|p| Path::new(&format!("/proc/{p}")).exists())
+            .unwrap_or(false);
+        if !alive {
+            let _ = std::fs::remove_file(pid);
+            crate::control::stdout::write_ignoring_closed(format_args!(
+                "removed stale pid file {}\n",
+                pid.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// SIGINT/SIGTERM set `stop` (and which one in `signal`); SIGHUP sets `hup`.
+struct Signals {
+    stop: Arc<AtomicBool>,
+    signal: Arc<std::sync::atomic::AtomicUsize>,
+    hup: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn install() -> Result<Self, RunError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register_usize(sig, signal.clone(), sig as usize)
+                .map_err(RunError::Signals)?;
+            signal_hook::flag::register(sig, stop.clone()).map_err(RunError::Signals)?;
+        }
+        let hup = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+            .map_err(RunError::Signals)?;
+        Ok(Self { stop, signal, hup })
+    }
+}
+
+/// The runtime overlay, from `state_file` if there is one (errors are logged: op25b
+/// starts with what could be read).
+fn load_overlay(policy: &PolicyCell, state_file: Option<&Path>) -> overlay::Store {
+    let mut store = overlay::Store::new(&policy.load(), policy.generation());
+    if let Some(path) = state_file {
+        match store.load(path, metrics::unix_now()) {
+            Ok(r) => {
+                tracing::info!(
+                    state_file = %path.display(),
+                    loaded = r.loaded,
+                    expired = r.expired,
+                    inactive = r.inactive,
+                    bad_lines = r.bad_lines,
+                    "overlay: {} entries from {} ({} expired dropped, {} with a class the policy lacks)",
+                    r.loaded,
+                    path.display(),
+                    r.expired,
+                    r.inactive
+                );
+                if let Some(b) = r.first_bad {
+                    tracing::error!(
+                        "overlay state file: {} bad line(s) skipped, first: {b}",
+                        r.bad_lines
+                    );
+                }
+            }
+            Err(e) => tracing::error!(
+                "control.state_file {}: {e}; starting with an empty overlay",
+                path.display()
+            ),
+        }
+    }
+    store
+}
+
+/// The RADIUS accounting listener, if configured (a failed bind is logged: op25b runs
+/// without the feed).
+fn start_radius(
+    cfg: &Config,
+    shared: &Arc<operator::OverlayShared>,
+    mstate: &Arc<metrics::MetricsState>,
+    stop: &Arc<AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
+    match &cfg.radius {
+        None => None,
+        Some(r) => match radius::serve(
+            r.clone(),
+            shared.clone(),
+            mstate.radius.clone(),
+            stop.clone(),
+        ) {
+            Ok(t) => {
+                tracing::info!(listen = %r.listen, clients = r.clients.len(), "RADIUS accounting on udp {}", r.listen);
+                Some(t)
+            }
+            Err(e) => {
+                tracing::error!(
+                    "radius.listen {}: {e}; op25b runs without the RADIUS feed",
+                    r.listen
+                );
+                None
+            }
+        },
+    }
+}
+
+/// The operator socket (`op25b exempt`, `op25b sessions`); a failure is logged.
+fn start_operator(
+    cfg: &Config,
+    shared: &Arc<operator::OverlayShared>,
+    stop: &Arc<AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
+    match operator::serve(&cfg.control.socket, shared.clone(), stop.clone()) {
+        Ok(t) => {
+            tracing::info!(socket = %cfg.control.socket.display(), "operator socket at {} (op25b exempt, op25b sessions)", cfg.control.socket.display());
+            Some(t)
+        }
+        Err(e) => {
+            tracing::error!(
+                "control.socket {}: {e}; op25b runs without operator commands (exempt, sessions)",
+                cfg.control.socket.display()
+            );
+            None
+        }
+    }
+}
+
+/// What crosses the interfaces now that the XDP programs are gone.
+fn log_detached(cfg: &Config) {
+    match cfg.interfaces.failure_mode {
+        FailureMode::Open => tracing::warn!(
+            bridge = %cfg.interfaces.fallback_bridge,
+            "failure_mode open: op25b's XDP programs are detached; traffic now crosses bridge {} filtered by nftables table bridge {}_*",
+            cfg.interfaces.fallback_bridge,
+            fallback::TABLE
+        ),
+        FailureMode::Closed => tracing::warn!(
+            "failure_mode closed: op25b's XDP programs are detached; no traffic crosses {} <-> {} until op25b runs again",
+            cfg.interfaces.subscriber,
+            cfg.interfaces.upstream
+        ),
+    }
+}
+
+/// What `op25b run` prints when it stops: counters, conservation, fast path, link drops,
+/// per worker.
+struct FinalReport<'a> {
+    sum: &'a Snapshot,
+    class_names: &'a [String],
+    conserved: bool,
+    counters: &'a [Arc<CachePadded<WorkerCounters>>],
+    exits: &'a [datapath::WorkerExit],
+    notes: &'a [String],
+    fast_view: &'a datapath::fast_path::FastPathView,
+    fast_enabled: bool,
+    /// Interface drop counters at start and at stop.
+    links: [[Option<datapath::nic::LinkDrops>; 2]; 2],
+    seconds: f64,
+}
+
+impl FinalReport<'_> {
+    fn to_json(&self) -> serde_json::Value {
+        let mut report = self.sum.to_json(self.class_names);
+        report["frames_conserved"] =
+            serde_json::json!(self.conserved && self.sum.census.conserved());
+        report["workers"] = serde_json::json!(self.counters.len());
+        // The XDP programs' own counters (the maps outlive the detached programs).
+        let [fp_sub, fp_up] = self.fast_view.stats();
+        report["fast_path"] = serde_json::json!({
+            "enabled": self.fast_enabled,
+            "subscriber": fp_sub.to_json(),
+            "upstream": fp_up.to_json(),
+        });
+        // The interfaces' own drop counters over the run (None: /sys of another namespace).
+        let link = |i: usize| match (self.links[0][i], self.links[1][i]) {
+            (Some(a), Some(b)) => serde_json::json!(b.since(a)),
+            _ => serde_json::Value::Null,
+        };
+        report["link_drops"] = serde_json::json!({"subscriber": link(0), "upstream": link(1)});
+        report["per_worker"] = self
+            .counters
+            .iter()
+            .zip(self.exits)
+            .map(|(c, e)| {
+                let s = c.snapshot();
+                serde_json::json!({
+                    "rx_frames": {"subscriber": s.rx_frames[0], "upstream": s.rx_frames[1]},
+                    "tx_frames": {"subscriber": s.tx_frames[0], "upstream": s.tx_frames[1]},
+                    "frames_conserved": e.census.conserved(),
+                })
+            })
+            .collect::<Vec<_>>()
+            .into();
+        report["mode"] = serde_json::json!(running_mode_str(self.exits, self.notes));
+        report["seconds"] = serde_json::json!(self.seconds);
+        report
+    }
+}
+
+/// Records a reload's outcome in `/reload-status` and applies what the control plane
+/// holds (exempt class, auto-quarantine, class names); the old policy waits in `retired`
+/// until no worker holds it. Returns the message.
+fn record_reload(
+    outcome: Result<Reloaded, RunError>,
+    mstate: &metrics::MetricsState,
+    shared: &operator::OverlayShared,
+    retired: &mut Vec<Arc<crate::policy::Policy>>,
+    generation: u64,
+) -> String {
+    let mut st = mstate.reload.lock().unwrap_or_else(|p| p.into_inner());
+    st.attempts += 1;
+    st.last_at = metrics::unix_now();
+    match outcome {
+        Ok(done) => {
+            retired.push(done.old);
+            if done.overlay_inactive > 0 {
+                tracing::warn!(
+                    "overlay: {} entries name a class the new policy lacks: inactive until it comes back or they are removed (op25b sessions)",
+                    done.overlay_inactive
+                );
+            }
+            if let Ok(mut c) = shared.exempt_class.lock() {
+                c.clone_from(&done.exempt_class);
+            }
+            if let Ok(mut a) = shared.auto.lock() {
+                a.clone_from(&done.auto_quarantine);
+            }
+            if let Ok(mut n) = mstate.class_names.lock() {
+                *n = done.classes;
+            }
+            st.applied += 1;
+            st.last_ok = true;
+            st.last_success_at = st.last_at;
+            st.message = done.summary;
+            st.restart_pending = done.restart_pending;
+        }
+        Err(e) => {
+            tracing::error!("{e}; the policy in force (generation {}) stays", generation);
+            st.refused += 1;
+            st.last_ok = false;
+            st.message = format!(
+                "{e}; nothing was applied, the policy in force (generation {}) stays",
+                generation
+            );
+        }
+    }
+    st.message.clone()
 }
 
 /// The periodic counter line: the numbers as fields (JSON logs get them as keys) and a

@@ -1,0 +1,327 @@
+//! Stage 3 of loading: `policy:` and the prefix files it names, fed to the
+//! [`PolicyBuilder`] and compiled into a [`Policy`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+
+use super::raw::*;
+use super::*;
+use crate::policy::{BlockAction, ClassId, FragmentPolicy, Policy, PolicyBuilder, ReplyKind};
+
+/// Resolves a path in the config relative to the config file's folder.
+pub(super) fn resolve(config: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        config.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
+/// Reads a prefix file: one prefix per line, `#` starts a comment, blank lines ignored.
+pub fn read_prefix_file(config: &Path, file: &Path) -> Result<Vec<(Prefix, usize)>, ConfigError> {
+    let text = read_text(file, MAX_PREFIX_FILE_BYTES, "prefix file").map_err(|source| {
+        ConfigError::ReadListed {
+            config: config.to_path_buf(),
+            file: file.to_path_buf(),
+            source,
+        }
+    })?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let body = line.split('#').next().unwrap_or("").trim();
+        if body.is_empty() {
+            continue;
+        }
+        let p = body
+            .parse::<Prefix>()
+            .map_err(|e| ConfigError::PrefixFile {
+                config: config.to_path_buf(),
+                file: file.to_path_buf(),
+                line: n + 1,
+                message: e.to_string(),
+            })?;
+        out.push((p, n + 1));
+    }
+    Ok(out)
+}
+
+fn parse_prefix(file: &Path, field: &str, text: &str) -> Result<Prefix, ConfigError> {
+    text.parse()
+        .map_err(|e: PrefixError| ConfigError::invalid(file, field, e.to_string()))
+}
+
+/// Where a prefix came from, for error messages.
+#[derive(Clone, Debug)]
+enum Origin {
+    Field(String),
+    Line(PathBuf, usize),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Field(s) => f.write_str(s),
+            Origin::Line(p, l) => write!(f, "{}:{l}", p.display()),
+        }
+    }
+}
+
+/// [`load`], and also every subscriber prefix with its class (for exporting the policy
+/// to other tools, e.g. `op25b export-nft`).
+pub fn load_listing(path: &Path) -> Result<(Loaded, Vec<(IpNet, ClassId)>), ConfigError> {
+    load_listing_with(path, &[])
+}
+
+/// [`load_listing`] with `--set` overrides applied to the file.
+pub fn load_listing_with(
+    path: &Path,
+    overrides: &[Override],
+) -> Result<(Loaded, Vec<(IpNet, ClassId)>), ConfigError> {
+    let raw: RawConfig = parse_with(path, &read_config(path)?, overrides)?;
+    let config = validate_settings(path, &raw)?;
+    let mut listing = Vec::new();
+    let (policy, report) = compile_policy(path, &raw.policy, Some(&mut listing))?;
+    Ok((
+        Loaded {
+            config,
+            policy,
+            report,
+        },
+        listing,
+    ))
+}
+
+/// Validates `policy:` and feeds it to a [`PolicyBuilder`]; returns the builder (not yet
+/// built), the class ids by name, and the report.
+fn policy_builder(
+    file: &Path,
+    raw: &RawPolicy,
+    mut listing: Option<&mut Vec<(IpNet, ClassId)>>,
+) -> Result<(PolicyBuilder, BTreeMap<String, ClassId>, LoadReport), ConfigError> {
+    let mut b = PolicyBuilder::new();
+    let mut ids: BTreeMap<String, ClassId> = BTreeMap::new();
+    if raw.classes.is_empty() {
+        return Err(ConfigError::invalid(
+            file,
+            "policy.classes",
+            "no class defined; expected at least one, e.g. `dynamic: {block_ports: [25]}`",
+        ));
+    }
+    for (name, c) in raw.classes.iter() {
+        let field = format!("policy.classes.{name}");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        {
+            return Err(ConfigError::invalid(
+                file,
+                &field,
+                format!("class name {name:?} must be letters, digits, '-' or '_'"),
+            ));
+        }
+        let mut ports = Vec::new();
+        for (n, &p) in c.block_ports.iter().enumerate() {
+            if !(1..=65535).contains(&p) {
+                return Err(ConfigError::invalid(
+                    file,
+                    format!("{field}.block_ports[{n}]"),
+                    format!("port {p} is outside 1..65535"),
+                ));
+            }
+            ports.push(p as u16);
+        }
+        let action = match c.action {
+            RawAction::Drop if c.reply.is_some() => {
+                return Err(ConfigError::invalid(
+                    file,
+                    format!("{field}.reply"),
+                    "a reply is only sent with `action: reject`; remove `reply` or set `action: reject`",
+                ))
+            }
+            RawAction::Drop => BlockAction::Drop,
+            RawAction::Reject => BlockAction::Reject(match c.reply.unwrap_or_default() {
+                RawReply::TcpReset => ReplyKind::TcpReset,
+                RawReply::IcmpProhibited => ReplyKind::IcmpProhibited,
+            }),
+        };
+        let id = b
+            .class(name, ports, action, c.block_inbound_smtp)
+            .map_err(|source| ConfigError::Policy {
+                file: file.to_path_buf(),
+                field: field.clone(),
+                source,
+            })?;
+        ids.insert(name.clone(), id);
+    }
+    let defined = || {
+        raw.classes
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let class_id = |field: &str, name: &str| {
+        ids.get(name).copied().ok_or_else(|| {
+            ConfigError::invalid(
+                file,
+                field,
+                format!("{name:?} is not a defined class (defined: {})", defined()),
+            )
+        })
+    };
+
+    let mut files = Vec::new();
+    let mut seen: HashMap<IpNet, (ClassId, Origin)> = HashMap::new();
+    let mut add = |b: &mut PolicyBuilder, p: Prefix, id: ClassId, origin: Origin| {
+        if let Some((prev, prev_origin)) = seen.get(&p.0) {
+            if *prev != id {
+                let names: Vec<&str> = raw.classes.keys().map(String::as_str).collect();
+                return Err(ConfigError::invalid(
+                    file,
+                    origin.to_string(),
+                    format!(
+                        "{} is class {:?} here but class {:?} at {prev_origin}; a prefix can \
+                         have one class (use a longer prefix for exceptions)",
+                        p.0,
+                        names[usize::from(id)],
+                        names[usize::from(*prev)]
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        seen.insert(p.0, (id, origin));
+        if let Some(l) = listing.as_deref_mut() {
+            l.push((p.0, id));
+        }
+        b.subscriber(p.0, id);
+        Ok(())
+    };
+    for (n, s) in raw.subscribers.iter().enumerate() {
+        let field = format!("policy.subscribers[{n}]");
+        let given = [s.prefix.is_some(), s.prefixes.is_some(), s.file.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if given != 1 {
+            return Err(ConfigError::invalid(
+                file,
+                &field,
+                format!(
+                    "has {given} of `prefix`, `prefixes`, `file`; expected exactly one of them"
+                ),
+            ));
+        }
+        let id = class_id(&format!("{field}.class"), &s.class)?;
+        if let Some(p) = &s.prefix {
+            let f = format!("{field}.prefix");
+            add(&mut b, parse_prefix(file, &f, p)?, id, Origin::Field(f))?;
+        }
+        if let Some(list) = &s.prefixes {
+            for (k, p) in list.iter().enumerate() {
+                let f = format!("{field}.prefixes[{k}]");
+                add(&mut b, parse_prefix(file, &f, p)?, id, Origin::Field(f))?;
+            }
+        }
+        if let Some(f) = &s.file {
+            let full = resolve(file, f);
+            let list = read_prefix_file(file, &full)?;
+            files.push((full.clone(), list.len()));
+            for (p, line) in list {
+                add(&mut b, p, id, Origin::Line(full.clone(), line))?;
+            }
+        }
+    }
+
+    let mut allowed = Vec::new();
+    for (n, p) in raw.allowed_destinations.iter().enumerate() {
+        allowed.push(parse_prefix(file, &format!("policy.allowed_destinations[{n}]"), p)?.0);
+    }
+    for f in &raw.allowed_destination_files {
+        let full = resolve(file, f);
+        let list = read_prefix_file(file, &full)?;
+        files.push((full, list.len()));
+        allowed.extend(list.into_iter().map(|(p, _)| p.0));
+    }
+    for p in &allowed {
+        b.allow(*p);
+    }
+    if let Some(name) = &raw.unmatched_class {
+        let id = class_id("policy.unmatched_class", name)?;
+        b.unmatched(Some(id));
+    }
+    if let Some(name) = &raw.exempt_class {
+        class_id("policy.exempt_class", name)?;
+    }
+    let auto_quarantine = match &raw.auto_quarantine {
+        None => None,
+        Some(a) => {
+            class_id("policy.auto_quarantine.class", &a.class)?;
+            if a.attempts_per_minute == 0 {
+                return Err(ConfigError::invalid(
+                    file,
+                    "policy.auto_quarantine.attempts_per_minute",
+                    "0 would quarantine every source at once; expected at least 1",
+                ));
+            }
+            if a.duration_secs == 0 {
+                return Err(ConfigError::invalid(
+                    file,
+                    "policy.auto_quarantine.duration_secs",
+                    "0 would end the quarantine as it starts; expected at least 1",
+                ));
+            }
+            Some(AutoQuarantine {
+                attempts_per_minute: a.attempts_per_minute,
+                class: a.class.clone(),
+                duration: Duration::from_secs(a.duration_secs),
+            })
+        }
+    };
+    b.fragments(FragmentPolicy {
+        drop_tiny_first: raw.fragments.tiny_first == RawFragmentAction::Drop,
+        drop_non_first: raw.fragments.non_first == RawFragmentAction::Drop,
+    });
+    let report = LoadReport {
+        classes: raw.classes.keys().cloned().collect(),
+        allowed,
+        files,
+        exempt_class: raw.exempt_class.clone(),
+        auto_quarantine,
+        build_time: Duration::ZERO,
+    };
+    Ok((b, ids, report))
+}
+
+/// [`policy_builder`], then `build`.
+pub(super) fn compile_policy(
+    file: &Path,
+    raw: &RawPolicy,
+    listing: Option<&mut Vec<(IpNet, ClassId)>>,
+) -> Result<(Policy, LoadReport), ConfigError> {
+    let (b, _, report) = policy_builder(file, raw, listing)?;
+    let policy = b.build().map_err(|source| ConfigError::Policy {
+        file: file.to_path_buf(),
+        field: "policy".into(),
+        source,
+    })?;
+    Ok((policy, report))
+}
+
+/// The policy part of a config (text already read) as a builder, before `build`, with
+/// its class ids by name: benchmarks and the test kit add prefixes to the lab's policy.
+pub fn policy_builder_str(
+    path: &Path,
+    text: &str,
+) -> Result<(PolicyBuilder, BTreeMap<String, ClassId>), ConfigError> {
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let (b, ids, _) = policy_builder(path, &raw.policy, None)?;
+    Ok((b, ids))
+}

@@ -1,0 +1,589 @@
+//! Stage 1 of loading: the file as written (serde structs, `deny_unknown_fields`), and
+//! the value types that parse straight from YAML (`Prefix`, `FailureMode`, `LogLevel`,
+//! ...).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------
+// Stage 1: the file as written.
+
+/// A prefix as written: `ADDR/LEN` or a bare address (a host route). Host bits must be
+/// clear: `198.51.100.7/24` is an error, not silently `198.51.100.0/24`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Prefix(pub IpNet);
+
+/// Why a string is not a [`Prefix`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixError(String);
+
+impl fmt::Display for PrefixError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Prefix {
+    type Err = PrefixError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let net = if t.contains('/') {
+            t.parse::<IpNet>().map_err(|_| {
+                PrefixError(format!(
+                    "{s:?} is not an IPv4/IPv6 prefix (expected ADDRESS/LENGTH, length 0-32 \
+                     for IPv4, 0-128 for IPv6)"
+                ))
+            })?
+        } else {
+            let addr = t.parse::<std::net::IpAddr>().map_err(|_| {
+                PrefixError(format!(
+                    "{s:?} is not an IPv4/IPv6 prefix (expected ADDRESS/LENGTH or an address)"
+                ))
+            })?;
+            IpNet::from(addr)
+        };
+        if net.trunc() != net {
+            return Err(PrefixError(format!(
+                "{s:?} has host bits set (did you mean {}?)",
+                net.trunc()
+            )));
+        }
+        Ok(Prefix(net))
+    }
+}
+
+impl<'de> Deserialize<'de> for Prefix {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `interfaces:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInterfaces {
+    pub(super) subscriber: String,
+    pub(super) upstream: String,
+    #[serde(default = "default_queues")]
+    pub(super) queues: u32,
+    #[serde(default)]
+    pub(super) xdp_mode: XdpMode,
+    #[serde(default)]
+    pub(super) zero_copy: ZeroCopy,
+    #[serde(default = "default_frame_size")]
+    pub(super) frame_size: u32,
+    #[serde(default = "default_ring_size")]
+    pub(super) ring_size: u32,
+    #[serde(default)]
+    pub(super) failure_mode: FailureMode,
+    #[serde(default = "default_fallback_bridge")]
+    pub(super) fallback_bridge: String,
+}
+
+pub(super) fn default_fallback_bridge() -> String {
+    "br-op25b".to_string()
+}
+
+/// What happens to traffic while op25b is not running (stopped, crashed, killed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    /// No traffic crosses: the interfaces are not bridged, so nothing forwards frames
+    /// once op25b's XDP programs are gone. Subscribers are offline until it restarts.
+    #[default]
+    Closed,
+    /// The two interfaces are ports of a Linux bridge that filters with an nftables
+    /// rule set generated from the same policy; op25b's XDP programs take every frame
+    /// before the bridge while it runs, and the kernel detaches them when it dies.
+    Open,
+}
+
+impl FailureMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureMode::Closed => "closed",
+            FailureMode::Open => "open",
+        }
+    }
+}
+
+pub(super) fn default_queues() -> u32 {
+    1
+}
+pub(super) fn default_frame_size() -> u32 {
+    4096
+}
+pub(super) fn default_ring_size() -> u32 {
+    2048
+}
+
+/// `workers:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWorkers {
+    #[serde(default)]
+    pub(super) cores: Option<Vec<usize>>,
+    #[serde(default = "default_burst")]
+    pub(super) burst: u32,
+    #[serde(default)]
+    pub(super) busy_poll: bool,
+    #[serde(default = "default_stats_interval")]
+    pub(super) stats_interval_secs: u64,
+}
+
+impl Default for RawWorkers {
+    fn default() -> Self {
+        Self {
+            cores: None,
+            burst: default_burst(),
+            busy_poll: false,
+            stats_interval_secs: default_stats_interval(),
+        }
+    }
+}
+
+pub(super) fn default_burst() -> u32 {
+    64
+}
+pub(super) fn default_stats_interval() -> u64 {
+    10
+}
+
+/// `policy.classes.<name>:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClass {
+    #[serde(default = "default_block_ports")]
+    pub(super) block_ports: Vec<i64>,
+    #[serde(default)]
+    pub(super) action: RawAction,
+    #[serde(default)]
+    pub(super) reply: Option<RawReply>,
+    #[serde(default)]
+    pub(super) block_inbound_smtp: bool,
+}
+
+pub(super) fn default_block_ports() -> Vec<i64> {
+    vec![25]
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawAction {
+    #[default]
+    Drop,
+    Reject,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum RawReply {
+    #[default]
+    TcpReset,
+    IcmpProhibited,
+}
+
+/// `policy.subscribers[i]:` exactly one of `prefix`, `prefixes`, `file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSubscribers {
+    #[serde(default)]
+    pub(super) prefix: Option<String>,
+    #[serde(default)]
+    pub(super) prefixes: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) file: Option<PathBuf>,
+    pub(super) class: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawFragmentAction {
+    #[default]
+    Drop,
+    Forward,
+}
+
+/// `policy.auto_quarantine:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAutoQuarantine {
+    pub(super) attempts_per_minute: u64,
+    pub(super) class: String,
+    pub(super) duration_secs: u64,
+}
+
+/// Moves a source that makes at least `attempts_per_minute` blocked outbound attempts
+/// within a minute into `class` for `duration` (through the runtime overlay).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AutoQuarantine {
+    pub attempts_per_minute: u64,
+    pub class: String,
+    pub duration: Duration,
+}
+
+/// `policy.fragments:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFragments {
+    #[serde(default = "fragment_drop")]
+    pub(super) tiny_first: RawFragmentAction,
+    #[serde(default = "fragment_forward")]
+    pub(super) non_first: RawFragmentAction,
+}
+
+pub(super) fn fragment_drop() -> RawFragmentAction {
+    RawFragmentAction::Drop
+}
+pub(super) fn fragment_forward() -> RawFragmentAction {
+    RawFragmentAction::Forward
+}
+
+impl Default for RawFragments {
+    fn default() -> Self {
+        Self {
+            tiny_first: fragment_drop(),
+            non_first: fragment_forward(),
+        }
+    }
+}
+
+/// `policy.reject_rate:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRate {
+    #[serde(default = "default_rate")]
+    pub(super) per_second: u32,
+    #[serde(default = "default_rate_burst")]
+    pub(super) burst: u32,
+}
+
+pub(super) fn default_rate() -> u32 {
+    1000
+}
+pub(super) fn default_rate_burst() -> u32 {
+    100
+}
+
+impl Default for RawRate {
+    fn default() -> Self {
+        Self {
+            per_second: default_rate(),
+            burst: default_rate_burst(),
+        }
+    }
+}
+
+/// `policy.classes`: a map that refuses a class name given twice (a plain map would
+/// silently keep the last definition).
+#[derive(Debug, Default)]
+pub(super) struct ClassMap(BTreeMap<String, RawClass>);
+
+impl<'de> Deserialize<'de> for ClassMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ClassMap;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of class names to class definitions")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<ClassMap, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(k) = m.next_key::<String>()? {
+                    if out.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!(
+                            "class {k:?} is defined twice; each class name once"
+                        )));
+                    }
+                    let v = m.next_value::<RawClass>()?;
+                    out.insert(k, v);
+                }
+                Ok(ClassMap(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl std::ops::Deref for ClassMap {
+    type Target = BTreeMap<String, RawClass>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// `policy:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicy {
+    pub(super) classes: ClassMap,
+    #[serde(default)]
+    pub(super) subscribers: Vec<RawSubscribers>,
+    #[serde(default)]
+    pub(super) allowed_destinations: Vec<String>,
+    #[serde(default)]
+    pub(super) allowed_destination_files: Vec<PathBuf>,
+    #[serde(default)]
+    pub(super) unmatched_class: Option<String>,
+    /// The class `op25b exempt add` gives when no `--class` is named.
+    #[serde(default)]
+    pub(super) exempt_class: Option<String>,
+    #[serde(default)]
+    pub(super) auto_quarantine: Option<RawAutoQuarantine>,
+    #[serde(default)]
+    pub(super) fragments: RawFragments,
+    #[serde(default)]
+    pub(super) reject_rate: RawRate,
+}
+
+/// `control:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawControl {
+    #[serde(default = "default_listen")]
+    pub(super) listen: String,
+    #[serde(default = "default_pid_file")]
+    pub(super) pid_file: PathBuf,
+    /// The operator socket (`op25b exempt`, `sessions`); default: the pid file's path
+    /// with the extension `.sock`.
+    #[serde(default)]
+    pub(super) socket: Option<PathBuf>,
+    /// Where the runtime overlay is kept across restarts; none: not kept.
+    #[serde(default)]
+    pub(super) state_file: Option<PathBuf>,
+}
+
+pub(super) fn radius_settings(
+    file: &Path,
+    r: &RawRadius,
+    policy: &RawPolicy,
+) -> Result<RadiusSettings, ConfigError> {
+    let listen: SocketAddr = r.listen.parse().map_err(|_| {
+        ConfigError::invalid(
+            file,
+            "radius.listen",
+            format!(
+                "{:?} is not an address:port such as \"127.0.0.1:1813\"",
+                r.listen
+            ),
+        )
+    })?;
+    if r.clients.is_empty() {
+        return Err(ConfigError::invalid(
+            file,
+            "radius.clients",
+            "empty: no NAS could send accounting; list each with address and secret",
+        ));
+    }
+    let mut clients = Vec::new();
+    for (i, c) in r.clients.iter().enumerate() {
+        let field = format!("radius.clients[{i}]");
+        let net: IpNet = c
+            .address
+            .parse::<IpNet>()
+            .or_else(|_| c.address.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map_err(|_| {
+                ConfigError::invalid(
+                    file,
+                    format!("{field}.address"),
+                    format!("{:?} is not an address or prefix", c.address),
+                )
+            })?;
+        let secret = match (&c.secret, &c.secret_file) {
+            (Some(s), None) => s.clone(),
+            (None, Some(p)) => {
+                let full = super::compile::resolve(file, p);
+                read_text(&full, 4096, "RADIUS secret file")
+                    .map_err(|source| ConfigError::Read { file: full, source })?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string()
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    file,
+                    field,
+                    "give exactly one of `secret` and `secret_file`",
+                ))
+            }
+        };
+        if secret.is_empty() {
+            return Err(ConfigError::invalid(
+                file,
+                field,
+                "the shared secret is empty",
+            ));
+        }
+        clients.push((net, secret));
+    }
+    for (id, class) in &r.filter_ids {
+        if !policy.classes.contains_key(class) {
+            return Err(ConfigError::invalid(
+                file,
+                format!("radius.filter_ids.{id}"),
+                format!("{class:?} is not a class of policy.classes"),
+            ));
+        }
+    }
+    if r.session_timeout_secs == 0 {
+        return Err(ConfigError::invalid(
+            file,
+            "radius.session_timeout_secs",
+            "0 would expire every session at once; expected at least 1",
+        ));
+    }
+    Ok(RadiusSettings {
+        listen,
+        clients,
+        filter_ids: r.filter_ids.clone(),
+        session_timeout: Duration::from_secs(r.session_timeout_secs),
+    })
+}
+
+impl RawControl {
+    pub(super) fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.pid_file.with_extension("sock"))
+    }
+}
+
+pub(super) fn default_listen() -> String {
+    DEFAULT_LISTEN.to_string()
+}
+pub(super) fn default_pid_file() -> PathBuf {
+    PathBuf::from(DEFAULT_PID_FILE)
+}
+
+impl Default for RawControl {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            pid_file: default_pid_file(),
+            socket: None,
+            state_file: None,
+        }
+    }
+}
+
+/// Log verbosity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `logging:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLogging {
+    #[serde(default)]
+    pub(super) level: LogLevel,
+    #[serde(default)]
+    pub(super) format: LogFormat,
+}
+
+/// `datapath:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDatapath {
+    #[serde(default)]
+    pub(super) fast_path: FastPathMode,
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) interfaces: RawInterfaces,
+    #[serde(default)]
+    pub(super) workers: RawWorkers,
+    #[serde(default)]
+    pub(super) datapath: RawDatapath,
+    pub(super) policy: RawPolicy,
+    #[serde(default)]
+    pub(super) control: RawControl,
+    #[serde(default)]
+    pub(super) logging: RawLogging,
+    #[serde(default)]
+    pub(super) radius: Option<RawRadius>,
+}
+
+/// `radius:` (the accounting listener).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRadius {
+    pub(super) listen: String,
+    pub(super) clients: Vec<RawRadiusClient>,
+    #[serde(default)]
+    pub(super) filter_ids: BTreeMap<String, String>,
+    #[serde(default = "default_session_timeout")]
+    pub(super) session_timeout_secs: u64,
+}
+
+pub(super) fn default_session_timeout() -> u64 {
+    900
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRadiusClient {
+    pub(super) address: String,
+    #[serde(default)]
+    pub(super) secret: Option<String>,
+    #[serde(default)]
+    pub(super) secret_file: Option<PathBuf>,
+}
+
+/// The RADIUS accounting listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RadiusSettings {
+    pub listen: SocketAddr,
+    /// NAS addresses (or prefixes) and their shared secrets.
+    pub clients: Vec<(IpNet, String)>,
+    /// Filter-Id value -> class.
+    pub filter_ids: BTreeMap<String, String>,
+    /// An entry expires this long after its last Start or Interim-Update.
+    pub session_timeout: Duration,
+}
