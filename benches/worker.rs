@@ -80,6 +80,7 @@ fn bench(c: &mut Criterion) {
             busy_poll: true,
             reply_rate: u32::MAX,
             reply_burst: u32::MAX,
+            cookie_key: op25b::classify::notice::CookieKey([1, 2]),
         };
         let cell = Arc::new(PolicyCell::new(policy.clone()));
         let mut w = Worker::new(

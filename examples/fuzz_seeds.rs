@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let out = PathBuf::from(args.get(1).map(String::as_str).unwrap_or("fuzz/corpus"));
-    let frames_dirs = [out.join("classify"), out.join("reply")];
+    let frames_dirs = [out.join("classify"), out.join("reply"), out.join("notice")];
     for d in &frames_dirs {
         std::fs::create_dir_all(d)?;
     }

@@ -13,10 +13,12 @@
 #     198.51.100.200   static                203.0.113.80    external MTA
 #     198.51.100.130   quarantine            2001:db8:ff::25 ISP relay (allowed)
 #     192.0.2.10       icmp class            2001:db8:ff::80 external MTA
-#     2001:db8:100::10 dynamic               routes 198.51.100.0/24, 192.0.2.0/25
-#     2001:db8:100::200 static                  src 203.0.113.80, 2001:db8:100::/48
-#     2001:db8:100:666::10 quarantine           and 2001:db8:200::/48 src ::80
+#     192.0.2.140      smtp-notice class     routes 198.51.100.0/24, 192.0.2.0/25,
+#     2001:db8:100::10 dynamic                 192.0.2.128/26 src 203.0.113.80,
+#     2001:db8:100::200 static                 2001:db8:100::/48, 2001:db8:200::/48
+#     2001:db8:100:666::10 quarantine          and 2001:db8:300::/48 src ::80
 #     2001:db8:200::10 icmp class
+#     2001:db8:300::10 smtp-notice class
 #     routes 203.0.113.0/24 src .10, 2001:db8:ff::/48 src 2001:db8:100::10
 #
 #   op25b-dut: d0 (02:00:00:00:01:02, subscriber side), d1 (02:00:00:00:02:02,
@@ -78,8 +80,8 @@ MAC_U0=02:00:00:00:02:01
 MAC_BR0=02:00:00:00:00:fe
 MTU=1500
 
-SUB_V4=(198.51.100.10 198.51.100.200 198.51.100.130 192.0.2.10)
-SUB_V6=(2001:db8:100::10 2001:db8:100::200 2001:db8:100:666::10 2001:db8:200::10)
+SUB_V4=(198.51.100.10 198.51.100.200 198.51.100.130 192.0.2.10 192.0.2.140)
+SUB_V6=(2001:db8:100::10 2001:db8:100::200 2001:db8:100:666::10 2001:db8:200::10 2001:db8:300::10)
 UP_V4=(203.0.113.25 203.0.113.80)
 UP_V6=(2001:db8:ff::25 2001:db8:ff::80)
 SUB_SINK_ADDRS=(198.51.100.10 198.51.100.200 2001:db8:100::10 2001:db8:100::200)
@@ -320,8 +322,10 @@ configure_addresses() {
     for a in "${UP_V6[@]}"; do ip -n "$NS_UP" addr add "$a/128" dev u0 nodad; done
     ip -n "$NS_UP" route add 198.51.100.0/24 dev u0 scope link src 203.0.113.80
     ip -n "$NS_UP" route add 192.0.2.0/25 dev u0 scope link src 203.0.113.80
+    ip -n "$NS_UP" route add 192.0.2.128/26 dev u0 scope link src 203.0.113.80
     ip -n "$NS_UP" -6 route add 2001:db8:100::/48 dev u0 src 2001:db8:ff::80
     ip -n "$NS_UP" -6 route add 2001:db8:200::/48 dev u0 src 2001:db8:ff::80
+    ip -n "$NS_UP" -6 route add 2001:db8:300::/48 dev u0 src 2001:db8:ff::80
 }
 
 # policy_ruleset FAMILY REJECT

@@ -32,6 +32,7 @@ PACKAGES=(
     systemd man-db    # systemd-analyze/systemd-escape (scripts/check_unit.sh), man (package --check)
     prometheus        # promtool: scripts/check_monitoring.sh checks the rules
     freeradius-utils  # radclient: the NAS in the RADIUS accounting end-to-end test
+    netcat-openbsd    # nc: a plain TCP client reads the SMTP notice (tests/e2e_lab.rs)
 )
 OPTIONAL_PACKAGES=(bpftool)   # installed when the archive has it
 RUST_COMPONENTS=(clippy rustfmt)

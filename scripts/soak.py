@@ -471,7 +471,14 @@ def metric_snapshot(lab):
     return out
 
 
-def scn_reply_abuse(lab, a):
+def scn_notice_flood(lab, a):
+    return scn_reply_abuse(lab, a, notice=True)
+
+
+def scn_reply_abuse(lab, a, notice=False):
+    """SYN flood to 25 from a reject class (notice: the class answers with the SMTP notice,
+    reply: smtp-notice): replies within reject_rate, no memory growth, other traffic
+    unaffected."""
     dur = a.duration or (5 if a.short else 20)
     doc = load_yaml(PROFILE)
     doc.update(smtp_share=0.5, smtp_ports=[25], syn_share=1.0, ipv6_share=0.0)
@@ -480,7 +487,16 @@ def scn_reply_abuse(lab, a):
                       {"name": "static", "prefix": "198.51.100.200/32", "weight": 1}]
     prof = lab.path("reply-profile.yaml")
     open(prof, "w").write(dump_yaml(doc))
-    lab.start_dut()
+    cfg = None
+    if notice:
+        c = cfg_doc()
+        c["policy"]["classes"]["dynamic"].update(
+            reply="smtp-notice",
+            notice=["Port 25 to other networks is blocked on this line (OP25B).",
+                    "Send mail through port 587 with authentication."])
+        cfg = lab.path("notice.yaml")
+        open(cfg, "w").write(dump_yaml(c))
+    lab.start_dut(cfg=cfg)
     rss0 = rss_kib(lab.dut.pid)
     lab.start_sink(dur + 30, idle=3)
     rate = 150000
@@ -507,6 +523,22 @@ def scn_reply_abuse(lab, a):
                         f"{ev['replies_failed']} != rejected frames {rejected}")
     if ev["replies_sent"] < 1000 * elapsed * 0.8:
         problems.append(f"only {ev['replies_sent']} replies in {elapsed:.1f} s: the limiter starves")
+    if notice:
+        # Every reply is a notice step: SYN-ACKs while two tokens are left, else a RST.
+        if ev["notice_syn_acks"] == 0:
+            problems.append("no SYN-ACK sent: the notice never started")
+        if ev["notice_syn_acks"] + ev["notice_refused"] != ev["replies_sent"]:
+            problems.append(f"notice SYN-ACKs {ev['notice_syn_acks']} + refused {ev['notice_refused']} "
+                            f"!= replies {ev['replies_sent']}")
+        if ev["notice_greetings"]:
+            problems.append(f"{ev['notice_greetings']} greetings sent to a flood that never ACKed")
+        if rss1 > rss0 * 1.05 + 1024:
+            problems.append(f"memory grew during the flood: {rss0} -> {rss1} KiB")
+        dut_checks(d, problems, "notice flood")
+        return row("notice flood", f"{rate} frames/s, {rejected / max(g['sent'], 1):.0%} of them SYNs to 25 from a smtp-notice class", dur, "SYN flood", g["sent"], lost,
+                   v["leaked"], (rss0, rss1), problems, rejected=rejected, replies_sent=ev["replies_sent"],
+                   replies_rate_limited=ev["replies_rate_limited"], reply_budget=round(budget),
+                   notice_syn_acks=ev["notice_syn_acks"], notice_refused=ev["notice_refused"])
     dut_checks(d, problems, "reply abuse")
     return row("reply abuse", f"{rate} frames/s, {rejected / max(g['sent'], 1):.0%} of them SYNs to 25 from a reject class", dur, "SYN flood", g["sent"], lost,
                v["leaked"], (rss0, rss1), problems, rejected=rejected, replies_sent=ev["replies_sent"],
@@ -773,7 +805,7 @@ def scn_privileges(lab, a):
 
 
 SCENARIOS = {"soak": scn_soak, "overload": scn_overload, "hostile": scn_hostile,
-             "reply-abuse": scn_reply_abuse, "faults": scn_faults, "failover": scn_failover,
+             "reply-abuse": scn_reply_abuse, "notice-flood": scn_notice_flood, "faults": scn_faults, "failover": scn_failover,
              "privileges": scn_privileges}
 
 

@@ -11,6 +11,8 @@
 #                blocked arrives (tags + independent oracle), counters per reason
 #   reply-abuse  SYN flood to 25 from a reject class: replies within reject_rate,
 #                other traffic unaffected
+#   notice-flood the same flood on a `reply: smtp-notice` class: SYN-ACKs only while
+#                the budget also pays for their greeting, RSTs after, memory flat
 #   faults       upstream link down/up, peer stops reading, 100 SIGHUPs in 10 s (a
 #                third invalid), kill -9 + restart; clean load check after each
 #   failover     failure_mode open and closed: kill -9 under load, outage in ms,
@@ -24,7 +26,7 @@
 # the lab namespaces; root-namespace counters are checked. Exit 1 when a check fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case ${1:-} in -h|--help) sed -n '2,27p' "$0"; exit 0 ;; esac
+case ${1:-} in -h|--help) sed -n '2,26p' "$0"; exit 0 ;; esac
 # Debian's interpreter: soak.py needs python3-yaml and python3-prometheus-client from
 # apt (scripts/setup.sh), which another python3 first on PATH (pyenv, venv) may lack.
 exec /usr/bin/python3 scripts/soak.py "$@"

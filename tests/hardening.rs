@@ -77,6 +77,12 @@ fn reply_abuse() {
 
 #[test]
 #[ignore = "needs root and the veth lab (scripts/test.sh runs it as root)"]
+fn smtp_notice_syn_flood() {
+    soak("notice-flood");
+}
+
+#[test]
+#[ignore = "needs root and the veth lab (scripts/test.sh runs it as root)"]
 fn faults() {
     soak("faults");
 }

@@ -1,10 +1,14 @@
 //! Every reply the builders produce for the golden fixtures is handed to a real decoder:
 //! tshark must report no malformed packet and no bad checksum.
 
+use op25b::classify::notice::{self, NoticeStep};
 use op25b::classify::reply;
 use op25b::policy::{ReplyKind, Verdict};
 use op25b_testkit::fixtures;
 use std::process::Command;
+
+/// A two-line notice as config renders it.
+const NOTICE: &[u8] = b"554-5.7.1 Port 25 to other networks is blocked on this line (OP25B).\r\n554 5.7.1 Send mail through port 587 with authentication.\r\n";
 
 #[test]
 fn tshark_accepts_every_reply() {
@@ -33,6 +37,26 @@ fn tshark_accepts_every_reply() {
                 frames.push((fx.description.clone(), kind, buf[..n].to_vec()));
             }
         }
+        // The SMTP notice's SYN-ACK and greeting for every well-formed TCP fixture.
+        if well_formed {
+            let info = op25b::classify::parse(&fx.frame);
+            for step in [
+                NoticeStep::SynAck {
+                    cookie: 0x1234_5678,
+                },
+                NoticeStep::Greeting {
+                    cookie: 0x1234_5678,
+                },
+            ] {
+                if let Ok(n) = notice::build(&fx.frame, &info, step, NOTICE, &mut buf) {
+                    frames.push((
+                        fx.description.clone(),
+                        ReplyKind::SmtpNotice,
+                        buf[..n].to_vec(),
+                    ));
+                }
+            }
+        }
         if let Verdict::Reject(_, kind) = fx.expected {
             assert!(
                 reply::build_reply(&fx.frame, kind, &mut buf).is_ok(),
@@ -42,6 +66,11 @@ fn tshark_accepts_every_reply() {
         }
     }
     assert!(frames.len() >= 20, "only {} replies built", frames.len());
+    let notices = frames
+        .iter()
+        .filter(|(_, k, _)| *k == ReplyKind::SmtpNotice)
+        .count();
+    assert!(notices >= 20, "only {notices} notice frames built");
 
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("replies.pcap");
@@ -106,6 +135,7 @@ fn tshark_accepts_every_reply() {
         let want = match kind {
             ReplyKind::TcpReset => "tcp",
             ReplyKind::IcmpProhibited => "icmp",
+            ReplyKind::SmtpNotice => "tcp",
         };
         if !line.split('\t').next_back().unwrap_or("").contains(want) {
             bad.push(format!(
@@ -134,5 +164,53 @@ fn tshark_accepts_every_reply() {
     assert!(
         flagged.trim().is_empty(),
         "tshark flags these replies:\n{flagged}"
+    );
+
+    // tshark reads each greeting from port 25 or 587 as an SMTP 554 reply (both lines).
+    let from_smtp_port = |f: &[u8]| match op25b::classify::parse(f).net {
+        op25b::classify::Net::Ip { l4_offset, .. } => f
+            .get(l4_offset..l4_offset + 2)
+            .is_some_and(|p| matches!(u16::from_be_bytes([p[0], p[1]]), 25 | 587)),
+        _ => false,
+    };
+    let greetings = frames
+        .iter()
+        .filter(|(_, k, f)| {
+            *k == ReplyKind::SmtpNotice && f.windows(4).any(|w| w == b"554 ") && from_smtp_port(f)
+        })
+        .count();
+    assert!(
+        greetings >= 10,
+        "only {greetings} greetings from port 25/587"
+    );
+    let out = Command::new("tshark")
+        .env("HOME", tmp.path())
+        .args([
+            "-n",
+            "-r",
+            path.to_str().unwrap(),
+            // Fixtures share 4-tuples: without this, tshark takes later ones for
+            // retransmissions and does not dissect their payload.
+            "-o",
+            "tcp.analyze_sequence_numbers:FALSE",
+            "-Y",
+            "smtp.response.code == 554",
+            "-T",
+            "fields",
+            "-e",
+            "smtp.rsp.parameter",
+        ])
+        .output()
+        .unwrap();
+    let smtp = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        smtp.lines().count(),
+        greetings,
+        "tshark's SMTP view:\n{smtp}"
+    );
+    assert!(
+        smtp.lines()
+            .all(|l| l.contains("Port 25 to other networks is blocked") && l.contains("port 587")),
+        "{smtp}"
     );
 }

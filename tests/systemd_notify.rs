@@ -34,6 +34,7 @@ fn spawn_worker(start_hung: bool) -> Running {
         busy_poll: false,
         reply_rate: 100,
         reply_burst: 10,
+        cookie_key: op25b::classify::notice::CookieKey([1, 2]),
     };
     let policy = Arc::new(PolicyCell::new(Arc::new(fixtures::policy())));
     let mut w = Worker::new(io, cfg, policy, counters.clone());

@@ -3,18 +3,20 @@
 //! holds through reject bursts, full TX rings and a stalled peer.
 
 use crossbeam_utils::CachePadded;
+use op25b::classify::notice::{self, CookieKey, NoticeStep};
 use op25b::classify::reply;
 use op25b::datapath::counters::{Counter, WorkerCounters};
 use op25b::datapath::io::MemIo;
 use op25b::datapath::io::Side;
 use op25b::datapath::worker::{Worker, WorkerConfig};
 use op25b::datapath::PolicyCell;
-use op25b::policy::{Direction, Verdict};
+use op25b::policy::{Direction, ReplyKind, Verdict};
 use op25b_testkit::fixtures;
 use proptest::prelude::*;
 use std::sync::Arc;
 
 const RING: usize = 64;
+const KEY: CookieKey = CookieKey([1, 2]);
 
 fn worker(frames: usize, rate: u32, burst: u32) -> Worker<MemIo> {
     let io = MemIo::new(frames, 2048, RING);
@@ -24,6 +26,7 @@ fn worker(frames: usize, rate: u32, burst: u32) -> Worker<MemIo> {
         busy_poll: false,
         reply_rate: rate,
         reply_burst: burst,
+        cookie_key: KEY,
     };
     let policy = Arc::new(PolicyCell::new(Arc::new(fixtures::policy())));
     Worker::new(
@@ -101,7 +104,22 @@ fn every_fixture_crosses_the_worker_as_the_table_says() {
                     fx.description
                 );
                 let mut buf = [0u8; reply::MAX_REPLY_LEN];
-                let n = reply::build_reply(&fx.frame, kind, &mut buf).unwrap();
+                let n = if kind == ReplyKind::SmtpNotice {
+                    // The notice's answer: a SYN-ACK to a SYN; a RST to anything else
+                    // (a fixture's ACK carries no valid cookie).
+                    let info = op25b::classify::parse(&fx.frame);
+                    match notice::step(&fx.frame, &info, KEY, w.clock_secs()) {
+                        s @ NoticeStep::SynAck { .. } => {
+                            notice::build(&fx.frame, &info, s, b"", &mut buf).unwrap()
+                        }
+                        NoticeStep::Refuse => {
+                            reply::build_reply(&fx.frame, ReplyKind::TcpReset, &mut buf).unwrap()
+                        }
+                        s => panic!("{}: unexpected notice step {s:?}", fx.description),
+                    }
+                } else {
+                    reply::build_reply(&fx.frame, kind, &mut buf).unwrap()
+                };
                 assert_eq!(
                     answered,
                     vec![buf[..n].to_vec()],
@@ -346,4 +364,124 @@ fn top_list_orders_sources_by_blocked_attempts() {
         assert!((2..=4).contains(&o.distinct_destinations), "{o:?}");
         assert!(matches!(o.dst_sample, IpAddr::V4(a) if a.octets()[..3] == [203, 0, 113]));
     }
+}
+
+/// A TCP segment from the notice pool's host to the external MTA's port 25.
+fn notice_seg(seq: u32, ack: u32, flags: &str, payload: &[u8]) -> Vec<u8> {
+    use etherparse::PacketBuilder;
+    use fixtures::addr::*;
+    let b = PacketBuilder::ethernet2(fixtures::SUB_MAC, fixtures::UP_MAC)
+        .ipv4(NOTICE4, EXTERNAL4, 64)
+        .tcp(40100, 25, seq, 64240);
+    let b = if flags.contains('S') { b.syn() } else { b };
+    let b = if flags.contains('A') { b.ack(ack) } else { b };
+    let b = if flags.contains('F') { b.fin() } else { b };
+    let b = if flags.contains('R') { b.rst() } else { b };
+    let b = if flags.contains('P') { b.psh() } else { b };
+    let mut out = Vec::new();
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+/// (seq, ack, flags, payload) of the one TCP segment the worker sent back.
+fn tcp_of(frames: &[Vec<u8>]) -> (u32, u32, u8, Vec<u8>) {
+    assert_eq!(frames.len(), 1, "expected one reply, got {}", frames.len());
+    let p = etherparse::SlicedPacket::from_ethernet(&frames[0]).unwrap();
+    let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else {
+        panic!("not TCP")
+    };
+    let flags = u8::from(t.fin())
+        | u8::from(t.syn()) << 1
+        | u8::from(t.rst()) << 2
+        | u8::from(t.psh()) << 3
+        | u8::from(t.ack()) << 4;
+    (
+        t.sequence_number(),
+        t.acknowledgment_number(),
+        flags,
+        t.payload().to_vec(),
+    )
+}
+
+/// The whole stateless notice through the real worker loop: SYN -> cookie SYN-ACK; the
+/// ACK of that cookie -> the 554 greeting with FIN; data before the greeting, a wrong
+/// cookie and the client's late ACK -> RST; a RST -> nothing. Counted per stage.
+#[test]
+fn smtp_notice_handshake_greeting_and_refusals() {
+    let mut w = worker(256, 1_000_000, 1_000_000);
+    let exchange = |w: &mut Worker<MemIo>, frame: Vec<u8>| {
+        assert!(w.io_mut().inject(Side::Subscriber, &frame));
+        settle(w);
+        assert!(
+            w.io_mut().wire(Side::Upstream, usize::MAX).is_empty(),
+            "forwarded"
+        );
+        w.io_mut().wire(Side::Subscriber, usize::MAX)
+    };
+    let (cookie, ack, flags, _) = tcp_of(&exchange(&mut w, notice_seg(1000, 0, "S", b"")));
+    assert_eq!((ack, flags), (1001, 0x12), "SYN-ACK acks the SYN");
+    // The handshake's ACK: the greeting, from cookie+1, with PSH|ACK|FIN.
+    let (seq, ack, flags, text) = tcp_of(&exchange(
+        &mut w,
+        notice_seg(1001, cookie.wrapping_add(1), "A", b""),
+    ));
+    assert_eq!((seq, ack, flags), (cookie.wrapping_add(1), 1001, 0x19));
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.starts_with("554-5.7.1 Port 25 to other networks is blocked"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("\r\n") && text.lines().last().unwrap().starts_with("554 5.7.1 "),
+        "{text}"
+    );
+    // Data with a valid cookie (sent before reading the greeting): RST.
+    let (_, _, flags, _) = tcp_of(&exchange(
+        &mut w,
+        notice_seg(1001, cookie.wrapping_add(1), "AP", b"EHLO x\r\n"),
+    ));
+    assert_eq!(flags & 0x04, 0x04, "data gets a RST");
+    // A wrong cookie: RST.
+    let (_, _, flags, _) = tcp_of(&exchange(
+        &mut w,
+        notice_seg(1001, cookie.wrapping_add(2), "A", b""),
+    ));
+    assert_eq!(flags & 0x04, 0x04, "a bad cookie gets a RST");
+    // The client's ACK of our FIN (late ACK) and its FIN: RST.
+    let late = cookie.wrapping_add(1 + text.len() as u32 + 1);
+    let (_, _, flags, _) = tcp_of(&exchange(&mut w, notice_seg(1001, late, "AF", b"")));
+    assert_eq!(flags & 0x04, 0x04, "FIN gets a RST");
+    // A RST from the client: no answer.
+    assert!(exchange(&mut w, notice_seg(1001, 0, "R", b"")).is_empty());
+    let s = w.counters().snapshot();
+    assert_eq!(s.get(Counter::NoticeSynAcks), 1);
+    assert_eq!(s.get(Counter::NoticeGreetings), 1);
+    assert_eq!(s.get(Counter::NoticeRefused), 3);
+    assert_eq!(s.get(Counter::RepliesSent), 5);
+}
+
+/// A SYN flood on a notice class: replies stay within the bucket (a SYN-ACK only while
+/// two tokens are left, so its greeting is paid for; then one RST; then silence), and
+/// the worker keeps no per-connection state (frames conserved, nothing else held).
+#[test]
+fn smtp_notice_syn_flood_stays_within_the_budget() {
+    let mut w = worker(256, 0, 5);
+    let mut sent = 0u64;
+    for round in 0..20u32 {
+        for i in 0..10u32 {
+            let f = notice_seg(round * 1000 + i, 0, "S", b"");
+            assert!(w.io_mut().inject(Side::Subscriber, &f));
+            sent += 1;
+        }
+        settle(&mut w);
+        w.io_mut().wire(Side::Subscriber, usize::MAX);
+    }
+    let s = w.counters().snapshot();
+    // Depth 5: SYN-ACKs at 5, 4, 3, 2 tokens; at 1 token a RST; then nothing.
+    assert_eq!(s.get(Counter::NoticeSynAcks), 4);
+    assert_eq!(s.get(Counter::NoticeRefused), 1);
+    assert_eq!(s.get(Counter::RepliesSent), 5);
+    assert_eq!(s.get(Counter::RepliesRateLimited), sent - 5);
+    settle(&mut w);
+    check_conservation(&w);
 }

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checksum;
+pub mod notice;
 pub mod reply;
 
 use std::net::IpAddr;

@@ -63,15 +63,7 @@ pub fn build_reply_parsed(
     else {
         return Err(ReplyError::NotIp);
     };
-    let l3 = info.link.l3_offset;
-    // Link header: swap MACs, copy tags / PPPoE header verbatim.
-    if out.len() < l3 || frame.len() < l3 {
-        return Err(ReplyError::BufferTooSmall);
-    }
-    out[..6].copy_from_slice(&frame[6..12]);
-    out[6..12].copy_from_slice(&frame[..6]);
-    out[12..l3].copy_from_slice(&frame[12..l3]);
-
+    let l3 = write_link(frame, info, out)?;
     let ip_len = match kind {
         ReplyKind::TcpReset => {
             if segment.protocol != IPPROTO_TCP || segment.fragment == Fragment::Later {
@@ -93,7 +85,33 @@ pub fn build_reply_parsed(
                 Addrs::V6 { src, dst } => write_icmp6(dst, src, offending, &mut out[l3..])?,
             }
         }
+        // Built by `notice::build` (it needs the class's text and the cookie key).
+        ReplyKind::SmtpNotice => return Err(ReplyError::NoTcpHeader),
     };
+    finish_frame(info, l3, ip_len, out)
+}
+
+/// The reply's link header: the MACs swapped, VLAN tags and PPPoE header copied
+/// verbatim. Returns where the IP header starts.
+fn write_link(frame: &[u8], info: &FrameInfo, out: &mut [u8]) -> Result<usize, ReplyError> {
+    let l3 = info.link.l3_offset;
+    if out.len() < l3 || frame.len() < l3 {
+        return Err(ReplyError::BufferTooSmall);
+    }
+    out[..6].copy_from_slice(&frame[6..12]);
+    out[6..12].copy_from_slice(&frame[..6]);
+    out[12..l3].copy_from_slice(&frame[12..l3]);
+    Ok(l3)
+}
+
+/// Sets the PPPoE length (if any) for an IP packet of `ip_len` bytes at `l3` and pads
+/// the frame to the Ethernet minimum. Returns the frame length.
+fn finish_frame(
+    info: &FrameInfo,
+    l3: usize,
+    ip_len: usize,
+    out: &mut [u8],
+) -> Result<usize, ReplyError> {
     // PPPoE length covers the PPP protocol field plus the IP packet.
     if let Some(_session) = info.link.pppoe_session {
         let len_at = l3 - 4;
@@ -110,8 +128,37 @@ pub fn build_reply_parsed(
     Ok(total)
 }
 
+/// A TCP segment to send back: ports already swapped (from the replier's side).
+pub(super) struct TcpReply<'a> {
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+    pub payload: &'a [u8],
+}
+
+/// A whole reply frame carrying `seg` from the frame's destination (`addrs` as the
+/// frame has them) back to its source, in the frame's encapsulation.
+pub(super) fn write_tcp_reply(
+    frame: &[u8],
+    info: &FrameInfo,
+    addrs: Addrs,
+    seg: TcpReply<'_>,
+    out: &mut [u8],
+) -> Result<usize, ReplyError> {
+    let l3 = write_link(frame, info, out)?;
+    let reply = match addrs {
+        Addrs::V4 { src, dst } => Addrs::V4 { src: dst, dst: src },
+        Addrs::V6 { src, dst } => Addrs::V6 { src: dst, dst: src },
+    };
+    let ip_len = write_tcp(reply, &seg, &mut out[l3..])?;
+    finish_frame(info, l3, ip_len, out)
+}
+
 /// End of the IP packet in the frame (excludes Ethernet padding).
-fn ip_end(frame: &[u8], l3: usize, addrs: Addrs) -> usize {
+pub(super) fn ip_end(frame: &[u8], l3: usize, addrs: Addrs) -> usize {
     let declared = match addrs {
         Addrs::V4 { .. } => frame
             .get(l3 + 2..l3 + 4)
@@ -178,27 +225,49 @@ fn write_rst(
         (0, seq.wrapping_add(len), 0x14)
     };
     // Reply addresses: from the destination back to the source.
-    let (reply, ip_header) = match addrs {
-        Addrs::V4 { src, dst } => (Addrs::V4 { src: dst, dst: src }, IPV4_HEADER),
-        Addrs::V6 { src, dst } => (Addrs::V6 { src: dst, dst: src }, IPV6_HEADER),
+    let reply = match addrs {
+        Addrs::V4 { src, dst } => Addrs::V4 { src: dst, dst: src },
+        Addrs::V6 { src, dst } => Addrs::V6 { src: dst, dst: src },
     };
-    let total = ip_header + TCP_HEADER;
+    let seg = TcpReply {
+        sport: u16::from_be_bytes(dport),
+        dport: u16::from_be_bytes(sport),
+        seq: r_seq,
+        ack: r_ack,
+        flags: r_flags,
+        window: 0,
+        payload: &[],
+    };
+    write_tcp(reply, &seg, out)
+}
+
+/// The IP header and TCP segment `seg` from `reply.src` to `reply.dst` (no options).
+/// Returns the IP packet's length.
+fn write_tcp(reply: Addrs, seg: &TcpReply<'_>, out: &mut [u8]) -> Result<usize, ReplyError> {
+    let ip_header = match reply {
+        Addrs::V4 { .. } => IPV4_HEADER,
+        Addrs::V6 { .. } => IPV6_HEADER,
+    };
+    let tcp_len = TCP_HEADER + seg.payload.len();
+    let total = ip_header + tcp_len;
     if out.len() < total {
         return Err(ReplyError::BufferTooSmall);
     }
     match reply {
         Addrs::V4 { src, dst } => write_ipv4_header(out, total, IPPROTO_TCP, src, dst),
-        Addrs::V6 { src, dst } => write_ipv6_header(out, TCP_HEADER, IPPROTO_TCP, src, dst),
+        Addrs::V6 { src, dst } => write_ipv6_header(out, tcp_len, IPPROTO_TCP, src, dst),
     }
     let t = &mut out[ip_header..total];
-    t[0..2].copy_from_slice(&dport);
-    t[2..4].copy_from_slice(&sport);
-    t[4..8].copy_from_slice(&r_seq.to_be_bytes());
-    t[8..12].copy_from_slice(&r_ack.to_be_bytes());
+    t[0..2].copy_from_slice(&seg.sport.to_be_bytes());
+    t[2..4].copy_from_slice(&seg.dport.to_be_bytes());
+    t[4..8].copy_from_slice(&seg.seq.to_be_bytes());
+    t[8..12].copy_from_slice(&seg.ack.to_be_bytes());
     t[TCP_DATA_OFFSET_AT] = ((TCP_HEADER / 4) as u8) << 4;
-    t[13] = r_flags;
-    t[14..20].copy_from_slice(&[0, 0, 0, 0, 0, 0]); // window, checksum, urgent
-    let c = finish(sum16(t, pseudo_sum(reply, IPPROTO_TCP, TCP_HEADER)));
+    t[13] = seg.flags;
+    t[14..16].copy_from_slice(&seg.window.to_be_bytes());
+    t[16..20].copy_from_slice(&[0, 0, 0, 0]); // checksum, urgent
+    t[TCP_HEADER..].copy_from_slice(seg.payload);
+    let c = finish(sum16(t, pseudo_sum(reply, IPPROTO_TCP, tcp_len)));
     t[16..18].copy_from_slice(&c.to_be_bytes());
     Ok(total)
 }

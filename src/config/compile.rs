@@ -146,15 +146,40 @@ fn policy_builder(
             RawAction::Reject => BlockAction::Reject(match c.reply.unwrap_or_default() {
                 RawReply::TcpReset => ReplyKind::TcpReset,
                 RawReply::IcmpProhibited => ReplyKind::IcmpProhibited,
+                RawReply::SmtpNotice => ReplyKind::SmtpNotice,
             }),
+        };
+        let notice = match (&c.notice, action) {
+            (Some(lines), BlockAction::Reject(ReplyKind::SmtpNotice)) => {
+                Some(notice_reply(file, &format!("{field}.notice"), lines)?)
+            }
+            (None, BlockAction::Reject(ReplyKind::SmtpNotice)) => {
+                return Err(ConfigError::invalid(
+                    file,
+                    format!("{field}.notice"),
+                    "`reply: smtp-notice` needs the greeting's lines, e.g. `notice: [\"Port 25 to other networks is blocked on this line (OP25B).\", \"Send mail through port 587 with authentication.\"]`",
+                ))
+            }
+            (Some(_), _) => {
+                return Err(ConfigError::invalid(
+                    file,
+                    format!("{field}.notice"),
+                    "`notice` is the text of `reply: smtp-notice`; set `action: reject` and `reply: smtp-notice`, or remove it",
+                ))
+            }
+            (None, _) => None,
+        };
+        let policy_err = |source| ConfigError::Policy {
+            file: file.to_path_buf(),
+            field: field.clone(),
+            source,
         };
         let id = b
             .class(name, ports, action, c.block_inbound_smtp)
-            .map_err(|source| ConfigError::Policy {
-                file: file.to_path_buf(),
-                field: field.clone(),
-                source,
-            })?;
+            .map_err(policy_err)?;
+        if let Some(reply) = notice {
+            b.notice(id, &reply).map_err(policy_err)?;
+        }
         ids.insert(name.clone(), id);
     }
     let defined = || {
@@ -324,4 +349,71 @@ pub fn policy_builder_str(
     })?;
     let (b, ids, _) = policy_builder(path, &raw.policy, None)?;
     Ok((b, ids))
+}
+
+/// Most lines in a notice.
+pub const NOTICE_MAX_LINES: usize = 8;
+/// Longest notice line (text only; RFC 5321 4.5.3.1.5 allows 512 octets per reply line,
+/// code and CRLF included).
+pub const NOTICE_MAX_LINE: usize = 200;
+/// Largest whole reply: it must fit one segment under the smallest default MSS (536
+/// octets, RFC 9293 3.7.1), since op25b's SYN-ACK carries no MSS option.
+pub const NOTICE_MAX_REPLY: usize = 512;
+
+/// Renders notice lines as one multi-line SMTP reply (RFC 5321 4.2.1): `554-5.7.1 line`
+/// for all but the last, `554 5.7.1 line` for the last, each ending in CRLF.
+pub fn notice_reply(file: &Path, field: &str, lines: &[String]) -> Result<Vec<u8>, ConfigError> {
+    if lines.is_empty() || lines.len() > NOTICE_MAX_LINES {
+        return Err(ConfigError::invalid(
+            file,
+            field,
+            format!(
+                "{} lines; a notice has 1 to {NOTICE_MAX_LINES} lines",
+                lines.len()
+            ),
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        if l.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                file,
+                at,
+                "an empty line; write the text or remove the line",
+            ));
+        }
+        if l.len() > NOTICE_MAX_LINE {
+            return Err(ConfigError::invalid(
+                file,
+                at,
+                format!(
+                    "{} characters; at most {NOTICE_MAX_LINE} per line (split it into two lines)",
+                    l.len()
+                ),
+            ));
+        }
+        if let Some(bad) = l.chars().find(|c| !(' '..='~').contains(c)) {
+            return Err(ConfigError::invalid(
+                file,
+                at,
+                format!(
+                    "{bad:?} is not printable ASCII: an SMTP greeting comes before any extension (SMTPUTF8) is agreed, so it is ASCII only (RFC 5321 4.2); write a second language in ASCII on its own line"
+                ),
+            ));
+        }
+        let sep = if i + 1 == lines.len() { ' ' } else { '-' };
+        out.extend_from_slice(format!("554{sep}5.7.1 {l}\r\n").as_bytes());
+    }
+    if out.len() > NOTICE_MAX_REPLY {
+        return Err(ConfigError::invalid(
+            file,
+            field,
+            format!(
+                "the reply is {} bytes; at most {NOTICE_MAX_REPLY} (one TCP segment at the default MSS): shorten the lines",
+                out.len()
+            ),
+        ));
+    }
+    Ok(out)
 }

@@ -171,6 +171,9 @@ pub(super) struct RawClass {
     pub(super) reply: Option<RawReply>,
     #[serde(default)]
     pub(super) block_inbound_smtp: bool,
+    /// `reply: smtp-notice`: the lines of the 554 greeting.
+    #[serde(default)]
+    pub(super) notice: Option<Vec<String>>,
 }
 
 pub(super) fn default_block_ports() -> Vec<i64> {
@@ -191,6 +194,7 @@ pub(super) enum RawReply {
     #[default]
     TcpReset,
     IcmpProhibited,
+    SmtpNotice,
 }
 
 /// `policy.subscribers[i]:` exactly one of `prefix`, `prefixes`, `file`.

@@ -682,7 +682,7 @@ pub fn render(state: &MetricsState) -> String {
 }
 
 /// Datapath events exported one metric each: (counter, name, help).
-const EVENT_METRICS: [(Counter, &str, &str); 9] = [
+const EVENT_METRICS: [(Counter, &str, &str); 12] = [
     (Counter::RepliesSent, "op25b_replies_sent_total", "Replies (TCP RST / ICMP prohibited) built and queued for rejected segments."),
     (Counter::RepliesRateLimited, "op25b_replies_rate_limited_total", "Rejected segments answered by silence because the reply token bucket was empty (policy.reject_rate)."),
     (Counter::RepliesFailed, "op25b_replies_failed_total", "Rejected segments answered by silence because no free frame was at hand or the reply could not be built."),
@@ -692,6 +692,9 @@ const EVENT_METRICS: [(Counter, &str, &str); 9] = [
     (Counter::Sleeps, "op25b_worker_sleeps_total", "Times the worker slept in poll() when idle."),
     (Counter::EmptyPolls, "op25b_worker_empty_polls_total", "Loop iterations that found no frame and no completion."),
     (Counter::PolicySwaps, "op25b_worker_policy_swaps_total", "New policy snapshots the worker picked up."),
+    (Counter::NoticeSynAcks, "op25b_smtp_notice_syn_acks_total", "SMTP notice: SYNs answered with a cookie SYN-ACK (reply: smtp-notice)."),
+    (Counter::NoticeGreetings, "op25b_smtp_notice_greetings_total", "SMTP notice: 554 greetings sent to a client whose ACK carried a valid cookie (notices completed)."),
+    (Counter::NoticeRefused, "op25b_smtp_notice_refused_total", "SMTP notice: segments answered with a RST instead (data before the greeting, a bad or late cookie, a SYN over the reply budget)."),
 ];
 
 /// The standard `process_*` metrics from /proc/self.

@@ -232,7 +232,10 @@ pub fn ruleset(loaded: &Loaded, listing: &[(IpNet, ClassId)], opts: &NftOptions)
                 let ports = format!("{{ {} }}", ports.join(", "));
                 let action = match (class.action, opts.reject_as_drop) {
                     (BlockAction::Drop, _) | (_, true) => "drop".to_string(),
-                    (BlockAction::Reject(ReplyKind::TcpReset), _) => "reject with tcp reset".into(),
+                    // nftables cannot speak SMTP: the notice becomes the RST it falls back to.
+                    (BlockAction::Reject(ReplyKind::TcpReset | ReplyKind::SmtpNotice), _) => {
+                        "reject with tcp reset".into()
+                    }
                     (BlockAction::Reject(ReplyKind::IcmpProhibited), false) => {
                         if v6 {
                             "reject with icmpv6 type admin-prohibited".into()

@@ -29,10 +29,17 @@ pub enum Counter {
     RepliesFailed,
     /// Policy snapshots picked up (generation changes seen).
     PolicySwaps,
+    /// SMTP notice: SYNs answered with a cookie SYN-ACK.
+    NoticeSynAcks,
+    /// SMTP notice: greetings sent (the client's ACK carried a valid cookie).
+    NoticeGreetings,
+    /// SMTP notice: segments answered with a RST instead (data before the greeting, a
+    /// bad or late cookie, the client's FIN, a SYN over the budget).
+    NoticeRefused,
 }
 
 impl Counter {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 12;
     pub const ALL: [Counter; Self::COUNT] = [
         Counter::EmptyPolls,
         Counter::Sleeps,
@@ -43,6 +50,9 @@ impl Counter {
         Counter::RepliesRateLimited,
         Counter::RepliesFailed,
         Counter::PolicySwaps,
+        Counter::NoticeSynAcks,
+        Counter::NoticeGreetings,
+        Counter::NoticeRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +66,9 @@ impl Counter {
             Counter::RepliesRateLimited => "replies_rate_limited",
             Counter::RepliesFailed => "replies_failed",
             Counter::PolicySwaps => "policy_swaps",
+            Counter::NoticeSynAcks => "notice_syn_acks",
+            Counter::NoticeGreetings => "notice_greetings",
+            Counter::NoticeRefused => "notice_refused",
         }
     }
 }

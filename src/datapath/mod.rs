@@ -156,6 +156,8 @@ pub enum StartError {
     FastPath(#[from] fast_path::FastPathError),
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
+    #[error("cannot read /dev/urandom for the SMTP notice's cookie key: {0}")]
+    CookieKey(std::io::Error),
 }
 
 /// Per-worker result at exit.
@@ -387,6 +389,7 @@ pub fn start(
         busy_poll: cfg.busy_poll,
         reply_rate: cfg.reply_rate,
         reply_burst: cfg.reply_burst,
+        cookie_key: crate::classify::notice::CookieKey::random().map_err(StartError::CookieKey)?,
     };
     let mut counters = Vec::new();
     let mut workers = Vec::new();

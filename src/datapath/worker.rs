@@ -19,10 +19,10 @@
 use super::counters::{Counter, FrameCensus, WorkerCounters};
 use super::io::{Frame, FrameIo, Side};
 use super::PolicyCell;
+use crate::classify::notice::{self, CookieKey, NoticeStep};
 use crate::classify::{classify_parsed_with, parse, reply, Addrs, Net};
 use crate::control::topk::{self, TopK, WORKER_SLOTS};
-use crate::policy::Direction;
-use crate::policy::Verdict;
+use crate::policy::{Direction, ReplyKind, Verdict};
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -40,6 +40,8 @@ pub struct WorkerConfig {
     /// Replies per second and bucket depth.
     pub reply_rate: u32,
     pub reply_burst: u32,
+    /// The SMTP notice's SYN-cookie secret (the same for every worker).
+    pub cookie_key: CookieKey,
 }
 
 /// What one iteration did.
@@ -75,13 +77,19 @@ impl TokenBucket {
     }
 
     fn take(&mut self) -> bool {
-        if self.tokens < 1.0 {
+        self.take_if_at_least(1.0)
+    }
+
+    /// Takes one token if at least `n` are there (a notice's SYN-ACK keeps one back for
+    /// its greeting).
+    fn take_if_at_least(&mut self, n: f64) -> bool {
+        if self.tokens < n {
             let now = Instant::now();
             let dt = now.duration_since(self.last).as_secs_f64();
             self.last = now;
             self.tokens = (self.tokens + dt * self.rate).min(self.depth);
         }
-        if self.tokens >= 1.0 {
+        if self.tokens >= n {
             self.tokens -= 1.0;
             true
         } else {
@@ -194,6 +202,11 @@ impl<I: FrameIo> Worker<I> {
 
     pub fn io_mut(&mut self) -> &mut I {
         &mut self.io
+    }
+
+    /// The worker's coarse clock (seconds), the one the notice's cookie slots use.
+    pub fn clock_secs(&self) -> u64 {
+        self.now_s
     }
 
     pub fn counters(&self) -> &WorkerCounters {
@@ -319,6 +332,22 @@ impl<I: FrameIo> Worker<I> {
             rx_bytes += u64::from(len);
             let info = parse(data);
             let c = classify_parsed_with(&info, direction, policy, overlay);
+            // `reply: smtp-notice` on TCP/25 or /587 outbound: the notice's step for this
+            // segment (stateless: the cookie says whether its ACK is genuine).
+            let notice_step = match (c.verdict, direction, c.dst_port, c.class) {
+                (
+                    Verdict::Reject(_, ReplyKind::SmtpNotice),
+                    Direction::Outbound,
+                    Some(25 | 587),
+                    Some(id),
+                ) => policy.notice(id).map(|text| {
+                    (
+                        notice::step(data, &info, self.cfg.cookie_key, self.now_s),
+                        text,
+                    )
+                }),
+                _ => None,
+            };
             self.counters.verdict(side, c.verdict, c.class, c.dst_port);
             if c.verdict.is_blocked() && direction == Direction::Outbound {
                 if let Net::Ip { addrs, .. } = info.net {
@@ -333,20 +362,64 @@ impl<I: FrameIo> Worker<I> {
                 Verdict::Forward(_) => self.tx[other.index()].push(f, len),
                 Verdict::Drop(_) => self.pool.free.push(f),
                 Verdict::Reject(_, kind) => {
-                    if !self.bucket.take() {
+                    // What the reply is, and whether the budget allows it.
+                    let (kind, step) = match notice_step {
+                        Some((step, _)) => (kind, Some(step)),
+                        // The notice serves TCP/25 and /587 outbound; a RST otherwise.
+                        None if kind == ReplyKind::SmtpNotice => (ReplyKind::TcpReset, None),
+                        None => (kind, None),
+                    };
+                    let (step, allowed) = match step {
+                        Some(NoticeStep::Silent) => (step, false),
+                        // A SYN-ACK only with room for its greeting too; else a RST.
+                        Some(NoticeStep::SynAck { .. }) => {
+                            if self.bucket.take_if_at_least(2.0) {
+                                (step, true)
+                            } else {
+                                (Some(NoticeStep::Refuse), self.bucket.take())
+                            }
+                        }
+                        _ => (step, self.bucket.take()),
+                    };
+                    if step == Some(NoticeStep::Silent) {
+                        // A RST from the client: nothing to answer.
+                    } else if !allowed {
                         self.counters.add(Counter::RepliesRateLimited, 1);
                     } else if let Some(mut r) = self.pool.free.pop() {
                         // The reply is built straight into a free frame, from the facts
                         // the classifier already parsed.
                         let mut rlen = 0;
+                        let text = notice_step.map_or(&[][..], |(_, t)| t);
                         let built = self.io.build_into(&f, &mut r, |frame, out| {
-                            let n = reply::build_reply_parsed(frame, &info, kind, out).ok()?;
+                            let n = match step {
+                                Some(
+                                    s @ (NoticeStep::SynAck { .. } | NoticeStep::Greeting { .. }),
+                                ) => notice::build(frame, &info, s, text, out).ok()?,
+                                Some(_) => reply::build_reply_parsed(
+                                    frame,
+                                    &info,
+                                    ReplyKind::TcpReset,
+                                    out,
+                                )
+                                .ok()?,
+                                None => reply::build_reply_parsed(frame, &info, kind, out).ok()?,
+                            };
                             rlen = n as u32;
                             Some(n)
                         });
                         if built {
                             self.tx[side.index()].push(r, rlen);
                             self.counters.add(Counter::RepliesSent, 1);
+                            match step {
+                                Some(NoticeStep::SynAck { .. }) => {
+                                    self.counters.add(Counter::NoticeSynAcks, 1)
+                                }
+                                Some(NoticeStep::Greeting { .. }) => {
+                                    self.counters.add(Counter::NoticeGreetings, 1)
+                                }
+                                Some(_) => self.counters.add(Counter::NoticeRefused, 1),
+                                None => {}
+                            }
                         } else {
                             self.pool.free.push(r);
                             self.counters.add(Counter::RepliesFailed, 1);

@@ -43,8 +43,20 @@ impl PolicyBuilder {
             blocked_ports: blocked_ports.into_iter().collect(),
             action,
             block_inbound_smtp,
+            notice: None,
         });
         Ok((self.classes.len() - 1) as ClassId)
+    }
+
+    /// Sets the SMTP reply a `smtp-notice` class sends (the whole reply, CRLFs
+    /// included; config checks its lines).
+    pub fn notice(&mut self, class: ClassId, reply: &[u8]) -> Result<&mut Self, PolicyError> {
+        let c = self
+            .classes
+            .get_mut(usize::from(class))
+            .ok_or(PolicyError::UnknownClass(class))?;
+        c.notice = Some(reply.into());
+        Ok(self)
     }
 
     /// Maps a subscriber prefix to a class. Host bits are ignored here (config rejects

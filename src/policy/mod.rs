@@ -43,6 +43,9 @@ pub struct Class {
     pub action: BlockAction,
     /// Block inbound TCP/25 towards this class (IP25B).
     pub block_inbound_smtp: bool,
+    /// `reply: smtp-notice`: the whole SMTP reply (`554-5.7.1 ...\r\n ... 554 5.7.1
+    /// ...\r\n`) the notice sends.
+    pub notice: Option<Box<[u8]>>,
 }
 
 impl Class {
@@ -141,6 +144,12 @@ impl Policy {
     }
 
     /// The class with this id.
+    /// The SMTP notice text of class `id`, if it has one.
+    #[inline]
+    pub fn notice(&self, id: ClassId) -> Option<&[u8]> {
+        self.classes.get(usize::from(id))?.notice.as_deref()
+    }
+
     pub fn class(&self, id: ClassId) -> Option<&Class> {
         self.classes.get(usize::from(id))
     }

@@ -122,6 +122,11 @@ pub enum ReplyKind {
     /// ICMP destination unreachable, administratively prohibited (type 3 code 13;
     /// ICMPv6 type 1 code 1).
     IcmpProhibited,
+    /// The SMTP notice (TCP/25 and TCP/587 outbound): op25b answers the connection
+    /// itself, statelessly, with a `554 5.7.1` greeting naming the block, then closes
+    /// (`classify::notice`). Other ports, inbound segments and anything the notice
+    /// cannot answer get a TCP RST.
+    SmtpNotice,
 }
 
 impl ReplyKind {
@@ -130,6 +135,7 @@ impl ReplyKind {
         match self {
             ReplyKind::TcpReset => "tcp-reset",
             ReplyKind::IcmpProhibited => "icmp-prohibited",
+            ReplyKind::SmtpNotice => "smtp-notice",
         }
     }
 }

@@ -26,6 +26,8 @@ pub mod addr {
     pub const STATIC4: [u8; 4] = [198, 51, 100, 200];
     pub const QUARANTINE4: [u8; 4] = [198, 51, 100, 130];
     pub const ICMP4: [u8; 4] = [192, 0, 2, 10];
+    /// A host of the SMTP-notice pool (192.0.2.128/26).
+    pub const NOTICE4: [u8; 4] = [192, 0, 2, 140];
     pub const UNMATCHED4: [u8; 4] = [192, 0, 2, 200];
     pub const RELAY4: [u8; 4] = [203, 0, 113, 25];
     pub const EXTERNAL4: [u8; 4] = [203, 0, 113, 80];
@@ -46,6 +48,8 @@ pub mod addr {
     pub const QUARANTINE6: [u8; 16] = v6([1, 0, 6, 0x66, 0, 0, 0, 0, 0, 0], 0x10);
     /// 2001:db8:200::10
     pub const ICMP6: [u8; 16] = v6([2, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0x10);
+    /// 2001:db8:300::10 (the SMTP-notice pool)
+    pub const NOTICE6: [u8; 16] = v6([3, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0x10);
     /// 2001:db8:999::10
     pub const UNMATCHED6: [u8; 16] = v6([9, 0x99, 0, 0, 0, 0, 0, 0, 0, 0], 0x10);
     /// 2001:db8:ff::25
@@ -152,6 +156,8 @@ pub enum Tcp {
     Syn,
     /// ACK with this ack number and PSH, carrying the payload.
     Data(u32),
+    /// A pure ACK with this ack number (the third packet of a handshake).
+    Ack(u32),
 }
 
 fn tcp_step(
@@ -164,6 +170,7 @@ fn tcp_step(
     match flags {
         Tcp::Syn => s.syn(),
         Tcp::Data(ack) => s.ack(ack).psh(),
+        Tcp::Ack(ack) => s.ack(ack),
     }
 }
 
@@ -327,6 +334,7 @@ pub fn all() -> Vec<Fixture> {
     use Verdict::{Drop, Forward, Reject};
     const RST: ReplyKind = ReplyKind::TcpReset;
     const ICMP: ReplyKind = ReplyKind::IcmpProhibited;
+    const NOTICE: ReplyKind = ReplyKind::SmtpNotice;
 
     let mut t: Vec<Fixture> = Vec::new();
     let mut add = |description: &str, frame: Vec<u8>, direction: Direction, expected: Verdict| {
@@ -350,6 +358,9 @@ pub fn all() -> Vec<Fixture> {
     add("v4 static /32 in dynamic pool -> external:25", out4(syn4(STATIC4, EXTERNAL4, 25)), Outbound, Forward(PortOpen));
     add("v4 quarantine -> external:587", out4(syn4(QUARANTINE4, EXTERNAL4, 587)), Outbound, Drop(BlockedPort));
     add("v4 icmp class -> external:25", out4(syn4(ICMP4, EXTERNAL4, 25)), Outbound, Reject(BlockedPort, ICMP));
+    add("v4 notice class -> external:25 SYN", out4(syn4(NOTICE4, EXTERNAL4, 25)), Outbound, Reject(BlockedPort, NOTICE));
+    add("v4 notice class -> external:25 ACK", out4(tcp4(NOTICE4, EXTERNAL4, 40001, 25, Tcp::Ack(1), &[])), Outbound, Reject(BlockedPort, NOTICE));
+    add("v4 notice class -> external:587 SYN", out4(syn4(NOTICE4, EXTERNAL4, 587)), Outbound, Forward(PortOpen));
     add("v4 unmatched -> external:25", out4(syn4(UNMATCHED4, EXTERNAL4, 25)), Outbound, Forward(Unmatched));
     add("v4 UDP dynamic -> external:25", out4(udp4(DYNAMIC4, EXTERNAL4, 25)), Outbound, Forward(NotTcp));
     let mut icmp_echo = Vec::new();
@@ -453,6 +464,7 @@ pub fn all() -> Vec<Fixture> {
     add("v6 static /128 in dynamic /48 -> external:25", out6(syn6(STATIC6, EXTERNAL6, 25)), Outbound, Forward(PortOpen));
     add("v6 quarantine -> external:465", out6(syn6(QUARANTINE6, EXTERNAL6, 465)), Outbound, Drop(BlockedPort));
     add("v6 icmp class -> external:25", out6(syn6(ICMP6, EXTERNAL6, 25)), Outbound, Reject(BlockedPort, ICMP));
+    add("v6 notice class -> external:25 SYN", out6(syn6(NOTICE6, EXTERNAL6, 25)), Outbound, Reject(BlockedPort, NOTICE));
     add("v6 unmatched -> external:25", out6(syn6(UNMATCHED6, EXTERNAL6, 25)), Outbound, Forward(Unmatched));
     add("v6 UDP dynamic -> external:25", out6(udp6(DYNAMIC6, EXTERNAL6, 25)), Outbound, Forward(NotTcp));
     let mut ns = Vec::new();
@@ -545,6 +557,7 @@ mod tests {
             (STATIC4, Some("static")),
             (QUARANTINE4, Some("quarantine")),
             (ICMP4, Some("icmp")),
+            (NOTICE4, Some("notice")),
             (UNMATCHED4, None),
         ];
         for (a, want) in cases4 {
@@ -556,6 +569,7 @@ mod tests {
             (STATIC6, Some("static")),
             (QUARANTINE6, Some("quarantine")),
             (ICMP6, Some("icmp")),
+            (NOTICE6, Some("notice")),
             (UNMATCHED6, None),
         ];
         for (a, want) in cases6 {
