@@ -387,10 +387,10 @@ fn every_broken_command_line_fails_with_one_line() {
                 "-c",
                 "configs/lab.yaml",
                 "--set",
-                "policy.subscribers.8.prefix=192.0.2.0/24",
+                "policy.subscribers.10.prefix=192.0.2.0/24",
             ],
             78,
-            &["policy.subscribers has 8 entries; index 8 is out of range"],
+            &["policy.subscribers has 10 entries; index 10 is out of range"],
         ),
         case(
             "--set a misspelt key",

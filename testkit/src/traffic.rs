@@ -1005,7 +1005,7 @@ flows: 400
 sources:
   - {name: dynamic, prefix: 198.51.100.0/24, weight: 3}
   - {name: static, prefix: 198.51.100.200/32}
-  - {name: unmatched, prefix: 192.0.2.128/25}
+  - {name: unmatched, prefix: 192.0.2.192/26}
   - {name: dynamic6, prefix: "2001:db8:100::/48"}
 destinations:
   - {name: relay, prefix: 203.0.113.25/32}
