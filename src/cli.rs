@@ -970,8 +970,16 @@ fn classify_cmd(
     if format == Format::Text {
         stdout::or_exit(writeln!(
             out,
-            "{:>6} {:<8} {:<20} {:<11} {:<26} {:<26} {:<6} {:>5} link",
-            "frame", "verdict", "reason", "class", "source", "destination", "proto", "dport"
+            "{:>6} {:<8} {:<20} {:<15} {:<11} {:<26} {:<26} {:<6} {:>5} link",
+            "frame",
+            "verdict",
+            "reason",
+            "reply",
+            "class",
+            "source",
+            "destination",
+            "proto",
+            "dport"
         ));
     }
     while let Some(next) = cap.next(pcap) {
@@ -1024,10 +1032,11 @@ fn classify_cmd(
                 }
                 writeln!(
                     out,
-                    "{:>6} {:<8} {:<20} {:<11} {:<26} {:<26} {:<6} {:>5} {}",
+                    "{:>6} {:<8} {:<20} {:<15} {:<11} {:<26} {:<26} {:<6} {:>5} {}",
                     frames,
                     c.verdict.action_str(),
                     c.verdict.reason().as_str(),
+                    reply.unwrap_or("-"),
                     class,
                     src,
                     dst,

@@ -176,6 +176,11 @@ fn fixtures_through_a_pcap_match_the_table() {
                 "{}: {line}",
                 fx.description
             );
+            let reply = match fx.expected {
+                op25b::policy::Verdict::Reject(_, k) => serde_json::json!(k.as_str()),
+                _ => serde_json::Value::Null,
+            };
+            assert_eq!(line["reply"], reply, "{}: {line}", fx.description);
         }
     }
 }
@@ -198,6 +203,13 @@ fn text_format_has_a_line_per_frame_and_a_summary() {
     let frame_lines = text.lines().filter(|l| !l.starts_with("summary:")).count();
     // one header line plus one line per frame
     assert!(frame_lines >= frames.len(), "{text}");
+    // The reply kind has its column (the lab's notice class answers with smtp-notice).
+    assert!(text.lines().next().unwrap().contains(" reply "), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains(" smtp-notice ") && l.contains(" notice ")),
+        "{text}"
+    );
     assert!(
         text.contains(&format!("summary: {} frames", frames.len())),
         "{text}"
