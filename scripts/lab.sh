@@ -336,9 +336,11 @@ configure_addresses() {
 # The rule set is configs/lab.yaml's policy as `op25b export-nft` renders it: the
 # lab policy has one source (the binary is OP25B_BIN, default target/release/op25b).
 policy_ruleset() {
-    local family=$1 reject=$2 bin=${OP25B_BIN:-$HERE/target/release/op25b}
+    local family=$1 reject=$2 top bin
+    top=$(dirname "$HERE")
+    bin=${OP25B_BIN:-$top/target/release/op25b}
     [[ -x $bin ]] || die "--forwarder bridge renders configs/lab.yaml with op25b export-nft: $bin is not built (cargo build --release)"
-    local args=(export-nft -c "$HERE/configs/lab.yaml" --family "$family")
+    local args=(export-nft -c "$top/configs/lab.yaml" --family "$family")
     [[ $reject == yes ]] || args+=(--reject-as-drop)
     "$bin" "${args[@]}"
 }
