@@ -18,17 +18,9 @@ fn main() -> std::process::ExitCode {
         }
         Err(e) => {
             // One line: what is wrong, and where to look.
-            let text = e.render().to_string();
-            // clap's first paragraph (the error, sometimes the missing arguments on the
-            // next lines), joined into one line.
-            let first: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
             eprintln!(
                 "{} (see `op25b --help`, or `op25b <command> --help`)",
-                first.join(" ")
+                op25b::control::stdout::clap_error_line(&e)
             );
             std::process::ExitCode::from(cli::exit::USAGE)
         }

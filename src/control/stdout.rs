@@ -58,3 +58,15 @@ macro_rules! outln {
         $crate::control::stdout::write_or_exit(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
+
+/// A clap error as one line: its first paragraph (the error, sometimes the missing
+/// arguments on the next lines) joined, for `op25b` and `op25b-bench` alike.
+pub fn clap_error_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    first.join(" ")
+}

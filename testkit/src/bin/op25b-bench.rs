@@ -38,14 +38,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            // One line, as `op25b` prints it: clap's first paragraph joined.
-            let text = e.render().to_string();
-            let first: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            eprintln!("{} (see `op25b-bench --help`)", first.join(" "));
+            // One line, as `op25b` prints it.
+            eprintln!(
+                "{} (see `op25b-bench --help`)",
+                op25b::control::stdout::clap_error_line(&e)
+            );
             ExitCode::from(EXIT_USAGE)
         }
     }
