@@ -4,8 +4,11 @@
 //! * [`fixtures`]: the golden frame table and the lab policy it is judged against;
 //! * [`hostile`]: the hostile-frame catalogue (malformed, evasive, extreme frames);
 //! * [`traffic`]: benchmark profiles, tagged frame templates, sink tallies, run verdicts;
-//! * [`run`], [`port`]: the AF_XDP generator and sink loops and their socket (the only
-//!   `unsafe` outside op25b's `datapath`; it never ships in the appliance).
+//! * [`run`], [`port`]: the AF_XDP generator and sink loops and their socket;
+//! * [`xdpgen`]: the generator's BPF_PROG_RUN live-frames engine (`gen --engine xdp`).
+//!
+//! `port` and `xdpgen` hold the only `unsafe` outside op25b's `datapath`; none of it ships
+//! in the appliance.
 #![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod fixtures;
@@ -13,3 +16,4 @@ pub mod hostile;
 pub mod port;
 pub mod run;
 pub mod traffic;
+pub mod xdpgen;

@@ -44,12 +44,13 @@ pub enum BenchError {
     Thread(String),
 }
 
+/// What one generator thread (or the XDP engine) sent.
 #[derive(Default)]
-struct GenThreadResult {
-    unsent: u64,
+pub(crate) struct GenThreadResult {
+    pub(crate) unsent: u64,
     /// Completed transmissions per template.
-    per_template: Vec<u64>,
-    mode: String,
+    pub(crate) per_template: Vec<u64>,
+    pub(crate) mode: String,
 }
 
 impl GenThreadResult {
@@ -240,6 +241,21 @@ pub fn generate(
         return Err(e);
     }
     let seconds = start.elapsed().as_secs_f64();
+    let link_dropped = match (dropped_before, link_tx_dropped(&opts.interface)) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => 0,
+    };
+    Ok(gen_report(opts, &set, &total, seconds, link_dropped))
+}
+
+/// The generator's report from what its threads (or the XDP engine) sent.
+pub(crate) fn gen_report(
+    opts: &GenOptions,
+    set: &TemplateSet,
+    total: &GenThreadResult,
+    seconds: f64,
+    link_dropped: u64,
+) -> GenReport {
     let (_, block_t) = set.counts();
     let mut acc = GenTotals {
         per_source: vec![0; set.source_names.len()],
@@ -248,14 +264,10 @@ pub fn generate(
     for (t, &n) in set.templates.iter().zip(&total.per_template) {
         acc.add(t, n);
     }
-    let link_dropped = match (dropped_before, link_tx_dropped(&opts.interface)) {
-        (Some(a), Some(b)) => b.saturating_sub(a),
-        _ => 0,
-    };
-    Ok(GenReport {
+    GenReport {
         interface: opts.interface.clone(),
         threads: opts.threads,
-        mode: total.mode,
+        mode: total.mode.clone(),
         profile: opts.profile_name.clone(),
         frame_size: set
             .templates
@@ -282,7 +294,7 @@ pub fn generate(
         per_verdict: acc.per_verdict,
         sent_untagged: acc.untagged,
         sent_untagged_pass: acc.untagged_pass,
-    })
+    }
 }
 
 /// Sums of completed transmissions by what the templates are.

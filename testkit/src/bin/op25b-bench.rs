@@ -13,8 +13,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use op25b::config;
 use op25b::datapath::settings::XdpMode;
-use op25b_testkit::run;
 use op25b_testkit::traffic::{self as bench, GenReport, Profile, SinkReport};
+use op25b_testkit::{run, xdpgen};
 
 /// Exit code of `report` when the run's verdict failed (leaks, or loss over the limit).
 const EXIT_BENCH_FAILED: u8 = 3;
@@ -80,9 +80,15 @@ enum BenchCommand {
         /// Pin the threads to these cores (comma-separated).
         #[arg(long, value_delimiter = ',')]
         cores: Vec<usize>,
-        /// Frames per TX batch.
+        /// Frames per TX batch (xdp engine: per BPF_PROG_RUN flush, at most 256).
         #[arg(long, default_value_t = 64)]
         burst: usize,
+        /// How frames are sent: afxdp (an AF_XDP copy-mode socket, backpressured by a
+        /// full peer ring) or xdp (made and sent in the kernel by BPF_PROG_RUN live
+        /// frames, kernel >= 5.18: far cheaper per frame, no backpressure: what the
+        /// peer's ring cannot take is dropped and counted as the generator link's loss).
+        #[arg(long, value_enum, default_value_t = EngineArg::Afxdp)]
+        engine: EngineArg,
         #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
         xdp_mode: ModeArg,
         /// Frames per transmit kick in copy mode (kernel >= 6.17); above 256 a veth
@@ -149,6 +155,12 @@ enum BenchCommand {
     },
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    Afxdp,
+    Xdp,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ModeArg {
     Auto,
@@ -208,6 +220,7 @@ fn bench(cmd: BenchCommand) -> ExitCode {
             threads,
             cores,
             burst,
+            engine,
             xdp_mode,
             tx_budget,
             report,
@@ -237,7 +250,7 @@ fn bench(cmd: BenchCommand) -> ExitCode {
             let set = Arc::new(bench::templates(&prof, &loaded.policy));
             let (pass, block) = set.counts();
             eprintln!(
-                "op25b bench gen: {} templates ({pass} pass, {block} block) from {}, {threads} thread(s) on {interface}, {duration} s{}",
+                "op25b bench gen: {} templates ({pass} pass, {block} block) from {}, {threads} thread(s) on {interface} ({engine:?} engine), {duration} s{}",
                 set.templates.len(),
                 profile.display(),
                 rate.map(|r| format!(", {r} frames/s")).unwrap_or_default()
@@ -254,10 +267,11 @@ fn bench(cmd: BenchCommand) -> ExitCode {
                 profile_name: profile.display().to_string(),
                 tx_budget,
             };
-            emit(
-                run::generate(&opts, set, stop_on_signals()),
-                report.as_deref(),
-            )
+            let r = match engine {
+                EngineArg::Afxdp => run::generate(&opts, set, stop_on_signals()),
+                EngineArg::Xdp => xdpgen::report(&opts, &set, &stop_on_signals()),
+            };
+            emit(r, report.as_deref())
         }
         BenchCommand::Sink {
             interface,

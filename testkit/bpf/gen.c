@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+//
+// The benchmark generator's XDP program, run by BPF_PROG_RUN in "live frames" mode
+// (BPF_F_TEST_XDP_LIVE_FRAMES, kernel >= 5.18) from `op25b-bench gen --engine xdp`
+// (testkit/src/xdpgen.rs). Each run takes the next template of the profile, writes it
+// into the frame, stamps its tag (sequence number, CLOCK_MONOTONIC microseconds, and the
+// word that keeps the tag's one's-complement sum constant, as traffic::Tag::encode does)
+// and returns XDP_TX: the kernel turns that into a redirect out of the interface given
+// as the run's ingress_ifindex (the generator's veth end), i.e. ndo_xdp_xmit straight
+// into the peer's ring. No skb, no socket, no copy-mode transmit path: the tester's CPU
+// spends ~0.1-0.2 us per frame instead of the ~1 us an AF_XDP copy-mode send costs, so the
+// generator can overload a DUT on the other CPU.
+//
+// No headers, like bpf/op25b_xdp.c.
+
+typedef unsigned char __u8;
+typedef unsigned short __u16;
+typedef unsigned int __u32;
+typedef unsigned long long __u64;
+
+#define SEC(name) __attribute__((section(name), used))
+#define __uint(name, val) int (*name)[val]
+#define __type(name, val) __typeof__(val) *name
+
+struct xdp_md {
+	__u32 data;
+	__u32 data_end;
+	__u32 data_meta;
+	__u32 ingress_ifindex;
+	__u32 rx_queue_index;
+	__u32 egress_ifindex;
+};
+enum { XDP_ABORTED = 0, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT };
+enum { BPF_MAP_TYPE_ARRAY = 2 };
+
+static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
+static long (*bpf_xdp_adjust_tail)(struct xdp_md *ctx, int delta) = (void *)65;
+static __u64 (*bpf_xdp_get_buff_len)(struct xdp_md *ctx) = (void *)188;
+static long (*bpf_xdp_store_bytes)(struct xdp_md *ctx, __u32 off, void *from, __u32 len) =
+	(void *)190;
+
+// Shared with testkit/src/xdpgen.rs: change both together.
+#define MAX_FRAME 3072  // live frames fit a 4 KiB page with headroom and tailroom
+#define TAG_LEN 10
+#define MIN_FRAME 14   // live frames are at least an Ethernet header
+#define FLAG_TAGGED 1u
+
+struct template {
+	__u32 len;    // frame bytes, MIN_FRAME..MAX_FRAME
+	__u32 flags;  // FLAG_TAGGED: stamp the last TAG_LEN bytes
+	__u8 data[MAX_FRAME];
+};
+
+// Pacing is done here, not by the caller: every BPF_PROG_RUN call ends with a page-pool
+// teardown that waits for an RCU grace period (20-40 ms without a frame, measured here),
+// so the caller makes a few long calls, and runs that are not due yet return XDP_DROP
+// without producing a frame (the tester's CPU spins in the kernel meanwhile).
+struct state {
+	__u64 seq;          // frames produced so far (the next template is seq % count)
+	__u32 count;        // templates in use
+	__u32 stream;       // the tag's stream byte, already shifted (stream << 1)
+	__u64 errors;       // runs that could not build their frame (dropped, not sent)
+	__u64 limit;        // produce no frame once seq reaches this (--count)
+	__u64 stop_ns;      // ... or once CLOCK_MONOTONIC passes this (--duration)
+	__u64 interval_ns;  // 0: as fast as possible; else one frame per interval (--rate)
+	__u64 next_ns;      // when the next frame is due
+	__u64 max_lag_ns;   // a schedule further behind than this restarts from now: a
+	                    // delayed generator sends at most that much in one burst
+	__u64 idle;         // runs that produced nothing (not due, or done)
+	__u64 first_ns;     // when the first and the last frame were produced
+	__u64 last_ns;
+	__u32 group;        // with interval_ns: frames released together (one burst)
+	__u32 credit;       // frames of the current burst still to send
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); // set to the template count by the loader
+	__type(key, __u32);
+	__type(value, struct template);
+} templates SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct state);
+} state SEC(".maps");
+
+static inline __attribute__((always_inline)) __u32 fold(__u32 s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return s;
+}
+
+SEC("xdp")
+int op25b_gen(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	struct state *st = bpf_map_lookup_elem(&state, &zero);
+	if (!st || st->count == 0)
+		return XDP_DROP;
+	__u64 seq = st->seq;
+	__u64 now = bpf_ktime_get_ns();
+	if (seq >= st->limit || now >= st->stop_ns)
+		goto idle;
+	if (st->interval_ns) {
+		// Bursts of `group` frames, like a socket generator's sendto(): one frame per
+		// interval would make every frame its own flush and wake-up of the peer's NAPI.
+		if (st->credit == 0) {
+			if (now < st->next_ns)
+				goto idle;
+			__u64 next = st->next_ns + st->interval_ns * st->group;
+			if (next + st->max_lag_ns < now)
+				next = now;
+			st->next_ns = next;
+			st->credit = st->group;
+		}
+		st->credit -= 1;
+	}
+	__u32 idx = (__u32)(seq % st->count);
+	struct template *t = bpf_map_lookup_elem(&templates, &idx);
+	if (!t)
+		goto bad;
+	__u32 len = t->len;
+	if (len < MIN_FRAME || len > MAX_FRAME)
+		goto bad;
+	// The run's frame is the largest template (the loader passes one that size); the
+	// kernel resets the length between runs.
+	int delta = (int)len - (int)bpf_xdp_get_buff_len(ctx);
+	if (delta != 0 && bpf_xdp_adjust_tail(ctx, delta) < 0)
+		goto bad;
+	if (t->flags & FLAG_TAGGED) {
+		__u32 us = (__u32)(now / 1000) & 0xffffff;
+		__u32 s24 = (__u32)seq & 0xffffff;
+		__u32 off = len - TAG_LEN;
+		if (off > MAX_FRAME - TAG_LEN)
+			goto bad;
+		__u8 *tag = &t->data[off];
+		// tag[0] (magic) and tag[1] (stream << 1 | block) come with the template.
+		tag[1] = (__u8)((tag[1] & 1) | st->stream);
+		tag[2] = s24 >> 16;
+		tag[3] = s24 >> 8;
+		tag[4] = s24;
+		tag[5] = us >> 16;
+		tag[6] = us >> 8;
+		tag[7] = us;
+		__u32 sum = ((__u32)tag[0] << 8 | tag[1]) + ((__u32)tag[2] << 8 | tag[3]) +
+			    ((__u32)tag[4] << 8 | tag[5]) + ((__u32)tag[6] << 8 | tag[7]);
+		__u32 c = ~fold(sum) & 0xffff;
+		tag[8] = c >> 8;
+		tag[9] = c;
+	}
+	if (bpf_xdp_store_bytes(ctx, 0, t->data, len) < 0)
+		goto bad;
+	st->seq = seq + 1;
+	if (seq == 0)
+		st->first_ns = now;
+	st->last_ns = now;
+	return XDP_TX;
+idle:
+	st->idle += 1;
+	return XDP_DROP;
+bad:
+	st->errors += 1;
+	st->seq = seq + 1;
+	return XDP_DROP;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,480 @@
+//! The generator's second engine (`op25b-bench gen --engine xdp`): frames made in the
+//! kernel by BPF_PROG_RUN in live-frames mode (`BPF_F_TEST_XDP_LIVE_FRAMES`, kernel >=
+//! 5.18) running `testkit/bpf/gen.c`, which writes the profile's templates one after the
+//! other, stamps their tags and transmits them out of the generator's interface with
+//! XDP_TX (ndo_xdp_xmit into the veth peer's ring).
+//!
+//! Why: an AF_XDP copy-mode send builds an skb per frame (~1 us of the tester's CPU),
+//! so the AF_XDP generator cannot offer a DUT on the other CPU more than ~1.1x its
+//! saturation rate; this engine costs a fraction of that, which makes the 2x and 4x
+//! points of the overload curve reachable. Its frames also reach the DUT's XDP program as
+//! a NIC's would: as XDP buffers with headroom, not as skbs the veth must copy first.
+//!
+//! There is no backpressure: what the peer's 256-frame ring cannot take is dropped by the
+//! kernel and counted on the generator's interface (`ethtool -S`: the veth's
+//! `xdp_xmit_errors`), reported here as `link_dropped` (lost before reaching the DUT),
+//! like a NIC whose receive ring is full.
+
+use crate::run::{BenchError, GenOptions, GenThreadResult};
+use crate::traffic::{GenReport, Tag, TemplateSet, TAG_LEN};
+use libbpf_sys as bpf;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The compiled program (testkit/build.rs).
+static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gen.o"));
+
+// Shared with testkit/bpf/gen.c: change both together.
+/// Longest frame the engine sends (a live frame lives in one 4 KiB page).
+pub const MAX_FRAME: usize = 3072;
+/// Shortest (an Ethernet header).
+pub const MIN_FRAME: usize = 14;
+const FLAG_TAGGED: u32 = 1;
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+
+#[repr(C)]
+struct TemplateValue {
+    len: u32,
+    flags: u32,
+    data: [u8; MAX_FRAME],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+struct State {
+    seq: u64,
+    count: u32,
+    stream: u32,
+    errors: u64,
+    limit: u64,
+    stop_ns: u64,
+    interval_ns: u64,
+    next_ns: u64,
+    max_lag_ns: u64,
+    idle: u64,
+    first_ns: u64,
+    last_ns: u64,
+    group: u32,
+    credit: u32,
+}
+
+impl State {
+    /// Program runs so far, whatever they did.
+    fn runs(&self) -> u64 {
+        self.seq + self.idle + self.errors
+    }
+}
+
+/// Program runs of the first BPF_PROG_RUN call, which measures how many runs a second
+/// takes. Each call ends with a page-pool teardown that waits for an RCU grace period
+/// (20-40 ms without a frame, measured here), so the next call covers the rest of the
+/// run: a run of N seconds has two or three such gaps, each visible as the sink's
+/// `max_gap_ms`. The program paces itself and idles past the deadline.
+const FIRST_CALL_RUNS: u64 = 1 << 20;
+/// A schedule further behind than this many frames restarts from now (bounded bursts:
+/// with a burst of 64 at most 192 frames back to back, inside the veth peer's 256).
+const MAX_LAG_FRAMES: u64 = 128;
+
+fn os_err(what: &str, rc: i32) -> io::Error {
+    let e = io::Error::from_raw_os_error(rc.unsigned_abs() as i32);
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// Closes the libbpf object once its descriptors are duplicated.
+struct Object(*mut bpf::bpf_object);
+
+impl Drop for Object {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from bpf_object__open_mem and is closed once, here.
+        unsafe { bpf::bpf_object__close(self.0) };
+    }
+}
+
+/// The loaded program and its two maps.
+struct GenProgram {
+    prog: OwnedFd,
+    templates: OwnedFd,
+    state: OwnedFd,
+}
+
+fn dup(fd: i32, what: &str) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(os_err(what, fd));
+    }
+    // SAFETY: `fd` is a descriptor libbpf owns and keeps open for this call; F_DUPFD_CLOEXEC
+    // makes a new one we own.
+    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if d < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `d` was just returned by fcntl and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(d) })
+}
+
+impl GenProgram {
+    fn load(templates: u32) -> io::Result<GenProgram> {
+        // SAFETY: OBJECT is a static byte slice; libbpf copies what it keeps.
+        let obj = unsafe {
+            bpf::bpf_object__open_mem(
+                OBJECT.as_ptr().cast(),
+                OBJECT.len() as bpf::size_t,
+                std::ptr::null(),
+            )
+        };
+        if obj.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        let obj = Object(obj);
+        let map = |name: &str| -> io::Result<*mut bpf::bpf_map> {
+            let c = CString::new(name).expect("no NUL");
+            // SAFETY: `obj` is open and `c` is NUL-terminated.
+            let m = unsafe { bpf::bpf_object__find_map_by_name(obj.0, c.as_ptr()) };
+            if m.is_null() {
+                Err(io::Error::other(format!(
+                    "generator object has no map {name}"
+                )))
+            } else {
+                Ok(m)
+            }
+        };
+        // SAFETY: the map belongs to the open, not yet loaded object.
+        let rc = unsafe { bpf::bpf_map__set_max_entries(map("templates")?, templates.max(1)) };
+        if rc < 0 {
+            return Err(os_err("sizing the template map", rc));
+        }
+        // SAFETY: `obj` is open; load creates the maps and verifies the program.
+        let rc = unsafe { bpf::bpf_object__load(obj.0) };
+        if rc < 0 {
+            return Err(os_err(
+                "loading the generator's XDP program (needs root, kernel >= 5.18)",
+                rc,
+            ));
+        }
+        let pname = CString::new("op25b_gen").expect("no NUL");
+        // SAFETY: `obj` is loaded and `pname` is NUL-terminated.
+        let prog = unsafe { bpf::bpf_object__find_program_by_name(obj.0, pname.as_ptr()) };
+        if prog.is_null() {
+            return Err(io::Error::other(
+                "generator object has no program op25b_gen",
+            ));
+        }
+        // SAFETY: `prog` and the maps belong to the loaded object, which is still open.
+        let prog = dup(unsafe { bpf::bpf_program__fd(prog) }, "op25b_gen")?;
+        // SAFETY: as above.
+        let templates = dup(unsafe { bpf::bpf_map__fd(map("templates")?) }, "templates")?;
+        // SAFETY: as above.
+        let state = dup(unsafe { bpf::bpf_map__fd(map("state")?) }, "state")?;
+        Ok(GenProgram {
+            prog,
+            templates,
+            state,
+        })
+    }
+
+    fn put_template(&self, idx: u32, v: &TemplateValue) -> io::Result<()> {
+        // SAFETY: key and value point at live values of the map's key and value sizes.
+        let rc = unsafe {
+            bpf::bpf_map_update_elem(
+                self.templates.as_raw_fd(),
+                (&idx as *const u32).cast(),
+                (v as *const TemplateValue).cast(),
+                0,
+            )
+        };
+        if rc < 0 {
+            return Err(os_err("writing a template", rc));
+        }
+        Ok(())
+    }
+
+    fn put_state(&self, s: &State) -> io::Result<()> {
+        let key = 0u32;
+        // SAFETY: key and value point at live values of the map's key and value sizes.
+        let rc = unsafe {
+            bpf::bpf_map_update_elem(
+                self.state.as_raw_fd(),
+                (&key as *const u32).cast(),
+                (s as *const State).cast(),
+                0,
+            )
+        };
+        if rc < 0 {
+            return Err(os_err("writing the generator state", rc));
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> io::Result<State> {
+        let key = 0u32;
+        let mut s = State::default();
+        // SAFETY: the value buffer has the map's value size.
+        let rc = unsafe {
+            bpf::bpf_map_lookup_elem(
+                self.state.as_raw_fd(),
+                (&key as *const u32).cast(),
+                (&mut s as *mut State).cast(),
+            )
+        };
+        if rc < 0 {
+            return Err(os_err("reading the generator state", rc));
+        }
+        Ok(s)
+    }
+
+    /// Runs the program `repeat` times in live-frames mode with `frame` as the initial
+    /// frame, as if received on `ifindex` queue 0 (XDP_TX then sends out of it).
+    fn run(&self, ifindex: u32, frame: &[u8], repeat: u32, batch: u32) -> io::Result<()> {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex.
+        let ctx: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
+        let mut opts = bpf::bpf_test_run_opts {
+            sz: std::mem::size_of::<bpf::bpf_test_run_opts>() as bpf::size_t,
+            data_in: frame.as_ptr().cast(),
+            data_size_in: frame.len() as u32,
+            ctx_in: ctx.as_ptr().cast(),
+            ctx_size_in: std::mem::size_of_val(&ctx) as u32,
+            repeat: repeat as i32,
+            flags: BPF_F_TEST_XDP_LIVE_FRAMES,
+            batch_size: batch,
+            ..Default::default()
+        };
+        // SAFETY: `opts` and the buffers it points at live across the call; the kernel
+        // reads data_in and ctx_in and writes nothing back (no data_out/ctx_out).
+        let rc = unsafe { bpf::bpf_prog_test_run_opts(self.prog.as_raw_fd(), &mut opts) };
+        if rc < 0 {
+            return Err(os_err("BPF_PROG_RUN (live frames)", rc));
+        }
+        Ok(())
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: what the program's bpf_ktime_get_ns() reads.
+fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid out-pointer for the call; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// The interface's index in the current network namespace.
+fn ifindex(name: &str) -> io::Result<u32> {
+    let c = CString::new(name).map_err(|_| io::Error::other("interface name with a NUL"))?;
+    // SAFETY: `c` is NUL-terminated.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface {name} in this network namespace"),
+        ));
+    }
+    Ok(i)
+}
+
+/// Frames the interface's driver failed to transmit by XDP: for a veth, frames the
+/// peer's ring could not take (`ethtool -S`: `*xdp_xmit_err*`), summed over queues.
+/// `None` when ethtool is missing or the driver has no such counter.
+pub fn xdp_xmit_errors(interface: &str) -> Option<u64> {
+    let out = std::process::Command::new("ethtool")
+        .args(["-S", interface])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut found = false;
+    let mut sum = 0u64;
+    for line in text.lines() {
+        let Some((k, v)) = line.trim().split_once(':') else {
+            continue;
+        };
+        let k = k.trim();
+        if k.starts_with("tx_queue_") && k.contains("xdp_xmit_err") {
+            found = true;
+            sum += v.trim().parse::<u64>().unwrap_or(0);
+        }
+    }
+    found.then_some(sum)
+}
+
+/// The BPF engine's version of [`crate::run::generate`]: one thread, on `opts.cores[0]`
+/// if given.
+fn generate(
+    opts: &GenOptions,
+    set: &TemplateSet,
+    stop: &AtomicBool,
+) -> Result<(GenThreadResult, f64, u64), BenchError> {
+    let io = |what: &'static str| {
+        let interface = opts.interface.clone();
+        move |source: io::Error| BenchError::Io {
+            what,
+            interface,
+            source,
+        }
+    };
+    if opts.threads != 1 {
+        return Err(BenchError::Thread(format!(
+            "--engine xdp runs one thread (it is not the bottleneck); got --threads {}",
+            opts.threads
+        )));
+    }
+    let n = set.templates.len();
+    if n == 0 {
+        return Err(BenchError::Thread("the profile made no templates".into()));
+    }
+    if let Some(t) = set
+        .templates
+        .iter()
+        .find(|t| !(MIN_FRAME..=MAX_FRAME).contains(&t.frame.len()))
+    {
+        return Err(BenchError::Thread(format!(
+            "--engine xdp sends frames of {MIN_FRAME}..{MAX_FRAME} bytes; the profile has one of {} (lower max_frame, or use --engine afxdp)",
+            t.frame.len()
+        )));
+    }
+    if let Some(c) = opts.cores.first() {
+        core_affinity::set_for_current(core_affinity::CoreId { id: *c });
+    }
+    let ifi = ifindex(&opts.interface).map_err(io("cannot resolve the interface"))?;
+    let prog = GenProgram::load(n as u32).map_err(io("cannot load the generator"))?;
+    let mut value = Box::new(TemplateValue {
+        len: 0,
+        flags: 0,
+        data: [0; MAX_FRAME],
+    });
+    for (i, t) in set.templates.iter().enumerate() {
+        let len = t.frame.len();
+        value.data[..len].copy_from_slice(&t.frame);
+        value.len = len as u32;
+        value.flags = 0;
+        if t.tagged {
+            // Magic and the verdict bit; the program writes stream, sequence, time and
+            // the checksum word per frame.
+            let fixed = Tag {
+                expect: t.expect,
+                stream: 0,
+                seq: 0,
+                sent_us: 0,
+            }
+            .encode();
+            value.data[len - TAG_LEN..len].copy_from_slice(&fixed);
+            value.flags = FLAG_TAGGED;
+        }
+        prog.put_template(i as u32, &value)
+            .map_err(io("cannot load the templates"))?;
+    }
+    let largest = set
+        .templates
+        .iter()
+        .map(|t| t.frame.len())
+        .max()
+        .unwrap_or(64);
+    let frame = vec![0u8; largest];
+    let xmit_err_before = xdp_xmit_errors(&opts.interface);
+    let batch = opts.burst.clamp(1, 256) as u32;
+    let interval_ns = opts.rate.map_or(0, |r| (1e9 / r as f64).max(1.0) as u64);
+    let start = Instant::now();
+    let start_ns = monotonic_ns();
+    prog.put_state(&State {
+        count: n as u32,
+        limit: opts.count.unwrap_or(u64::MAX),
+        stop_ns: start_ns + opts.duration.as_nanos() as u64,
+        interval_ns,
+        next_ns: start_ns,
+        max_lag_ns: interval_ns * MAX_LAG_FRAMES,
+        group: batch,
+        ..State::default()
+    })
+    .map_err(io("cannot set the generator up"))?;
+    let deadline = start + opts.duration;
+    let mut runs = FIRST_CALL_RUNS;
+    loop {
+        let now = Instant::now();
+        if stop.load(Ordering::Relaxed) || now + Duration::from_millis(2) >= deadline {
+            break;
+        }
+        let before = prog
+            .state()
+            .map_err(io("cannot read the generator state"))?;
+        let t0 = Instant::now();
+        match prog.run(ifi, &frame, runs.min(i32::MAX as u64) as u32, batch) {
+            Ok(()) => {}
+            // A signal ends the call early (SIGINT/SIGTERM set `stop`).
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => return Err(io("the generator's BPF_PROG_RUN failed")(e)),
+        }
+        let st = prog
+            .state()
+            .map_err(io("cannot read the generator state"))?;
+        if opts.count.is_some_and(|c| st.seq >= c) {
+            break;
+        }
+        // Runs per second in that call (its teardown included) -> enough runs to reach
+        // the deadline in one more call.
+        let per_s = (st.runs() - before.runs()) as f64 / t0.elapsed().as_secs_f64().max(1e-3);
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs_f64();
+        runs = ((per_s * left) as u64).max(1 << 12);
+    }
+    let st = prog
+        .state()
+        .map_err(io("cannot read the generator state"))?;
+    if st.errors > 0 {
+        return Err(BenchError::Thread(format!(
+            "the generator's XDP program could not build {} frames (template or frame size)",
+            st.errors
+        )));
+    }
+    // Template i was sent once per full cycle, plus once more if i < seq % n.
+    let (cycles, rest) = (st.seq / n as u64, (st.seq % n as u64) as usize);
+    // From the first frame to the last one (the calls' set-up and idle tail left out).
+    let seconds = if st.seq > 1 {
+        (st.last_ns - st.first_ns) as f64 / 1e9
+    } else {
+        start.elapsed().as_secs_f64()
+    };
+    let res = GenThreadResult {
+        unsent: 0,
+        per_template: (0..n).map(|i| cycles + u64::from(i < rest)).collect(),
+        mode: "xdp-live".into(),
+    };
+    let link_dropped = match (xmit_err_before, xdp_xmit_errors(&opts.interface)) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => 0,
+    };
+    Ok((res, seconds, link_dropped))
+}
+
+/// The report for a run of this engine (same shape as the AF_XDP engine's).
+pub fn report(
+    opts: &GenOptions,
+    set: &TemplateSet,
+    stop: &AtomicBool,
+) -> Result<GenReport, BenchError> {
+    let (res, seconds, link_dropped) = generate(opts, set, stop)?;
+    Ok(crate::run::gen_report(
+        opts,
+        set,
+        &res,
+        seconds,
+        link_dropped,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_layout_matches_the_program() {
+        // struct template { __u32 len; __u32 flags; __u8 data[MAX_FRAME]; }
+        assert_eq!(std::mem::size_of::<TemplateValue>(), 8 + MAX_FRAME);
+        // struct state { __u64 seq; __u32 count; __u32 stream; __u64 errors; }
+        assert_eq!(std::mem::size_of::<State>(), 96);
+    }
+}
