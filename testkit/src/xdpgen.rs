@@ -114,6 +114,24 @@ fn dup(fd: i32, what: &str) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(d) })
 }
 
+/// Writes `value` (a `#[repr(C)]` struct of the map's value size) at `key` of an array map.
+fn update<T>(map: &OwnedFd, key: u32, value: &T, what: &str) -> io::Result<()> {
+    // SAFETY: key and value point at live values; every caller passes the struct that
+    // matches its map's value size (value_layout_matches_the_program).
+    let rc = unsafe {
+        bpf::bpf_map_update_elem(
+            map.as_raw_fd(),
+            (&key as *const u32).cast(),
+            (value as *const T).cast(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(os_err(what, rc));
+    }
+    Ok(())
+}
+
 impl GenProgram {
     fn load(templates: u32) -> io::Result<GenProgram> {
         // SAFETY: OBJECT is a static byte slice; libbpf copies what it keeps.
@@ -175,36 +193,11 @@ impl GenProgram {
     }
 
     fn put_template(&self, idx: u32, v: &TemplateValue) -> io::Result<()> {
-        // SAFETY: key and value point at live values of the map's key and value sizes.
-        let rc = unsafe {
-            bpf::bpf_map_update_elem(
-                self.templates.as_raw_fd(),
-                (&idx as *const u32).cast(),
-                (v as *const TemplateValue).cast(),
-                0,
-            )
-        };
-        if rc < 0 {
-            return Err(os_err("writing a template", rc));
-        }
-        Ok(())
+        update(&self.templates, idx, v, "writing a template")
     }
 
     fn put_state(&self, s: &State) -> io::Result<()> {
-        let key = 0u32;
-        // SAFETY: key and value point at live values of the map's key and value sizes.
-        let rc = unsafe {
-            bpf::bpf_map_update_elem(
-                self.state.as_raw_fd(),
-                (&key as *const u32).cast(),
-                (s as *const State).cast(),
-                0,
-            )
-        };
-        if rc < 0 {
-            return Err(os_err("writing the generator state", rc));
-        }
-        Ok(())
+        update(&self.state, 0, s, "writing the generator state")
     }
 
     fn state(&self) -> io::Result<State> {
