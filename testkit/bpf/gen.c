@@ -72,6 +72,11 @@ struct state {
 	__u64 last_ns;
 	__u32 group;        // with interval_ns: frames released together (one burst)
 	__u32 credit;       // frames of the current burst still to send
+	__u64 gate_ns;      // no burst before this: a generator that fell behind (its
+	                    // CPU taken by the sink) catches up at twice the set rate,
+	                    // not in one back-to-back flood into the DUT's ring
+	__u64 restarts;     // times the schedule was more than max_lag_ns behind and
+	                    // restarted from now (frames the set rate did not get)
 };
 
 struct {
@@ -110,12 +115,16 @@ int op25b_gen(struct xdp_md *ctx)
 		// Bursts of `group` frames, like a socket generator's sendto(): one frame per
 		// interval would make every frame its own flush and wake-up of the peer's NAPI.
 		if (st->credit == 0) {
-			if (now < st->next_ns)
+			if (now < st->next_ns || now < st->gate_ns)
 				goto idle;
-			__u64 next = st->next_ns + st->interval_ns * st->group;
-			if (next + st->max_lag_ns < now)
+			__u64 slot = st->interval_ns * st->group;
+			__u64 next = st->next_ns + slot;
+			if (next + st->max_lag_ns < now) {
 				next = now;
+				st->restarts += 1;
+			}
 			st->next_ns = next;
+			st->gate_ns = now + slot / 2;
 			st->credit = st->group;
 		}
 		st->credit -= 1;

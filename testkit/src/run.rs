@@ -282,6 +282,7 @@ pub(crate) fn gen_report(
         sent_block: acc.sent_block,
         unsent: total.unsent,
         link_dropped,
+        schedule_restarts: 0,
         seconds,
         mpps: acc.sent as f64 / seconds / 1e6,
         rate_limit_pps: opts.rate,

@@ -758,6 +758,11 @@ pub struct GenReport {
     /// `tx_dropped` moved during the run): lost before reaching the DUT.
     #[serde(default)]
     pub link_dropped: u64,
+    /// Times a rate-limited generator fell so far behind its schedule (its CPU taken
+    /// by other work) that it restarted the schedule from now: each restart is
+    /// offered load the set rate did not get (the XDP engine; 0 for AF_XDP).
+    #[serde(default)]
+    pub schedule_restarts: u64,
     pub seconds: f64,
     pub mpps: f64,
     pub rate_limit_pps: Option<u64>,
