@@ -45,7 +45,11 @@
 # latency.svg, workers.svg; raw reports under raw/.
 #
 # usage: bench.sh [--duration S] [--repeats N] [--variants a,b,...] [--curve a,b,...]
-#                 [--curve-duration S] [--gen xdp|afxdp] [--quick] [--out DIR]
+#                 [--curve-duration S] [--points P,P,...] [--gen xdp|afxdp]
+#                 [--idle-halt] [--quick] [--out DIR]
+#   --points    the curve's offered loads in % of saturation (default 25,50,75,90,100,150,200,400)
+#   --idle-halt let idle CPUs halt (default: a 0 us cpu_dma_latency request for the run,
+#               so they poll; docs/benchmarks.md, the fair method)
 #   --gen       the generator's engine (default xdp; afxdp with --quick). With xdp there is no
 #               backpressure: frames the DUT's receive ring (d0's veth ring, 256 frames)
 #               cannot take are dropped there and reported as lost at the DUT's
@@ -74,6 +78,7 @@ CURVE_POINTS=(25 50 75 90 100 150 200 400)
 QUICK=0
 OUT=""
 GEN=""
+IDLE_POLL=1
 while [[ $# -gt 0 ]]; do
     case $1 in
         --duration) DURATION=$2; shift 2 ;;
@@ -81,16 +86,21 @@ while [[ $# -gt 0 ]]; do
         --variants) VARIANTS=$2; shift 2 ;;
         --curve) CURVE=$2; shift 2 ;;
         --curve-duration) CURVE_DURATION=$2; shift 2 ;;
+        --points) IFS=, read -r -a CURVE_POINTS <<<"$2"; shift 2 ;;
         --quick) QUICK=1; shift ;;
         --gen) GEN=$2; shift 2 ;;
+        --idle-halt) IDLE_POLL=0; shift ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,64p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,68p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
 [[ $EUID -eq 0 ]] || { echo "bench.sh: needs root (namespaces, XDP)" >&2; exit 1; }
 [[ $DURATION =~ ^[0-9]+(\.[0-9]+)?$ && $REPEATS =~ ^[1-9][0-9]*$ && $CURVE_DURATION =~ ^[0-9]+(\.[0-9]+)?$ ]] \
     || { echo "bench.sh: --duration, --curve-duration and --repeats must be positive numbers" >&2; exit 2; }
+for pct in "${CURVE_POINTS[@]}"; do
+    [[ $pct =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --points takes percentages (25,50,...), not '$pct'" >&2; exit 2; }
+done
 [[ -z $GEN || $GEN == xdp || $GEN == afxdp ]] || { echo "bench.sh: --gen must be xdp or afxdp" >&2; exit 2; }
 STANDARD=xdp-redirect,bridge-nft,naive-fwd,op25b,op25b-userspace,op25b-unfair
 if [[ -z $VARIANTS ]]; then
@@ -176,6 +186,11 @@ lab_up() { # lab_up QUEUES FORWARDER
     fi
 }
 
+# The userspace DUTs (op25b, naive-fwd) run at nice -10: on the DUT's CPU their threads
+# come before the veths' NAPI threads (nice 0), so under overload the receive work only
+# gets the CPU the forwarder leaves and the excess is dropped at d0's ring, not copied
+# into the DUT's socket first and dropped there (receive livelock; docs/benchmarks.md).
+DUT_NICE=${OP25B_BENCH_DUT_NICE:--10}
 DUT_PID=""
 # wait_started NEEDLE WHAT: wait (10 s at most) until the DUT's log says NEEDLE.
 wait_started() {
@@ -197,14 +212,14 @@ dut_start() { # dut_start VARIANT
             [[ $1 == op25b-2w ]] && cfg=configs/bench-2w.yaml cpus=0,1
             # op25b-userspace and op25b-unfair: configs/bench.yaml with the fast path off.
             [[ $1 == op25b-userspace || $1 == op25b-unfair ]] && sets=(--set datapath.fast_path=off)
-            ip netns exec op25b-dut taskset -c "$cpus" "$BIN" run --config "$cfg" "${sets[@]}" --duration 600 \
+            ip netns exec op25b-dut taskset -c "$cpus" nice -n "$DUT_NICE" "$BIN" run --config "$cfg" "${sets[@]}" --duration 600 \
                 --report "$WORK/dut.json" >/dev/null 2>"$WORK/dut.log" &
             DUT_PID=$!
             PIDS+=("$DUT_PID")
             wait_started "op25b running" op25b ;;
         naive-fwd)
             [[ -x $NAIVE ]] || { say "$NAIVE not built (cargo build --release --examples)"; exit 1; }
-            ip netns exec op25b-dut "$NAIVE" d0 d1 --duration 600 --core 1 \
+            ip netns exec op25b-dut nice -n "$DUT_NICE" "$NAIVE" d0 d1 --duration 600 --core 1 \
                 >"$WORK/dut.json" 2>"$WORK/dut.log" &
             DUT_PID=$!
             PIDS+=("$DUT_PID")
@@ -347,6 +362,7 @@ row = {
     # The xdp engine has no backpressure: what the DUT's receive ring (d0) could not take
     # is counted on the generator's link; with afxdp that counter is the tester's own.
     "lost_at_dut_rx_ring": loss["generator_link"] if g["mode"] == "xdp-live" else 0,
+    "gen_schedule_restarts": g.get("schedule_restarts", 0),
 }
 print(json.dumps(row))
 PY
@@ -358,13 +374,26 @@ show_row() {
 import json, sys
 r = json.loads(sys.argv[1]); l = r["latency_us"] or {}
 off = "unlimited" if not r["rate_limit_pps"] else "%d/s" % r["rate_limit_pps"]
-print("%-13s %-6s offered %-10s sent %.3f handled %.3f sink %.3f Mpps, CPU1 %.0f%% %.2f us/frame, p50 %s p99 %s us, leaked %d, lost %d (by the DUT %d, at its rx ring %d)" % (
+late = ", generator fell behind %d times" % r["gen_schedule_restarts"] if r.get("gen_schedule_restarts") else ""
+print("%-13s %-6s offered %-10s sent %.3f handled %.3f sink %.3f Mpps, CPU1 %.0f%% %.2f us/frame, p50 %s p99 %s us, leaked %d, lost %d (by the DUT %d, at its rx ring %d)%s" % (
     r["variant"], r["run"], off, r["gen_mpps"], r["handled_mpps"], r["sink_mpps"], 100 * r["dut_cpu_busy"],
     r["dut_us_per_frame"] or 0, l.get("p50", "-"), l.get("p99", "-"), r["leaked"], max(r["lost"], 0), r["lost_by_dut"],
-    r["lost_at_dut_rx_ring"]))' "$1" >&2
+    r["lost_at_dut_rx_ring"], late))' "$1" >&2
 }
 
 bash scripts/lab.sh rootcheck-begin >/dev/null
+# For the whole run, keep idle CPUs out of halt (a 0 us PM QoS request on
+# /dev/cpu_dma_latency, as tuned's latency-performance profile does): in a VM an idle
+# vCPU that halts takes a VM exit to wake, and the DUT's NAPI thread waking late
+# overflows d0's 256-frame ring. The request lasts as long as this descriptor is open.
+if ((!IDLE_POLL)); then
+    IDLE_NOTE="idle CPUs may halt (--idle-halt)"
+elif { exec 7>/dev/cpu_dma_latency; } 2>/dev/null; then
+    printf '\0\0\0\0' >&7 && IDLE_NOTE="idle CPUs poll (cpu_dma_latency 0)"
+else
+    IDLE_NOTE="cpu_dma_latency not available: idle CPUs may halt"
+fi
+say "$IDLE_NOTE"
 ROWS=$WORK/rows.jsonl
 : >"$ROWS"
 FAIL=0

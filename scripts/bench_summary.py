@@ -50,7 +50,7 @@ def main(argv):
     out = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "kernel": platform.release(), "machine": f"{os.cpu_count()} vCPU {cpu}",
-        "method": "fair (threaded NAPI, CPU 1 = DUT, CPU 0 = tester; scripts/lab.sh fair)",
+        "method": "fair (threaded NAPI, CPU 1 = DUT at nice -10 and its NAPI threads at nice 0, CPU 0 = tester with its NAPI threads at SCHED_FIFO 50; scripts/lab.sh fair; idle CPUs poll: cpu_dma_latency 0)",
         "generator": {"xdp": "BPF_PROG_RUN live frames (op25b-bench gen --engine xdp)",
                       "afxdp": "AF_XDP copy mode (op25b-bench gen --engine afxdp)"}.get(gen, gen),
         "xdp_mode": rows[0]["sink_mode"] if rows else "?", "profile": profile, "frame_size": 64,
@@ -96,6 +96,14 @@ def main(argv):
                                       "handled_mpps": r["handled_mpps"], "sink_mpps": r["sink_mpps"],
                                       "lost": r["lost"], "loss": r["loss"], "leaked": r["leaked"],
                                       "lost_at_dut_rx_ring": r.get("lost_at_dut_rx_ring", 0)})
+                # A generator that sent far less than asked proves nothing (an engine that
+                # sends nothing loses and leaks nothing).
+                want = (r["rate_limit_pps"] or 0) * float(duration)
+                if want and r["sent"] < 0.5 * want:
+                    problems.append(f"{name} run {r['run']}: the generator sent {r['sent']} frames of the "
+                                    f"{int(want)} asked ({r['rate_limit_pps']}/s for {duration} s)")
+                if r["handled"] <= 0 or r["passed"] <= 0:
+                    problems.append(f"{name} run {r['run']}: nothing reached the sink")
                 # --quick judges the DUT alone (rx-ring drops are printed with the check).
                 dut_loss = r["lost_by_dut"] + (0 if quick else r.get("lost_at_dut_rx_ring", 0))
                 if dut_loss:

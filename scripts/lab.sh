@@ -93,7 +93,7 @@ usage() {
 usage: $PROG up [--forwarder none|bridge] [--queues N] [--no-sinks]
        $PROG down
        $PROG status
-       $PROG fair [--dut-cpu N] [--tester-cpu M]
+       $PROG fair [--dut-cpu N] [--tester-cpu M] [--dut-napi-nice N]
        $PROG rootcheck-begin
        $PROG rootcheck-end [MAX_PACKETS]     (default 10000)
 
@@ -108,7 +108,9 @@ usage: $PROG up [--forwarder none|bridge] [--queues N] [--no-sinks]
   fair     the fair benchmark placement (docs/benchmarks.md), run once the XDP
            programs are attached (op25b, the sink, the generator): threaded NAPI
            on every veth end that has NAPI; napi/d0-*, napi/d1-* pinned to the
-           DUT's CPU (default 1); napi/s0-*, napi/u0-* pinned to the tester's CPU
+           DUT's CPU (default 1), at nice 0 (--dut-napi-nice N; bench.sh runs
+           the DUT's own process at nice -10, see docs/benchmarks.md);
+           napi/s0-*, napi/u0-* pinned to the tester's CPU
            (default 0) at SCHED_FIFO 50, so the tester's receive work is never
            billed to the DUT and never starved by it; and a pfifo qdisc on all
            four ends, so that a veth whose peer's 256-frame receive ring is full
@@ -470,10 +472,15 @@ napi_pids() {
     done
 }
 
-# fair_dev NS DEV CPU [FIFO_PRIO]: threaded NAPI on NS/DEV, its kthreads on CPU.
-# Prints one line; returns 1 when DEV has no NAPI instance (no XDP program yet).
+# fair_dev NS DEV CPU [fifo:PRIO|nice:N]: threaded NAPI on NS/DEV, its kthreads on
+# CPU, at SCHED_FIFO PRIO or at nice N. Prints one line; returns 1 when DEV has no NAPI
+# instance (no XDP program yet).
 fair_dev() {
-    local ns=$1 dev=$2 cpu=$3 prio=${4:-} pids p
+    local ns=$1 dev=$2 cpu=$3 sched=${4:-} pids p prio="" nice="" how=""
+    case $sched in
+        fifo:*) prio=${sched#fifo:}; how=" at SCHED_FIFO $prio" ;;
+        nice:*) nice=${sched#nice:}; how=" at nice $nice" ;;
+    esac
     if ! nsx "$ns" sh -c "echo 1 > /sys/class/net/$dev/threaded" 2>/dev/null; then
         say "fair: $ns/$dev has no NAPI instance (no XDP program attached): left as is"
         return 1
@@ -484,15 +491,20 @@ fair_dev() {
         taskset -pc "$cpu" "$p" >/dev/null || die "fair: cannot pin napi/$dev thread $p to CPU $cpu"
         if [[ -n $prio ]]; then
             chrt -f -p "$prio" "$p" || die "fair: cannot set SCHED_FIFO $prio on napi/$dev thread $p"
+        elif [[ -n $nice ]]; then
+            renice -n "$nice" -p "$p" >/dev/null || die "fair: cannot set nice $nice on napi/$dev thread $p"
         fi
     done
-    say "fair: $ns/$dev threaded NAPI, ${#pids[@]} thread(s) (${pids[*]}) on CPU $cpu${prio:+ at SCHED_FIFO $prio}"
+    say "fair: $ns/$dev threaded NAPI, ${#pids[@]} thread(s) (${pids[*]}) on CPU $cpu$how"
 }
 
 cmd_fair() {
-    local dut_cpu=1 tester_cpu=0 ncpu
+    local dut_cpu=1 tester_cpu=0 ncpu dut_nice=0
     while [[ $# -gt 0 ]]; do
         case $1 in
+            --dut-napi-nice) [[ $# -ge 2 && $2 =~ ^-?[0-9]+$ && $2 -ge -20 && $2 -le 19 ]] \
+                    || usage_die "--dut-napi-nice needs a nice value (-20..19)"
+                dut_nice=$2; shift 2 ;;
             --dut-cpu) [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || usage_die "--dut-cpu needs a CPU number"
                 dut_cpu=$2; shift 2 ;;
             --tester-cpu) [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || usage_die "--tester-cpu needs a CPU number"
@@ -501,7 +513,7 @@ cmd_fair() {
         esac
     done
     need_root
-    need_cmds taskset chrt tc
+    need_cmds taskset chrt renice tc
     ncpu=$(nproc)
     ((dut_cpu < ncpu && tester_cpu < ncpu)) || die "fair: CPUs $dut_cpu/$tester_cpu: this machine has $ncpu"
     ((dut_cpu != tester_cpu)) || die "fair: the DUT and the tester need different CPUs"
@@ -513,14 +525,14 @@ cmd_fair() {
     local dev mask
     mask=$(printf '%x' $((1 << dut_cpu)))
     for dev in d0 d1; do
-        if ! fair_dev "$NS_DUT" "$dev" "$dut_cpu"; then
+        if ! fair_dev "$NS_DUT" "$dev" "$dut_cpu" "nice:$dut_nice"; then
             nsx "$NS_DUT" sh -c "for q in /sys/class/net/$dev/queues/rx-*; do echo $mask > \$q/rps_cpus; done" \
                 || die "fair: cannot steer $dev's receive work to CPU $dut_cpu with RPS"
             say "fair: $NS_DUT/$dev receive work steered to CPU $dut_cpu with RPS (rps_cpus $mask)"
         fi
     done
-    fair_dev "$NS_UP" u0 "$tester_cpu" 50 || true
-    fair_dev "$NS_SUB" s0 "$tester_cpu" 50 || true
+    fair_dev "$NS_UP" u0 "$tester_cpu" fifo:50 || true
+    fair_dev "$NS_SUB" s0 "$tester_cpu" fifo:50 || true
     local nd
     for nd in "$NS_SUB:s0" "$NS_DUT:d0" "$NS_DUT:d1" "$NS_UP:u0"; do
         nsx "${nd%%:*}" tc qdisc replace dev "${nd#*:}" root pfifo limit 1000 \
