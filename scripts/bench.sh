@@ -190,7 +190,7 @@ lab_up() { # lab_up QUEUES FORWARDER
 # come before the veths' NAPI threads (nice 0), so under overload the receive work only
 # gets the CPU the forwarder leaves and the excess is dropped at d0's ring, not copied
 # into the DUT's socket first and dropped there (receive livelock; docs/benchmarks.md).
-DUT_NICE=${OP25B_BENCH_DUT_NICE:--10}
+DUT_NICE=-10
 DUT_PID=""
 # wait_started NEEDLE WHAT: wait (10 s at most) until the DUT's log says NEEDLE.
 wait_started() {
@@ -435,7 +435,8 @@ bash scripts/lab.sh down >/dev/null 2>&1 || true
 bash scripts/lab.sh rootcheck-end >"$WORK/rootcheck.txt" 2>&1 \
     || { cat "$WORK/rootcheck.txt" >&2; say "root-namespace check FAILED"; FAIL=1; }
 
-python3 scripts/bench_summary.py "$ROWS" "$OUT/results.json" "$DURATION" "$REPEATS" "$PROFILE" "$QUICK" "$GEN" || FAIL=1
+python3 scripts/bench_summary.py "$ROWS" "$OUT/results.json" "$DURATION" "$REPEATS" "$PROFILE" "$QUICK" "$GEN" \
+    "$DUT_NICE" "$IDLE_NOTE" || FAIL=1
 if ((!QUICK)); then
     python3 scripts/bench_chart.py "$OUT/results.json" "$OUT" >/dev/null || FAIL=1
     say "results: $OUT/results.json, $OUT/*.svg"

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Summarise the run rows of scripts/bench.sh into results.json and a table.
 
-usage: bench_summary.py ROWS_JSONL RESULTS_JSON DURATION REPEATS PROFILE QUICK [GEN]
+usage: bench_summary.py ROWS_JSONL RESULTS_JSON DURATION REPEATS PROFILE QUICK [GEN [DUT_NICE IDLE_NOTE]]
 
 Per variant: the saturation runs (unlimited offered load; median, min and max of the
 rate the DUT handled, the sink rate, CPU-1 us per handled frame, latency), the 90%
@@ -45,12 +45,15 @@ def main(argv):
     rows_path, out_path, duration, repeats, profile, quick = argv[1:7]
     quick = quick == "1"
     gen = argv[7] if len(argv) > 7 else "afxdp"
+    dut_nice = argv[8] if len(argv) > 8 else "0"
+    idle = argv[9] if len(argv) > 9 else "idle CPUs may halt"
     rows = [json.loads(line) for line in open(rows_path) if line.strip()]
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     out = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "kernel": platform.release(), "machine": f"{os.cpu_count()} vCPU {cpu}",
-        "method": "fair (threaded NAPI, CPU 1 = DUT at nice -10 and its NAPI threads at nice 0, CPU 0 = tester with its NAPI threads at SCHED_FIFO 50; scripts/lab.sh fair; idle CPUs poll: cpu_dma_latency 0)",
+        "method": f"fair (threaded NAPI, CPU 1 = DUT (op25b, naive-fwd at nice {dut_nice}) and its NAPI threads at nice 0, "
+                  f"CPU 0 = tester with its NAPI threads at SCHED_FIFO 50; scripts/lab.sh fair; {idle})",
         "generator": {"xdp": "BPF_PROG_RUN live frames (op25b-bench gen --engine xdp)",
                       "afxdp": "AF_XDP copy mode (op25b-bench gen --engine afxdp)"}.get(gen, gen),
         "xdp_mode": rows[0]["sink_mode"] if rows else "?", "profile": profile, "frame_size": 64,
