@@ -9,10 +9,11 @@
 //! * `leaf_runs` marks the slots where a new run of equal leaf values starts; the leaves of
 //!   one node are stored once per run, again found by `popcount`.
 //!
-//! Single-child chains are path-compressed: a node records the whole strides that every
-//! key below it shares and that no prefix ends in (up to 42 bits), instead of a node per
-//! stride (see [`Node`]). A sparse IPv6 table, where a /48 or /64 is often the only
-//! prefix below its /22 or /28, walks 2-3 nodes instead of 5-8.
+//! Single-child chains are path-compressed: a node records the bits that every key below
+//! it shares and that no prefix ends in (up to 42 bits, any number of them, so a node's
+//! slots start where the prefixes below it part), instead of a node per stride (see
+//! [`Node`]). A sparse IPv6 table, where a /48 or /64 is often the only prefix below its
+//! /22 or /28, walks 2-3 nodes instead of 5-8.
 //!
 //! A table is immutable once built ([`PrefixTable::build`]); a rebuild makes a new table
 //! and the policy layer publishes it with one atomic pointer swap. Lookups take `&self`,
@@ -153,12 +154,26 @@ struct Node {
     leaf_runs: u64,
     /// Index of this node's first child in `nodes`.
     child_base: u32,
-    /// Index of this node's first leaf run in `leaves`.
+    /// Index of this node's first leaf run in `leaves`; in a table of absolute nodes
+    /// (see `skip`) only the low `LEAF_INDEX_BITS` bits, and the top 6 bits hold the
+    /// node's shift.
     leaf_base: u32,
-    /// The skipped path, packed so a lookup tests it with one XOR and one mask: the top
-    /// `len` bits are the skipped address bits, bits `SKIP_LEN_SHIFT..+6` hold `len`
-    /// (0 or a multiple of `STRIDE` up to `MAX_SKIP`), bits 0..16 the value of a key
-    /// that differs in them. All zero: nothing skipped.
+    /// The skipped path, in one of two encodings (a table uses one for all its nodes):
+    ///
+    /// * relative (IPv4, which never skips, and IPv6 tables with prefixes longer than
+    ///   /64): the top `len` bits are the skipped address bits (the lookup shifts its key
+    ///   as it descends), bits `SKIP_LEN_SHIFT..+6` hold `len` (any length up to
+    ///   `MAX_SKIP`), bits 0..16 the value of a key that differs in them. All zero:
+    ///   nothing skipped.
+    /// * absolute (IPv6 tables with no prefix longer than /64, the subscriber case): the
+    ///   node's slots cover address bits `at..at + 6` (`16 <= at <= 58`). The lookup
+    ///   takes the key's bits below the direct array, `16..64`, left aligned (`rest`);
+    ///   the top `at - 16` bits of `skip` are the path to the slots in the same
+    ///   alignment, the low 16 bits the value of a key that leaves the path, and the top
+    ///   6 bits of `leaf_base` hold `74 - at`, the shift that brings the slot bits of
+    ///   `rest` to its bottom. The lookup never shifts its key: each node says where its
+    ///   bits are, so the next node's address depends on one load, one shift and a
+    ///   popcount.
     skip: u64,
 }
 
@@ -168,7 +183,29 @@ const SKIP_LEN_SHIFT: u32 = 16;
 /// low 22 bits of [`Node::skip`]); a longer chain keeps one node every 48 bits.
 const MAX_SKIP: u32 = 7 * STRIDE;
 
+/// The highest bit position an absolute node's slots start at (they end at bit 64).
+const ABSOLUTE_MAX_AT: u32 = 64 - STRIDE;
+/// Where an absolute node's path starts: the bits before it are the direct array's.
+const ABSOLUTE_PATH_FROM: u32 = <u128 as Key>::DIRECT;
+/// The 16-bit value under an absolute path must stay below the slot bits, which sit
+/// `74 - at >= 16` bits up.
+const _: () = assert!(64 - (ABSOLUTE_MAX_AT - ABSOLUTE_PATH_FROM) - STRIDE >= 16);
+/// Bits of an absolute node's `leaf_base` that index `leaves` (the top 6 hold its shift).
+const LEAF_INDEX_BITS: u32 = 26;
+const LEAF_INDEX_MASK: u32 = (1 << LEAF_INDEX_BITS) - 1;
+
 impl Node {
+    /// The absolute `skip` word and the shift for `leaf_base` (see [`Node::skip`]) of a
+    /// node whose slots start at `at` (`ABSOLUTE_PATH_FROM..=ABSOLUTE_MAX_AT`) on the
+    /// path of `window` (the key's top 64 bits), with `value` for keys that leave it.
+    fn absolute_word(window: u64, at: u32, value: u16) -> (u64, u32) {
+        debug_assert!((ABSOLUTE_PATH_FROM..=ABSOLUTE_MAX_AT).contains(&at));
+        let len = at - ABSOLUTE_PATH_FROM;
+        let path = (window << ABSOLUTE_PATH_FROM) & !(u64::MAX >> len);
+        let shift = 64 - len - STRIDE;
+        (path | u64::from(value), shift << LEAF_INDEX_BITS)
+    }
+
     /// The `skip` word for `len` skipped bits copied from `window` (the key's bits from
     /// the skipped path on, left aligned) with `value` for keys that differ in them.
     fn skip_word(window: u64, len: u32, value: u16) -> u64 {
@@ -274,6 +311,7 @@ impl<K: Key> PrefixTable<K> {
         let mut b = Builder {
             nodes: Vec::new(),
             leaves: Vec::new(),
+            absolute: K::PATH_COMPRESSION && narrow,
         };
         let direct = b.build_direct(&dedup)?;
         Ok(Self {
@@ -295,10 +333,43 @@ impl<K: Key> PrefixTable<K> {
     #[inline]
     pub fn lookup(&self, key: K) -> u16 {
         let (hi, lo) = key.halves();
-        if K::BITS <= 64 || self.narrow {
+        if K::PATH_COMPRESSION && self.narrow {
+            self.walk_absolute(hi)
+        } else if K::BITS <= 64 || self.narrow {
             self.walk::<false>(hi, 0)
         } else {
             self.walk::<true>(hi, lo)
+        }
+    }
+
+    /// The lookup on a table of absolute nodes (see [`Node::skip`]): `key` is the top 64
+    /// bits of the address.
+    #[inline(always)]
+    fn walk_absolute(&self, key: u64) -> u16 {
+        let d = self.direct[(key >> (64 - K::DIRECT)) as usize];
+        if d & DIRECT_LEAF != 0 {
+            return d as u16;
+        }
+        let rest = key << ABSOLUTE_PATH_FROM;
+        // `63 - slot` is `slot ^ 63`: the bits of `!rest` at the slot.
+        let not_rest = !rest;
+        let mut index = d as usize;
+        loop {
+            let node = &self.nodes[index];
+            let shift = node.leaf_base >> LEAF_INDEX_BITS;
+            // The path against the key: the bits above the slot's.
+            if (rest ^ node.skip) >> shift >> STRIDE != 0 {
+                return node.skip as u16;
+            }
+            let up = (not_rest >> shift) as u32 & 63;
+            // The slot's child bit lands on bit 63, the children below it stay under it.
+            let children = node.children << up;
+            if children >> 63 != 0 {
+                index = node.child_base as usize + children.count_ones() as usize - 1;
+            } else {
+                let run = (node.leaf_runs << up).count_ones() as usize;
+                return self.leaves[(node.leaf_base & LEAF_INDEX_MASK) as usize + run - 1];
+            }
         }
     }
 
@@ -542,6 +613,8 @@ impl<K: Key> PrefixSet<K> {
 struct Builder {
     nodes: Vec<Node>,
     leaves: Vec<u16>,
+    /// Nodes use the absolute `skip` encoding (see [`Node::skip`]).
+    absolute: bool,
 }
 
 impl Builder {
@@ -577,13 +650,26 @@ impl Builder {
         offset: u32,
         inherited: u16,
     ) -> Result<(), BuildError> {
-        let skip = skip_len(prefixes, offset);
-        let at = offset + skip;
+        let (at, skip, shift) = if self.absolute {
+            // Slots may start before `offset` (below a node whose slots started past
+            // bit 58): the bits in between are fixed on this path, so some slots are
+            // never reached, but the node still ends at bit 64.
+            let at = slots_start(prefixes, offset).min(ABSOLUTE_MAX_AT);
+            let (word, shift) = Node::absolute_word(prefixes[0].key.window(0), at, inherited);
+            if self.leaves.len() + 64 > LEAF_INDEX_MASK as usize {
+                return Err(BuildError::TooLarge(self.leaves.len() + 64));
+            }
+            (at, word, shift)
+        } else {
+            let len = (slots_start(prefixes, offset) - offset).min(MAX_SKIP);
+            let word = Node::skip_word(prefixes[0].key.window(offset), len, inherited);
+            (offset + len, word, 0)
+        };
         let (values, deeper) = paint(prefixes, at, STRIDE, inherited);
         let mut node = Node {
             child_base: self.nodes.len() as u32,
-            leaf_base: self.leaves.len() as u32,
-            skip: Node::skip_word(prefixes[0].key.window(offset), skip, inherited),
+            leaf_base: self.leaves.len() as u32 | shift,
+            skip,
             ..Node::default()
         };
         let mut last_leaf: Option<u16> = None;
@@ -614,20 +700,28 @@ impl Builder {
     }
 }
 
-/// How many bits from `offset` on a node below it can skip: whole strides that every
-/// prefix shares and that no prefix ends in (each would be a node with one child and
-/// one leaf value, the inherited one), at most [`MAX_SKIP`]. `prefixes` is sorted by
-/// key, non-empty, and every prefix is longer than `offset`.
-fn skip_len<K: Key>(prefixes: &[Entry<K>], offset: u32) -> u32 {
+/// Where the six slot bits of a node below `offset` start, path compression allowed: where
+/// the prefixes below it first part (the first bit they do not all share) or where the
+/// shortest of them ends, whichever comes first. Bits before that are shared by every
+/// prefix and no prefix ends in them, so a node there would have one child and one leaf
+/// value, the inherited one. When one prefix is all there is below (or the others end
+/// within six bits of it), the slots end where the longest prefix ends instead of
+/// starting there. Without path compression: `offset`. `prefixes` is sorted by key,
+/// non-empty, and every prefix is longer than `offset`; the result is at least `offset`
+/// and at most `K::BITS - STRIDE` when `offset` is.
+fn slots_start<K: Key>(prefixes: &[Entry<K>], offset: u32) -> u32 {
     if !K::PATH_COMPRESSION {
-        return 0;
+        return offset;
     }
     let (first, last) = (prefixes[0].key, prefixes[prefixes.len() - 1].key);
-    let shortest = prefixes.iter().map(|e| u32::from(e.len)).min().unwrap_or(0);
-    // Bits every prefix shares, stopping before the end of the shortest one: a stride
-    // [o, o + STRIDE) can be skipped when o + STRIDE <= shared.
-    let shared = first.common_bits(last).min(shortest - 1);
-    ((shared - offset) / STRIDE * STRIDE).min(MAX_SKIP)
+    let (shortest, longest) = prefixes.iter().fold((u32::MAX, 0), |(s, l), e| {
+        (s.min(u32::from(e.len)), l.max(u32::from(e.len)))
+    });
+    first
+        .common_bits(last)
+        .min(shortest)
+        .min(longest.saturating_sub(STRIDE))
+        .max(offset)
 }
 
 /// Slot values and deeper-prefix ranges for one level: `bits` bits at `offset`.
@@ -814,6 +908,46 @@ mod tests {
         assert_eq!(l("2001:db8:1:2::24"), 1);
         assert_eq!(l("2001:db8:1:2:8000::25"), 1);
         assert_eq!(l("3001:db8:1:2::25"), NO_MATCH);
+    }
+
+    #[test]
+    fn absolute_nodes_past_bit_58_overlap_their_parent() {
+        // Two /64s that part at bit 57: alone, their node's slots cover 57..63; under a
+        // /56, 56..62. Either way each /64 needs its last bits from a node whose slots
+        // start at 58, inside its parent's.
+        let two = [v6("2001:db8:1:2::", 64, 1), v6("2001:db8:1:42::", 64, 2)];
+        let more = [
+            two[0],
+            two[1],
+            v6("2001:db8:1::", 56, 3),
+            v6("2001:db8::", 32, 4),
+        ];
+        for (entries, parent) in [(&two[..], 57), (&more[..], 56)] {
+            let t = Ipv6Table::build(entries).unwrap();
+            assert!(t.narrow);
+            // The top 6 bits of an absolute node's leaf_base are 74 - at.
+            let starts: Vec<u32> = t.nodes.iter().map(|n| 74 - (n.leaf_base >> 26)).collect();
+            assert!(
+                starts.contains(&parent) && starts.contains(&58),
+                "{starts:?}"
+            );
+            for base in ["2001:db8:1:2::", "2001:db8:1:42::"] {
+                let key = u128::from(base.parse::<Ipv6Addr>().unwrap());
+                assert_eq!(t.lookup(key), linear_lookup(entries, key));
+                for bit in 0..128 {
+                    let probe = key ^ (1u128 << bit);
+                    assert_eq!(t.lookup(probe), linear_lookup(entries, probe), "{probe:x}");
+                }
+            }
+        }
+        let t = Ipv6Table::build(&more).unwrap();
+        let l = |s: &str| t.lookup_addr(s.parse().unwrap());
+        assert_eq!(l("2001:db8:1:2::1"), 1);
+        assert_eq!(l("2001:db8:1:3::1"), 3);
+        assert_eq!(l("2001:db8:1:42:ffff::"), 2);
+        assert_eq!(l("2001:db8:1:43::"), 3);
+        assert_eq!(l("2001:db8:2::"), 4);
+        assert_eq!(l("2001:db9::"), NO_MATCH);
     }
 
     /// IPv6 entries no longer than /64, so the table takes the narrow (top 64 bits) path.
