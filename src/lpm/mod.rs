@@ -35,7 +35,9 @@ const STRIDE: u32 = 6;
 const DIRECT_LEAF: u32 = 1 << 31;
 
 /// An address family key: IPv4 (`u32`) or IPv6 (`u128`).
-pub trait Key: Copy + Ord + fmt::Debug + Send + Sync + 'static {
+pub trait Key:
+    Copy + Ord + fmt::Debug + Send + Sync + 'static + std::ops::BitAnd<Output = Self>
+{
     /// Address width in bits (32 or 128).
     const BITS: u32;
     /// `bits` (<= 16) bits of the key starting `offset` bits from the most significant
@@ -64,6 +66,8 @@ pub trait Key: Copy + Ord + fmt::Debug + Send + Sync + 'static {
     /// A well-mixed 64-bit hash (for the exact-match host table).
     fn hash64(self) -> u64;
     const ZERO: Self;
+    /// Every bit set.
+    const ONES: Self;
 }
 
 impl Key for u32 {
@@ -71,6 +75,7 @@ impl Key for u32 {
     const DIRECT: u32 = 18;
     const PATH_COMPRESSION: bool = false;
     const ZERO: Self = 0;
+    const ONES: Self = u32::MAX;
     #[inline(always)]
     fn hash64(self) -> u64 {
         u64::from(self).wrapping_mul(0x9e37_79b9_7f4a_7c15)
@@ -108,6 +113,7 @@ impl Key for u128 {
     const DIRECT: u32 = 16;
     const PATH_COMPRESSION: bool = true;
     const ZERO: Self = 0;
+    const ONES: Self = u128::MAX;
     #[inline(always)]
     fn hash64(self) -> u64 {
         let x = (self as u64) ^ ((self >> 64) as u64).rotate_left(29);
@@ -559,7 +565,8 @@ impl<K: Key> fmt::Debug for HostSplitTable<K> {
 /// /128), a [`PrefixTable`] beyond [`PrefixSet::LINEAR_MAX`] entries.
 #[derive(Clone, Debug)]
 pub enum PrefixSet<K: Key> {
-    Linear(Box<[(K, u8)]>),
+    /// (network, netmask): a key is covered when `key & netmask == network`.
+    Linear(Box<[(K, K)]>),
     Table(PrefixTable<K>),
 }
 
@@ -573,7 +580,13 @@ impl<K: Key> PrefixSet<K> {
         if table.len() > Self::LINEAR_MAX {
             return Ok(Self::Table(table));
         }
-        let mut list: Vec<(K, u8)> = entries.iter().map(|e| (e.key.mask(e.len), e.len)).collect();
+        let mut list: Vec<(K, K)> = entries
+            .iter()
+            .map(|e| {
+                let netmask = K::ONES.mask(e.len);
+                (e.key & netmask, netmask)
+            })
+            .collect();
         list.sort_unstable();
         list.dedup();
         Ok(Self::Linear(list.into_boxed_slice()))
@@ -583,7 +596,7 @@ impl<K: Key> PrefixSet<K> {
     #[inline]
     pub fn contains(&self, key: K) -> bool {
         match self {
-            Self::Linear(list) => list.iter().any(|&(net, len)| key.mask(len) == net),
+            Self::Linear(list) => list.iter().any(|&(net, netmask)| key & netmask == net),
             Self::Table(t) => t.lookup(key) != NO_MATCH,
         }
     }
