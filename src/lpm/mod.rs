@@ -10,9 +10,9 @@
 //!   one node are stored once per run, again found by `popcount`.
 //!
 //! Single-child chains are path-compressed: a node records the bits that every key below
-//! it shares and that no prefix ends in (up to 42 bits, any number of them, so a node's
-//! slots start where the prefixes below it part), instead of a node per stride (see
-//! [`Node`]). A sparse IPv6 table, where a /48 or /64 is often the only prefix below its
+//! it shares and that no prefix ends in (any number of them, so a node's slots start
+//! where the prefixes below it part; up to 42 bits in relative nodes), instead of a node
+//! per stride (see [`Node`]). A sparse IPv6 table, where a /48 or /64 is often the only prefix below its
 //! /22 or /28, walks 2-3 nodes instead of 5-8.
 //!
 //! A table is immutable once built ([`PrefixTable::build`]); a rebuild makes a new table
