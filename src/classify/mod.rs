@@ -428,12 +428,7 @@ pub fn classify(frame: &[u8], direction: Direction, policy: &Policy) -> Classifi
 /// [`classify`] on a frame already parsed.
 #[inline(always)]
 pub fn classify_parsed(info: &FrameInfo, direction: Direction, policy: &Policy) -> Classified {
-    classify_parsed_with(
-        info,
-        direction,
-        policy,
-        crate::policy::overlay::Overlay::empty(),
-    )
+    classify_parsed_with(info, direction, policy, &crate::policy::overlay::NoOverlay)
 }
 
 /// [`classify_parsed`] with the runtime overlay (per-subscriber classes set at runtime,
@@ -443,7 +438,7 @@ pub fn classify_parsed_with(
     info: &FrameInfo,
     direction: Direction,
     policy: &Policy,
-    overlay: &crate::policy::overlay::Overlay,
+    overlay: &impl crate::policy::overlay::OverlayView,
 ) -> Classified {
     let simple = |reason| Classified {
         verdict: Verdict::Forward(reason),

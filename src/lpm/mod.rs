@@ -336,7 +336,7 @@ impl<K: Key> PrefixTable<K> {
     }
 
     /// The value of the longest prefix covering `key`, or [`NO_MATCH`].
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, key: K) -> u16 {
         let (hi, lo) = key.halves();
         if K::PATH_COMPRESSION && self.narrow {
@@ -516,7 +516,7 @@ impl<K: Key> HostSplitTable<K> {
     }
 
     /// The value of the longest prefix covering `key`, or [`NO_MATCH`].
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, key: K) -> u16 {
         if self.host_count != 0 {
             let mask = self.hosts.len() - 1;

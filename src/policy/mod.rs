@@ -170,7 +170,7 @@ impl Policy {
     }
 
     /// The class of a subscriber-side IPv4 address (longest match, else the unmatched class).
-    #[inline]
+    #[inline(always)]
     pub fn class_of_v4(&self, addr: u32) -> Option<ClassId> {
         self.table_class(self.subscribers_v4.lookup(addr))
     }
@@ -184,7 +184,7 @@ impl Policy {
     /// The class of a subscriber-side IPv6 address and the length of the file prefix
     /// that gave it (0: no prefix matched). The IPv6 table stores `len << 8 | class + 1`
     /// so that the overlay can compete on specificity.
-    #[inline]
+    #[inline(always)]
     pub fn class_of_v6_len(&self, addr: u128) -> (Option<ClassId>, u8) {
         let v = self.subscribers_v6.lookup(addr);
         (self.table_class(v & 0xff), (v >> 8) as u8)
@@ -192,8 +192,12 @@ impl Policy {
 
     /// The class of an IPv4 subscriber address with the runtime overlay: an overlay
     /// entry (a /32) is always the most specific match.
-    #[inline]
-    pub fn class_of_v4_with(&self, addr: u32, overlay: &overlay::Overlay) -> Option<ClassId> {
+    #[inline(always)]
+    pub fn class_of_v4_with(
+        &self,
+        addr: u32,
+        overlay: &impl overlay::OverlayView,
+    ) -> Option<ClassId> {
         match overlay.v4(addr) {
             Some(c) if usize::from(c) < self.classes.len() => Some(c),
             _ => self.class_of_v4(addr),
@@ -202,8 +206,12 @@ impl Policy {
 
     /// The class of an IPv6 subscriber address with the runtime overlay: the longer of
     /// the overlay's and the file's matches wins; on a tie, the overlay.
-    #[inline]
-    pub fn class_of_v6_with(&self, addr: u128, overlay: &overlay::Overlay) -> Option<ClassId> {
+    #[inline(always)]
+    pub fn class_of_v6_with(
+        &self,
+        addr: u128,
+        overlay: &impl overlay::OverlayView,
+    ) -> Option<ClassId> {
         let (file, file_len) = self.class_of_v6_len(addr);
         match overlay.v6(addr) {
             Some((c, len)) if len >= file_len && usize::from(c) < self.classes.len() => Some(c),
@@ -211,7 +219,7 @@ impl Policy {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn table_class(&self, value: u16) -> Option<ClassId> {
         if value == NO_MATCH {
             self.unmatched
@@ -233,18 +241,18 @@ impl Policy {
     /// [`Policy::decide`] for IPv4, addresses as host-order `u32`.
     #[inline]
     pub fn decide_v4(&self, direction: Direction, src: u32, dst: u32, seg: Segment) -> Decision {
-        self.decide_v4_with(direction, src, dst, seg, overlay::Overlay::empty())
+        self.decide_v4_with(direction, src, dst, seg, &overlay::NoOverlay)
     }
 
     /// [`Policy::decide_v4`] with the runtime overlay.
-    #[inline]
+    #[inline(always)]
     pub fn decide_v4_with(
         &self,
         direction: Direction,
         src: u32,
         dst: u32,
         seg: Segment,
-        overlay: &overlay::Overlay,
+        overlay: &impl overlay::OverlayView,
     ) -> Decision {
         if seg.protocol != IPPROTO_TCP {
             return Decision::new(Verdict::Forward(Reason::NotTcp), None);
@@ -264,18 +272,18 @@ impl Policy {
     /// [`Policy::decide`] for IPv6, addresses as host-order `u128`.
     #[inline]
     pub fn decide_v6(&self, direction: Direction, src: u128, dst: u128, seg: Segment) -> Decision {
-        self.decide_v6_with(direction, src, dst, seg, overlay::Overlay::empty())
+        self.decide_v6_with(direction, src, dst, seg, &overlay::NoOverlay)
     }
 
     /// [`Policy::decide_v6`] with the runtime overlay.
-    #[inline]
+    #[inline(always)]
     pub fn decide_v6_with(
         &self,
         direction: Direction,
         src: u128,
         dst: u128,
         seg: Segment,
-        overlay: &overlay::Overlay,
+        overlay: &impl overlay::OverlayView,
     ) -> Decision {
         if seg.protocol != IPPROTO_TCP {
             return Decision::new(Verdict::Forward(Reason::NotTcp), None);
@@ -293,7 +301,7 @@ impl Policy {
     }
 
     /// The TCP part of the verdict, once the subscriber-side class is known.
-    #[inline]
+    #[inline(always)]
     fn decide_tcp(
         &self,
         direction: Direction,

@@ -161,6 +161,42 @@ impl Overlay {
     }
 }
 
+/// What the verdict functions ask of an overlay: a snapshot ([`Overlay`]) or none at all
+/// ([`NoOverlay`], for callers without a control plane: `classify`, the offline tools,
+/// the benches), which compiles to nothing.
+pub trait OverlayView {
+    /// The class of an IPv4 address (a /32 entry).
+    fn v4(&self, addr: u32) -> Option<ClassId>;
+    /// The longest IPv6 match: (class, prefix length).
+    fn v6(&self, addr: u128) -> Option<(ClassId, u8)>;
+}
+
+impl OverlayView for Overlay {
+    #[inline(always)]
+    fn v4(&self, addr: u32) -> Option<ClassId> {
+        Overlay::v4(self, addr)
+    }
+    #[inline(always)]
+    fn v6(&self, addr: u128) -> Option<(ClassId, u8)> {
+        Overlay::v6(self, addr)
+    }
+}
+
+/// No overlay: the file policy alone.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoOverlay;
+
+impl OverlayView for NoOverlay {
+    #[inline(always)]
+    fn v4(&self, _: u32) -> Option<ClassId> {
+        None
+    }
+    #[inline(always)]
+    fn v6(&self, _: u128) -> Option<(ClassId, u8)> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
