@@ -5,8 +5,10 @@
 # Same generator (op25b-bench gen in op25b-sub on s0; --gen xdp, the default: frames
 # made and sent in the kernel by BPF_PROG_RUN live frames, cheap enough to overload the
 # DUT; --gen afxdp: an AF_XDP copy-mode socket, backpressured), same verifying sink
-# (op25b-bench sink, AF_XDP, in op25b-up on u0), same profile and duration for every
-# DUT variant in op25b-dut between d0 and d1:
+# (op25b-bench sink in op25b-up on u0; --sink xdp, the default: an XDP program that
+# checks each frame's tag and drops it, which leaves CPU 0 to the generator; --sink
+# afxdp: an AF_XDP socket, frames checked in userspace), same profile and duration for
+# every DUT variant in op25b-dut between d0 and d1:
 #   xdp-redirect  in-kernel ceiling: an XDP program redirecting d0 -> d1 (no policy)
 #   bridge-nft    Linux bridge + nftables rules generated from configs/bench.yaml by
 #                 `op25b export-nft` (what an operator would run without op25b)
@@ -46,7 +48,8 @@
 #
 # usage: bench.sh [--duration S] [--repeats N] [--variants a,b,...] [--curve a,b,...]
 #                 [--curve-duration S] [--points P,P,...] [--gen xdp|afxdp]
-#                 [--idle-halt] [--quick] [--out DIR]
+#                 [--sink xdp|afxdp] [--dut-napi-nice N] [--idle-halt] [--quick]
+#                 [--out DIR]
 #   --points    the curve's offered loads in % of saturation (default 25,50,75,90,100,150,200,400)
 #   --idle-halt let idle CPUs halt (default: a 0 us cpu_dma_latency request for the run,
 #               so they poll; docs/benchmarks.md, the fair method)
@@ -54,6 +57,13 @@
 #               backpressure: frames the DUT's receive ring (d0's veth ring, 256 frames)
 #               cannot take are dropped there and reported as lost at the DUT's
 #               receive ring, as a NIC counts rx_missed
+#   --sink      the sink's engine (default xdp; afxdp with --quick). Both check every
+#               frame's tag (leaks, order, latency); afxdp costs CPU 0 a copy-mode
+#               receive and a userspace tally per frame, which caps what the generator
+#               on the same CPU can offer
+#   --dut-napi-nice  nice value of the DUT-side NAPI threads on CPU 1 (default 0; the
+#               userspace DUTs run at -10): how the DUT's CPU is split between the
+#               kernel's receive into the socket and the forwarder under overload
 #   --variants  default: the six variants above but op25b-2w on the standard profile,
 #               then xdp-redirect, bridge-nft and op25b on mixed, isp and smtp25, and
 #               op25b and op25b-userspace on hostile
@@ -78,6 +88,8 @@ CURVE_POINTS=(25 50 75 90 100 150 200 400)
 QUICK=0
 OUT=""
 GEN=""
+SINK=""
+DUT_NAPI_NICE=0
 IDLE_POLL=1
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -89,9 +101,11 @@ while [[ $# -gt 0 ]]; do
         --points) IFS=, read -r -a CURVE_POINTS <<<"$2"; shift 2 ;;
         --quick) QUICK=1; shift ;;
         --gen) GEN=$2; shift 2 ;;
+        --sink) SINK=$2; shift 2 ;;
+        --dut-napi-nice) DUT_NAPI_NICE=$2; shift 2 ;;
         --idle-halt) IDLE_POLL=0; shift ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,68p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,77p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -102,6 +116,9 @@ for pct in "${CURVE_POINTS[@]}"; do
     [[ $pct =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --points takes percentages (25,50,...), not '$pct'" >&2; exit 2; }
 done
 [[ -z $GEN || $GEN == xdp || $GEN == afxdp ]] || { echo "bench.sh: --gen must be xdp or afxdp" >&2; exit 2; }
+[[ $DUT_NAPI_NICE =~ ^-?[0-9]+$ ]] && ((DUT_NAPI_NICE >= -20 && DUT_NAPI_NICE <= 19)) \
+    || { echo "bench.sh: --dut-napi-nice takes a nice value (-20..19)" >&2; exit 2; }
+[[ -z $SINK || $SINK == xdp || $SINK == afxdp ]] || { echo "bench.sh: --sink must be xdp or afxdp" >&2; exit 2; }
 STANDARD=xdp-redirect,bridge-nft,naive-fwd,op25b,op25b-userspace,op25b-unfair
 if [[ -z $VARIANTS ]]; then
     if ((QUICK)); then
@@ -139,6 +156,10 @@ STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
 # at a moderate rate is then a property of the DUT alone. Measurements use the xdp one.
 if [[ -z $GEN ]]; then
     if ((QUICK)); then GEN=afxdp; else GEN=xdp; fi
+fi
+# Likewise the sink: the AF_XDP one in the correctness run, the XDP one in measurements.
+if [[ -z $SINK ]]; then
+    if ((QUICK)); then SINK=afxdp; else SINK=xdp; fi
 fi
 if ((QUICK)); then
     DURATION=2; REPEATS=1; CURVE=none
@@ -274,15 +295,18 @@ one_run() {
     rm -f "$WORK/ready" "$WORK/gen.json" "$WORK/sink.json"
     [[ $v == op25b-2w ]] && queues=2
     dut_start "$v"
-    ip netns exec op25b-up taskset -c 0 "$BENCH" sink -i u0 --queues "$queues" \
-        --duration "$(python3 -c "print($dur + 20)")" --idle 1.5 --dump-foreign 5 \
+    local sink_args=()
+    # The XDP sink keeps no frame to print.
+    [[ $SINK == afxdp ]] && sink_args+=(--dump-foreign 5)
+    ip netns exec op25b-up taskset -c 0 "$BENCH" sink -i u0 --engine "$SINK" --queues "$queues" \
+        --duration "$(python3 -c "print($dur + 20)")" --idle 1.5 "${sink_args[@]}" \
         --report "$WORK/sink.json" --ready-file "$WORK/ready" >/dev/null 2>"$WORK/sink.log" &
     local sink_pid=$!
     PIDS+=("$sink_pid")
     for _ in $(seq 100); do [[ -e $WORK/ready ]] && break; sleep 0.05; done
     [[ -e $WORK/ready ]] || { cat "$WORK/sink.log" >&2; say "sink did not start"; exit 1; }
     if [[ $v != op25b-unfair ]]; then
-        bash scripts/lab.sh fair --dut-cpu 1 --tester-cpu 0 >"$WORK/fair.log" 2>&1 \
+        bash scripts/lab.sh fair --dut-cpu 1 --tester-cpu 0 --dut-napi-nice "$DUT_NAPI_NICE" >"$WORK/fair.log" 2>&1 \
             || { cat "$WORK/fair.log" >&2; say "fair placement failed"; exit 1; }
     fi
     [[ -n $rate ]] && gen_args+=(--rate "$rate")
@@ -436,7 +460,7 @@ bash scripts/lab.sh rootcheck-end >"$WORK/rootcheck.txt" 2>&1 \
     || { cat "$WORK/rootcheck.txt" >&2; say "root-namespace check FAILED"; FAIL=1; }
 
 python3 scripts/bench_summary.py "$ROWS" "$OUT/results.json" "$DURATION" "$REPEATS" "$PROFILE" "$QUICK" "$GEN" \
-    "$DUT_NICE" "$IDLE_NOTE" || FAIL=1
+    "$DUT_NICE" "$IDLE_NOTE" "$SINK" || FAIL=1
 if ((!QUICK)); then
     python3 scripts/bench_chart.py "$OUT/results.json" "$OUT" >/dev/null || FAIL=1
     say "results: $OUT/results.json, $OUT/*.svg"

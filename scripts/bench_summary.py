@@ -47,6 +47,7 @@ def main(argv):
     gen = argv[7] if len(argv) > 7 else "afxdp"
     dut_nice = argv[8] if len(argv) > 8 else "0"
     idle = argv[9] if len(argv) > 9 else "idle CPUs may halt"
+    sink = argv[10] if len(argv) > 10 else "afxdp"
     rows = [json.loads(line) for line in open(rows_path) if line.strip()]
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     out = {
@@ -56,7 +57,10 @@ def main(argv):
                   f"CPU 0 = tester with its NAPI threads at SCHED_FIFO 50; scripts/lab.sh fair; {idle})",
         "generator": {"xdp": "BPF_PROG_RUN live frames (op25b-bench gen --engine xdp)",
                       "afxdp": "AF_XDP copy mode (op25b-bench gen --engine afxdp)"}.get(gen, gen),
-        "xdp_mode": rows[0]["sink_mode"] if rows else "?", "profile": profile, "frame_size": 64,
+        "sink": {"xdp": "XDP program checking and dropping each frame (op25b-bench sink --engine xdp)",
+                 "afxdp": "AF_XDP copy mode (op25b-bench sink --engine afxdp)"}.get(sink, sink),
+        "xdp_mode": next((r["sink_mode"] for r in rows if r["sink_mode"] != "xdp-prog"), "n/a (XDP sink)"),
+        "profile": profile, "frame_size": 64,
         "duration_s": float(duration), "repeats": int(repeats), "quick": quick,
         "variants": [], "checks": [], "goals": [],
     }

@@ -82,8 +82,8 @@ fi
 if [[ $EUID -eq 0 ]]; then
     step "benchmark harness, short version (correctness only: zero leaked, sink = sent - blocked)"
     bash scripts/bench.sh --quick
-    step "benchmark harness, short version with the XDP live-frames generator (op25b-bench gen --engine xdp)"
-    bash scripts/bench.sh --quick --gen xdp --variants op25b,op25b-userspace
+    step "benchmark harness, short version with the XDP engines (op25b-bench gen --engine xdp, sink --engine xdp)"
+    bash scripts/bench.sh --quick --gen xdp --sink xdp --variants op25b,op25b-userspace
 else
     echo "test.sh: not root - the short benchmark (scripts/bench.sh --quick) did not run"
 fi

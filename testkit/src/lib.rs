@@ -5,15 +5,19 @@
 //! * [`hostile`]: the hostile-frame catalogue (malformed, evasive, extreme frames);
 //! * [`traffic`]: benchmark profiles, tagged frame templates, sink tallies, run verdicts;
 //! * [`run`], [`port`]: the AF_XDP generator and sink loops and their socket;
-//! * [`xdpgen`]: the generator's BPF_PROG_RUN live-frames engine (`gen --engine xdp`).
+//! * [`xdpgen`]: the generator's BPF_PROG_RUN live-frames engine (`gen --engine xdp`);
+//! * [`xdpsink`]: the sink's XDP-program engine (`sink --engine xdp`);
+//! * `bpfobj`: the libbpf loading and map access those two share.
 //!
-//! `port` and `xdpgen` hold the only `unsafe` outside op25b's `datapath`; none of it ships
-//! in the appliance.
+//! `port`, `bpfobj`, `xdpgen` and `xdpsink` hold the only `unsafe` outside op25b's
+//! `datapath`; none of it ships in the appliance.
 #![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+mod bpfobj;
 pub mod fixtures;
 pub mod hostile;
 pub mod port;
 pub mod run;
 pub mod traffic;
 pub mod xdpgen;
+pub mod xdpsink;

@@ -179,7 +179,7 @@ fn link_tx_dropped(interface: &str) -> Option<u64> {
 }
 
 /// One of the interface's `/sys/class/net/DEV/statistics` counters.
-fn link_counter(interface: &str, name: &str) -> Option<u64> {
+pub(crate) fn link_counter(interface: &str, name: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/sys/class/net/{interface}/statistics/{name}"))
         .ok()?
         .trim()

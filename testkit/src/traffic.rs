@@ -630,6 +630,11 @@ impl LatencyHist {
         self.0.saturating_record(u64::from(us));
     }
 
+    /// Records `n` latencies of `us` microseconds (the XDP sink's histogram buckets).
+    pub fn record_n(&mut self, us: u32, n: u64) {
+        self.0.saturating_record_n(u64::from(us), n);
+    }
+
     pub fn merge(&mut self, o: &LatencyHist) {
         // Same bounds on both sides: cannot fail.
         let _ = self.0.add(&o.0);

@@ -15,12 +15,12 @@
 //! `xdp_xmit_errors`), reported here as `link_dropped` (lost before reaching the DUT),
 //! like a NIC whose receive ring is full.
 
+use crate::bpfobj::{ifindex, lookup, monotonic_ns, os_err, update, Loaded, Pod};
 use crate::run::{BenchError, GenOptions, GenThreadResult};
 use crate::traffic::{GenReport, Tag, TemplateSet, TAG_LEN};
 use libbpf_sys as bpf;
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -36,11 +36,16 @@ const FLAG_TAGGED: u32 = 1;
 const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct TemplateValue {
     len: u32,
     flags: u32,
     data: [u8; MAX_FRAME],
 }
+
+// SAFETY: #[repr(C)] integers, laid out as `struct template` in gen.c (its size is checked
+// by value_layout_matches_the_program); no padding.
+unsafe impl Pod for TemplateValue {}
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
@@ -63,6 +68,10 @@ struct State {
     restarts: u64,
 }
 
+// SAFETY: #[repr(C)] integers, laid out as `struct state` in gen.c (its size is checked
+// by value_layout_matches_the_program); the u32 pairs leave no padding.
+unsafe impl Pod for State {}
+
 impl State {
     /// Program runs so far, whatever they did.
     fn runs(&self) -> u64 {
@@ -84,21 +93,6 @@ const FIRST_CALL_RUNS: u64 = 1 << 20;
 const MAX_LAG_FRAMES: u64 = 128;
 const MAX_LAG_NS: u64 = 1_000_000;
 
-fn os_err(what: &str, rc: i32) -> io::Error {
-    let e = io::Error::from_raw_os_error(rc.unsigned_abs() as i32);
-    io::Error::new(e.kind(), format!("{what}: {e}"))
-}
-
-/// Closes the libbpf object once its descriptors are duplicated.
-struct Object(*mut bpf::bpf_object);
-
-impl Drop for Object {
-    fn drop(&mut self) {
-        // SAFETY: the pointer came from bpf_object__open_mem and is closed once, here.
-        unsafe { bpf::bpf_object__close(self.0) };
-    }
-}
-
 /// The loaded program and its two maps.
 struct GenProgram {
     prog: OwnedFd,
@@ -106,95 +100,13 @@ struct GenProgram {
     state: OwnedFd,
 }
 
-fn dup(fd: i32, what: &str) -> io::Result<OwnedFd> {
-    if fd < 0 {
-        return Err(os_err(what, fd));
-    }
-    // SAFETY: `fd` is a descriptor libbpf owns and keeps open for this call; F_DUPFD_CLOEXEC
-    // makes a new one we own.
-    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
-    if d < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `d` was just returned by fcntl and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(d) })
-}
-
-/// Writes `value` (a `#[repr(C)]` struct of the map's value size) at `key` of an array map.
-fn update<T>(map: &OwnedFd, key: u32, value: &T, what: &str) -> io::Result<()> {
-    // SAFETY: key and value point at live values; every caller passes the struct that
-    // matches its map's value size (value_layout_matches_the_program).
-    let rc = unsafe {
-        bpf::bpf_map_update_elem(
-            map.as_raw_fd(),
-            (&key as *const u32).cast(),
-            (value as *const T).cast(),
-            0,
-        )
-    };
-    if rc < 0 {
-        return Err(os_err(what, rc));
-    }
-    Ok(())
-}
-
 impl GenProgram {
     fn load(templates: u32) -> io::Result<GenProgram> {
-        // SAFETY: OBJECT is a static byte slice; libbpf copies what it keeps.
-        let obj = unsafe {
-            bpf::bpf_object__open_mem(
-                OBJECT.as_ptr().cast(),
-                OBJECT.len() as bpf::size_t,
-                std::ptr::null(),
-            )
-        };
-        if obj.is_null() {
-            return Err(io::Error::last_os_error());
-        }
-        let obj = Object(obj);
-        let map = |name: &str| -> io::Result<*mut bpf::bpf_map> {
-            let c = CString::new(name).expect("no NUL");
-            // SAFETY: `obj` is open and `c` is NUL-terminated.
-            let m = unsafe { bpf::bpf_object__find_map_by_name(obj.0, c.as_ptr()) };
-            if m.is_null() {
-                Err(io::Error::other(format!(
-                    "generator object has no map {name}"
-                )))
-            } else {
-                Ok(m)
-            }
-        };
-        // SAFETY: the map belongs to the open, not yet loaded object.
-        let rc = unsafe { bpf::bpf_map__set_max_entries(map("templates")?, templates.max(1)) };
-        if rc < 0 {
-            return Err(os_err("sizing the template map", rc));
-        }
-        // SAFETY: `obj` is open; load creates the maps and verifies the program.
-        let rc = unsafe { bpf::bpf_object__load(obj.0) };
-        if rc < 0 {
-            return Err(os_err(
-                "loading the generator's XDP program (needs root, kernel >= 5.18)",
-                rc,
-            ));
-        }
-        let pname = CString::new("op25b_gen").expect("no NUL");
-        // SAFETY: `obj` is loaded and `pname` is NUL-terminated.
-        let prog = unsafe { bpf::bpf_object__find_program_by_name(obj.0, pname.as_ptr()) };
-        if prog.is_null() {
-            return Err(io::Error::other(
-                "generator object has no program op25b_gen",
-            ));
-        }
-        // SAFETY: `prog` and the maps belong to the loaded object, which is still open.
-        let prog = dup(unsafe { bpf::bpf_program__fd(prog) }, "op25b_gen")?;
-        // SAFETY: as above.
-        let templates = dup(unsafe { bpf::bpf_map__fd(map("templates")?) }, "templates")?;
-        // SAFETY: as above.
-        let state = dup(unsafe { bpf::bpf_map__fd(map("state")?) }, "state")?;
+        let obj = Loaded::load(OBJECT, "op25b_gen", &[("templates", templates)])?;
         Ok(GenProgram {
-            prog,
-            templates,
-            state,
+            prog: obj.prog("op25b_gen")?,
+            templates: obj.map("templates")?,
+            state: obj.map("state")?,
         })
     }
 
@@ -207,20 +119,7 @@ impl GenProgram {
     }
 
     fn state(&self) -> io::Result<State> {
-        let key = 0u32;
-        let mut s = State::default();
-        // SAFETY: the value buffer has the map's value size.
-        let rc = unsafe {
-            bpf::bpf_map_lookup_elem(
-                self.state.as_raw_fd(),
-                (&key as *const u32).cast(),
-                (&mut s as *mut State).cast(),
-            )
-        };
-        if rc < 0 {
-            return Err(os_err("reading the generator state", rc));
-        }
-        Ok(s)
+        lookup(&self.state, 0, "reading the generator state")
     }
 
     /// Runs the program `repeat` times in live-frames mode with `frame` as the initial
@@ -248,31 +147,6 @@ impl GenProgram {
         }
         Ok(())
     }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: what the program's bpf_ktime_get_ns() reads.
-fn monotonic_ns() -> u64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid out-pointer for the call; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
-/// The interface's index in the current network namespace.
-fn ifindex(name: &str) -> io::Result<u32> {
-    let c = CString::new(name).map_err(|_| io::Error::other("interface name with a NUL"))?;
-    // SAFETY: `c` is NUL-terminated.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if i == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no interface {name} in this network namespace"),
-        ));
-    }
-    Ok(i)
 }
 
 /// Frames the interface's driver failed to transmit by XDP: for a veth, frames the

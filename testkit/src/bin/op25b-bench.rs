@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use op25b::config;
 use op25b::datapath::settings::XdpMode;
 use op25b_testkit::traffic::{self as bench, GenReport, Profile, SinkReport};
-use op25b_testkit::{run, xdpgen};
+use op25b_testkit::{run, xdpgen, xdpsink};
 
 /// Exit code of `report` when the run's verdict failed (leaks, or loss over the limit).
 const EXIT_BENCH_FAILED: u8 = 3;
@@ -99,11 +99,16 @@ enum BenchCommand {
         #[arg(long)]
         report: Option<PathBuf>,
     },
-    /// AF_XDP verifying sink: counts tagged frames per expected verdict until --duration,
-    /// or --idle seconds without a frame after the first one. Prints a JSON report.
+    /// Verifying sink: counts tagged frames per expected verdict until --duration, or
+    /// --idle seconds without a frame after the first one. Prints a JSON report.
     Sink {
         #[arg(short, long)]
         interface: String,
+        /// afxdp: an AF_XDP socket per queue, frames checked in userspace; xdp: an XDP
+        /// program checks and drops them in the receive path (testkit/bpf/sink.c), which
+        /// leaves the sink's CPU to the generator (no --config oracle, no --dump-foreign).
+        #[arg(long, value_enum, default_value_t = EngineArg::Afxdp)]
+        engine: EngineArg,
         /// Listen on queues 0..N (one thread each).
         #[arg(long, default_value_t = 1)]
         queues: u32,
@@ -275,6 +280,7 @@ fn bench(cmd: BenchCommand) -> ExitCode {
         }
         BenchCommand::Sink {
             interface,
+            engine,
             queues,
             duration,
             idle,
@@ -309,14 +315,18 @@ fn bench(cmd: BenchCommand) -> ExitCode {
             };
             let stop = stop_on_signals();
             let mut ready_err = None;
-            let r = run::sink(&opts, &stop, || {
+            let ready = || {
                 if let Some(f) = &ready_file {
                     if let Err(e) = std::fs::write(f, b"ready\n") {
                         ready_err = Some(format!("cannot write {}: {e}", f.display()));
                         stop.store(true, Ordering::Relaxed);
                     }
                 }
-            });
+            };
+            let r = match engine {
+                EngineArg::Afxdp => run::sink(&opts, &stop, ready),
+                EngineArg::Xdp => xdpsink::sink(&opts, &stop, ready),
+            };
             if let Some(e) = ready_err {
                 return fail(e);
             }
