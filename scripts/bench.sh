@@ -37,7 +37,8 @@
 # Per run: offered rate, what the generator sent, what reached the DUT, what the DUT
 # handled (forwarded + blocked), what the sink got, every lost frame and where it was
 # lost (generator link, DUT socket, DUT -> sink link, sink link, sink socket), CPU-1
-# microseconds per handled frame, one-way latency percentiles (p50, p99, p99.9, max).
+# microseconds per handled frame and CPU-1 steal (/proc/stat), one-way latency
+# percentiles (p50, p99, p99.9, max).
 #
 # Then, per variant: the saturation rate (median of --repeats unlimited runs), a loss
 # check at 90% of it, and the overload curve: offered load from 25% to 400% of
@@ -105,7 +106,7 @@ while [[ $# -gt 0 ]]; do
         --dut-napi-nice) DUT_NAPI_NICE=$2; shift 2 ;;
         --idle-halt) IDLE_POLL=0; shift ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,77p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,78p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -190,6 +191,9 @@ trap 'exit 130' INT TERM
 
 # CPU 1 busy jiffies (everything but idle and iowait) from /proc/stat.
 cpu1_busy() { awk '$1=="cpu1" {print $2+$4+$7+$8+$9}' /proc/stat; }
+# CPU 1 steal jiffies: time the hypervisor ran something else on this vCPU (in a VM, the
+# usual cause of a NAPI thread that runs late and a veth ring that overflows).
+cpu1_steal() { awk '$1=="cpu1" {print $9}' /proc/stat; }
 HZ=$(getconf CLK_TCK)
 
 lab_up() { # lab_up QUEUES FORWARDER
@@ -289,7 +293,7 @@ link_stat() { # link_stat NS DEV COUNTER
 
 # one_run VARIANT RUN [RATE [DURATION]]: prints one JSON object (a run row) on stdout.
 one_run() {
-    local full=$1 n=$2 rate=${3:-} dur=${4:-$DURATION} gen_args=() b0 b1 t0 t1 d1tx0 d1tx1 queues=1
+    local full=$1 n=$2 rate=${3:-} dur=${4:-$DURATION} gen_args=() b0 b1 st0 st1 t0 t1 d1tx0 d1tx1 queues=1
     local v=${full%@*} profile
     profile=$(profile_of "$full")
     rm -f "$WORK/ready" "$WORK/gen.json" "$WORK/sink.json"
@@ -312,11 +316,11 @@ one_run() {
     [[ -n $rate ]] && gen_args+=(--rate "$rate")
     [[ $v == op25b-2w ]] && gen_args+=(--threads 2)
     d1tx0=$(link_stat op25b-dut d1 tx_dropped)
-    b0=$(cpu1_busy); t0=$(date +%s.%N)
+    b0=$(cpu1_busy); st0=$(cpu1_steal); t0=$(date +%s.%N)
     ip netns exec op25b-sub taskset -c 0 "$BENCH" gen -i s0 -c configs/bench.yaml -p "$profile" \
         -d "$dur" --engine "$GEN" "${gen_args[@]}" --report "$WORK/gen.json" >/dev/null 2>"$WORK/gen.log" \
         || { cat "$WORK/gen.log" >&2; say "generator failed"; exit 1; }
-    b1=$(cpu1_busy); t1=$(date +%s.%N)
+    b1=$(cpu1_busy); st1=$(cpu1_steal); t1=$(date +%s.%N)
     wait "$sink_pid" || { cat "$WORK/sink.log" >&2; say "sink failed"; exit 1; }
     d1tx1=$(link_stat op25b-dut d1 tx_dropped)
     dut_stop "$v"
@@ -344,11 +348,12 @@ PY
         >"$WORK/verdict.json" 2>/dev/null || true
     cp "$WORK/verdict.json" "$OUT/raw/$tag-verdict.json"
     python3 - "$WORK/gen.json" "$WORK/sink.json" "$WORK/verdict.json" "$WORK/dut.json" \
-        "$b0" "$b1" "$t0" "$t1" "$HZ" "$full" "$n" "${rate:-}" "$dur" "$profile" <<'PY'
+        "$b0" "$b1" "$t0" "$t1" "$HZ" "$full" "$n" "${rate:-}" "$dur" "$profile" "$st0" "$st1" <<'PY'
 import json, sys
 g, s, v, d = (json.load(open(p)) for p in sys.argv[1:5])
 b0, b1, t0, t1, hz = (float(x) for x in sys.argv[5:10])
 full, run, rate, dur, profile = sys.argv[10], sys.argv[11], sys.argv[12], float(sys.argv[13]), sys.argv[14]
+steal_s = (float(sys.argv[16]) - float(sys.argv[15])) / hz
 name = full.split("@")[0]
 busy_s = (b1 - b0) / hz
 wall = t1 - t0
@@ -381,6 +386,8 @@ row = {
     "latency_us": s.get("latency_us"),
     "dut_cpu_busy": busy_s / wall if wall > 0 else 0,
     "dut_us_per_frame": busy_s * 1e6 / handled if handled else None,
+    # Of dut_cpu_busy: the part the hypervisor took (steal), as a share of the run.
+    "dut_cpu_steal": steal_s / wall if wall > 0 else 0,
     "generator_bound": (busy_s / wall < 0.9 if wall > 0 else True) if not rate else g["mpps"] < 0.95 * int(rate) / 1e6,
     "gen_mode": g["mode"], "sink_mode": s["mode"],
     # The xdp engine has no backpressure: what the DUT's receive ring (d0) could not take
@@ -399,8 +406,8 @@ import json, sys
 r = json.loads(sys.argv[1]); l = r["latency_us"] or {}
 off = "unlimited" if not r["rate_limit_pps"] else "%d/s" % r["rate_limit_pps"]
 late = ", generator fell behind %d times" % r["gen_schedule_restarts"] if r.get("gen_schedule_restarts") else ""
-print("%-13s %-6s offered %-10s sent %.3f handled %.3f sink %.3f Mpps, CPU1 %.0f%% %.2f us/frame, p50 %s p99 %s us, leaked %d, lost %d (by the DUT %d, at its rx ring %d)%s" % (
-    r["variant"], r["run"], off, r["gen_mpps"], r["handled_mpps"], r["sink_mpps"], 100 * r["dut_cpu_busy"],
+print("%-13s %-6s offered %-10s sent %.3f handled %.3f sink %.3f Mpps, CPU1 %.0f%% (steal %.1f%%) %.2f us/frame, p50 %s p99 %s us, leaked %d, lost %d (by the DUT %d, at its rx ring %d)%s" % (
+    r["variant"], r["run"], off, r["gen_mpps"], r["handled_mpps"], r["sink_mpps"], 100 * r["dut_cpu_busy"], 100 * r.get("dut_cpu_steal", 0),
     r["dut_us_per_frame"] or 0, l.get("p50", "-"), l.get("p99", "-"), r["leaked"], max(r["lost"], 0), r["lost_by_dut"],
     r["lost_at_dut_rx_ring"], late))' "$1" >&2
 }
