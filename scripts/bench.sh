@@ -48,10 +48,13 @@
 # latency.svg, workers.svg; raw reports under raw/.
 #
 # usage: bench.sh [--duration S] [--repeats N] [--variants a,b,...] [--curve a,b,...]
-#                 [--curve-duration S] [--points P,P,...] [--gen xdp|afxdp]
+#                 [--curve-duration S] [--curve-repeats N] [--points P,P,...] [--gen xdp|afxdp]
 #                 [--sink xdp|afxdp] [--dut-napi-nice N] [--idle-halt] [--quick]
 #                 [--out DIR]
 #   --points    the curve's offered loads in % of saturation (default 25,50,75,90,100,150,200,400)
+#   --curve-repeats  runs per curve point (default 1), in rounds over all points; each
+#               point reports the run with the median handled rate (the lower middle
+#               one of an even count) and the min-max
 #   --idle-halt let idle CPUs halt (default: a 0 us cpu_dma_latency request for the run,
 #               so they poll; docs/benchmarks.md, the fair method)
 #   --gen       the generator's engine (default xdp; afxdp with --quick). With xdp there is no
@@ -85,6 +88,7 @@ REPEATS=3
 VARIANTS=""
 CURVE=""
 CURVE_DURATION=5
+CURVE_REPEATS=1
 CURVE_POINTS=(25 50 75 90 100 150 200 400)
 QUICK=0
 OUT=""
@@ -99,6 +103,7 @@ while [[ $# -gt 0 ]]; do
         --variants) VARIANTS=$2; shift 2 ;;
         --curve) CURVE=$2; shift 2 ;;
         --curve-duration) CURVE_DURATION=$2; shift 2 ;;
+        --curve-repeats) CURVE_REPEATS=$2; shift 2 ;;
         --points) IFS=, read -r -a CURVE_POINTS <<<"$2"; shift 2 ;;
         --quick) QUICK=1; shift ;;
         --gen) GEN=$2; shift 2 ;;
@@ -106,13 +111,13 @@ while [[ $# -gt 0 ]]; do
         --dut-napi-nice) DUT_NAPI_NICE=$2; shift 2 ;;
         --idle-halt) IDLE_POLL=0; shift ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,78p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,81p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
 [[ $EUID -eq 0 ]] || { echo "bench.sh: needs root (namespaces, XDP)" >&2; exit 1; }
-[[ $DURATION =~ ^[0-9]+(\.[0-9]+)?$ && $REPEATS =~ ^[1-9][0-9]*$ && $CURVE_DURATION =~ ^[0-9]+(\.[0-9]+)?$ ]] \
-    || { echo "bench.sh: --duration, --curve-duration and --repeats must be positive numbers" >&2; exit 2; }
+[[ $DURATION =~ ^[0-9]+(\.[0-9]+)?$ && $REPEATS =~ ^[1-9][0-9]*$ && $CURVE_REPEATS =~ ^[1-9][0-9]*$ && $CURVE_DURATION =~ ^[0-9]+(\.[0-9]+)?$ ]] \
+    || { echo "bench.sh: --duration, --curve-duration, --repeats and --curve-repeats must be positive numbers" >&2; exit 2; }
 for pct in "${CURVE_POINTS[@]}"; do
     [[ $pct =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --points takes percentages (25,50,...), not '$pct'" >&2; exit 2; }
 done
@@ -455,9 +460,15 @@ for v in "${VLIST[@]}"; do
         row=$(one_run "$v" check90 "$((sat * 9 / 10))")
         echo "$row" >>"$ROWS"; show_row "$row"
         if [[ ",$CURVE," == *",$v,"* ]]; then
-            for pct in "${CURVE_POINTS[@]}"; do
-                row=$(one_run "$v" "curve$pct" "$((sat * pct / 100))" "$CURVE_DURATION")
-                echo "$row" >>"$ROWS"; show_row "$row"
+            # --curve-repeats rounds over all points (not N runs of one point after the
+            # other), so a slow drift of the machine spreads over every point.
+            for k in $(seq "$CURVE_REPEATS"); do
+                for pct in "${CURVE_POINTS[@]}"; do
+                    run_name=curve$pct
+                    ((CURVE_REPEATS > 1)) && run_name+=".$k"
+                    row=$(one_run "$v" "$run_name" "$((sat * pct / 100))" "$CURVE_DURATION")
+                    echo "$row" >>"$ROWS"; show_row "$row"
+                done
             done
         fi
     fi

@@ -41,6 +41,33 @@ def lat(rows, key):
     return med([(r.get("latency_us") or {}).get(key) for r in rows])
 
 
+def curve_pct(run):
+    """The offered load of a curve run's name: curve200 or curve200.2 (--curve-repeats)."""
+    return int(str(run)[5:].split(".")[0])
+
+
+def curve_points(rows):
+    """One point per offered load: the run with the median handled rate (the lower of the
+    two middle ones for an even count), with the spread of all runs at that load."""
+    by_pct = {}
+    for r in rows:
+        if str(r["run"]).startswith("curve"):
+            by_pct.setdefault(curve_pct(r["run"]), []).append(r)
+    points = []
+    for pct, runs in by_pct.items():
+        ordered = sorted(runs, key=lambda x: x["handled_mpps"])
+        r = ordered[(len(ordered) - 1) // 2]
+        points.append({
+            "pct": pct, "offered_mpps": r["offered_mpps"], "gen_mpps": r["gen_mpps"],
+            "handled_mpps": r["handled_mpps"], "sink_mpps": r["sink_mpps"],
+            "runs": len(runs), "handled_min_mpps": ordered[0]["handled_mpps"],
+            "handled_max_mpps": ordered[-1]["handled_mpps"],
+            "lost_by_dut": r["lost_by_dut"], "lost_at_dut_rx_ring": r.get("lost_at_dut_rx_ring", 0),
+            "loss_ratio": r["loss_ratio"], "loss": r["loss"],
+            "latency_us": r["latency_us"], "generator_bound": r["generator_bound"]})
+    return points
+
+
 def main(argv):
     rows_path, out_path, duration, repeats, profile, quick = argv[1:7]
     quick = quick == "1"
@@ -84,14 +111,7 @@ def main(argv):
             "median_cpu_busy": med([r["dut_cpu_busy"] for r in sat]),
             "latency_us": {k: lat(sat, k) for k in ("p50", "p99", "p999", "max")},
             "generator_bound": sum(r["generator_bound"] for r in sat) * 2 > len(sat),
-            "curve": [
-                {"pct": int(r["run"][5:]), "offered_mpps": r["offered_mpps"], "gen_mpps": r["gen_mpps"],
-                 "handled_mpps": r["handled_mpps"], "sink_mpps": r["sink_mpps"],
-                 "lost_by_dut": r["lost_by_dut"], "lost_at_dut_rx_ring": r.get("lost_at_dut_rx_ring", 0),
-                 "loss_ratio": r["loss_ratio"], "loss": r["loss"],
-                 "latency_us": r["latency_us"], "generator_bound": r["generator_bound"]}
-                for r in mine if str(r["run"]).startswith("curve")
-            ],
+            "curve": curve_points(mine),
         }
         out["variants"].append(v)
         by_name[name] = v
@@ -117,9 +137,10 @@ def main(argv):
                     problems.append(f"{name}: the DUT lost {r['lost_by_dut']} passing frames, and its receive ring "
                                     f"dropped {r.get('lost_at_dut_rx_ring', 0)} frames, at "
                                     f"{r['rate_limit_pps']} frames/s offered ({'a moderate rate' if quick else '90% of saturation'})")
-            if str(r["run"]).startswith("curve") and int(r["run"][5:]) < 90 and (r["lost_by_dut"] + r.get("lost_at_dut_rx_ring", 0)):
+            if str(r["run"]).startswith("curve") and curve_pct(r["run"]) < 90 and (r["lost_by_dut"] + r.get("lost_at_dut_rx_ring", 0)):
                 problems.append(f"{name}: the DUT lost {r['lost_by_dut']} passing frames (receive ring: "
-                                f"{r.get('lost_at_dut_rx_ring', 0)} frames) at {r['run'][5:]}% of saturation")
+                                f"{r.get('lost_at_dut_rx_ring', 0)} frames) at {curve_pct(r['run'])}% of saturation"
+                                f" (run {r['run']})")
     json.dump(out, open(out_path, "w"), indent=1)
 
     print(f"\n{'variant':26} {'handled Mpps (min-max)':24} {'sink':>7} {'gen':>7} {'us/frame':>9} {'CPU1':>5} {'p50 us':>7} {'p99 us':>7} {'leaked':>7}")
@@ -141,10 +162,12 @@ def main(argv):
         if not v["curve"]:
             continue
         print(f"\noverload curve, {v['label']} (saturation {v['median_mpps']:.3f} Mpps handled)")
-        print(f"  {'offered':>7} {'Mpps':>7} {'gen':>7} {'handled':>8} {'sink':>7} {'lost by DUT':>12} {'rx ring':>9} {'p50 us':>7} {'p99 us':>7} {'p99.9':>7} {'max':>7}")
-        for p in v["curve"]:
+        many = any(p["runs"] > 1 for p in v["curve"])
+        print(f"  {'offered':>7} {'Mpps':>7} {'gen':>7} {'handled':>8}{' (min-max, runs)' if many else ''} {'sink':>7} {'lost by DUT':>12} {'rx ring':>9} {'p50 us':>7} {'p99 us':>7} {'p99.9':>7} {'max':>7}")
+        for p in sorted(v["curve"], key=lambda p: p["pct"]):
             l = p["latency_us"] or {}
-            print(f"  {p['pct']:6}% {p['offered_mpps']:7.3f} {p['gen_mpps']:7.3f} {p['handled_mpps']:8.3f} {p['sink_mpps']:7.3f}"
+            spread = f" ({p['handled_min_mpps']:.3f}-{p['handled_max_mpps']:.3f}, {p['runs']})" if many else ""
+            print(f"  {p['pct']:6}% {p['offered_mpps']:7.3f} {p['gen_mpps']:7.3f} {p['handled_mpps']:8.3f}{spread} {p['sink_mpps']:7.3f}"
                   f" {p['lost_by_dut']:12} {p['lost_at_dut_rx_ring']:9} {l.get('p50', '-'):>7} {l.get('p99', '-'):>7} {l.get('p999', '-'):>7} {l.get('max', '-'):>7}"
                   f"{'  generator-bound' if p['generator_bound'] else ''}")
 
@@ -187,6 +210,8 @@ def main(argv):
                 reached = p["gen_mpps"] / v["median_mpps"]
                 ok = p["handled_mpps"] >= 0.9 * v["median_mpps"]
                 figures = f"handled {p['handled_mpps']:.3f} of {v['median_mpps']:.3f} Mpps"
+                if p["runs"] > 1:
+                    figures += f" (median of {p['runs']} runs, {p['handled_min_mpps']:.3f}-{p['handled_max_mpps']:.3f})"
                 if reached < pct / 100 * 0.95:
                     # The generator could not offer that much: the point says nothing.
                     ok = None
