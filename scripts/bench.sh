@@ -122,8 +122,9 @@ for pct in "${CURVE_POINTS[@]}"; do
     [[ $pct =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --points takes percentages (25,50,...), not '$pct'" >&2; exit 2; }
 done
 [[ -z $GEN || $GEN == xdp || $GEN == afxdp ]] || { echo "bench.sh: --gen must be xdp or afxdp" >&2; exit 2; }
-[[ $DUT_NAPI_NICE =~ ^-?[0-9]+$ ]] && ((DUT_NAPI_NICE >= -20 && DUT_NAPI_NICE <= 19)) \
-    || { echo "bench.sh: --dut-napi-nice takes a nice value (-20..19)" >&2; exit 2; }
+if ! [[ $DUT_NAPI_NICE =~ ^-?[0-9]+$ ]] || ((DUT_NAPI_NICE < -20 || DUT_NAPI_NICE > 19)); then
+    echo "bench.sh: --dut-napi-nice takes a nice value (-20..19)" >&2; exit 2
+fi
 [[ -z $SINK || $SINK == xdp || $SINK == afxdp ]] || { echo "bench.sh: --sink must be xdp or afxdp" >&2; exit 2; }
 STANDARD=xdp-redirect,bridge-nft,naive-fwd,op25b,op25b-userspace,op25b-unfair
 if [[ -z $VARIANTS ]]; then
