@@ -1,12 +1,13 @@
 //! Compiles the benchmark's XDP programs (bpf/gen.c: the generator, bpf/sink.c: the
-//! sink) with clang into `$OUT_DIR/{gen,sink}.o`; src/xdpgen.rs and src/xdpsink.rs embed
-//! them with `include_bytes!`.
+//! sink, both including bpf/common.h) with clang into `$OUT_DIR/{gen,sink}.o`;
+//! src/xdpgen.rs and src/xdpsink.rs embed them with `include_bytes!`.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=CLANG");
+    println!("cargo:rerun-if-changed=bpf/common.h");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
     for name in ["gen", "sink"] {

@@ -11,40 +11,12 @@
 // spends ~0.1-0.2 us per frame instead of the ~1 us an AF_XDP copy-mode send costs, so the
 // generator can overload a DUT on the other CPU.
 //
-// No headers, like bpf/op25b_xdp.c.
+// Kernel types and helpers: common.h (no kernel headers, like bpf/op25b_xdp.c).
 
-typedef unsigned char __u8;
-typedef unsigned short __u16;
-typedef unsigned int __u32;
-typedef unsigned long long __u64;
-
-#define SEC(name) __attribute__((section(name), used))
-#define __uint(name, val) int (*name)[val]
-#define __type(name, val) __typeof__(val) *name
-
-struct xdp_md {
-	__u32 data;
-	__u32 data_end;
-	__u32 data_meta;
-	__u32 ingress_ifindex;
-	__u32 rx_queue_index;
-	__u32 egress_ifindex;
-};
-enum { XDP_ABORTED = 0, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT };
-enum { BPF_MAP_TYPE_ARRAY = 2 };
-
-static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
-static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
-static long (*bpf_xdp_adjust_tail)(struct xdp_md *ctx, int delta) = (void *)65;
-static __u64 (*bpf_xdp_get_buff_len)(struct xdp_md *ctx) = (void *)188;
-static long (*bpf_xdp_store_bytes)(struct xdp_md *ctx, __u32 off, void *from, __u32 len) =
-	(void *)190;
-static long (*bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx, __u64 flags) =
-	(void *)181;
+#include "common.h"
 
 // Shared with testkit/src/xdpgen.rs: change both together.
 #define MAX_FRAME 3072  // live frames fit a 4 KiB page with headroom and tailroom
-#define TAG_LEN 10
 #define MIN_FRAME 14   // live frames are at least an Ethernet header
 #define FLAG_TAGGED 1u
 
@@ -94,13 +66,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct state);
 } state SEC(".maps");
-
-static inline __attribute__((always_inline)) __u32 fold(__u32 s)
-{
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return s;
-}
 
 // A burst due within this long is waited for inside the run (bpf_loop over the clock)
 // instead of with runs that produce nothing: every BPF_PROG_RUN run, idle or not, takes

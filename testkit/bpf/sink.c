@@ -10,38 +10,11 @@
 // that CPU also runs the generator, so the overload curve could not offer 2x the DUT's
 // saturation rate. Here a frame costs the XDP run and a few map updates.
 //
-// No headers, like bpf/op25b_xdp.c and gen.c.
+// Kernel types and helpers: common.h (no kernel headers, like bpf/op25b_xdp.c).
 
-typedef unsigned char __u8;
-typedef unsigned short __u16;
-typedef unsigned int __u32;
-typedef unsigned long long __u64;
+#include "common.h"
 
-#define SEC(name) __attribute__((section(name), used))
-#define __uint(name, val) int (*name)[val]
-#define __type(name, val) __typeof__(val) *name
-
-struct xdp_md {
-	__u32 data;
-	__u32 data_end;
-	__u32 data_meta;
-	__u32 ingress_ifindex;
-	__u32 rx_queue_index;
-	__u32 egress_ifindex;
-};
-enum { XDP_ABORTED = 0, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT };
-enum { BPF_MAP_TYPE_PERCPU_ARRAY = 6 };
-
-static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
-static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
-static __u64 (*bpf_xdp_get_buff_len)(struct xdp_md *ctx) = (void *)188;
-static long (*bpf_xdp_load_bytes)(struct xdp_md *ctx, __u32 off, void *buf, __u32 len) =
-	(void *)189;
-
-// Shared with testkit/src/xdpsink.rs (and the tag with traffic::Tag): change together.
-#define TAG_LEN 10
-#define TAG_MAGIC 0xb5
-#define TAG_WRAP_MASK 0xffffff
+// Shared with testkit/src/xdpsink.rs: change both together.
 #define STREAMS 128
 // Latency buckets, microseconds: exact below 256, then 128 per power of two up to 2^24
 // (under 0.8% wide), the top bucket taking everything above.
@@ -89,13 +62,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } latency SEC(".maps");
-
-static inline __attribute__((always_inline)) __u32 fold(__u32 s)
-{
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return s;
-}
 
 // The bucket of a latency of `us` microseconds (xdpsink::bucket_of is the same).
 static inline __attribute__((always_inline)) __u32 bucket_of(__u32 us)
