@@ -44,6 +44,26 @@ pub enum BenchError {
     Thread(String),
 }
 
+impl BenchError {
+    /// For `map_err`: an I/O error as `what` failed on `interface`.
+    pub(crate) fn io(what: &'static str, interface: &str) -> impl FnOnce(std::io::Error) -> Self {
+        let interface = interface.to_owned();
+        move |source| BenchError::Io {
+            what,
+            interface,
+            source,
+        }
+    }
+}
+
+/// How far a counter moved between two reads; 0 when either read failed.
+pub(crate) fn counter_delta(before: Option<u64>, after: Option<u64>) -> u64 {
+    match (before, after) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => 0,
+    }
+}
+
 /// What one generator thread (or the XDP engine) sent.
 #[derive(Default)]
 pub(crate) struct GenThreadResult {
@@ -241,10 +261,7 @@ pub fn generate(
         return Err(e);
     }
     let seconds = start.elapsed().as_secs_f64();
-    let link_dropped = match (dropped_before, link_tx_dropped(&opts.interface)) {
-        (Some(a), Some(b)) => b.saturating_sub(a),
-        _ => 0,
-    };
+    let link_dropped = counter_delta(dropped_before, link_tx_dropped(&opts.interface));
     Ok(gen_report(opts, &set, &total, seconds, link_dropped))
 }
 
@@ -431,13 +448,10 @@ pub fn sink(
         kernel_rx_ring_full: stats.rx_ring_full,
         kernel_fill_empty: stats.rx_fill_ring_empty,
         latency_us: total.latency.summary(),
-        link_rx_dropped: match (
+        link_rx_dropped: counter_delta(
             rx_dropped_before,
             link_counter(&opts.interface, "rx_dropped"),
-        ) {
-            (Some(a), Some(b)) => b.saturating_sub(a),
-            _ => 0,
-        },
+        ),
     })
 }
 

@@ -16,7 +16,7 @@
 //! like a NIC whose receive ring is full.
 
 use crate::bpfobj::{ifindex, lookup, monotonic_ns, os_err, update, Loaded, Pod};
-use crate::run::{BenchError, GenOptions, GenThreadResult};
+use crate::run::{counter_delta, BenchError, GenOptions, GenThreadResult};
 use crate::traffic::{GenReport, Tag, TemplateSet, TAG_LEN};
 use libbpf_sys as bpf;
 use std::io;
@@ -181,14 +181,7 @@ fn generate(
     set: &TemplateSet,
     stop: &AtomicBool,
 ) -> Result<(GenThreadResult, f64, u64, u64), BenchError> {
-    let io = |what: &'static str| {
-        let interface = opts.interface.clone();
-        move |source: io::Error| BenchError::Io {
-            what,
-            interface,
-            source,
-        }
-    };
+    let io = |what: &'static str| BenchError::io(what, &opts.interface);
     if opts.threads != 1 {
         return Err(BenchError::Thread(format!(
             "--engine xdp runs one thread (it is not the bottleneck); got --threads {}",
@@ -316,10 +309,7 @@ fn generate(
         per_template: (0..n).map(|i| cycles + u64::from(i < rest)).collect(),
         mode: "xdp-live".into(),
     };
-    let link_dropped = match (xmit_err_before, xdp_xmit_errors(&opts.interface)) {
-        (Some(a), Some(b)) => b.saturating_sub(a),
-        _ => 0,
-    };
+    let link_dropped = counter_delta(xmit_err_before, xdp_xmit_errors(&opts.interface));
     Ok((res, seconds, link_dropped, st.restarts))
 }
 

@@ -13,7 +13,7 @@
 //! descriptor closes, also when the process is killed.
 
 use crate::bpfobj::{self, ifindex, lookup_percpu, os_err, Loaded, Pod};
-use crate::run::{BenchError, SinkOptions};
+use crate::run::{counter_delta, link_counter, BenchError, SinkOptions};
 use crate::traffic::{LatencyHist, SinkReport};
 use libbpf_sys as bpf;
 use std::io;
@@ -216,14 +216,7 @@ pub fn sink(
     stop: &AtomicBool,
     ready: impl FnOnce(),
 ) -> Result<SinkReport, BenchError> {
-    let io = |what: &'static str| {
-        let interface = opts.interface.clone();
-        move |source: io::Error| BenchError::Io {
-            what,
-            interface,
-            source,
-        }
-    };
+    let io = |what: &'static str| BenchError::io(what, &opts.interface);
     if opts.oracle.is_some() {
         return Err(BenchError::Thread(
             "--engine xdp does not run the oracle (--config): it needs the frames in userspace; use --engine afxdp".into(),
@@ -239,7 +232,7 @@ pub fn sink(
     }
     let ifi = ifindex(&opts.interface).map_err(io("cannot resolve the interface"))?;
     let prog = SinkProgram::load().map_err(io("cannot load the sink"))?;
-    let rx_dropped_before = crate::run::link_counter(&opts.interface, "rx_dropped");
+    let rx_dropped_before = link_counter(&opts.interface, "rx_dropped");
     let link = prog.attach(ifi).map_err(io("cannot attach the sink"))?;
     ready();
     let start = Instant::now();
@@ -292,13 +285,10 @@ pub fn sink(
             l.max = s.max_delay_us;
             l
         }),
-        link_rx_dropped: match (
+        link_rx_dropped: counter_delta(
             rx_dropped_before,
-            crate::run::link_counter(&opts.interface, "rx_dropped"),
-        ) {
-            (Some(a), Some(b)) => b.saturating_sub(a),
-            _ => 0,
-        },
+            link_counter(&opts.interface, "rx_dropped"),
+        ),
     })
 }
 
