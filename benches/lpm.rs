@@ -263,6 +263,16 @@ fn bench_v6(c: &mut Criterion) {
                 .map_or(0, |x| *x.1);
             assert_eq!((p, p), (t, b), "disagreement at {}", Ipv6Addr::from(a));
         }
+        let mut batch = vec![0u16; trace.len()];
+        poptrie.lookup_batch(trace, &mut batch);
+        for (&a, &v) in trace.iter().zip(&batch) {
+            assert_eq!(
+                v,
+                poptrie.lookup(a),
+                "batch disagreement at {}",
+                Ipv6Addr::from(a)
+            );
+        }
     }
     let mut g = c.benchmark_group(format!("lpm/ipv6/{n}"));
     g.throughput(Throughput::Elements(BATCH as u64));
@@ -276,6 +286,24 @@ fn bench_v6(c: &mut Criterion) {
                 s
             })
         });
+        // The worker's way: a receive burst's addresses at once (`lookup_batch`, walks in
+        // lockstep), in bursts of 64.
+        g.bench_with_input(
+            BenchmarkId::new("poptrie-batch", name),
+            trace,
+            |b, trace| {
+                let mut out = [0u16; 64];
+                b.iter(|| {
+                    let mut s = 0u32;
+                    for keys in black_box(trace).chunks(64) {
+                        let out = &mut out[..keys.len()];
+                        poptrie.lookup_batch(keys, out);
+                        s = out.iter().fold(s, |s, &v| s.wrapping_add(u32::from(v)));
+                    }
+                    s
+                })
+            },
+        );
         g.bench_with_input(BenchmarkId::new("prefix-trie", name), trace, |b, trace| {
             b.iter(|| {
                 let mut s = 0u32;

@@ -49,6 +49,44 @@ fn policy_100k() -> Policy {
     b.build().unwrap()
 }
 
+/// The lab policy plus 100k IPv6 prefixes (`fixtures::filler_v6`): the table the burst
+/// classifier batches its lookups on (4.4 MiB, bigger than the caches).
+fn policy_200k() -> (Policy, Vec<IpNet>) {
+    let filler = fixtures::filler_v6(100_000);
+    let (mut b, [dynamic, ..]) = fixtures::builder();
+    for net in &filler {
+        b.subscriber(*net, dynamic);
+    }
+    let p = b.build().unwrap();
+    assert!(p.batch_v6_lookups());
+    (p, filler)
+}
+
+/// 4096 IPv6 SYNs to port 25, each from a random address inside a random prefix of
+/// `filler` (the LPM bench's matching trace): the worker meets each source once per
+/// 64 bursts, so its trie walks miss the caches as a busy ISP's would.
+fn v6_trace(filler: &[IpNet]) -> Vec<Vec<u8>> {
+    let mut rng = SmallRng::seed_from_u64(6);
+    (0..4096)
+        .map(|i| {
+            let IpNet::V6(net) = filler[rng.gen_range(0..filler.len())] else {
+                unreachable!("filler_v6 gives IPv6 prefixes")
+            };
+            let host = rng.r#gen::<u128>() & !u128::from(net.netmask());
+            let src = (u128::from(net.network()) | host).to_be_bytes();
+            let ip = fixtures::tcp6(
+                src,
+                addr::EXTERNAL6,
+                40000 + (i % 1000) as u16,
+                25,
+                Tcp::Syn,
+                &[],
+            );
+            fixtures::wrap(Encap::Plain, &ip, true, true)
+        })
+        .collect()
+}
+
 /// 64-byte-ish frames: `reject_pct`% SYNs to port 25 (rejected with a reset), the rest
 /// mid-stream segments to 587 (forwarded).
 fn mix(reject_pct: usize) -> Vec<Vec<u8>> {
@@ -106,6 +144,37 @@ fn bench(c: &mut Criterion) {
         let s = w.counters().snapshot();
         assert!(s.verdicts_account_for_rx() && w.census().conserved());
     }
+    // IPv6 sources spread over a 100k-prefix table: where batched lookups pay.
+    let (p6, filler) = policy_200k();
+    let trace = v6_trace(&filler);
+    let io = MemIo::new(4096, 2048, 1024);
+    let cfg = WorkerConfig {
+        burst: BURST,
+        fill_target: 512,
+        busy_poll: true,
+        reply_rate: u32::MAX,
+        reply_burst: u32::MAX,
+        cookie_key: op25b::classify::notice::CookieKey([1, 2]),
+    };
+    let mut w = Worker::new(
+        io,
+        cfg,
+        Arc::new(PolicyCell::new(Arc::new(p6))),
+        Arc::new(CachePadded::new(WorkerCounters::new())),
+    );
+    let mut bursts = trace.chunks(BURST).cycle();
+    g.bench_function(BenchmarkId::new("op25b", "ipv6-100k-sources"), |b| {
+        b.iter(|| {
+            for f in bursts.next().unwrap_or_default() {
+                w.io_mut().inject(Side::Subscriber, f);
+            }
+            w.poll_once();
+            let io = w.io_mut();
+            io.discard(Side::Upstream, usize::MAX) + io.discard(Side::Subscriber, usize::MAX)
+        })
+    });
+    let s = w.counters().snapshot();
+    assert!(s.verdicts_account_for_rx() && w.census().conserved());
     // Baseline: the same ring traffic with a trivial "forward everything" loop.
     let frames = mix(0);
     let mut io = MemIo::new(4096, 2048, 1024);

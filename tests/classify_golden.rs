@@ -29,6 +29,66 @@ fn golden_fixtures() {
     );
 }
 
+/// The burst classifier against `classify`, frame by frame: same parse, same verdict,
+/// and every IPv6 lookup made in the burst's batch, at burst sizes from 1 to past the
+/// lockstep width.
+fn check_bursts(frames: &[&[u8]], direction: Direction, policy: &Policy) {
+    for size in [1, 3, 8, 9, 64] {
+        let mut burst = BurstClassifier::with_capacity(size);
+        for chunk in frames.chunks(size) {
+            burst.prepare(chunk.iter().copied(), direction, policy);
+            let batched = if policy.batch_v6_lookups() {
+                chunk.len()
+            } else {
+                0
+            };
+            assert_eq!(burst.prepared(), batched);
+            for (i, frame) in chunk.iter().enumerate() {
+                let info = parse(frame);
+                let want = classify_parsed(&info, direction, policy);
+                let got = burst.classify(i, frame, direction, policy, &overlay::NoOverlay);
+                assert_eq!(got, (info, want), "frame {frame:02x?}");
+            }
+        }
+        assert_eq!(burst.single_lookups(), 0, "burst size {size}");
+    }
+}
+
+/// The lab policy plus 20,000 IPv6 prefixes clear of the fixtures' addresses: big
+/// enough for the burst classifier to batch its IPv6 lookups.
+fn big_policy() -> Policy {
+    let (mut b, [dynamic, ..]) = fixtures::builder();
+    for net in fixtures::filler_v6(20_000) {
+        b.subscriber(net, dynamic);
+    }
+    let p = b.build().unwrap();
+    assert!(p.batch_v6_lookups());
+    p
+}
+
+#[test]
+fn burst_classifier_matches_classify_on_every_fixture() {
+    let table = fixtures::all();
+    let frames: Vec<&[u8]> = table.iter().map(|f| &f.frame[..]).collect();
+    let small = fixtures::policy();
+    assert!(!small.batch_v6_lookups());
+    // Every frame judged in both directions (a burst comes from one side), with lookups
+    // one by one (the lab policy) and batched (the big one).
+    for policy in [small, big_policy()] {
+        for direction in Direction::ALL {
+            check_bursts(&frames, direction, &policy);
+        }
+        for f in &table {
+            assert_eq!(
+                classify(&f.frame, f.direction, &policy).verdict,
+                f.expected,
+                "{}",
+                f.description
+            );
+        }
+    }
+}
+
 #[test]
 fn every_prefix_of_every_fixture_is_safe() {
     // Truncation at every byte: never panics, and a cut-short TCP segment to a blocked
@@ -68,4 +128,29 @@ proptest::proptest! {
         }
         let _ = classify(&frame, Direction::Outbound, &policy);
     }
+
+    /// Bursts of mutated fixtures (broken headers, changed addresses and ports): the
+    /// burst classifier still agrees with `classify` frame by frame.
+    #[test]
+    fn burst_classifier_matches_classify_on_mutated_fixtures(mutations in proptest::collection::vec((0usize..1000, proptest::collection::vec((0usize..2000, proptest::num::u8::ANY), 0..6)), 1..24)) {
+        let policy = BIG.get_or_init(big_policy);
+        let table = fixtures::all();
+        let frames: Vec<Vec<u8>> = mutations
+            .into_iter()
+            .map(|(pick, flips)| {
+                let mut frame = table[pick % table.len()].frame.clone();
+                for (at, v) in flips {
+                    let n = frame.len();
+                    if n > 0 { frame[at % n] = v; }
+                }
+                frame
+            })
+            .collect();
+        let frames: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
+        for direction in Direction::ALL {
+            check_bursts(&frames, direction, policy);
+        }
+    }
 }
+
+static BIG: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();

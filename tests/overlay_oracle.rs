@@ -3,8 +3,10 @@
 //! is the most specific match across both, the overlay winning a tie.
 
 use ipnet::{IpNet, Ipv6Net};
+use op25b::classify::BurstClassifier;
 use op25b::control::overlay::{Entry, Source, Store};
-use op25b::policy::{BlockAction, PolicyBuilder};
+use op25b::policy::{BlockAction, Direction, PolicyBuilder};
+use op25b_testkit::fixtures;
 use proptest::prelude::*;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -30,6 +32,8 @@ fn entry(prefix: IpNet, class: &str) -> Entry {
 
 const CLASSES: [&str; 3] = ["a", "b", "c"];
 
+static FILLER: std::sync::OnceLock<Vec<IpNet>> = std::sync::OnceLock::new();
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -54,7 +58,13 @@ proptest! {
             file_list.push((net, len, c));
             b.subscriber(IpNet::V6(Ipv6Net::new(Ipv6Addr::from(net), len).unwrap()), c as u8);
         }
+        // Filler outside 2001:db8::/32 (no probe's): a table big enough that the burst
+        // classifier below batches its lookups.
+        for net in FILLER.get_or_init(|| fixtures::filler_v6(20_000)) {
+            b.subscriber(*net, 0);
+        }
         let p = b.build().unwrap();
+        prop_assert!(p.batch_v6_lookups());
         let mut store = Store::new(&p, 1);
         let mut over_list: Vec<(u128, u8, usize)> = Vec::new();
         for &(hi, len, c) in &over {
@@ -81,6 +91,22 @@ proptest! {
             };
             prop_assert_eq!(p.class_of_v6_with(a, &snap), want, "address {:x}", a);
         }
+        // The worker's burst classifier (the burst's addresses looked up together) finds
+        // the same class for a TCP SYN from each probe address.
+        let frames: Vec<Vec<u8>> = probes
+            .iter()
+            .map(|&(hi, lo)| {
+                let ip = fixtures::tcp6(addr(hi, lo).to_be_bytes(), fixtures::addr::EXTERNAL6, 40000, 25, fixtures::Tcp::Syn, &[]);
+                fixtures::wrap(fixtures::Encap::Plain, &ip, true, true)
+            })
+            .collect();
+        let mut burst = BurstClassifier::with_capacity(frames.len());
+        burst.prepare(frames.iter().map(|f| &f[..]), Direction::Outbound, &p);
+        for (i, &(hi, lo)) in probes.iter().enumerate() {
+            let (_, c) = burst.classify(i, &frames[i], Direction::Outbound, &p, &snap);
+            prop_assert_eq!(c.class, p.class_of_v6_with(addr(hi, lo), &snap), "burst, address {:x}", addr(hi, lo));
+        }
+        prop_assert_eq!(burst.single_lookups(), 0);
     }
 
     #[test]

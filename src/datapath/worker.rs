@@ -20,7 +20,7 @@ use super::counters::{Counter, FrameCensus, WorkerCounters};
 use super::io::{Frame, FrameIo, Side};
 use super::PolicyCell;
 use crate::classify::notice::{self, CookieKey, NoticeStep};
-use crate::classify::{classify_parsed_with, parse, reply, Addrs, Net};
+use crate::classify::{reply, Addrs, BurstClassifier, Net};
 use crate::control::topk::{self, TopK, WORKER_SLOTS};
 use crate::policy::{Direction, ReplyKind, Verdict};
 use crossbeam_utils::CachePadded;
@@ -138,6 +138,8 @@ pub struct Worker<I: FrameIo> {
     total: usize,
     pool: Pool<I::Desc>,
     rx_buf: Vec<Frame<I::Desc>>,
+    /// The receive burst parsed and its IPv6 subscribers looked up together.
+    burst: BurstClassifier,
     /// Per destination side: forwarded frames to the other side, replies to this one.
     tx: [TxBatch<I::Desc>; 2],
     bucket: TokenBucket,
@@ -173,6 +175,7 @@ impl<I: FrameIo> Worker<I> {
                 tx_out: [0; 2],
             },
             rx_buf: Vec::with_capacity(burst),
+            burst: BurstClassifier::with_capacity(burst),
             tx: [TxBatch::with_capacity(burst), TxBatch::with_capacity(burst)],
             bucket: TokenBucket::new(cfg.reply_rate, cfg.reply_burst),
             generation: 0,
@@ -326,12 +329,14 @@ impl<I: FrameIo> Worker<I> {
         // back, capacity kept.
         let mut rx = std::mem::take(&mut self.rx_buf);
         let n = rx.len();
-        for f in rx.drain(..) {
+        let io = &self.io;
+        self.burst
+            .prepare(rx.iter().map(|f| io.data(f)), direction, policy);
+        for (i, f) in rx.drain(..).enumerate() {
             let data = self.io.data(&f);
             let len = data.len() as u32;
             rx_bytes += u64::from(len);
-            let info = parse(data);
-            let c = classify_parsed_with(&info, direction, policy, overlay);
+            let (info, c) = self.burst.classify(i, data, direction, policy, overlay);
             // `reply: smtp-notice` on TCP/25 or /587 outbound: the notice's step for this
             // segment (stateless: the cookie says whether its ACK is genuine).
             let notice_step = match (c.verdict, direction, c.dst_port, c.class) {
@@ -431,6 +436,11 @@ impl<I: FrameIo> Worker<I> {
                 }
             }
         }
+        debug_assert_eq!(
+            self.burst.single_lookups(),
+            0,
+            "the burst pass missed a lookup"
+        );
         self.rx_buf = rx;
         self.counters.rx(side, n as u64, rx_bytes);
         for to in [other, side] {

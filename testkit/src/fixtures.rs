@@ -84,6 +84,36 @@ pub fn policy() -> Policy {
     builder().0.build().expect("lab policy builds")
 }
 
+/// `n` distinct IPv6 prefixes, /32 to /64 inside 2000::/3 and clear of 2001:db8::/32
+/// (the fixtures' addresses), the same on every call: filler that makes a policy's IPv6
+/// table as big as an ISP's, for the paths only a big table takes (the burst
+/// classifier's batched lookups, `op25b::policy::Policy::batch_v6_lookups`).
+pub fn filler_v6(n: usize) -> Vec<ipnet::IpNet> {
+    // xorshift64*: deterministic, no dependency.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let doc = u128::from(0x2001_0db8u32) << 96;
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let top = (u128::from(next()) << 64 | u128::from(next())) >> 3 | 1u128 << 125;
+        let len = 32 + (next() % 33) as u8;
+        let net = top & !(u128::MAX >> len);
+        if net >> 96 == doc >> 96 || !seen.insert((net, len)) {
+            continue;
+        }
+        out.push(ipnet::IpNet::V6(
+            ipnet::Ipv6Net::new(std::net::Ipv6Addr::from(net), len).expect("length <= 64"),
+        ));
+    }
+    out
+}
+
 /// One row of the table.
 #[derive(Clone, Debug)]
 pub struct Fixture {
