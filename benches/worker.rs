@@ -115,6 +115,7 @@ fn bench(c: &mut Criterion) {
         let cfg = WorkerConfig {
             burst: BURST,
             fill_target: 512,
+            overload_fill: None,
             busy_poll: true,
             reply_rate: u32::MAX,
             reply_burst: u32::MAX,
@@ -151,6 +152,7 @@ fn bench(c: &mut Criterion) {
     let cfg = WorkerConfig {
         burst: BURST,
         fill_target: 512,
+        overload_fill: None,
         busy_poll: true,
         reply_rate: u32::MAX,
         reply_burst: u32::MAX,

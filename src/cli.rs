@@ -793,10 +793,11 @@ fn check(path: &Path, set: &[config::Override]) -> ExitCode {
         c.interfaces.ring_size
     );
     outln!(
-        "workers: cores {:?}, burst {}, busy_poll {}",
+        "workers: cores {:?}, burst {}, busy_poll {}, overload_guard {}",
         c.workers.cores,
         c.workers.burst,
-        c.workers.busy_poll
+        c.workers.busy_poll,
+        c.workers.overload_guard
     );
     outln!("classes:");
     outln!(

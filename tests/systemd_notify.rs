@@ -31,6 +31,7 @@ fn spawn_worker(start_hung: bool) -> Running {
     let cfg = WorkerConfig {
         burst: 16,
         fill_target: 32,
+        overload_fill: None,
         busy_poll: false,
         reply_rate: 100,
         reply_burst: 10,

@@ -23,6 +23,7 @@ fn worker(frames: usize, rate: u32, burst: u32) -> Worker<MemIo> {
     let cfg = WorkerConfig {
         burst: 16,
         fill_target: 32,
+        overload_fill: None,
         busy_poll: false,
         reply_rate: rate,
         reply_burst: burst,
@@ -484,4 +485,165 @@ fn smtp_notice_syn_flood_stays_within_the_budget() {
     assert_eq!(s.get(Counter::RepliesRateLimited), sent - 5);
     settle(&mut w);
     check_conservation(&w);
+}
+
+/// A worker for the overload-guard tests: fill ring 512 deep, 64 under the guard (or no
+/// guard), bursts of 16.
+fn guarded_worker(overload_fill: Option<usize>) -> Worker<MemIo> {
+    let io = MemIo::new(2048, 2048, 1024);
+    let cfg = WorkerConfig {
+        burst: 16,
+        fill_target: 512,
+        overload_fill,
+        busy_poll: false,
+        reply_rate: 1000,
+        reply_burst: 100,
+        cookie_key: KEY,
+    };
+    let policy = Arc::new(PolicyCell::new(Arc::new(fixtures::policy())));
+    Worker::new(
+        io,
+        cfg,
+        policy,
+        Arc::new(CachePadded::new(WorkerCounters::new())),
+    )
+}
+
+/// One simulated millisecond: `offered` frames arrive on the subscriber side, the worker
+/// runs one iteration (16 frames at most), the upstream wire takes what it sent, and the
+/// worker's overload guard ticks at `now`. Returns the frames the "kernel" accepted.
+fn guard_step(w: &mut Worker<MemIo>, offered: u16, now: std::time::Instant) -> u64 {
+    let mut accepted = 0;
+    for i in 0..offered {
+        accepted += u64::from(w.io_mut().inject(Side::Subscriber, &passing(i)));
+    }
+    w.poll_once();
+    w.io_mut().discard(Side::Upstream, usize::MAX);
+    w.guard_tick(now);
+    check_conservation(w);
+    accepted
+}
+
+/// Sustained overload (3x what the worker takes per iteration): the fill ring runs dry,
+/// every burst is full, and after `GUARD_ENTER` the guard engages and holds the receive
+/// backlog to the shallow depth. Once the load falls below capacity and the fill ring
+/// stops running dry for `GUARD_HOLD`, the full depth comes back, and nothing offered
+/// below capacity is lost.
+#[test]
+fn overload_guard_bounds_the_backlog_under_sustained_overload_and_lets_go() {
+    use op25b::datapath::worker::{GUARD_ENTER, GUARD_HOLD};
+    use std::time::Duration;
+    let mut w = guarded_worker(Some(64));
+    let t0 = std::time::Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    assert_eq!(w.fill_target(Side::Subscriber), 512);
+    let mut t = 0;
+    // Overload until the guard engages (well within a second of simulated time).
+    while !w.guard_engaged(Side::Subscriber) {
+        t += 1;
+        assert!(t < 1000, "the guard did not engage under 3x overload");
+        guard_step(&mut w, 48, ms(t));
+    }
+    assert!(
+        t >= GUARD_ENTER.as_millis() as u64,
+        "engaged after {t} ms, before GUARD_ENTER"
+    );
+    assert!(w.io().rx_dropped(Side::Subscriber) > 0);
+    assert_eq!(w.fill_target(Side::Subscriber), 64);
+    assert!(!w.guard_engaged(Side::Upstream), "the idle side stays deep");
+    assert_eq!(w.fill_target(Side::Upstream), 512);
+    // Still overloaded: the backlog that stood when it engaged drains, and from then on
+    // the frames the kernel holds for receive (fill + RX) never exceed the shallow depth.
+    for _ in 0..100 {
+        t += 1;
+        guard_step(&mut w, 48, ms(t));
+    }
+    for _ in 0..500 {
+        t += 1;
+        guard_step(&mut w, 48, ms(t));
+        let (fill, rx, _, _) = w.io().ring_levels(Side::Subscriber);
+        assert!(fill + rx <= 64, "receive backlog {fill}+{rx} above 64");
+        assert!(w.guard_engaged(Side::Subscriber));
+    }
+    let s = w.counters().snapshot();
+    assert_eq!(s.get(Counter::OverloadGuardEngaged), 1);
+    assert!(s.guard[Side::Subscriber.index()]);
+    // Below capacity (8 frames a millisecond, the worker takes 16): nothing is lost, and
+    // after GUARD_HOLD without a fill-empty drop the guard lets go.
+    let dropped = w.io().rx_dropped(Side::Subscriber);
+    let mut accepted = 0;
+    let mut offered = 0;
+    let calm_from = t;
+    while w.guard_engaged(Side::Subscriber) {
+        t += 1;
+        assert!(
+            t - calm_from < 2 * GUARD_HOLD.as_millis() as u64,
+            "the guard did not let go below capacity"
+        );
+        accepted += guard_step(&mut w, 8, ms(t));
+        offered += 8;
+    }
+    assert!(t - calm_from >= GUARD_HOLD.as_millis() as u64);
+    assert_eq!(accepted, offered, "frames lost below capacity");
+    assert_eq!(w.io().rx_dropped(Side::Subscriber), dropped);
+    assert_eq!(w.fill_target(Side::Subscriber), 512);
+    guard_step(&mut w, 0, ms(t + 1));
+    let (fill, rx, _, _) = w.io().ring_levels(Side::Subscriber);
+    assert_eq!(fill + rx, 512, "the full depth is back");
+    assert!(!w.counters().snapshot().guard[Side::Subscriber.index()]);
+}
+
+/// A stall followed by a catch-up below capacity keeps every burst full for longer than
+/// `GUARD_ENTER`, but the deep fill ring absorbed it (no fill-empty drop): the guard
+/// stays off and nothing is lost.
+#[test]
+fn overload_guard_stays_off_after_a_stall_the_deep_ring_absorbed() {
+    use std::time::Duration;
+    let mut w = guarded_worker(Some(64));
+    let t0 = std::time::Instant::now();
+    // 480 frames arrive while the worker does not run (a 60 ms stall at 8 a ms).
+    let mut accepted = 0;
+    for i in 0..480u16 {
+        accepted += u64::from(w.io_mut().inject(Side::Subscriber, &passing(i)));
+    }
+    assert_eq!(accepted, 480);
+    // Then 8 a millisecond while it drains 16: 60 ms of full bursts.
+    let mut full_ms = 0;
+    for t in 1..=200u64 {
+        let (_, rx, _, _) = w.io().ring_levels(Side::Subscriber);
+        if rx + 8 >= 16 {
+            full_ms += 1;
+        }
+        accepted += guard_step(&mut w, 8, t0 + Duration::from_millis(t));
+        assert!(!w.guard_engaged(Side::Subscriber), "engaged at {t} ms");
+    }
+    assert!(
+        full_ms > 50,
+        "the catch-up was too short to test: {full_ms} ms"
+    );
+    assert_eq!(accepted, 480 + 200 * 8);
+    assert_eq!(w.io().rx_dropped(Side::Subscriber), 0);
+    assert_eq!(
+        w.counters().snapshot().get(Counter::OverloadGuardEngaged),
+        0
+    );
+}
+
+/// `workers.overload_guard: false`: the fill ring keeps its full depth under overload.
+#[test]
+fn without_the_guard_the_fill_ring_stays_deep_under_overload() {
+    use std::time::Duration;
+    let mut w = guarded_worker(None);
+    let t0 = std::time::Instant::now();
+    for t in 1..=300u64 {
+        guard_step(&mut w, 48, t0 + Duration::from_millis(t));
+    }
+    assert!(w.io().rx_dropped(Side::Subscriber) > 0);
+    assert!(!w.guard_engaged(Side::Subscriber));
+    assert_eq!(w.fill_target(Side::Subscriber), 512);
+    let (fill, rx, _, _) = w.io().ring_levels(Side::Subscriber);
+    assert!(
+        fill + rx > 64 * 4,
+        "backlog {fill}+{rx}: the deep ring stands full"
+    );
 }

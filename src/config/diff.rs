@@ -39,6 +39,10 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
         a.workers.busy_poll != b.workers.busy_poll,
         "workers.busy_poll",
     );
+    check(
+        a.workers.overload_guard != b.workers.overload_guard,
+        "workers.overload_guard",
+    );
     check(a.reject_rate != b.reject_rate, "policy.reject_rate");
     check(a.control.listen != b.control.listen, "control.listen");
     check(a.control.pid_file != b.control.pid_file, "control.pid_file");

@@ -135,6 +135,9 @@ pub struct Workers {
     pub burst: u32,
     /// Spin on the rings instead of sleeping in poll() when idle.
     pub busy_poll: bool,
+    /// Bound the receive backlog under sustained overload (datapath::worker, "Overload
+    /// guard").
+    pub overload_guard: bool,
     /// Interval of the one-line counter summary in the log (0: off).
     pub stats_interval: Duration,
 }
@@ -202,6 +205,7 @@ impl Config {
             cores: self.workers.cores.clone(),
             burst: self.workers.burst,
             busy_poll: self.workers.busy_poll,
+            overload_guard: self.workers.overload_guard,
             reply_rate: self.reject_rate.per_second,
             reply_burst: self.reject_rate.burst,
             fast_path: self.datapath.fast_path,

@@ -137,6 +137,8 @@ pub(super) struct RawWorkers {
     pub(super) burst: u32,
     #[serde(default)]
     pub(super) busy_poll: bool,
+    #[serde(default = "default_overload_guard")]
+    pub(super) overload_guard: bool,
     #[serde(default = "default_stats_interval")]
     pub(super) stats_interval_secs: u64,
 }
@@ -147,6 +149,7 @@ impl Default for RawWorkers {
             cores: None,
             burst: default_burst(),
             busy_poll: false,
+            overload_guard: default_overload_guard(),
             stats_interval_secs: default_stats_interval(),
         }
     }
@@ -154,6 +157,9 @@ impl Default for RawWorkers {
 
 pub(super) fn default_burst() -> u32 {
     64
+}
+pub(super) fn default_overload_guard() -> bool {
+    true
 }
 pub(super) fn default_stats_interval() -> u64 {
     10

@@ -168,6 +168,7 @@ pub(super) fn validate_settings(file: &Path, raw: &RawConfig) -> Result<Config, 
             cores,
             burst: w.burst,
             busy_poll: w.busy_poll,
+            overload_guard: w.overload_guard,
             stats_interval: Duration::from_secs(w.stats_interval_secs),
         },
         reject_rate: RateLimit {

@@ -461,6 +461,21 @@ pub fn render(state: &MetricsState) -> String {
             }
         }
     }
+    let _ = writeln!(
+        o,
+        "# HELP op25b_overload_guard_active 1 while the worker's overload guard holds the interface's fill ring shallow (sustained overload), else 0."
+    );
+    let _ = writeln!(o, "# TYPE op25b_overload_guard_active gauge");
+    for (w, s) in snaps.iter().enumerate() {
+        for side in Side::BOTH {
+            let _ = writeln!(
+                o,
+                "op25b_overload_guard_active{{worker=\"{w}\",interface=\"{}\"}} {}",
+                side.as_str(),
+                u8::from(s.guard[side.index()])
+            );
+        }
+    }
     let _ = writeln!(o, "# HELP op25b_umem_frames UMEM frames by where they are.");
     let _ = writeln!(o, "# TYPE op25b_umem_frames gauge");
     for (w, s) in snaps.iter().enumerate() {
@@ -682,12 +697,13 @@ pub fn render(state: &MetricsState) -> String {
 }
 
 /// Datapath events exported one metric each: (counter, name, help).
-const EVENT_METRICS: [(Counter, &str, &str); 12] = [
+const EVENT_METRICS: [(Counter, &str, &str); 13] = [
     (Counter::RepliesSent, "op25b_replies_sent_total", "Replies (TCP RST / ICMP prohibited) built and queued for rejected segments."),
     (Counter::RepliesRateLimited, "op25b_replies_rate_limited_total", "Rejected segments answered by silence because the reply token bucket was empty (policy.reject_rate)."),
     (Counter::RepliesFailed, "op25b_replies_failed_total", "Rejected segments answered by silence because no free frame was at hand or the reply could not be built."),
     (Counter::TxRingFull, "op25b_tx_ring_full_drops_total", "Frames dropped because the TX ring of the outgoing interface had no room."),
     (Counter::FillStarved, "op25b_fill_starved_total", "Times a fill ring needed frames and the worker had none free."),
+    (Counter::OverloadGuardEngaged, "op25b_overload_guard_engaged_total", "Times a worker's overload guard engaged on an interface (sustained overload: full receive bursts and fill-ring-empty drops), bounding its receive backlog."),
     (Counter::Wakeups, "op25b_worker_wakeups_total", "TX kicks (sendto) and fill-ring wakeups the worker made."),
     (Counter::Sleeps, "op25b_worker_sleeps_total", "Times the worker slept in poll() when idle."),
     (Counter::EmptyPolls, "op25b_worker_empty_polls_total", "Loop iterations that found no frame and no completion."),

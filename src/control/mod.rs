@@ -247,7 +247,7 @@ fn stats_line(now: &Snapshot, prev: &Snapshot, secs: f64) -> String {
     let inbound_blocked =
         |x: &Snapshot| x.action_total(Side::Upstream, 1) + x.action_total(Side::Upstream, 2);
     format!(
-        "out {:.0} fps (total {}), in {:.0} fps (total {}), blocked out {} in {}, replies {} (limited {}), tx full {}, fill starved {}, kernel drops {}, frames {}/{} free",
+        "out {:.0} fps (total {}), in {:.0} fps (total {}), blocked out {} in {}, replies {} (limited {}), tx full {}, fill starved {}, kernel drops {}, overload guard engaged {}, frames {}/{} free",
         rate(now.rx_frames[s], prev.rx_frames[s]),
         now.rx_frames[s],
         rate(now.rx_frames[u], prev.rx_frames[u]),
@@ -259,6 +259,7 @@ fn stats_line(now: &Snapshot, prev: &Snapshot, secs: f64) -> String {
         now.get(Counter::TxRingFull),
         now.get(Counter::FillStarved),
         now.kernel[0].total() + now.kernel[1].total(),
+        now.get(Counter::OverloadGuardEngaged),
         now.census.free,
         now.census.total,
     )

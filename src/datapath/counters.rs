@@ -36,10 +36,12 @@ pub enum Counter {
     /// SMTP notice: segments answered with a RST instead (data before the greeting, a
     /// bad or late cookie, the client's FIN, a SYN over the budget).
     NoticeRefused,
+    /// Times a side's overload guard engaged (worker.rs, "Overload guard").
+    OverloadGuardEngaged,
 }
 
 impl Counter {
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
     pub const ALL: [Counter; Self::COUNT] = [
         Counter::EmptyPolls,
         Counter::Sleeps,
@@ -53,6 +55,7 @@ impl Counter {
         Counter::NoticeSynAcks,
         Counter::NoticeGreetings,
         Counter::NoticeRefused,
+        Counter::OverloadGuardEngaged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +72,7 @@ impl Counter {
             Counter::NoticeSynAcks => "notice_syn_acks",
             Counter::NoticeGreetings => "notice_greetings",
             Counter::NoticeRefused => "notice_refused",
+            Counter::OverloadGuardEngaged => "overload_guard_engaged",
         }
     }
 }
@@ -125,6 +129,8 @@ pub struct WorkerCounters {
     census: [AtomicU64; 6],
     /// Kernel socket counters per side (XDP_STATISTICS), see [`KernelDrops`].
     kernel: [[AtomicU64; 3]; 2],
+    /// Per side: 1 while the overload guard is engaged.
+    guard: [AtomicU64; 2],
     /// Policy generation this worker last loaded.
     pub policy_generation: AtomicU64,
     /// [`beat_clock`] milliseconds when the worker last went round its loop (0: not
@@ -178,6 +184,7 @@ impl WorkerCounters {
             scalars: Default::default(),
             census: Default::default(),
             kernel: Default::default(),
+            guard: Default::default(),
             policy_generation: AtomicU64::new(0),
             heartbeat_ms: AtomicU64::new(0),
             top: std::sync::Mutex::new(Vec::with_capacity(crate::control::topk::WORKER_SLOTS)),
@@ -246,6 +253,11 @@ impl WorkerCounters {
         }
     }
 
+    /// Records whether `side`'s overload guard is engaged.
+    pub fn set_guard(&self, side: Side, engaged: bool) {
+        self.guard[side.index()].store(u64::from(engaged), Relaxed);
+    }
+
     /// A consistent-enough copy for reporting (each field is read once).
     pub fn snapshot(&self) -> Snapshot {
         let l = |a: &AtomicU64| a.load(Relaxed);
@@ -282,6 +294,7 @@ impl WorkerCounters {
                 rx_ring_full: l(&k[1]),
                 fill_empty: l(&k[2]),
             };
+            s.guard[i] = l(&self.guard[i]) != 0;
         }
         s.policy_generation = l(&self.policy_generation);
         s
@@ -302,6 +315,8 @@ pub struct Snapshot {
     pub census: FrameCensus,
     /// Frames the kernel could not give the worker, per side.
     pub kernel: [KernelDrops; 2],
+    /// Per side: whether the overload guard is engaged.
+    pub guard: [bool; 2],
     pub policy_generation: u64,
 }
 
@@ -358,6 +373,7 @@ impl Snapshot {
             self.kernel[i].rx_dropped += o.kernel[i].rx_dropped;
             self.kernel[i].rx_ring_full += o.kernel[i].rx_ring_full;
             self.kernel[i].fill_empty += o.kernel[i].fill_empty;
+            self.guard[i] |= o.guard[i];
             self.census.fill[i] += o.census.fill[i];
             self.census.tx[i] += o.census.tx[i];
         }
@@ -411,6 +427,7 @@ impl Snapshot {
                     "verdicts": Value::Object(verdicts),
                     "blocked_ports": Value::Object(ports),
                     "kernel_drops": self.kernel[i],
+                    "overload_guard": self.guard[i],
                 }),
             );
         }

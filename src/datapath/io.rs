@@ -189,6 +189,8 @@ struct MemSide {
     comp: VecDeque<MemDesc>,
     /// When set, the "wire" takes nothing from the TX ring (a stalled peer).
     stalled: bool,
+    /// Frames the "kernel" could not receive: the RX ring was full, the frame too big.
+    rx_dropped_other: u64,
     /// Frames the "kernel" could not receive because the fill ring was empty.
     rx_dropped_no_fill: u64,
     kicks: u64,
@@ -232,7 +234,7 @@ impl MemIo {
     pub fn inject(&mut self, side: Side, bytes: &[u8]) -> bool {
         let s = &mut self.sides[side.index()];
         if s.rx.len() >= self.ring || bytes.len() > self.frame_size {
-            s.rx_dropped_no_fill += 1;
+            s.rx_dropped_other += 1;
             return false;
         }
         let Some(mut d) = s.fill.pop_front() else {
@@ -281,9 +283,10 @@ impl MemIo {
         self.sides[side.index()].stalled = stalled;
     }
 
-    /// Frames the "NIC" dropped on `side` for lack of a fill descriptor.
+    /// Frames the "NIC" dropped on `side`: no fill descriptor, no RX slot, too big.
     pub fn rx_dropped(&self, side: Side) -> u64 {
-        self.sides[side.index()].rx_dropped_no_fill
+        let s = &self.sides[side.index()];
+        s.rx_dropped_no_fill + s.rx_dropped_other
     }
 
     /// TX kicks the worker made on `side`.
@@ -373,6 +376,15 @@ impl FrameIo for MemIo {
 
     fn wake_fill(&mut self, _side: Side) -> io::Result<()> {
         Ok(())
+    }
+
+    fn kernel_drops(&self, side: Side) -> super::counters::KernelDrops {
+        let s = &self.sides[side.index()];
+        super::counters::KernelDrops {
+            rx_dropped: s.rx_dropped_other,
+            rx_ring_full: 0,
+            fill_empty: s.rx_dropped_no_fill,
+        }
     }
 
     fn wait(&mut self, _timeout_ms: i32) -> io::Result<()> {

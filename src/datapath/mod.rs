@@ -186,6 +186,12 @@ pub const XDP_HEADROOM: u32 = 256;
 
 /// Frames per worker UMEM: both fill rings at target, both TX rings full, slack for
 /// replies and one burst in hand.
+/// The fill-ring depth under the overload guard (worker.rs, "Overload guard"): an
+/// eighth of the ring, at least two bursts, never more than the ring.
+pub fn overload_fill(ring_size: u32, burst: u32) -> usize {
+    (ring_size / 8).max(2 * burst).min(ring_size) as usize
+}
+
 pub fn frame_count(ring_size: u32, burst: u32) -> u32 {
     4 * ring_size + 4 * burst.max(64)
 }
@@ -386,6 +392,9 @@ pub fn start(
     let wcfg = worker::WorkerConfig {
         burst: cfg.burst as usize,
         fill_target: ifs.ring_size as usize,
+        overload_fill: cfg
+            .overload_guard
+            .then(|| overload_fill(ifs.ring_size, cfg.burst)),
         busy_poll: cfg.busy_poll,
         reply_rate: cfg.reply_rate,
         reply_burst: cfg.reply_burst,

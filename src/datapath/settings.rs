@@ -61,6 +61,8 @@ pub struct Settings {
     pub burst: u32,
     /// Spin on the rings instead of sleeping in poll() when idle.
     pub busy_poll: bool,
+    /// Bound the receive backlog under sustained overload (worker.rs, "Overload guard").
+    pub overload_guard: bool,
     /// Replies (TCP RST, ICMP) per second and burst, per worker.
     pub reply_rate: u32,
     pub reply_burst: u32,

@@ -15,6 +15,23 @@
 //! Frame conservation: every frame is on the free list, in a fill ring (or its RX
 //! ring), or in a TX ring (or its completion ring). [`Worker::census`] counts them; a
 //! debug assertion checks the sum after every iteration and the tests check it always.
+//!
+//! # Overload guard
+//!
+//! The fill ring is the receive buffer: it holds `fill_target` frames (the ring size) so
+//! that a worker descheduled for a while loses nothing. Under *sustained* overload the
+//! same depth turns into a standing queue: the RX ring stays full of frames written
+//! long ago, each read misses the caches (and the TLB: 16,384 frames span 32 MiB), the
+//! worker slows down, and the queue keeps itself full (the bimodal runs of
+//! docs/benchmarks.md, "Overload"). So each side watches for it: when every receive
+//! burst has come back full for [`GUARD_ENTER`] *and* the kernel's fill-ring-empty count
+//! grew (the deep buffer ran dry: frames are being lost anyway), the side's fill target
+//! drops to `overload_fill` frames. The RX backlog is then bounded by that, the frames
+//! in circulation come off the top of the free list (still in cache), and the excess is
+//! dropped by the kernel before it copies it. When the count has not grown for
+//! [`GUARD_HOLD`], the full depth comes back. A burst of traffic after a stall, however
+//! deep, drains below the full-burst mark unless the load exceeds what the worker can
+//! do, so the guard never engages below saturation unless the deep buffer overflowed.
 
 use super::counters::{Counter, FrameCensus, WorkerCounters};
 use super::io::{Frame, FrameIo, Side};
@@ -26,7 +43,7 @@ use crate::policy::{Direction, ReplyKind, Verdict};
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Loop parameters, compiled from the config.
 #[derive(Clone, Copy, Debug)]
@@ -35,6 +52,9 @@ pub struct WorkerConfig {
     pub burst: usize,
     /// Frames each side keeps in its fill ring.
     pub fill_target: usize,
+    /// Fill-ring depth while the overload guard is engaged (module doc); `None`: no
+    /// guard, the fill ring always holds `fill_target`.
+    pub overload_fill: Option<usize>,
     /// Spin (yielding) instead of sleeping in poll() when idle.
     pub busy_poll: bool,
     /// Replies per second and bucket depth.
@@ -129,6 +149,74 @@ struct Pool<D> {
 /// Completions taken per call while reaping.
 const REAP_CHUNK: usize = 64;
 
+/// How long every receive burst must come back full before the guard may engage.
+pub const GUARD_ENTER: Duration = Duration::from_millis(50);
+/// How long the kernel's fill-empty count must stay still before the guard lets go.
+pub const GUARD_HOLD: Duration = Duration::from_secs(1);
+
+/// The overload guard's state for one side (module doc, "Overload guard").
+#[derive(Debug)]
+struct Guard {
+    engaged: bool,
+    /// Every receive burst since the last tick came back full.
+    all_full: bool,
+    /// The tick at which the current run of full bursts was first seen.
+    full_since: Option<Instant>,
+    /// The kernel's fill-ring-empty count when last read.
+    fill_empty: u64,
+    /// While engaged: the last tick at which that count had grown.
+    last_drop: Instant,
+}
+
+impl Guard {
+    fn new(now: Instant) -> Self {
+        Self {
+            engaged: false,
+            all_full: true,
+            full_since: None,
+            fill_empty: 0,
+            last_drop: now,
+        }
+    }
+
+    /// One tick: `fill_empty` reads the kernel's count (a syscall, so only when the
+    /// answer matters). Returns the new state when it changed.
+    fn tick(&mut self, now: Instant, fill_empty: impl FnOnce() -> u64) -> Option<bool> {
+        let full = std::mem::replace(&mut self.all_full, true);
+        if !self.engaged {
+            if !full {
+                self.full_since = None;
+                return None;
+            }
+            let since = *self.full_since.get_or_insert(now);
+            if now.duration_since(since) < GUARD_ENTER {
+                return None;
+            }
+            let count = fill_empty();
+            let grew = count > self.fill_empty;
+            self.fill_empty = count;
+            if grew {
+                self.engaged = true;
+                self.last_drop = now;
+                return Some(true);
+            }
+            None
+        } else {
+            let count = fill_empty();
+            if count > self.fill_empty {
+                self.last_drop = now;
+            }
+            self.fill_empty = count;
+            if now.duration_since(self.last_drop) >= GUARD_HOLD {
+                self.engaged = false;
+                self.full_since = None;
+                return Some(false);
+            }
+            None
+        }
+    }
+}
+
 /// One worker: a queue pair (subscriber queue i, upstream queue i) over one frame area.
 pub struct Worker<I: FrameIo> {
     io: I,
@@ -148,6 +236,8 @@ pub struct Worker<I: FrameIo> {
     top: Box<TopK<WORKER_SLOTS>>,
     /// Coarse clock for the list (seconds, updated about once a second).
     now_s: u64,
+    /// Per side: the overload guard.
+    guard: [Guard; 2],
 }
 
 impl<I: FrameIo> Worker<I> {
@@ -181,6 +271,7 @@ impl<I: FrameIo> Worker<I> {
             generation: 0,
             top: Box::new(TopK::new()),
             now_s: topk::clock(),
+            guard: [Guard::new(Instant::now()), Guard::new(Instant::now())],
         };
         for side in Side::BOTH {
             w.refill(side);
@@ -222,10 +313,42 @@ impl<I: FrameIo> Worker<I> {
         self.counters.set_census(&c);
     }
 
+    /// The fill-ring depth `side` keeps now: shallower while its overload guard is
+    /// engaged.
+    pub fn fill_target(&self, side: Side) -> usize {
+        match self.cfg.overload_fill {
+            Some(n) if self.guard[side.index()].engaged => n.min(self.cfg.fill_target),
+            _ => self.cfg.fill_target,
+        }
+    }
+
+    /// Whether `side`'s overload guard is engaged.
+    pub fn guard_engaged(&self, side: Side) -> bool {
+        self.guard[side.index()].engaged
+    }
+
+    /// Advances both sides' overload guards (the run loop calls it every 64 iterations
+    /// and after every wait; tests call it with a clock of their own).
+    pub fn guard_tick(&mut self, now: Instant) {
+        if self.cfg.overload_fill.is_none() {
+            return;
+        }
+        for side in Side::BOTH {
+            let io = &self.io;
+            let changed = self.guard[side.index()].tick(now, || io.kernel_drops(side).fill_empty);
+            if let Some(engaged) = changed {
+                self.counters.set_guard(side, engaged);
+                if engaged {
+                    self.counters.add(Counter::OverloadGuardEngaged, 1);
+                }
+            }
+        }
+    }
+
     /// Gives `side`'s fill ring as many free frames as it is short of its target.
     fn refill(&mut self, side: Side) {
         let s = side.index();
-        let want = self.cfg.fill_target.saturating_sub(self.pool.fill_out[s]);
+        let want = self.fill_target(side).saturating_sub(self.pool.fill_out[s]);
         if want == 0 {
             return;
         }
@@ -295,6 +418,9 @@ impl<I: FrameIo> Worker<I> {
         self.refill(side);
         let n = self.io.rx(side, self.cfg.burst, &mut self.rx_buf);
         self.pool.fill_out[side.index()] -= n;
+        if n < self.cfg.burst {
+            self.guard[side.index()].all_full = false;
+        }
         if n > 0 {
             self.decide_and_act(side);
         }
@@ -479,6 +605,7 @@ impl<I: FrameIo> Worker<I> {
             if iterations.is_multiple_of(64) || iterations == 1 {
                 let now = Instant::now();
                 self.counters.beat(now);
+                self.guard_tick(now);
                 if (iterations.is_multiple_of(1024) || iterations == 1) && now >= next_sample {
                     next_sample = now + std::time::Duration::from_secs(1);
                     self.sample_kernel();
@@ -513,7 +640,14 @@ impl<I: FrameIo> Worker<I> {
     /// Once a second: kernel socket counters, the coarse clock, the top list.
     fn sample_kernel(&mut self) {
         for side in Side::BOTH {
-            self.counters.set_kernel(side, self.io.kernel_drops(side));
+            let k = self.io.kernel_drops(side);
+            // The guard's baseline while it is not engaged: growth is judged against a
+            // count at most ~1 s old (while engaged, only its own ticks move it).
+            let g = &mut self.guard[side.index()];
+            if !g.engaged {
+                g.fill_empty = k.fill_empty;
+            }
+            self.counters.set_kernel(side, k);
         }
         self.publish_top();
     }
