@@ -703,7 +703,7 @@ const EVENT_METRICS: [(Counter, &str, &str); 13] = [
     (Counter::RepliesFailed, "op25b_replies_failed_total", "Rejected segments answered by silence because no free frame was at hand or the reply could not be built."),
     (Counter::TxRingFull, "op25b_tx_ring_full_drops_total", "Frames dropped because the TX ring of the outgoing interface had no room."),
     (Counter::FillStarved, "op25b_fill_starved_total", "Times a fill ring needed frames and the worker had none free."),
-    (Counter::OverloadGuardEngaged, "op25b_overload_guard_engaged_total", "Times a worker's overload guard engaged on an interface (sustained overload: full receive bursts and fill-ring-empty drops), bounding its receive backlog."),
+    (Counter::OverloadGuardEngaged, "op25b_overload_guard_engaged_total", "Times a worker's overload guard engaged on an interface (sustained overload: the kernel kept dropping frames for an empty fill ring), bounding its receive backlog."),
     (Counter::Wakeups, "op25b_worker_wakeups_total", "TX kicks (sendto) and fill-ring wakeups the worker made."),
     (Counter::Sleeps, "op25b_worker_sleeps_total", "Times the worker slept in poll() when idle."),
     (Counter::EmptyPolls, "op25b_worker_empty_polls_total", "Loop iterations that found no frame and no completion."),

@@ -23,15 +23,17 @@
 //! same depth turns into a standing queue: the RX ring stays full of frames written
 //! long ago, each read misses the caches (and the TLB: 16,384 frames span 32 MiB), the
 //! worker slows down, and the queue keeps itself full (the bimodal runs of
-//! docs/benchmarks.md, "Overload"). So each side watches for it: when every receive
-//! burst has come back full for [`GUARD_ENTER`] *and* the kernel's fill-ring-empty count
-//! grew (the deep buffer ran dry: frames are being lost anyway), the side's fill target
-//! drops to `overload_fill` frames. The RX backlog is then bounded by that, the frames
-//! in circulation come off the top of the free list (still in cache), and the excess is
+//! docs/benchmarks.md, "Overload"). A frame lost for an empty fill ring means exactly
+//! that: every frame the worker gave the kernel is waiting in the RX ring. So each side
+//! reads the kernel's fill-ring-empty count (at most every [`GUARD_SAMPLE`]); when every
+//! read for [`GUARD_ENTER`] has found it grown, the side's fill target drops to
+//! `overload_fill` frames. The RX backlog is then bounded by that, the frames in
+//! circulation come off the top of the free list (still in cache), and the excess is
 //! dropped by the kernel before it copies it. When the count has not grown for
-//! [`GUARD_HOLD`], the full depth comes back. A burst of traffic after a stall, however
-//! deep, drains below the full-burst mark unless the load exceeds what the worker can
-//! do, so the guard never engages below saturation unless the deep buffer overflowed.
+//! [`GUARD_HOLD`], the full depth comes back. A stall the deep ring absorbs loses
+//! nothing and so never engages the guard; one that overflows it loses frames until the
+//! worker runs again, and below saturation the worker then refills the ring faster than
+//! it empties, so the drops stop at once and the guard stays off.
 
 use super::counters::{Counter, FrameCensus, WorkerCounters};
 use super::io::{Frame, FrameIo, Side};
@@ -149,8 +151,11 @@ struct Pool<D> {
 /// Completions taken per call while reaping.
 const REAP_CHUNK: usize = 64;
 
-/// How long every receive burst must come back full before the guard may engage.
+/// How long the kernel must keep dropping frames for an empty fill ring (the deep
+/// buffer ran dry and stays dry) before the guard engages.
 pub const GUARD_ENTER: Duration = Duration::from_millis(50);
+/// The closest two reads of the kernel's fill-empty count may be.
+pub const GUARD_SAMPLE: Duration = Duration::from_millis(10);
 /// How long the kernel's fill-empty count must stay still before the guard lets go.
 pub const GUARD_HOLD: Duration = Duration::from_secs(1);
 
@@ -158,13 +163,14 @@ pub const GUARD_HOLD: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 struct Guard {
     engaged: bool,
-    /// Every receive burst since the last tick came back full.
-    all_full: bool,
-    /// The tick at which the current run of full bursts was first seen.
-    full_since: Option<Instant>,
     /// The kernel's fill-ring-empty count when last read.
     fill_empty: u64,
-    /// While engaged: the last tick at which that count had grown.
+    /// When it was last read (reads are [`GUARD_SAMPLE`] apart at the closest).
+    read_at: Option<Instant>,
+    /// Not engaged: the first read of the current run of reads that each found the
+    /// count grown.
+    drops_since: Option<Instant>,
+    /// Engaged: the last read that found the count grown.
     last_drop: Instant,
 }
 
@@ -172,44 +178,47 @@ impl Guard {
     fn new(now: Instant) -> Self {
         Self {
             engaged: false,
-            all_full: true,
-            full_since: None,
             fill_empty: 0,
+            read_at: None,
+            drops_since: None,
             last_drop: now,
         }
     }
 
-    /// One tick: `fill_empty` reads the kernel's count (a syscall, so only when the
-    /// answer matters). Returns the new state when it changed.
+    /// One tick: `fill_empty` reads the kernel's count (a syscall, so at most once per
+    /// [`GUARD_SAMPLE`]). Returns the new state when it changed.
     fn tick(&mut self, now: Instant, fill_empty: impl FnOnce() -> u64) -> Option<bool> {
-        let full = std::mem::replace(&mut self.all_full, true);
+        if self
+            .read_at
+            .is_some_and(|at| now.saturating_duration_since(at) < GUARD_SAMPLE)
+        {
+            return None;
+        }
+        let count = fill_empty();
+        let grew = count > self.fill_empty;
+        self.fill_empty = count;
+        self.read_at = Some(now);
         if !self.engaged {
-            if !full {
-                self.full_since = None;
+            // A read after an idle spell may see old drops: it can open a run, and only
+            // reads that see the count grow again, GUARD_ENTER later, complete it.
+            if !grew {
+                self.drops_since = None;
                 return None;
             }
-            let since = *self.full_since.get_or_insert(now);
-            if now.duration_since(since) < GUARD_ENTER {
-                return None;
-            }
-            let count = fill_empty();
-            let grew = count > self.fill_empty;
-            self.fill_empty = count;
-            if grew {
+            let since = *self.drops_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= GUARD_ENTER {
                 self.engaged = true;
                 self.last_drop = now;
+                self.drops_since = None;
                 return Some(true);
             }
             None
         } else {
-            let count = fill_empty();
-            if count > self.fill_empty {
+            if grew {
                 self.last_drop = now;
             }
-            self.fill_empty = count;
-            if now.duration_since(self.last_drop) >= GUARD_HOLD {
+            if now.saturating_duration_since(self.last_drop) >= GUARD_HOLD {
                 self.engaged = false;
-                self.full_since = None;
                 return Some(false);
             }
             None
@@ -418,9 +427,6 @@ impl<I: FrameIo> Worker<I> {
         self.refill(side);
         let n = self.io.rx(side, self.cfg.burst, &mut self.rx_buf);
         self.pool.fill_out[side.index()] -= n;
-        if n < self.cfg.burst {
-            self.guard[side.index()].all_full = false;
-        }
         if n > 0 {
             self.decide_and_act(side);
         }
@@ -641,12 +647,6 @@ impl<I: FrameIo> Worker<I> {
     fn sample_kernel(&mut self) {
         for side in Side::BOTH {
             let k = self.io.kernel_drops(side);
-            // The guard's baseline while it is not engaged: growth is judged against a
-            // count at most ~1 s old (while engaged, only its own ticks move it).
-            let g = &mut self.guard[side.index()];
-            if !g.engaged {
-                g.fill_empty = k.fill_empty;
-            }
             self.counters.set_kernel(side, k);
         }
         self.publish_top();
