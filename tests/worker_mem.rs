@@ -610,7 +610,7 @@ fn overload_guard_stays_off_after_stalls_below_capacity() {
     // then more.
     for stall in [480u16, 600] {
         let (room, _, _, _) = w.io().ring_levels(Side::Subscriber);
-        assert!(room >= 480 && room < 600, "fill ring holds {room}");
+        assert!((480..600).contains(&room), "fill ring holds {room}");
         lost += u64::from(stall).saturating_sub(room as u64);
         for i in 0..stall {
             accepted += u64::from(w.io_mut().inject(Side::Subscriber, &passing(i)));

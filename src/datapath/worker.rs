@@ -153,9 +153,11 @@ const REAP_CHUNK: usize = 64;
 
 /// How long the kernel must keep dropping frames for an empty fill ring (the deep
 /// buffer ran dry and stays dry) before the guard engages.
-pub const GUARD_ENTER: Duration = Duration::from_millis(50);
-/// The closest two reads of the kernel's fill-empty count may be.
-pub const GUARD_SAMPLE: Duration = Duration::from_millis(10);
+pub const GUARD_ENTER: Duration = Duration::from_millis(100);
+/// The closest two reads of the kernel's fill-empty count may be: long enough that a
+/// read finds the count grown whenever the kernel drops steadily, even when it drops
+/// in bursts (in the NAPI thread's turns on a shared core, a few ms apart).
+pub const GUARD_SAMPLE: Duration = Duration::from_millis(50);
 /// How long the kernel's fill-empty count must stay still before the guard lets go.
 pub const GUARD_HOLD: Duration = Duration::from_secs(1);
 
