@@ -442,7 +442,7 @@ pub fn render(state: &MetricsState) -> String {
     }
     let _ = writeln!(
         o,
-        "# HELP op25b_kernel_drops_total Frames the kernel dropped before a worker saw them (AF_XDP socket statistics)."
+        "# HELP op25b_kernel_drops_total Frames the kernel dropped before a worker saw them (AF_XDP socket statistics). The reasons overlap: in copy mode a frame dropped for an empty fill ring counts in rx_dropped and fill_empty; frames lost = rx_dropped + rx_ring_full."
     );
     let _ = writeln!(o, "# TYPE op25b_kernel_drops_total counter");
     for (w, s) in snaps.iter().enumerate() {

@@ -322,19 +322,27 @@ pub struct Snapshot {
 
 /// Frames lost in the kernel before the worker saw them (AF_XDP `XDP_STATISTICS`,
 /// cumulative per socket): the worker did not keep up or the fill ring ran dry.
+///
+/// The three overlap: in copy mode the kernel counts a frame it had no fill entry for
+/// in `rx_dropped` *and* in `fill_empty` (`__xsk_rcv`: `xsk_buff_alloc` fails, which
+/// counts the empty fill ring, then `rx_dropped++`); in zero-copy mode `fill_empty`
+/// counts the times the driver found the fill ring empty, and what the NIC then drops
+/// shows in its own counters (`ethtool -S`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct KernelDrops {
-    /// Dropped for other reasons (e.g. frame larger than the UMEM frame).
+    /// Dropped by the socket: no fill entry (copy mode), or a frame larger than the
+    /// UMEM frame.
     pub rx_dropped: u64,
     /// The socket's RX ring was full.
     pub rx_ring_full: u64,
-    /// The fill ring had no frame to receive into.
+    /// Times the fill ring had no frame to receive into (not a frame count).
     pub fill_empty: u64,
 }
 
 impl KernelDrops {
+    /// Frames the socket dropped (`fill_empty` is already inside `rx_dropped`).
     pub fn total(&self) -> u64 {
-        self.rx_dropped + self.rx_ring_full + self.fill_empty
+        self.rx_dropped + self.rx_ring_full
     }
 }
 

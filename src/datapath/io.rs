@@ -119,6 +119,11 @@ pub trait FrameIo {
     /// Free slots in `side`'s fill ring (at most `max`).
     fn fill_free(&mut self, side: Side, max: usize) -> usize;
 
+    /// Entries in `side`'s fill ring that the kernel has not taken yet (exact: reads the
+    /// kernel's consumer position). The frames given to the fill ring less these are
+    /// the receive backlog: received, waiting in the RX ring.
+    fn fill_pending(&mut self, side: Side) -> usize;
+
     /// Gives the last `n` frames of `frames` to the kernel to receive into, all or
     /// nothing: returns `n` (and they have left `frames`) or 0 (and `frames` is as it
     /// was).
@@ -319,6 +324,10 @@ impl FrameIo for MemIo {
 
     fn fill_free(&mut self, side: Side, max: usize) -> usize {
         (self.ring - self.sides[side.index()].fill.len()).min(max)
+    }
+
+    fn fill_pending(&mut self, side: Side) -> usize {
+        self.sides[side.index()].fill.len()
     }
 
     fn fill(&mut self, side: Side, frames: &mut Vec<Frame<MemDesc>>, n: usize) -> usize {

@@ -23,17 +23,19 @@
 //! same depth turns into a standing queue: the RX ring stays full of frames written
 //! long ago, each read misses the caches (and the TLB: 16,384 frames span 32 MiB), the
 //! worker slows down, and the queue keeps itself full (the bimodal runs of
-//! docs/benchmarks.md, "Overload"). A frame lost for an empty fill ring means exactly
-//! that: every frame the worker gave the kernel is waiting in the RX ring. So each side
-//! reads the kernel's fill-ring-empty count (at most every [`GUARD_SAMPLE`]); when every
-//! read for [`GUARD_ENTER`] has found it grown, the side's fill target drops to
-//! `overload_fill` frames. The RX backlog is then bounded by that, the frames in
-//! circulation come off the top of the free list (still in cache), and the excess is
+//! docs/benchmarks.md, "Overload"). So each side samples its receive backlog (frames
+//! given to the fill ring that the kernel has filled and the worker not yet taken) at
+//! every tick, and once per [`GUARD_WINDOW`] reads the kernel's fill-ring-empty count:
+//! when the window's average backlog was at least half the full depth *and* the count
+//! grew (the deep buffer ran dry: frames are being lost anyway), the side's fill target
+//! drops to `overload_fill` frames. The RX backlog is then bounded by that, the frames
+//! in circulation come off the top of the free list (still in cache), and the excess is
 //! dropped by the kernel before it copies it. When the count has not grown for
 //! [`GUARD_HOLD`], the full depth comes back. A stall the deep ring absorbs loses
-//! nothing and so never engages the guard; one that overflows it loses frames until the
-//! worker runs again, and below saturation the worker then refills the ring faster than
-//! it empties, so the drops stop at once and the guard stays off.
+//! nothing and so never engages the guard. One that overflows it and is followed by
+//! load well below capacity drains in a fraction of a window; at a load within a few
+//! percent of capacity the backlog drains slowly enough that the guard may engage, for
+//! `GUARD_HOLD`.
 
 use super::counters::{Counter, FrameCensus, WorkerCounters};
 use super::io::{Frame, FrameIo, Side};
@@ -151,13 +153,9 @@ struct Pool<D> {
 /// Completions taken per call while reaping.
 const REAP_CHUNK: usize = 64;
 
-/// How long the kernel must keep dropping frames for an empty fill ring (the deep
-/// buffer ran dry and stays dry) before the guard engages.
-pub const GUARD_ENTER: Duration = Duration::from_millis(100);
-/// The closest two reads of the kernel's fill-empty count may be: long enough that a
-/// read finds the count grown whenever the kernel drops steadily, even when it drops
-/// in bursts (in the NAPI thread's turns on a shared core, a few ms apart).
-pub const GUARD_SAMPLE: Duration = Duration::from_millis(50);
+/// The guard judges each side once per window: the average receive backlog over its
+/// ticks, and whether the kernel's fill-empty count grew during it.
+pub const GUARD_WINDOW: Duration = Duration::from_millis(100);
 /// How long the kernel's fill-empty count must stay still before the guard lets go.
 pub const GUARD_HOLD: Duration = Duration::from_secs(1);
 
@@ -165,14 +163,14 @@ pub const GUARD_HOLD: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 struct Guard {
     engaged: bool,
-    /// The kernel's fill-ring-empty count when last read.
+    /// Start of the current window (the first tick).
+    window_start: Option<Instant>,
+    /// Receive backlog samples of the current window.
+    backlog_sum: u64,
+    samples: u64,
+    /// The kernel's fill-empty count when last read (once per window).
     fill_empty: u64,
-    /// When it was last read (reads are [`GUARD_SAMPLE`] apart at the closest).
-    read_at: Option<Instant>,
-    /// Not engaged: the first read of the current run of reads that each found the
-    /// count grown.
-    drops_since: Option<Instant>,
-    /// Engaged: the last read that found the count grown.
+    /// Engaged: the end of the last window in which that count grew.
     last_drop: Instant,
 }
 
@@ -180,38 +178,42 @@ impl Guard {
     fn new(now: Instant) -> Self {
         Self {
             engaged: false,
+            window_start: None,
+            backlog_sum: 0,
+            samples: 0,
             fill_empty: 0,
-            read_at: None,
-            drops_since: None,
             last_drop: now,
         }
     }
 
-    /// One tick: `fill_empty` reads the kernel's count (a syscall, so at most once per
-    /// [`GUARD_SAMPLE`]). Returns the new state when it changed.
-    fn tick(&mut self, now: Instant, fill_empty: impl FnOnce() -> u64) -> Option<bool> {
-        if self
-            .read_at
-            .is_some_and(|at| now.saturating_duration_since(at) < GUARD_SAMPLE)
-        {
+    /// One tick with the receive backlog now. At the end of a window `fill_empty`
+    /// reads the kernel's count (a syscall, once per window), and the guard engages
+    /// when the window's average backlog was at least `standing` and the count grew.
+    /// Returns the new state when it changed.
+    fn tick(
+        &mut self,
+        now: Instant,
+        backlog: usize,
+        standing: usize,
+        fill_empty: impl FnOnce() -> u64,
+    ) -> Option<bool> {
+        self.backlog_sum += backlog as u64;
+        self.samples += 1;
+        let start = *self.window_start.get_or_insert(now);
+        if now.saturating_duration_since(start) < GUARD_WINDOW {
             return None;
         }
+        let average = self.backlog_sum / self.samples;
+        self.window_start = Some(now);
+        self.backlog_sum = 0;
+        self.samples = 0;
         let count = fill_empty();
         let grew = count > self.fill_empty;
         self.fill_empty = count;
-        self.read_at = Some(now);
         if !self.engaged {
-            // A read after an idle spell may see old drops: it can open a run, and only
-            // reads that see the count grow again, GUARD_ENTER later, complete it.
-            if !grew {
-                self.drops_since = None;
-                return None;
-            }
-            let since = *self.drops_since.get_or_insert(now);
-            if now.saturating_duration_since(since) >= GUARD_ENTER {
+            if grew && average >= standing as u64 {
                 self.engaged = true;
                 self.last_drop = now;
-                self.drops_since = None;
                 return Some(true);
             }
             None
@@ -338,15 +340,25 @@ impl<I: FrameIo> Worker<I> {
         self.guard[side.index()].engaged
     }
 
+    /// Frames received on `side` and waiting in its RX ring.
+    pub fn rx_backlog(&mut self, side: Side) -> usize {
+        let pending = self.io.fill_pending(side);
+        self.pool.fill_out[side.index()].saturating_sub(pending)
+    }
+
     /// Advances both sides' overload guards (the run loop calls it every 64 iterations
     /// and after every wait; tests call it with a clock of their own).
     pub fn guard_tick(&mut self, now: Instant) {
         if self.cfg.overload_fill.is_none() {
             return;
         }
+        // Half the full depth standing in the RX ring, on average over a window.
+        let standing = self.cfg.fill_target / 2;
         for side in Side::BOTH {
+            let backlog = self.rx_backlog(side);
             let io = &self.io;
-            let changed = self.guard[side.index()].tick(now, || io.kernel_drops(side).fill_empty);
+            let changed = self.guard[side.index()]
+                .tick(now, backlog, standing, || io.kernel_drops(side).fill_empty);
             if let Some(engaged) = changed {
                 self.counters.set_guard(side, engaged);
                 if engaged {

@@ -98,6 +98,8 @@ pub struct XskIo {
     /// What RX and completion rings are consumed into before the descriptors become
     /// [`Frame`]s (grown once, to the largest request).
     scratch: Vec<FrameDesc>,
+    /// Entries of each fill ring.
+    fill_size: usize,
 }
 
 extern "C" {
@@ -256,6 +258,7 @@ impl XskIo {
             umem,
             frames: Some(frames),
             scratch: Vec::new(),
+            fill_size: q(opts.ring_size * 2).get() as usize,
         })
     }
 
@@ -333,6 +336,11 @@ impl FrameIo for XskIo {
     #[inline]
     fn fill_free(&mut self, side: Side, max: usize) -> usize {
         (self.sides[side.index()].fq.nb_free(max as u32) as usize).min(max)
+    }
+
+    fn fill_pending(&mut self, side: Side) -> usize {
+        let fq = &mut self.sides[side.index()].fq;
+        self.fill_size.saturating_sub(fq.nb_free_exact() as usize)
     }
 
     #[inline]
