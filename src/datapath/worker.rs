@@ -26,8 +26,9 @@
 //! docs/benchmarks.md, "Overload"). So each side samples its receive backlog (frames
 //! given to the fill ring that the kernel has filled and the worker not yet taken) at
 //! every tick, and once per [`GUARD_WINDOW`] reads the kernel's fill-ring-empty count:
-//! when the window's average backlog was at least half the full depth *and* the count
-//! grew (the deep buffer ran dry: frames are being lost anyway), the side's fill target
+//! when the window's average backlog was at least a quarter of the full depth *and* the
+//! count grew within the last [`GUARD_HOLD`] (the deep buffer ran dry: frames are being
+//! lost anyway), the side's fill target
 //! drops to `overload_fill` frames. The RX backlog is then bounded by that, the frames
 //! in circulation come off the top of the free list (still in cache), and the excess is
 //! dropped by the kernel before it copies it. When the count has not grown for
@@ -170,26 +171,28 @@ struct Guard {
     samples: u64,
     /// The kernel's fill-empty count when last read (once per window).
     fill_empty: u64,
-    /// Engaged: the end of the last window in which that count grew.
-    last_drop: Instant,
+    /// The end of the last window in which that count grew.
+    last_drop: Option<Instant>,
 }
 
 impl Guard {
-    fn new(now: Instant) -> Self {
+    fn new() -> Self {
         Self {
             engaged: false,
             window_start: None,
             backlog_sum: 0,
             samples: 0,
             fill_empty: 0,
-            last_drop: now,
+            last_drop: None,
         }
     }
 
     /// One tick with the receive backlog now. At the end of a window `fill_empty`
     /// reads the kernel's count (a syscall, once per window), and the guard engages
-    /// when the window's average backlog was at least `standing` and the count grew.
-    /// Returns the new state when it changed.
+    /// when the window's average backlog was at least `standing` and the count grew
+    /// within the last [`GUARD_HOLD`] (on a shared core the drops come in the NAPI
+    /// thread's turns, the standing backlog in the worker's). Returns the new state
+    /// when it changed.
     fn tick(
         &mut self,
         now: Instant,
@@ -208,25 +211,22 @@ impl Guard {
         self.backlog_sum = 0;
         self.samples = 0;
         let count = fill_empty();
-        let grew = count > self.fill_empty;
-        self.fill_empty = count;
-        if !self.engaged {
-            if grew && average >= standing as u64 {
-                self.engaged = true;
-                self.last_drop = now;
-                return Some(true);
-            }
-            None
-        } else {
-            if grew {
-                self.last_drop = now;
-            }
-            if now.saturating_duration_since(self.last_drop) >= GUARD_HOLD {
-                self.engaged = false;
-                return Some(false);
-            }
-            None
+        if count > self.fill_empty {
+            self.last_drop = Some(now);
         }
+        self.fill_empty = count;
+        let dropping = self
+            .last_drop
+            .is_some_and(|at| now.saturating_duration_since(at) < GUARD_HOLD);
+        if !self.engaged && dropping && average >= standing as u64 {
+            self.engaged = true;
+            return Some(true);
+        }
+        if self.engaged && !dropping {
+            self.engaged = false;
+            return Some(false);
+        }
+        None
     }
 }
 
@@ -284,7 +284,7 @@ impl<I: FrameIo> Worker<I> {
             generation: 0,
             top: Box::new(TopK::new()),
             now_s: topk::clock(),
-            guard: [Guard::new(Instant::now()), Guard::new(Instant::now())],
+            guard: [Guard::new(), Guard::new()],
         };
         for side in Side::BOTH {
             w.refill(side);
@@ -352,8 +352,9 @@ impl<I: FrameIo> Worker<I> {
         if self.cfg.overload_fill.is_none() {
             return;
         }
-        // Half the full depth standing in the RX ring, on average over a window.
-        let standing = self.cfg.fill_target / 2;
+        // A quarter of the full depth standing in the RX ring, on average over a window
+        // (twice the guard's own depth).
+        let standing = self.cfg.fill_target / 4;
         for side in Side::BOTH {
             let backlog = self.rx_backlog(side);
             let io = &self.io;
