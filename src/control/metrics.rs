@@ -476,6 +476,21 @@ pub fn render(state: &MetricsState) -> String {
             );
         }
     }
+    let _ = writeln!(
+        o,
+        "# HELP op25b_rx_backlog_frames Frames received and waiting in the worker's RX ring (sampled every 64 loop iterations; with workers.overload_guard on)."
+    );
+    let _ = writeln!(o, "# TYPE op25b_rx_backlog_frames gauge");
+    for (w, s) in snaps.iter().enumerate() {
+        for side in Side::BOTH {
+            let _ = writeln!(
+                o,
+                "op25b_rx_backlog_frames{{worker=\"{w}\",interface=\"{}\"}} {}",
+                side.as_str(),
+                s.backlog[side.index()]
+            );
+        }
+    }
     let _ = writeln!(o, "# HELP op25b_umem_frames UMEM frames by where they are.");
     let _ = writeln!(o, "# TYPE op25b_umem_frames gauge");
     for (w, s) in snaps.iter().enumerate() {

@@ -131,6 +131,8 @@ pub struct WorkerCounters {
     kernel: [[AtomicU64; 3]; 2],
     /// Per side: 1 while the overload guard is engaged.
     guard: [AtomicU64; 2],
+    /// Per side: the receive backlog at the worker's last tick (frames in the RX ring).
+    backlog: [AtomicU64; 2],
     /// Policy generation this worker last loaded.
     pub policy_generation: AtomicU64,
     /// [`beat_clock`] milliseconds when the worker last went round its loop (0: not
@@ -185,6 +187,7 @@ impl WorkerCounters {
             census: Default::default(),
             kernel: Default::default(),
             guard: Default::default(),
+            backlog: Default::default(),
             policy_generation: AtomicU64::new(0),
             heartbeat_ms: AtomicU64::new(0),
             top: std::sync::Mutex::new(Vec::with_capacity(crate::control::topk::WORKER_SLOTS)),
@@ -253,6 +256,11 @@ impl WorkerCounters {
         }
     }
 
+    /// Records `side`'s receive backlog (frames waiting in its RX ring).
+    pub fn set_backlog(&self, side: Side, frames: usize) {
+        self.backlog[side.index()].store(frames as u64, Relaxed);
+    }
+
     /// Records whether `side`'s overload guard is engaged.
     pub fn set_guard(&self, side: Side, engaged: bool) {
         self.guard[side.index()].store(u64::from(engaged), Relaxed);
@@ -295,6 +303,7 @@ impl WorkerCounters {
                 fill_empty: l(&k[2]),
             };
             s.guard[i] = l(&self.guard[i]) != 0;
+            s.backlog[i] = l(&self.backlog[i]);
         }
         s.policy_generation = l(&self.policy_generation);
         s
@@ -317,6 +326,8 @@ pub struct Snapshot {
     pub kernel: [KernelDrops; 2],
     /// Per side: whether the overload guard is engaged.
     pub guard: [bool; 2],
+    /// Per side: frames waiting in the RX ring at the worker's last tick.
+    pub backlog: [u64; 2],
     pub policy_generation: u64,
 }
 
@@ -382,6 +393,7 @@ impl Snapshot {
             self.kernel[i].rx_ring_full += o.kernel[i].rx_ring_full;
             self.kernel[i].fill_empty += o.kernel[i].fill_empty;
             self.guard[i] |= o.guard[i];
+            self.backlog[i] += o.backlog[i];
             self.census.fill[i] += o.census.fill[i];
             self.census.tx[i] += o.census.tx[i];
         }

@@ -357,6 +357,7 @@ impl<I: FrameIo> Worker<I> {
         let standing = self.cfg.fill_target / 4;
         for side in Side::BOTH {
             let backlog = self.rx_backlog(side);
+            self.counters.set_backlog(side, backlog);
             let io = &self.io;
             let changed = self.guard[side.index()]
                 .tick(now, backlog, standing, || io.kernel_drops(side).fill_empty);
