@@ -28,10 +28,9 @@
 //! every tick, and once per [`GUARD_WINDOW`] reads the kernel's fill-ring-empty count:
 //! when the window's average backlog was at least a quarter of the full depth *and* the
 //! count grew within the last [`GUARD_HOLD`] (the deep buffer ran dry: frames are being
-//! lost anyway), the side's fill target
-//! drops to `overload_fill` frames. The RX backlog is then bounded by that, the frames
-//! in circulation come off the top of the free list (still in cache), and the excess is
-//! dropped by the kernel before it copies it. When the count has not grown for
+//! lost anyway), the side's fill target drops to `overload_fill` frames. The RX backlog
+//! is then bounded by that, the frames in circulation come off the top of the free list
+//! (still in cache), and the excess is dropped by the kernel before it copies it. When the count has not grown for
 //! [`GUARD_HOLD`], the full depth comes back. A stall the deep ring absorbs loses
 //! nothing and so never engages the guard. One that overflows it and is followed by
 //! load well below capacity drains in a fraction of a window; at a load within a few
@@ -154,8 +153,9 @@ struct Pool<D> {
 /// Completions taken per call while reaping.
 const REAP_CHUNK: usize = 64;
 
-/// The guard judges each side once per window: the average receive backlog over its
-/// ticks, and whether the kernel's fill-empty count grew during it.
+/// The guard judges each side once per window: the average receive backlog over the
+/// window's ticks, and whether the kernel's fill-empty count grew within the last
+/// [`GUARD_HOLD`].
 pub const GUARD_WINDOW: Duration = Duration::from_millis(100);
 /// How long the kernel's fill-empty count must stay still before the guard lets go.
 pub const GUARD_HOLD: Duration = Duration::from_secs(1);
@@ -662,8 +662,7 @@ impl<I: FrameIo> Worker<I> {
     /// Once a second: kernel socket counters, the coarse clock, the top list.
     fn sample_kernel(&mut self) {
         for side in Side::BOTH {
-            let k = self.io.kernel_drops(side);
-            self.counters.set_kernel(side, k);
+            self.counters.set_kernel(side, self.io.kernel_drops(side));
         }
         self.publish_top();
     }
