@@ -18,12 +18,18 @@ use std::sync::Arc;
 const RING: usize = 64;
 const KEY: CookieKey = CookieKey([1, 2]);
 
-fn worker(frames: usize, rate: u32, burst: u32) -> Worker<MemIo> {
-    let io = MemIo::new(frames, 2048, RING);
+/// A worker over `io` with bursts of 16, on the fixture policy.
+fn worker_on(
+    io: MemIo,
+    fill_target: usize,
+    overload_fill: Option<usize>,
+    rate: u32,
+    burst: u32,
+) -> Worker<MemIo> {
     let cfg = WorkerConfig {
         burst: 16,
-        fill_target: 32,
-        overload_fill: None,
+        fill_target,
+        overload_fill,
         busy_poll: false,
         reply_rate: rate,
         reply_burst: burst,
@@ -36,6 +42,10 @@ fn worker(frames: usize, rate: u32, burst: u32) -> Worker<MemIo> {
         policy,
         Arc::new(CachePadded::new(WorkerCounters::new())),
     )
+}
+
+fn worker(frames: usize, rate: u32, burst: u32) -> Worker<MemIo> {
+    worker_on(MemIo::new(frames, 2048, RING), 32, None, rate, burst)
 }
 
 fn side_of(d: Direction) -> Side {
@@ -490,23 +500,7 @@ fn smtp_notice_syn_flood_stays_within_the_budget() {
 /// A worker for the overload-guard tests: fill ring 512 deep, 64 under the guard (or no
 /// guard), bursts of 16.
 fn guarded_worker(overload_fill: Option<usize>) -> Worker<MemIo> {
-    let io = MemIo::new(2048, 2048, 1024);
-    let cfg = WorkerConfig {
-        burst: 16,
-        fill_target: 512,
-        overload_fill,
-        busy_poll: false,
-        reply_rate: 1000,
-        reply_burst: 100,
-        cookie_key: KEY,
-    };
-    let policy = Arc::new(PolicyCell::new(Arc::new(fixtures::policy())));
-    Worker::new(
-        io,
-        cfg,
-        policy,
-        Arc::new(CachePadded::new(WorkerCounters::new())),
-    )
+    worker_on(MemIo::new(2048, 2048, 1024), 512, overload_fill, 1000, 100)
 }
 
 /// One simulated millisecond: `offered` frames arrive on the subscriber side, the worker

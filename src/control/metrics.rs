@@ -461,34 +461,36 @@ pub fn render(state: &MetricsState) -> String {
             }
         }
     }
-    let _ = writeln!(
-        o,
-        "# HELP op25b_overload_guard_active 1 while the worker's overload guard holds the interface's fill ring shallow (sustained overload), else 0."
+    // Per worker and interface: (name, help, value).
+    type SideGauge = (
+        &'static str,
+        &'static str,
+        fn(&crate::datapath::counters::Snapshot, usize) -> u64,
     );
-    let _ = writeln!(o, "# TYPE op25b_overload_guard_active gauge");
-    for (w, s) in snaps.iter().enumerate() {
-        for side in Side::BOTH {
-            let _ = writeln!(
-                o,
-                "op25b_overload_guard_active{{worker=\"{w}\",interface=\"{}\"}} {}",
-                side.as_str(),
-                u8::from(s.guard[side.index()])
-            );
-        }
-    }
-    let _ = writeln!(
-        o,
-        "# HELP op25b_rx_backlog_frames Frames received and waiting in the worker's RX ring (sampled every 64 loop iterations; with workers.overload_guard on)."
-    );
-    let _ = writeln!(o, "# TYPE op25b_rx_backlog_frames gauge");
-    for (w, s) in snaps.iter().enumerate() {
-        for side in Side::BOTH {
-            let _ = writeln!(
-                o,
-                "op25b_rx_backlog_frames{{worker=\"{w}\",interface=\"{}\"}} {}",
-                side.as_str(),
-                s.backlog[side.index()]
-            );
+    let side_gauges: [SideGauge; 2] = [
+        (
+            "op25b_overload_guard_active",
+            "1 while the worker's overload guard holds the interface's fill ring shallow (sustained overload), else 0.",
+            |s, i| u64::from(s.guard[i]),
+        ),
+        (
+            "op25b_rx_backlog_frames",
+            "Frames received and waiting in the worker's RX ring (sampled every 64 loop iterations; with workers.overload_guard on).",
+            |s, i| s.backlog[i],
+        ),
+    ];
+    for (name, help, value) in side_gauges {
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} gauge");
+        for (w, s) in snaps.iter().enumerate() {
+            for side in Side::BOTH {
+                let _ = writeln!(
+                    o,
+                    "{name}{{worker=\"{w}\",interface=\"{}\"}} {}",
+                    side.as_str(),
+                    value(s, side.index())
+                );
+            }
         }
     }
     let _ = writeln!(o, "# HELP op25b_umem_frames UMEM frames by where they are.");
