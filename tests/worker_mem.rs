@@ -521,12 +521,12 @@ fn guard_step(w: &mut Worker<MemIo>, offered: u16, now: std::time::Instant) -> u
 /// Sustained overload (3x what the worker takes per iteration): the fill ring runs dry
 /// and the whole ring stands in the RX ring; at the end of a `GUARD_WINDOW` with that
 /// backlog and fill-empty drops the guard engages and holds the receive
-/// backlog to the shallow depth. Once the load falls below capacity and the fill ring
-/// stops running dry for `GUARD_HOLD`, the full depth comes back, and nothing offered
-/// below capacity is lost.
+/// backlog to the shallow depth. Once the load falls below capacity the backlog drains,
+/// and after `GUARD_CALM_WINDOWS` windows in a row with less than a burst waiting on
+/// average the full depth comes back; nothing offered below capacity is lost.
 #[test]
 fn overload_guard_bounds_the_backlog_under_sustained_overload_and_lets_go() {
-    use op25b::datapath::worker::{GUARD_HOLD, GUARD_WINDOW};
+    use op25b::datapath::worker::{GUARD_CALM_WINDOWS, GUARD_HOLD, GUARD_WINDOW};
     use std::time::Duration;
     let mut w = guarded_worker(Some(64));
     let t0 = std::time::Instant::now();
@@ -560,11 +560,20 @@ fn overload_guard_bounds_the_backlog_under_sustained_overload_and_lets_go() {
         assert!(fill + rx <= 64, "receive backlog {fill}+{rx} above 64");
         assert!(w.guard_engaged(Side::Subscriber));
     }
+    // A lull of 150 ms (at most two calm windows) inside the overload: the guard holds.
+    for step in 0..400 {
+        t += 1;
+        guard_step(&mut w, if step < 150 { 8 } else { 48 }, ms(t));
+        assert!(
+            w.guard_engaged(Side::Subscriber),
+            "let go in a lull, at {t} ms"
+        );
+    }
     let s = w.counters().snapshot();
     assert_eq!(s.get(Counter::OverloadGuardEngaged), 1);
     assert!(s.guard[Side::Subscriber.index()]);
     // Below capacity (8 frames a millisecond, the worker takes 16): nothing is lost, and
-    // after GUARD_HOLD without a fill-empty drop the guard lets go.
+    // the guard lets go after the calm windows, without waiting for GUARD_HOLD.
     let dropped = w.io().rx_dropped(Side::Subscriber);
     let mut accepted = 0;
     let mut offered = 0;
@@ -572,14 +581,14 @@ fn overload_guard_bounds_the_backlog_under_sustained_overload_and_lets_go() {
     while w.guard_engaged(Side::Subscriber) {
         t += 1;
         assert!(
-            t - calm_from < 2 * GUARD_HOLD.as_millis() as u64,
-            "the guard did not let go below capacity"
+            t - calm_from <= u64::from(GUARD_CALM_WINDOWS + 1) * GUARD_WINDOW.as_millis() as u64,
+            "the guard did not let go after the calm windows below capacity"
         );
         accepted += guard_step(&mut w, 8, ms(t));
         offered += 8;
     }
-    // The last drop was seen at the end of a window at most one window before the calm.
-    assert!(t - calm_from >= (GUARD_HOLD - GUARD_WINDOW).as_millis() as u64);
+    assert!(t - calm_from >= u64::from(GUARD_CALM_WINDOWS - 1) * GUARD_WINDOW.as_millis() as u64);
+    assert!(t - calm_from < GUARD_HOLD.as_millis() as u64);
     assert_eq!(accepted, offered, "frames lost below capacity");
     assert_eq!(w.io().rx_dropped(Side::Subscriber), dropped);
     assert_eq!(w.fill_target(Side::Subscriber), 512);
@@ -587,6 +596,75 @@ fn overload_guard_bounds_the_backlog_under_sustained_overload_and_lets_go() {
     let (fill, rx, _, _) = w.io().ring_levels(Side::Subscriber);
     assert_eq!(fill + rx, 512, "the full depth is back");
     assert!(!w.counters().snapshot().guard[Side::Subscriber.index()]);
+}
+
+/// After an overload, load the worker keeps up with, and a stall now and then: more
+/// than the guard's shallow ring holds, well within the deep one. The shallow ring's
+/// drops must not keep the guard engaged (they would, judged on drops alone: one every
+/// 100-200 ms, under `GUARD_HOLD`): it lets go after the calm windows, and from then on
+/// the deep ring absorbs every stall and nothing more is lost. Two cases: 12 frames a
+/// millisecond (the worker takes 16) with 150 at once every 200 ms and a shallow depth
+/// of 64, where the backlog drains fast; and 14 a millisecond with 200 at once every
+/// 150 ms and a shallow depth of 128, where the backlog drains for 56 ms of every 150
+/// (about 21 frames waiting on average: more than a receive burst, under half the
+/// shallow depth).
+#[test]
+fn overload_guard_lets_go_when_the_worker_keeps_up_despite_stalls() {
+    use op25b::datapath::worker::{GUARD_CALM_WINDOWS, GUARD_WINDOW};
+    use std::time::Duration;
+    for (shallow, rate, stall, every) in [(64, 12u16, 150u16, 200u64), (128, 14, 200, 150)] {
+        let case = format!("{rate} a ms, {stall} every {every} ms, shallow {shallow}");
+        let mut w = guarded_worker(Some(shallow));
+        let t0 = std::time::Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut t = 0;
+        while !w.guard_engaged(Side::Subscriber) {
+            t += 1;
+            assert!(t < 1000, "the guard did not engage under 3x overload");
+            guard_step(&mut w, 48, ms(t));
+        }
+        let calm_from = t;
+        let mut released_at = None;
+        let mut lost_after_release = 0;
+        for step in 0..3000u64 {
+            t += 1;
+            let offered = if step % every == every / 2 {
+                stall
+            } else {
+                rate
+            };
+            let accepted = guard_step(&mut w, offered, ms(t));
+            if released_at.is_some() {
+                lost_after_release += u64::from(offered) - accepted;
+            }
+            if released_at.is_none() && !w.guard_engaged(Side::Subscriber) {
+                released_at = Some(t);
+            }
+            if let Some(at) = released_at {
+                assert!(
+                    !w.guard_engaged(Side::Subscriber),
+                    "{case}: engaged again at {t} ms (let go at {at} ms)"
+                );
+            }
+        }
+        let at = released_at
+            .unwrap_or_else(|| panic!("{case}: the guard stayed engaged while the worker kept up"));
+        assert!(
+            at - calm_from <= u64::from(GUARD_CALM_WINDOWS + 1) * GUARD_WINDOW.as_millis() as u64,
+            "{case}: let go {} ms after the overload ended",
+            at - calm_from
+        );
+        assert_eq!(
+            lost_after_release, 0,
+            "{case}: stalls lost frames with the guard off"
+        );
+        assert_eq!(w.fill_target(Side::Subscriber), 512);
+        assert_eq!(
+            w.counters().snapshot().get(Counter::OverloadGuardEngaged),
+            1,
+            "{case}"
+        );
+    }
 }
 
 /// Stalls below capacity. One the deep fill ring absorbs, followed by load near

@@ -30,12 +30,17 @@
 //! count grew within the last [`GUARD_HOLD`] (the deep buffer ran dry: frames are being
 //! lost anyway), the side's fill target drops to `overload_fill` frames. The RX backlog
 //! is then bounded by that, the frames in circulation come off the top of the free list
-//! (still in cache), and the excess is dropped by the kernel before it copies it. When the count has not grown for
-//! [`GUARD_HOLD`], the full depth comes back. A stall the deep ring absorbs loses
-//! nothing and so never engages the guard. One that overflows it and is followed by
-//! load well below capacity drains in a fraction of a window; at a load within a few
-//! percent of capacity the backlog drains slowly enough that the guard may engage, for
-//! `GUARD_HOLD`.
+//! (still in cache), and the excess is dropped by the kernel before it copies it. The
+//! full depth comes back after [`GUARD_CALM_WINDOWS`] windows in a row whose average
+//! backlog was under half the shallow depth (the ring no longer stands full: the worker
+//! keeps up), or when the count has not grown for [`GUARD_HOLD`]. The first matters:
+//! under the guard a stall that the deep ring would absorb overflows the shallow one,
+//! and those drops alone would keep the guard engaged, and losing, at a load the worker
+//! keeps up with. A stall the deep ring absorbs loses nothing and so
+//! never engages the guard. One that overflows it and is followed by load well below
+//! capacity drains in a fraction of a window; at a load within a few percent of
+//! capacity the backlog drains slowly enough that the guard may engage, until the
+//! calm windows.
 
 use super::counters::{Counter, FrameCensus, WorkerCounters};
 use super::io::{Frame, FrameIo, Side};
@@ -157,8 +162,15 @@ const REAP_CHUNK: usize = 64;
 /// window's ticks, and whether the kernel's fill-empty count grew within the last
 /// [`GUARD_HOLD`].
 pub const GUARD_WINDOW: Duration = Duration::from_millis(100);
-/// How long the kernel's fill-empty count must stay still before the guard lets go.
+/// How long the kernel's fill-empty count must stay still before the guard lets go
+/// (it lets go sooner after [`GUARD_CALM_WINDOWS`] calm windows; module doc).
 pub const GUARD_HOLD: Duration = Duration::from_secs(1);
+/// Consecutive calm windows (under half the shallow depth waiting on average) after which
+/// the guard lets go. Calm windows also come inside an overload, when the kernel's
+/// receive thread on the worker's core delivers less for a while; each release there
+/// lets the deep ring stand for a window before the guard engages again
+/// (docs/benchmarks.md, "when it lets go").
+pub const GUARD_CALM_WINDOWS: u32 = 3;
 
 /// The overload guard's state for one side (module doc, "Overload guard").
 #[derive(Debug)]
@@ -173,6 +185,8 @@ struct Guard {
     fill_empty: u64,
     /// The end of the last window in which that count grew.
     last_drop: Option<Instant>,
+    /// Calm windows in a row.
+    calm_windows: u32,
 }
 
 impl Guard {
@@ -184,6 +198,7 @@ impl Guard {
             samples: 0,
             fill_empty: 0,
             last_drop: None,
+            calm_windows: 0,
         }
     }
 
@@ -191,13 +206,15 @@ impl Guard {
     /// reads the kernel's count (a syscall, once per window), and the guard engages
     /// when the window's average backlog was at least `standing` and the count grew
     /// within the last [`GUARD_HOLD`] (on a shared core the drops come in the NAPI
-    /// thread's turns, the standing backlog in the worker's). Returns the new state
-    /// when it changed.
+    /// thread's turns, the standing backlog in the worker's). It lets go after
+    /// [`GUARD_CALM_WINDOWS`] windows in a row whose average backlog was below `calm`
+    /// (the worker keeps up with what arrives), or when the count has not grown for
+    /// [`GUARD_HOLD`]. Returns the new state when it changed.
     fn tick(
         &mut self,
         now: Instant,
         backlog: usize,
-        standing: usize,
+        (standing, calm): (usize, usize),
         fill_empty: impl FnOnce() -> u64,
     ) -> Option<bool> {
         self.backlog_sum += backlog as u64;
@@ -222,7 +239,15 @@ impl Guard {
             self.engaged = true;
             return Some(true);
         }
-        if self.engaged && !dropping {
+        // Not on the drops alone: with the shallow ring a stall that the deep ring
+        // would absorb overflows it, and those drops would keep the guard engaged at a
+        // load the worker keeps up with.
+        if average < calm as u64 {
+            self.calm_windows = self.calm_windows.saturating_add(1);
+        } else {
+            self.calm_windows = 0;
+        }
+        if self.engaged && (!dropping || self.calm_windows >= GUARD_CALM_WINDOWS) {
             self.engaged = false;
             return Some(false);
         }
@@ -349,18 +374,21 @@ impl<I: FrameIo> Worker<I> {
     /// Advances both sides' overload guards (the run loop calls it every 64 iterations
     /// and after every wait; tests call it with a clock of their own).
     pub fn guard_tick(&mut self, now: Instant) {
-        if self.cfg.overload_fill.is_none() {
+        // Engage: a quarter of the full depth standing in the RX ring, on average over
+        // a window (twice the guard's own depth). Let go: under half the guard's depth.
+        let Some(shallow) = self.cfg.overload_fill else {
             return;
-        }
-        // A quarter of the full depth standing in the RX ring, on average over a window
-        // (twice the guard's own depth).
-        let standing = self.cfg.fill_target / 4;
+        };
+        let levels = (
+            self.cfg.fill_target / 4,
+            shallow.min(self.cfg.fill_target) / 2,
+        );
         for side in Side::BOTH {
             let backlog = self.rx_backlog(side);
             self.counters.set_backlog(side, backlog);
             let io = &self.io;
             let changed = self.guard[side.index()]
-                .tick(now, backlog, standing, || io.kernel_drops(side).fill_empty);
+                .tick(now, backlog, levels, || io.kernel_drops(side).fill_empty);
             if let Some(engaged) = changed {
                 self.counters.set_guard(side, engaged);
                 if engaged {
