@@ -24,6 +24,7 @@
 #                 completion interrupt lands on the worker's core
 #   op25b-noguard op25b-userspace with workers.overload_guard: false (the fill ring keeps
 #                 its full depth under overload): what the guard changes
+#   op25b-unfair-noguard  op25b-unfair with the guard off: what it changes there
 #   op25b-2w      op25b, 2 workers on 2-queue veths (configs/bench-2w.yaml); on 2 CPUs
 #                 worker 1 shares CPU 0 with the tester, so not a fair figure
 # VARIANT@PROFILE runs a variant on configs/bench-profile-PROFILE.yaml instead of
@@ -238,14 +239,14 @@ wait_started() {
 dut_start() { # dut_start VARIANT
     rm -f "$WORK/dut.json" "$WORK/dut.log"
     case $1 in
-        op25b|op25b-userspace|op25b-unfair|op25b-noguard|op25b-2w)
+        op25b|op25b-userspace|op25b-unfair|op25b-noguard|op25b-unfair-noguard|op25b-2w)
             # 1 worker: the whole process on CPU 1. 2 workers: cores 1 and 0.
             local cfg=configs/bench.yaml cpus=1
             local -a sets=()
             [[ $1 == op25b-2w ]] && cfg=configs/bench-2w.yaml cpus=0,1
-            # op25b-userspace and op25b-unfair: configs/bench.yaml with the fast path off.
-            [[ $1 == op25b-userspace || $1 == op25b-unfair || $1 == op25b-noguard ]] && sets=(--set datapath.fast_path=off)
-            [[ $1 == op25b-noguard ]] && sets+=(--set workers.overload_guard=false)
+            # Every variant but op25b and op25b-2w: configs/bench.yaml with the fast path off.
+            [[ $1 == op25b || $1 == op25b-2w ]] || sets=(--set datapath.fast_path=off)
+            [[ $1 == *-noguard ]] && sets+=(--set workers.overload_guard=false)
             ip netns exec op25b-dut taskset -c "$cpus" nice -n "$DUT_NICE" "$BIN" run --config "$cfg" "${sets[@]}" --duration 600 \
                 --report "$WORK/dut.json" >/dev/null 2>"$WORK/dut.log" &
             DUT_PID=$!
@@ -318,7 +319,7 @@ one_run() {
     PIDS+=("$sink_pid")
     for _ in $(seq 100); do [[ -e $WORK/ready ]] && break; sleep 0.05; done
     [[ -e $WORK/ready ]] || { cat "$WORK/sink.log" >&2; say "sink did not start"; exit 1; }
-    if [[ $v != op25b-unfair ]]; then
+    if [[ $v != op25b-unfair* ]]; then
         bash scripts/lab.sh fair --dut-cpu 1 --tester-cpu 0 --dut-napi-nice "$DUT_NAPI_NICE" >"$WORK/fair.log" 2>&1 \
             || { cat "$WORK/fair.log" >&2; say "fair placement failed"; exit 1; }
     fi
@@ -441,7 +442,7 @@ IFS=, read -r -a VLIST <<<"$VARIANTS"
 for v in "${VLIST[@]}"; do
     [[ -f $(profile_of "$v") ]] || { say "variant '$v': no profile $(profile_of "$v")"; exit 2; }
     case ${v%@*} in
-        op25b|op25b-userspace|op25b-unfair|op25b-noguard|naive-fwd|xdp-redirect) lab_up 1 none ;;
+        op25b|op25b-userspace|op25b-unfair|op25b-noguard|op25b-unfair-noguard|naive-fwd|xdp-redirect) lab_up 1 none ;;
         op25b-2w) lab_up 2 none ;;
         bridge-nft) lab_up 1 bridge ;;
         *) say "unknown variant '$v'"; exit 2 ;;

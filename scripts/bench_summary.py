@@ -27,6 +27,7 @@ LABELS = {
     "op25b-userspace": ("op25b, all via worker", "op25b", 1),
     "op25b-unfair": ("op25b, worker, unfair", "op25b", 1),
     "op25b-noguard": ("op25b, worker, no overload guard", "op25b", 1),
+    "op25b-unfair-noguard": ("op25b, worker, unfair, no overload guard", "op25b", 1),
     "op25b-2w": ("op25b, 2 workers", "op25b", 2),
 }
 # DUTs that apply no policy: blocked frames reaching the sink are expected there.
@@ -200,7 +201,7 @@ def main(argv):
             va, vb = by_name.get(a), by_name.get(b)
             if va and vb and vb["median_mpps"]:
                 print(f"reported: {a} handles {va['median_mpps']:.3f} Mpps = {va['median_mpps'] / vb['median_mpps']:.2f}x {b} ({vb['median_mpps']:.3f})")
-        for name in ("op25b-userspace", "op25b-unfair", "op25b-noguard", "op25b"):
+        for name in ("op25b-userspace", "op25b-unfair", "op25b-noguard", "op25b-unfair-noguard", "op25b"):
             v = by_name.get(name)
             if not v or not v["curve"]:
                 continue
