@@ -17,7 +17,9 @@
 // Everything else goes to userspace: TCP to a port in `ports`, every IPv4/IPv6 fragment,
 // and anything this program does not fully parse (cut-short or malformed headers, a third
 // VLAN tag, a PPPoE header that is not session data, IPv6 AH or more than four extension
-// headers). The program is stricter than classify(), never looser:
+// headers). Every IPv6 fragment goes to userspace whatever its Next Header, so the
+// first fragment whose chain does not reach the TCP header is judged there
+// (`fragments.tiny_first`), as classify() decides it. The program is stricter than classify(), never looser:
 // tests/fast_path_never_leaks.rs checks that on every frame the test suite knows.
 //
 // No headers: the few kernel ABI definitions it needs are spelled out below, so the build
@@ -177,6 +179,17 @@ INLINE int ipv4(struct xdp_md *ctx, struct counters *c, const struct settings *s
 
 #define MAX_EXT_HEADERS 4
 
+// IPv6 extension headers in the generic format (RFC 6564: next header, length in 8-byte
+// units beyond the first 8) that this program walks: hop-by-hop, routing, destination
+// options, Mobility, HIP, Shim6 and the two experimental numbers. classify() walks the
+// same set (src/classify/mod.rs `generic_extension`); a TCP header behind any of them is
+// judged there, so it must never take the fast path here.
+INLINE int generic_ext(__u8 next)
+{
+	return next == 0 || next == 43 || next == 60 || next == 135 || next == 139 ||
+	       next == 140 || next == 253 || next == 254;
+}
+
 INLINE int ipv6(struct xdp_md *ctx, struct counters *c, const struct settings *s, const __u8 *ip, const void *end)
 {
 	if ((const void *)(ip + 40) > end || (ip[0] >> 4) != 6)
@@ -190,7 +203,7 @@ INLINE int ipv6(struct xdp_md *ctx, struct counters *c, const struct settings *s
 	for (int i = 0; i < MAX_EXT_HEADERS; i++) {
 		if (next == 44)
 			return to_user(ctx, c, STAT_USER_FRAGMENT);
-		if (next != 0 && next != 43 && next != 60)
+		if (!generic_ext(next))
 			break;
 		if (next == 0 && i != 0) // hop-by-hop must come first
 			return to_user(ctx, c, STAT_USER_UNPARSED);
@@ -203,9 +216,10 @@ INLINE int ipv6(struct xdp_md *ctx, struct counters *c, const struct settings *s
 		next = h[0];
 		off += len;
 	}
+	if (generic_ext(next)) // chain longer than MAX_EXT_HEADERS
+		return to_user(ctx, c, STAT_USER_UNPARSED);
 	switch (next) {
-	case 0: case 43: case 60: // chain longer than MAX_EXT_HEADERS
-	case 51:                  // AH: left to userspace
+	case 51: // AH: left to userspace
 		return to_user(ctx, c, STAT_USER_UNPARSED);
 	case 44:
 		return to_user(ctx, c, STAT_USER_FRAGMENT);

@@ -9,14 +9,37 @@
 //! Odd frames are decided on purpose (each has a golden fixture in the test kit, `op25b_testkit::fixtures`):
 //! * non-IP (ARP, LLDP, STP, PPPoE discovery, other PPP protocols): forward untouched;
 //! * runts and cut-short link headers: forward, counted as `malformed_link`;
-//! * unreadable IP headers: forward when not TCP (`malformed_ip`); TCP with a readable
-//!   source from a blocking class: drop (`malformed_tcp`);
 //! * IP fragments: the first fragment is judged by its TCP ports like a whole segment; a
 //!   first fragment too short for the destination port, and later fragments, follow the
 //!   policy's fragment rules (defaults: drop tiny first fragments, forward later ones);
-//! * IPv6 extension chains (hop-by-hop, routing, destination options, fragment, AH) are
-//!   walked to the end whatever their length: each header is at least 8 bytes, so the walk
-//!   is bounded by the frame and a long chain cannot hide the TCP header.
+//! * IPv6 extension chains (hop-by-hop, routing, destination options, fragment, AH, and
+//!   the generic-format Mobility, HIP, Shim6 and experimental headers, RFC 6564) are
+//!   walked to the end whatever their length: each header is at least 8 bytes, so the
+//!   walk is bounded by the frame and a long chain cannot hide the TCP header.
+//!
+//! **The rule for what cannot be read: nothing unreadable becomes a way around the
+//! policy.** Every exit of the parser that gives up on a header is one of these, and a
+//! test fixture shows each:
+//! * no readable addresses (an IPv4 header under 20 bytes or of another version, an
+//!   IPv6 header under 40 bytes): `malformed_ip`, forwarded. Nothing can be judged, and
+//!   no receiving stack can take a packet from it either;
+//! * IPv4 whose header is inconsistent (IHL under 5, options or total length past the
+//!   frame): judged by its protocol field, which reassembly also keys on (a fragment
+//!   of another protocol never joins a TCP datagram): TCP is `malformed_tcp`, dropped
+//!   when the source's class blocks anything; other protocols `malformed_ip`, forwarded;
+//! * IPv6 whose extension chain cannot be followed to its upper protocol (a header
+//!   running past the payload or the frame, hop-by-hop not first, a second fragment
+//!   header): judged as **TCP without a port**, since TCP may follow: `malformed_tcp` for
+//!   a whole packet, and for a first fragment (offset 0, M=1) the tiny-first-fragment
+//!   rule (`fragments.tiny_first`, `tiny_fragment`). So a first fragment whose chain
+//!   ends in a later fragment (RFC 7112) cannot carry a SYN to port 25 past the block;
+//! * IPv6 cut short of its payload length: walked as far as the frame goes; a known
+//!   upper protocol other than TCP is `malformed_ip` (forwarded), TCP or an unreadable
+//!   chain as above;
+//! * a later IPv6 fragment is judged as TCP under the fragment rules whatever its Next
+//!   Header says: reassembly takes the first fragment's (RFC 8200 4.5);
+//! * TCP whose header is cut short or has a data offset under 5: `malformed_tcp`; in a
+//!   first fragment, a missing destination port is `tiny_fragment`.
 #![forbid(unsafe_code)]
 
 pub mod checksum;
@@ -84,12 +107,20 @@ pub mod wire {
     pub const IPV6_FRAGMENT: u8 = ip_number::IPV6_FRAG.0;
     pub const IPV6_AUTH: u8 = ip_number::AUTH.0;
     pub const IPV6_DEST_OPTIONS: u8 = ip_number::IPV6_DEST_OPTIONS.0;
+    /// Extension headers in the generic format (RFC 6564) that carry no rule of their
+    /// own here: Mobility (RFC 6275), HIP (RFC 7401), Shim6 (RFC 5533), experimental.
+    pub const IPV6_MOBILITY: u8 = ip_number::MOBILITY.0;
+    pub const IPV6_HIP: u8 = ip_number::HIP.0;
+    pub const IPV6_SHIM6: u8 = ip_number::SHIM6.0;
+    pub const IPV6_EXPERIMENT_1: u8 = ip_number::EXPERIMENTAL_AND_TESTING_0.0;
+    pub const IPV6_EXPERIMENT_2: u8 = ip_number::EXPERIMENTAL_AND_TESTING_1.0;
 }
 
 use wire::{
     ETH_HEADER, ETH_TYPE_AT, IPV4_DST_AT, IPV4_HEADER, IPV4_PROTOCOL_AT, IPV4_SRC_AT, IPV6_AUTH,
-    IPV6_DEST_OPTIONS, IPV6_FRAGMENT, IPV6_HEADER, IPV6_HOP_BY_HOP, IPV6_ROUTING, PPPOE_HEADER,
-    PPPOE_VER_TYPE, TCP_DATA_OFFSET_AT, TCP_DST_PORT_AT, VLAN_TAG,
+    IPV6_DEST_OPTIONS, IPV6_EXPERIMENT_1, IPV6_EXPERIMENT_2, IPV6_FRAGMENT, IPV6_HEADER, IPV6_HIP,
+    IPV6_HOP_BY_HOP, IPV6_MOBILITY, IPV6_ROUTING, IPV6_SHIM6, PPPOE_HEADER, PPPOE_VER_TYPE,
+    TCP_DATA_OFFSET_AT, TCP_DST_PORT_AT, VLAN_TAG,
 };
 
 /// Addresses of an IP packet, host order.
@@ -329,6 +360,104 @@ fn parse_ipv4(l3: &[u8], l3_offset: usize) -> Net {
     }
 }
 
+/// What the IPv6 extension-header walk found after the fixed header.
+enum Walk {
+    /// The upper protocol `next` starts at `off` (from the IPv6 header).
+    Upper {
+        next: u8,
+        off: usize,
+        fragment: Fragment,
+    },
+    /// The chain cannot be followed to its upper protocol: a header runs past the
+    /// packet (or the fragment), a hop-by-hop header not first, a second fragment
+    /// header. What follows could be TCP.
+    Unreadable { fragment: Fragment },
+}
+
+/// True for the IPv6 extension headers (IANA "IPv6 Extension Header Types") that use
+/// the generic format of RFC 6564: next header, then the length in 8-byte units not
+/// counting the first 8. Mobility, HIP and Shim6 follow it, and so must any header
+/// defined after RFC 6564 (the experimental 253 and 254 included).
+#[inline(always)]
+fn generic_extension(next: u8) -> bool {
+    matches!(
+        next,
+        IPV6_HOP_BY_HOP
+            | IPV6_ROUTING
+            | IPV6_DEST_OPTIONS
+            | IPV6_MOBILITY
+            | IPV6_HIP
+            | IPV6_SHIM6
+            | IPV6_EXPERIMENT_1
+            | IPV6_EXPERIMENT_2
+    )
+}
+
+/// Walks the IPv6 extension chain of `l3[..limit]` (limit: the end of the payload, or
+/// of the frame when the frame ends first). The walk is bounded by the bytes: every
+/// header is at least 8 bytes long.
+#[inline(always)]
+fn walk_ipv6(l3: &[u8], first_next: u8, limit: usize) -> Walk {
+    let mut next = first_next;
+    let mut off = IPV6_HEADER;
+    let mut fragment = Fragment::Whole;
+    let mut seen_fragment_header = false;
+    loop {
+        let rest = l3.get(off..limit).unwrap_or_default();
+        match next {
+            IPV6_HOP_BY_HOP if off != IPV6_HEADER => return Walk::Unreadable { fragment },
+            n if generic_extension(n) => {
+                let Ok(x) = Ipv6RawExtHeaderSlice::from_slice(rest) else {
+                    return Walk::Unreadable { fragment };
+                };
+                next = x.next_header().0;
+                off += x.slice().len();
+            }
+            IPV6_FRAGMENT => {
+                if seen_fragment_header {
+                    return Walk::Unreadable { fragment };
+                }
+                seen_fragment_header = true;
+                let Ok(x) = Ipv6FragmentHeaderSlice::from_slice(rest) else {
+                    return Walk::Unreadable { fragment };
+                };
+                off += x.slice().len();
+                if x.fragment_offset().value() != 0 {
+                    // The rest is fragment data, not headers, and the Next Header of a
+                    // later fragment is not what reassembly uses (RFC 8200 4.5 takes
+                    // the first fragment's): the upper protocol is unknown, so the
+                    // fragment rules apply as to TCP.
+                    return Walk::Upper {
+                        next: IPPROTO_TCP,
+                        off,
+                        fragment: Fragment::Later,
+                    };
+                }
+                next = x.next_header().0;
+                if x.more_fragments() {
+                    fragment = Fragment::First;
+                }
+            }
+            IPV6_AUTH => {
+                let Ok(x) = IpAuthHeaderSlice::from_slice(rest) else {
+                    return Walk::Unreadable { fragment };
+                };
+                next = x.next_header().0;
+                off += x.slice().len();
+            }
+            // Anything else ends the walk and is the upper protocol: TCP, UDP, ICMPv6,
+            // ESP (50, opaque to anyone but the endpoint), No Next Header (59), tunnels.
+            _ => {
+                return Walk::Upper {
+                    next,
+                    off,
+                    fragment,
+                }
+            }
+        }
+    }
+}
+
 #[inline(always)]
 fn parse_ipv6(l3: &[u8], l3_offset: usize) -> Net {
     let Ok(h) = Ipv6HeaderSlice::from_slice(l3) else {
@@ -338,84 +467,46 @@ fn parse_ipv6(l3: &[u8], l3_offset: usize) -> Net {
         src: u128::from_be_bytes(h.source()),
         dst: u128::from_be_bytes(h.destination()),
     };
-    let broken = |protocol: u8| Net::Ip {
-        addrs,
-        segment: Segment {
-            protocol,
-            dst_port: None,
-            fragment: Fragment::Whole,
-        },
-        l4_offset: l3_offset,
-        malformed: true,
-    };
     let end = IPV6_HEADER + usize::from(h.payload_length());
-    if end > l3.len() {
-        return broken(h.next_header().0);
-    }
-    let mut next = h.next_header().0;
-    let mut off = IPV6_HEADER;
-    let mut fragment = Fragment::Whole;
-    let mut first = true;
-    loop {
-        let rest = &l3[off..end];
-        match next {
-            IPV6_HOP_BY_HOP if !first => return broken(next),
-            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTIONS => {
-                let Ok(x) = Ipv6RawExtHeaderSlice::from_slice(rest) else {
-                    return broken(next);
-                };
-                next = x.next_header().0;
-                off += x.slice().len();
-            }
-            IPV6_FRAGMENT => {
-                let Ok(x) = Ipv6FragmentHeaderSlice::from_slice(rest) else {
-                    return broken(next);
-                };
-                next = x.next_header().0;
-                off += x.slice().len();
-                if x.fragment_offset().value() != 0 {
-                    // The rest is fragment data, not headers. If the next header is itself
-                    // an extension header, the upper protocol is unknown: assume TCP, so
-                    // the fragment rules apply to it.
-                    if matches!(
-                        next,
-                        IPV6_HOP_BY_HOP
-                            | IPV6_ROUTING
-                            | IPV6_FRAGMENT
-                            | IPV6_AUTH
-                            | IPV6_DEST_OPTIONS
-                    ) {
-                        next = IPPROTO_TCP;
-                    }
-                    fragment = Fragment::Later;
-                    break;
-                }
-                if x.more_fragments() {
-                    fragment = Fragment::First;
-                }
-            }
-            IPV6_AUTH => {
-                let Ok(x) = IpAuthHeaderSlice::from_slice(rest) else {
-                    return broken(next);
-                };
-                next = x.next_header().0;
-                off += x.slice().len();
-            }
-            // Anything else ends the walk and is the upper protocol: ESP (50), No Next
-            // Header (59), and the extension headers this walk does not know (Mobility
-            // 135, HIP 139, Shim6 140, experimental 253/254). Such a packet is not TCP
-            // here, and forwarded; a receiving stack without that extension cannot hand
-            // a TCP segment behind it to a listener either (Linux answers ICMP parameter
-            // problem), so no mail gets through this way.
-            _ => break,
-        }
-        first = false;
-    }
-    Net::Ip {
-        addrs,
-        segment: tcp_segment(next, fragment, &l3[off..end]),
-        l4_offset: l3_offset + off,
-        malformed: false,
+    // A frame cut short of the payload length is still walked as far as it goes, so a
+    // cut-short packet is judged by what it could be, never waved through as unreadable.
+    let cut_short = end > l3.len();
+    match walk_ipv6(l3, h.next_header().0, end.min(l3.len())) {
+        Walk::Upper {
+            next,
+            off,
+            fragment,
+        } if !cut_short => Net::Ip {
+            addrs,
+            segment: tcp_segment(next, fragment, &l3[off..end]),
+            l4_offset: l3_offset + off,
+            malformed: false,
+        },
+        // Cut short: the upper protocol is known, its header is not to be trusted.
+        Walk::Upper { next, fragment, .. } => Net::Ip {
+            addrs,
+            segment: Segment {
+                protocol: next,
+                dst_port: None,
+                fragment,
+            },
+            l4_offset: l3_offset,
+            malformed: true,
+        },
+        // The upper protocol cannot be read: judged as TCP without a port, so a
+        // blocking class drops it (`malformed_tcp`, or `tiny_fragment` for a first
+        // fragment) and a chain that ends past the first fragment cannot carry a
+        // SYN to port 25 past the block (RFC 7112).
+        Walk::Unreadable { fragment } => Net::Ip {
+            addrs,
+            segment: Segment {
+                protocol: IPPROTO_TCP,
+                dst_port: None,
+                fragment,
+            },
+            l4_offset: l3_offset,
+            malformed: true,
+        },
     }
 }
 

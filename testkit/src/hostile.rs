@@ -180,7 +180,73 @@ pub fn frames(
     out.push(("max_size", eth(&max4, false)));
     let max6 = fixtures::tcp6(s6, d6, 40025, 25, Tcp::Syn, &vec![0x5a; max_frame - 74]);
     out.push(("max_size", eth(&max6, true)));
+    // Fragmented SYNs, every fragment of every set (the sink judges them one by one;
+    // `leaked_by_reassembly` judges the sets).
+    for (kind, set) in fragment_sets(src4, dst4, src6, dst6) {
+        out.extend(set.into_iter().map(|f| (kind, f)));
+    }
     out
+}
+
+/// `(kind, frames)`: fragmented port-25 SYNs, each set the fragments of one datagram
+/// in order (frames), built as a source would build them: header chains that end past
+/// the first fragment (RFC 7112), generic-format and AH headers in the fragmentable
+/// part, fragments of 8 bytes. The generator sends them like [`frames`]; the check that
+/// matters is [`leaked_by_reassembly`], which judges what a reassembling receiver gets.
+pub fn fragment_sets(
+    src4: IpAddr,
+    dst4: IpAddr,
+    src6: IpAddr,
+    dst6: IpAddr,
+) -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    let (s4, d4, s6, d6) = (v4(src4), v4(dst4), v6(src6), v6(dst6));
+    let syn4 = fixtures::tcp4(s4, d4, 40025, 25, Tcp::Syn, &[0x5a; 24]);
+    let syn6 = fixtures::tcp6(s6, d6, 40025, 25, Tcp::Syn, &[0x5a; 24]);
+    let eth4 = |ip: &Vec<u8>| fixtures::wrap(Encap::Plain, ip, false, true);
+    let eth6 = |ip: &Vec<u8>| fixtures::wrap(Encap::Plain, ip, true, true);
+    let mut out: Vec<(&'static str, Vec<Vec<u8>>)> = Vec::new();
+    out.push((
+        "fragments_v4",
+        fixtures::ipv4_fragments(&syn4, 1)
+            .iter()
+            .map(eth4)
+            .collect(),
+    ));
+    let chains: [(&[Ext], &[Ext]); 6] = [
+        (&[], &[]),
+        (&[], &[Ext::DestOpts, Ext::Generic(60, 3)]),
+        (&[Ext::HopByHop, Ext::Routing], &[Ext::Generic(253, 4)]),
+        (&[], &[Ext::Auth, Ext::DestOpts]),
+        (
+            &[Ext::DestOpts, Ext::Routing],
+            &[Ext::Generic(140, 2), Ext::Generic(135, 1)],
+        ),
+        (&[Ext::HopByHop], &[Ext::Generic(60, 32)]),
+    ];
+    for (i, (unfrag, frag)) in chains.iter().enumerate() {
+        for piece8 in [1usize, 2, 3, 5] {
+            let set = fixtures::ipv6_fragments(&syn6, unfrag, frag, piece8, 0x5000 + i as u32);
+            out.push(("fragments_v6", set.iter().map(eth6).collect()));
+        }
+    }
+    out
+}
+
+/// True when the frames of `set` that `forwarded` marks reassemble, as a receiving
+/// stack would put them together, into a datagram holding a TCP segment that `policy`
+/// blocks: the set got past the block as a whole even if no single frame did.
+pub fn leaked_by_reassembly(set: &[Vec<u8>], forwarded: &[bool], policy: &Policy) -> bool {
+    let ips: Vec<&[u8]> = set
+        .iter()
+        .zip(forwarded)
+        .filter(|(_, &f)| f)
+        .map(|(frame, _)| &frame[14..])
+        .collect();
+    let Some(datagram) = fixtures::reassemble(&ips) else {
+        return false;
+    };
+    let is6 = datagram.first().is_some_and(|b| b >> 4 == 6);
+    blocked_segment(&fixtures::wrap(Encap::Plain, &datagram, is6, true), policy)
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -247,7 +313,10 @@ pub fn visible_segment(frame: &[u8]) -> Option<Seen> {
                     // RFC 8200 4.1: hop-by-hop only right after the IPv6 header;
                     // receivers drop it anywhere else.
                     0 if p != off + 40 => return None,
-                    0 | 43 | 60 => (usize::from(*frame.get(p + 1)?) + 1) * 8,
+                    // Generic format (RFC 6564): a stack that knows the header walks it.
+                    0 | 43 | 60 | 135 | 139 | 140 | 253 | 254 => {
+                        (usize::from(*frame.get(p + 1)?) + 1) * 8
+                    }
                     44 => {
                         if be16(frame, p + 2)? >> 3 != 0 {
                             return None; // not the first fragment
@@ -345,6 +414,38 @@ mod tests {
                     "{kind}: oracle sees a blocked segment, classifier says {v:?}: {f:02x?}"
                 );
             }
+        }
+    }
+
+    /// The reassembly-aware oracle: no set of fragments whose forwarded frames
+    /// reassemble into a blocked SYN. On 460fd1e the RFC 7112 sets leaked (the first
+    /// fragment was forwarded as malformed_ip).
+    #[test]
+    fn no_fragment_set_reassembles_past_the_block() {
+        let (a, b, c, d) = addrs();
+        let policy = fixtures::policy();
+        let sets = fragment_sets(a, b, c, d);
+        assert!(sets.len() > 20);
+        for (kind, set) in &sets {
+            // Sanity: all of it reassembles into the blocked SYN, so the oracle can see
+            // a leak when there is one.
+            let all = vec![true; set.len()];
+            assert!(
+                leaked_by_reassembly(set, &all, &policy),
+                "{kind}: {set:02x?}"
+            );
+            let forwarded: Vec<bool> = set
+                .iter()
+                .map(|f| {
+                    !op25b::classify::classify(f, Direction::Outbound, &policy)
+                        .verdict
+                        .is_blocked()
+                })
+                .collect();
+            assert!(
+                !leaked_by_reassembly(set, &forwarded, &policy),
+                "{kind}: forwarded {forwarded:?} reassemble into a blocked SYN: {set:02x?}"
+            );
         }
     }
 
