@@ -308,7 +308,7 @@ pub fn service_dropin(config: &Path, unit: &crate::config::UnitService) -> Strin
             let nets: Vec<String> = clients.iter().map(|n| n.to_string()).collect();
             let _ = writeln!(
                 o,
-                "# IP only from loopback (control.listen {}) and radius.clients; re-run on a change: systemctl daemon-reload\nIPAddressDeny=any\nIPAddressAllow=localhost {}",
+                "# IP only from loopback (control.listen {}) and radius.clients; after changing either: systemctl daemon-reload\nIPAddressDeny=any\nIPAddressAllow=localhost {}",
                 unit.control_listen,
                 nets.join(" ")
             );
