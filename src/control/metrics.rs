@@ -676,7 +676,7 @@ pub fn render(state: &MetricsState) -> String {
     for (result, v) in state.radius.all() {
         let _ = writeln!(o, "op25b_radius_requests_total{{result=\"{result}\"}} {v}");
     }
-    let _ = writeln!(o, "# HELP op25b_radius_entries_refused_total Overlay entries of accepted RADIUS requests that were refused: overlay_full (radius.max_entries reached), prefix_too_short (radius.min_ipv6_prefix_len), out_of_order (a Start sent before the session holding the address began).");
+    let _ = writeln!(o, "# HELP op25b_radius_entries_refused_total Overlay entries of accepted RADIUS requests that were refused: overlay_full (radius.max_entries reached), prefix_too_short (radius.min_ipv6_prefix_len), out_of_order (a Start whose Event-Timestamp is older than the entry of the session holding the address).");
     let _ = writeln!(o, "# TYPE op25b_radius_entries_refused_total counter");
     for (reason, v) in state.radius.refused() {
         let _ = writeln!(
