@@ -16,7 +16,8 @@
 #      config is missing; then the unit plus the drop-in are verified together.
 #   4. The generator with the real target/release/op25b (or OP25B_BIN; skipped only
 #      when it is not built) and interfaces sub0/up-0, then .dot0/x%y: the drop-in
-#      names both device units exactly as `systemd-escape --path --suffix=device` does.
+#      names both device units exactly as `systemd-escape --path --suffix=device` does;
+#      then with a radius: section: LoadCredential= and the IP filter, verified.
 #
 # usage: scripts/check_unit.sh        (from any directory; exit 1 on any failure)
 set -euo pipefail
@@ -51,7 +52,7 @@ MAX_EXPOSURE=${OP25B_UNIT_MAX_EXPOSURE:-2.5}
 REAL_BIN=${OP25B_BIN:-$HERE/target/release/op25b}
 
 case ${1:-} in
-    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
     "") ;;
     *) echo "usage: $0" >&2; exit 64 ;;
 esac
@@ -241,6 +242,28 @@ else
     # Escaping corners: a leading '.' of the interface name is not the unit name's
     # first character (systemd escapes only that one), '%' would be a specifier.
     real_case .dot0 'x%y' corners
+    # radius: with a credential: the drop-in's [Service] part loads it from the config's
+    # folder and lets IP in only from loopback and the RADIUS clients; systemd accepts it.
+    dir=$tmp/real-radius
+    mkdir -p "$dir/cfg"
+    cp -r "$HERE/configs/prefixes" "$dir/cfg/prefixes"
+    { set_interfaces "$CONFIG" sub0 up-0
+      printf '\nradius:\n  listen: 127.0.0.1:1813\n  clients:\n'
+      printf '    - {address: 192.0.2.1, secret_file: credential:radius-secret}\n'
+      printf '    - {address: 2001:db8::/64, secret: testing123}\n'
+    } >"$dir/cfg/op25b.yaml" || fail "configs/op25b.yaml: cannot add a radius section"
+    run_gen "$dir/gen" OP25B_BIN="$REAL_BIN" OP25B_CONFIG="$dir/cfg/op25b.yaml" \
+        || fail "generator exited non-zero with $REAL_BIN (radius)"
+    real=$(dropin_of "$dir/gen")
+    sed 's/^/    /' "$real"
+    grep -qx "LoadCredential=radius-secret:$dir/cfg/radius-secret" "$real" \
+        || fail "op25b systemd-deps: no LoadCredential= for secret_file: credential:radius-secret"
+    grep -qx 'IPAddressDeny=any' "$real" \
+        && grep -qx 'IPAddressAllow=localhost 192.0.2.1/32 2001:db8::/64' "$real" \
+        || fail "op25b systemd-deps: no IPAddressDeny=any/IPAddressAllow= for radius.clients"
+    cp "$real" "$root/etc/systemd/system/op25b.service.d/50-interfaces.conf"
+    verify_root || fail "systemd-analyze verify of the unit with the radius drop-in"
+    say "generator ok with $REAL_BIN and radius: LoadCredential=, IPAddressDeny=any, IPAddressAllow= localhost + clients"
 fi
 
 say "all checks passed (exposure $score)"

@@ -226,8 +226,10 @@ pub enum Command {
         set: Vec<config::Override>,
     },
     /// Print a systemd drop-in that binds op25b.service to the config's two interfaces
-    /// (BindsTo= and After= their device units). The packaged generator writes it at
-    /// boot and on `systemctl daemon-reload`.
+    /// (BindsTo= and After= their device units), loads the `credential:` secrets
+    /// (LoadCredential=) and, with `radius:` and a loopback control.listen, lets IP in
+    /// only from loopback and the RADIUS clients (IPAddressDeny=/IPAddressAllow=). The
+    /// packaged generator writes it at boot and on `systemctl daemon-reload`.
     SystemdDeps {
         #[arg(short, long, default_value = config::DEFAULT_CONFIG)]
         config: PathBuf,
@@ -711,6 +713,15 @@ fn systemd_deps(path: &Path, set: &[config::Override]) -> ExitCode {
         units.join(" "),
         units.join(" ")
     );
+    // The [Service] part (credentials, IP filter) must not cost the binding: an error
+    // there is a comment and a note, and the exit stays 0.
+    match config::load_unit_service(path, set) {
+        Ok(unit) => out!("{}", op25b::control::systemd::service_dropin(path, &unit)),
+        Err(e) => {
+            eprintln!("warning: {e}; no [Service] part (LoadCredential=, IPAddressAllow=) written");
+            outln!("# no [Service] part: {}", e.to_string().replace('\n', " "));
+        }
+    }
     ExitCode::SUCCESS
 }
 

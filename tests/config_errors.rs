@@ -107,3 +107,38 @@ fn shipped_configs_pass() {
         );
     }
 }
+
+/// `secret_file: credential:NAME` reads `$CREDENTIALS_DIRECTORY/NAME` (systemd's
+/// LoadCredential=); without the variable `op25b check` refuses with the line to add.
+#[test]
+fn a_radius_secret_comes_from_a_systemd_credential() {
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(creds.path().join("radius-secret"), "s3cret\n").unwrap();
+    let radius = "radius={listen: \"127.0.0.1:1813\", clients: [{address: 192.0.2.1, \
+                  secret_file: \"credential:radius-secret\"}]}";
+    let run = |env: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_op25b"));
+        c.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["check", "--config", "configs/lab.yaml", "--set", radius])
+            .env_remove("CREDENTIALS_DIRECTORY");
+        if let Some(d) = env {
+            c.env("CREDENTIALS_DIRECTORY", d);
+        }
+        let out = c.output().expect("run op25b");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(Some(creds.path()));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stderr) = run(None);
+    assert_eq!(code, 78, "{stderr}");
+    for want in [
+        "radius.clients[0].secret_file",
+        "$CREDENTIALS_DIRECTORY is not set",
+        "LoadCredential=radius-secret:configs/radius-secret",
+    ] {
+        assert!(stderr.contains(want), "{want:?} missing: {stderr}");
+    }
+}

@@ -1487,7 +1487,8 @@ fn radclient(attrs: &str, secret: &str) -> (i32, String) {
 /// exempt Filter-Id lifts the port-25 block of the session's IPv4 address and its
 /// delegated IPv6 prefix at once (applied before the Accounting-Response, which
 /// radclient verifies); Stop restores it; a request with a wrong secret changes nothing
-/// and is counted.
+/// and is counted; a stale Event-Timestamp is refused unanswered, and a replayed Start
+/// (same address, port, Identifier, authenticator) is answered again but not applied.
 #[test]
 #[ignore = "needs root and the veth lab (scripts/test.sh runs it as root)"]
 fn radius_accounting_sessions_exempt_and_release_subscribers() {
@@ -1610,6 +1611,59 @@ fn radius_accounting_sessions_exempt_and_release_subscribers() {
         0,
         "still exempt after a reload"
     );
+
+    // A Start recorded long ago (Event-Timestamp 2017) is refused: not applied, not
+    // answered, counted.
+    let (rc, out) = radclient(
+        "Acct-Status-Type = Start\nAcct-Session-Id = \"s8\"\nFramed-IP-Address = 198.51.100.11\nFilter-Id = \"op25b-exempt\"\nEvent-Timestamp = 1500000000\n",
+        "testing123",
+    );
+    assert_ne!(rc, 0, "a stale Start gets no answer: {out}");
+    assert_eq!(sessions().len(), 2, "a stale Start was applied");
+    // A replay from the NAS's own address and port: Start s9, Stop s9, the same Start
+    // again. The copy is answered like the first (the NAS may have lost the answer) and
+    // not applied: 198.51.100.11 stays released.
+    let (rc, out) = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        "op25b-dut",
+        "python3",
+        "-c",
+        r#"
+import hashlib, socket, struct
+def req(ident, attrs):
+    body = b"".join(bytes([k, len(v) + 2]) + v for k, v in attrs)
+    head = bytes([4, ident]) + struct.pack("!H", 20 + len(body))
+    return head + hashlib.md5(head + bytes(16) + body + b"testing123").digest() + body
+ip = bytes([198, 51, 100, 11])
+start = req(90, [(40, struct.pack("!I", 1)), (44, b"s9"), (8, ip), (11, b"op25b-exempt")])
+stop = req(91, [(40, struct.pack("!I", 2)), (44, b"s9"), (8, ip)])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+s.settimeout(2)
+answers = []
+for p in (start, stop, start):
+    s.sendto(p, ("127.0.0.1", 1813))
+    answers.append(s.recv(100))
+assert answers[0] == answers[2], answers
+print("replayed Start answered again")
+"#,
+    ]);
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(sessions().len(), 2, "the replayed Start was applied again");
+    let m = scrape();
+    for (result, n) in [
+        ("duplicate", 1.0),
+        ("stale_timestamp", 1.0),
+        ("accepted", 3.0),
+    ] {
+        assert_eq!(
+            m.get("op25b_radius_requests_total", &[("result", result)]),
+            Some(n),
+            "{result}: {m}"
+        );
+    }
 
     // Stop: blocked again.
     let (rc, out) = radclient(stop, "testing123");

@@ -25,7 +25,8 @@ use compile::compile_policy;
 pub use compile::{load_listing, load_listing_with, policy_builder_str, read_prefix_file};
 use raw::*;
 pub use raw::{
-    AutoQuarantine, FailureMode, LogFormat, LogLevel, Prefix, PrefixError, RadiusSettings,
+    credential_name, credential_source, AutoQuarantine, FailureMode, LogFormat, LogLevel, Prefix,
+    PrefixError, RadiusSettings, CREDENTIALS_DIRECTORY,
 };
 use validate::validate_settings;
 
@@ -376,6 +377,84 @@ fn parse_with<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// What `op25b systemd-deps` writes into the unit's `[Service]` drop-in, read from the
+/// config without its secrets and prefix files (the generator runs at boot, without
+/// credentials).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnitService {
+    /// `control.listen` as written (default [`DEFAULT_LISTEN`]).
+    pub control_listen: String,
+    /// `radius.clients[].address`, when there is a `radius:` section.
+    pub radius_clients: Option<Vec<IpNet>>,
+    /// Credential names of `secret_file: credential:NAME`, in order, each once.
+    pub credentials: Vec<String>,
+}
+
+/// Reads [`UnitService`] from the config (with `--set` overrides applied).
+pub fn load_unit_service(path: &Path, overrides: &[Override]) -> Result<UnitService, ConfigError> {
+    #[derive(Deserialize)]
+    struct Control {
+        #[serde(default = "raw::default_listen")]
+        listen: String,
+    }
+    #[derive(Deserialize)]
+    struct Client {
+        address: String,
+        #[serde(default)]
+        secret_file: Option<PathBuf>,
+    }
+    #[derive(Deserialize)]
+    struct Radius {
+        clients: Vec<Client>,
+    }
+    #[derive(Deserialize)]
+    struct Only {
+        #[serde(default)]
+        control: Option<Control>,
+        #[serde(default)]
+        radius: Option<Radius>,
+    }
+    let raw: Only = parse_with(path, &read_config(path)?, overrides)?;
+    let mut out = UnitService {
+        control_listen: raw
+            .control
+            .map(|c| c.listen)
+            .unwrap_or_else(raw::default_listen),
+        ..UnitService::default()
+    };
+    if let Some(r) = raw.radius {
+        let mut nets = Vec::new();
+        for (i, c) in r.clients.iter().enumerate() {
+            let net = c
+                .address
+                .parse::<IpNet>()
+                .or_else(|_| c.address.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    ConfigError::invalid(
+                        path,
+                        format!("radius.clients[{i}].address"),
+                        format!("{:?} is not an address or prefix", c.address),
+                    )
+                })?;
+            nets.push(net.trunc());
+            if let Some(name) = c.secret_file.as_deref().and_then(credential_name) {
+                if !raw::valid_credential_name(name) {
+                    return Err(ConfigError::invalid(
+                        path,
+                        format!("radius.clients[{i}].secret_file"),
+                        raw::bad_credential_name(name),
+                    ));
+                }
+                if !out.credentials.iter().any(|n| n == name) {
+                    out.credentials.push(name.to_string());
+                }
+            }
+        }
+        out.radius_clients = Some(nets);
+    }
+    Ok(out)
+}
+
 /// The two interface names of `interfaces:` alone (for `op25b systemd-deps`), with
 /// `--set` overrides applied to the file.
 pub fn load_interface_names(
@@ -599,5 +678,118 @@ policy:
             "2001:db8::1".parse::<Prefix>().unwrap().0.to_string(),
             "2001:db8::1/128"
         );
+    }
+
+    #[test]
+    fn a_secret_file_may_name_a_systemd_credential() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("creds");
+        std::fs::create_dir(&creds).unwrap();
+        std::fs::write(creds.join("radius-secret"), "s3cret\n").unwrap();
+        std::fs::write(dir.path().join("plain"), "plain-secret\n").unwrap();
+        let cfg = dir.path().join("op25b.yaml");
+        let read = |p: &str, env: Option<&Path>| {
+            raw::read_secret_file(
+                &cfg,
+                "radius.clients[0].secret_file",
+                Path::new(p),
+                env.map(|d| d.as_os_str()),
+            )
+        };
+        assert_eq!(
+            read("credential:radius-secret", Some(&creds)).unwrap(),
+            "s3cret"
+        );
+        // A relative path is still the config's folder, and needs no credentials.
+        assert_eq!(read("plain", None).unwrap(), "plain-secret");
+        // Named but not provided: the error says what to add to the unit.
+        let e = read("credential:radius-secret", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("radius.clients[0].secret_file"), "{e}");
+        assert!(e.contains("$CREDENTIALS_DIRECTORY is not set"), "{e}");
+        assert!(
+            e.contains(&format!(
+                "LoadCredential=radius-secret:{}",
+                dir.path().join("radius-secret").display()
+            )),
+            "{e}"
+        );
+        let e = read("credential:other", Some(&creds))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no credential \"other\""), "{e}");
+        for bad in [
+            "credential:",
+            "credential:../x",
+            "credential:a/b",
+            "credential:.hidden",
+        ] {
+            let e = read(bad, Some(&creds)).unwrap_err().to_string();
+            assert!(e.contains("credential name"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn systemd_deps_reads_the_radius_clients_and_credentials_without_the_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("op25b.yaml");
+        let text = format!(
+            "{MINIMAL}radius:\n  listen: 127.0.0.1:1813\n  clients:\n    - {{address: 192.0.2.1, secret_file: credential:radius-secret}}\n    - {{address: 2001:db8::/64, secret_file: credential:radius-secret}}\n    - {{address: 192.0.2.16/28, secret: x}}\n"
+        );
+        std::fs::write(&cfg, text).unwrap();
+        let u = load_unit_service(&cfg, &[]).unwrap();
+        assert_eq!(u.control_listen, DEFAULT_LISTEN);
+        assert_eq!(u.credentials, vec!["radius-secret".to_string()]);
+        let nets: Vec<String> = u
+            .radius_clients
+            .unwrap()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["192.0.2.1/32", "2001:db8::/64", "192.0.2.16/28"]);
+        std::fs::write(&cfg, MINIMAL).unwrap();
+        assert_eq!(load_unit_service(&cfg, &[]).unwrap().radius_clients, None);
+    }
+
+    #[test]
+    fn radius_limits_must_be_sane() {
+        let base = format!("{MINIMAL}radius:\n  listen: 127.0.0.1:1813\n  clients: [{{address: 192.0.2.1, secret: x}}]\n");
+        let l = load_str(Path::new("/x.yaml"), &base).unwrap();
+        let r = l.config.radius.unwrap();
+        assert_eq!(
+            (
+                r.duplicate_window.as_secs(),
+                r.event_timestamp_window.as_secs(),
+                r.max_entries,
+                r.min_ipv6_prefix_len
+            ),
+            (30, 300, 200_000, 48)
+        );
+        for (line, want) in [
+            (
+                "  max_entries: 0\n",
+                "radius.max_entries: 0 would refuse every RADIUS entry",
+            ),
+            (
+                "  min_ipv6_prefix_len: 0\n",
+                "radius.min_ipv6_prefix_len: 0 is not",
+            ),
+            (
+                "  min_ipv6_prefix_len: 129\n",
+                "radius.min_ipv6_prefix_len: 129 is not",
+            ),
+            (
+                "  duplicate_window_secs: 0\n",
+                "radius.duplicate_window_secs: 0",
+            ),
+            (
+                "  event_timestamp_window_secs: 0\n",
+                "radius.event_timestamp_window_secs: 0",
+            ),
+        ] {
+            let e = err(&format!("{base}{line}"));
+            assert!(e.contains(want), "{line}: {e}");
+        }
     }
 }

@@ -415,11 +415,8 @@ pub(super) fn radius_settings(
         let secret = match (&c.secret, &c.secret_file) {
             (Some(s), None) => s.clone(),
             (None, Some(p)) => {
-                let full = super::compile::resolve(file, p);
-                read_text(&full, 4096, "RADIUS secret file")
-                    .map_err(|source| ConfigError::Read { file: full, source })?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string()
+                let creds = std::env::var_os(CREDENTIALS_DIRECTORY);
+                read_secret_file(file, &format!("{field}.secret_file"), p, creds.as_deref())?
             }
             _ => {
                 return Err(ConfigError::invalid(
@@ -454,12 +451,142 @@ pub(super) fn radius_settings(
             "0 would expire every session at once; expected at least 1",
         ));
     }
+    for (field, v, what) in [
+        (
+            "radius.duplicate_window_secs",
+            r.duplicate_window_secs,
+            "0 would apply every retransmission again",
+        ),
+        (
+            "radius.event_timestamp_window_secs",
+            r.event_timestamp_window_secs,
+            "0 would refuse every request that carries an Event-Timestamp",
+        ),
+        (
+            "radius.max_entries",
+            r.max_entries,
+            "0 would refuse every RADIUS entry",
+        ),
+    ] {
+        if v == 0 {
+            return Err(ConfigError::invalid(
+                file,
+                field,
+                format!("{what}; expected at least 1"),
+            ));
+        }
+    }
+    if !(1..=128).contains(&r.min_ipv6_prefix_len) {
+        return Err(ConfigError::invalid(
+            file,
+            "radius.min_ipv6_prefix_len",
+            format!(
+                "{} is not an IPv6 prefix length from 1 to 128",
+                r.min_ipv6_prefix_len
+            ),
+        ));
+    }
     Ok(RadiusSettings {
         listen,
         clients,
         filter_ids: r.filter_ids.clone(),
         session_timeout: Duration::from_secs(r.session_timeout_secs),
+        duplicate_window: Duration::from_secs(r.duplicate_window_secs),
+        event_timestamp_window: Duration::from_secs(r.event_timestamp_window_secs),
+        max_entries: usize::try_from(r.max_entries).unwrap_or(usize::MAX),
+        min_ipv6_prefix_len: r.min_ipv6_prefix_len,
     })
+}
+
+/// The environment variable systemd sets to the unit's credentials folder
+/// (`LoadCredential=`).
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
+/// The prefix of a `secret_file` that names a systemd credential: `credential:NAME`
+/// reads `$CREDENTIALS_DIRECTORY/NAME`.
+pub const CREDENTIAL_PREFIX: &str = "credential:";
+
+/// The credential name of a `secret_file` written `credential:NAME`, if it is one.
+pub fn credential_name(p: &Path) -> Option<&str> {
+    p.to_str()?.strip_prefix(CREDENTIAL_PREFIX)
+}
+
+/// A credential name op25b accepts: letters, digits and `-_.@`, not starting with `.`
+/// (one file name that a unit file can carry without quoting).
+pub fn valid_credential_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+}
+
+pub(super) fn bad_credential_name(name: &str) -> String {
+    format!(
+        "credential name {name:?}: use letters, digits and - _ . @ (not . first), \
+         such as credential:radius-secret"
+    )
+}
+
+/// Reads a RADIUS shared secret (one line) from `secret_file` `p` of config `file`:
+/// `credential:NAME` is `NAME` in `creds` (the value of `$CREDENTIALS_DIRECTORY`), any
+/// other value a path relative to the config's folder.
+pub(super) fn read_secret_file(
+    file: &Path,
+    field: &str,
+    p: &Path,
+    creds: Option<&std::ffi::OsStr>,
+) -> Result<String, ConfigError> {
+    let full = match credential_name(p) {
+        None => super::compile::resolve(file, p),
+        Some(name) => {
+            if !valid_credential_name(name) {
+                return Err(ConfigError::invalid(file, field, bad_credential_name(name)));
+            }
+            let Some(dir) = creds.filter(|d| !d.is_empty()) else {
+                return Err(ConfigError::invalid(
+                    file,
+                    field,
+                    format!(
+                        "{p:?} names a systemd credential but ${CREDENTIALS_DIRECTORY} is not set: \
+                         run op25b from its unit with LoadCredential={name}:{} (the drop-in \
+                         `op25b systemd-deps` writes has it), or for a check by hand: \
+                         CREDENTIALS_DIRECTORY={} op25b check --config {}",
+                        credential_source(file, name).display(),
+                        credential_source(file, name)
+                            .parent()
+                            .unwrap_or(Path::new("."))
+                            .display(),
+                        file.display()
+                    ),
+                ));
+            };
+            let full = Path::new(dir).join(name);
+            if !full.exists() {
+                return Err(ConfigError::invalid(
+                    file,
+                    field,
+                    format!(
+                        "{p:?}: no credential {name:?} in ${CREDENTIALS_DIRECTORY} ({}): \
+                         is LoadCredential={name}:{} in the unit, and does that file exist?",
+                        full.display(),
+                        credential_source(file, name).display()
+                    ),
+                ));
+            }
+            full
+        }
+    };
+    Ok(read_text(&full, 4096, "RADIUS secret file")
+        .map_err(|source| ConfigError::Read { file: full, source })?
+        .trim_end_matches(['\n', '\r'])
+        .to_string())
+}
+
+/// Where the unit loads credential `name` from: the file of that name in the config's
+/// folder (`/etc/op25b/radius-secret` for `credential:radius-secret`).
+pub fn credential_source(config: &Path, name: &str) -> PathBuf {
+    super::compile::resolve(config, Path::new(name))
 }
 
 impl RawControl {
@@ -570,10 +697,30 @@ pub(super) struct RawRadius {
     pub(super) filter_ids: BTreeMap<String, String>,
     #[serde(default = "default_session_timeout")]
     pub(super) session_timeout_secs: u64,
+    #[serde(default = "default_duplicate_window")]
+    pub(super) duplicate_window_secs: u64,
+    #[serde(default = "default_event_timestamp_window")]
+    pub(super) event_timestamp_window_secs: u64,
+    #[serde(default = "default_radius_max_entries")]
+    pub(super) max_entries: u64,
+    #[serde(default = "default_min_ipv6_prefix_len")]
+    pub(super) min_ipv6_prefix_len: u8,
 }
 
 pub(super) fn default_session_timeout() -> u64 {
     900
+}
+pub(super) fn default_duplicate_window() -> u64 {
+    30
+}
+pub(super) fn default_event_timestamp_window() -> u64 {
+    300
+}
+pub(super) fn default_radius_max_entries() -> u64 {
+    200_000
+}
+pub(super) fn default_min_ipv6_prefix_len() -> u8 {
+    48
 }
 
 #[derive(Debug, Deserialize)]
@@ -596,4 +743,14 @@ pub struct RadiusSettings {
     pub filter_ids: BTreeMap<String, String>,
     /// An entry expires this long after its last Start or Interim-Update.
     pub session_timeout: Duration,
+    /// A request seen again (same source address and port, Identifier and Request
+    /// Authenticator) within this window is answered again, not applied again.
+    pub duplicate_window: Duration,
+    /// A request whose Event-Timestamp (plus Acct-Delay-Time) is further than this from
+    /// the box's clock is refused (not applied, not answered).
+    pub event_timestamp_window: Duration,
+    /// At most this many RADIUS overlay entries; new ones beyond are refused.
+    pub max_entries: usize,
+    /// IPv6 prefixes shorter than this from RADIUS are refused.
+    pub min_ipv6_prefix_len: u8,
 }

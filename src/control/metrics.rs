@@ -671,10 +671,18 @@ pub fn render(state: &MetricsState) -> String {
             );
         }
     }
-    let _ = writeln!(o, "# HELP op25b_radius_requests_total RADIUS Accounting-Requests by result: accepted (answered and applied), unknown_client, bad_authenticator, malformed (dropped).");
+    let _ = writeln!(o, "# HELP op25b_radius_requests_total RADIUS Accounting-Requests by result: accepted (answered and applied), duplicate (a retransmission: answered again, not applied), stale_timestamp and too_many_prefixes (refused: not applied, not answered), unknown_client, bad_authenticator, malformed (dropped).");
     let _ = writeln!(o, "# TYPE op25b_radius_requests_total counter");
     for (result, v) in state.radius.all() {
         let _ = writeln!(o, "op25b_radius_requests_total{{result=\"{result}\"}} {v}");
+    }
+    let _ = writeln!(o, "# HELP op25b_radius_entries_refused_total Overlay entries of accepted RADIUS requests that were refused: overlay_full (radius.max_entries reached), prefix_too_short (radius.min_ipv6_prefix_len), out_of_order (a Start whose Event-Timestamp is older than the entry of the session holding the address).");
+    let _ = writeln!(o, "# TYPE op25b_radius_entries_refused_total counter");
+    for (reason, v) in state.radius.refused() {
+        let _ = writeln!(
+            o,
+            "op25b_radius_entries_refused_total{{reason=\"{reason}\"}} {v}"
+        );
     }
     let _ = writeln!(o, "# HELP op25b_overlay_changes_total Runtime overlay entries added (or replaced), removed and expired; of the added, the auto-quarantined.");
     let _ = writeln!(o, "# TYPE op25b_overlay_changes_total counter");

@@ -4,6 +4,20 @@
 //! and pure (`header`, `decode`, `verify`, `response`), fuzzed (`fuzz/fuzz_targets/radius.rs`)
 //! and checked against a packet whose authenticator was computed with an independent
 //! MD5 (Python's hashlib) and against radclient (tests/e2e_lab.rs).
+//!
+//! The listener ([`Server::handle`], no socket, so tests drive it) trusts only what a
+//! configured client signed, and not twice: a duplicate (RFC 5080 2.2.2: source address
+//! and port, Identifier, Request Authenticator, within `duplicate_window_secs`, in a
+//! fixed number of slots) gets the earlier answer and is not applied again; a request
+//! whose Event-Timestamp + Acct-Delay-Time is outside `event_timestamp_window_secs`, or
+//! with more than [`MAX_PREFIXES_PER_REQUEST`] addresses, is neither applied nor answered
+//! (RFC 2866: the server answers what it recorded; the NAS may retry or fail over). In
+//! [`apply`], per entry: RADIUS never touches operator or auto-quarantine entries, adds
+//! none beyond `max_entries` nor IPv6 prefixes shorter than `min_ipv6_prefix_len`, and a
+//! Start whose Event-Timestamp is older than the entry of the session holding the
+//! address does not take it over. Each refusal is counted (`Counters`) and logged at most
+//! every 10 s per reason. Left open: a request without Event-Timestamp can be replayed
+//! after the duplicate window, or from another source port.
 
 #![forbid(unsafe_code)]
 
@@ -20,7 +34,9 @@ const ATTR_USER_NAME: u8 = 1;
 const ATTR_FRAMED_IP_ADDRESS: u8 = 8;
 const ATTR_FILTER_ID: u8 = 11;
 const ATTR_ACCT_STATUS_TYPE: u8 = 40;
+const ATTR_ACCT_DELAY_TIME: u8 = 41;
 const ATTR_ACCT_SESSION_ID: u8 = 44;
+const ATTR_EVENT_TIMESTAMP: u8 = 55;
 const ATTR_FRAMED_IPV6_PREFIX: u8 = 97;
 const ATTR_DELEGATED_IPV6_PREFIX: u8 = 123;
 const ATTR_FRAMED_IPV6_ADDRESS: u8 = 168;
@@ -76,6 +92,21 @@ pub struct Accounting {
     /// Framed-IP-Address (/32), Framed-IPv6-Address (/128), Framed-IPv6-Prefix and
     /// Delegated-IPv6-Prefix.
     pub prefixes: Vec<IpNet>,
+    /// Event-Timestamp (RFC 2869 5.3): when the event happened, Unix seconds.
+    pub event_timestamp: Option<u32>,
+    /// Acct-Delay-Time (RFC 2866 5.2): seconds the NAS has been trying to send it.
+    pub delay: Option<u32>,
+}
+
+impl Accounting {
+    /// When the NAS sent this request (its clock): Event-Timestamp plus
+    /// Acct-Delay-Time. A NAS that updates Acct-Delay-Time on each retry sends a new
+    /// packet (new Identifier and authenticator) that still fits the window; a replayed
+    /// copy keeps its old time.
+    pub fn sent_at(&self) -> Option<u64> {
+        self.event_timestamp
+            .map(|t| u64::from(t) + u64::from(self.delay.unwrap_or(0)))
+    }
 }
 
 /// The header of a well-formed packet.
@@ -222,6 +253,15 @@ pub fn decode(buf: &[u8], h: &Header) -> Result<Accounting, RadiusError> {
                     a.filter_ids.push(t);
                 }
             }
+            ATTR_EVENT_TIMESTAMP | ATTR_ACCT_DELAY_TIME => {
+                let b: [u8; 4] = v.try_into().map_err(|_| RadiusError::Value(kind))?;
+                let t = u32::from_be_bytes(b);
+                if kind == ATTR_EVENT_TIMESTAMP {
+                    a.event_timestamp = Some(t);
+                } else {
+                    a.delay = Some(t);
+                }
+            }
             ATTR_ACCT_SESSION_ID => a.session = Some(text(kind, v)?),
             ATTR_USER_NAME => a.user = Some(String::from_utf8_lossy(v).into_owned()),
             _ => {}
@@ -231,6 +271,456 @@ pub fn decode(buf: &[u8], h: &Header) -> Result<Accounting, RadiusError> {
         return Err(RadiusError::NoStatus);
     }
     Ok(a)
+}
+
+/// The accounting listener's settings (`radius:` in the config).
+pub use crate::config::RadiusSettings as Settings;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A request with more addresses and prefixes than this is refused: a session has a
+/// handful (Framed-IP-Address, Framed-IPv6-Address, Framed-IPv6-Prefix,
+/// Delegated-IPv6-Prefix); a 4 KiB request could otherwise carry about 680.
+pub const MAX_PREFIXES_PER_REQUEST: usize = 16;
+
+/// Requests the duplicate cache remembers at most (the oldest go first): at most about
+/// 12 MiB, reached only above 2,000 requests/s with the default 30 s window.
+pub const DUPLICATE_CACHE_CAPACITY: usize = 65_536;
+
+/// A refusal is logged at most once per this many seconds (per reason); the counters
+/// count every one.
+const LOG_EVERY_SECS: u64 = 10;
+
+/// Requests by result, for `op25b_radius_requests_total{result}`, and entries refused,
+/// for `op25b_radius_entries_refused_total{reason}`.
+#[derive(Default)]
+pub struct Counters {
+    /// Answered and applied (entries refused below may be part of it).
+    pub accepted: AtomicU64,
+    /// A retransmission within `duplicate_window_secs`: answered as before, not applied.
+    pub duplicate: AtomicU64,
+    /// Event-Timestamp (+ Acct-Delay-Time) outside `event_timestamp_window_secs`:
+    /// neither applied nor answered.
+    pub stale_timestamp: AtomicU64,
+    /// More than [`MAX_PREFIXES_PER_REQUEST`] addresses: neither applied nor answered.
+    pub too_many_prefixes: AtomicU64,
+    pub unknown_client: AtomicU64,
+    pub bad_authenticator: AtomicU64,
+    pub malformed: AtomicU64,
+    /// A new RADIUS entry while `max_entries` are in the overlay.
+    pub refused_overlay_full: AtomicU64,
+    /// An IPv6 prefix shorter than `min_ipv6_prefix_len`.
+    pub refused_prefix_too_short: AtomicU64,
+    /// A Start for an address another session holds, whose Event-Timestamp is older
+    /// than that session's entry.
+    pub refused_out_of_order: AtomicU64,
+    /// When each refusal reason was last logged (Unix seconds + 1; 0: never).
+    logged: [AtomicU64; 5],
+}
+
+/// The refusals that are logged (rate-limited), as indexes of `Counters::logged`.
+#[derive(Clone, Copy)]
+enum Refusal {
+    StaleTimestamp,
+    TooManyPrefixes,
+    OverlayFull,
+    PrefixTooShort,
+    OutOfOrder,
+}
+
+impl Counters {
+    pub fn all(&self) -> [(&'static str, u64); 7] {
+        [
+            ("accepted", self.accepted.load(Relaxed)),
+            ("duplicate", self.duplicate.load(Relaxed)),
+            ("stale_timestamp", self.stale_timestamp.load(Relaxed)),
+            ("too_many_prefixes", self.too_many_prefixes.load(Relaxed)),
+            ("unknown_client", self.unknown_client.load(Relaxed)),
+            ("bad_authenticator", self.bad_authenticator.load(Relaxed)),
+            ("malformed", self.malformed.load(Relaxed)),
+        ]
+    }
+
+    /// Entries refused, by reason.
+    pub fn refused(&self) -> [(&'static str, u64); 3] {
+        [
+            ("overlay_full", self.refused_overlay_full.load(Relaxed)),
+            (
+                "prefix_too_short",
+                self.refused_prefix_too_short.load(Relaxed),
+            ),
+            ("out_of_order", self.refused_out_of_order.load(Relaxed)),
+        ]
+    }
+
+    /// Counts refusal `r` and says whether to log it (once per [`LOG_EVERY_SECS`]).
+    fn refuse(&self, r: Refusal, now: u64) -> bool {
+        let c = match r {
+            Refusal::StaleTimestamp => &self.stale_timestamp,
+            Refusal::TooManyPrefixes => &self.too_many_prefixes,
+            Refusal::OverlayFull => &self.refused_overlay_full,
+            Refusal::PrefixTooShort => &self.refused_prefix_too_short,
+            Refusal::OutOfOrder => &self.refused_out_of_order,
+        };
+        c.fetch_add(1, Relaxed);
+        let slot = &self.logged[r as usize];
+        let last = slot.load(Relaxed);
+        (last == 0 || now.saturating_add(1) >= last.saturating_add(LOG_EVERY_SECS))
+            && slot
+                .compare_exchange(last, now.saturating_add(1), Relaxed, Relaxed)
+                .is_ok()
+    }
+}
+
+/// The key of a request in the duplicate cache (RFC 5080 2.2.2): source address and
+/// port, Identifier, Request Authenticator.
+type DuplicateKey = (SocketAddr, u8, [u8; 16]);
+
+/// Requests seen within the window and what was answered to each (none: refused), in a
+/// fixed number of slots: when full, the oldest goes.
+pub struct DuplicateCache {
+    window: Duration,
+    capacity: usize,
+    seen: HashMap<DuplicateKey, (Instant, Option<[u8; 20]>)>,
+    order: VecDeque<(DuplicateKey, Instant)>,
+}
+
+impl DuplicateCache {
+    pub fn new(window: Duration, capacity: usize) -> Self {
+        Self {
+            window,
+            capacity: capacity.max(1),
+            seen: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn forget(&mut self, key: &DuplicateKey, at: Instant) {
+        if self.seen.get(key).is_some_and(|(t, _)| *t == at) {
+            self.seen.remove(key);
+        }
+    }
+
+    /// The answer given to `key` if it was seen within the window before `at`.
+    pub fn get(&mut self, key: &DuplicateKey, at: Instant) -> Option<Option<[u8; 20]>> {
+        while let Some(&(k, t)) = self.order.front() {
+            if at.saturating_duration_since(t) < self.window {
+                break;
+            }
+            self.order.pop_front();
+            self.forget(&k, t);
+        }
+        self.seen.get(key).map(|(_, answer)| *answer)
+    }
+
+    /// Remembers `key` and its answer.
+    pub fn insert(&mut self, key: DuplicateKey, at: Instant, answer: Option<[u8; 20]>) {
+        while self.order.len() >= self.capacity {
+            if let Some((k, t)) = self.order.pop_front() {
+                self.forget(&k, t);
+            }
+        }
+        self.order.push_back((key, at));
+        self.seen.insert(key, (at, answer));
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+/// The listener's state apart from its socket: one request in, the answer (if any) out.
+pub struct Server {
+    settings: Settings,
+    shared: Arc<super::operator::OverlayShared>,
+    counters: Arc<Counters>,
+    duplicates: DuplicateCache,
+}
+
+impl Server {
+    pub fn new(
+        settings: Settings,
+        shared: Arc<super::operator::OverlayShared>,
+        counters: Arc<Counters>,
+    ) -> Self {
+        let duplicates = DuplicateCache::new(settings.duplicate_window, DUPLICATE_CACHE_CAPACITY);
+        Self {
+            settings,
+            shared,
+            counters,
+            duplicates,
+        }
+    }
+
+    /// Handles one datagram from `peer`; `now` is the wall clock (Unix seconds: expiry,
+    /// Event-Timestamp), `at` the monotonic one (the duplicate window). Returns the
+    /// Accounting-Response to send, if any. In order: an unknown client, a malformed
+    /// packet or a bad authenticator is dropped; a duplicate gets the earlier answer
+    /// again and is not applied; a request with too many addresses or an Event-Timestamp
+    /// outside the window is refused (not applied, not answered: RFC 2866 2, a server
+    /// answers only what it recorded); anything else is applied and answered.
+    pub fn handle(
+        &mut self,
+        pkt: &[u8],
+        peer: SocketAddr,
+        now: u64,
+        at: Instant,
+    ) -> Option<[u8; 20]> {
+        // An IPv4 NAS reaching a dual-stack socket shows as ::ffff:a.b.c.d.
+        let ip = peer.ip().to_canonical();
+        let Some(secret) = self
+            .settings
+            .clients
+            .iter()
+            .find(|(net, _)| net.contains(&ip))
+            .map(|(_, s)| s.as_bytes())
+        else {
+            self.counters.unknown_client.fetch_add(1, Relaxed);
+            return None;
+        };
+        let h = match header(pkt) {
+            Ok(h) if h.code == ACCOUNTING_REQUEST => h,
+            _ => {
+                self.counters.malformed.fetch_add(1, Relaxed);
+                return None;
+            }
+        };
+        if !verify(pkt, &h, secret) {
+            self.counters.bad_authenticator.fetch_add(1, Relaxed);
+            return None;
+        }
+        let key = (SocketAddr::new(ip, peer.port()), h.id, h.authenticator);
+        if let Some(answer) = self.duplicates.get(&key, at) {
+            self.counters.duplicate.fetch_add(1, Relaxed);
+            tracing::debug!(
+                "RADIUS: {peer} id {}: duplicate, answered as before, not applied",
+                h.id
+            );
+            return answer;
+        }
+        let acct = match decode(pkt, &h) {
+            Ok(a) => a,
+            Err(_) => {
+                self.counters.malformed.fetch_add(1, Relaxed);
+                return None;
+            }
+        };
+        let answer = self
+            .decide(&acct, peer, &h, now)
+            .then(|| response(&h, secret));
+        self.duplicates.insert(key, at, answer);
+        answer
+    }
+
+    /// Refuses or applies a verified, new request; true: it was applied.
+    fn decide(&self, acct: &Accounting, peer: SocketAddr, h: &Header, now: u64) -> bool {
+        if acct.prefixes.len() > MAX_PREFIXES_PER_REQUEST {
+            if self.counters.refuse(Refusal::TooManyPrefixes, now) {
+                tracing::warn!(
+                    "RADIUS: {peer} id {}: {} addresses and prefixes in one request (at most {MAX_PREFIXES_PER_REQUEST}): refused, not answered ({} so far)",
+                    h.id,
+                    acct.prefixes.len(),
+                    self.counters.too_many_prefixes.load(Relaxed)
+                );
+            }
+            return false;
+        }
+        if let Some(sent) = acct.sent_at() {
+            let window = self.settings.event_timestamp_window.as_secs();
+            if sent.abs_diff(now) > window {
+                if self.counters.refuse(Refusal::StaleTimestamp, now) {
+                    tracing::warn!(
+                        "RADIUS: {peer} id {}: Event-Timestamp {} + Acct-Delay-Time {} is {} s from this box's clock {now} (radius.event_timestamp_window_secs: {window}): refused, not answered; a replay, or the NAS's clock is off ({} so far)",
+                        h.id,
+                        acct.event_timestamp.unwrap_or(0),
+                        acct.delay.unwrap_or(0),
+                        sent.abs_diff(now),
+                        self.counters.stale_timestamp.load(Relaxed)
+                    );
+                }
+                return false;
+            }
+        }
+        apply(&self.settings, &self.shared, &self.counters, acct, now);
+        self.counters.accepted.fetch_add(1, Relaxed);
+        true
+    }
+}
+
+/// Binds the UDP socket and serves until `stop` ([`Server::handle`] for each datagram).
+pub fn serve(
+    settings: Settings,
+    shared: Arc<super::operator::OverlayShared>,
+    counters: Arc<Counters>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let sock = std::net::UdpSocket::bind(settings.listen)?;
+    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut server = Server::new(settings, shared, counters);
+    std::thread::Builder::new()
+        .name("op25b-radius".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; MAX_PACKET + 1];
+            while !stop.load(Relaxed) {
+                let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let now = super::metrics::unix_now();
+                if let Some(answer) = server.handle(&buf[..n], peer, now, Instant::now()) {
+                    let _ = sock.send_to(&answer, peer);
+                }
+            }
+        })
+}
+
+/// Applies one verified Accounting-Request to the overlay. Operator and auto-quarantine
+/// entries are never touched by RADIUS. New entries beyond `max_entries`, IPv6 prefixes
+/// shorter than `min_ipv6_prefix_len`, and a Start that would take an address from a
+/// session whose entry is newer than the Start's Event-Timestamp are refused, counted and
+/// logged.
+pub fn apply(
+    settings: &Settings,
+    shared: &super::operator::OverlayShared,
+    counters: &Counters,
+    acct: &Accounting,
+    now: u64,
+) {
+    use super::overlay::{Entry, Source};
+    let class = acct
+        .filter_ids
+        .iter()
+        .find_map(|f| settings.filter_ids.get(f))
+        .cloned();
+    let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let mut changed = false;
+    let session = acct.session.as_deref().unwrap_or("-");
+    for &prefix in &acct.prefixes {
+        let existing = store
+            .get(&prefix)
+            .map(|e| (e.source, e.session.clone(), e.created));
+        // Operator and auto-quarantine entries are not RADIUS's to change.
+        if existing
+            .as_ref()
+            .is_some_and(|(s, ..)| *s != Source::Radius)
+        {
+            continue;
+        }
+        // Only the owning session's Stop or Interim-Update changes an entry; a Start
+        // takes the address over (it was reassigned), unless it was sent before the
+        // owner's entry was made (an old Start, replayed or late).
+        let same_session = existing
+            .as_ref()
+            .is_none_or(|(_, owner, _)| owner.is_none() || *owner == acct.session);
+        if acct.status != Some(Status::Start) && !same_session {
+            continue;
+        }
+        // The event's own time (not plus Acct-Delay-Time): a Start the NAS buffered is
+        // still older than a session that began while it waited.
+        if let (Some(Status::Start), false, Some((_, owner, created)), Some(event)) = (
+            acct.status,
+            same_session,
+            &existing,
+            acct.event_timestamp.map(u64::from),
+        ) {
+            if event < *created {
+                if counters.refuse(Refusal::OutOfOrder, now) {
+                    tracing::warn!(
+                        "RADIUS: {prefix}: Start of session {session} at {event} (Event-Timestamp), before session {} took the address at {created}: refused (a replay or a late Start) ({} so far)",
+                        owner.as_deref().unwrap_or("-"),
+                        counters.refused_out_of_order.load(Relaxed)
+                    );
+                }
+                continue;
+            }
+        }
+        let created = match &existing {
+            Some((_, _, c)) if same_session && acct.status != Some(Status::Start) => *c,
+            _ => now,
+        };
+        match (acct.status, &class) {
+            (Some(Status::Start | Status::InterimUpdate), Some(class)) => {
+                if let IpNet::V6(n) = prefix {
+                    if n.prefix_len() < settings.min_ipv6_prefix_len {
+                        if counters.refuse(Refusal::PrefixTooShort, now) {
+                            tracing::warn!(
+                                "RADIUS: {prefix} of session {session}: shorter than radius.min_ipv6_prefix_len /{}: refused ({} so far)",
+                                settings.min_ipv6_prefix_len,
+                                counters.refused_prefix_too_short.load(Relaxed)
+                            );
+                        }
+                        continue;
+                    }
+                }
+                if existing.is_none() && store.count(Source::Radius) >= settings.max_entries {
+                    if counters.refuse(Refusal::OverlayFull, now) {
+                        tracing::warn!(
+                            "RADIUS: {prefix} of session {session}: {} RADIUS entries, radius.max_entries is {}: refused ({} so far)",
+                            store.count(Source::Radius),
+                            settings.max_entries,
+                            counters.refused_overlay_full.load(Relaxed)
+                        );
+                    }
+                    continue;
+                }
+                let e = Entry {
+                    prefix,
+                    class: class.clone(),
+                    source: Source::Radius,
+                    note: format!(
+                        "session {session} user {}",
+                        acct.user.as_deref().unwrap_or("-")
+                    ),
+                    created,
+                    expires: Some(now.saturating_add(settings.session_timeout.as_secs().max(1))),
+                    session: acct.session.clone(),
+                };
+                match store.upsert(e) {
+                    Ok(old) => {
+                        changed = true;
+                        if old.is_none() {
+                            shared.added.fetch_add(1, Relaxed);
+                            tracing::info!(
+                                target: "op25b::overlay",
+                                prefix = %prefix,
+                                class = %class,
+                                source = "radius",
+                                session = session,
+                                "overlay: {prefix} is class {class} (RADIUS session {session})"
+                            );
+                        }
+                    }
+                    Err(e) => tracing::error!("RADIUS: {prefix}: {e}"),
+                }
+            }
+            // A Stop, or a session without a mapped Filter-Id (the address went to
+            // another subscriber): the address loses its RADIUS entry.
+            (Some(Status::Start | Status::InterimUpdate | Status::Stop), _)
+                if existing.is_some() && store.remove(&prefix).is_some() =>
+            {
+                changed = true;
+                shared.removed.fetch_add(1, Relaxed);
+                tracing::info!(
+                    target: "op25b::overlay",
+                    prefix = %prefix,
+                    source = "radius",
+                    "overlay: {prefix} removed (RADIUS {:?})",
+                    acct.status.unwrap_or(Status::Stop)
+                );
+            }
+            _ => {}
+        }
+    }
+    if changed {
+        shared.publish(&store);
+    }
 }
 
 #[cfg(test)]
@@ -323,187 +813,398 @@ mod tests {
         assert!(v6_prefix(97, &[0, 129]).is_err());
         assert!(v6_prefix(97, &[0, 64, 0x20]).is_err());
     }
-}
 
-/// The accounting listener's settings (`radius:` in the config).
-pub use crate::config::RadiusSettings as Settings;
+    // --- the listener: duplicates, Event-Timestamp, limits --------------------------
 
-/// Why requests were dropped or taken, for `op25b_radius_requests_total{result}`.
-#[derive(Default)]
-pub struct Counters {
-    pub accepted: std::sync::atomic::AtomicU64,
-    pub unknown_client: std::sync::atomic::AtomicU64,
-    pub bad_authenticator: std::sync::atomic::AtomicU64,
-    pub malformed: std::sync::atomic::AtomicU64,
-}
-
-impl Counters {
-    pub fn all(&self) -> [(&'static str, u64); 4] {
-        use std::sync::atomic::Ordering::Relaxed;
-        [
-            ("accepted", self.accepted.load(Relaxed)),
-            ("unknown_client", self.unknown_client.load(Relaxed)),
-            ("bad_authenticator", self.bad_authenticator.load(Relaxed)),
-            ("malformed", self.malformed.load(Relaxed)),
-        ]
-    }
-}
-
-/// Binds the UDP socket and serves until `stop`: each request from a known client with
-/// a valid authenticator is applied to the overlay (Start/Interim-Update: the session's
-/// addresses get the class its Filter-Id names, or lose a RADIUS entry they had; Stop:
-/// they lose it) and answered with an Accounting-Response. Unknown clients, bad
-/// authenticators and malformed packets are dropped and counted.
-pub fn serve(
-    settings: Settings,
-    shared: std::sync::Arc<super::operator::OverlayShared>,
-    counters: std::sync::Arc<Counters>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+    use crate::control::operator::OverlayShared;
+    use crate::control::overlay::{Entry, Source, Store};
+    use crate::datapath::PolicyCell;
+    use crate::policy::{BlockAction, PolicyBuilder, ReplyKind};
     use std::sync::atomic::Ordering::Relaxed;
-    let sock = std::net::UdpSocket::bind(settings.listen)?;
-    sock.set_read_timeout(Some(std::time::Duration::from_millis(100)))?;
-    std::thread::Builder::new()
-        .name("op25b-radius".into())
-        .spawn(move || {
-            let mut buf = vec![0u8; MAX_PACKET + 1];
-            while !stop.load(Relaxed) {
-                let Ok((n, peer)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                let pkt = &buf[..n];
-                // An IPv4 NAS reaching a dual-stack socket shows as ::ffff:a.b.c.d.
-                let ip = peer.ip().to_canonical();
-                let Some(secret) = settings
-                    .clients
-                    .iter()
-                    .find(|(net, _)| net.contains(&ip))
-                    .map(|(_, s)| s.as_bytes())
-                else {
-                    counters.unknown_client.fetch_add(1, Relaxed);
-                    continue;
-                };
-                let h = match header(pkt) {
-                    Ok(h) if h.code == ACCOUNTING_REQUEST => h,
-                    _ => {
-                        counters.malformed.fetch_add(1, Relaxed);
-                        continue;
-                    }
-                };
-                if !verify(pkt, &h, secret) {
-                    counters.bad_authenticator.fetch_add(1, Relaxed);
-                    continue;
-                }
-                let acct = match decode(pkt, &h) {
-                    Ok(a) => a,
-                    Err(_) => {
-                        counters.malformed.fetch_add(1, Relaxed);
-                        continue;
-                    }
-                };
-                apply(&settings, &shared, &acct, super::metrics::unix_now());
-                counters.accepted.fetch_add(1, Relaxed);
-                let _ = sock.send_to(&response(&h, secret), peer);
-            }
-        })
-}
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
 
-/// Applies one verified Accounting-Request to the overlay. Operator entries are never
-/// touched by RADIUS.
-pub fn apply(
-    settings: &Settings,
-    shared: &super::operator::OverlayShared,
-    acct: &Accounting,
-    now: u64,
-) {
-    use super::overlay::{Entry, Source};
-    let class = acct
-        .filter_ids
-        .iter()
-        .find_map(|f| settings.filter_ids.get(f))
-        .cloned();
-    let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
-    let mut changed = false;
-    for &prefix in &acct.prefixes {
-        let existing = store
-            .get(&prefix)
-            .map(|e| (e.source, e.session.clone(), e.created));
-        // Operator and auto-quarantine entries are not RADIUS's to change.
-        if existing
-            .as_ref()
-            .is_some_and(|(s, ..)| *s != Source::Radius)
-        {
-            continue;
-        }
-        // Only the owning session's Stop or Interim-Update changes an entry; a Start
-        // takes the address over (it was reassigned).
-        let same_session = existing
-            .as_ref()
-            .is_none_or(|(_, owner, _)| owner.is_none() || *owner == acct.session);
-        if acct.status != Some(Status::Start) && !same_session {
-            continue;
-        }
-        let created = match &existing {
-            Some((_, _, c)) if same_session && acct.status != Some(Status::Start) => *c,
-            _ => now,
-        };
-        match (acct.status, &class) {
-            (Some(Status::Start | Status::InterimUpdate), Some(class)) => {
-                let e = Entry {
-                    prefix,
-                    class: class.clone(),
-                    source: Source::Radius,
-                    note: format!(
-                        "session {} user {}",
-                        acct.session.as_deref().unwrap_or("-"),
-                        acct.user.as_deref().unwrap_or("-")
-                    ),
-                    created,
-                    expires: Some(now.saturating_add(settings.session_timeout.as_secs().max(1))),
-                    session: acct.session.clone(),
-                };
-                match store.upsert(e) {
-                    Ok(old) => {
-                        changed = true;
-                        if old.is_none() {
-                            shared
-                                .added
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            tracing::info!(
-                                target: "op25b::overlay",
-                                prefix = %prefix,
-                                class = %class,
-                                source = "radius",
-                                session = acct.session.as_deref().unwrap_or("-"),
-                                "overlay: {prefix} is class {class} (RADIUS session {})",
-                                acct.session.as_deref().unwrap_or("-")
-                            );
-                        }
-                    }
-                    Err(e) => tracing::error!("RADIUS: {prefix}: {e}"),
-                }
-            }
-            // A Stop, or a session without a mapped Filter-Id (the address went to
-            // another subscriber): the address loses its RADIUS entry.
-            (Some(Status::Start | Status::InterimUpdate | Status::Stop), _)
-                if existing.is_some() && store.remove(&prefix).is_some() =>
-            {
-                changed = true;
-                shared
-                    .removed
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::info!(
-                    target: "op25b::overlay",
-                    prefix = %prefix,
-                    source = "radius",
-                    "overlay: {prefix} removed (RADIUS {:?})",
-                    acct.status.unwrap_or(Status::Stop)
-                );
-            }
-            _ => {}
+    const SECRET: &str = "testing123";
+    const NOW: u64 = 1_800_000_000;
+
+    fn settings() -> Settings {
+        Settings {
+            listen: "127.0.0.1:1813".parse().unwrap(),
+            clients: vec![("192.0.2.0/28".parse().unwrap(), SECRET.into())],
+            filter_ids: [("op25b-exempt".to_string(), "static".to_string())].into(),
+            session_timeout: Duration::from_secs(900),
+            duplicate_window: Duration::from_secs(30),
+            event_timestamp_window: Duration::from_secs(300),
+            max_entries: 1000,
+            min_ipv6_prefix_len: 48,
         }
     }
-    if changed {
-        shared.publish(&store);
+
+    fn server(settings: Settings) -> (Server, Arc<OverlayShared>, Arc<Counters>) {
+        let mut b = PolicyBuilder::new();
+        b.class(
+            "dynamic",
+            vec![25],
+            BlockAction::Reject(ReplyKind::TcpReset),
+            false,
+        )
+        .unwrap();
+        b.class(
+            "static",
+            vec![],
+            BlockAction::Reject(ReplyKind::TcpReset),
+            false,
+        )
+        .unwrap();
+        b.subscriber("198.51.100.0/24".parse().unwrap(), 0);
+        let policy = b.build().unwrap();
+        let store = Store::new(&policy, 1);
+        let shared = Arc::new(OverlayShared {
+            store: std::sync::Mutex::new(store),
+            cell: Arc::new(PolicyCell::new(Arc::new(policy))),
+            exempt_class: std::sync::Mutex::new(None),
+            auto: std::sync::Mutex::new(None),
+            auto_quarantined: Default::default(),
+            saving: Default::default(),
+            last_save: std::sync::Mutex::new(None),
+            state_file: None,
+            added: Default::default(),
+            removed: Default::default(),
+            expired: Default::default(),
+        });
+        let counters = Arc::new(Counters::default());
+        (
+            Server::new(settings, shared.clone(), counters.clone()),
+            shared,
+            counters,
+        )
+    }
+
+    /// An Accounting-Request with a valid authenticator for `SECRET`.
+    fn request(id: u8, attrs: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let mut p = vec![ACCOUNTING_REQUEST, id, 0, 0];
+        p.extend_from_slice(&[0u8; 16]);
+        for (k, v) in attrs {
+            p.push(*k);
+            p.push(u8::try_from(v.len() + 2).unwrap());
+            p.extend_from_slice(v);
+        }
+        let len = u16::try_from(p.len()).unwrap().to_be_bytes();
+        p[2..4].copy_from_slice(&len);
+        let mut m = Md5::new();
+        m.update(&p);
+        m.update(SECRET.as_bytes());
+        let auth: [u8; 16] = m.finalize().into();
+        p[4..20].copy_from_slice(&auth);
+        p
+    }
+
+    fn status(s: u32) -> (u8, Vec<u8>) {
+        (ATTR_ACCT_STATUS_TYPE, s.to_be_bytes().to_vec())
+    }
+    fn session(s: &str) -> (u8, Vec<u8>) {
+        (ATTR_ACCT_SESSION_ID, s.as_bytes().to_vec())
+    }
+    fn exempt() -> (u8, Vec<u8>) {
+        (ATTR_FILTER_ID, b"op25b-exempt".to_vec())
+    }
+    fn v4(a: [u8; 4]) -> (u8, Vec<u8>) {
+        (ATTR_FRAMED_IP_ADDRESS, a.to_vec())
+    }
+    fn v6_address(i: u16) -> (u8, Vec<u8>) {
+        let a: Ipv6Addr = format!("2001:db8:100::{i:x}").parse().unwrap();
+        (ATTR_FRAMED_IPV6_ADDRESS, a.octets().to_vec())
+    }
+    fn delegated(len: u8) -> (u8, Vec<u8>) {
+        let mut v = vec![0, len];
+        v.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0x01, 0x00, 0, 0]);
+        (ATTR_DELEGATED_IPV6_PREFIX, v)
+    }
+    fn event(t: u64) -> (u8, Vec<u8>) {
+        (
+            ATTR_EVENT_TIMESTAMP,
+            u32::try_from(t).unwrap().to_be_bytes().to_vec(),
+        )
+    }
+    fn delay(t: u32) -> (u8, Vec<u8>) {
+        (ATTR_ACCT_DELAY_TIME, t.to_be_bytes().to_vec())
+    }
+
+    const NAS: &str = "192.0.2.1:40000";
+    const A: &str = "198.51.100.10/32";
+
+    fn has(shared: &OverlayShared, p: &str) -> Option<Entry> {
+        let store = shared.store.lock().unwrap();
+        store.get(&p.parse().unwrap()).cloned()
+    }
+
+    #[test]
+    fn a_retransmitted_request_is_answered_again_but_not_applied_again() {
+        let (mut srv, shared, counters) = server(settings());
+        let nas = NAS.parse().unwrap();
+        let t0 = Instant::now();
+        let start = request(
+            7,
+            &[status(1), session("s1"), exempt(), v4([198, 51, 100, 10])],
+        );
+        let stop = request(8, &[status(2), session("s1"), v4([198, 51, 100, 10])]);
+        let first = srv.handle(&start, nas, NOW, t0).expect("Start answered");
+        assert!(has(&shared, A).is_some());
+        assert!(srv
+            .handle(&stop, nas, NOW + 1, t0 + Duration::from_secs(1))
+            .is_some());
+        assert!(has(&shared, A).is_none(), "the Stop removed the entry");
+        // The Start again, 10 s later, from the same port: the NAS lost our answer (or
+        // someone replays it). Same answer, and the address stays released.
+        let again = srv.handle(&start, nas, NOW + 10, t0 + Duration::from_secs(10));
+        assert_eq!(
+            again,
+            Some(first),
+            "a duplicate is answered like the first time"
+        );
+        assert!(
+            has(&shared, A).is_none(),
+            "a duplicate Start was applied again"
+        );
+        assert_eq!(counters.duplicate.load(Relaxed), 1);
+        assert_eq!(counters.accepted.load(Relaxed), 2);
+        // After the window it is a new request (Event-Timestamp, when sent, bounds it).
+        assert!(srv
+            .handle(&start, nas, NOW + 40, t0 + Duration::from_secs(40))
+            .is_some());
+        assert!(has(&shared, A).is_some());
+        assert_eq!(counters.duplicate.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn the_duplicate_cache_keeps_a_fixed_number_of_requests_and_drops_the_oldest() {
+        let t0 = Instant::now();
+        let mut c = DuplicateCache::new(Duration::from_secs(30), 2);
+        let key = |id: u8| (NAS.parse().unwrap(), id, [id; 16]);
+        c.insert(key(1), t0, None);
+        c.insert(key(2), t0, Some([2; 20]));
+        c.insert(key(3), t0, Some([3; 20]));
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.get(&key(1), t0), None, "the oldest went");
+        assert_eq!(c.get(&key(2), t0), Some(Some([2; 20])));
+        assert_eq!(
+            c.get(&key(3), t0 + Duration::from_secs(30)),
+            None,
+            "past the window"
+        );
+        assert!(c.is_empty());
+        // The source port is part of the key.
+        let other = ("192.0.2.1:40001".parse().unwrap(), 1, [1; 16]);
+        c.insert(key(1), t0, None);
+        assert_eq!(c.get(&other, t0), None);
+    }
+
+    #[test]
+    fn a_request_whose_event_timestamp_is_out_of_the_window_is_refused_unanswered() {
+        let (mut srv, shared, counters) = server(settings());
+        let nas = NAS.parse().unwrap();
+        let t0 = Instant::now();
+        // Recorded 20 minutes ago and replayed now.
+        let old = request(
+            9,
+            &[
+                status(1),
+                session("s1"),
+                exempt(),
+                v4([198, 51, 100, 10]),
+                event(NOW - 1200),
+            ],
+        );
+        assert_eq!(
+            srv.handle(&old, nas, NOW, t0),
+            None,
+            "a stale request is not answered"
+        );
+        assert!(has(&shared, A).is_none(), "a stale request was applied");
+        assert_eq!(counters.stale_timestamp.load(Relaxed), 1);
+        // Its retransmission gets the same (no) answer without counting it stale twice.
+        assert_eq!(
+            srv.handle(&old, nas, NOW + 1, t0 + Duration::from_secs(1)),
+            None
+        );
+        assert_eq!(counters.duplicate.load(Relaxed), 1);
+        // From the future too.
+        let ahead = request(
+            10,
+            &[
+                status(1),
+                session("s1"),
+                exempt(),
+                v4([198, 51, 100, 10]),
+                event(NOW + 400),
+            ],
+        );
+        assert_eq!(srv.handle(&ahead, nas, NOW, t0), None);
+        assert_eq!(counters.stale_timestamp.load(Relaxed), 2);
+        // The NAS buffered it for 1,190 s and says so (Acct-Delay-Time): sent 10 s ago.
+        let late = request(
+            11,
+            &[
+                status(1),
+                session("s1"),
+                exempt(),
+                v4([198, 51, 100, 10]),
+                event(NOW - 1200),
+                delay(1190),
+            ],
+        );
+        assert!(srv.handle(&late, nas, NOW, t0).is_some());
+        assert!(has(&shared, A).is_some());
+        assert_eq!(counters.accepted.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn radius_entries_beyond_max_entries_are_refused_and_counted_operator_entries_stay() {
+        let (mut srv, shared, counters) = server(Settings {
+            max_entries: 2,
+            ..settings()
+        });
+        let nas = NAS.parse().unwrap();
+        let t0 = Instant::now();
+        shared
+            .store
+            .lock()
+            .unwrap()
+            .upsert(Entry {
+                prefix: "198.51.100.99/32".parse().unwrap(),
+                class: "static".into(),
+                source: Source::Operator,
+                note: String::new(),
+                created: NOW,
+                expires: None,
+                session: None,
+            })
+            .unwrap();
+        let start = request(
+            12,
+            &[
+                status(1),
+                session("s1"),
+                exempt(),
+                v6_address(1),
+                v6_address(2),
+                v6_address(3),
+            ],
+        );
+        assert!(
+            srv.handle(&start, nas, NOW, t0).is_some(),
+            "the request is answered"
+        );
+        let store = shared.store.lock().unwrap();
+        assert_eq!(store.count(Source::Radius), 2, "the cap holds");
+        assert_eq!(
+            store.count(Source::Operator),
+            1,
+            "no operator entry is evicted"
+        );
+        drop(store);
+        assert!(has(&shared, "2001:db8:100::3/128").is_none());
+        assert_eq!(counters.refused_overlay_full.load(Relaxed), 1);
+        // A full overlay still refreshes the entries it has.
+        let interim = request(
+            13,
+            &[
+                status(3),
+                session("s1"),
+                exempt(),
+                v6_address(1),
+                v6_address(2),
+            ],
+        );
+        assert!(srv.handle(&interim, nas, NOW + 60, t0).is_some());
+        assert_eq!(
+            has(&shared, "2001:db8:100::1/128").unwrap().expires,
+            Some(NOW + 60 + 900)
+        );
+        assert_eq!(counters.refused_overlay_full.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn an_ipv6_prefix_shorter_than_min_ipv6_prefix_len_is_refused() {
+        let (mut srv, shared, counters) = server(settings());
+        let nas = NAS.parse().unwrap();
+        let t0 = Instant::now();
+        let wide = request(14, &[status(1), session("s1"), exempt(), delegated(32)]);
+        assert!(srv.handle(&wide, nas, NOW, t0).is_some());
+        assert!(
+            has(&shared, "2001:db8::/32").is_none(),
+            "a /32 from RADIUS was taken"
+        );
+        assert_eq!(counters.refused_prefix_too_short.load(Relaxed), 1);
+        let ok = request(15, &[status(1), session("s1"), exempt(), delegated(56)]);
+        assert!(srv.handle(&ok, nas, NOW, t0).is_some());
+        assert!(has(&shared, "2001:db8:100::/56").is_some());
+        assert_eq!(counters.refused_prefix_too_short.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn a_request_with_too_many_addresses_is_refused_unanswered() {
+        let (mut srv, shared, counters) = server(settings());
+        let n = u16::try_from(MAX_PREFIXES_PER_REQUEST).unwrap() + 1;
+        let mut attrs = vec![status(1), session("s1"), exempt()];
+        attrs.extend((1..=n).map(v6_address));
+        let flood = request(16, &attrs);
+        assert_eq!(
+            srv.handle(&flood, NAS.parse().unwrap(), NOW, Instant::now()),
+            None
+        );
+        assert!(shared.store.lock().unwrap().is_empty());
+        assert_eq!(counters.too_many_prefixes.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn an_old_start_cannot_take_an_address_from_a_newer_session() {
+        let (mut srv, shared, counters) = server(settings());
+        let nas = NAS.parse().unwrap();
+        let t0 = Instant::now();
+        let s2 = request(
+            17,
+            &[
+                status(1),
+                session("s2"),
+                exempt(),
+                v4([198, 51, 100, 10]),
+                event(NOW),
+            ],
+        );
+        assert!(srv.handle(&s2, nas, NOW, t0).is_some());
+        // s1's Start, recorded 100 s before s2 began and buffered by the NAS for 115 s
+        // (Acct-Delay-Time), arrives now: the event is older than s2, so it must not
+        // hand the address back to s1.
+        let s1 = request(
+            18,
+            &[
+                status(1),
+                session("s1"),
+                v4([198, 51, 100, 10]),
+                event(NOW - 100),
+                delay(115),
+            ],
+        );
+        assert!(srv
+            .handle(&s1, "192.0.2.1:40001".parse().unwrap(), NOW + 10, t0)
+            .is_some());
+        assert_eq!(has(&shared, A).unwrap().session.as_deref(), Some("s2"));
+        assert_eq!(counters.refused_out_of_order.load(Relaxed), 1);
+        // A Start sent after s2 began takes it over (the address was reassigned).
+        let s3 = request(
+            19,
+            &[
+                status(1),
+                session("s3"),
+                v4([198, 51, 100, 10]),
+                event(NOW + 20),
+            ],
+        );
+        assert!(srv.handle(&s3, nas, NOW + 20, t0).is_some());
+        assert!(
+            has(&shared, A).is_none(),
+            "s3 has no mapped Filter-Id: the entry goes"
+        );
     }
 }

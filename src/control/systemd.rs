@@ -263,8 +263,104 @@ pub fn judge(beats: &[u64], now_ms: u64, stall_ms: u64) -> Health {
     }
 }
 
+/// The `[Service]` part of the drop-in `op25b systemd-deps` prints (after `[Unit]`),
+/// from the config at `config`:
+/// * `LoadCredential=NAME:<config folder>/NAME` for each `secret_file: credential:NAME`,
+///   so the secret file can stay 0600 root-owned (systemd reads it as root and hands the
+///   dynamic user a private copy under `$CREDENTIALS_DIRECTORY`);
+/// * with a `radius:` section and a loopback `control.listen`: `IPAddressDeny=any` and
+///   `IPAddressAllow=localhost` plus the RADIUS clients, so the kernel drops IP traffic
+///   from anyone else before op25b reads it. The filter applies to op25b's IP sockets
+///   only (the control endpoint and the RADIUS listener): AF_XDP and packet sockets,
+///   and the frames op25b or the fallback bridge forwards, are not IP sockets of the
+///   unit. With a control.listen that is not loopback, scrapers op25b does not know
+///   must reach it: no filter is written, and a comment says so.
+///
+/// Empty when there is nothing to write.
+pub fn service_dropin(config: &Path, unit: &crate::config::UnitService) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    for name in &unit.credentials {
+        let src = crate::config::credential_source(config, name);
+        match src.to_str() {
+            Some(s) if !s.chars().any(char::is_whitespace) => {
+                let _ = writeln!(
+                    o,
+                    "# secret_file: credential:{name} (read by systemd as root; keep the file 0600 root:root)\nLoadCredential={name}:{}",
+                    s.replace('%', "%%")
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    o,
+                    "# secret_file: credential:{name}: {} cannot be written in a unit file (blanks); add LoadCredential= yourself",
+                    src.display()
+                );
+            }
+        }
+    }
+    if let Some(clients) = &unit.radius_clients {
+        let loopback = unit
+            .control_listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback());
+        if loopback {
+            let nets: Vec<String> = clients.iter().map(|n| n.to_string()).collect();
+            let _ = writeln!(
+                o,
+                "# IP only from loopback (control.listen {}) and radius.clients; after changing either: systemctl daemon-reload\nIPAddressDeny=any\nIPAddressAllow=localhost {}",
+                unit.control_listen,
+                nets.join(" ")
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "# No IPAddressDeny=: control.listen {} is not loopback and the config does not name its scrapers;\n# to filter, add IPAddressDeny=any and IPAddressAllow=localhost <radius.clients> <scrapers> in a drop-in of your own",
+                unit.control_listen
+            );
+        }
+    }
+    if o.is_empty() {
+        o
+    } else {
+        format!("\n[Service]\n{o}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_service_dropin_loads_credentials_and_filters_ip_only_where_it_can() {
+        use crate::config::UnitService;
+        use std::path::Path;
+        let cfg = Path::new("/etc/op25b/op25b.yaml");
+        assert_eq!(super::service_dropin(cfg, &UnitService::default()), "");
+        let mut u = UnitService {
+            control_listen: "127.0.0.1:9725".into(),
+            radius_clients: Some(vec![
+                "192.0.2.1/32".parse().unwrap(),
+                "2001:db8::/64".parse().unwrap(),
+            ]),
+            credentials: vec!["radius-secret".into()],
+        };
+        let d = super::service_dropin(cfg, &u);
+        assert!(d.starts_with("\n[Service]\n"), "{d}");
+        assert!(
+            d.contains("\nLoadCredential=radius-secret:/etc/op25b/radius-secret\n"),
+            "{d}"
+        );
+        assert!(d.contains("\nIPAddressDeny=any\n"), "{d}");
+        assert!(
+            d.contains("\nIPAddressAllow=localhost 192.0.2.1/32 2001:db8::/64\n"),
+            "{d}"
+        );
+        // A control endpoint for remote scrapers: no deny rule that would cut them off.
+        u.control_listen = "198.51.100.2:9725".into();
+        let d = super::service_dropin(cfg, &u);
+        assert!(!d.contains("\nIPAddressDeny="), "{d}");
+        assert!(d.contains("LoadCredential=radius-secret:"), "{d}");
+    }
+
     use super::*;
 
     #[test]
