@@ -11,16 +11,18 @@
 // The fast path is taken only for frames that userspace would forward whatever the policy
 // says, given the TCP destination ports in `settings.ports` (the union of the ports any
 // class blocks in this direction; src/datapath/xdp.rs fills it in step with each policy):
-//   * not IPv4/IPv6 (ARP, LLDP, PPP control, ...): classify() forwards every such frame;
+//   * not IPv4/IPv6 (ARP, LLDP, PPP control, MPLS, PBB, LLC, ...): classify() forwards
+//     every such frame; counted by kind (STAT_NONIP_*);
 //   * IPv4/IPv6 that is not TCP, and not a fragment;
 //   * TCP with a complete header whose destination port is not in `ports`.
 // Everything else goes to userspace: TCP to a port in `ports`, every IPv4/IPv6 fragment,
 // and anything this program does not fully parse (cut-short or malformed headers, a third
-// VLAN tag, a PPPoE header that is not session data, IPv6 AH or more than four extension
-// headers). Every IPv6 fragment goes to userspace whatever its Next Header, so the
-// first fragment whose chain does not reach the TCP header is judged there
-// (`fragments.tiny_first`), as classify() decides it. The program is stricter than classify(), never looser:
-// tests/fast_path_never_leaks.rs checks that on every frame the test suite knows.
+// VLAN tag, a PPPoE header that is not session data or whose PPP protocol field is
+// compressed, IPv6 AH or more than four extension headers). Every IPv6 fragment goes to
+// userspace whatever its Next Header, so the first fragment whose chain does not reach
+// the TCP header is judged there (`fragments.tiny_first`), as classify() decides it.
+// The program is stricter than classify(), never looser: tests/fast_path_never_leaks.rs
+// checks that on every frame the test suite knows.
 //
 // No headers: the few kernel ABI definitions it needs are spelled out below, so the build
 // needs clang and nothing else (no kernel or libbpf headers, no multiarch include path).
@@ -76,6 +78,16 @@ enum stat {
 	STAT_FAST_TCP,        // of STAT_FAST, the TCP segments
 	STAT_PASSED,          // of all above, handed to the kernel stack instead: no socket
 	                      // registered for the queue, or no peer entry
+	// Of STAT_FAST, the frames that are not IPv4/IPv6, by kind (the order of NonIpKind in
+	// src/classify/mod.rs). PPPoE with a compressed protocol field never takes the fast
+	// path (its IP is judged by the workers), so STAT_NONIP_PPPOE_COMPRESSED stays 0.
+	STAT_NONIP_ARP,
+	STAT_NONIP_MPLS,
+	STAT_NONIP_PBB,
+	STAT_NONIP_LLC,
+	STAT_NONIP_PPPOE_CONTROL,
+	STAT_NONIP_PPPOE_COMPRESSED,
+	STAT_NONIP_OTHER,
 	STAT_COUNT,
 };
 
@@ -138,6 +150,13 @@ INLINE int fast(struct xdp_md *ctx, struct counters *c)
 	if (rc == XDP_PASS)
 		count(c, STAT_PASSED, 1);
 	return rc;
+}
+
+// A frame that is not IPv4/IPv6: counted by kind, then the fast path.
+INLINE int not_ip(struct xdp_md *ctx, struct counters *c, __u32 kind)
+{
+	count(c, kind, 1);
+	return fast(ctx, c);
 }
 
 INLINE __u16 be16(const __u8 *p)
@@ -260,6 +279,10 @@ int op25b_xdp(struct xdp_md *ctx)
 		const __u8 *h = p + off;
 		if ((const void *)(h + 8) > end || h[0] != 0x11 || h[1] != 0)
 			return to_user(ctx, c, STAT_USER_UNPARSED);
+		// A compressed (one odd byte, RFC 1661 PFC) protocol field: the workers read
+		// the IP behind it.
+		if (h[6] & 1)
+			return to_user(ctx, c, STAT_USER_UNPARSED);
 		__u16 proto = be16(h + 6);
 		off += 8;
 		if (proto == 0x0021)
@@ -267,13 +290,23 @@ int op25b_xdp(struct xdp_md *ctx)
 		else if (proto == 0x0057)
 			type = 0x86dd;
 		else
-			return fast(ctx, c); // LCP, IPCP, ...: not IP
+			return not_ip(ctx, c, STAT_NONIP_PPPOE_CONTROL); // LCP, IPCP, ...
 	}
 	if (type == 0x0800)
 		return ipv4(ctx, c, s, p + off, end);
 	if (type == 0x86dd)
 		return ipv6(ctx, c, s, p + off, end);
-	return fast(ctx, c);
+	if (type == 0x0806)
+		return not_ip(ctx, c, STAT_NONIP_ARP);
+	if (type == 0x8847 || type == 0x8848)
+		return not_ip(ctx, c, STAT_NONIP_MPLS);
+	if (type == 0x88e7)
+		return not_ip(ctx, c, STAT_NONIP_PBB);
+	if (type == 0x8863)
+		return not_ip(ctx, c, STAT_NONIP_PPPOE_CONTROL);
+	if (type < 0x0600)
+		return not_ip(ctx, c, STAT_NONIP_LLC);
+	return not_ip(ctx, c, STAT_NONIP_OTHER);
 }
 
 char _license[] SEC("license") = "Dual MIT/GPL";

@@ -154,3 +154,86 @@ proptest::proptest! {
 }
 
 static BIG: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
+
+/// Every fixture the classifier does not judge as IP has a named kind for the non-IP
+/// counters (`op25b_non_ip_frames_total`), and the kind is the one its link says.
+#[test]
+fn non_ip_fixtures_are_counted_by_kind() {
+    use NonIpKind::*;
+    let want = [
+        ("ARP request", Arp),
+        ("LLDP", Other),
+        ("STP (802.3 length + LLC)", Llc),
+        ("PPPoE discovery (PADI)", PppoeControl),
+        ("PPPoE session carrying LCP", PppoeControl),
+        ("PPPoE session with bad version", Other),
+        ("PPPoE compressed protocol, not IP", PppoeCompressed),
+        ("MPLS unicast carrying v4 dynamic -> external:25", Mpls),
+        ("MPLS multicast carrying v4 dynamic -> external:25", Mpls),
+        ("PBB (802.1ah) carrying v4 dynamic -> external:25", Pbb),
+        ("802.3 LLC/SNAP carrying v4 dynamic -> external:25", Llc),
+    ];
+    let table = fixtures::all();
+    let mut seen = std::collections::HashSet::new();
+    for f in &table {
+        let info = parse(&f.frame);
+        if info.net != Net::NotIp {
+            continue;
+        }
+        let kind = non_ip_kind(&info.link);
+        // Other non-IP fixtures (a deep VLAN stack, ...): any kind.
+        if let Some((_, k)) = want.iter().find(|(d, _)| *d == f.description) {
+            assert_eq!(kind, *k, "{}", f.description);
+        }
+        seen.insert(f.description.as_str());
+    }
+    for (d, _) in want {
+        assert!(seen.contains(d), "fixture {d:?} missing or judged as IP");
+    }
+    // Every kind has a fixture.
+    for k in NonIpKind::ALL {
+        assert!(
+            want.iter().any(|(_, w)| *w == k),
+            "no fixture of kind {k:?}"
+        );
+    }
+}
+
+/// PPPoE with a compressed PPP protocol field (RFC 1661 PFC) is IP: the header starts
+/// one byte earlier and the verdict is the long form's.
+#[test]
+fn pppoe_compressed_protocol_is_judged_like_the_long_form() {
+    use fixtures::addr::*;
+    use fixtures::{wrap, Encap};
+    let policy = fixtures::policy();
+    for (ip, v6) in [
+        (
+            fixtures::tcp4(DYNAMIC4, EXTERNAL4, 40001, 25, fixtures::Tcp::Syn, &[]),
+            false,
+        ),
+        (
+            fixtures::tcp6(DYNAMIC6, EXTERNAL6, 40001, 25, fixtures::Tcp::Syn, &[]),
+            true,
+        ),
+    ] {
+        let long = wrap(Encap::Pppoe(9), &ip, v6, true);
+        let short = wrap(Encap::PppoeCompressed(9), &ip, v6, true);
+        let (a, b) = (parse(&long), parse(&short));
+        assert!(b.link.ppp_compressed && !a.link.ppp_compressed);
+        assert_eq!(b.link.l3_offset + 1, a.link.l3_offset);
+        assert!(matches!(
+            b.net,
+            Net::Ip {
+                malformed: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            classify(&long, Direction::Outbound, &policy),
+            classify(&short, Direction::Outbound, &policy)
+        );
+        assert!(classify(&short, Direction::Outbound, &policy)
+            .verdict
+            .is_blocked());
+    }
+}

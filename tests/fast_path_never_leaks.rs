@@ -575,3 +575,32 @@ fn a_target_that_cannot_take_redirects_keeps_the_fast_path_off() {
     fp.refresh();
     assert!(!fp.view().active[0].load(std::sync::atomic::Ordering::Relaxed));
 }
+
+/// The program counts what it sends on without judging by kind, as the workers do
+/// (`classify::non_ip_kind`): every non-IP fixture that takes the fast path adds one to
+/// its kind, and PPPoE with a compressed protocol field never takes it.
+#[test]
+#[ignore = "needs root (loads an XDP program): scripts/test.sh runs it as root"]
+fn non_ip_frames_are_counted_by_kind_on_the_fast_path() {
+    let h = Harness::new(fixtures::policy(), Direction::Outbound);
+    let mut counted = 0;
+    for f in fixtures::all().into_iter().filter(|f| testable(&f.frame)) {
+        let info = classify::parse(&f.frame);
+        let before = h.prog.stats().read().expect("stats");
+        let path = h.path(&f.frame);
+        let d = h.prog.stats().read().expect("stats").since(&before);
+        if info.link.ppp_compressed {
+            assert_eq!(path, Path2::User, "{}", f.description);
+        }
+        let mut want = [0u64; classify::NonIpKind::COUNT];
+        if info.net == classify::Net::NotIp && path == Path2::Fast {
+            want[classify::non_ip_kind(&info.link).index()] = 1;
+            counted += 1;
+        }
+        assert_eq!(d.non_ip, want, "{}", f.description);
+    }
+    assert!(
+        counted >= 8,
+        "only {counted} non-IP fixtures took the fast path"
+    );
+}

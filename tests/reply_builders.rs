@@ -236,3 +236,38 @@ proptest::proptest! {
         }
     }
 }
+
+/// A reply through PPPoE with a compressed PPP protocol field keeps the one-byte field,
+/// and its PPPoE length counts that one byte plus the IP packet.
+#[test]
+fn replies_through_compressed_pppoe_keep_the_short_protocol_field() {
+    for (ip, v6) in [
+        (
+            fixtures::tcp4(DYNAMIC4, EXTERNAL4, 40001, 25, Tcp::Syn, &[]),
+            false,
+        ),
+        (
+            fixtures::tcp6(DYNAMIC6, EXTERNAL6, 40001, 25, Tcp::Syn, &[]),
+            true,
+        ),
+    ] {
+        let f = wrap(Encap::PppoeCompressed(0x77), &ip, v6, true);
+        for kind in [ReplyKind::TcpReset, ReplyKind::IcmpProhibited] {
+            let r = reply(&f, kind);
+            assert_eq!(r[20], if v6 { 0x57 } else { 0x21 }, "{kind:?}");
+            let info = parse(&r);
+            assert!(info.link.ppp_compressed);
+            let Net::Ip { malformed, .. } = info.net else {
+                panic!("{kind:?}: {info:?}")
+            };
+            assert!(!malformed);
+            let ip_len = if v6 {
+                40 + usize::from(u16::from_be_bytes([r[21 + 4], r[21 + 5]]))
+            } else {
+                usize::from(u16::from_be_bytes([r[21 + 2], r[21 + 3]]))
+            };
+            let pppoe_len = usize::from(u16::from_be_bytes([r[18], r[19]]));
+            assert_eq!(pppoe_len, ip_len + 1, "{kind:?}");
+        }
+    }
+}

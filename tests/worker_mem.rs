@@ -353,7 +353,13 @@ fn top_list_orders_sources_by_blocked_attempts() {
         .iter()
         .map(|c| c.name.clone())
         .collect();
-    let top = op25b::control::topk::merge(lists.iter().map(Vec::as_slice), &names, 0, 10);
+    // The worker's cell gave the fixture policy's classes the slots 0.. in id order.
+    let top = op25b::control::topk::merge(
+        lists.iter().map(Vec::as_slice),
+        |slot| names.get(slot).cloned(),
+        0,
+        10,
+    );
     let got: Vec<(IpAddr, u64, Option<&str>)> = top
         .iter()
         .map(|o| (o.src, o.attempts, o.class.as_deref()))
@@ -740,4 +746,116 @@ fn without_the_guard_the_fill_ring_stays_deep_under_overload() {
         fill + rx > 64 * 4,
         "backlog {fill}+{rx}: the deep ring stands full"
     );
+}
+
+/// Per-class counts and `/top` stay with the class *name* across a reload that adds a
+/// class in front of the others (class ids follow the sorted names, so every id moves):
+/// counted before and after, "dynamic" has all of its blocked frames, the new class
+/// none, and the source recorded before the reload is still listed under "dynamic".
+#[test]
+fn per_class_counts_keep_their_name_across_a_reload_that_shifts_class_ids() {
+    use fixtures::addr::*;
+    use op25b::policy::{BlockAction, PolicyBuilder};
+    let p4 = |a: [u8; 4], len: u8| -> ipnet::IpNet {
+        ipnet::Ipv4Net::new(a.into(), len).unwrap().into()
+    };
+    let build = |with_aaa: bool| {
+        let mut b = PolicyBuilder::new();
+        if with_aaa {
+            let aaa = b.class("aaa", [25], BlockAction::Drop, false).unwrap();
+            b.subscriber(p4([192, 0, 2, 0], 24), aaa);
+        }
+        let dynamic = b.class("dynamic", [25], BlockAction::Drop, false).unwrap();
+        b.subscriber(p4(DYNAMIC4, 24), dynamic);
+        b.build().unwrap()
+    };
+    let before = build(false);
+    let after = build(true);
+    assert_eq!(before.classes()[0].name, "dynamic");
+    assert_eq!(after.classes()[0].name, "aaa", "the new class takes id 0");
+    let cell = Arc::new(PolicyCell::new(Arc::new(before)));
+    let cfg = WorkerConfig {
+        burst: 16,
+        fill_target: 32,
+        overload_fill: None,
+        busy_poll: false,
+        reply_rate: 1_000_000,
+        reply_burst: 1_000_000,
+        cookie_key: KEY,
+    };
+    let counters = Arc::new(CachePadded::new(WorkerCounters::new()));
+    let mut w = Worker::new(
+        MemIo::new(256, 2048, RING),
+        cfg,
+        cell.clone(),
+        counters.clone(),
+    );
+    let send = |w: &mut Worker<MemIo>, n: usize| {
+        for i in 0..n {
+            let ip = fixtures::tcp4(
+                DYNAMIC4,
+                EXTERNAL4,
+                40000 + i as u16,
+                25,
+                fixtures::Tcp::Syn,
+                &[],
+            );
+            assert!(w.io_mut().inject(
+                Side::Subscriber,
+                &fixtures::wrap(fixtures::Encap::Plain, &ip, false, true)
+            ));
+            settle(w);
+        }
+        assert!(w.io_mut().wire(Side::Upstream, usize::MAX).is_empty());
+    };
+    send(&mut w, 5);
+    w.publish_top();
+    cell.publish(Arc::new(after));
+    send(&mut w, 3);
+    let report = counters.snapshot().to_json(&cell.class_slots());
+    assert_eq!(
+        report["blocked_by_class"],
+        serde_json::json!({"aaa": 0, "dynamic": 8}),
+        "{report}"
+    );
+    // The list copied out before the reload names the class of then.
+    let lists = [counters.top.lock().unwrap().clone()];
+    let top = op25b::control::topk::merge(
+        lists.iter().map(Vec::as_slice),
+        |slot| cell.class_slot_name(slot),
+        0,
+        10,
+    );
+    assert_eq!(top.len(), 1);
+    assert_eq!(top[0].class.as_deref(), Some("dynamic"), "{top:?}");
+}
+
+/// Frames that are not IP cross the worker forwarded and are counted by kind and side.
+#[test]
+fn non_ip_frames_are_counted_by_kind() {
+    use op25b::classify::NonIpKind;
+    let mut w = worker(256, 1_000_000, 1_000_000);
+    let mut want = [[0u64; NonIpKind::COUNT]; 2];
+    for fx in fixtures::all() {
+        let info = op25b::classify::parse(&fx.frame);
+        if info.net != op25b::classify::Net::NotIp {
+            continue;
+        }
+        let side = side_of(fx.direction);
+        want[side.index()][op25b::classify::non_ip_kind(&info.link).index()] += 1;
+        assert!(w.io_mut().inject(side, &fx.frame));
+        settle(&mut w);
+        assert_eq!(w.io_mut().wire(side.other(), usize::MAX), vec![fx.frame]);
+    }
+    let s = w.counters().snapshot();
+    assert_eq!(s.non_ip, want);
+    let mpls = NonIpKind::Mpls.index();
+    assert_eq!(
+        s.non_ip[Side::Subscriber.index()][mpls],
+        2,
+        "{:?}",
+        s.non_ip
+    );
+    let json = s.to_json(&[]);
+    assert_eq!(json["received_on"]["subscriber"]["non_ip"]["mpls"], 2);
 }

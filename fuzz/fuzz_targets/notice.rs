@@ -28,9 +28,11 @@ fuzz_target!(|data: &[u8]| {
             _ => panic!("reply is not IP"),
         };
         if link.pppoe_session.is_some() {
-            let at = link.l3_offset - 8 + 4;
+            // The PPP protocol field is one byte when compressed (PFC), else two.
+            let proto_len = if link.ppp_compressed { 1 } else { 2 };
+            let at = link.l3_offset - proto_len - 2;
             let pppoe_len = usize::from(u16::from_be_bytes([frame[at], frame[at + 1]]));
-            assert_eq!(pppoe_len, ip_len + 2, "PPPoE length field");
+            assert_eq!(pppoe_len, ip_len + proto_len, "PPPoE length field");
         }
         let Some(TransportSlice::Tcp(t)) = p.transport else { panic!("notice is not TCP") };
         match s {

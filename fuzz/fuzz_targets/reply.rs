@@ -23,10 +23,12 @@ fuzz_target!(|data: &[u8]| {
             _ => panic!("reply is not IP"),
         };
         if link.pppoe_session.is_some() {
-            // PPPoE length = PPP protocol (2) + IP packet.
-            let at = link.l3_offset - 8 + 4;
+            // PPPoE length = PPP protocol + IP packet.
+            // The PPP protocol field is one byte when compressed (PFC), else two.
+            let proto_len = if link.ppp_compressed { 1 } else { 2 };
+            let at = link.l3_offset - proto_len - 2;
             let pppoe_len = usize::from(u16::from_be_bytes([frame[at], frame[at + 1]]));
-            assert_eq!(pppoe_len, ip_len + 2, "PPPoE length field");
+            assert_eq!(pppoe_len, ip_len + proto_len, "PPPoE length field");
         }
         match kind {
             ReplyKind::TcpReset => {

@@ -1,13 +1,15 @@
 //! Raw Ethernet frame -> [`Classified`]: the pure, zero-copy classifier.
 //!
 //! [`parse`] reads the link layer by hand (Ethernet II, up to four 802.1Q/802.1ad/0x9100
-//! tags, PPPoE session) and the IP layer with etherparse's borrowed header slices, checking
+//! tags, PPPoE session with a two-byte or compressed PPP protocol field) and the IP layer with etherparse's borrowed header slices, checking
 //! each length once before reading. [`classify`] hands the result to
 //! [`Policy`]'s verdict function. Nothing allocates, nothing panics on any input, and
 //! nothing points into the frame after the call returns.
 //!
 //! Odd frames are decided on purpose (each has a golden fixture in the test kit, `op25b_testkit::fixtures`):
-//! * non-IP (ARP, LLDP, STP, PPPoE discovery, other PPP protocols): forward untouched;
+//! * non-IP (ARP, LLDP, STP, MPLS, PBB, PPPoE discovery, other PPP protocols): forward
+//!   untouched, counted by kind ([`non_ip_kind`]); a PPPoE session frame with a
+//!   compressed PPP protocol field (RFC 1661 PFC, `0x21`/`0x57`) is IP and judged as such;
 //! * runts and cut-short link headers: forward, counted as `malformed_link`;
 //! * IP fragments: the first fragment is judged by its TCP ports like a whole segment; a
 //!   first fragment too short for the destination port, and later fragments, follow the
@@ -65,6 +67,12 @@ pub mod ether_type {
     pub const PPPOE_SESSION: u16 = 0x8864;
     pub const PPPOE_DISCOVERY: u16 = 0x8863;
     pub const ARP: u16 = 0x0806;
+    pub const MPLS_UNICAST: u16 = 0x8847;
+    pub const MPLS_MULTICAST: u16 = 0x8848;
+    /// 802.1ah provider backbone bridging (MAC-in-MAC).
+    pub const PBB: u16 = 0x88e7;
+    /// Below this the field is an 802.3 length (LLC/SNAP follows), not an EtherType.
+    pub const MIN_ETHER_TYPE: u16 = 0x0600;
 }
 
 /// PPP protocol numbers inside PPPoE session frames.
@@ -160,6 +168,84 @@ pub struct Link {
     pub l3_offset: usize,
     /// The innermost EtherType (or the PPP protocol for PPPoE).
     pub ether_type: u16,
+    /// A PPPoE session frame whose PPP protocol field is compressed (RFC 1661 6.5, PFC:
+    /// one odd byte): the IP header starts one byte earlier than after a two-byte field.
+    pub ppp_compressed: bool,
+}
+
+/// What a frame that is not IPv4/IPv6 carries, for the non-IP counters (read from the
+/// [`Link`] the parse already made: [`non_ip_kind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonIpKind {
+    Arp,
+    /// MPLS unicast or multicast (0x8847/0x8848): IP inside labels, never judged.
+    Mpls,
+    /// 802.1ah provider backbone bridging (0x88e7): a whole Ethernet frame inside.
+    Pbb,
+    /// 802.3 length-field frames (EtherType below 0x0600): LLC/SNAP, STP.
+    Llc,
+    /// PPPoE discovery, and PPPoE session frames with a PPP control protocol (LCP,
+    /// IPCP, ...): normal on a PPPoE link.
+    PppoeControl,
+    /// PPPoE session frames with a compressed PPP protocol field that is neither IPv4
+    /// nor IPv6 (compressed IPv4/IPv6 is judged as IP).
+    PppoeCompressed,
+    /// Everything else: LLDP, other EtherTypes, a third VLAN tag or more, a PPPoE header
+    /// that is not session data.
+    Other,
+}
+
+impl NonIpKind {
+    pub const COUNT: usize = 7;
+    pub const ALL: [NonIpKind; Self::COUNT] = [
+        NonIpKind::Arp,
+        NonIpKind::Mpls,
+        NonIpKind::Pbb,
+        NonIpKind::Llc,
+        NonIpKind::PppoeControl,
+        NonIpKind::PppoeCompressed,
+        NonIpKind::Other,
+    ];
+
+    /// The `kind` label of `op25b_non_ip_frames_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NonIpKind::Arp => "arp",
+            NonIpKind::Mpls => "mpls",
+            NonIpKind::Pbb => "pbb",
+            NonIpKind::Llc => "llc",
+            NonIpKind::PppoeControl => "pppoe_control",
+            NonIpKind::PppoeCompressed => "pppoe_compressed",
+            NonIpKind::Other => "other",
+        }
+    }
+
+    /// Index in [`NonIpKind::ALL`].
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The kind of a frame [`parse`] found not to be IP ([`Net::NotIp`]), from its link
+/// facts alone (no second parse).
+#[inline]
+pub fn non_ip_kind(link: &Link) -> NonIpKind {
+    if link.pppoe_session.is_some() {
+        return if link.ppp_compressed {
+            NonIpKind::PppoeCompressed
+        } else {
+            NonIpKind::PppoeControl
+        };
+    }
+    match link.ether_type {
+        ether_type::ARP => NonIpKind::Arp,
+        ether_type::MPLS_UNICAST | ether_type::MPLS_MULTICAST => NonIpKind::Mpls,
+        ether_type::PBB => NonIpKind::Pbb,
+        ether_type::PPPOE_DISCOVERY => NonIpKind::PppoeControl,
+        t if t < ether_type::MIN_ETHER_TYPE => NonIpKind::Llc,
+        _ => NonIpKind::Other,
+    }
 }
 
 /// The network layer as found.
@@ -243,8 +329,16 @@ pub fn parse_link(frame: &[u8]) -> Result<Link, TruncatedLink> {
             return Ok(link);
         }
         link.pppoe_session = Some(u16::from_be_bytes([h[2], h[3]]));
-        let proto = u16::from_be_bytes([h[6], h[7]]);
-        off += PPPOE_HEADER;
+        let proto = if h[6] & 1 == 1 {
+            // Protocol-Field-Compression (RFC 1661 6.5): one odd byte. A BNG that
+            // negotiated it delivers the IP behind it, so it is judged like the long form.
+            link.ppp_compressed = true;
+            off += PPPOE_HEADER - 1;
+            u16::from(h[6])
+        } else {
+            off += PPPOE_HEADER;
+            u16::from_be_bytes([h[6], h[7]])
+        };
         et = match proto {
             PPP_IPV4 => ether_type::IPV4,
             PPP_IPV6 => ether_type::IPV6,

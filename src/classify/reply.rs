@@ -112,10 +112,12 @@ fn finish_frame(
     ip_len: usize,
     out: &mut [u8],
 ) -> Result<usize, ReplyError> {
-    // PPPoE length covers the PPP protocol field plus the IP packet.
+    // PPPoE length covers the PPP protocol field (one byte when compressed) plus the IP
+    // packet; the length field ends right before the protocol field.
     if let Some(_session) = info.link.pppoe_session {
-        let len_at = l3 - 4;
-        out[len_at..len_at + 2].copy_from_slice(&((ip_len + 2) as u16).to_be_bytes());
+        let proto_len = if info.link.ppp_compressed { 1 } else { 2 };
+        let len_at = l3 - proto_len - 2;
+        out[len_at..len_at + 2].copy_from_slice(&((ip_len + proto_len) as u16).to_be_bytes());
     }
     let mut total = l3 + ip_len;
     if total < MIN_FRAME {

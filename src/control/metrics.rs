@@ -85,8 +85,6 @@ impl ReloadStatus {
 pub struct MetricsState {
     pub counters: Vec<Arc<CachePadded<WorkerCounters>>>,
     pub policy: Arc<PolicyCell>,
-    /// Class names of the current policy, in id order (replaced on reload).
-    pub class_names: Mutex<Vec<String>>,
     pub mode: String,
     /// The XDP programs' counters and the fast path's state.
     pub fast_path: Arc<crate::datapath::fast_path::FastPathView>,
@@ -303,14 +301,9 @@ pub fn top(state: &MetricsState, n: usize) -> Vec<crate::control::topk::Offender
         .iter()
         .map(|c| c.top.lock().map(|l| l.clone()).unwrap_or_default())
         .collect();
-    let classes = state
-        .class_names
-        .lock()
-        .map(|c| c.clone())
-        .unwrap_or_default();
     crate::control::topk::merge(
         lists.iter().map(Vec::as_slice),
-        &classes,
+        |slot| state.policy.class_slot_name(slot),
         crate::control::topk::epoch(),
         n,
     )
@@ -320,11 +313,8 @@ pub fn top(state: &MetricsState, n: usize) -> Vec<crate::control::topk::Offender
 pub fn render(state: &MetricsState) -> String {
     let mut o = String::with_capacity(16 * 1024);
     let snaps: Vec<_> = state.counters.iter().map(|c| c.snapshot()).collect();
-    let classes = state
-        .class_names
-        .lock()
-        .map(|c| c.clone())
-        .unwrap_or_default();
+    // Every class name seen since start, with its counter slot (stable across reloads).
+    let class_slots = state.policy.class_slots();
     let sides = Side::BOTH;
     let side_dir = |s: Side| match s {
         Side::Subscriber => "outbound",
@@ -407,13 +397,13 @@ pub fn render(state: &MetricsState) -> String {
     }
     let _ = writeln!(
         o,
-        "# HELP op25b_blocked_by_class_total Blocked segments by subscriber class."
+        "# HELP op25b_blocked_by_class_total Blocked segments by subscriber class name (every class seen since start; a count stays with its name across reloads)."
     );
     let _ = writeln!(o, "# TYPE op25b_blocked_by_class_total counter");
-    for (i, name) in classes.iter().enumerate() {
+    for (slot, name) in &class_slots {
         let n: u64 = snaps
             .iter()
-            .map(|s| s.blocked_classes.get(i).copied().unwrap_or(0))
+            .map(|s| s.blocked_classes.get(*slot).copied().unwrap_or(0))
             .sum();
         let _ = writeln!(o, "op25b_blocked_by_class_total{{class=\"{name}\"}} {n}");
     }
@@ -562,6 +552,22 @@ pub fn render(state: &MetricsState) -> String {
             );
         }
     }
+    let _ = writeln!(o, "# HELP op25b_non_ip_frames_total Frames that are not IPv4/IPv6, forwarded unjudged, by receiving interface, kind (arp, mpls, pbb, llc: 802.3 length field, pppoe_control: PPPoE discovery and PPP control protocols, pppoe_compressed: a compressed PPP protocol that is not IP, other) and path (kernel: the XDP fast path; worker: frames the workers saw, fast path off or not taken).");
+    let _ = writeln!(o, "# TYPE op25b_non_ip_frames_total counter");
+    for side in sides {
+        for kind in crate::classify::NonIpKind::ALL {
+            let k = kind.index();
+            let worker: u64 = snaps.iter().map(|s| s.non_ip[side.index()][k]).sum();
+            for (path, n) in [("kernel", fp[side.index()].non_ip[k]), ("worker", worker)] {
+                let _ = writeln!(
+                    o,
+                    "op25b_non_ip_frames_total{{interface=\"{}\",kind=\"{}\",path=\"{path}\"}} {n}",
+                    side.as_str(),
+                    kind.as_str()
+                );
+            }
+        }
+    }
     per_interface(
         &mut o,
         "op25b_fast_path_active",
@@ -585,8 +591,8 @@ pub fn render(state: &MetricsState) -> String {
         "# HELP op25b_policy_prefixes Subscriber prefixes per class and family."
     );
     let _ = writeln!(o, "# TYPE op25b_policy_prefixes gauge");
-    for (i, (v4, v6)) in summary.prefixes_per_class.iter().enumerate() {
-        let name = classes.get(i).map(String::as_str).unwrap_or("?");
+    for (class, (v4, v6)) in policy.classes().iter().zip(&summary.prefixes_per_class) {
+        let name = &class.name;
         let _ = writeln!(
             o,
             "op25b_policy_prefixes{{class=\"{name}\",family=\"ipv4\"}} {v4}"

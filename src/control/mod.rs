@@ -336,7 +336,6 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     if opts.cleanup {
         return cleanup(&cfg);
     }
-    let class_names = loaded.report.classes.clone();
     let Signals { stop, signal, hup } = Signals::install()?;
     datapath::check_privileges()?;
     let _pid = PidFile::create(&cfg.control.pid_file)?;
@@ -424,7 +423,6 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let mstate = Arc::new(metrics::MetricsState {
         counters: running.counters.clone(),
         policy: policy.clone(),
-        class_names: std::sync::Mutex::new(class_names.clone()),
         mode: running.mode.to_string(),
         fast_path: running.fast_path.view(),
         started: Instant::now(),
@@ -596,14 +594,10 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     } else {
         tracing::info!("frame conservation holds: every UMEM frame accounted for");
     }
-    let names_now = mstate
-        .class_names
-        .lock()
-        .map(|n| n.clone())
-        .unwrap_or(class_names);
+    let class_slots = policy.class_slots();
     let report = FinalReport {
         sum: &sum,
-        class_names: &names_now,
+        class_slots: &class_slots,
         conserved,
         counters: &counters,
         exits: &exits,
@@ -786,7 +780,8 @@ fn log_detached(cfg: &Config) {
 /// per worker.
 struct FinalReport<'a> {
     sum: &'a Snapshot,
-    class_names: &'a [String],
+    /// Every class name seen since start, with its counter slot.
+    class_slots: &'a [(usize, String)],
     conserved: bool,
     counters: &'a [Arc<CachePadded<WorkerCounters>>],
     exits: &'a [datapath::WorkerExit],
@@ -800,7 +795,7 @@ struct FinalReport<'a> {
 
 impl FinalReport<'_> {
     fn to_json(&self) -> serde_json::Value {
-        let mut report = self.sum.to_json(self.class_names);
+        let mut report = self.sum.to_json(self.class_slots);
         report["frames_conserved"] =
             serde_json::json!(self.conserved && self.sum.census.conserved());
         report["workers"] = serde_json::json!(self.counters.len());
@@ -838,7 +833,7 @@ impl FinalReport<'_> {
 }
 
 /// Records a reload's outcome in `/reload-status` and applies what the control plane
-/// holds (exempt class, auto-quarantine, class names); the old policy waits in `retired`
+/// holds (exempt class, auto-quarantine); the old policy waits in `retired`
 /// until no worker holds it. Returns the message.
 fn record_reload(
     outcome: Result<Reloaded, RunError>,
@@ -864,9 +859,6 @@ fn record_reload(
             }
             if let Ok(mut a) = shared.auto.lock() {
                 a.clone_from(&done.auto_quarantine);
-            }
-            if let Ok(mut n) = mstate.class_names.lock() {
-                *n = done.classes;
             }
             st.applied += 1;
             st.last_ok = true;

@@ -8,7 +8,6 @@
 //! attempts had at most `error` of them counted for a source it replaced; with fewer
 //! distinct sources than slots, the counts are exact.
 
-use crate::policy::ClassId;
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -59,7 +58,9 @@ pub struct Entry {
     pub count: u64,
     /// Upper bound on the overestimate in `count`.
     pub error: u64,
-    pub class: Option<ClassId>,
+    /// The counter slot of the source's class (`Policy::counter_slot`: stable across
+    /// reloads, named by the policy cell).
+    pub class: Option<usize>,
     /// Destinations seen, as a 128-bit linear-counting sketch.
     pub dst_sketch: [u64; 2],
     /// The last destination (a sample for the log).
@@ -110,7 +111,7 @@ impl<const N: usize> TopK<N> {
 
     /// Counts one blocked attempt from `src` to `dst` at coarse time `now`.
     #[inline]
-    pub fn record(&mut self, src: u128, dst: u128, class: Option<ClassId>, now: u64) {
+    pub fn record(&mut self, src: u128, dst: u128, class: Option<usize>, now: u64) {
         let (w, bit) = sketch_bit(dst);
         if let Some(i) = self.keys[..self.len].iter().position(|&k| k == src) {
             let e = &mut self.entries[i];
@@ -190,10 +191,11 @@ pub struct Offender {
 
 /// Merges the workers' lists: attempts add up (a source's flows may hash to several
 /// workers), sketches are OR-ed, first/last seen are min/max. Sorted by attempts, most
-/// first, then by address; at most `n`. `epoch` turns the coarse clock into Unix time.
+/// first, then by address; at most `n`. `epoch` turns the coarse clock into Unix time;
+/// `class_name` names a counter slot.
 pub fn merge<'a>(
     lists: impl IntoIterator<Item = &'a [Entry]>,
-    class_names: &[String],
+    class_name: impl Fn(usize) -> Option<String>,
     epoch: u64,
     n: usize,
 ) -> Vec<Offender> {
@@ -223,9 +225,7 @@ pub fn merge<'a>(
     v.into_iter()
         .map(|e| Offender {
             src: key_addr(e.key),
-            class: e
-                .class
-                .and_then(|c| class_names.get(usize::from(c)).cloned()),
+            class: e.class.and_then(&class_name),
             attempts: e.count,
             error: e.error,
             distinct_destinations: distinct(e.dst_sketch),
@@ -249,7 +249,12 @@ mod tests {
                 t.record(key_v4(src), key_v4(1000 + i % 5), Some(0), i as u64);
             }
         }
-        let m = merge([t.entries()], &["dynamic".into()], 0, 10);
+        let m = merge(
+            [t.entries()],
+            |s| (s == 0).then(|| "dynamic".to_string()),
+            0,
+            10,
+        );
         let got: Vec<(IpAddr, u64, u64)> = m.iter().map(|o| (o.src, o.attempts, o.error)).collect();
         assert_eq!(
             got,
@@ -271,7 +276,7 @@ mod tests {
         a.record(key_v4(7), 1, None, 5);
         b.record(key_v4(7), 2, None, 3);
         b.record(key_v4(7), 2, None, 9);
-        let m = merge([a.entries(), b.entries()], &[], 100, 5);
+        let m = merge([a.entries(), b.entries()], |_| None, 100, 5);
         assert_eq!(m.len(), 1);
         assert_eq!(
             (m[0].attempts, m[0].first_seen, m[0].last_seen),

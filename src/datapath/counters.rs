@@ -5,7 +5,8 @@
 //! plane sums them across workers. Nothing here allocates after start-up.
 
 use super::io::Side;
-use crate::policy::{Reason, Verdict};
+use crate::classify::NonIpKind;
+use crate::policy::{Policy, Reason, Verdict, COUNTER_SLOTS};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Scalar counters, indexed by [`Counter`].
@@ -77,6 +78,76 @@ impl Counter {
     }
 }
 
+/// The class names behind the per-class counter slots ([`COUNTER_SLOTS`]): a name keeps
+/// its slot for the life of the process, so a reload that adds, removes or renames
+/// classes (and so shifts their [`crate::policy::ClassId`]s) never moves a count to
+/// another name, and a class that comes back continues its count. Every policy gets its
+/// id -> slot table from here before it is published ([`super::PolicyCell`]), and a
+/// worker counts under the slot of the policy it judged the frame with. The last slot
+/// is shared by the names beyond the first `COUNTER_SLOTS - 1` ever seen, reported as
+/// [`OVERFLOW_CLASS`].
+#[derive(Debug, Default)]
+pub struct ClassSlots {
+    names: Vec<String>,
+    by_name: std::collections::HashMap<String, u16>,
+    overflowed: bool,
+}
+
+/// The name reported for the shared last counter slot.
+pub const OVERFLOW_CLASS: &str = "(other)";
+
+impl ClassSlots {
+    /// Gives `policy` its id -> slot table (new names get new slots); a policy that
+    /// already has one keeps it.
+    pub fn assign(&mut self, policy: &Policy) {
+        let slots: Box<[u16]> = policy
+            .classes()
+            .iter()
+            .map(|c| self.slot_of(&c.name))
+            .collect();
+        policy.set_counter_slots(slots);
+    }
+
+    fn slot_of(&mut self, name: &str) -> u16 {
+        if let Some(&s) = self.by_name.get(name) {
+            return s;
+        }
+        if self.names.len() >= COUNTER_SLOTS - 1 {
+            self.overflowed = true;
+            return (COUNTER_SLOTS - 1) as u16;
+        }
+        let s = self.names.len() as u16;
+        self.names.push(name.to_string());
+        self.by_name.insert(name.to_string(), s);
+        s
+    }
+
+    /// Every (slot, name) given out so far, sorted by name (the overflow slot last, if
+    /// used).
+    pub fn named(&self) -> Vec<(usize, String)> {
+        let mut v: Vec<(usize, String)> = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i, n.clone()))
+            .collect();
+        v.sort_by(|a, b| a.1.cmp(&b.1));
+        if self.overflowed {
+            v.push((COUNTER_SLOTS - 1, OVERFLOW_CLASS.to_string()));
+        }
+        v
+    }
+
+    /// The name behind `slot`.
+    pub fn name(&self, slot: usize) -> Option<&str> {
+        match self.names.get(slot) {
+            Some(n) => Some(n),
+            None if slot == COUNTER_SLOTS - 1 && self.overflowed => Some(OVERFLOW_CLASS),
+            None => None,
+        }
+    }
+}
+
 /// The ports reported separately for blocked frames; everything else is "other".
 pub const PORTS: [u16; 3] = [25, 465, 587];
 pub const PORT_SLOTS: usize = PORTS.len() + 1;
@@ -123,8 +194,11 @@ pub struct WorkerCounters {
     verdicts: [[[AtomicU64; Reason::COUNT]; 3]; 2],
     /// Blocked (drop + reject) frames per rx side and port slot.
     blocked_ports: [[AtomicU64; PORT_SLOTS]; 2],
-    /// Blocked frames per source class (outbound) or destination class (inbound).
+    /// Blocked frames per source class (outbound) or destination class (inbound), by
+    /// counter slot ([`ClassSlots`]).
     blocked_classes: Box<[AtomicU64]>,
+    /// [rx side][`NonIpKind`]: frames that are not IPv4/IPv6 (forwarded).
+    non_ip: [[AtomicU64; NonIpKind::COUNT]; 2],
     scalars: [AtomicU64; Counter::COUNT],
     census: [AtomicU64; 6],
     /// Kernel socket counters per side (XDP_STATISTICS), see [`KernelDrops`].
@@ -180,9 +254,8 @@ impl WorkerCounters {
             tx_bytes: Default::default(),
             verdicts: Default::default(),
             blocked_ports: Default::default(),
-            blocked_classes: (0..=crate::policy::MAX_CLASSES)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
+            blocked_classes: (0..COUNTER_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            non_ip: Default::default(),
             scalars: Default::default(),
             census: Default::default(),
             kernel: Default::default(),
@@ -224,18 +297,26 @@ impl WorkerCounters {
         bump(&self.tx_bytes[side.index()], bytes);
     }
 
+    /// Counts a verdict; `class_slot` is the counter slot of the frame's class
+    /// ([`Policy::counter_slot`] of the policy that judged it).
     #[inline]
-    pub fn verdict(&self, side: Side, v: Verdict, class: Option<u8>, port: Option<u16>) {
+    pub fn verdict(&self, side: Side, v: Verdict, class_slot: Option<usize>, port: Option<u16>) {
         bump(
             &self.verdicts[side.index()][v.action_index()][v.reason().index()],
             1,
         );
         if v.is_blocked() {
             bump(&self.blocked_ports[side.index()][port_slot(port)], 1);
-            if let Some(c) = class {
-                bump(&self.blocked_classes[usize::from(c)], 1);
+            if let Some(c) = class_slot.and_then(|s| self.blocked_classes.get(s)) {
+                bump(c, 1);
             }
         }
+    }
+
+    /// Counts a frame received on `side` that is not IPv4/IPv6.
+    #[inline]
+    pub fn non_ip(&self, side: Side, kind: NonIpKind) {
+        bump(&self.non_ip[side.index()][kind.index()], 1);
     }
 
     pub fn set_census(&self, c: &FrameCensus) {
@@ -283,6 +364,9 @@ impl WorkerCounters {
             for p in 0..PORT_SLOTS {
                 s.blocked_ports[i][p] = l(&self.blocked_ports[i][p]);
             }
+            for k in 0..NonIpKind::COUNT {
+                s.non_ip[i][k] = l(&self.non_ip[i][k]);
+            }
         }
         s.blocked_classes = self.blocked_classes.iter().map(l).collect();
         for (i, c) in self.scalars.iter().enumerate() {
@@ -319,7 +403,10 @@ pub struct Snapshot {
     pub tx_bytes: [u64; 2],
     pub verdicts: [[[u64; Reason::COUNT]; 3]; 2],
     pub blocked_ports: [[u64; PORT_SLOTS]; 2],
+    /// By counter slot ([`ClassSlots`]).
     pub blocked_classes: Vec<u64>,
+    /// [rx side][`NonIpKind`].
+    pub non_ip: [[u64; NonIpKind::COUNT]; 2],
     pub scalars: [u64; Counter::COUNT],
     pub census: FrameCensus,
     /// Frames the kernel could not give the worker, per side.
@@ -389,6 +476,9 @@ impl Snapshot {
             for p in 0..PORT_SLOTS {
                 self.blocked_ports[i][p] += o.blocked_ports[i][p];
             }
+            for k in 0..NonIpKind::COUNT {
+                self.non_ip[i][k] += o.non_ip[i][k];
+            }
             self.kernel[i].rx_dropped += o.kernel[i].rx_dropped;
             self.kernel[i].rx_ring_full += o.kernel[i].rx_ring_full;
             self.kernel[i].fill_empty += o.kernel[i].fill_empty;
@@ -421,7 +511,8 @@ impl Snapshot {
 
     /// JSON for the final report and for tests (field names are documented in
     /// docs/operations.md).
-    pub fn to_json(&self, class_names: &[String]) -> serde_json::Value {
+    /// `slots` names the counter slots ([`ClassSlots::named`]).
+    pub fn to_json(&self, slots: &[(usize, String)]) -> serde_json::Value {
         use serde_json::{json, Map, Value};
         let mut sides = Map::new();
         for side in Side::BOTH {
@@ -439,6 +530,10 @@ impl Snapshot {
             for (p, name) in ["25", "465", "587", "other"].iter().enumerate() {
                 ports.insert((*name).into(), json!(self.blocked_ports[i][p]));
             }
+            let non_ip: Map<String, Value> = NonIpKind::ALL
+                .iter()
+                .map(|k| (k.as_str().to_string(), json!(self.non_ip[i][k.index()])))
+                .collect();
             sides.insert(
                 side.as_str().into(),
                 json!({
@@ -446,14 +541,15 @@ impl Snapshot {
                     "tx_frames": self.tx_frames[i], "tx_bytes": self.tx_bytes[i],
                     "verdicts": Value::Object(verdicts),
                     "blocked_ports": Value::Object(ports),
+                    "non_ip": Value::Object(non_ip),
                     "kernel_drops": self.kernel[i],
                     "overload_guard": self.guard[i],
                 }),
             );
         }
         let mut classes = Map::new();
-        for (i, name) in class_names.iter().enumerate() {
-            let n = self.blocked_classes.get(i).copied().unwrap_or(0);
+        for (slot, name) in slots {
+            let n = self.blocked_classes.get(*slot).copied().unwrap_or(0);
             classes.insert(name.clone(), json!(n));
         }
         let mut scalars = Map::new();

@@ -47,6 +47,8 @@ use std::sync::Arc;
 pub struct PolicyCell {
     policy: ArcSwap<Policy>,
     generation: AtomicU64,
+    /// The per-class counter slots: every policy published here gets its table first.
+    class_slots: std::sync::Mutex<counters::ClassSlots>,
     /// The runtime overlay (per-subscriber classes), published apart from the policy:
     /// an update never needs a reload.
     overlay: ArcSwap<Overlay>,
@@ -54,9 +56,12 @@ pub struct PolicyCell {
 
 impl PolicyCell {
     pub fn new(policy: Arc<Policy>) -> Self {
+        let mut class_slots = counters::ClassSlots::default();
+        class_slots.assign(&policy);
         Self {
             policy: ArcSwap::new(policy),
             generation: AtomicU64::new(1),
+            class_slots: std::sync::Mutex::new(class_slots),
             overlay: ArcSwap::new(Arc::new(Overlay::default())),
         }
     }
@@ -82,6 +87,24 @@ impl PolicyCell {
         self.policy.load_full()
     }
 
+    /// The names behind the per-class counter slots, sorted by name
+    /// ([`counters::ClassSlots::named`]).
+    pub fn class_slots(&self) -> Vec<(usize, String)> {
+        self.class_slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .named()
+    }
+
+    /// The class name behind counter slot `slot`.
+    pub fn class_slot_name(&self, slot: usize) -> Option<String> {
+        self.class_slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .name(slot)
+            .map(str::to_string)
+    }
+
     /// Generation of the current policy (1 at start, +1 per publish).
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
@@ -90,6 +113,10 @@ impl PolicyCell {
     /// Publishes `next`; returns the previous policy so the caller, not a worker, frees
     /// it (after the workers have moved to the new generation).
     pub fn publish(&self, next: Arc<Policy>) -> Arc<Policy> {
+        self.class_slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .assign(&next);
         let old = self.policy.swap(next);
         self.generation.fetch_add(1, Ordering::AcqRel);
         old

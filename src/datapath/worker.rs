@@ -46,7 +46,7 @@ use super::counters::{Counter, FrameCensus, WorkerCounters};
 use super::io::{Frame, FrameIo, Side};
 use super::PolicyCell;
 use crate::classify::notice::{self, CookieKey, NoticeStep};
-use crate::classify::{reply, Addrs, BurstClassifier, Net};
+use crate::classify::{self, reply, Addrs, BurstClassifier, Net};
 use crate::control::topk::{self, TopK, WORKER_SLOTS};
 use crate::policy::{Direction, ReplyKind, Verdict};
 use crossbeam_utils::CachePadded;
@@ -529,14 +529,22 @@ impl<I: FrameIo> Worker<I> {
                 }),
                 _ => None,
             };
-            self.counters.verdict(side, c.verdict, c.class, c.dst_port);
+            // Per-class counts under the class's counter slot in the policy that judged
+            // the frame: stable across reloads that shift class ids.
+            let class_slot = c.class.map(|id| policy.counter_slot(id));
+            self.counters
+                .verdict(side, c.verdict, class_slot, c.dst_port);
+            if info.net == Net::NotIp {
+                self.counters
+                    .non_ip(side, classify::non_ip_kind(&info.link));
+            }
             if c.verdict.is_blocked() && direction == Direction::Outbound {
                 if let Net::Ip { addrs, .. } = info.net {
                     let (src, dst) = match addrs {
                         Addrs::V4 { src, dst } => (topk::key_v4(src), topk::key_v4(dst)),
                         Addrs::V6 { src, dst } => (src, dst),
                     };
-                    self.top.record(src, dst, c.class, self.now_s);
+                    self.top.record(src, dst, class_slot, self.now_s);
                 }
             }
             match c.verdict {

@@ -23,6 +23,7 @@
 //! The object is compiled by build.rs with clang and embedded in the binary: nothing ships
 //! beside it.
 
+use crate::classify::NonIpKind;
 use crate::policy::PortSet;
 use libbpf_sys as bpf;
 use std::ffi::CString;
@@ -100,9 +101,13 @@ pub struct PathStats {
     /// Of all the above, frames handed to the kernel stack instead: no socket registered
     /// for the RX queue (start-up, shutdown) or no peer entry.
     pub passed: u64,
+    /// Of `fast`, the frames that are not IPv4/IPv6, by [`NonIpKind`] index.
+    pub non_ip: [u64; NonIpKind::COUNT],
 }
 
-const STAT_COUNT: u32 = 8;
+/// The `stat` enum of bpf/op25b_xdp.c: eight path counters, then one per [`NonIpKind`].
+const STAT_NON_IP: usize = 8;
+const STAT_COUNT: u32 = (STAT_NON_IP + NonIpKind::COUNT) as u32;
 
 impl PathStats {
     /// Frames the program sent to userspace.
@@ -121,6 +126,7 @@ impl PathStats {
             user_off: self.user_off.saturating_sub(earlier.user_off),
             fast_tcp: self.fast_tcp.saturating_sub(earlier.fast_tcp),
             passed: self.passed.saturating_sub(earlier.passed),
+            non_ip: std::array::from_fn(|k| self.non_ip[k].saturating_sub(earlier.non_ip[k])),
         }
     }
 
@@ -146,6 +152,10 @@ impl PathStats {
                 "unparsed": self.user_unparsed,
                 "off": self.user_off,
             },
+            "fast_path_non_ip": NonIpKind::ALL
+                .iter()
+                .map(|k| (k.as_str().to_string(), serde_json::json!(self.non_ip[k.index()])))
+                .collect::<serde_json::Map<_, _>>(),
         })
     }
 }
@@ -236,6 +246,7 @@ impl StatsMap {
             user_off: v[5],
             fast_tcp: v[6],
             passed: v[7],
+            non_ip: std::array::from_fn(|k| v[STAT_NON_IP + k]),
         })
     }
 

@@ -174,6 +174,7 @@ impl PolicyBuilder {
             unmatched: self.unmatched,
             fragments: self.fragments,
             summary,
+            counter_slots: std::sync::OnceLock::new(),
         })
     }
 }

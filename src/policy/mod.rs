@@ -34,6 +34,12 @@ pub type ClassId = u8;
 /// The most classes a policy can hold (class ids fit in a `u8`).
 pub const MAX_CLASSES: usize = 255;
 
+/// Slots of the per-class counters (blocked by class, `/top`). A class keeps its slot,
+/// by name, for the life of the process whatever reloads do to its [`ClassId`] (ids
+/// follow the sorted names, so adding "aaa" shifts every id): the control plane assigns
+/// them ([`Policy::set_counter_slots`]) before a policy is published.
+pub const COUNTER_SLOTS: usize = 1024;
+
 /// IP protocol number of TCP.
 pub const IPPROTO_TCP: u8 = 6;
 
@@ -103,6 +109,8 @@ pub struct Policy {
     unmatched: Option<ClassId>,
     fragments: FragmentPolicy,
     summary: PolicySummary,
+    /// Per class id, its counter slot (< [`COUNTER_SLOTS`]); set once, before publishing.
+    counter_slots: std::sync::OnceLock<Box<[u16]>>,
 }
 
 impl fmt::Debug for Policy {
@@ -149,13 +157,31 @@ impl Policy {
         &self.classes
     }
 
-    /// The class with this id.
+    /// The counter slot of class `id` ([`COUNTER_SLOTS`]): the one
+    /// [`Policy::set_counter_slots`] gave it, else the id itself.
+    #[inline]
+    pub fn counter_slot(&self, id: ClassId) -> usize {
+        self.counter_slots
+            .get()
+            .and_then(|s| s.get(usize::from(id)))
+            .map_or(usize::from(id), |&s| usize::from(s))
+    }
+
+    /// Sets the counter slot of each class id, once (false when already set, or when
+    /// `slots` does not have one slot below [`COUNTER_SLOTS`] per class).
+    pub fn set_counter_slots(&self, slots: Box<[u16]>) -> bool {
+        slots.len() == self.classes.len()
+            && slots.iter().all(|&s| usize::from(s) < COUNTER_SLOTS)
+            && self.counter_slots.set(slots).is_ok()
+    }
+
     /// The SMTP notice text of class `id`, if it has one.
     #[inline]
     pub fn notice(&self, id: ClassId) -> Option<&[u8]> {
         self.classes.get(usize::from(id))?.notice.as_deref()
     }
 
+    /// The class with this id.
     pub fn class(&self, id: ClassId) -> Option<&Class> {
         self.classes.get(usize::from(id))
     }

@@ -134,6 +134,8 @@ pub enum Encap {
     Pppoe(u16),
     /// 802.1Q tag then PPPoE session.
     VlanPppoe(u16, u16),
+    /// PPPoE session id, the PPP protocol field compressed to one byte (RFC 1661 PFC).
+    PppoeCompressed(u16),
 }
 
 /// Wraps an IP packet (`is_v6` picks the EtherType / PPP protocol) in Ethernet + `encap`.
@@ -148,13 +150,15 @@ pub fn wrap(encap: Encap, ip: &[u8], is_v6: bool, from_subscriber: bool) -> Vec<
     let mut f = Vec::with_capacity(ip.len() + 30);
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);
-    let pppoe = |f: &mut Vec<u8>, session: u16| {
+    let pppoe_with = |f: &mut Vec<u8>, session: u16, compressed: bool| {
         f.extend_from_slice(&0x8864u16.to_be_bytes());
         f.extend_from_slice(&[0x11, 0x00]);
         f.extend_from_slice(&session.to_be_bytes());
-        f.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
-        f.extend_from_slice(&ppp.to_be_bytes());
+        let proto_len = if compressed { 1 } else { 2 };
+        f.extend_from_slice(&((ip.len() + proto_len) as u16).to_be_bytes());
+        f.extend_from_slice(&ppp.to_be_bytes()[2 - proto_len..]);
     };
+    let pppoe = |f: &mut Vec<u8>, session: u16| pppoe_with(f, session, false);
     match encap {
         Encap::Plain => f.extend_from_slice(&et.to_be_bytes()),
         Encap::Vlan(id) => {
@@ -175,6 +179,7 @@ pub fn wrap(encap: Encap, ip: &[u8], is_v6: bool, from_subscriber: bool) -> Vec<
             f.extend_from_slice(&id.to_be_bytes());
             pppoe(&mut f, session);
         }
+        Encap::PppoeCompressed(session) => pppoe_with(&mut f, session, true),
     }
     f.extend_from_slice(ip);
     f
@@ -649,6 +654,27 @@ pub fn all() -> Vec<Fixture> {
     let mut pppoe_badver = pppoe25.clone();
     pppoe_badver[14] = 0x21;
     add("PPPoE session with bad version", pppoe_badver, Outbound, Forward(NotIp));
+    // PPP Protocol-Field-Compression: the IP behind a one-byte protocol field is judged.
+    add("PPPoE compressed protocol v4 dynamic -> external:25", wrap(Encap::PppoeCompressed(0x1234), &syn4(DYNAMIC4, EXTERNAL4, 25), false, true), Outbound, Reject(BlockedPort, RST));
+    add("PPPoE compressed protocol v6 dynamic -> external:25", wrap(Encap::PppoeCompressed(0x1234), &syn6(DYNAMIC6, EXTERNAL6, 25), true, true), Outbound, Reject(BlockedPort, RST));
+    add("PPPoE compressed protocol v4 quarantine -> external:587", wrap(Encap::PppoeCompressed(0x1234), &syn4(QUARANTINE4, EXTERNAL4, 587), false, true), Outbound, Drop(BlockedPort));
+    add("PPPoE compressed protocol v4 dynamic -> external:587", wrap(Encap::PppoeCompressed(0x1234), &syn4(DYNAMIC4, EXTERNAL4, 587), false, true), Outbound, Forward(PortOpen));
+    add("PPPoE compressed protocol v4 inbound external -> dynamic:25", wrap(Encap::PppoeCompressed(0x1234), &syn4(EXTERNAL4, DYNAMIC4, 25), false, false), Inbound, Drop(InboundSmtp));
+    let mut pfc_other = wrap(Encap::PppoeCompressed(0x1234), &[0x00, 0x01, 0x02, 0x03], false, true);
+    pfc_other[20] = 0x31; // compressed 0x0031 (bridging), not IP
+    add("PPPoE compressed protocol, not IP", pfc_other, Outbound, Forward(NotIp));
+    // Non-IP carriers of IP: forwarded (not judged), counted by kind.
+    let mut mpls = vec![0x00, 0x01, 0x01, 0x40]; // label 16, bottom of stack, TTL 64
+    mpls.extend_from_slice(&syn4(DYNAMIC4, EXTERNAL4, 25));
+    add("MPLS unicast carrying v4 dynamic -> external:25", raw(0x8847, &mpls), Outbound, Forward(NotIp));
+    add("MPLS multicast carrying v4 dynamic -> external:25", raw(0x8848, &mpls), Outbound, Forward(NotIp));
+    let mut pbb = vec![0x00, 0x00, 0x01, 0x00]; // I-TAG: I-SID 256
+    pbb.extend_from_slice(&out4(syn4(DYNAMIC4, EXTERNAL4, 25)));
+    add("PBB (802.1ah) carrying v4 dynamic -> external:25", raw(0x88e7, &pbb), Outbound, Forward(NotIp));
+    let ip25 = syn4(DYNAMIC4, EXTERNAL4, 25);
+    let mut snap = vec![0xaa, 0xaa, 0x03, 0x00, 0x00, 0x00, 0x08, 0x00]; // RFC 1042
+    snap.extend_from_slice(&ip25);
+    add("802.3 LLC/SNAP carrying v4 dynamic -> external:25", raw(snap.len() as u16, &snap), Outbound, Forward(NotIp));
     let mut five_tags = UP_MAC.to_vec();
     five_tags.extend_from_slice(&SUB_MAC);
     for _ in 0..5 {
