@@ -398,6 +398,9 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         }
         tracing::warn!("failure_mode open: while op25b is not running the fallback filters plain Ethernet IPv4/IPv6 TCP only: it does not look inside VLAN/QinQ/PPPoE, and does not drop tiny or later fragments or malformed TCP (docs/operations.md)");
     }
+    // Everything is attached and bound: from here on the process keeps only the
+    // capabilities it uses, before the threads that parse HTTP, RADIUS and JSON start.
+    drop_capabilities(open, &running.fast_path.view());
     tracing::info!(
         subscriber = %running.subscriber.name,
         upstream = %running.upstream.name,
@@ -786,6 +789,60 @@ fn start_operator(
             );
             None
         }
+    }
+}
+
+/// Lowers the main thread (and so every thread started after it) to the capabilities
+/// the running process uses (datapath::privileges): CAP_BPF only if this kernel checks
+/// it for `bpf()` on open maps; with `failure_mode: open` CAP_NET_ADMIN for the `nft`
+/// children of a reload (ambient, not effective). Logs what was kept; a failure to
+/// drop is logged and op25b runs on.
+fn drop_capabilities(open: bool, fast: &datapath::fast_path::FastPathView) {
+    use datapath::privileges::{self as caps, bit};
+    let have = match caps::get() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("capabilities: cannot read them (capget: {e}); keeping them all");
+            return;
+        }
+    };
+    let mut effective = 0;
+    match caps::bpf_needs_capability(|| fast.read_once()) {
+        Ok(false) => {}
+        Ok(true) => {
+            // CAP_SYS_ADMIN stands in for CAP_BPF before Linux 5.8.
+            effective |= if have.permitted & bit(caps::CAP_BPF) != 0 {
+                bit(caps::CAP_BPF)
+            } else {
+                bit(caps::CAP_SYS_ADMIN)
+            };
+        }
+        Err(e) => {
+            tracing::warn!("capabilities: reading the XDP counters failed ({e}); keeping CAP_BPF");
+            effective |= bit(caps::CAP_BPF) | (have.permitted & bit(caps::CAP_SYS_ADMIN));
+        }
+    }
+    let ambient = if open { bit(caps::CAP_NET_ADMIN) } else { 0 };
+    match caps::keep_only(effective, ambient) {
+        Ok(k) => tracing::info!(
+            effective = %caps::names(k.sets.effective),
+            ambient = %caps::names(k.ambient),
+            dropped = %caps::names(have.permitted & !k.sets.permitted),
+            bounding_lowered = k.bounding_lowered,
+            "capabilities after start: effective {}, ambient {} (for failure_mode open's nft), dropped {}{}",
+            caps::names(k.sets.effective),
+            caps::names(k.ambient),
+            caps::names(have.permitted & !k.sets.permitted),
+            if k.bounding_lowered {
+                ""
+            } else {
+                "; bounding set left as given (no CAP_SETPCAP)"
+            }
+        ),
+        Err(e) => tracing::error!(
+            "capabilities: cannot drop them ({e}); op25b runs with {}",
+            caps::names(have.effective)
+        ),
     }
 }
 
