@@ -738,10 +738,67 @@ def scn_failover(lab, a):
 CAPS = "net_admin,net_raw,bpf,perfmon,ipc_lock"
 
 
+def caps_after_start():
+    """The capabilities op25b keeps once it runs (datapath/privileges.rs): CAP_BPF only
+    on a kernel that checks it for bpf() on open maps (before 6.5, with
+    kernel.unprivileged_bpf_disabled set), nothing else effective."""
+    rel = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)", os.uname().release).groups())
+    gated = open("/proc/sys/kernel/unprivileged_bpf_disabled").read().strip() != "0"
+    return (1 << 39) if rel < (6, 5) and gated else 0
+
+
+def check_caps(pid, want_eff, want_amb, problems, what):
+    """Every thread of `pid`: effective within `want_eff` (the main thread exactly it,
+    workers nothing), permitted within it and the ambient set, ambient exactly
+    `want_amb` (workers none)."""
+    found = {}
+    for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
+        try:
+            st = open(f"/proc/{pid}/task/{tid}/status").read()
+        except FileNotFoundError:
+            continue
+        c = {k: int(re.search(k + r":\s*([0-9a-f]+)", st).group(1), 16)
+             for k in ("CapEff", "CapPrm", "CapInh", "CapAmb")}
+        name = re.search(r"Name:\s*(\S+)", st).group(1)
+        found[f"{tid}/{name}"] = c
+        allowed = want_eff | want_amb
+        if c["CapEff"] & ~want_eff or c["CapPrm"] & ~allowed or c["CapAmb"] & ~want_amb:
+            problems.append(f"{what}: thread {tid} ({name}) CapEff {c['CapEff']:#x} CapPrm {c['CapPrm']:#x} "
+                            f"CapAmb {c['CapAmb']:#x}, allowed effective {want_eff:#x}, ambient {want_amb:#x}")
+        if int(tid) == pid and (c["CapEff"] != want_eff or c["CapAmb"] != want_amb):
+            problems.append(f"{what}: main thread CapEff {c['CapEff']:#x} CapAmb {c['CapAmb']:#x}, "
+                            f"expected {want_eff:#x} and {want_amb:#x}")
+    if not any(n.endswith("op25b-w0") for n in found):
+        problems.append(f"{what}: no worker thread found in /proc/{pid}/task: {sorted(found)}")
+    return found
+
+
+def reload_and_wait(lab, problems, what):
+    """SIGHUP; the reload must be applied (after the capabilities were dropped)."""
+    before = open(lab.dut_log).read().count("policy reloaded")
+    os.kill(lab.dut.pid, signal.SIGHUP)
+    t = time.monotonic()
+    while time.monotonic() - t < 10:
+        if open(lab.dut_log).read().count("policy reloaded") > before:
+            return True
+        time.sleep(0.05)
+    problems.append(f"{what}: SIGHUP reload not applied: {open(lab.dut_log).read()[-600:]!r}")
+    return False
+
+
+def fallback_tables():
+    return re.findall(r"op25b_fallback_\d+", sh("nft", "list", "tables", "bridge", ns="op25b-dut", check=False).stdout)
+
+
 def scn_privileges(lab, a):
     """op25b as user nobody with exactly CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON
     and CAP_IPC_LOCK forwards and blocks; without CAP_BPF it refuses to start, naming it.
-    The metrics endpoint is read-only: every method but GET is refused, nothing changes."""
+    Once running it keeps only what it uses (every thread's CapEff/CapPrm/CapAmb): with
+    failure_mode closed nothing (CAP_BPF on kernels that gate bpf() on open maps), and a
+    reload still applies; with failure_mode open CAP_NET_ADMIN in the ambient set only,
+    a reload re-installs the fallback rule set (nft as a child) and after kill -9 the
+    bridge and its rules carry on. The metrics endpoint is read-only: every method but
+    GET is refused, nothing changes."""
     problems = []
     run_dir = lab.path("run")
     os.makedirs(run_dir)
@@ -774,9 +831,8 @@ def scn_privileges(lab, a):
     lab.wait_running()
     status = open(f"/proc/{lab.dut.pid}/status").read()
     eff = int(re.search(r"CapEff:\s*([0-9a-f]+)", status).group(1), 16)
-    want = (1 << 12) | (1 << 13) | (1 << 14) | (1 << 38) | (1 << 39)
-    if eff != want:
-        problems.append(f"CapEff {eff:#x}, expected exactly {want:#x}")
+    want = caps_after_start()
+    check_caps(lab.dut.pid, want, 0, problems, "failure_mode closed")
     uid = re.search(r"Uid:\s*(\d+)", status).group(1)
     rss0 = rss_kib(lab.dut.pid)
     g, v = load_phase(lab, 3, 50000)
@@ -798,12 +854,41 @@ def scn_privileges(lab, a):
         problems.append(f"GET /reload: HTTP {r.stdout}, expected 404")
     if metric(lab.metrics(), "op25b_policy_generation") != gen0:
         problems.append("the policy generation changed after the HTTP requests")
+    # A reload with the reduced set: applied, and traffic still judged.
+    if reload_and_wait(lab, problems, "failure_mode closed"):
+        if metric(lab.metrics(), "op25b_policy_generation") != gen0 + 1:
+            problems.append("failure_mode closed: the reload did not publish a new policy")
+        g2, v2 = load_phase(lab, 2, 50000)
+        if v2["leaked"] or v2["lost"] - v2["lost_on_generator_link"]:
+            problems.append(f"after the reload: lost {v2['lost']}, leaked {v2['leaked']}")
     rss1 = rss_kib(lab.dut.pid)
     d = lab.stop_dut()
     dut_checks(d, problems, "privileges")
+    # failure_mode open: CAP_NET_ADMIN stays for the nft children only.
+    doc["interfaces"]["failure_mode"] = "open"
+    cfg = lab.path("nobody-open.yaml")
+    open(cfg, "w").write(dump_yaml(doc))
+    os.chmod(cfg, 0o644)
+    start(plus)
+    lab.wait_running()
+    check_caps(lab.dut.pid, want, 1 << 12, problems, "failure_mode open")
+    tables0 = fallback_tables()
+    if reload_and_wait(lab, problems, "failure_mode open"):
+        tables1 = fallback_tables()
+        if len(tables1) != 1 or tables1 == tables0:
+            problems.append(f"failure_mode open: the reload did not re-install the fallback rule set "
+                            f"(tables {tables0} -> {tables1})")
+    end(lab.dut, signal.SIGKILL)
+    br = sh("ip", "-d", "link", "show", "br-op25b", ns="op25b-dut", check=False).returncode == 0
+    if not (br and fallback_tables()):
+        problems.append("failure_mode open: after kill -9 the fallback bridge or its rule set is missing")
+    sh("ip", "link", "del", "br-op25b", ns="op25b-dut", check=False)
+    for t in fallback_tables():
+        sh("nft", "delete", "table", "bridge", t, ns="op25b-dut", check=False)
     return row("privileges", "50000 frames/s for 3 s as uid " + uid, 3, "CAP_BPF removed (refused)", g["sent"],
                v["lost"] - v["lost_on_generator_link"], v["leaked"], (rss0, rss1), problems,
-               caps="CAP_NET_ADMIN CAP_NET_RAW CAP_BPF CAP_PERFMON CAP_IPC_LOCK", cap_eff=hex(eff))
+               caps="CAP_NET_ADMIN CAP_NET_RAW CAP_BPF CAP_PERFMON CAP_IPC_LOCK", cap_eff=hex(eff),
+               cap_eff_expected=hex(want))
 
 
 SCENARIOS = {"soak": scn_soak, "overload": scn_overload, "hostile": scn_hostile,

@@ -159,7 +159,8 @@ pub enum Command {
     },
     /// Run the appliance: bridge the two interfaces of the config through AF_XDP.
     ///
-    /// Needs CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON, CAP_IPC_LOCK. Stops on
+    /// Needs CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON, CAP_IPC_LOCK to start and
+    /// drops those it does not use once running (docs/operations.md). Stops on
     /// SIGINT or SIGTERM, detaches its XDP programs and prints the final counters as one
     /// JSON line on stdout. Under systemd (Type=notify) it reports READY=1, STATUS= and
     /// watchdog pings. Exit 0 after a clean stop; 78 bad config, 77 missing privileges,

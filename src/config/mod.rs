@@ -792,4 +792,61 @@ policy:
             assert!(e.contains(want), "{line}: {e}");
         }
     }
+
+    #[test]
+    fn on_off_fields_take_yaml_booleans_and_words_alike() {
+        // What a YAML 1.1 tool (PyYAML, Ansible) writes back for `on`/`off`.
+        let text = MINIMAL
+            .replace(
+                "interfaces: {subscriber: sub0, upstream: up0}",
+                "interfaces: {subscriber: sub0, upstream: up0, zero_copy: false}
+workers: {busy_poll: true, overload_guard: false}
+datapath: {fast_path: false}",
+            )
+            .replace(
+                "action: reject}",
+                "action: reject, block_inbound_smtp: true}",
+            );
+        let l = load_str(Path::new("t.yaml"), &text).unwrap();
+        assert_eq!(l.config.interfaces.zero_copy, ZeroCopy::Off);
+        assert!(l.config.workers.busy_poll);
+        assert!(!l.config.workers.overload_guard);
+        assert_eq!(l.config.datapath.fast_path, FastPathMode::Off);
+        assert!(l.policy.classes()[0].block_inbound_smtp);
+        // The words, in every field.
+        let words = text
+            .replace("zero_copy: false", "zero_copy: on")
+            .replace("busy_poll: true", "busy_poll: on")
+            .replace("overload_guard: false", "overload_guard: off")
+            .replace("fast_path: false", "fast_path: on")
+            .replace("block_inbound_smtp: true", "block_inbound_smtp: off");
+        let l = load_str(Path::new("t.yaml"), &words).unwrap();
+        assert_eq!(l.config.interfaces.zero_copy, ZeroCopy::On);
+        assert!(l.config.workers.busy_poll);
+        assert!(!l.config.workers.overload_guard);
+        assert_eq!(l.config.datapath.fast_path, FastPathMode::On);
+        assert!(!l.policy.classes()[0].block_inbound_smtp);
+        let l = load_str(
+            Path::new("t.yaml"),
+            &words.replace("zero_copy: on", "zero_copy: true"),
+        )
+        .unwrap();
+        assert_eq!(l.config.interfaces.zero_copy, ZeroCopy::On);
+        // Anything else is still an error that says what is expected.
+        let e = err(&words.replace("fast_path: on", "fast_path: maybe"));
+        assert!(
+            e.contains(
+                "datapath.fast_path: \"maybe\" is not a switch: expected on or off (true or false)"
+            ),
+            "{e}"
+        );
+        let e = err(&words.replace("zero_copy: on", "zero_copy: 1"));
+        assert!(e.contains("interfaces.zero_copy"), "{e}");
+        assert!(e.contains("expected on or off (true or false)"), "{e}");
+        let e = err(&words.replace("zero_copy: on", "zero_copy: sometimes"));
+        assert!(
+            e.contains("expected on or off (true or false), or auto"),
+            "{e}"
+        );
+    }
 }

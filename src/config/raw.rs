@@ -1,6 +1,12 @@
 //! Stage 1 of loading: the file as written (serde structs, `deny_unknown_fields`), and
 //! the value types that parse straight from YAML (`Prefix`, `FailureMode`, `LogLevel`,
 //! ...).
+//!
+//! Every on/off field (`interfaces.zero_copy`, `workers.busy_poll`,
+//! `workers.overload_guard`, `datapath.fast_path`, `policy.classes.*.block_inbound_smtp`)
+//! goes through [`Switch`], so each takes `on`/`off` and `true`/`false` alike: YAML 1.1
+//! tools (PyYAML, Ansible) read an unquoted `on` as a boolean and write it back as
+//! `true`, while serde_yaml (YAML 1.2) reads `on` as a string.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -68,6 +74,61 @@ impl<'de> Deserialize<'de> for Prefix {
     }
 }
 
+/// An on/off field as written: a YAML boolean (`true`/`false`) or one of the words `on`,
+/// `off`, `true`, `false`; `None` is `auto`, for the fields that take it
+/// (`zero_copy`). The one parser of every such field (module doc).
+struct Switch {
+    auto: bool,
+}
+
+impl<'de> serde::de::Visitor<'de> for Switch {
+    type Value = Option<bool>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("on or off (true or false)")?;
+        if self.auto {
+            f.write_str(", or auto")?;
+        }
+        Ok(())
+    }
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Option<bool>, E> {
+        Ok(Some(b))
+    }
+    fn visit_str<E: serde::de::Error>(self, w: &str) -> Result<Option<bool>, E> {
+        match w {
+            "on" | "true" => Ok(Some(true)),
+            "off" | "false" => Ok(Some(false)),
+            "auto" if self.auto => Ok(None),
+            _ => Err(E::custom(format_args!(
+                "{w:?} is not a switch: expected on or off (true or false){}",
+                if self.auto { ", or auto" } else { "" }
+            ))),
+        }
+    }
+}
+
+/// `workers.busy_poll`, `workers.overload_guard`, `block_inbound_smtp`: see [`Switch`].
+fn switch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(d.deserialize_any(Switch { auto: false })? == Some(true))
+}
+
+/// `datapath.fast_path`: see [`Switch`].
+fn fast_path_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FastPathMode, D::Error> {
+    Ok(if switch(d)? {
+        FastPathMode::On
+    } else {
+        FastPathMode::Off
+    })
+}
+
+/// `interfaces.zero_copy`: `auto` or a [`Switch`].
+fn zero_copy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ZeroCopy, D::Error> {
+    Ok(match d.deserialize_any(Switch { auto: true })? {
+        None => ZeroCopy::Auto,
+        Some(true) => ZeroCopy::On,
+        Some(false) => ZeroCopy::Off,
+    })
+}
+
 /// `interfaces:`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,7 +139,7 @@ pub(super) struct RawInterfaces {
     pub(super) queues: u32,
     #[serde(default)]
     pub(super) xdp_mode: XdpMode,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "zero_copy")]
     pub(super) zero_copy: ZeroCopy,
     #[serde(default = "default_frame_size")]
     pub(super) frame_size: u32,
@@ -135,9 +196,9 @@ pub(super) struct RawWorkers {
     pub(super) cores: Option<Vec<usize>>,
     #[serde(default = "default_burst")]
     pub(super) burst: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "switch")]
     pub(super) busy_poll: bool,
-    #[serde(default = "default_overload_guard")]
+    #[serde(default = "default_overload_guard", deserialize_with = "switch")]
     pub(super) overload_guard: bool,
     #[serde(default = "default_stats_interval")]
     pub(super) stats_interval_secs: u64,
@@ -175,7 +236,7 @@ pub(super) struct RawClass {
     pub(super) action: RawAction,
     #[serde(default)]
     pub(super) reply: Option<RawReply>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "switch")]
     pub(super) block_inbound_smtp: bool,
     /// `reply: smtp-notice`: the lines of the 554 greeting.
     #[serde(default)]
@@ -665,7 +726,7 @@ pub(super) struct RawLogging {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDatapath {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "fast_path_mode")]
     pub(super) fast_path: FastPathMode,
 }
 

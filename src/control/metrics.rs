@@ -704,6 +704,15 @@ pub fn render(state: &MetricsState) -> String {
             v.load(Ordering::Relaxed)
         );
     }
+    let saves = &state.overlay.saves;
+    let _ = writeln!(o, "# HELP op25b_overlay_state_errors_total The overlay's state file: lines skipped at start (bad_line: not UTF-8, not JSON, not a valid entry) and saves that failed (save_failed; each is retried, and the stop saves).");
+    let _ = writeln!(o, "# TYPE op25b_overlay_state_errors_total counter");
+    for (kind, v) in [
+        ("bad_line", saves.bad_lines.load(Ordering::Relaxed)),
+        ("save_failed", saves.failed.load(Ordering::Relaxed)),
+    ] {
+        let _ = writeln!(o, "op25b_overlay_state_errors_total{{kind=\"{kind}\"}} {v}");
+    }
     let _ = writeln!(
         o,
         "# HELP op25b_build_info The running build: version, git revision, compiler."

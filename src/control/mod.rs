@@ -354,20 +354,15 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     };
     let policy = Arc::new(PolicyCell::new(Arc::new(loaded.policy)));
     // The runtime overlay, from the state file, published before the first frame.
-    let store = load_overlay(&policy, cfg.control.state_file.as_deref());
-    let shared = Arc::new(operator::OverlayShared {
-        store: std::sync::Mutex::new(store),
-        cell: policy.clone(),
-        exempt_class: std::sync::Mutex::new(loaded.report.exempt_class.clone()),
-        auto: std::sync::Mutex::new(loaded.report.auto_quarantine.clone()),
-        auto_quarantined: Default::default(),
-        saving: Default::default(),
-        last_save: std::sync::Mutex::new(None),
-        state_file: cfg.control.state_file.clone(),
-        added: Default::default(),
-        removed: Default::default(),
-        expired: Default::default(),
-    });
+    let (store, bad_lines) = load_overlay(&policy, cfg.control.state_file.as_deref());
+    let shared = Arc::new(operator::OverlayShared::new(
+        store,
+        policy.clone(),
+        cfg.control.state_file.clone(),
+        loaded.report.exempt_class.clone(),
+        loaded.report.auto_quarantine.clone(),
+    ));
+    shared.saves.bad_lines.store(bad_lines, Ordering::Relaxed);
     {
         let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
         shared.publish(&store);
@@ -402,6 +397,9 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         }
         tracing::warn!("failure_mode open: while op25b is not running the fallback filters plain Ethernet IPv4/IPv6 TCP only: it does not look inside VLAN/QinQ/PPPoE, and does not drop tiny or later fragments or malformed TCP (docs/operations.md)");
     }
+    // Everything is attached and bound: from here on the process keeps only the
+    // capabilities it uses, before the threads that parse HTTP, RADIUS and JSON start.
+    drop_capabilities(open, &running.fast_path.view());
     tracing::info!(
         subscriber = %running.subscriber.name,
         upstream = %running.upstream.name,
@@ -672,39 +670,68 @@ impl Signals {
     }
 }
 
-/// The runtime overlay, from `state_file` if there is one (errors are logged: op25b
-/// starts with what could be read).
-fn load_overlay(policy: &PolicyCell, state_file: Option<&Path>) -> overlay::Store {
+/// The runtime overlay, from `state_file` if there is one, and how many of its lines were
+/// skipped (errors are logged: op25b starts with what could be read). Each skipped line
+/// is logged with its number, and the file as found is kept beside it (`.bad`), since
+/// the next save writes only the entries that loaded.
+fn load_overlay(policy: &PolicyCell, state_file: Option<&Path>) -> (overlay::Store, u64) {
     let mut store = overlay::Store::new(&policy.load(), policy.generation());
-    if let Some(path) = state_file {
-        match store.load(path, metrics::unix_now()) {
-            Ok(r) => {
-                tracing::info!(
-                    state_file = %path.display(),
-                    loaded = r.loaded,
-                    expired = r.expired,
-                    inactive = r.inactive,
-                    bad_lines = r.bad_lines,
-                    "overlay: {} entries from {} ({} expired dropped, {} with a class the policy lacks)",
-                    r.loaded,
-                    path.display(),
-                    r.expired,
-                    r.inactive
+    let Some(path) = state_file else {
+        return (store, 0);
+    };
+    match store.load(path, metrics::unix_now()) {
+        Ok(r) => {
+            tracing::info!(
+                state_file = %path.display(),
+                loaded = r.loaded,
+                expired = r.expired,
+                inactive = r.inactive,
+                bad_lines = r.bad_lines,
+                "overlay: {} entries from {} ({} expired dropped, {} with a class the policy lacks, {} bad line(s) skipped)",
+                r.loaded,
+                path.display(),
+                r.expired,
+                r.inactive,
+                r.bad_lines
+            );
+            for b in &r.bad {
+                tracing::error!("overlay state file: line skipped: {b}");
+            }
+            if r.bad_lines > r.bad.len() {
+                tracing::error!(
+                    "overlay state file: {} more bad line(s) skipped",
+                    r.bad_lines - r.bad.len()
                 );
-                if let Some(b) = r.first_bad {
-                    tracing::error!(
-                        "overlay state file: {} bad line(s) skipped, first: {b}",
-                        r.bad_lines
-                    );
+            }
+            if let Some(e) = &r.read_error {
+                tracing::error!(
+                    "overlay state file: reading stopped at {e}; the entries after it are not loaded"
+                );
+            }
+            if r.bad_lines > 0 || r.read_error.is_some() {
+                let mut keep = path.as_os_str().to_owned();
+                keep.push(".bad");
+                match std::fs::copy(path, &keep) {
+                    Ok(_) => tracing::warn!(
+                        "overlay state file: kept as found in {} (the next save drops the bad lines)",
+                        Path::new(&keep).display()
+                    ),
+                    Err(e) => tracing::error!(
+                        "overlay state file: cannot keep a copy in {}: {e}",
+                        Path::new(&keep).display()
+                    ),
                 }
             }
-            Err(e) => tracing::error!(
+            (store, r.bad_lines as u64)
+        }
+        Err(e) => {
+            tracing::error!(
                 "control.state_file {}: {e}; starting with an empty overlay",
                 path.display()
-            ),
+            );
+            (store, 0)
         }
     }
-    store
 }
 
 /// The RADIUS accounting listener, if configured (a failed bind is logged: op25b runs
@@ -756,6 +783,60 @@ fn start_operator(
             );
             None
         }
+    }
+}
+
+/// Lowers the main thread (and so every thread started after it) to the capabilities
+/// the running process uses (datapath::privileges): CAP_BPF only if this kernel checks
+/// it for `bpf()` on open maps; with `failure_mode: open` CAP_NET_ADMIN for the `nft`
+/// children of a reload (ambient, not effective). Logs what was kept; a failure to
+/// drop is logged and op25b runs on.
+fn drop_capabilities(open: bool, fast: &datapath::fast_path::FastPathView) {
+    use datapath::privileges::{self as caps, bit};
+    let have = match caps::get() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("capabilities: cannot read them (capget: {e}); keeping them all");
+            return;
+        }
+    };
+    let mut effective = 0;
+    match caps::bpf_needs_capability(|| fast.read_once()) {
+        Ok(false) => {}
+        Ok(true) => {
+            // CAP_SYS_ADMIN stands in for CAP_BPF before Linux 5.8.
+            effective |= if have.permitted & bit(caps::CAP_BPF) != 0 {
+                bit(caps::CAP_BPF)
+            } else {
+                bit(caps::CAP_SYS_ADMIN)
+            };
+        }
+        Err(e) => {
+            tracing::warn!("capabilities: reading the XDP counters failed ({e}); keeping CAP_BPF");
+            effective |= bit(caps::CAP_BPF) | (have.permitted & bit(caps::CAP_SYS_ADMIN));
+        }
+    }
+    let ambient = if open { bit(caps::CAP_NET_ADMIN) } else { 0 };
+    match caps::keep_only(effective, ambient) {
+        Ok(k) => tracing::info!(
+            effective = %caps::names(k.sets.effective),
+            ambient = %caps::names(k.ambient),
+            dropped = %caps::names(have.permitted & !k.sets.permitted),
+            bounding_lowered = k.bounding_lowered,
+            "capabilities after start: effective {}, ambient {} (for failure_mode open's nft), dropped {}{}",
+            caps::names(k.sets.effective),
+            caps::names(k.ambient),
+            caps::names(have.permitted & !k.sets.permitted),
+            if k.bounding_lowered {
+                ""
+            } else {
+                "; bounding set left as given (no CAP_SETPCAP)"
+            }
+        ),
+        Err(e) => tracing::error!(
+            "capabilities: cannot drop them ({e}); op25b runs with {}",
+            caps::names(have.effective)
+        ),
     }
 }
 

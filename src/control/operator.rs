@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,9 +29,9 @@ pub struct OverlayShared {
     pub auto: Mutex<Option<crate::config::AutoQuarantine>>,
     /// Sources moved to quarantine automatically since start.
     pub auto_quarantined: AtomicU64,
-    /// A save of the state file is being written (by a thread of its own).
-    pub saving: Arc<AtomicBool>,
-    /// When the state file was last written.
+    /// The state file's saves (shared with the thread that writes them).
+    pub saves: Arc<Saves>,
+    /// When the state file was last written (or a write of it began).
     pub last_save: Mutex<Option<std::time::Instant>>,
     /// Entries added, removed and expired since start.
     pub added: AtomicU64,
@@ -39,7 +39,56 @@ pub struct OverlayShared {
     pub expired: AtomicU64,
 }
 
+/// The state file's saves: written by [`OverlayShared::tick`]'s save thread, read by the
+/// next tick, the stop and /metrics.
+#[derive(Debug, Default)]
+pub struct Saves {
+    /// A save is being written (by a thread of its own).
+    pub running: AtomicBool,
+    /// Failed saves in a row (0: the last one was written). While it is not 0 the store
+    /// counts as changed: the next tick retries after [`retry_wait`], the stop saves.
+    pub failing: AtomicU32,
+    /// Failed saves since start.
+    pub failed: AtomicU64,
+    /// Lines of the state file skipped at start (`overlay::LoadReport::bad_lines`).
+    pub bad_lines: AtomicU64,
+}
+
+/// How long the tick waits after a save before the next one: [`SAVE_EVERY`], doubled
+/// for each failure in a row, at most [`RETRY_MAX`].
+pub fn retry_wait(failing: u32) -> Duration {
+    SAVE_EVERY
+        .saturating_mul(1 << failing.min(8))
+        .min(RETRY_MAX)
+}
+
+/// The longest wait between two attempts to save after failures.
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
+
 impl OverlayShared {
+    /// The shared overlay around `store`, with no changes counted yet.
+    pub fn new(
+        store: Store,
+        cell: Arc<PolicyCell>,
+        state_file: Option<PathBuf>,
+        exempt_class: Option<String>,
+        auto: Option<crate::config::AutoQuarantine>,
+    ) -> Self {
+        Self {
+            store: Mutex::new(store),
+            cell,
+            exempt_class: Mutex::new(exempt_class),
+            state_file,
+            auto: Mutex::new(auto),
+            auto_quarantined: AtomicU64::new(0),
+            saves: Arc::default(),
+            last_save: Mutex::new(None),
+            added: AtomicU64::new(0),
+            removed: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+        }
+    }
+
     /// Publishes the store's snapshot to the workers.
     pub fn publish(&self, store: &Store) {
         self.cell.publish_overlay(Arc::new(store.snapshot()));
@@ -172,53 +221,103 @@ impl OverlayShared {
             }
         }
         // The state file: at most every SAVE_EVERY, written by a thread of its own from
-        // an O(1) copy, so neither this loop nor the lock waits for the disk.
+        // an O(1) copy, so neither this loop nor the lock waits for the disk. A failed
+        // save leaves the store changed: retried here after a growing wait, and at stop.
         let Some(path) = self.state_file.clone() else {
             store.dirty = false;
             return;
         };
+        let saves = &self.saves;
+        if saves.running.load(Ordering::SeqCst) {
+            return;
+        }
+        // Read after `running`: the thread sets `failing` before it clears `running`.
+        let failing = saves.failing.load(Ordering::SeqCst);
+        if failing > 0 {
+            store.dirty = true;
+        }
         let due = self
             .last_save
             .lock()
-            .map(|t| t.is_none_or(|t| t.elapsed() >= SAVE_EVERY))
+            .map(|t| t.is_none_or(|t| t.elapsed() >= retry_wait(failing)))
             .unwrap_or(true);
-        if store.dirty && due && !self.saving.swap(true, Ordering::SeqCst) {
+        if store.dirty && due {
+            saves.running.store(true, Ordering::SeqCst);
             let copy = store.copy();
             store.dirty = false;
             drop(store);
             if let Ok(mut t) = self.last_save.lock() {
                 *t = Some(std::time::Instant::now());
             }
-            let saving = self.saving.clone();
+            let saves = saves.clone();
             let spawned = std::thread::Builder::new()
                 .name("op25b-save".into())
                 .spawn(move || {
-                    if let Err(e) = super::overlay::save_entries(&path, &copy) {
-                        tracing::error!(
-                            "control.state_file {}: {e}; the overlay is kept in memory and saved again at the next change",
-                            path.display()
-                        );
+                    match super::overlay::save_entries(&path, &copy) {
+                        Ok(()) => {
+                            let was = saves.failing.swap(0, Ordering::SeqCst);
+                            if was > 0 {
+                                tracing::warn!(
+                                    "control.state_file {}: saved ({} entries) after {was} failed attempt(s)",
+                                    path.display(),
+                                    copy.len()
+                                );
+                            }
+                        }
+                        Err(e) => {
+                            let n = saves.failing.fetch_add(1, Ordering::SeqCst) + 1;
+                            saves.failed.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(
+                                state_file = %path.display(),
+                                failing = n,
+                                "control.state_file {}: {e}; the overlay ({} entries) is kept in memory, unsaved: retrying in {} s ({n} failed in a row), and at stop",
+                                path.display(),
+                                copy.len(),
+                                retry_wait(n).as_secs()
+                            );
+                        }
                     }
-                    saving.store(false, Ordering::SeqCst);
+                    saves.running.store(false, Ordering::SeqCst);
                 });
             if spawned.is_err() {
-                self.saving.store(false, Ordering::SeqCst);
+                self.saves.running.store(false, Ordering::SeqCst);
                 self.lock().dirty = true;
             }
         }
     }
 
     /// At stop: waits for a save in flight, then writes the state file if anything
-    /// changed since.
+    /// changed since or a save failed, and says which.
     pub fn save_now(&self) {
-        while self.saving.load(Ordering::SeqCst) {
+        while self.saves.running.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(10));
         }
         let mut store = self.lock();
-        if let (Some(path), true) = (&self.state_file, store.dirty) {
-            if let Err(e) = store.save(path) {
+        let Some(path) = &self.state_file else {
+            return;
+        };
+        let failing = self.saves.failing.load(Ordering::SeqCst);
+        if !store.dirty && failing == 0 {
+            return;
+        }
+        match store.save(path) {
+            Ok(()) => {
+                self.saves.failing.store(0, Ordering::SeqCst);
+                tracing::info!(
+                    "control.state_file {}: {} overlay entries saved at stop{}",
+                    path.display(),
+                    store.len(),
+                    if failing > 0 {
+                        format!(" (after {failing} failed attempt(s))")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            Err(e) => {
+                self.saves.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(
-                    "control.state_file {}: {e}; the overlay's last changes are lost at this stop",
+                    "control.state_file {}: {e}; saving at stop failed: the overlay's changes since the last save are lost",
                     path.display()
                 );
             }
@@ -456,5 +555,109 @@ mod tests {
             "2001:db8:1::/56"
         );
         assert!(parse_prefix("example.org").is_err());
+    }
+
+    /// An overlay with classes `dynamic` and `static` whose state file is `path`.
+    fn shared(path: &Path) -> OverlayShared {
+        use crate::policy::{BlockAction, PolicyBuilder, ReplyKind};
+        let mut b = PolicyBuilder::new();
+        b.class(
+            "dynamic",
+            vec![25],
+            BlockAction::Reject(ReplyKind::TcpReset),
+            false,
+        )
+        .unwrap();
+        b.class(
+            "static",
+            vec![],
+            BlockAction::Reject(ReplyKind::TcpReset),
+            false,
+        )
+        .unwrap();
+        b.subscriber("198.51.100.0/24".parse().unwrap(), 0);
+        let policy = Arc::new(b.build().unwrap());
+        let store = Store::new(&policy, 1);
+        let cell = Arc::new(PolicyCell::new(policy));
+        OverlayShared::new(store, cell, Some(path.to_path_buf()), None, None)
+    }
+
+    fn add(s: &OverlayShared, addr: &str) {
+        let r = s.handle(
+            &serde_json::json!({"op": "exempt_add", "prefix": addr, "class": "static"}),
+            1000,
+        );
+        assert_eq!(r["ok"], true, "{r}");
+    }
+
+    fn wait_for_the_save(s: &OverlayShared) {
+        let t0 = std::time::Instant::now();
+        while s.saves.running.load(Ordering::SeqCst) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the save never ended"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Pretends the last save began long ago, so the next tick may save.
+    fn long_ago(s: &OverlayShared) {
+        let then = std::time::Instant::now().checked_sub(RETRY_MAX + SAVE_EVERY);
+        *s.last_save.lock().unwrap() = then;
+    }
+
+    #[test]
+    fn a_failed_save_is_retried_with_backoff_and_the_stop_saves_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // The state file's directory is a regular file: every save fails, root or not.
+        let blocker = dir.path().join("state");
+        std::fs::write(&blocker, "").unwrap();
+        let path = blocker.join("overlay.jsonl");
+        let unblock = || {
+            std::fs::remove_file(&blocker).unwrap();
+            std::fs::create_dir(&blocker).unwrap();
+        };
+        let saved = || std::fs::read_to_string(&path).unwrap_or_default();
+
+        let s = shared(&path);
+        add(&s, "198.51.100.10");
+        s.tick(1000);
+        wait_for_the_save(&s);
+        assert_eq!(s.saves.failing.load(Ordering::SeqCst), 1);
+        assert_eq!(s.saves.failed.load(Ordering::SeqCst), 1);
+        // Not forgotten: the store counts as changed, but the retry waits.
+        s.tick(1001);
+        assert!(s.lock().dirty);
+        assert!(!s.saves.running.load(Ordering::SeqCst), "retried at once");
+        assert_eq!(retry_wait(1), 2 * SAVE_EVERY);
+        assert_eq!(retry_wait(30), RETRY_MAX);
+        // Still failing: counted again, the wait grows.
+        long_ago(&s);
+        s.tick(1002);
+        wait_for_the_save(&s);
+        assert_eq!(s.saves.failing.load(Ordering::SeqCst), 2);
+        assert_eq!(s.saves.failed.load(Ordering::SeqCst), 2);
+        // The disk is back: the next due tick writes it, without any new change.
+        unblock();
+        long_ago(&s);
+        s.tick(1003);
+        wait_for_the_save(&s);
+        assert_eq!(s.saves.failing.load(Ordering::SeqCst), 0);
+        assert!(saved().contains("198.51.100.10/32"), "{}", saved());
+        assert!(!s.lock().dirty);
+
+        // The stop saves what a failed background save left.
+        std::fs::remove_dir_all(&blocker).unwrap();
+        std::fs::write(&blocker, "").unwrap();
+        let s = shared(&path);
+        add(&s, "198.51.100.11");
+        s.tick(1000);
+        wait_for_the_save(&s);
+        assert_eq!(s.saves.failing.load(Ordering::SeqCst), 1);
+        unblock();
+        s.save_now();
+        assert!(saved().contains("198.51.100.11/32"), "{}", saved());
+        assert_eq!(s.saves.failing.load(Ordering::SeqCst), 0);
     }
 }

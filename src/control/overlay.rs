@@ -76,10 +76,17 @@ pub struct LoadReport {
     pub expired: usize,
     /// Entries naming a class the policy no longer has: kept, inactive.
     pub inactive: usize,
-    /// Lines that were not entries (skipped, with the first reason).
+    /// Lines that were not entries (not UTF-8, not JSON, not a valid entry): skipped,
+    /// the rest of the file loads.
     pub bad_lines: usize,
-    pub first_bad: Option<String>,
+    /// The first [`MAX_BAD_LISTED`] of them, each `FILE:LINE: why`.
+    pub bad: Vec<String>,
+    /// Reading stopped early on an I/O error (what was read before it is loaded).
+    pub read_error: Option<String>,
 }
+
+/// How many bad lines a [`LoadReport`] lists (all are counted).
+pub const MAX_BAD_LISTED: usize = 20;
 
 /// The master list and its persistent maps.
 pub struct Store {
@@ -330,8 +337,10 @@ impl Store {
         Ok(())
     }
 
-    /// Loads the entries of a state file (a missing file is an empty one). Entries whose
-    /// expiry passed are dropped; lines that are not entries are skipped and counted.
+    /// Loads the entries of a state file (a missing file is an empty one), line by line
+    /// as bytes: a line that is not UTF-8, not JSON or not a valid entry is skipped,
+    /// counted and listed with its line number, and the lines after it load. Entries
+    /// whose expiry passed are dropped. Only a file that cannot be opened is an error.
     pub fn load(&mut self, path: &Path, now: u64) -> std::io::Result<LoadReport> {
         let mut r = LoadReport::default();
         let f = match std::fs::File::open(path) {
@@ -339,21 +348,43 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(r),
             Err(e) => return Err(e),
         };
-        for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
-            let line = line?;
+        let mut reader = std::io::BufReader::new(f);
+        let mut bytes = Vec::new();
+        let mut n = 0usize;
+        loop {
+            bytes.clear();
+            match reader.read_until(b'\n', &mut bytes) {
+                Ok(0) => break,
+                Ok(_) => n += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    r.read_error = Some(format!("{}:{}: {e}", path.display(), n + 1));
+                    break;
+                }
+            }
+            let mut bad = |why: String| {
+                r.bad_lines += 1;
+                if r.bad.len() < MAX_BAD_LISTED {
+                    r.bad.push(format!("{}:{n}: {why}", path.display()));
+                }
+            };
+            let line = match std::str::from_utf8(&bytes) {
+                Ok(l) => l,
+                Err(e) => {
+                    bad(format!(
+                        "not UTF-8 (invalid byte at column {})",
+                        e.valid_up_to() + 1
+                    ));
+                    continue;
+                }
+            };
             if line.trim().is_empty() {
                 continue;
             }
-            let bad = |r: &mut LoadReport, why: String| {
-                r.bad_lines += 1;
-                if r.first_bad.is_none() {
-                    r.first_bad = Some(format!("{}:{}: {why}", path.display(), n + 1));
-                }
-            };
-            let e: Entry = match serde_json::from_str(&line) {
+            let e: Entry = match serde_json::from_str(line) {
                 Ok(e) => e,
                 Err(err) => {
-                    bad(&mut r, err.to_string());
+                    bad(err.to_string());
                     continue;
                 }
             };
@@ -376,7 +407,7 @@ impl Store {
                     r.loaded += 1;
                     r.inactive += 1;
                 }
-                Err(err) => bad(&mut r, err.to_string()),
+                Err(err) => bad(err.to_string()),
             }
         }
         self.dirty = false;
@@ -610,7 +641,7 @@ mod tests {
         let mut t = Store::new(&p, 1);
         let r = t.load(&path, 100).unwrap();
         assert_eq!((r.loaded, r.expired, r.bad_lines), (2, 1, 1));
-        assert!(r.first_bad.unwrap().contains("overlay.jsonl:4"));
+        assert!(r.bad[0].contains("overlay.jsonl:4: "), "{:?}", r.bad);
         assert_eq!(t.entries().count(), 2);
         // A missing file is an empty one.
         let mut u = Store::new(&p, 1);
@@ -618,5 +649,43 @@ mod tests {
             u.load(&dir.path().join("none"), 0).unwrap(),
             LoadReport::default()
         );
+    }
+
+    #[test]
+    fn a_bad_line_in_the_middle_is_skipped_and_the_entries_after_it_load() {
+        let p = policy(&["dynamic", "static"]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("overlay.jsonl");
+        let mut s = Store::new(&p, 1);
+        for i in 1..=4 {
+            s.upsert(entry(&format!("198.51.100.{i}/32"), "static", None))
+                .unwrap();
+        }
+        s.save(&path).unwrap();
+        let text = std::fs::read(&path).unwrap();
+        let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+        assert_eq!(lines.len(), 4);
+        // Line 2: not UTF-8 (a torn write, a disk error); line 4: cut short.
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(lines[0]);
+        bytes.extend_from_slice(b"{\"prefix\":\"198.51.100.9/32\",\xff\xfe}\n");
+        bytes.extend_from_slice(lines[1]);
+        bytes.extend_from_slice(&lines[2][..10]);
+        bytes.push(b'\n');
+        bytes.extend_from_slice(lines[2]);
+        bytes.extend_from_slice(lines[3]);
+        std::fs::write(&path, bytes).unwrap();
+        let mut t = Store::new(&p, 1);
+        let r = t.load(&path, 100).unwrap();
+        assert_eq!((r.loaded, r.bad_lines), (4, 2), "{r:?}");
+        assert!(
+            r.bad[0].ends_with("overlay.jsonl:2: not UTF-8 (invalid byte at column 29)"),
+            "{:?}",
+            r.bad
+        );
+        assert!(r.bad[1].contains("overlay.jsonl:4: "), "{:?}", r.bad);
+        assert_eq!(r.read_error, None);
+        assert_eq!(t.entries().count(), 4);
+        assert!(t.get(&"198.51.100.4/32".parse().unwrap()).is_some());
     }
 }

@@ -44,6 +44,12 @@ impl FastPathView {
     pub fn stats(&self) -> [PathStats; 2] {
         [0, 1].map(|i| self.stats[i].read().unwrap_or_default())
     }
+
+    /// One read of the counters, with its error: what the running process does with
+    /// `bpf()` (`privileges::bpf_needs_capability` tries it without CAP_BPF).
+    pub fn read_once(&self) -> io::Result<()> {
+        self.stats[0].read().map(|_| ())
+    }
 }
 
 /// Why the fast path could not be set up or changed.

@@ -1,6 +1,6 @@
 //! The datapath: UMEM, rings, NIC setup, the XDP program and the worker threads. The
-//! only module of the appliance with `unsafe` (in `xsk.rs`, `xdp.rs`, `nic.rs` and the
-//! `clock` below); it asks `classify` for every decision and never reads the config
+//! only module of the appliance with `unsafe` (in `xsk.rs`, `xdp.rs`, `nic.rs`,
+//! `privileges.rs` and the `clock` below); it asks `classify` for every decision and never reads the config
 //! ([`settings`] is what it needs to start).
 //!
 //! * [`io`]: the [`io::FrameIo`] seam and an in-memory implementation for tests;
@@ -10,12 +10,15 @@
 //! * [`settings`]: its settings types (config converts into them);
 //! * `nic`: interface checks, promiscuous mode, XDP attach state;
 //! * `xdp`: op25b's XDP program and its socket map, attached through a bpf_link (the
-//!   kernel detaches it when the process ends, however it ends).
+//!   kernel detaches it when the process ends, however it ends);
+//! * [`privileges`]: dropping capabilities after start (each worker drops all of its own
+//!   when it starts; the control plane keeps only what it measured it needs).
 
 pub mod counters;
 pub mod fast_path;
 pub mod io;
 pub mod nic;
+pub mod privileges;
 
 /// The clock the benchmark tags carry (the only clock every network namespace shares).
 pub mod clock {
@@ -449,6 +452,10 @@ pub fn start(
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                         tracing::warn!(worker = i, core, "could not pin worker to its core");
                     }
+                }
+                // A worker only uses the descriptors it was given: no capability.
+                if let Err(e) = privileges::drop_all_in_this_thread() {
+                    tracing::error!(worker = i, "cannot drop the worker's capabilities: {e}");
                 }
                 let mut w = worker::Worker::new(io, wcfg, policy, c);
                 let _ = ready.send(i);

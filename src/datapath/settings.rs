@@ -1,6 +1,8 @@
 //! The datapath's own settings types: what it needs to attach and start its workers.
 //! The datapath never reads the config; `config` builds a [`Settings`] from the YAML
-//! (`Config::datapath_settings`) and its enums parse straight into these.
+//! (`Config::datapath_settings`); `XdpMode` parses straight from the YAML, the on/off
+//! ones (`ZeroCopy`, `FastPathMode`) through the config's one switch parser, which also
+//! takes `true`/`false`.
 
 use serde::Deserialize;
 
@@ -18,8 +20,7 @@ pub enum XdpMode {
 }
 
 /// AF_XDP zero-copy.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ZeroCopy {
     /// Zero-copy if the driver supports it, else copy mode, with one log line.
     #[default]
@@ -32,8 +33,7 @@ pub enum ZeroCopy {
 
 /// `datapath.fast_path`: whether op25b's XDP program sends frames the policy can never
 /// block straight to the other interface in the kernel.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FastPathMode {
     #[default]
     On,
