@@ -859,19 +859,13 @@ mod tests {
         b.subscriber("198.51.100.0/24".parse().unwrap(), 0);
         let policy = b.build().unwrap();
         let store = Store::new(&policy, 1);
-        let shared = Arc::new(OverlayShared {
-            store: std::sync::Mutex::new(store),
-            cell: Arc::new(PolicyCell::new(Arc::new(policy))),
-            exempt_class: std::sync::Mutex::new(None),
-            auto: std::sync::Mutex::new(None),
-            auto_quarantined: Default::default(),
-            saving: Default::default(),
-            last_save: std::sync::Mutex::new(None),
-            state_file: None,
-            added: Default::default(),
-            removed: Default::default(),
-            expired: Default::default(),
-        });
+        let shared = Arc::new(OverlayShared::new(
+            store,
+            Arc::new(PolicyCell::new(Arc::new(policy))),
+            None,
+            None,
+            None,
+        ));
         let counters = Arc::new(Counters::default());
         (
             Server::new(settings, shared.clone(), counters.clone()),
