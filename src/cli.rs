@@ -112,19 +112,26 @@ pub enum Command {
     },
     /// Make the running op25b re-read its config, and print its answer.
     ///
-    /// Asks the instance on control.listen for its pid, sends it SIGHUP and waits for the
-    /// outcome. The new policy is validated and built off the workers, then swapped in at
-    /// once, with the reloadable settings (logging.level, workers.stats_interval_secs,
-    /// datapath.fast_path); settings that need a restart are named and not applied. Exit
-    /// 0 when applied, 78 when refused (invalid config: the old policy stays), 69 when
-    /// no op25b answers.
+    /// Asks the instance on its operator socket (control.socket) for a reload and waits
+    /// there for the outcome; the HTTP endpoint is not used. The new policy is validated
+    /// and built off the workers, then swapped in at once, with the reloadable settings
+    /// (logging.level, workers.stats_interval_secs, datapath.fast_path); settings that
+    /// need a restart are named and not applied. A policy in which a class or one of its
+    /// prefix files drops to 0 prefixes or loses more than
+    /// control.reload_max_loss_percent (50) of them is refused unless --force. Exit 0
+    /// when applied, 78 when refused (the old policy stays), 69 when no op25b answers,
+    /// 77 without the right to the socket.
     Reload {
         /// YAML config file (only its control section is read).
         #[arg(short, long, default_value = config::DEFAULT_CONFIG)]
         config: PathBuf,
-        /// The instance's control.listen address (instead of reading the config).
+        /// The instance's control.socket (instead of reading the config).
         #[arg(long)]
-        listen: Option<std::net::SocketAddr>,
+        socket: Option<PathBuf>,
+        /// Apply the new policy even if a class or prefix file lost more than
+        /// control.reload_max_loss_percent of its prefixes, or all of them.
+        #[arg(long)]
+        force: bool,
         /// Seconds to wait for the answer.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
@@ -143,13 +150,15 @@ pub enum Command {
     },
     /// Show the top sources of blocked outbound attempts (the abuse-desk list): likely
     /// infected subscribers, with attempts, distinct destinations, first/last seen.
+    /// From the operator socket (control.socket): subscriber addresses are not served
+    /// over HTTP unless control.http_top says so.
     Top {
         /// YAML config file (only its control section is read).
         #[arg(short, long, default_value = config::DEFAULT_CONFIG)]
         config: PathBuf,
-        /// The instance's control.listen address (instead of reading the config).
+        /// The instance's control.socket (instead of reading the config).
         #[arg(long)]
-        listen: Option<std::net::SocketAddr>,
+        socket: Option<PathBuf>,
         /// How many sources.
         #[arg(short, default_value_t = 20)]
         n: usize,
@@ -191,7 +200,8 @@ pub enum Command {
         set: Vec<config::Override>,
     },
     /// Per-subscriber exemptions at runtime (the overlay): no reload, kept across
-    /// restarts with control.state_file. Through control.socket (owner-only).
+    /// restarts with control.state_file. Through control.socket (root, op25b's user or
+    /// group).
     #[command(subcommand)]
     Exempt(ExemptCommand),
     /// List the runtime overlay's entries: prefix, class, source (operator, radius,
@@ -306,7 +316,7 @@ pub enum Format {
 }
 
 /// The control address: `--listen`, else the config's control section (only that is
-/// read, so a broken policy does not stop `status`, `top` or `reload`).
+/// read, so a broken policy does not stop `status`).
 fn control_addr(
     config: &Path,
     listen: Option<std::net::SocketAddr>,
@@ -325,7 +335,7 @@ fn run_error_code(e: &op25b::control::RunError) -> u8 {
     use op25b::control::RunError as R;
     use op25b::datapath::StartError as S;
     match e {
-        R::Config(_) | R::ReloadConfig(_) => exit::CONFIG,
+        R::Config(_) | R::ReloadConfig(_) | R::ReloadShrink(_) => exit::CONFIG,
         R::Start(S::NotPrivileged(_)) => exit::NOPERM,
         R::Start(_) | R::Cleanup(_) | R::Signals(_) | R::Listen(_) | R::Fallback(_) => exit::OSERR,
         R::ReloadFastPath(_) => exit::OSERR,
@@ -381,15 +391,15 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Top {
             config,
-            listen,
+            socket,
             n,
             json,
         } => {
-            let addr = match control_addr(&config, listen) {
-                Ok(a) => a,
+            let path = match socket_path(&config, socket) {
+                Ok(p) => p,
                 Err(c) => return c,
             };
-            match op25b::control::status::top(addr, n.clamp(1, 1000)) {
+            match op25b::control::status::top(&path, n.clamp(1, 1000)) {
                 Ok(v) if json => {
                     outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
                     ExitCode::SUCCESS
@@ -398,9 +408,17 @@ pub fn run(cli: Cli) -> ExitCode {
                     out!("{}", op25b::control::status::top_table(&v));
                     ExitCode::SUCCESS
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    eprintln!(
+                        "error: {}: {e} (the operator socket is for root and op25b's user and group)",
+                        path.display()
+                    );
+                    code(exit::NOPERM)
+                }
                 Err(e) => {
                     eprintln!(
-                        "error: no op25b answering at http://{addr}/top (control.listen): {e}"
+                        "error: no op25b answering on the operator socket {} (control.socket): {e}",
+                        path.display()
                     );
                     code(exit::UNAVAILABLE)
                 }
@@ -408,15 +426,20 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Reload {
             config,
-            listen,
+            socket,
+            force,
             timeout,
         } => {
-            let addr = match control_addr(&config, listen) {
-                Ok(a) => a,
+            let path = match socket_path(&config, socket) {
+                Ok(p) => p,
                 Err(c) => return c,
             };
             use op25b::control::ReloadRequestError as E;
-            match op25b::control::request_reload(addr, std::time::Duration::from_secs(timeout)) {
+            match op25b::control::request_reload(
+                &path,
+                force,
+                std::time::Duration::from_secs(timeout),
+            ) {
                 Ok(a) if a.applied => {
                     outln!("op25b pid {} reloaded: {}", a.pid, a.message);
                     if !a.restart_pending.is_empty() {
@@ -438,7 +461,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     eprintln!("error: {e}");
                     code(match e {
                         E::Unreachable { .. } | E::BadAnswer { .. } => exit::UNAVAILABLE,
-                        E::Signal { .. } => exit::NOPERM,
+                        E::Permission { .. } => exit::NOPERM,
                         E::Timeout { .. } => exit::TEMPFAIL,
                     })
                 }
@@ -504,7 +527,7 @@ fn operator_request(path: &Path, req: serde_json::Value) -> Result<serde_json::V
         }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             eprintln!(
-                "error: {}: {e} (the operator socket is owner-only: run as op25b's user or root)",
+                "error: {}: {e} (the operator socket is for root and op25b's user and group)",
                 path.display()
             );
             Err(code(exit::NOPERM))
@@ -862,8 +885,16 @@ fn check(path: &Path, set: &[config::Override]) -> ExitCode {
             String::new()
         }
     );
-    for (f, n) in &loaded.report.files {
-        outln!("prefix file: {} ({n} prefixes)", f.display());
+    for f in &loaded.report.files {
+        outln!(
+            "prefix file: {} ({} prefixes{})",
+            f.path.display(),
+            f.prefixes,
+            f.class
+                .as_ref()
+                .map(|c| format!(", class {c}"))
+                .unwrap_or_else(|| ", allowed destinations".into())
+        );
     }
     let f = p.fragments();
     outln!(

@@ -155,6 +155,10 @@ fn every_broken_command_line_fails_with_one_line() {
         "quiet.yaml",
         &root().join("configs/prefixes/dynamic-v4.txt"),
     );
+    // A truncated pool: comments only.
+    let empty_pool = d.join("empty-pool.txt");
+    std::fs::write(&empty_pool, "# dynamic pool, exported nightly\n\n").unwrap();
+    let empty_pool_cfg = config_with_file(d, "empty-pool.yaml", &empty_pool);
 
     let cases = vec![
         case(
@@ -301,7 +305,16 @@ fn every_broken_command_line_fails_with_one_line() {
             "reload with nothing running",
             &["reload", "-c", lab_quiet.to_str().unwrap()],
             69,
-            &["no op25b answering at http://127.0.0.1:1/reload-status"],
+            &["no op25b answering on the operator socket /tmp/op25b-cli-errors.sock (control.socket)"],
+        ),
+        case(
+            "check with an empty prefix file",
+            &["check", "-c", empty_pool_cfg.to_str().unwrap()],
+            78,
+            &[
+                "empty-pool.txt: no prefixes in it (empty, or only comments and blank lines): class \"dynamic\" would get none from it",
+                "policy.classes.dynamic.allow_empty: true",
+            ],
         ),
         case(
             "status with nothing listening",
@@ -316,10 +329,10 @@ fn every_broken_command_line_fails_with_one_line() {
             &["no op25b answering at http://127.0.0.1:1/metrics"],
         ),
         case(
-            "top with --listen and no config",
-            &["top", "-c", "/nonexistent.yaml", "--listen", "127.0.0.1:1"],
+            "top with --socket and no config",
+            &["top", "-c", "/nonexistent.yaml", "--socket", "/nonexistent.sock"],
             69,
-            &["no op25b answering at http://127.0.0.1:1/top"],
+            &["no op25b answering on the operator socket /nonexistent.sock"],
         ),
         case(
             "reload with a bad control section",

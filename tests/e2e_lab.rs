@@ -1138,6 +1138,203 @@ fn control_endpoint_survives_squatters_and_slow_clients() {
     drop(lab);
 }
 
+/// GET `path` on the DUT's control endpoint as user `uid` (curl under setpriv): the
+/// HTTP status code ("000": no answer within 3 s).
+fn http_code_as(uid: u32, path: &str) -> String {
+    let (_, out) = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        "op25b-dut",
+        "setpriv",
+        &format!("--reuid={uid}"),
+        &format!("--regid={uid}"),
+        "--clear-groups",
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "3",
+        &format!("http://127.0.0.1:9725{path}"),
+    ]);
+    out.trim().to_string()
+}
+
+/// Holds idle connections to the DUT's control endpoint, from `uids` (one process each,
+/// `per_uid` connections, each reopened as soon as op25b closes it), until killed.
+fn blind_http(uids: &[u32], per_uid: usize) -> Child {
+    use std::os::unix::process::CommandExt as _;
+    let script = format!(
+        r#"
+import os, socket, sys, threading, time, encodings.idna  # imported before setuid: the children may not read the modules
+def hold():
+    while True:
+        try:
+            s = socket.create_connection(('127.0.0.1', 9725), timeout=10)
+            s.settimeout(10)
+            while s.recv(4096):
+                pass
+        except OSError:
+            time.sleep(0.01)
+        finally:
+            try: s.close()
+            except Exception: pass
+for uid in {uids:?}:
+    if os.fork() == 0:
+        os.setgid(uid); os.setuid(uid)
+        for _ in range({per_uid}):
+            threading.Thread(target=hold, daemon=True).start()
+        time.sleep(600)
+        os._exit(0)
+print('blinding', flush=True)
+time.sleep(600)
+"#
+    );
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", "op25b-dut", "python3", "-c", &script])
+        .stdout(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "blinding");
+    std::thread::sleep(Duration::from_millis(800));
+    child
+}
+
+/// Ends a [`blind_http`] process group (the forked children too).
+fn stop_blinding(mut child: Child) {
+    // SAFETY: kill(2) on the process group of a child we spawned with its own group.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+/// Issue 34, items 2 and 5: the HTTP endpoint cannot hold up a reload, one local user
+/// cannot blind it, subscriber addresses are not on it, and a reload that would gut a
+/// class is refused unless forced.
+#[test]
+#[ignore = "needs root and the veth lab (scripts/test.sh runs it as root)"]
+fn reload_guard_and_a_blinded_http_endpoint() {
+    assert!(is_root(), "needs root (network namespaces, AF_XDP)");
+    let _g = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::up();
+    // The dynamic IPv4 pool from a prefix file: four /26s.
+    let pool = "/run/op25b-lab/guard-dynamic.txt";
+    let quarters = "198.51.100.0/26\n198.51.100.64/26\n198.51.100.128/26\n198.51.100.192/26\n";
+    std::fs::write(pool, format!("# dynamic pool\n{quarters}")).unwrap();
+    let cfg_path = "/run/op25b-lab/guard.yaml";
+    let base = std::fs::read_to_string(root().join("configs/lab.yaml")).unwrap();
+    let cfg = op25b::config::overrides::apply_to_text(
+        &base,
+        &[(
+            "policy.subscribers.0",
+            &format!("{{file: {pool}, class: dynamic}}"),
+        )],
+    )
+    .unwrap();
+    std::fs::write(cfg_path, &cfg).unwrap();
+    let op = Appliance::start_env("guard", cfg_path, &[], &[]);
+    let text = std::fs::read_to_string(&op.log).unwrap();
+    assert!(text.contains("build_ms="), "build_ms at start: {text}");
+    assert!(!text.contains("build_ms=\"0.0\""), "{text}");
+
+    // Subscriber addresses are not on HTTP by default; `op25b top` has them.
+    assert_eq!(http_code_as(0, "/top"), "404");
+    assert_eq!(http_code_as(0, "/reload-status"), "404");
+    let (rc, out) = op25b_dut(&["top", "--config", cfg_path, "--json"]);
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("\"offenders\""), "{out}");
+
+    // (a) One local user holding 40 idle connections does not keep another out.
+    let one = blind_http(&[0], 40);
+    for _ in 0..3 {
+        assert_eq!(
+            http_code_as(65534, "/metrics"),
+            "200",
+            "another user scrapes"
+        );
+    }
+    stop_blinding(one);
+
+    // (b) Ten users take every slot: HTTP is blind, reloads are not.
+    let all = blind_http(&(2000..2010).collect::<Vec<u32>>(), 4);
+    let codes: Vec<String> = (0..3).map(|_| http_code_as(65534, "/metrics")).collect();
+    assert!(
+        codes.iter().any(|c| c != "200"),
+        "the endpoint should be blinded: {codes:?}"
+    );
+    // A truncated pool (1 of 4 lines; the class keeps its IPv6 /48: 5 -> 2) is refused.
+    std::fs::write(pool, "198.51.100.0/26\n").unwrap();
+    let (rc, out) = op25b_dut(&["reload", "--config", cfg_path]);
+    assert_eq!(rc, 78, "{out}");
+    assert!(
+        out.contains("refused the reload (policy generation 1 stays)")
+            && out.contains("dynamic: 2 prefixes, was 5")
+            && out.contains("guard-dynamic.txt (class dynamic): 1 prefixes, was 4")
+            && out.contains("op25b reload --force"),
+        "{out}"
+    );
+    // Forced, it goes through, and says so.
+    let (rc, out) = op25b_dut(&["reload", "--config", cfg_path, "--force"]);
+    assert_eq!(rc, 0, "{out}");
+    assert!(
+        out.contains("reloaded: applied: policy generation 2")
+            && out.contains("FORCED past the reload guard"),
+        "{out}"
+    );
+    wait_log(&op.log, "forced=true", 1);
+    // An empty pool is refused, forced or not (it would not start either).
+    std::fs::write(pool, "# nothing exported tonight\n").unwrap();
+    for force in [false, true] {
+        let mut args = vec!["reload", "--config", cfg_path];
+        if force {
+            args.push("--force");
+        }
+        let (rc, out) = op25b_dut(&args);
+        assert_eq!(rc, 78, "{out}");
+        assert!(
+            out.contains("policy generation 2 stays") && out.contains("no prefixes in it"),
+            "{out}"
+        );
+    }
+    stop_blinding(all);
+    // Refusals are counted as such.
+    let m = scrape();
+    assert_eq!(m.get("op25b_policy_generation", &[]), Some(2.0), "{m}");
+    assert_eq!(
+        m.get("op25b_config_reloads_total", &[("result", "refused")]),
+        Some(3.0),
+        "{m}"
+    );
+    assert_eq!(
+        m.get("op25b_config_reloads_total", &[("result", "applied")]),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        m.get("op25b_config_last_reload_successful", &[]),
+        Some(0.0),
+        "{m}"
+    );
+    // SIGHUP still reloads (the file fixed again).
+    std::fs::write(pool, quarters).unwrap();
+    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+    unsafe { libc::kill(op.child.id() as i32, libc::SIGHUP) };
+    wait_log(&op.log, "policy generation 3", 1);
+    let m = scrape();
+    assert_eq!(m.get("op25b_policy_generation", &[]), Some(3.0), "{m}");
+    let r = op.stop();
+    assert_eq!(r["frames_conserved"], true);
+    drop(lab);
+}
+
 /// `op25b export-nft | nft -f -` twice leaves one copy of the table, not two of every
 /// rule: the output starts by replacing its table.
 #[test]
@@ -1340,7 +1537,8 @@ fn operator_exemptions_apply_at_once_and_survive_a_restart() {
         "{m}"
     );
 
-    // A restart keeps both (the state file), and the socket is owner-only.
+    // A restart keeps both (the state file), and the socket is op25b's user's and
+    // group's only: another user cannot open it.
     let mode = {
         use std::os::unix::fs::PermissionsExt;
         std::fs::metadata("/run/op25b-lab.sock")
@@ -1349,7 +1547,33 @@ fn operator_exemptions_apply_at_once_and_survive_a_restart() {
             .mode()
             & 0o777
     };
-    assert_eq!(mode, 0o600, "the operator socket is owner-only");
+    assert_eq!(
+        mode, 0o660,
+        "the operator socket is for op25b's user and group"
+    );
+    let (rc, out) = op25b_dut(&[
+        "sessions",
+        "--socket",
+        "/run/op25b-lab.sock",
+        "--config",
+        "/nonexistent.yaml",
+    ]);
+    assert_eq!(rc, 0, "root may: {out}");
+    let (rc, out) = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        "op25b-dut",
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        env!("CARGO_BIN_EXE_op25b"),
+        "reload",
+        "--socket",
+        "/run/op25b-lab.sock",
+    ]);
+    assert_eq!(rc, 77, "another user may not reload: {out}");
     let r = op.stop();
     assert_eq!(r["frames_conserved"], true);
     let saved = std::fs::read_to_string(state).unwrap();

@@ -80,10 +80,12 @@ pub fn load_listing_with(
     path: &Path,
     overrides: &[Override],
 ) -> Result<(Loaded, Vec<(IpNet, ClassId)>), ConfigError> {
+    let started = Instant::now();
     let raw: RawConfig = parse_with(path, &read_config(path)?, overrides)?;
     let config = validate_settings(path, &raw)?;
     let mut listing = Vec::new();
-    let (policy, report) = compile_policy(path, &raw.policy, Some(&mut listing))?;
+    let (policy, mut report) = compile_policy(path, &raw.policy, Some(&mut listing))?;
+    report.build_time = started.elapsed();
     Ok((
         Loaded {
             config,
@@ -255,7 +257,18 @@ fn policy_builder(
         if let Some(f) = &s.file {
             let full = resolve(file, f);
             let list = read_prefix_file(file, &full)?;
-            files.push((full.clone(), list.len()));
+            if list.is_empty() && !raw.classes.get(&s.class).is_some_and(|c| c.allow_empty) {
+                return Err(ConfigError::EmptyPrefixFile {
+                    config: file.to_path_buf(),
+                    file: full,
+                    class: s.class.clone(),
+                });
+            }
+            files.push(PrefixFileCount {
+                path: full.clone(),
+                class: Some(s.class.clone()),
+                prefixes: list.len(),
+            });
             for (p, line) in list {
                 add(&mut b, p, id, Origin::Line(full.clone(), line))?;
             }
@@ -269,7 +282,11 @@ fn policy_builder(
     for f in &raw.allowed_destination_files {
         let full = resolve(file, f);
         let list = read_prefix_file(file, &full)?;
-        files.push((full, list.len()));
+        files.push(PrefixFileCount {
+            path: full,
+            class: None,
+            prefixes: list.len(),
+        });
         allowed.extend(list.into_iter().map(|(p, _)| p.0));
     }
     for p in &allowed {

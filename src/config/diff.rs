@@ -1,11 +1,15 @@
 //! What a reload changes: the restart-only settings that differ (named, so the operator
 //! knows what still needs a restart) and the policy's changes (prefixes added and
 //! removed per class, classes added, removed or changed, allowed destinations), for the
-//! log line of an applied reload.
+//! log line of an applied reload; and the reload guard ([`PolicyFacts::losses`]): a
+//! reload in which a class, or one of its prefix files, drops to 0 prefixes or loses more
+//! than `control.reload_max_loss_percent` of them is refused unless forced, so a
+//! truncated file cannot take a pool out of the policy.
 
 use super::{ClassId, Config, IpNet, Loaded};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::path::PathBuf;
 
 /// The settings that only take effect at start, by their YAML names, that differ
 /// between `running` and `new`.
@@ -47,6 +51,7 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
     check(a.control.listen != b.control.listen, "control.listen");
     check(a.control.pid_file != b.control.pid_file, "control.pid_file");
     check(a.control.socket != b.control.socket, "control.socket");
+    check(a.control.http_top != b.control.http_top, "control.http_top");
     check(
         a.control.state_file != b.control.state_file,
         "control.state_file",
@@ -89,6 +94,8 @@ pub struct PolicyFacts {
     /// Class name -> its prefixes.
     prefixes: BTreeMap<String, BTreeSet<IpNet>>,
     allowed: BTreeSet<IpNet>,
+    /// (prefix file, its class) -> prefixes in it.
+    files: BTreeMap<(PathBuf, String), usize>,
     /// Unmatched class and fragment handling, as one line.
     other: String,
 }
@@ -117,9 +124,16 @@ impl PolicyFacts {
                 prefixes.entry(name.clone()).or_default().insert(*net);
             }
         }
+        let mut files = BTreeMap::new();
+        for f in &loaded.report.files {
+            if let Some(class) = &f.class {
+                *files.entry((f.path.clone(), class.clone())).or_default() += f.prefixes;
+            }
+        }
         Self {
             classes,
             prefixes,
+            files,
             allowed: loaded.report.allowed.iter().copied().collect(),
             other: format!(
                 "unmatched_class {:?}, fragments {:?}",
@@ -130,6 +144,43 @@ impl PolicyFacts {
                 loaded.policy.fragments()
             ),
         }
+    }
+
+    /// The reload guard: each class in both policies, and each prefix file listed for
+    /// the same class in both, that drops to 0 prefixes or loses more than
+    /// `max_loss_percent` of them, as `dynamic: 0 prefixes, was 10,000`. Empty: the
+    /// reload may go ahead.
+    pub fn losses(&self, new: &PolicyFacts, max_loss_percent: u32) -> Vec<String> {
+        let gutted = |was: usize, now: usize| {
+            was > 0
+                && (now == 0
+                    || (was - now.min(was)) as u128 * 100 > was as u128 * max_loss_percent as u128)
+        };
+        let mut out = Vec::new();
+        for (name, old) in &self.prefixes {
+            if let Some(cur) = new.prefixes.get(name) {
+                if gutted(old.len(), cur.len()) {
+                    out.push(format!(
+                        "{name}: {} prefixes, was {}",
+                        thousands(cur.len()),
+                        thousands(old.len())
+                    ));
+                }
+            }
+        }
+        for ((path, class), &was) in &self.files {
+            if let Some(&now) = new.files.get(&(path.clone(), class.clone())) {
+                if gutted(was, now) {
+                    out.push(format!(
+                        "{} (class {class}): {} prefixes, was {}",
+                        path.display(),
+                        thousands(now),
+                        thousands(was)
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// What changed from `self` to `new`.
@@ -171,6 +222,28 @@ impl PolicyFacts {
         }
         d
     }
+}
+
+/// `10000` as `10,000`.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A reload refused by the guard ([`PolicyFacts::losses`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("it would gut the policy: {}: a class or prefix file that drops to 0 prefixes or loses more than {max_loss_percent}% of them (control.reload_max_loss_percent) is refused; check the file, or apply it anyway with `op25b reload --force`", losses.join("; "))]
+pub struct PolicyShrink {
+    /// One line per class or file, e.g. `dynamic: 0 prefixes, was 10,000`.
+    pub losses: Vec<String>,
+    pub max_loss_percent: u32,
 }
 
 /// Prefixes that moved in or out of one class.
@@ -337,6 +410,70 @@ policy:
             "{text}"
         );
         assert!(text.contains("classes added: lab"), "{text}");
+    }
+
+    /// Writes `lines` prefixes of 198.51.100.0/24 (as /32s) to `pool.txt` beside the
+    /// config, whose dynamic class reads it.
+    fn pool_facts(dir: &tempfile::TempDir, lines: usize) -> PolicyFacts {
+        let pool = dir.path().join("pool.txt");
+        let text: String = (0..lines).map(|i| format!("198.51.100.{i}\n")).collect();
+        std::fs::write(&pool, format!("# dynamic pool\n{text}")).unwrap();
+        let cfg = dir.path().join("c.yaml");
+        std::fs::write(
+            &cfg,
+            "interfaces: {subscriber: s, upstream: u}
+policy:
+  classes:
+    dynamic: {block_ports: [25], allow_empty: true}
+    business: {block_ports: []}
+  subscribers:
+    - {class: dynamic, file: pool.txt}
+    - {class: dynamic, prefixes: [2001:db8:1::/48]}
+    - {class: business, prefixes: [203.0.113.0/28]}
+",
+        )
+        .unwrap();
+        let (l, listing) = super::super::load_listing(&cfg).unwrap();
+        PolicyFacts::new(&l, &listing)
+    }
+
+    #[test]
+    fn reload_guard_refuses_a_gutted_class_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = pool_facts(&dir, 200);
+        // 200 -> 0: the class keeps its IPv6 prefix (201 -> 1) and the file is empty.
+        let empty = pool_facts(&dir, 0);
+        let l = full.losses(&empty, 50);
+        assert_eq!(l.len(), 2, "{l:?}");
+        assert_eq!(l[0], "dynamic: 1 prefixes, was 201");
+        assert!(
+            l[1].ends_with("pool.txt (class dynamic): 0 prefixes, was 200"),
+            "{l:?}"
+        );
+        // Losing 60% is refused at the default 50%, allowed at 60%; losing 40% passes.
+        let sixty = pool_facts(&dir, 80);
+        assert_eq!(full.losses(&sixty, 50).len(), 2);
+        assert!(full.losses(&sixty, 60).is_empty());
+        let forty = pool_facts(&dir, 120);
+        assert!(full.losses(&forty, 50).is_empty());
+        // 100%: only a drop to 0 is refused.
+        assert_eq!(full.losses(&empty, 100).len(), 1);
+        // Growth and the same policy pass.
+        assert!(empty.losses(&full, 50).is_empty());
+        assert!(full.losses(&full, 50).is_empty());
+        let e = PolicyShrink {
+            losses: full.losses(&empty, 50),
+            max_loss_percent: 50,
+        }
+        .to_string();
+        assert!(
+            e.starts_with("it would gut the policy: dynamic: 1 prefixes, was 201; ")
+                && e.contains("op25b reload --force"),
+            "{e}"
+        );
+        assert_eq!(thousands(10_000), "10,000");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]

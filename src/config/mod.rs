@@ -84,6 +84,14 @@ pub enum ConfigError {
         file: PathBuf,
         source: overrides::OverrideError,
     },
+    /// A prefix file with no prefix (empty, or only comments and blank lines): a
+    /// truncated file must not empty its class.
+    #[error("{}: no prefixes in it (empty, or only comments and blank lines): class {class:?} would get none from it (listed in {}); fill the file, or set `policy.classes.{class}.allow_empty: true` if the class may be empty", file.display(), config.display())]
+    EmptyPrefixFile {
+        config: PathBuf,
+        file: PathBuf,
+        class: String,
+    },
     /// A bad line in a prefix file.
     #[error("{}:{line}: {message} (listed in {})", file.display(), config.display())]
     PrefixFile {
@@ -156,10 +164,15 @@ pub struct Control {
     /// Metrics/control HTTP listen address.
     pub listen: SocketAddr,
     pub pid_file: PathBuf,
-    /// The operator socket (owner-only): state-changing commands.
+    /// The operator socket (owner and group): state-changing commands, reloads, `top`.
     pub socket: PathBuf,
     /// The runtime overlay's state file, if kept.
     pub state_file: Option<PathBuf>,
+    /// A reload in which a class, or one of its prefix files, loses more than this
+    /// percentage of its prefixes (or drops to 0) is refused unless forced.
+    pub reload_max_loss_percent: u32,
+    /// `GET /top` (subscriber addresses) on `listen` too, not only on the operator socket.
+    pub http_top: bool,
 }
 
 /// Logging.
@@ -221,14 +234,23 @@ pub struct LoadReport {
     pub classes: Vec<String>,
     /// Allowed destinations as given.
     pub allowed: Vec<IpNet>,
-    /// Prefix files read, with their line counts.
-    pub files: Vec<(PathBuf, usize)>,
+    /// Prefix files read, with their prefix counts.
+    pub files: Vec<PrefixFileCount>,
     /// `policy.exempt_class`: the class `op25b exempt add` gives by default.
     pub exempt_class: Option<String>,
     /// `policy.auto_quarantine`.
     pub auto_quarantine: Option<AutoQuarantine>,
     /// Time to parse, validate and compile tables.
     pub build_time: Duration,
+}
+
+/// A prefix file read by a load: how many prefixes it held, for which class.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrefixFileCount {
+    pub path: PathBuf,
+    /// The class its prefixes get; none for `allowed_destination_files`.
+    pub class: Option<String>,
+    pub prefixes: usize,
 }
 
 /// A loaded config: settings, the compiled policy, and a report.
@@ -331,22 +353,7 @@ pub fn load_control(path: &Path) -> Result<Control, ConfigError> {
         control: RawControl,
     }
     let raw: OnlyControl = parse_with(path, &read_config(path)?, &[])?;
-    let listen: SocketAddr = raw.control.listen.parse().map_err(|_| {
-        ConfigError::invalid(
-            path,
-            "control.listen",
-            format!(
-                "{:?} is not an address:port such as \"127.0.0.1:9725\"",
-                raw.control.listen
-            ),
-        )
-    })?;
-    Ok(Control {
-        listen,
-        socket: raw.control.socket_path(),
-        state_file: raw.control.state_file.clone(),
-        pid_file: raw.control.pid_file,
-    })
+    validate::control_settings(path, &raw.control)
 }
 
 /// Deserializes `T` from the config text with `--set` overrides applied. Without
@@ -666,6 +673,66 @@ policy:
         std::fs::write(&f, "198.51.100.0/25\n198.51.100.128/25\n").unwrap();
         let l = load_str(&cfg, &text).unwrap();
         assert_eq!(l.policy.summary().prefixes_per_class, vec![(2, 0)]);
+    }
+
+    #[test]
+    fn an_empty_prefix_file_is_an_error_unless_the_class_allows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pool.txt");
+        std::fs::write(&f, "# the dynamic pool\n\n   \n# (truncated)\n").unwrap();
+        let text = MINIMAL.replace(
+            "{prefix: 198.51.100.0/24, class: dynamic}",
+            &format!("{{file: {}, class: dynamic}}", f.display()),
+        );
+        let cfg = dir.path().join("c.yaml");
+        let e = load_str(&cfg, &text).unwrap_err();
+        assert!(matches!(e, ConfigError::EmptyPrefixFile { .. }), "{e}");
+        let e = e.to_string();
+        assert!(
+            e.starts_with(&format!("{}: no prefixes in it", f.display()))
+                && e.contains("class \"dynamic\" would get none from it")
+                && e.contains("policy.classes.dynamic.allow_empty: true"),
+            "{e}"
+        );
+        let allowed = text.replace("action: reject}", "action: reject, allow_empty: true}");
+        let l = load_str(&cfg, &allowed).unwrap();
+        assert_eq!(l.policy.summary().prefixes_per_class, vec![(0, 0)]);
+        assert_eq!(l.report.files[0].prefixes, 0);
+        assert_eq!(l.report.files[0].class.as_deref(), Some("dynamic"));
+    }
+
+    #[test]
+    fn every_load_path_measures_its_build_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.yaml");
+        std::fs::write(&cfg, MINIMAL).unwrap();
+        // `op25b run` and reloads load through load_listing, `op25b check` through load.
+        let (l, _) = load_listing(&cfg).unwrap();
+        assert!(
+            !l.report.build_time.is_zero(),
+            "load_listing: {:?}",
+            l.report.build_time
+        );
+        let l = load(&cfg).unwrap();
+        assert!(
+            !l.report.build_time.is_zero(),
+            "load: {:?}",
+            l.report.build_time
+        );
+    }
+
+    #[test]
+    fn reload_max_loss_percent_is_checked() {
+        let e = err(&format!(
+            "{MINIMAL}control: {{reload_max_loss_percent: 0}}\n"
+        ));
+        assert!(
+            e.contains("control.reload_max_loss_percent: 0 is outside 1..100"),
+            "{e}"
+        );
+        let l = load_str(Path::new("t.yaml"), MINIMAL).unwrap();
+        assert_eq!(l.config.control.reload_max_loss_percent, 50);
+        assert!(!l.config.control.http_top);
     }
 
     #[test]

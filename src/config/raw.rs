@@ -241,6 +241,10 @@ pub(super) struct RawClass {
     /// `reply: smtp-notice`: the lines of the 554 greeting.
     #[serde(default)]
     pub(super) notice: Option<Vec<String>>,
+    /// A prefix file of this class may hold no prefix (otherwise an empty file is an
+    /// error: a truncated file must not empty the class).
+    #[serde(default)]
+    pub(super) allow_empty: bool,
 }
 
 pub(super) fn default_block_ports() -> Vec<i64> {
@@ -435,6 +439,13 @@ pub(super) struct RawControl {
     /// Where the runtime overlay is kept across restarts; none: not kept.
     #[serde(default)]
     pub(super) state_file: Option<PathBuf>,
+    /// A reload in which a class (or one of its prefix files) loses more than this
+    /// percentage of its prefixes is refused unless forced.
+    #[serde(default = "default_reload_max_loss_percent")]
+    pub(super) reload_max_loss_percent: u64,
+    /// Also serve `GET /top` (subscriber addresses) on `listen`.
+    #[serde(default)]
+    pub(super) http_top: bool,
 }
 
 pub(super) fn radius_settings(
@@ -658,6 +669,9 @@ impl RawControl {
     }
 }
 
+pub(super) fn default_reload_max_loss_percent() -> u64 {
+    50
+}
 pub(super) fn default_listen() -> String {
     DEFAULT_LISTEN.to_string()
 }
@@ -672,6 +686,8 @@ impl Default for RawControl {
             pid_file: default_pid_file(),
             socket: None,
             state_file: None,
+            reload_max_loss_percent: default_reload_max_loss_percent(),
+            http_top: false,
         }
     }
 }

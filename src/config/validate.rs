@@ -136,16 +136,7 @@ pub(super) fn validate_settings(file: &Path, raw: &RawConfig) -> Result<Config, 
             "0 would never let a reply out; expected at least 1 (to send no replies use `action: drop`, or per_second: 0 with burst: 0)",
         ));
     }
-    let listen: SocketAddr = raw.control.listen.parse().map_err(|_| {
-        ConfigError::invalid(
-            file,
-            "control.listen",
-            format!(
-                "{:?} is not an address:port such as \"127.0.0.1:9725\"",
-                raw.control.listen
-            ),
-        )
-    })?;
+    let control = control_settings(file, &raw.control)?;
     let radius = match &raw.radius {
         None => None,
         Some(r) => Some(radius_settings(file, r, &raw.policy)?),
@@ -175,12 +166,7 @@ pub(super) fn validate_settings(file: &Path, raw: &RawConfig) -> Result<Config, 
             per_second: r.per_second,
             burst: r.burst,
         },
-        control: Control {
-            listen,
-            pid_file: raw.control.pid_file.clone(),
-            socket: raw.control.socket_path(),
-            state_file: raw.control.state_file.clone(),
-        },
+        control,
         logging: Logging {
             level: raw.logging.level,
             format: raw.logging.format,
@@ -188,5 +174,37 @@ pub(super) fn validate_settings(file: &Path, raw: &RawConfig) -> Result<Config, 
         datapath: DatapathSettings {
             fast_path: raw.datapath.fast_path,
         },
+    })
+}
+
+/// `control:`, validated (also read alone by `op25b status`, `top` and `reload`).
+pub(super) fn control_settings(file: &Path, c: &RawControl) -> Result<Control, ConfigError> {
+    let listen: SocketAddr = c.listen.parse().map_err(|_| {
+        ConfigError::invalid(
+            file,
+            "control.listen",
+            format!(
+                "{:?} is not an address:port such as \"127.0.0.1:9725\"",
+                c.listen
+            ),
+        )
+    })?;
+    if !(1..=100).contains(&c.reload_max_loss_percent) {
+        return Err(ConfigError::invalid(
+            file,
+            "control.reload_max_loss_percent",
+            format!(
+                "{} is outside 1..100 (a reload in which a class loses more than this percentage of its prefixes is refused; 100: refuse only a class that drops to 0)",
+                c.reload_max_loss_percent
+            ),
+        ));
+    }
+    Ok(Control {
+        listen,
+        pid_file: c.pid_file.clone(),
+        socket: c.socket_path(),
+        state_file: c.state_file.clone(),
+        reload_max_loss_percent: c.reload_max_loss_percent as u32,
+        http_top: c.http_top,
     })
 }

@@ -1,13 +1,16 @@
 //! The control endpoint on `control.listen`: Prometheus text format (`GET /metrics`),
-//! the abuse-desk list (`GET /top`) and the last reload's outcome (`GET /reload-status`,
-//! which `op25b reload` waits on). Read-only: nothing here changes state. Never touches
-//! frames.
+//! and the abuse-desk list (`GET /top`) only with `control.http_top: true` (it names
+//! subscriber addresses; `op25b top` reads it from the operator socket). Read-only:
+//! nothing here changes state, and nothing here is needed for a reload (`op25b reload`
+//! and the reload status are on the operator socket). Never touches frames.
 //!
 //! It must not be a way to take the box down or blind it: a failed bind (a local user
 //! squatting the port during a restart) does not stop the datapath, the endpoint retries
-//! it; each request has one deadline for reading and answering, and up to
-//! [`MAX_CLIENTS`] requests are served at once, so one slow client does not hold up the
-//! scrapes.
+//! it; a request's head must arrive within [`HEAD_DEADLINE`] and the whole request is
+//! answered within [`REQUEST_DEADLINE`]; up to [`MAX_CLIENTS`] requests are served at
+//! once, at most [`MAX_PER_PEER`] of them from one peer (one remote address, or one
+//! local user: a connection from this host is told apart by the uid that owns its
+//! socket), so one slow or idle client does not hold up the scrapes.
 
 use crate::datapath::counters::{beat_clock, Counter, WorkerCounters, PORTS};
 use crate::datapath::io::Side;
@@ -17,18 +20,25 @@ use crossbeam_utils::CachePadded;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Requests served at once; more are answered 503 at once.
 pub const MAX_CLIENTS: usize = 8;
+/// Requests served at once from one peer (address, and uid for a local one); more are
+/// answered 503 at once.
+pub const MAX_PER_PEER: usize = 2;
+/// Deadline for the request head (request line and headers): an idle connection is
+/// closed after this.
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(2);
 /// Deadline for a whole request: reading it and writing the answer.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// How often a failed bind of `control.listen` is retried.
 pub const BIND_RETRY: Duration = Duration::from_secs(2);
 
-/// The outcome of reloads, for `/reload-status`, the metrics and `op25b reload`.
+/// The outcome of reloads, for the operator socket's `reload_status` (which `op25b
+/// reload` waits on) and the metrics.
 #[derive(Clone, Debug)]
 pub struct ReloadStatus {
     /// Reloads begun since start (SIGHUPs taken; several coalesce into one).
@@ -96,6 +106,109 @@ pub struct MetricsState {
     pub overlay: Arc<super::operator::OverlayShared>,
     /// The RADIUS accounting listener's counters (zeros without `radius:`).
     pub radius: Arc<super::radius::Counters>,
+    /// `control.http_top`: serve `GET /top` on `control.listen` too.
+    pub http_top: bool,
+}
+
+/// The reload status as JSON (the operator socket's `reload_status`).
+pub fn reload_status_json(state: &MetricsState) -> serde_json::Value {
+    let r = state
+        .reload
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_else(|p| p.into_inner().clone());
+    r.to_json(state.policy.generation())
+}
+
+/// The merged top-`n` list as JSON (`op25b top`; `GET /top` with `control.http_top`).
+pub fn top_json(state: &MetricsState, n: usize) -> serde_json::Value {
+    serde_json::json!({
+        "generated_at": unix_now(),
+        "workers": state.counters.len(),
+        "slots_per_worker": crate::control::topk::WORKER_SLOTS,
+        "offenders": top(state, n),
+    })
+}
+
+/// Who a connection is from, for [`MAX_PER_PEER`]: its address, and for a connection
+/// from this host (a loopback address, or this end's own) the uid that owns the
+/// client's socket, so two local users are two peers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub ip: std::net::IpAddr,
+    pub uid: Option<u32>,
+}
+
+impl Peer {
+    pub fn of(stream: &TcpStream) -> Option<Peer> {
+        let remote = stream.peer_addr().ok()?;
+        let local = stream.local_addr().ok()?;
+        let here = remote.ip().is_loopback() || remote.ip() == local.ip();
+        Some(Peer {
+            ip: remote.ip(),
+            uid: here.then(|| socket_uid(remote, local)).flatten(),
+        })
+    }
+}
+
+/// The uid owning the local TCP socket `local` connected to `remote`
+/// (/proc/net/tcp, tcp6: the client's end of a connection from this host).
+pub fn socket_uid(local: SocketAddr, remote: SocketAddr) -> Option<u32> {
+    fn hex(a: SocketAddr) -> String {
+        let ip = match a.ip() {
+            std::net::IpAddr::V4(v4) => format!("{:08X}", u32::from_ne_bytes(v4.octets())),
+            std::net::IpAddr::V6(v6) => v6
+                .octets()
+                .chunks(4)
+                .map(|c| format!("{:08X}", u32::from_ne_bytes([c[0], c[1], c[2], c[3]])))
+                .collect(),
+        };
+        format!("{ip}:{:04X}", a.port())
+    }
+    let file = if local.is_ipv4() {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/tcp6"
+    };
+    let (l, r) = (hex(local), hex(remote));
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() > 7 && f[1] == l && f[2] == r)
+            .then(|| f[7].parse().ok())
+            .flatten()
+    })
+}
+
+/// Connections being served: in all, and per [`Peer`].
+#[derive(Debug, Default)]
+pub struct Slots {
+    total: usize,
+    per_peer: std::collections::HashMap<Peer, usize>,
+}
+
+impl Slots {
+    /// Takes a slot for `peer` if it is under both limits.
+    pub fn take(&mut self, peer: Peer) -> bool {
+        let n = self.per_peer.get(&peer).copied().unwrap_or(0);
+        if self.total >= MAX_CLIENTS || n >= MAX_PER_PEER {
+            return false;
+        }
+        self.total += 1;
+        self.per_peer.insert(peer, n + 1);
+        true
+    }
+
+    /// Gives back a slot taken for `peer`.
+    pub fn give(&mut self, peer: Peer) {
+        self.total = self.total.saturating_sub(1);
+        if let Some(n) = self.per_peer.get_mut(&peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_peer.remove(&peer);
+            }
+        }
+    }
 }
 
 /// Binds the listener.
@@ -117,7 +230,7 @@ pub fn serve(
     std::thread::Builder::new()
         .name("op25b-control".into())
         .spawn(move || {
-            let active = Arc::new(AtomicUsize::new(0));
+            let slots = Arc::new(Mutex::new(Slots::default()));
             let mut listener = listener;
             let mut last_try = Instant::now();
             let mut last_log: Option<Instant> = None;
@@ -144,20 +257,25 @@ pub fn serve(
                 };
                 match l.accept() {
                     Ok((stream, _)) => {
-                        if active.load(Ordering::SeqCst) >= MAX_CLIENTS {
+                        let Some(peer) = Peer::of(&stream) else {
+                            continue;
+                        };
+                        let lock = |s: &Mutex<Slots>| {
+                            s.lock().unwrap_or_else(|p| p.into_inner()).take(peer)
+                        };
+                        if !lock(&slots) {
                             let _ = busy(stream);
                             continue;
                         }
-                        active.fetch_add(1, Ordering::SeqCst);
-                        let (state, active2) = (state.clone(), active.clone());
+                        let (state, slots2) = (state.clone(), slots.clone());
                         let spawned = std::thread::Builder::new()
                             .name("op25b-http".into())
                             .spawn(move || {
                                 let _ = handle(stream, &state);
-                                active2.fetch_sub(1, Ordering::SeqCst);
+                                slots2.lock().unwrap_or_else(|p| p.into_inner()).give(peer);
                             });
                         if spawned.is_err() {
-                            active.fetch_sub(1, Ordering::SeqCst);
+                            slots.lock().unwrap_or_else(|p| p.into_inner()).give(peer);
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -169,12 +287,11 @@ pub fn serve(
         })
 }
 
+/// Answers 503 without waiting for anything (the accept loop must not slow down for a
+/// flood of refused connections): what has arrived of the request is read, the answer
+/// written into the empty send buffer, and the connection closed.
 fn busy(stream: TcpStream) -> std::io::Result<()> {
-    let _ = stream.set_nonblocking(false);
-    stream.set_write_timeout(Some(Duration::from_millis(200)))?;
-    // Read what has arrived of the request, so closing does not reset the connection
-    // before the client reads the 503.
-    stream.set_read_timeout(Some(Duration::from_millis(20)))?;
+    stream.set_nonblocking(true)?;
     let _ = (&stream).read(&mut [0u8; 2048]);
     let body = "too many requests at once; retry\n";
     write!(
@@ -215,7 +332,7 @@ fn read_head(mut stream: &TcpStream, deadline: Instant) -> std::io::Result<Strin
 fn handle(stream: TcpStream, state: &MetricsState) -> std::io::Result<()> {
     let deadline = Instant::now() + REQUEST_DEADLINE;
     stream.set_nonblocking(false)?;
-    let head = read_head(&stream, deadline)?;
+    let head = read_head(&stream, Instant::now() + HEAD_DEADLINE)?;
     let request = head.lines().next().unwrap_or("");
     let path = request.split_whitespace().nth(1).unwrap_or("");
     let get = request.starts_with("GET ");
@@ -226,40 +343,27 @@ fn handle(stream: TcpStream, state: &MetricsState) -> std::io::Result<()> {
             render(state),
             "text/plain; version=0.0.4; charset=utf-8",
         )
-    } else if get && route("/top") {
+    } else if get && route("/top") && state.http_top {
         let n = path
             .split_once("?n=")
             .and_then(|(_, n)| n.parse::<usize>().ok())
             .unwrap_or(20)
             .clamp(1, 1000);
-        let body = serde_json::json!({
-            "generated_at": unix_now(),
-            "workers": state.counters.len(),
-            "slots_per_worker": crate::control::topk::WORKER_SLOTS,
-            "offenders": top(state, n),
-        });
-        ("200 OK", format!("{body}\n"), "application/json")
-    } else if get && route("/reload-status") {
-        let r = state
-            .reload
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_else(|p| p.into_inner().clone());
         (
             "200 OK",
-            format!("{}\n", r.to_json(state.policy.generation())),
+            format!("{}\n", top_json(state, n)),
             "application/json",
         )
     } else if get {
         (
             "404 Not Found",
-            "served: GET /metrics, GET /top[?n=N], GET /reload-status\n".to_string(),
+            format!("served: {}\n", served(state)),
             "text/plain",
         )
     } else {
         (
             "405 Method Not Allowed",
-            "read-only endpoint: GET /metrics, GET /top, GET /reload-status\n".to_string(),
+            format!("read-only endpoint: {}\n", served(state)),
             "text/plain",
         )
     };
@@ -268,6 +372,15 @@ fn handle(stream: TcpStream, state: &MetricsState) -> std::io::Result<()> {
         body.len()
     );
     write_before(&stream, answer.as_bytes(), deadline)
+}
+
+/// The paths served, for 404 and 405 answers.
+fn served(state: &MetricsState) -> &'static str {
+    if state.http_top {
+        "GET /metrics, GET /top[?n=N]"
+    } else {
+        "GET /metrics (op25b top and op25b reload use the operator socket, control.socket)"
+    }
 }
 
 /// Writes `bytes` in pieces, each with the time left until `deadline`: a client that
@@ -841,4 +954,44 @@ pub fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_peer_is_told_apart_by_its_uid() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, _) = l.accept().unwrap();
+        let peer = Peer::of(&server).unwrap();
+        assert_eq!(peer.ip, client.local_addr().unwrap().ip());
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        assert_eq!(peer.uid, Some(me), "the client's socket is this process's");
+    }
+
+    #[test]
+    fn one_peer_cannot_take_every_slot() {
+        let mut slots = Slots::default();
+        let local = |uid| Peer {
+            ip: "127.0.0.1".parse().unwrap(),
+            uid: Some(uid),
+        };
+        // One local user gets MAX_PER_PEER slots, however many it asks for.
+        let taken = (0..100).filter(|_| slots.take(local(1000))).count();
+        assert_eq!(taken, MAX_PER_PEER);
+        // Another user (the Prometheus scraper) still gets in.
+        assert!(slots.take(local(65534)));
+        slots.give(local(65534));
+        // Given back, a slot can be taken again.
+        slots.give(local(1000));
+        assert!(slots.take(local(1000)));
+        assert!(!slots.take(local(1000)));
+        // The global limit holds across peers.
+        let mut all = Slots::default();
+        let n = (0..100u32).filter(|&u| all.take(local(u))).count();
+        assert_eq!(n, MAX_CLIENTS);
+    }
 }

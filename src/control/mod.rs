@@ -3,7 +3,7 @@
 //!
 //! * [`fallback`]: `failure_mode: open` (a Linux bridge and nftables, via `ip`, `nft`);
 //! * [`nft`]: the policy rendered as an nftables rule set (fallback, `export-nft`);
-//! * [`topk`]: the space-saving top list of blocked sources (`/top`, auto-quarantine);
+//! * [`topk`]: the space-saving top list of blocked sources (`op25b top`, auto-quarantine);
 //! * [`metrics`], [`status`]: the control endpoint and its clients;
 //! * [`systemd`], [`logging`], [`stdout`]: service manager, journal, report;
 //! * [`overlay`], [`operator`], [`radius`]: per-subscriber classes at runtime.
@@ -64,6 +64,8 @@ pub enum RunError {
     ReloadConfig(config::ConfigError),
     #[error("reload refused: {0}")]
     ReloadFastPath(datapath::fast_path::FastPathError),
+    #[error("reload refused: {0}")]
+    ReloadShrink(config::diff::PolicyShrink),
     #[error(transparent)]
     Fallback(#[from] crate::control::fallback::FallbackError),
 }
@@ -414,6 +416,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         busy_poll = cfg.workers.busy_poll,
         classes = loaded.report.classes.len(),
         table_bytes = policy.load().summary().table_bytes,
+        build_ms = format!("{:.1}", loaded.report.build_time.as_secs_f64() * 1e3),
         "op25b running (started in {:.0} ms)",
         t0.elapsed().as_secs_f64() * 1e3
     );
@@ -431,9 +434,17 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         reload: std::sync::Mutex::new(metrics::ReloadStatus::at_start()),
         overlay: shared.clone(),
         radius: Default::default(),
+        http_top: cfg.control.http_top,
     });
     let radius_thread = start_radius(&cfg, &shared, &mstate, &metrics_stop_early);
-    let operator_thread = start_operator(&cfg, &shared, &metrics_stop_early);
+    let operator = Arc::new(operator::Operator {
+        metrics: mstate.clone(),
+        reload: operator::ReloadTrigger {
+            pending: hup.clone(),
+            force: AtomicBool::new(false),
+        },
+    });
+    let operator_thread = start_operator(&cfg, &operator, &metrics_stop_early);
     let metrics_stop = Arc::new(AtomicBool::new(false));
     let have_listener = listener.is_some();
     let metrics_thread = metrics::serve(listener, listen, mstate.clone(), metrics_stop.clone())
@@ -507,12 +518,16 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             died = true;
             break;
         }
-        if hup.swap(false, Ordering::SeqCst) {
-            mstate
-                .reload
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .started += 1;
+        // A reload begins (SIGHUP or the operator socket's `reload`) under the status
+        // lock, so a requester that read `started` knows which attempt answers it.
+        let begun = {
+            let mut st = mstate.reload.lock().unwrap_or_else(|p| p.into_inner());
+            hup.swap(false, Ordering::SeqCst).then(|| {
+                st.started += 1;
+                operator.reload.force.swap(false, Ordering::SeqCst)
+            })
+        };
+        if let Some(force) = begun {
             // A reload runs on this thread: the watchdog gets one ping now and a longer
             // timeout until it is done (a 1M-prefix reload, or nft -f of the fallback, can
             // take seconds).
@@ -525,6 +540,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
                 open,
                 &log,
                 &shared,
+                force,
             );
             let msg = record_reload(outcome, &mstate, &shared, &mut retired, policy.generation());
             supervisor.reloaded(&format!(
@@ -765,20 +781,21 @@ fn start_radius(
     }
 }
 
-/// The operator socket (`op25b exempt`, `op25b sessions`); a failure is logged.
+/// The operator socket (`op25b reload`, `top`, `exempt`, `sessions`); a failure is
+/// logged (SIGHUP still reloads).
 fn start_operator(
     cfg: &Config,
-    shared: &Arc<operator::OverlayShared>,
+    operator: &Arc<operator::Operator>,
     stop: &Arc<AtomicBool>,
 ) -> Option<std::thread::JoinHandle<()>> {
-    match operator::serve(&cfg.control.socket, shared.clone(), stop.clone()) {
+    match operator::serve(&cfg.control.socket, operator.clone(), stop.clone()) {
         Ok(t) => {
-            tracing::info!(socket = %cfg.control.socket.display(), "operator socket at {} (op25b exempt, op25b sessions)", cfg.control.socket.display());
+            tracing::info!(socket = %cfg.control.socket.display(), "operator socket at {} (op25b reload, top, exempt, sessions)", cfg.control.socket.display());
             Some(t)
         }
         Err(e) => {
             tracing::error!(
-                "control.socket {}: {e}; op25b runs without operator commands (exempt, sessions)",
+                "control.socket {}: {e}; op25b runs without operator commands (reload: send SIGHUP; top, exempt, sessions)",
                 cfg.control.socket.display()
             );
             None
@@ -913,9 +930,9 @@ impl FinalReport<'_> {
     }
 }
 
-/// Records a reload's outcome in `/reload-status` and applies what the control plane
-/// holds (exempt class, auto-quarantine); the old policy waits in `retired`
-/// until no worker holds it. Returns the message.
+/// Records a reload's outcome in the reload status (operator socket, metrics) and
+/// applies what the control plane holds (exempt class, auto-quarantine);
+/// the old policy waits in `retired` until no worker holds it. Returns the message.
 fn record_reload(
     outcome: Result<Reloaded, RunError>,
     mstate: &metrics::MetricsState,
@@ -1031,6 +1048,12 @@ pub struct Reloaded {
 ///
 /// With `fallback` (`failure_mode: open`), the fallback nftables rule set is rebuilt
 /// from the same read of the file, so op25b and its fallback never disagree.
+///
+/// A policy in which a class or one of its prefix files drops to 0 prefixes or loses
+/// more than `control.reload_max_loss_percent` of them is refused before anything is
+/// applied ([`config::diff::PolicyFacts::losses`]), unless `force` (`op25b reload
+/// --force`); a forced reload says so in its log line and answer.
+#[allow(clippy::too_many_arguments)]
 pub fn reload(
     source: &config::Source,
     running: &mut Config,
@@ -1039,6 +1062,7 @@ pub fn reload(
     fallback: bool,
     log: &logging::LogHandle,
     overlay: &operator::OverlayShared,
+    force: bool,
 ) -> Result<Reloaded, RunError> {
     // The cell the workers read (the overlay publishes into the same one).
     let cell: &PolicyCell = &overlay.cell;
@@ -1055,6 +1079,15 @@ pub fn reload(
     let rules = fallback.then(|| fallback::Rules::new(&loaded, &listing));
     let new_facts = config::diff::PolicyFacts::new(&loaded, &listing);
     drop(listing);
+    // The guard, before anything (XDP maps, fallback rules, the policy) changes.
+    let max_loss_percent = loaded.config.control.reload_max_loss_percent;
+    let losses = facts.losses(&new_facts, max_loss_percent);
+    if !losses.is_empty() && !force {
+        return Err(RunError::ReloadShrink(config::diff::PolicyShrink {
+            losses,
+            max_loss_percent,
+        }));
+    }
     let c = &loaded.config;
     // Ports the new policy may block reach the XDP maps before it is in force, ports it
     // no longer blocks leave them after: no frame it blocks can take the fast path.
@@ -1097,6 +1130,12 @@ pub fn reload(
     running.datapath = c.datapath;
     *facts = new_facts;
     let mut summary = format!("applied: policy generation {}; {diff}", cell.generation());
+    if !losses.is_empty() {
+        summary += &format!(
+            "; FORCED past the reload guard (op25b reload --force): {}",
+            losses.join("; ")
+        );
+    }
     if !settings.is_empty() {
         summary += &format!("; settings: {}", settings.join(", "));
     }
@@ -1113,6 +1152,7 @@ pub fn reload(
         old_table_bytes = old_bytes,
         new_table_bytes = new_bytes,
         restart_pending = restart_pending.len(),
+        forced = force,
         "policy reloaded from {source}: {summary}"
     );
     if !restart_pending.is_empty() {
@@ -1147,55 +1187,67 @@ pub struct ReloadAnswer {
 /// Why `op25b reload` could not get an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadRequestError {
-    #[error("no op25b answering at http://{addr}/reload-status (control.listen; if it was changed in the file, the running op25b still listens on the old address: --listen OLD): {source}")]
+    #[error("no op25b answering on the operator socket {} (control.socket): {source}", socket.display())]
     Unreachable {
-        addr: std::net::SocketAddr,
+        socket: PathBuf,
         source: std::io::Error,
     },
-    #[error("{addr}: {what}")]
-    BadAnswer {
-        addr: std::net::SocketAddr,
-        what: String,
+    #[error("operator socket {}: {source} (op25b reload needs root, or op25b's user or group)", socket.display())]
+    Permission {
+        socket: PathBuf,
+        source: std::io::Error,
     },
-    #[error("cannot signal op25b pid {pid}: {source} (run as the user op25b runs as, or root)")]
-    Signal { pid: u32, source: std::io::Error },
+    #[error("operator socket {}: {what}", socket.display())]
+    BadAnswer { socket: PathBuf, what: String },
     #[error("op25b pid {pid} did not answer the reload within {secs} s")]
     Timeout { pid: u32, secs: u64 },
 }
 
-/// `op25b reload`: asks the instance at `addr` for its pid and reload counters, sends
-/// it SIGHUP, and waits (up to `timeout`) for the answer of a reload that began after
-/// the signal (a reload already running when asked read the file before; the signal
-/// coalesces into the next one). Transient errors while waiting (a busy endpoint) are
-/// retried until the deadline.
+/// `op25b reload`: asks the instance on the operator socket for a reload (`force`: past
+/// the reload guard) and waits (up to `timeout`) on the same socket for the outcome of
+/// the reload that began after the request (a reload already running when asked read
+/// the file before; requests coalesce into the next one). Transient errors while
+/// waiting are retried until the deadline. Nothing here uses the HTTP endpoint, so a
+/// blinded or squatted `control.listen` cannot hold a reload up.
 pub fn request_reload(
-    addr: std::net::SocketAddr,
+    socket: &Path,
+    force: bool,
     timeout: Duration,
 ) -> Result<ReloadAnswer, ReloadRequestError> {
-    let unreachable = |source| ReloadRequestError::Unreachable { addr, source };
-    let bad = |what: String| ReloadRequestError::BadAnswer { addr, what };
-    let before = status::reload_status(addr).map_err(unreachable)?;
-    let pid = before["pid"]
-        .as_u64()
-        .and_then(|p| u32::try_from(p).ok())
-        .ok_or_else(|| bad("no pid in /reload-status".into()))?;
-    let started = before["started"]
-        .as_u64()
-        .ok_or_else(|| bad("no reload counter in /reload-status (an older op25b?)".into()))?;
-    // The endpoint's pid is in this pid namespace only if it is an op25b here.
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    if comm.trim() != "op25b" {
+    let socket_err = |source: std::io::Error| {
+        let socket = socket.to_path_buf();
+        if source.kind() == std::io::ErrorKind::PermissionDenied {
+            ReloadRequestError::Permission { socket, source }
+        } else {
+            ReloadRequestError::Unreachable { socket, source }
+        }
+    };
+    let bad = |what: String| ReloadRequestError::BadAnswer {
+        socket: socket.to_path_buf(),
+        what,
+    };
+    let asked = operator::request(socket, &serde_json::json!({"op": "reload", "force": force}))
+        .map_err(socket_err)?;
+    if asked["ok"] != true {
         return Err(bad(format!(
-            "pid {pid} is not an op25b process visible here (another pid namespace?)"
+            "reload not taken: {}",
+            asked["error"]
+                .as_str()
+                .unwrap_or("no reason given (an older op25b?)")
         )));
     }
-    datapath::nic::send_signal(pid, libc::SIGHUP)
-        .map_err(|source| ReloadRequestError::Signal { pid, source })?;
+    let pid = asked["pid"]
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok())
+        .ok_or_else(|| bad("no pid in the answer".into()))?;
+    let started = asked["started"]
+        .as_u64()
+        .ok_or_else(|| bad("no reload counter in the answer".into()))?;
     let deadline = Instant::now() + timeout;
     let mut last_err = None;
     loop {
         std::thread::sleep(Duration::from_millis(50));
-        match status::reload_status(addr) {
+        match operator::request(socket, &serde_json::json!({"op": "reload_status"})) {
             Ok(v) => {
                 if v["pid"].as_u64() != Some(u64::from(pid)) {
                     return Err(bad(format!(
@@ -1224,7 +1276,7 @@ pub fn request_reload(
         }
         if Instant::now() >= deadline {
             return Err(match last_err {
-                Some(source) => ReloadRequestError::Unreachable { addr, source },
+                Some(source) => socket_err(source),
                 None => ReloadRequestError::Timeout {
                     pid,
                     secs: timeout.as_secs(),

@@ -1,8 +1,13 @@
-//! The operator socket: state-changing commands (`op25b exempt add|del`, `op25b
-//! sessions`) over a local Unix socket with owner-only permissions (`control.socket`),
-//! never over the TCP metrics endpoint, which stays read-only.
+//! The operator socket (`control.socket`): reloads, the abuse-desk list and runtime
+//! exemptions (`op25b reload`, `op25b top`, `op25b exempt add|del`, `op25b sessions`)
+//! over a local Unix socket that only root and op25b's user and group may open (mode
+//! 0660), never over the TCP metrics endpoint: no HTTP client can hold up a reload or
+//! read subscriber addresses.
 //!
 //! One JSON request per connection, one JSON line back:
+//! `{"op":"reload","force":false}` (answers `started`, the count of reloads begun before
+//! it: the one that answers it is the next), `{"op":"reload_status"}`,
+//! `{"op":"top","n":20}`,
 //! `{"op":"exempt_add","prefix":"198.51.100.10","class":"static","ttl_secs":86400,"note":"ticket 4711"}`,
 //! `{"op":"exempt_del","prefix":"198.51.100.10"}`, `{"op":"sessions"}`.
 
@@ -325,6 +330,61 @@ impl OverlayShared {
     }
 }
 
+/// Reload requests for the control thread, which runs every reload.
+pub struct ReloadTrigger {
+    /// Set to ask for a reload (SIGHUP sets the same flag).
+    pub pending: Arc<AtomicBool>,
+    /// The next reload may go past the reload guard (`op25b reload --force`).
+    pub force: AtomicBool,
+}
+
+/// What the operator socket serves: the overlay (through the metrics state), the reload
+/// status and the top list, and reload requests.
+pub struct Operator {
+    pub metrics: Arc<super::metrics::MetricsState>,
+    pub reload: ReloadTrigger,
+}
+
+impl Operator {
+    /// Handles one request; returns the answer.
+    pub fn handle(&self, req: &serde_json::Value, now: u64) -> serde_json::Value {
+        let m = &self.metrics;
+        match req["op"].as_str() {
+            Some("reload") => {
+                // Under the status lock, as the control thread begins a reload: the
+                // answer to this request is attempt `started + 1`.
+                let st = m.reload.lock().unwrap_or_else(|p| p.into_inner());
+                let force = req["force"].as_bool().unwrap_or(false);
+                if force {
+                    self.reload.force.store(true, Ordering::SeqCst);
+                }
+                self.reload.pending.store(true, Ordering::SeqCst);
+                serde_json::json!({
+                    "ok": true,
+                    "pid": std::process::id(),
+                    "started": st.started,
+                    "force": force,
+                })
+            }
+            Some("reload_status") => {
+                let mut v = super::metrics::reload_status_json(m);
+                v["ok"] = serde_json::json!(true);
+                v
+            }
+            Some("top") => {
+                let n = req["n"].as_u64().unwrap_or(20).clamp(1, 1000) as usize;
+                let mut v = super::metrics::top_json(m, n);
+                v["ok"] = serde_json::json!(true);
+                v
+            }
+            Some("exempt_add" | "exempt_del" | "sessions") => m.overlay.handle(req, now),
+            _ => {
+                serde_json::json!({"ok": false, "error": "unknown op; expected reload, reload_status, top, exempt_add, exempt_del or sessions"})
+            }
+        }
+    }
+}
+
 /// How often the state file is written at most (and at stop).
 pub const SAVE_EVERY: Duration = Duration::from_secs(10);
 
@@ -432,10 +492,15 @@ pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("{text:?} is not an address or an IPv6 prefix"))
 }
 
-/// Binds `path` (replacing a stale socket file), owner-only, and serves until `stop`.
+/// The socket's mode: read-write for op25b's user and group (`op25b reload` run by
+/// ExecReload as the service's user, an operator in its group), nothing for others.
+pub const SOCKET_MODE: u32 = 0o660;
+
+/// Binds `path` (replacing a stale socket file), mode [`SOCKET_MODE`], and serves until
+/// `stop`.
 pub fn serve(
     path: &Path,
-    shared: Arc<OverlayShared>,
+    shared: Arc<Operator>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     use std::os::unix::fs::FileTypeExt;
@@ -457,13 +522,13 @@ pub fn serve(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    // Bound under a temporary name, made owner-only, then renamed into place: nobody
+    // Bound under a temporary name, given its mode, then renamed into place: nobody
     // can connect while the mode is still the umask's.
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let listener = UnixListener::bind(&tmp)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(SOCKET_MODE))?;
     std::fs::rename(&tmp, path)?;
     listener.set_nonblocking(true)?;
     let owned = path.to_path_buf();
@@ -485,7 +550,7 @@ pub fn serve(
         })
 }
 
-fn answer(stream: UnixStream, shared: &OverlayShared) -> std::io::Result<()> {
+fn answer(stream: UnixStream, shared: &Operator) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(30)))?;

@@ -1,5 +1,6 @@
 //! `op25b status`: asks the running instance's metrics endpoint (control.listen) twice,
-//! one second apart, and prints its state and rates.
+//! one second apart, and prints its state and rates; `op25b top`'s client (the operator
+//! socket) and table.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -32,22 +33,23 @@ fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     Ok(body.to_string())
 }
 
-/// GET /reload-status from `addr`.
-pub fn reload_status(addr: SocketAddr) -> std::io::Result<serde_json::Value> {
-    let body = get(addr, "/reload-status")?;
-    serde_json::from_str(&body)
-        .map_err(|e| std::io::Error::other(format!("bad /reload-status answer: {e}")))
-}
-
 /// GET /metrics from `addr`.
 pub fn scrape(addr: SocketAddr) -> std::io::Result<Samples> {
     Samples::parse(&get(addr, "/metrics")?).map_err(std::io::Error::other)
 }
 
-/// GET /top?n=N from `addr` (the merged abuse-desk list, JSON).
-pub fn top(addr: SocketAddr, n: usize) -> std::io::Result<serde_json::Value> {
-    let body = get(addr, &format!("/top?n={n}"))?;
-    serde_json::from_str(&body).map_err(|e| std::io::Error::other(format!("bad /top answer: {e}")))
+/// The merged abuse-desk list (JSON) from the operator socket at `socket`.
+pub fn top(socket: &std::path::Path, n: usize) -> std::io::Result<serde_json::Value> {
+    let v = crate::control::operator::request(socket, &serde_json::json!({"op": "top", "n": n}))?;
+    if v["ok"] != true {
+        return Err(std::io::Error::other(format!(
+            "top not answered: {}",
+            v["error"]
+                .as_str()
+                .unwrap_or("no reason given (an older op25b?)")
+        )));
+    }
+    Ok(v)
 }
 
 /// The top list as a table.
