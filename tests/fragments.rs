@@ -89,7 +89,7 @@ fn check(set: &[Vec<u8>], is6: bool, what: &str) -> Result<(), TestCaseError> {
     prop_assert!(leaked_by_reassembly(
         &frames,
         &vec![true; frames.len()],
-        &policy
+        policy
     ));
     Ok(())
 }
