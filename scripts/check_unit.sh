@@ -258,9 +258,10 @@ else
     sed 's/^/    /' "$real"
     grep -qx "LoadCredential=radius-secret:$dir/cfg/radius-secret" "$real" \
         || fail "op25b systemd-deps: no LoadCredential= for secret_file: credential:radius-secret"
-    grep -qx 'IPAddressDeny=any' "$real" \
-        && grep -qx 'IPAddressAllow=localhost 192.0.2.1/32 2001:db8::/64' "$real" \
-        || fail "op25b systemd-deps: no IPAddressDeny=any/IPAddressAllow= for radius.clients"
+    if ! grep -qx 'IPAddressDeny=any' "$real" \
+        || ! grep -qx 'IPAddressAllow=localhost 192.0.2.1/32 2001:db8::/64' "$real"; then
+        fail "op25b systemd-deps: no IPAddressDeny=any/IPAddressAllow= for radius.clients"
+    fi
     cp "$real" "$root/etc/systemd/system/op25b.service.d/50-interfaces.conf"
     verify_root || fail "systemd-analyze verify of the unit with the radius drop-in"
     say "generator ok with $REAL_BIN and radius: LoadCredential=, IPAddressDeny=any, IPAddressAllow= localhost + clients"

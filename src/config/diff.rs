@@ -148,29 +148,50 @@ impl PolicyFacts {
 
     /// The reload guard: each class in both policies, and each prefix file listed for
     /// the same class in both, that drops to 0 prefixes or loses more than
-    /// `max_loss_percent` of them, as `dynamic: 0 prefixes, was 10,000`. Empty: the
-    /// reload may go ahead.
+    /// `max_loss_percent` of them, as `dynamic: 0 prefixes, was 10,000`; a class whose
+    /// prefixes cover that much fewer IPv4 addresses or IPv6 /64s (a lost /12 is one
+    /// line of a file but most of a pool); and a class that had prefixes and is gone.
+    /// Empty: the reload may go ahead.
     pub fn losses(&self, new: &PolicyFacts, max_loss_percent: u32) -> Vec<String> {
-        let gutted = |was: usize, now: usize| {
-            was > 0
-                && (now == 0
-                    || (was - now.min(was)) as u128 * 100 > was as u128 * max_loss_percent as u128)
+        let gutted = |was: u128, now: u128| {
+            was > 0 && (now == 0 || (was - now.min(was)) * 100 > was * u128::from(max_loss_percent))
         };
         let mut out = Vec::new();
         for (name, old) in &self.prefixes {
-            if let Some(cur) = new.prefixes.get(name) {
-                if gutted(old.len(), cur.len()) {
+            let Some(cur) = new.prefixes.get(name) else {
+                if !old.is_empty() && !new.classes.contains_key(name) {
                     out.push(format!(
-                        "{name}: {} prefixes, was {}",
-                        thousands(cur.len()),
+                        "{name}: class removed, had {} prefixes",
                         thousands(old.len())
+                    ));
+                }
+                continue;
+            };
+            if gutted(old.len() as u128, cur.len() as u128) {
+                out.push(format!(
+                    "{name}: {} prefixes, was {}",
+                    thousands(cur.len()),
+                    thousands(old.len())
+                ));
+                continue;
+            }
+            let (was, now) = (coverage(old), coverage(cur));
+            for (family, w, n) in [
+                ("IPv4 addresses", was.0, now.0),
+                ("IPv6 /64s", was.1, now.1),
+            ] {
+                if gutted(w, n) {
+                    out.push(format!(
+                        "{name}: covers {} {family}, was {}",
+                        thousands_u128(n),
+                        thousands_u128(w)
                     ));
                 }
             }
         }
         for ((path, class), &was) in &self.files {
             if let Some(&now) = new.files.get(&(path.clone(), class.clone())) {
-                if gutted(was, now) {
+                if gutted(was as u128, now as u128) {
                     out.push(format!(
                         "{} (class {class}): {} prefixes, was {}",
                         path.display(),
@@ -222,6 +243,21 @@ impl PolicyFacts {
         }
         d
     }
+}
+
+/// The IPv4 addresses and the IPv6 /64s the prefixes cover (nested prefixes counted
+/// each time: the guard compares a class with itself, so the measure only has to move
+/// with what is lost).
+fn coverage(prefixes: &BTreeSet<IpNet>) -> (u128, u128) {
+    prefixes.iter().fold((0, 0), |(v4, v6), p| match p {
+        IpNet::V4(n) => (v4 + (1u128 << (32 - n.prefix_len())), v6),
+        IpNet::V6(n) => (v4, v6 + (1u128 << (64 - n.prefix_len().min(64)))),
+    })
+}
+
+/// [`thousands`] for a `u128`.
+fn thousands_u128(n: u128) -> String {
+    usize::try_from(n).map_or_else(|_| n.to_string(), thousands)
 }
 
 /// `10000` as `10,000`.
@@ -456,8 +492,13 @@ policy:
         assert!(full.losses(&sixty, 60).is_empty());
         let forty = pool_facts(&dir, 120);
         assert!(full.losses(&forty, 50).is_empty());
-        // 100%: only a drop to 0 is refused.
-        assert_eq!(full.losses(&empty, 100).len(), 1);
+        // 100%: only a drop to 0 is refused: the file, and the class's IPv4 addresses
+        // (its IPv6 prefix stays).
+        assert_eq!(
+            full.losses(&empty, 100)[0],
+            "dynamic: covers 0 IPv4 addresses, was 200"
+        );
+        assert_eq!(full.losses(&empty, 100).len(), 2);
         // Growth and the same policy pass.
         assert!(empty.losses(&full, 50).is_empty());
         assert!(full.losses(&full, 50).is_empty());
@@ -474,6 +515,40 @@ policy:
         assert_eq!(thousands(10_000), "10,000");
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    /// Coverage and removed classes: both passed the prefix-count guard before.
+    #[test]
+    fn reload_guard_refuses_a_lost_wide_prefix_and_a_removed_class() {
+        let guard = |classes: &str, subscribers: &str| {
+            facts(&format!(
+                "interfaces: {{subscriber: s, upstream: u}}\npolicy:\n  classes:\n{classes}  subscribers:\n{subscribers}"
+            ))
+            .1
+        };
+        let classes = "    dynamic: {block_ports: [25]}\n    business: {block_ports: []}\n";
+        let hosts: String = (1..10)
+            .map(|i| format!("    - {{class: dynamic, prefix: 203.0.113.{i}/32}}\n"))
+            .collect();
+        let business = "    - {class: business, prefix: 198.51.100.0/28}\n";
+        let wide = "    - {class: dynamic, prefix: 192.0.2.0/24}\n";
+        let full = guard(classes, &format!("{wide}{hosts}{business}"));
+        // One line of ten (10%), but 256 of 265 addresses.
+        let narrow = guard(classes, &format!("{hosts}{business}"));
+        assert_eq!(
+            full.losses(&narrow, 50),
+            ["dynamic: covers 9 IPv4 addresses, was 265"]
+        );
+        // The business class gone with its subscribers.
+        let gone = guard(
+            "    dynamic: {block_ports: [25]}\n",
+            &format!("{wide}{hosts}"),
+        );
+        assert_eq!(
+            full.losses(&gone, 50),
+            ["business: class removed, had 1 prefixes"]
+        );
+        assert!(full.losses(&full, 50).is_empty());
     }
 
     #[test]

@@ -899,6 +899,13 @@ datapath: {fast_path: false}",
         )
         .unwrap();
         assert_eq!(l.config.interfaces.zero_copy, ZeroCopy::On);
+        // The switches added with them (http_top, allow_empty) take both too.
+        let l = load_str(
+            Path::new("t.yaml"),
+            &format!("{words}control: {{http_top: on}}\n"),
+        )
+        .unwrap();
+        assert!(l.config.control.http_top);
         // Anything else is still an error that says what is expected.
         let e = err(&words.replace("fast_path: on", "fast_path: maybe"));
         assert!(

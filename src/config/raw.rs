@@ -243,7 +243,7 @@ pub(super) struct RawClass {
     pub(super) notice: Option<Vec<String>>,
     /// A prefix file of this class may hold no prefix (otherwise an empty file is an
     /// error: a truncated file must not empty the class).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "switch")]
     pub(super) allow_empty: bool,
 }
 
@@ -444,7 +444,7 @@ pub(super) struct RawControl {
     #[serde(default = "default_reload_max_loss_percent")]
     pub(super) reload_max_loss_percent: u64,
     /// Also serve `GET /top` (subscriber addresses) on `listen`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "switch")]
     pub(super) http_top: bool,
 }
 

@@ -130,32 +130,43 @@ pub fn top_json(state: &MetricsState, n: usize) -> serde_json::Value {
     })
 }
 
-/// Who a connection is from, for [`MAX_PER_PEER`]: its address, and for a connection
-/// from this host (a loopback address, or this end's own) the uid that owns the
-/// client's socket, so two local users are two peers.
+/// Who a connection is from, for [`MAX_PER_PEER`]: its address; for a connection from
+/// this host (any loopback address, or this end's own address) whose client socket is
+/// found, the uid that owns it, whatever local address it came from, so two local users
+/// are two peers and one user gains nothing from 127.0.0.2, 127.0.0.3, ... Addresses are
+/// canonical: an IPv4 client of a dual-stack listener is its IPv4 address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Peer {
+    /// The remote address, or `0.0.0.0` for a local peer known by its uid.
     pub ip: std::net::IpAddr,
     pub uid: Option<u32>,
 }
 
 impl Peer {
     pub fn of(stream: &TcpStream) -> Option<Peer> {
-        let remote = stream.peer_addr().ok()?;
-        let local = stream.local_addr().ok()?;
+        let canon = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+        let remote = canon(stream.peer_addr().ok()?);
+        let local = canon(stream.local_addr().ok()?);
         let here = remote.ip().is_loopback() || remote.ip() == local.ip();
+        let uid = here.then(|| socket_uid(remote, local)).flatten();
         Some(Peer {
-            ip: remote.ip(),
-            uid: here.then(|| socket_uid(remote, local)).flatten(),
+            ip: if uid.is_some() {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            } else {
+                remote.ip()
+            },
+            uid,
         })
     }
 }
 
-/// The uid owning the local TCP socket `local` connected to `remote`
-/// (/proc/net/tcp, tcp6: the client's end of a connection from this host).
+/// The uid owning the local TCP socket `local` connected to `remote`: the client's end
+/// of a connection from this host, in /proc/net/tcp (an IPv4 socket) or
+/// /proc/net/tcp6 (an IPv6 one, or an IPv6 socket speaking IPv4 through mapped
+/// addresses).
 pub fn socket_uid(local: SocketAddr, remote: SocketAddr) -> Option<u32> {
-    fn hex(a: SocketAddr) -> String {
-        let ip = match a.ip() {
+    fn hex(ip: std::net::IpAddr, port: u16) -> String {
+        let ip = match ip {
             std::net::IpAddr::V4(v4) => format!("{:08X}", u32::from_ne_bytes(v4.octets())),
             std::net::IpAddr::V6(v6) => v6
                 .octets()
@@ -163,21 +174,40 @@ pub fn socket_uid(local: SocketAddr, remote: SocketAddr) -> Option<u32> {
                 .map(|c| format!("{:08X}", u32::from_ne_bytes([c[0], c[1], c[2], c[3]])))
                 .collect(),
         };
-        format!("{ip}:{:04X}", a.port())
+        format!("{ip}:{port:04X}")
     }
-    let file = if local.is_ipv4() {
-        "/proc/net/tcp"
-    } else {
-        "/proc/net/tcp6"
+    fn find(file: &str, l: &str, r: &str) -> Option<u32> {
+        let text = std::fs::read_to_string(file).ok()?;
+        text.lines().skip(1).find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.len() > 7 && f[1] == l && f[2] == r)
+                .then(|| f[7].parse().ok())
+                .flatten()
+        })
+    }
+    let mapped = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V4(v4) => std::net::IpAddr::V6(v4.to_ipv6_mapped()),
+        v6 => v6,
     };
-    let (l, r) = (hex(local), hex(remote));
-    let text = std::fs::read_to_string(file).ok()?;
-    text.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        (f.len() > 7 && f[1] == l && f[2] == r)
-            .then(|| f[7].parse().ok())
-            .flatten()
-    })
+    match (local.ip(), remote.ip()) {
+        (std::net::IpAddr::V4(_), std::net::IpAddr::V4(_)) => find(
+            "/proc/net/tcp",
+            &hex(local.ip(), local.port()),
+            &hex(remote.ip(), remote.port()),
+        )
+        .or_else(|| {
+            find(
+                "/proc/net/tcp6",
+                &hex(mapped(local.ip()), local.port()),
+                &hex(mapped(remote.ip()), remote.port()),
+            )
+        }),
+        _ => find(
+            "/proc/net/tcp6",
+            &hex(local.ip(), local.port()),
+            &hex(remote.ip(), remote.port()),
+        ),
+    }
 }
 
 /// Connections being served: in all, and per [`Peer`].
@@ -188,6 +218,11 @@ pub struct Slots {
 }
 
 impl Slots {
+    /// True when every slot is taken.
+    pub fn full(&self) -> bool {
+        self.total >= MAX_CLIENTS
+    }
+
     /// Takes a slot for `peer` if it is under both limits.
     pub fn take(&mut self, peer: Peer) -> bool {
         let n = self.per_peer.get(&peer).copied().unwrap_or(0);
@@ -257,6 +292,11 @@ pub fn serve(
                 };
                 match l.accept() {
                     Ok((stream, _)) => {
+                        // Full: refused before the (costlier) lookup of who it is.
+                        if slots.lock().unwrap_or_else(|p| p.into_inner()).full() {
+                            let _ = busy(stream);
+                            continue;
+                        }
                         let Some(peer) = Peer::of(&stream) else {
                             continue;
                         };
@@ -966,10 +1006,31 @@ mod tests {
         let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (server, _) = l.accept().unwrap();
         let peer = Peer::of(&server).unwrap();
-        assert_eq!(peer.ip, client.local_addr().unwrap().ip());
-        // SAFETY: geteuid has no preconditions.
-        let me = unsafe { libc::geteuid() };
+        assert_ne!(peer.ip, client.local_addr().unwrap().ip(), "known by uid");
+        // /proc/self belongs to this process's effective uid.
+        use std::os::unix::fs::MetadataExt;
+        let me = std::fs::metadata("/proc/self").unwrap().uid();
         assert_eq!(peer.uid, Some(me), "the client's socket is this process's");
+        // A second connection of the same user is the same peer.
+        let c2 = std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::new(
+                "127.0.0.1".parse().unwrap(),
+                l.local_addr().unwrap().port(),
+            ),
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap();
+        let (s2, _) = l.accept().unwrap();
+        assert_eq!(Peer::of(&s2).unwrap(), peer);
+        drop(c2);
+        // Through a dual-stack listener an IPv4 client shows as ::ffff:127.0.0.1: the
+        // same user is the same peer (it was an unknown remote address before).
+        if let Ok(l6) = TcpListener::bind("[::]:0") {
+            let port = l6.local_addr().unwrap().port();
+            let _c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let (s6, _) = l6.accept().unwrap();
+            assert_eq!(Peer::of(&s6).unwrap(), peer, "an IPv4 client of [::]");
+        }
     }
 
     #[test]

@@ -1187,7 +1187,7 @@ pub struct ReloadAnswer {
 /// Why `op25b reload` could not get an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadRequestError {
-    #[error("no op25b answering on the operator socket {} (control.socket): {source}", socket.display())]
+    #[error("no op25b answering on the operator socket {} (control.socket): {source}; if control.socket or control.pid_file changed since op25b started, the running instance still listens on the old path (both are restart-only): op25b reload --socket OLD_PATH", socket.display())]
     Unreachable {
         socket: PathBuf,
         source: std::io::Error,

@@ -595,6 +595,33 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is not a duration such as 3600, 90m, 12h or 30d"))
 }
 
+/// An overlay for unit tests (here and in `radius`): classes `dynamic` (blocks 25, owns
+/// 198.51.100.0/24) and `static` (blocks nothing), state file `state_file`.
+#[cfg(test)]
+pub(crate) fn overlay_for_tests(state_file: Option<&Path>) -> OverlayShared {
+    use crate::policy::{BlockAction, PolicyBuilder, ReplyKind};
+    let mut b = PolicyBuilder::new();
+    b.class(
+        "dynamic",
+        vec![25],
+        BlockAction::Reject(ReplyKind::TcpReset),
+        false,
+    )
+    .unwrap();
+    b.class(
+        "static",
+        vec![],
+        BlockAction::Reject(ReplyKind::TcpReset),
+        false,
+    )
+    .unwrap();
+    b.subscriber("198.51.100.0/24".parse().unwrap(), 0);
+    let policy = Arc::new(b.build().unwrap());
+    let store = Store::new(&policy, 1);
+    let cell = Arc::new(PolicyCell::new(policy));
+    OverlayShared::new(store, cell, state_file.map(Path::to_path_buf), None, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,27 +651,7 @@ mod tests {
 
     /// An overlay with classes `dynamic` and `static` whose state file is `path`.
     fn shared(path: &Path) -> OverlayShared {
-        use crate::policy::{BlockAction, PolicyBuilder, ReplyKind};
-        let mut b = PolicyBuilder::new();
-        b.class(
-            "dynamic",
-            vec![25],
-            BlockAction::Reject(ReplyKind::TcpReset),
-            false,
-        )
-        .unwrap();
-        b.class(
-            "static",
-            vec![],
-            BlockAction::Reject(ReplyKind::TcpReset),
-            false,
-        )
-        .unwrap();
-        b.subscriber("198.51.100.0/24".parse().unwrap(), 0);
-        let policy = Arc::new(b.build().unwrap());
-        let store = Store::new(&policy, 1);
-        let cell = Arc::new(PolicyCell::new(policy));
-        OverlayShared::new(store, cell, Some(path.to_path_buf()), None, None)
+        overlay_for_tests(Some(path))
     }
 
     fn add(s: &OverlayShared, addr: &str) {

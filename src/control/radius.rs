@@ -16,8 +16,10 @@
 //! none beyond `max_entries` nor IPv6 prefixes shorter than `min_ipv6_prefix_len`, and a
 //! Start whose Event-Timestamp is older than the entry of the session holding the
 //! address does not take it over. Each refusal is counted (`Counters`) and logged at most
-//! every 10 s per reason. Left open: a request without Event-Timestamp can be replayed
-//! after the duplicate window, or from another source port.
+//! every 10 s per reason. A request that carries an Event-Timestamp is applied once for
+//! as long as its timestamp would be accepted (twice the window, whatever the source
+//! port). Left open: a request without Event-Timestamp can be replayed after the
+//! duplicate window, or from another source port.
 
 #![forbid(unsafe_code)]
 
@@ -443,6 +445,11 @@ pub struct Server {
     shared: Arc<super::operator::OverlayShared>,
     counters: Arc<Counters>,
     duplicates: DuplicateCache,
+    /// Requests that carry an Event-Timestamp, by NAS address (no port), Identifier and
+    /// Request Authenticator, for twice `event_timestamp_window`: as long as their
+    /// timestamp would be accepted. The same signed bytes again, from any port or after
+    /// the duplicate window, are a replay: answered as before, never applied twice.
+    stamped: DuplicateCache,
 }
 
 impl Server {
@@ -452,11 +459,16 @@ impl Server {
         counters: Arc<Counters>,
     ) -> Self {
         let duplicates = DuplicateCache::new(settings.duplicate_window, DUPLICATE_CACHE_CAPACITY);
+        let stamped = DuplicateCache::new(
+            settings.event_timestamp_window.saturating_mul(2),
+            DUPLICATE_CACHE_CAPACITY,
+        );
         Self {
             settings,
             shared,
             counters,
             duplicates,
+            stamped,
         }
     }
 
@@ -513,10 +525,25 @@ impl Server {
                 return None;
             }
         };
+        let stamped_key = (SocketAddr::new(ip, 0), h.id, h.authenticator);
+        let stamped = acct.event_timestamp.is_some();
+        if stamped {
+            if let Some(answer) = self.stamped.get(&stamped_key, at) {
+                self.counters.duplicate.fetch_add(1, Relaxed);
+                tracing::debug!(
+                    "RADIUS: {peer} id {}: the same stamped request again (another port, or after the duplicate window): answered as before, not applied",
+                    h.id
+                );
+                return answer;
+            }
+        }
         let answer = self
             .decide(&acct, peer, &h, now)
             .then(|| response(&h, secret));
         self.duplicates.insert(key, at, answer);
+        if stamped {
+            self.stamped.insert(stamped_key, at, answer);
+        }
         answer
     }
 
@@ -817,9 +844,7 @@ mod tests {
     // --- the listener: duplicates, Event-Timestamp, limits --------------------------
 
     use crate::control::operator::OverlayShared;
-    use crate::control::overlay::{Entry, Source, Store};
-    use crate::datapath::PolicyCell;
-    use crate::policy::{BlockAction, PolicyBuilder, ReplyKind};
+    use crate::control::overlay::{Entry, Source};
     use std::sync::atomic::Ordering::Relaxed;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
@@ -841,31 +866,7 @@ mod tests {
     }
 
     fn server(settings: Settings) -> (Server, Arc<OverlayShared>, Arc<Counters>) {
-        let mut b = PolicyBuilder::new();
-        b.class(
-            "dynamic",
-            vec![25],
-            BlockAction::Reject(ReplyKind::TcpReset),
-            false,
-        )
-        .unwrap();
-        b.class(
-            "static",
-            vec![],
-            BlockAction::Reject(ReplyKind::TcpReset),
-            false,
-        )
-        .unwrap();
-        b.subscriber("198.51.100.0/24".parse().unwrap(), 0);
-        let policy = b.build().unwrap();
-        let store = Store::new(&policy, 1);
-        let shared = Arc::new(OverlayShared::new(
-            store,
-            Arc::new(PolicyCell::new(Arc::new(policy))),
-            None,
-            None,
-            None,
-        ));
+        let shared = Arc::new(crate::control::operator::overlay_for_tests(None));
         let counters = Arc::new(Counters::default());
         (
             Server::new(settings, shared.clone(), counters.clone()),
@@ -968,6 +969,55 @@ mod tests {
             .is_some());
         assert!(has(&shared, A).is_some());
         assert_eq!(counters.duplicate.load(Relaxed), 1);
+    }
+
+    /// A stamped Start replayed after its Stop, from another port and after the
+    /// duplicate window but within the Event-Timestamp window: answered as before, not
+    /// applied (it would bring an exemption back). Fails without the `stamped` cache.
+    #[test]
+    fn a_stamped_request_replayed_from_another_port_is_not_applied_again() {
+        let (mut srv, shared, counters) = server(settings());
+        let nas = NAS.parse().unwrap();
+        let other_port: SocketAddr = "192.0.2.1:40999".parse().unwrap();
+        let t0 = Instant::now();
+        let start = request(
+            7,
+            &[
+                status(1),
+                session("s1"),
+                exempt(),
+                event(NOW),
+                v4([198, 51, 100, 10]),
+            ],
+        );
+        let stop = request(
+            8,
+            &[
+                status(2),
+                session("s1"),
+                event(NOW + 40),
+                v4([198, 51, 100, 10]),
+            ],
+        );
+        let first = srv.handle(&start, nas, NOW, t0).expect("Start answered");
+        assert!(has(&shared, A).is_some());
+        let later = |s: u64| t0 + Duration::from_secs(s);
+        assert!(srv.handle(&stop, nas, NOW + 40, later(40)).is_some());
+        assert!(has(&shared, A).is_none(), "the Stop removed the entry");
+        for (port, secs) in [(other_port, 60), (nas, 120)] {
+            let again = srv.handle(&start, port, NOW + secs, later(secs));
+            assert_eq!(
+                again,
+                Some(first),
+                "a replay is answered like the first time"
+            );
+            assert!(
+                has(&shared, A).is_none(),
+                "the replayed Start from {port} at +{secs} s was applied again"
+            );
+        }
+        assert_eq!(counters.duplicate.load(Relaxed), 2);
+        assert_eq!(counters.accepted.load(Relaxed), 2);
     }
 
     #[test]
