@@ -448,20 +448,22 @@ fn reload_under_load() {
     let gen_report = dir.join("gen.json");
     let gen = start_gen(dir, blocks, &profile, 14, 50_000);
     std::thread::sleep(Duration::from_millis(1500));
-    // RSS is taken after the first 4 reloads: by then the traffic has cycled every UMEM
-    // frame (pages the kernel maps lazily on first touch) and each policy has been built
-    // twice, so what grows after that is what the reloads keep.
-    let mut rss_start = 0;
+    // RSS is sampled after every reload. It swings by a policy's size (two policies
+    // live while one is built, and the allocator returns the freed one's pages at some
+    // reloads and not others: measured 82.9 and 95.6 MB samples in one run), so the
+    // peaks are compared: reloads 4..8 (by then the traffic has cycled every UMEM frame
+    // and each policy has been built twice) with 16..20. A leak raises the peak by what
+    // twelve reloads keep.
+    let mut rss = Vec::new();
     for i in 0..20 {
-        if i == 4 {
-            rss_start = rss_kib(pid);
-        }
         let next = if i % 2 == 0 { exempts } else { blocks };
         std::fs::copy(next, live).unwrap();
         reload_config(live);
         std::thread::sleep(Duration::from_millis(550));
+        rss.push(rss_kib(pid));
     }
-    let rss_end = rss_kib(pid);
+    let rss_start = rss[4..8].iter().copied().max().unwrap_or(0);
+    let rss_end = rss[16..20].iter().copied().max().unwrap_or(0);
     assert_eq!(wait_child(gen, Duration::from_secs(30)), 0);
     assert_eq!(wait_child(sink, Duration::from_secs(30)), 0);
     let text = std::fs::read_to_string(log).unwrap();
@@ -487,8 +489,8 @@ fn reload_under_load() {
         "the pool's port-25 frames should pass in the exempt periods only: {switched} of {sent_block}"
     );
     assert!(
-        rss_end <= rss_start + 4096,
-        "RSS grew across reloads 4..20: {rss_start} KiB -> {rss_end} KiB"
+        rss_end <= rss_start + 2048,
+        "RSS peak grew across reloads 4..8 -> 16..20: {rss_start} KiB -> {rss_end} KiB (samples {rss:?})"
     );
     eprintln!(
         "reload under load: {sent_pass} always-allowed frames all arrived ({link} dropped on the generator link), {switched} of {sent_block} switch frames passed, RSS {rss_start} -> {rss_end} KiB"
