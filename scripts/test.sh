@@ -83,7 +83,19 @@ if [[ $EUID -eq 0 ]]; then
     step "benchmark harness, short version (correctness only: zero leaked, sink = sent - blocked)"
     bash scripts/bench.sh --quick
     step "benchmark harness, short version with the XDP engines (op25b-bench gen --engine xdp, sink --engine xdp)"
-    bash scripts/bench.sh --quick --gen xdp --sink xdp --variants op25b,op25b-userspace
+    # The XDP generator needs BPF_PROG_RUN with live frames, which some kernels and
+    # containers refuse even to root (EPERM). Then this step cannot run here: say so
+    # loudly and go on; any other failure fails the suite.
+    xdp_log=$(mktemp)
+    if ! bash scripts/bench.sh --quick --gen xdp --sink xdp --variants op25b,op25b-userspace 2>&1 | tee "$xdp_log"; then
+        if grep -q 'BPF_PROG_RUN (live frames): Operation not permitted' "$xdp_log"; then
+            echo "test.sh: NOT RUN: the XDP-engine benchmark: this kernel refuses BPF_PROG_RUN in live-frames mode (EPERM as root); the AF_XDP-engine benchmark above ran"
+        else
+            rm -f "$xdp_log"
+            exit 1
+        fi
+    fi
+    rm -f "$xdp_log"
 else
     echo "test.sh: not root - the short benchmark (scripts/bench.sh --quick) did not run"
 fi
