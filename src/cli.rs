@@ -913,7 +913,8 @@ fn check(path: &Path, set: &[config::Override]) -> ExitCode {
     outln!(
         "fast path: {}; to the workers: TCP outbound to {}, inbound to {}; every fragment; what the XDP program does not fully parse",
         match c.datapath.fast_path {
-            config::FastPathMode::On => "on",
+            config::FastPathMode::Kernel => "kernel (the XDP program judges what it can)",
+            config::FastPathMode::Unblockable => "unblockable (only what no class can block)",
             config::FastPathMode::Off => "off (every frame to the workers)",
         },
         ports(Direction::Outbound),

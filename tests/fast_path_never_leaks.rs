@@ -1,15 +1,26 @@
-//! The XDP fast path never leaks: op25b's real XDP program (bpf/op25b_xdp.c, as embedded in
-//! the binary) runs through BPF_PROG_TEST_RUN over every frame the test suite knows — the
-//! golden fixtures, the tcpdump corpus, the hostile catalogue and proptest-generated frames
-//! — in both directions and under several policies. Whenever the program takes the fast
-//! path (counted by its own `stats` map, and seen in its action: XDP_REDIRECT through the
-//! DEVMAP), userspace `classify()` must say Forward for that frame.
+//! The kernel judges as the workers do: op25b's real XDP program (bpf/op25b_xdp.c, as
+//! embedded in the binary) runs through BPF_PROG_TEST_RUN over every frame the test suite
+//! knows — the golden fixtures cut at every byte, the tcpdump corpus, the hostile catalogue
+//! and proptest-generated frames — in both directions, under several policies (with
+//! runtime overlays, allowed destinations, IPv6, IP25B and every action), in modes
+//! `kernel` and `unblockable`, with the policy and overlay compiled into its maps by
+//! `datapath::kernel` as in service. **Verdict equality**: whenever the program forwards
+//! (XDP_REDIRECT through the DEVMAP), `classify()` forwards; whenever it drops, `classify()`
+//! drops with a drop action, for the same reason and class; handing a frame to the
+//! workers is always allowed. Each set reports the share of frames the kernel decided.
+//! `mutations_are_caught` shows that a wrong class bit, an off-by-one prefix length and a
+//! reversed overlay tie rule each fail the check.
 //!
 //! Needs root (CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN to load the XDP program);
 //! scripts/test.sh runs it.
 
 use op25b::classify;
-use op25b::datapath::xdp::{PathStats, Program, Settings, XDP_PASS, XDP_REDIRECT};
+use op25b::datapath::kernel::{key6, KernelPolicy};
+use op25b::datapath::settings::FastPathMode;
+use op25b::datapath::xdp::{
+    KernelVerdicts, PathStats, Program, Settings, XDP_DROP, XDP_PASS, XDP_REDIRECT,
+};
+use op25b::policy::overlay::{mask_v6, Overlay, V4Map, V6Map};
 use op25b::policy::{
     BlockAction, Direction, FragmentPolicy, Policy, PolicyBuilder, ReplyKind, Verdict,
 };
@@ -20,16 +31,23 @@ use proptest::test_runner::{Config as PropConfig, TestRunner};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-/// Which path the program took for one frame.
+/// What the program did with one frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path2 {
+    /// Forwarded in the kernel (the fast path, with or without a lookup).
     Fast,
+    /// Dropped in the kernel.
+    Drop,
+    /// Handed to the workers.
     User,
 }
 
 struct Harness {
     prog: Program,
-    policy: Policy,
+    kernel: KernelPolicy,
+    /// Boxed: an overlay applies to the policy at one address (`Overlay::for_policy`).
+    policy: Box<Policy>,
+    overlay: Overlay,
     direction: Direction,
 }
 
@@ -41,55 +59,207 @@ fn testable(frame: &[u8]) -> bool {
     (14..=3000).contains(&frame.len())
 }
 
+fn v4(s: &str) -> u32 {
+    s.parse::<std::net::Ipv4Addr>().unwrap().into()
+}
+
+fn v6(s: &str) -> u128 {
+    s.parse::<std::net::Ipv6Addr>().unwrap().into()
+}
+
+/// An overlay for `policy`: `v4` entries (address, class name), `v6` entries (prefix,
+/// length, class name).
+fn overlay(policy: &Policy, v4s: &[(&str, &str)], v6s: &[(&str, u8, &str)]) -> Overlay {
+    let id = |name: &str| {
+        policy
+            .classes()
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no class {name}")) as u8
+    };
+    let mut m4 = V4Map::default();
+    for (a, c) in v4s {
+        m4.insert(v4(a), id(c));
+    }
+    let mut m6 = V6Map::default();
+    let mut lens = Vec::new();
+    for (a, len, c) in v6s {
+        m6.insert((mask_v6(v6(a), *len), *len), id(c));
+        lens.push(*len);
+    }
+    lens.sort_unstable_by(|a, b| b.cmp(a));
+    lens.dedup();
+    Overlay::new(1, Overlay::policy_id_of(policy), m4, m6, lens)
+}
+
 impl Harness {
-    fn new(policy: Policy, direction: Direction) -> Harness {
+    fn new(
+        policy: Policy,
+        overlay_of: fn(&Policy) -> Overlay,
+        direction: Direction,
+        mode: FastPathMode,
+    ) -> Harness {
         let prog = Program::load(1).expect("load op25b's XDP program (needs root)");
         // The DEVMAP target: loopback exists in every namespace. BPF_PROG_TEST_RUN
         // reports XDP_REDIRECT without sending anything.
         prog.set_peer(1).expect("devmap entry");
         let ports = policy.userspace_ports(direction);
-        prog.write_settings(&Settings::new(true, true, &ports, 1))
+        let inbound = direction == Direction::Inbound;
+        prog.write_settings(&Settings::new(mode, true, inbound, 0, &ports, 1))
             .expect("settings");
+        let policy = Box::new(policy);
+        let overlay = overlay_of(&policy);
+        assert!(std::ptr::eq(overlay.for_policy(&policy), &overlay));
+        let mut kernel = KernelPolicy::new(prog.shared().try_clone().unwrap()).unwrap();
+        kernel.publish(&policy).expect("policy into the maps");
+        kernel
+            .write_overlay(&overlay, None, &policy)
+            .expect("overlay into the maps");
         Harness {
             prog,
+            kernel,
             policy,
+            overlay,
             direction,
         }
     }
 
-    fn path(&self, frame: &[u8]) -> Path2 {
+    /// Runs one frame: what the program did, and the verdicts it counted.
+    fn run(&self, frame: &[u8]) -> (Path2, KernelVerdicts) {
         let before = self.prog.stats().read().expect("stats");
+        let vbefore = self.prog.verdicts().read().expect("verdicts");
         let action = self.prog.test_run(frame).expect("BPF_PROG_TEST_RUN");
         let d: PathStats = self.prog.stats().read().expect("stats").since(&before);
-        match (d.fast, d.to_user(), action) {
+        let v = self.prog.verdicts().read().expect("verdicts");
+        let dv = KernelVerdicts {
+            verdicts: std::array::from_fn(|a| {
+                std::array::from_fn(|r| v.verdicts[a][r] - vbefore.verdicts[a][r])
+            }),
+            blocked_ports: std::array::from_fn(|p| v.blocked_ports[p] - vbefore.blocked_ports[p]),
+            blocked_classes: v
+                .blocked_classes
+                .iter()
+                .zip(&vbefore.blocked_classes)
+                .map(|(a, b)| a - b)
+                .collect(),
+        };
+        let path = match (d.fast, d.to_user(), action) {
             (1, 0, XDP_REDIRECT) => Path2::Fast,
             // The XSKMAP is empty here: the userspace path falls back to XDP_PASS.
             (1, 0, a) => panic!("fast path counted but action {a}"),
             (0, 1, XDP_PASS) => Path2::User,
+            (0, 0, XDP_DROP) => Path2::Drop,
             (f, u, a) => panic!("frame counted {f} fast / {u} userspace, action {a}: {frame:02x?}"),
-        }
+        };
+        (path, dv)
     }
 
-    /// Runs one frame; returns an error line when the fast path took a frame that
-    /// `classify()` does not forward.
+    fn path(&self, frame: &[u8]) -> Path2 {
+        self.run(frame).0
+    }
+
+    /// Runs one frame; returns an error line when the program's verdict is not
+    /// `classify()`'s (a forward it does not forward, a drop it does not drop, or a
+    /// verdict counted under another reason or class).
     fn check(&self, what: &str, frame: &[u8]) -> Result<Path2, String> {
-        let path = self.path(frame);
-        if path == Path2::Fast {
-            let c = classify::classify(frame, self.direction, &self.policy);
-            if !matches!(c.verdict, Verdict::Forward(_)) {
-                return Err(format!(
-                    "LEAK {what} ({:?}): fast path, but classify says {} — {frame:02x?}",
-                    self.direction, c.verdict
-                ));
-            }
+        let (path, counted) = self.run(frame);
+        if path == Path2::User {
+            return Ok(path);
         }
-        Ok(path)
+        let info = classify::parse(frame);
+        let c = classify::classify_parsed_with(
+            &info,
+            self.direction,
+            &self.policy,
+            self.overlay.for_policy(&self.policy),
+        );
+        let fail = |why: &str| {
+            Err(format!(
+                "MISMATCH {what} ({:?}): kernel {path:?}{why}, classify says {} (class {:?}) — {frame:02x?}",
+                self.direction, c.verdict, c.class
+            ))
+        };
+        let judged: u64 = counted.verdicts.iter().flatten().sum();
+        match (path, c.verdict) {
+            (Path2::Fast, Verdict::Forward(r)) => {
+                // Judged with a lookup: counted under classify's reason.
+                if judged != 0 && counted.verdicts[0][r.index()] != 1 {
+                    return fail(&format!(" counted {:?}", counted.verdicts));
+                }
+                Ok(path)
+            }
+            (Path2::Drop, Verdict::Drop(r)) => {
+                let slot = c.class.map(|id| self.policy.counter_slot(id));
+                if counted.verdicts[1][r.index()] != 1
+                    || judged != 1
+                    || slot.map(|s| counted.blocked_classes[s]) != Some(1)
+                    || counted.blocked_ports[op25b::datapath::counters::port_slot(c.dst_port)] != 1
+                {
+                    return fail(" counted under another reason, class or port");
+                }
+                Ok(path)
+            }
+            _ => fail(""),
+        }
     }
 }
 
-/// The policies each frame is judged under.
-fn policies() -> Vec<(&'static str, Policy)> {
-    let mut out = vec![("lab (fixtures)", fixtures::policy())];
+/// Overlay of the lab policy: IPv4 /32s moved to other classes (a dynamic address made
+/// static, a static one quarantined, an unmatched one dynamic), an IPv6 prefix of the
+/// same length as a file prefix (the overlay wins the tie), one longer (wins), one
+/// shorter than the file's most specific (loses to it), and one in unmatched space.
+fn lab_overlay(p: &Policy) -> Overlay {
+    overlay(
+        p,
+        &[
+            ("198.51.100.10", "static"),
+            ("198.51.100.200", "quarantine"),
+            ("192.0.2.200", "dynamic"),
+            ("198.51.100.130", "static"),
+        ],
+        &[
+            ("2001:db8:100:666::", 64, "static"),
+            ("2001:db8:100::", 120, "quarantine"),
+            ("2001:db8:100::", 40, "static"),
+            ("2001:db8:999::", 48, "quarantine"),
+        ],
+    )
+}
+
+fn no_overlay(p: &Policy) -> Overlay {
+    overlay(p, &[], &[])
+}
+
+/// The policies each frame is judged under, with their overlays.
+fn policies() -> Vec<(&'static str, Policy, fn(&Policy) -> Overlay)> {
+    let mut out: Vec<(&'static str, Policy, fn(&Policy) -> Overlay)> = vec![
+        ("lab (fixtures)", fixtures::policy(), no_overlay),
+        ("lab with an overlay", fixtures::policy(), lab_overlay),
+    ];
+    // The lab policy with every class dropping (what the benchmarks run): the kernel
+    // decides the blocked frames too.
+    let mut b = PolicyBuilder::new();
+    let dynamic = b.class("dynamic", [25], BlockAction::Drop, true).unwrap();
+    let fixed = b.class("static", [], BlockAction::Drop, false).unwrap();
+    let quarantine = b
+        .class("quarantine", [25, 465, 587], BlockAction::Drop, true)
+        .unwrap();
+    b.subscriber("198.51.100.0/24".parse().unwrap(), dynamic)
+        .subscriber("198.51.100.200/32".parse().unwrap(), fixed)
+        .subscriber("198.51.100.128/28".parse().unwrap(), quarantine)
+        .subscriber("192.0.2.0/24".parse().unwrap(), dynamic)
+        .subscriber("2001:db8:100::/48".parse().unwrap(), dynamic)
+        .subscriber("2001:db8:100::200/128".parse().unwrap(), fixed)
+        .subscriber("2001:db8:100:666::/64".parse().unwrap(), quarantine)
+        .subscriber("2001:db8:200::/40".parse().unwrap(), dynamic)
+        .allow("203.0.113.25/32".parse().unwrap())
+        .allow("2001:db8:ff::25/128".parse().unwrap())
+        .unmatched(Some(fixed));
+    out.push((
+        "every class drops, with an overlay",
+        b.build().unwrap(),
+        lab_overlay,
+    ));
     // Every class blocks, web ports too, unmatched space blocks, every fragment rule on.
     let mut b = PolicyBuilder::new();
     let strict = b
@@ -111,12 +281,12 @@ fn policies() -> Vec<(&'static str, Policy)> {
             drop_tiny_first: true,
             drop_non_first: true,
         });
-    out.push(("strict, unmatched blocks", b.build().unwrap()));
+    out.push(("strict, unmatched blocks", b.build().unwrap(), no_overlay));
     // Nothing blocks at all: the fast path may take every whole TCP segment.
     let mut b = PolicyBuilder::new();
     let open = b.class("open", [], BlockAction::Drop, false).unwrap();
     b.subscriber(p4, open).unmatched(Some(open));
-    out.push(("nothing blocked", b.build().unwrap()));
+    out.push(("nothing blocked", b.build().unwrap(), no_overlay));
     // Outbound only, no inbound blocking, fragments forwarded.
     let mut b = PolicyBuilder::new();
     let dynamic = b.class("dynamic", [25], BlockAction::Drop, false).unwrap();
@@ -126,37 +296,43 @@ fn policies() -> Vec<(&'static str, Policy)> {
             drop_tiny_first: false,
             drop_non_first: false,
         });
-    out.push(("outbound 25 only", b.build().unwrap()));
+    out.push(("outbound 25 only", b.build().unwrap(), no_overlay));
     out
 }
 
 fn harnesses() -> Vec<(String, Harness)> {
     let mut h = Vec::new();
-    for (name, _) in policies() {
+    for (name, _, _) in policies() {
         for dir in [Direction::Outbound, Direction::Inbound] {
-            // Policy is not Clone: build each again.
-            let policy = policies().into_iter().find(|(n, _)| *n == name).unwrap().1;
-            h.push((format!("{name}, {dir:?}"), Harness::new(policy, dir)));
+            for mode in [FastPathMode::Kernel, FastPathMode::Unblockable] {
+                // Policy is not Clone: build each again.
+                let (_, policy, ov) = policies().into_iter().find(|(n, _, _)| *n == name).unwrap();
+                h.push((
+                    format!("{name}, {dir:?}, {}", mode.as_str()),
+                    Harness::new(policy, ov, dir, mode),
+                ));
+            }
         }
     }
     h
 }
 
+#[derive(Default)]
 struct Tally {
     fast: usize,
+    drop: usize,
     user: usize,
     untestable: usize,
     leaks: Vec<String>,
 }
 
 fn run_all(frames: &[(String, Vec<u8>)]) -> Tally {
-    let mut t = Tally {
-        fast: 0,
-        user: 0,
-        untestable: 0,
-        leaks: Vec::new(),
-    };
-    for (hname, h) in harnesses() {
+    run_on(&harnesses(), frames)
+}
+
+fn run_on(harnesses: &[(String, Harness)], frames: &[(String, Vec<u8>)]) -> Tally {
+    let mut t = Tally::default();
+    for (hname, h) in harnesses {
         for (what, f) in frames {
             if !testable(f) {
                 t.untestable += 1;
@@ -164,6 +340,7 @@ fn run_all(frames: &[(String, Vec<u8>)]) -> Tally {
             }
             match h.check(&format!("{what} [{hname}]"), f) {
                 Ok(Path2::Fast) => t.fast += 1,
+                Ok(Path2::Drop) => t.drop += 1,
                 Ok(Path2::User) => t.user += 1,
                 Err(e) => t.leaks.push(e),
             }
@@ -173,16 +350,19 @@ fn run_all(frames: &[(String, Vec<u8>)]) -> Tally {
 }
 
 fn assert_clean(set: &str, t: &Tally) {
+    let all = (t.fast + t.drop + t.user).max(1);
     eprintln!(
-        "{set}: {} fast path, {} userspace, {} not testable, {} leaks",
+        "{set}: {} forwarded and {} dropped in the kernel ({:.1}% decided there), {} to the workers, {} not testable, {} mismatches",
         t.fast,
+        t.drop,
+        100.0 * (t.fast + t.drop) as f64 / all as f64,
         t.user,
         t.untestable,
         t.leaks.len()
     );
     assert!(
         t.leaks.is_empty(),
-        "{} frames took the fast path although classify() blocks them:\n{}",
+        "{} frames judged in the kernel otherwise than classify() judges them:\n{}",
         t.leaks.len(),
         t.leaks
             .iter()
@@ -313,7 +493,11 @@ fn hostile_catalogue() {
     // Every frame judged (none skipped), most of them by the workers: they are broken
     // copies of port-25 SYNs.
     assert_eq!(t.untestable, 0);
-    assert_eq!(t.fast + t.user, frames.len() * policies().len() * 2);
+    // Two directions, two modes.
+    assert_eq!(
+        t.fast + t.drop + t.user,
+        frames.len() * policies().len() * 4
+    );
     assert!(t.user > t.fast, "fast {} user {}", t.fast, t.user);
 }
 
@@ -415,11 +599,15 @@ fn frame_strategy() -> impl Strategy<Value = Vec<u8>> {
 fn proptest_generated_frames() {
     let hs = harnesses();
     let mut runner = TestRunner::new(PropConfig {
-        cases: 100_000,
+        cases: 40_000,
         failure_persistence: None,
         ..PropConfig::default()
     });
-    let (fast, user) = (std::cell::Cell::new(0usize), std::cell::Cell::new(0usize));
+    let (fast, drop, user) = (
+        std::cell::Cell::new(0usize),
+        std::cell::Cell::new(0usize),
+        std::cell::Cell::new(0usize),
+    );
     let result = runner.run(&frame_strategy(), |f| {
         if !testable(&f) {
             return Ok(());
@@ -427,18 +615,25 @@ fn proptest_generated_frames() {
         for (name, h) in &hs {
             match h.check(name, &f) {
                 Ok(Path2::Fast) => fast.set(fast.get() + 1),
+                Ok(Path2::Drop) => drop.set(drop.get() + 1),
                 Ok(Path2::User) => user.set(user.get() + 1),
                 Err(e) => return Err(TestCaseError::fail(e)),
             }
         }
         Ok(())
     });
-    let (fast, user) = (fast.get(), user.get());
-    eprintln!("proptest: {fast} fast path, {user} userspace");
+    let (fast, drop, user) = (fast.get(), drop.get(), user.get());
+    eprintln!(
+        "proptest: {fast} forwarded and {drop} dropped in the kernel ({:.1}% decided there), {user} to the workers",
+        100.0 * (fast + drop) as f64 / (fast + drop + user).max(1) as f64
+    );
     if let Err(e) = result {
         panic!("{e}");
     }
-    assert!(fast > 1000 && user > 1000, "fast {fast} user {user}");
+    assert!(
+        fast > 1000 && drop > 100 && user > 1000,
+        "fast {fast} drop {drop} user {user}"
+    );
 }
 
 #[test]
@@ -455,17 +650,33 @@ fn switches_send_everything_to_userspace() {
         f.extend_from_slice(&[0; 28]);
         f
     };
-    for (fast, ready) in [(false, true), (true, false), (false, false)] {
-        prog.write_settings(&Settings::new(fast, ready, &ports, 1))
+    for (mode, ready) in [
+        (FastPathMode::Off, true),
+        (FastPathMode::Unblockable, false),
+        (FastPathMode::Kernel, false),
+        (FastPathMode::Off, false),
+    ] {
+        prog.write_settings(&Settings::new(mode, ready, false, 0, &ports, 1))
             .unwrap();
         let before = prog.stats().read().unwrap();
         assert_eq!(prog.test_run(&arp).unwrap(), XDP_PASS);
         let d = prog.stats().read().unwrap().since(&before);
-        assert_eq!((d.fast, d.user_off), (0, 1), "fast {fast} ready {ready}");
+        assert_eq!((d.fast, d.user_off), (0, 1), "{mode:?} ready {ready}");
     }
-    prog.write_settings(&Settings::new(true, true, &ports, 1))
-        .unwrap();
-    assert_eq!(prog.test_run(&arp).unwrap(), XDP_REDIRECT);
+    for mode in [FastPathMode::Unblockable, FastPathMode::Kernel] {
+        prog.write_settings(&Settings::new(mode, true, false, 0, &ports, 1))
+            .unwrap();
+        assert_eq!(prog.test_run(&arp).unwrap(), XDP_REDIRECT);
+    }
+    // Mode kernel before any policy generation is complete: what needs the policy goes
+    // to the workers.
+    let syn = syn4([198, 51, 100, 130], [203, 0, 113, 80], 25, true);
+    let before = prog.stats().read().unwrap();
+    assert_eq!(prog.test_run(&syn).unwrap(), XDP_PASS);
+    assert_eq!(
+        prog.stats().read().unwrap().since(&before).user_no_policy,
+        1
+    );
 }
 
 /// An untagged Ethernet frame with a TCP SYN to `port`.
@@ -497,9 +708,16 @@ fn reload_order_keeps_every_blocked_port_off_the_fast_path() {
     ];
     // Loopback as both targets, said to take redirected frames (BPF_PROG_TEST_RUN sends
     // nothing).
-    let mut fp = FastPath::new(programs, ["sub", "up"], [1, 1], true, &a, 1, |_| {
-        Ok(Some(true))
-    })
+    let mut fp = FastPath::new(
+        programs,
+        ["sub", "up"],
+        [1, 1],
+        FastPathMode::Unblockable,
+        0,
+        &a,
+        1,
+        |_| Ok(Some(true)),
+    )
     .unwrap();
     let frame = syn4([198, 51, 100, 10], [203, 0, 113, 80], 8025, true);
     let path = |p: &Program| {
@@ -529,9 +747,9 @@ fn reload_order_keeps_every_blocked_port_off_the_fast_path() {
     );
     fp.after_publish(&a, 3);
     assert_eq!(path(&probe[0]), Path2::Fast, "A in force again");
-    fp.set_enabled(false).unwrap();
+    fp.set_mode(FastPathMode::Off).unwrap();
     assert_eq!(path(&probe[0]), Path2::User, "fast path off");
-    fp.set_enabled(true).unwrap();
+    fp.set_mode(FastPathMode::Unblockable).unwrap();
     assert_eq!(path(&probe[0]), Path2::Fast);
     // Inbound (the upstream program): TCP/25 to a class that blocks inbound SMTP.
     let inbound = syn4([203, 0, 113, 80], [198, 51, 100, 10], 25, false);
@@ -559,9 +777,16 @@ fn a_target_that_cannot_take_redirects_keeps_the_fast_path_off() {
     let policy = fixtures::policy();
     let programs = [Program::load(1).unwrap(), Program::load(1).unwrap()];
     let probe = programs[0].try_clone().unwrap();
-    let mut fp = FastPath::new(programs, ["sub", "up"], [1, 1], true, &policy, 1, |_| {
-        Ok(Some(false))
-    })
+    let mut fp = FastPath::new(
+        programs,
+        ["sub", "up"],
+        [1, 1],
+        FastPathMode::Kernel,
+        0,
+        &policy,
+        1,
+        |_| Ok(Some(false)),
+    )
     .unwrap();
     let arp = {
         let mut f = vec![0xff; 6];
@@ -582,7 +807,12 @@ fn a_target_that_cannot_take_redirects_keeps_the_fast_path_off() {
 #[test]
 #[ignore = "needs root (loads an XDP program): scripts/test.sh runs it as root"]
 fn non_ip_frames_are_counted_by_kind_on_the_fast_path() {
-    let h = Harness::new(fixtures::policy(), Direction::Outbound);
+    let h = Harness::new(
+        fixtures::policy(),
+        no_overlay,
+        Direction::Outbound,
+        FastPathMode::Kernel,
+    );
     let mut counted = 0;
     for f in fixtures::all().into_iter().filter(|f| testable(&f.frame)) {
         let info = classify::parse(&f.frame);
@@ -602,5 +832,124 @@ fn non_ip_frames_are_counted_by_kind_on_the_fast_path() {
     assert!(
         counted >= 8,
         "only {counted} non-IP fixtures took the fast path"
+    );
+}
+
+/// An untagged Ethernet frame with an IPv6 TCP SYN to `port`.
+fn syn6(src: u128, dst: u128, port: u16, from_subscriber: bool) -> Vec<u8> {
+    let ip = fixtures::tcp6(
+        src.to_be_bytes(),
+        dst.to_be_bytes(),
+        40000,
+        port,
+        fixtures::Tcp::Syn,
+        &[],
+    );
+    fixtures::wrap(fixtures::Encap::Plain, &ip, true, from_subscriber)
+}
+
+/// The check catches what it exists to catch: the kernel's maps are written wrong in one
+/// way each (one class bit, one prefix length off by one, the overlay's tie rule
+/// reversed) while classify() judges by the right policy, and each mutation makes
+/// frames mismatch. The same frames with the maps written right match.
+#[test]
+#[ignore = "needs root (loads an XDP program): scripts/test.sh runs it as root"]
+fn mutations_are_caught() {
+    let every_drop = || {
+        policies()
+            .into_iter()
+            .find(|(n, _, _)| *n == "every class drops, with an overlay")
+            .unwrap()
+    };
+    let ext4 = [203, 0, 113, 80];
+    let ext6 = v6("2001:db8:ff::80");
+    let mut frames = Vec::new();
+    for last in [0u8, 10, 127, 128, 130, 143, 144, 150, 159, 160, 200, 255] {
+        for port in [25, 465, 587] {
+            frames.push((
+                format!("198.51.100.{last} -> :{port}"),
+                syn4([198, 51, 100, last], ext4, port, true),
+            ));
+        }
+    }
+    for src in [
+        "2001:db8:100:666::10",
+        "2001:db8:100::10",
+        "2001:db8:100::200",
+    ] {
+        for port in [25, 465] {
+            frames.push((format!("{src} -> :{port}"), syn6(v6(src), ext6, port, true)));
+        }
+    }
+    let harness = || {
+        let (_, policy, ov) = every_drop();
+        Harness::new(policy, ov, Direction::Outbound, FastPathMode::Kernel)
+    };
+    // Unmutated: clean, and the kernel decides these frames itself.
+    let h = harness();
+    let t = run_on(&[("right".into(), h)], &frames);
+    assert_clean("mutations: maps written right", &t);
+    assert_eq!(t.user, 0, "every frame here is judged in the kernel");
+
+    // 1. One wrong class bit: quarantine's port 465 cleared in the class table.
+    let h = harness();
+    let q = h
+        .policy
+        .classes()
+        .iter()
+        .position(|c| c.name == "quarantine")
+        .unwrap() as u32;
+    let key = (h.kernel.active() * 256 + q).to_ne_bytes();
+    let classes = &h.prog.shared().classes;
+    let mut info = vec![0u8; 8 + 8192];
+    assert!(classes.lookup(&key, &mut info).unwrap());
+    info[8 + 465 / 8] &= !(1 << (465 % 8));
+    classes.update(&key, &info).unwrap();
+    let t = run_on(&[("class bit".into(), h)], &frames);
+    assert!(!t.leaks.is_empty(), "a wrong class bit went unnoticed");
+
+    // 2. An off-by-one prefix length: quarantine's 198.51.100.128/28 written as /27.
+    let mut h = harness();
+    let mut b = PolicyBuilder::new();
+    let dynamic = b.class("dynamic", [25], BlockAction::Drop, true).unwrap();
+    let fixed = b.class("static", [], BlockAction::Drop, false).unwrap();
+    let quarantine = b
+        .class("quarantine", [25, 465, 587], BlockAction::Drop, true)
+        .unwrap();
+    b.subscriber("198.51.100.0/24".parse().unwrap(), dynamic)
+        .subscriber("198.51.100.200/32".parse().unwrap(), fixed)
+        .subscriber("198.51.100.128/27".parse().unwrap(), quarantine)
+        .subscriber("192.0.2.0/24".parse().unwrap(), dynamic)
+        .subscriber("2001:db8:100::/48".parse().unwrap(), dynamic)
+        .subscriber("2001:db8:100::200/128".parse().unwrap(), fixed)
+        .subscriber("2001:db8:100:666::/64".parse().unwrap(), quarantine)
+        .subscriber("2001:db8:200::/40".parse().unwrap(), dynamic)
+        .allow("203.0.113.25/32".parse().unwrap())
+        .allow("2001:db8:ff::25/128".parse().unwrap())
+        .unmatched(Some(fixed));
+    let mutated = b.build().unwrap();
+    assert!(mutated.set_counter_slots((0..3).map(|i| h.policy.counter_slot(i) as u16).collect()));
+    h.kernel.publish(&mutated).unwrap();
+    let t = run_on(&[("prefix length".into(), h)], &frames);
+    assert!(
+        !t.leaks.is_empty(),
+        "an off-by-one prefix length went unnoticed"
+    );
+
+    // 3. The overlay's tie rule reversed: the overlay's 2001:db8:100:666::/64 (static)
+    // ties with the file's quarantine /64 and must win; its entry written as if it were
+    // one bit shorter makes the file win the tie, as `>` for `>=` in the program would.
+    let h = harness();
+    let over6 = &h.prog.shared().over6;
+    let k = key6(v6("2001:db8:100:666::"), 64);
+    let mut value = [0u8; 4];
+    assert!(over6.lookup(&k, &mut value).unwrap());
+    assert_eq!(value[2], 64);
+    value[2] = 63;
+    over6.update(&k, &value).unwrap();
+    let t = run_on(&[("tie rule".into(), h)], &frames);
+    assert!(
+        !t.leaks.is_empty(),
+        "a reversed overlay tie rule went unnoticed"
     );
 }

@@ -891,8 +891,21 @@ datapath: {fast_path: false}",
         assert_eq!(l.config.interfaces.zero_copy, ZeroCopy::On);
         assert!(l.config.workers.busy_poll);
         assert!(!l.config.workers.overload_guard);
-        assert_eq!(l.config.datapath.fast_path, FastPathMode::On);
+        assert_eq!(l.config.datapath.fast_path, FastPathMode::Unblockable);
         assert!(!l.policy.classes()[0].block_inbound_smtp);
+        for (word, mode) in [
+            ("kernel", FastPathMode::Kernel),
+            ("unblockable", FastPathMode::Unblockable),
+            ("true", FastPathMode::Unblockable),
+            ("off", FastPathMode::Off),
+        ] {
+            let l = load_str(
+                Path::new("t.yaml"),
+                &words.replace("fast_path: on", &format!("fast_path: {word}")),
+            )
+            .unwrap();
+            assert_eq!(l.config.datapath.fast_path, mode, "{word}");
+        }
         let l = load_str(
             Path::new("t.yaml"),
             &words.replace("zero_copy: on", "zero_copy: true"),
@@ -910,7 +923,7 @@ datapath: {fast_path: false}",
         let e = err(&words.replace("fast_path: on", "fast_path: maybe"));
         assert!(
             e.contains(
-                "datapath.fast_path: \"maybe\" is not a switch: expected on or off (true or false)"
+                "datapath.fast_path: \"maybe\" is not a fast-path mode: expected kernel, unblockable or off (on is unblockable)"
             ),
             "{e}"
         );

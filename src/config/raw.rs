@@ -111,13 +111,34 @@ fn switch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     Ok(d.deserialize_any(Switch { auto: false })? == Some(true))
 }
 
-/// `datapath.fast_path`: see [`Switch`].
+/// `datapath.fast_path`: `kernel`, `unblockable` or `off`; the switch words of the
+/// earlier on/off setting keep loading (`on`/`true` is `unblockable`, what it meant).
 fn fast_path_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<FastPathMode, D::Error> {
-    Ok(if switch(d)? {
-        FastPathMode::On
-    } else {
-        FastPathMode::Off
-    })
+    struct Mode;
+    impl<'de> serde::de::Visitor<'de> for Mode {
+        type Value = FastPathMode;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("kernel, unblockable or off (on is unblockable)")
+        }
+        fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<FastPathMode, E> {
+            Ok(if b {
+                FastPathMode::Unblockable
+            } else {
+                FastPathMode::Off
+            })
+        }
+        fn visit_str<E: serde::de::Error>(self, w: &str) -> Result<FastPathMode, E> {
+            match w {
+                "kernel" => Ok(FastPathMode::Kernel),
+                "unblockable" | "on" | "true" => Ok(FastPathMode::Unblockable),
+                "off" | "false" => Ok(FastPathMode::Off),
+                _ => Err(E::custom(format_args!(
+                    "{w:?} is not a fast-path mode: expected kernel, unblockable or off (on is unblockable)"
+                ))),
+            }
+        }
+    }
+    d.deserialize_any(Mode)
 }
 
 /// `interfaces.zero_copy`: `auto` or a [`Switch`].

@@ -366,8 +366,8 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     ));
     shared.saves.bad_lines.store(bad_lines, Ordering::Relaxed);
     {
-        let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
-        shared.publish(&store);
+        let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+        shared.publish(&mut store);
     }
     let t0 = Instant::now();
     let open = cfg.interfaces.failure_mode == FailureMode::Open;
@@ -506,6 +506,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             last_top = Instant::now();
             offenders.check(&metrics::top(&mstate, OFFENDER_SCAN));
             running.fast_path.refresh();
+            policy.kernel_retry();
             shared.tick(metrics::unix_now());
             auto.check(
                 &shared,
@@ -1113,11 +1114,11 @@ pub fn reload(
     let mut store = overlay.store.lock().unwrap_or_else(|p| p.into_inner());
     let overlay_inactive = store.rebind(&next, cell.generation() + 1);
     let old = cell.publish(next.clone());
-    overlay.publish(&store);
+    overlay.publish(&mut store);
     drop(store);
     fast.after_publish(&next, cell.generation());
     drop(next);
-    if let Err(e) = fast.set_enabled(c.datapath.fast_path == config::FastPathMode::On) {
+    if let Err(e) = fast.set_mode(c.datapath.fast_path) {
         tracing::error!("{e}");
     }
     if running.logging.level != c.logging.level {

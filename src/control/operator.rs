@@ -94,9 +94,12 @@ impl OverlayShared {
         }
     }
 
-    /// Publishes the store's snapshot to the workers.
-    pub fn publish(&self, store: &Store) {
-        self.cell.publish_overlay(Arc::new(store.snapshot()));
+    /// Publishes the store's snapshot: to the XDP program's maps (mode kernel), then to
+    /// the workers.
+    pub fn publish(&self, store: &mut Store) {
+        let changed = store.take_changes();
+        self.cell
+            .publish_overlay(Arc::new(store.snapshot()), changed.as_deref());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
@@ -139,7 +142,7 @@ impl OverlayShared {
                 let mut store = self.lock();
                 match store.upsert(entry.clone()) {
                     Ok(old) => {
-                        self.publish(&store);
+                        self.publish(&mut store);
                         self.added.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
                             target: "op25b::overlay",
@@ -169,7 +172,7 @@ impl OverlayShared {
                 let mut store = self.lock();
                 match store.remove(&prefix) {
                     Some(e) => {
-                        self.publish(&store);
+                        self.publish(&mut store);
                         self.removed.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
                             target: "op25b::overlay",
@@ -211,7 +214,7 @@ impl OverlayShared {
         let mut store = self.lock();
         let gone = store.expire(now);
         if !gone.is_empty() {
-            self.publish(&store);
+            self.publish(&mut store);
             self.expired.fetch_add(gone.len() as u64, Ordering::Relaxed);
             for e in gone.iter().take(20) {
                 tracing::info!(
@@ -454,7 +457,7 @@ impl AutoTracker {
             };
             match store.upsert(entry) {
                 Ok(_) => {
-                    shared.publish(&store);
+                    shared.publish(&mut store);
                     shared.added.fetch_add(1, Ordering::Relaxed);
                     shared.auto_quarantined.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(

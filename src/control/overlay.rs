@@ -104,6 +104,9 @@ pub struct Store {
     by_source: [usize; 3],
     /// Changed since the last save.
     pub dirty: bool,
+    /// The prefixes whose map entry changed since the last [`Store::take_changes`];
+    /// `None`: the maps were rebuilt (write them whole).
+    changed: Option<Vec<IpNet>>,
 }
 
 impl Store {
@@ -121,6 +124,7 @@ impl Store {
             expiry: BinaryHeap::new(),
             by_source: [0; 3],
             dirty: false,
+            changed: None,
         };
         s.set_classes(policy);
         s
@@ -160,7 +164,17 @@ impl Store {
         Ok(prefix)
     }
 
+    /// The prefixes whose entries in the snapshot maps changed since the last call
+    /// (`None`: everything may have; write the snapshot whole). The kernel's copy of
+    /// the overlay follows them (`datapath::kernel`).
+    pub fn take_changes(&mut self) -> Option<Vec<IpNet>> {
+        self.changed.replace(Vec::new())
+    }
+
     fn map_insert(&mut self, prefix: IpNet, id: ClassId) {
+        if let Some(c) = &mut self.changed {
+            c.push(prefix);
+        }
         match prefix {
             IpNet::V4(n) => {
                 self.v4.insert(u32::from(n.addr()), id);
@@ -176,6 +190,9 @@ impl Store {
     }
 
     fn map_remove(&mut self, prefix: IpNet) {
+        if let Some(c) = &mut self.changed {
+            c.push(prefix);
+        }
         match prefix {
             IpNet::V4(n) => {
                 self.v4.remove(&u32::from(n.addr()));
@@ -262,6 +279,7 @@ impl Store {
         self.v4 = V4Map::default();
         self.v6 = V6Map::default();
         self.v6_len_count = [0; 129];
+        self.changed = None;
         let mut inactive = 0;
         let list: Vec<(IpNet, String)> = self
             .entries

@@ -746,7 +746,7 @@ pub fn apply(
         }
     }
     if changed {
-        shared.publish(&store);
+        shared.publish(&mut store);
     }
 }
 

@@ -23,7 +23,8 @@
 //! of what the policy in force may block. Keep it that way.
 
 use super::io::Side;
-use super::xdp::{PathStats, Program, Settings, StatsMap};
+use super::settings::FastPathMode;
+use super::xdp::{KernelVerdicts, PathStats, Program, Settings, StatsMap, VerdictsMap};
 use crate::policy::{Direction, Policy, PortSet};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,8 +34,11 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct FastPathView {
     stats: [StatsMap; 2],
-    /// `datapath.fast_path` as in force.
+    verdicts: [VerdictsMap; 2],
+    /// `datapath.fast_path` as in force (not `off`).
     pub enabled: AtomicBool,
+    /// `datapath.fast_path: kernel` in force.
+    pub kernel: AtomicBool,
     /// Per side: the program may take the fast path (as last written to its map).
     pub active: [AtomicBool; 2],
 }
@@ -43,6 +47,11 @@ impl FastPathView {
     /// Per side (subscriber, upstream) counters, summed over CPUs; zero when unreadable.
     pub fn stats(&self) -> [PathStats; 2] {
         [0, 1].map(|i| self.stats[i].read().unwrap_or_default())
+    }
+
+    /// Per side (subscriber, upstream): what the program decided in the kernel.
+    pub fn verdicts(&self) -> [KernelVerdicts; 2] {
+        [0, 1].map(|i| self.verdicts[i].read().unwrap_or_default())
     }
 
     /// One read of the counters, with its error: what the running process does with
@@ -71,7 +80,7 @@ pub type ReadinessProbe = fn(u32) -> io::Result<Option<bool>>;
 /// What one program's `settings` map holds.
 #[derive(Clone, PartialEq, Eq)]
 struct Written {
-    enabled: bool,
+    mode: FastPathMode,
     peer_ready: bool,
     ports: PortSet,
 }
@@ -96,7 +105,10 @@ struct SideState {
 pub struct FastPath {
     programs: [Program; 2],
     sides: [SideState; 2],
-    enabled: bool,
+    mode: FastPathMode,
+    /// The largest frame a worker takes (bytes): bigger ones that need a worker are
+    /// dropped in the kernel.
+    frame_max: u32,
     generation: u64,
     probe: ReadinessProbe,
     view: Arc<FastPathView>,
@@ -113,12 +125,15 @@ fn direction(side: usize) -> Direction {
 impl FastPath {
     /// Points each program at the other interface and writes the first settings from
     /// `policy` (generation `generation`). `names`/`ifindexes`: subscriber, upstream;
-    /// `probe` says whether an interface takes redirected frames.
+    /// `frame_max`: the largest frame a worker takes; `probe` says whether an interface
+    /// takes redirected frames.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         programs: [Program; 2],
         names: [&str; 2],
         ifindexes: [u32; 2],
-        enabled: bool,
+        mode: FastPathMode,
+        frame_max: u32,
         policy: &Policy,
         generation: u64,
         probe: ReadinessProbe,
@@ -136,6 +151,18 @@ impl FastPath {
                 })
             }
         };
+        let verdicts = match [
+            programs[0].verdicts().try_clone(),
+            programs[1].verdicts().try_clone(),
+        ] {
+            [Ok(a), Ok(b)] => [a, b],
+            [Err(source), _] | [_, Err(source)] => {
+                return Err(FastPathError::Settings {
+                    iface: names[0].to_string(),
+                    source,
+                })
+            }
+        };
         // A fresh program's map is all zero: fast path off, no ports.
         let sides = [0, 1].map(|i| SideState {
             iface: names[i].to_string(),
@@ -144,7 +171,7 @@ impl FastPath {
             peer_ready: false,
             ports: policy.userspace_ports(direction(i)),
             written: Written {
-                enabled: false,
+                mode: FastPathMode::Off,
                 peer_ready: false,
                 ports: PortSet::new(),
             },
@@ -162,12 +189,15 @@ impl FastPath {
         let mut fp = FastPath {
             programs,
             sides,
-            enabled,
+            mode,
+            frame_max,
             generation,
             probe,
             view: Arc::new(FastPathView {
                 stats,
-                enabled: AtomicBool::new(enabled),
+                verdicts,
+                enabled: AtomicBool::new(mode != FastPathMode::Off),
+                kernel: AtomicBool::new(mode == FastPathMode::Kernel),
                 active: [AtomicBool::new(false), AtomicBool::new(false)],
             }),
         };
@@ -185,14 +215,19 @@ impl FastPath {
     }
 
     pub fn enabled(&self) -> bool {
-        self.enabled
+        self.mode != FastPathMode::Off
+    }
+
+    /// `datapath.fast_path` in force.
+    pub fn mode(&self) -> FastPathMode {
+        self.mode
     }
 
     /// The state side `i` should have, with `ports` instead of the policy's if given.
     fn wanted(&self, i: usize, ports: Option<PortSet>) -> Written {
         let s = &self.sides[i];
         Written {
-            enabled: self.enabled,
+            mode: self.mode,
             peer_ready: s.peer_ready,
             ports: ports.unwrap_or_else(|| s.ports.clone()),
         }
@@ -201,7 +236,14 @@ impl FastPath {
     /// Writes `w` into side `i`'s map; only once the kernel took it does this module
     /// believe the map holds it. A failure marks the side for [`FastPath::refresh`].
     fn write(&mut self, i: usize, w: Written) -> Result<(), FastPathError> {
-        let settings = Settings::new(w.enabled, w.peer_ready, &w.ports, self.generation);
+        let settings = Settings::new(
+            w.mode,
+            w.peer_ready,
+            i == Side::Upstream as usize,
+            self.frame_max,
+            &w.ports,
+            self.generation,
+        );
         let s = &mut self.sides[i];
         match self.programs[i].write_settings(&settings) {
             Ok(()) => {
@@ -305,14 +347,19 @@ impl FastPath {
         }
     }
 
-    /// Turns the fast path on or off (`datapath.fast_path`, on reload). A side whose
-    /// write fails keeps its old state until [`FastPath::refresh`] succeeds.
-    pub fn set_enabled(&mut self, on: bool) -> Result<(), FastPathError> {
-        if on == self.enabled {
+    /// Changes the mode (`datapath.fast_path`, on reload). A side whose write fails
+    /// keeps its old state until [`FastPath::refresh`] succeeds.
+    pub fn set_mode(&mut self, mode: FastPathMode) -> Result<(), FastPathError> {
+        if mode == self.mode {
             return Ok(());
         }
-        self.enabled = on;
-        self.view.enabled.store(on, Ordering::Relaxed);
+        self.mode = mode;
+        self.view
+            .enabled
+            .store(mode != FastPathMode::Off, Ordering::Relaxed);
+        self.view
+            .kernel
+            .store(mode == FastPathMode::Kernel, Ordering::Relaxed);
         let mut result = Ok(());
         for i in 0..2 {
             let w = self.wanted(i, None);
@@ -320,7 +367,7 @@ impl FastPath {
                 result = Err(e);
             }
         }
-        tracing::info!("XDP fast path turned {}", if on { "on" } else { "off" });
+        tracing::info!("XDP fast path: mode {}", mode.as_str());
         result
     }
 

@@ -34,6 +34,7 @@ pub mod clock {
         t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1_000
     }
 }
+pub mod kernel;
 pub mod settings;
 pub mod worker;
 pub mod xdp;
@@ -55,6 +56,11 @@ pub struct PolicyCell {
     /// The runtime overlay (per-subscriber classes), published apart from the policy:
     /// an update never needs a reload.
     overlay: ArcSwap<Overlay>,
+    /// The XDP program's copy of the policy and overlay ([`kernel`]), written before
+    /// the workers' on every publish, once the datapath has loaded the programs.
+    kernel: std::sync::Mutex<Option<kernel::KernelPolicy>>,
+    /// Writes of the kernel's copy that failed since start.
+    pub kernel_errors: AtomicU64,
 }
 
 impl PolicyCell {
@@ -66,7 +72,66 @@ impl PolicyCell {
             generation: AtomicU64::new(1),
             class_slots: std::sync::Mutex::new(class_slots),
             overlay: ArcSwap::new(Arc::new(Overlay::default())),
+            kernel: std::sync::Mutex::new(None),
+            kernel_errors: AtomicU64::new(0),
         }
+    }
+
+    fn kernel_lock(&self) -> std::sync::MutexGuard<'_, Option<kernel::KernelPolicy>> {
+        self.kernel.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn kernel_failed(&self, e: &kernel::KernelError) {
+        self.kernel_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!("{e}; until a write succeeds, every frame the XDP program would judge goes to the workers");
+    }
+
+    /// Hands the cell the writer of the XDP program's policy maps and writes the policy
+    /// and overlay in force into them. From here on every publish writes the kernel's
+    /// copy first.
+    pub fn attach_kernel(&self, mut k: kernel::KernelPolicy) -> Result<(), kernel::KernelError> {
+        let policy = self.load_full();
+        let result = k.publish(&policy).and_then(|p| {
+            tracing::info!(
+                "XDP policy generation {}: {} subscriber prefixes, {} allowed destinations written in {} ms",
+                p.generation,
+                p.subscribers,
+                p.allowed,
+                p.millis
+            );
+            let overlay = self.load_overlay();
+            k.write_overlay(overlay.for_policy(&policy), None, &policy)
+        });
+        *self.kernel_lock() = Some(k);
+        result
+    }
+
+    /// Retries a kernel write that failed (once a second, from the control thread).
+    pub fn kernel_retry(&self) {
+        let mut guard = self.kernel_lock();
+        let Some(k) = guard.as_mut() else { return };
+        if !k.invalid() && !k.overlay_dirty() {
+            return;
+        }
+        let policy = self.load_full();
+        let overlay = self.load_overlay();
+        let result = k
+            .publish(&policy)
+            .and_then(|_| k.write_overlay(overlay.for_policy(&policy), None, &policy));
+        match result {
+            Ok(()) => {
+                tracing::info!("the XDP program's policy is written again: it judges in the kernel")
+            }
+            Err(e) => {
+                self.kernel_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("kernel policy retry failed: {e}");
+            }
+        }
+    }
+
+    /// True while the kernel's copy is complete and in force.
+    pub fn kernel_valid(&self) -> bool {
+        self.kernel_lock().as_ref().is_some_and(|k| !k.invalid())
     }
 
     /// The current overlay (a cheap, lock-free load). Its class ids are valid for the
@@ -75,8 +140,26 @@ impl PolicyCell {
         self.overlay.load()
     }
 
-    /// Publishes an overlay snapshot.
-    pub fn publish_overlay(&self, next: Arc<Overlay>) {
+    /// Publishes an overlay snapshot: to the XDP program's maps first (`changed`: the
+    /// prefixes changed since the last snapshot, `None`: all), then to the workers. When
+    /// it returns, an entry is in force in both.
+    pub fn publish_overlay(&self, next: Arc<Overlay>, changed: Option<&[ipnet::IpNet]>) {
+        {
+            let mut guard = self.kernel_lock();
+            if let Some(k) = guard.as_mut() {
+                let policy = self.load_full();
+                let result = if next.policy_id == Overlay::policy_id_of(&policy) {
+                    k.write_overlay(&next, changed, &policy)
+                } else {
+                    // Built for another policy (cannot happen under the store's lock):
+                    // the kernel's copy is rewritten whole with the next snapshot.
+                    k.write_overlay(Overlay::empty(), None, &policy)
+                };
+                if let Err(e) = result {
+                    self.kernel_failed(&e);
+                }
+            }
+        }
         self.overlay.store(next);
     }
 
@@ -120,6 +203,18 @@ impl PolicyCell {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .assign(&next);
+        if let Some(k) = self.kernel_lock().as_mut() {
+            match k.publish(&next) {
+                Ok(p) => tracing::info!(
+                    "XDP policy generation {}: {} subscriber prefixes, {} allowed destinations written in {} ms",
+                    p.generation,
+                    p.subscribers,
+                    p.allowed,
+                    p.millis
+                ),
+                Err(e) => self.kernel_failed(&e),
+            }
+        }
         let old = self.policy.swap(next);
         self.generation.fetch_add(1, Ordering::AcqRel);
         old
@@ -152,7 +247,7 @@ pub enum StartError {
         queues: u32,
         wanted: u32,
     },
-    #[error("interface {name:?} has MTU {mtu}, but frames of {frame_size} B hold at most MTU {max} (frame minus 256 B XDP headroom, Ethernet header and two VLAN tags); raise interfaces.frame_size or lower the MTU")]
+    #[error("interface {name:?} has MTU {mtu}, but frames of {frame_size} B hold at most MTU {max} (frame minus 256 B XDP headroom, Ethernet header and two VLAN tags); raise interfaces.frame_size, lower the MTU, or use datapath.fast_path: kernel (which judges bigger frames in the kernel)")]
     Mtu {
         name: String,
         mtu: u32,
@@ -166,6 +261,8 @@ pub enum StartError {
         name: String,
         source: std::io::Error,
     },
+    #[error("cannot write the policy into op25b's XDP program's maps: {0}")]
+    KernelPolicy(kernel::KernelError),
     #[error("cannot load op25b's XDP program for {name:?}: {source} (EPERM/EACCES: op25b needs CAP_BPF and CAP_PERFMON, or the kernel's verifier refused the program: set logging.level: debug to see its log)")]
     XdpLoad {
         name: String,
@@ -268,7 +365,18 @@ pub fn preflight(cfg: &Settings) -> Result<(nic::Nic, nic::Nic, Vec<String>), St
                 wanted: ifs.queues,
             });
         }
-        if n.mtu > max_mtu {
+        if n.mtu > max_mtu && cfg.fast_path == FastPathMode::Kernel {
+            // The XDP program is frags-aware: bigger frames are judged in the kernel by
+            // their headers; one that needs a worker and does not fit a UMEM frame is
+            // dropped and counted (op25b_xdp_dropped_too_big_total).
+            notes.push(format!(
+                "warning: interface {} has MTU {} above the {max_mtu} a {} B UMEM frame holds: frames that need a worker (replies, fragments, headers the XDP program does not parse) and are larger are dropped and counted; raise interfaces.frame_size (4096 holds MTU {}) to let the workers take them",
+                n.name,
+                n.mtu,
+                ifs.frame_size,
+                4096 - XDP_HEADROOM - (ETH_HEADER + 2 * VLAN_TAG) as u32
+            ));
+        } else if n.mtu > max_mtu {
             return Err(StartError::Mtu {
                 name: n.name.clone(),
                 mtu: n.mtu,
@@ -368,13 +476,28 @@ pub fn start(
     // Load both programs and write their settings before attaching them: from the first
     // frame on, what the policy can never block takes the fast path (while no socket is
     // registered, the rest goes to the kernel stack, counted as passed).
-    let load = |n: &nic::Nic| {
-        xdp::Program::load(ifs.queues).map_err(|source| StartError::XdpLoad {
+    // The upstream copy shares the subscriber copy's policy maps.
+    let load = |n: &nic::Nic, with: Option<&xdp::SharedMaps>| {
+        xdp::Program::load_sharing(ifs.queues, with).map_err(|source| StartError::XdpLoad {
             name: n.name.clone(),
             source,
         })
     };
-    let programs = [load(&sub)?, load(&up)?];
+    let first = load(&sub, None)?;
+    let second = load(&up, Some(first.shared()))?;
+    let programs = [first, second];
+    // The policy and overlay in force into the kernel's maps, whatever the mode: a
+    // reload that turns mode kernel on finds them ready.
+    let shared = programs[0]
+        .shared()
+        .try_clone()
+        .map_err(|source| StartError::XdpLoad {
+            name: sub.name.clone(),
+            source,
+        })?;
+    kernel::KernelPolicy::new(shared)
+        .and_then(|k| policy.attach_kernel(k))
+        .map_err(StartError::KernelPolicy)?;
     let clones = match (programs[0].try_clone(), programs[1].try_clone()) {
         (Ok(a), Ok(b)) => [a, b],
         (Err(source), _) | (_, Err(source)) => {
@@ -388,7 +511,8 @@ pub fn start(
         clones,
         [&sub.name, &up.name],
         [sub.ifindex, up.ifindex],
-        cfg.fast_path == FastPathMode::On,
+        cfg.fast_path,
+        ifs.frame_size - XDP_HEADROOM,
         &policy.load(),
         policy.generation(),
         xdp::takes_redirects,

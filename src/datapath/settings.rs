@@ -31,13 +31,31 @@ pub enum ZeroCopy {
     Off,
 }
 
-/// `datapath.fast_path`: whether op25b's XDP program sends frames the policy can never
-/// block straight to the other interface in the kernel.
+/// `datapath.fast_path`: how much op25b's XDP program decides in the kernel (the table
+/// of which frame is judged where is in docs/architecture.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FastPathMode {
+    /// The program judges in the kernel every frame it can, exactly as the workers would
+    /// (forward or drop); the workers get replies, fragments and what it does not parse.
     #[default]
-    On,
+    Kernel,
+    /// Only what no class can block is forwarded in the kernel (not TCP, or TCP to a port
+    /// no class blocks); every TCP segment to a port some class blocks goes to the
+    /// workers. What `on` meant before the kernel judged.
+    Unblockable,
+    /// Every frame goes through the workers.
     Off,
+}
+
+impl FastPathMode {
+    /// The word of the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FastPathMode::Kernel => "kernel",
+            FastPathMode::Unblockable => "unblockable",
+            FastPathMode::Off => "off",
+        }
+    }
 }
 
 /// Everything `datapath::preflight` and `datapath::start` need.

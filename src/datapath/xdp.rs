@@ -23,8 +23,11 @@
 //! The object is compiled by build.rs with clang and embedded in the binary: nothing ships
 //! beside it.
 
+use super::counters::PORT_SLOTS;
+use super::settings::FastPathMode;
 use crate::classify::NonIpKind;
 use crate::policy::PortSet;
+use crate::policy::{Reason, COUNTER_SLOTS};
 use libbpf_sys as bpf;
 use std::ffi::CString;
 use std::io;
@@ -38,13 +41,16 @@ const XDP_FLAGS_DRV_MODE: u32 = 4;
 /// `NETDEV_XDP_ACT_NDO_XMIT` (include/uapi/linux/netdev.h): the device takes frames
 /// redirected to it.
 const XDP_ACT_NDO_XMIT: u64 = 1 << 2;
-/// `XDP_PASS` and `XDP_REDIRECT`, as BPF_PROG_TEST_RUN reports them.
+/// `XDP_DROP`, `XDP_PASS` and `XDP_REDIRECT`, as BPF_PROG_TEST_RUN reports them.
+pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_REDIRECT: u32 = 4;
 
 /// `settings.flags` bits (bpf/op25b_xdp.c).
 const FLAG_FAST_PATH: u32 = 1;
 const FLAG_PEER_READY: u32 = 2;
+const FLAG_KERNEL: u32 = 4;
+const FLAG_INBOUND: u32 = 8;
 
 /// The `settings` map's value, as the program reads it (`struct settings`).
 #[repr(C)]
@@ -52,23 +58,42 @@ const FLAG_PEER_READY: u32 = 2;
 pub struct Settings {
     flags: u32,
     generation: u32,
+    frame_max: u32,
+    pad: u32,
     ports: [u8; 65536 / 8],
 }
 
 impl Settings {
-    /// `fast_path`: the configured switch; `peer_ready`: the other interface takes
-    /// redirected frames; `ports`: TCP destination ports that must go to userspace.
-    pub fn new(fast_path: bool, peer_ready: bool, ports: &PortSet, generation: u64) -> Self {
+    /// `mode`: `datapath.fast_path`; `peer_ready`: the other interface takes redirected
+    /// frames; `inbound`: this copy runs on the upstream interface; `frame_max`: the
+    /// largest frame a worker takes (0: no limit); `ports`: the TCP destination ports
+    /// that need the policy (judged here in mode kernel, by the workers in mode
+    /// unblockable).
+    pub fn new(
+        mode: FastPathMode,
+        peer_ready: bool,
+        inbound: bool,
+        frame_max: u32,
+        ports: &PortSet,
+        generation: u64,
+    ) -> Self {
         let mut s = Settings {
             flags: 0,
             generation: generation as u32,
+            frame_max,
+            pad: 0,
             ports: [0; 65536 / 8],
         };
-        if fast_path {
-            s.flags |= FLAG_FAST_PATH;
-        }
+        s.flags |= match mode {
+            FastPathMode::Kernel => FLAG_KERNEL,
+            FastPathMode::Unblockable => FLAG_FAST_PATH,
+            FastPathMode::Off => 0,
+        };
         if peer_ready {
             s.flags |= FLAG_PEER_READY;
+        }
+        if inbound {
+            s.flags |= FLAG_INBOUND;
         }
         for p in ports.iter() {
             s.ports[usize::from(p >> 3)] |= 1 << (p & 7);
@@ -76,9 +101,14 @@ impl Settings {
         s
     }
 
-    /// True when the program may take the fast path.
+    /// True when the program may decide anything in the kernel (forward or drop).
     pub fn active(&self) -> bool {
-        self.flags & (FLAG_FAST_PATH | FLAG_PEER_READY) == FLAG_FAST_PATH | FLAG_PEER_READY
+        self.flags & FLAG_PEER_READY != 0 && self.flags & (FLAG_FAST_PATH | FLAG_KERNEL) != 0
+    }
+
+    /// True when the program judges in the kernel (mode kernel, peer ready).
+    pub fn judges(&self) -> bool {
+        self.active() && self.flags & FLAG_KERNEL != 0
     }
 }
 
@@ -103,16 +133,29 @@ pub struct PathStats {
     pub passed: u64,
     /// Of `fast`, the frames that are not IPv4/IPv6, by [`NonIpKind`] index.
     pub non_ip: [u64; NonIpKind::COUNT],
+    /// Sent to userspace in mode kernel: blocked, and the class replies (reject).
+    pub user_reply: u64,
+    /// ... in mode kernel while no complete policy generation is in the maps.
+    pub user_no_policy: u64,
+    /// Dropped: for the workers, but larger than a worker's UMEM frame.
+    pub too_big: u64,
 }
 
-/// The `stat` enum of bpf/op25b_xdp.c: eight path counters, then one per [`NonIpKind`].
+/// The `stat` enum of bpf/op25b_xdp.c: eight path counters, one per [`NonIpKind`], then
+/// the three of mode kernel.
 const STAT_NON_IP: usize = 8;
-const STAT_COUNT: u32 = (STAT_NON_IP + NonIpKind::COUNT) as u32;
+const STAT_USER_REPLY: usize = STAT_NON_IP + NonIpKind::COUNT;
+const STAT_COUNT: u32 = (STAT_USER_REPLY + 3) as u32;
 
 impl PathStats {
     /// Frames the program sent to userspace.
     pub fn to_user(&self) -> u64 {
-        self.user_port + self.user_fragment + self.user_unparsed + self.user_off
+        self.user_port
+            + self.user_fragment
+            + self.user_unparsed
+            + self.user_off
+            + self.user_reply
+            + self.user_no_policy
     }
 
     /// Counter-wise `self - earlier` (saturating).
@@ -127,16 +170,21 @@ impl PathStats {
             fast_tcp: self.fast_tcp.saturating_sub(earlier.fast_tcp),
             passed: self.passed.saturating_sub(earlier.passed),
             non_ip: std::array::from_fn(|k| self.non_ip[k].saturating_sub(earlier.non_ip[k])),
+            user_reply: self.user_reply.saturating_sub(earlier.user_reply),
+            user_no_policy: self.user_no_policy.saturating_sub(earlier.user_no_policy),
+            too_big: self.too_big.saturating_sub(earlier.too_big),
         }
     }
 
     /// `(reason, frames)` of the userspace path, for metrics and reports.
-    pub fn user_reasons(&self) -> [(&'static str, u64); 4] {
+    pub fn user_reasons(&self) -> [(&'static str, u64); 6] {
         [
             ("port", self.user_port),
             ("fragment", self.user_fragment),
             ("unparsed", self.user_unparsed),
             ("off", self.user_off),
+            ("reply", self.user_reply),
+            ("no_policy", self.user_no_policy),
         ]
     }
 
@@ -151,7 +199,10 @@ impl PathStats {
                 "fragment": self.user_fragment,
                 "unparsed": self.user_unparsed,
                 "off": self.user_off,
+                "reply": self.user_reply,
+                "no_policy": self.user_no_policy,
             },
+            "dropped_too_big": self.too_big,
             "fast_path_non_ip": NonIpKind::ALL
                 .iter()
                 .map(|k| (k.as_str().to_string(), serde_json::json!(self.non_ip[k.index()])))
@@ -195,6 +246,296 @@ fn update(fd: &OwnedFd, key: u32, value: *const libc::c_void) -> io::Result<()> 
     Ok(())
 }
 
+/// A BPF map of fixed key and value sizes, read and written as bytes (the layouts are
+/// `repr(C)` mirrors of bpf/op25b_xdp.c, built in [`super::kernel`]).
+#[derive(Debug)]
+pub struct Map {
+    fd: OwnedFd,
+    key_size: usize,
+    value_size: usize,
+    name: &'static str,
+}
+
+fn errno(rc: libc::c_int) -> io::Result<()> {
+    if rc < 0 {
+        Err(io::Error::from_raw_os_error(-rc))
+    } else {
+        Ok(())
+    }
+}
+
+impl Map {
+    fn sized(&self, key: &[u8], value: Option<usize>) -> io::Result<()> {
+        if key.len() != self.key_size || value.is_some_and(|v| v != self.value_size) {
+            return Err(io::Error::other(format!(
+                "map {}: key of {} B / value of {:?} B given, the map has {} / {}",
+                self.name,
+                key.len(),
+                value,
+                self.key_size,
+                self.value_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// The map's name in bpf/op25b_xdp.c (for errors).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Inserts or replaces `key`.
+    pub fn update(&self, key: &[u8], value: &[u8]) -> io::Result<()> {
+        self.sized(key, Some(value.len()))?;
+        // SAFETY: both buffers are live and of the map's key and value sizes (checked).
+        errno(unsafe {
+            bpf::bpf_map_update_elem(
+                self.fd.as_raw_fd(),
+                key.as_ptr().cast(),
+                value.as_ptr().cast(),
+                0,
+            )
+        })
+    }
+
+    /// Deletes `key`; false when it was not there.
+    pub fn delete(&self, key: &[u8]) -> io::Result<bool> {
+        self.sized(key, None)?;
+        // SAFETY: `key` is live and of the map's key size (checked).
+        match errno(unsafe { bpf::bpf_map_delete_elem(self.fd.as_raw_fd(), key.as_ptr().cast()) }) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads `key` into `value` (of the map's value size, times the possible CPUs for a
+    /// per-CPU map); false when it is not there.
+    pub fn lookup(&self, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
+        self.sized(key, None)?;
+        if value.len() < self.value_size {
+            return Err(io::Error::other(format!(
+                "map {}: value buffer too small",
+                self.name
+            )));
+        }
+        // SAFETY: `key` is of the key size; `value` holds at least what the kernel writes
+        // (the caller sizes it for per-CPU maps).
+        match errno(unsafe {
+            bpf::bpf_map_lookup_elem(
+                self.fd.as_raw_fd(),
+                key.as_ptr().cast(),
+                value.as_mut_ptr().cast(),
+            )
+        }) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The key after `key` (the first with `None`) into `next`; false at the end.
+    pub fn next_key(&self, key: Option<&[u8]>, next: &mut [u8]) -> io::Result<bool> {
+        if let Some(k) = key {
+            self.sized(k, None)?;
+        }
+        if next.len() != self.key_size {
+            return Err(io::Error::other(format!(
+                "map {}: key buffer size",
+                self.name
+            )));
+        }
+        let kp = key.map_or(std::ptr::null(), |k| k.as_ptr().cast());
+        // SAFETY: `kp` is NULL or a live key; `next` is of the key size.
+        match errno(unsafe {
+            bpf::bpf_map_get_next_key(self.fd.as_raw_fd(), kp, next.as_mut_ptr().cast())
+        }) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A new LPM trie of `max_entries` (an inner map of one generation).
+    pub fn new_lpm_trie(
+        name: &'static str,
+        key_size: usize,
+        value_size: usize,
+        max_entries: u32,
+    ) -> io::Result<Map> {
+        // SAFETY: all-zero is a valid bpf_map_create_opts.
+        let mut opts: bpf::bpf_map_create_opts = unsafe { std::mem::zeroed() };
+        opts.sz = std::mem::size_of::<bpf::bpf_map_create_opts>() as bpf::size_t;
+        opts.map_flags = bpf::BPF_F_NO_PREALLOC;
+        let cname = CString::new(name).expect("no NUL");
+        // SAFETY: `cname` and `opts` outlive the call.
+        let fd = owned(unsafe {
+            bpf::bpf_map_create(
+                bpf::BPF_MAP_TYPE_LPM_TRIE,
+                cname.as_ptr(),
+                key_size as u32,
+                value_size as u32,
+                max_entries.max(1),
+                &opts,
+            )
+        })?;
+        Ok(Map {
+            fd,
+            key_size,
+            value_size,
+            name,
+        })
+    }
+
+    /// The descriptor as a map-in-map value (4 bytes).
+    pub fn fd_value(&self) -> [u8; 4] {
+        (self.fd.as_raw_fd() as u32).to_ne_bytes()
+    }
+
+    pub fn try_clone(&self) -> io::Result<Map> {
+        Ok(Map {
+            fd: self.fd.try_clone()?,
+            key_size: self.key_size,
+            value_size: self.value_size,
+            name: self.name,
+        })
+    }
+}
+
+/// The maps both interfaces' programs share: the policy's two generations, the overlay
+/// and the abuse desk's list (bpf/op25b_xdp.c). [`super::kernel::KernelPolicy`] writes
+/// them.
+#[derive(Debug)]
+pub struct SharedMaps {
+    pub active: Map,
+    pub gpol: Map,
+    pub classes: Map,
+    pub slotmap: Map,
+    pub subs4: Map,
+    pub subs6: Map,
+    pub allow4: Map,
+    pub allow6: Map,
+    pub over4: Map,
+    pub over6: Map,
+    pub offenders: Map,
+    pub barrier: Map,
+}
+
+/// The names of [`SharedMaps`] in the object, in field order.
+const SHARED: [&str; 12] = [
+    "active",
+    "gpol",
+    "classes",
+    "slotmap",
+    "subs4",
+    "subs6",
+    "allow4",
+    "allow6",
+    "over4",
+    "over6",
+    "offenders",
+    "barrier",
+];
+
+impl SharedMaps {
+    fn all(&self) -> [&Map; 12] {
+        [
+            &self.active,
+            &self.gpol,
+            &self.classes,
+            &self.slotmap,
+            &self.subs4,
+            &self.subs6,
+            &self.allow4,
+            &self.allow6,
+            &self.over4,
+            &self.over6,
+            &self.offenders,
+            &self.barrier,
+        ]
+    }
+
+    pub fn try_clone(&self) -> io::Result<SharedMaps> {
+        let [active, gpol, classes, slotmap, subs4, subs6, allow4, allow6, over4, over6, offenders, barrier] =
+            self.all().map(Map::try_clone);
+        Ok(SharedMaps {
+            active: active?,
+            gpol: gpol?,
+            classes: classes?,
+            slotmap: slotmap?,
+            subs4: subs4?,
+            subs6: subs6?,
+            allow4: allow4?,
+            allow6: allow6?,
+            over4: over4?,
+            over6: over6?,
+            offenders: offenders?,
+            barrier: barrier?,
+        })
+    }
+}
+
+/// What the program decided in the kernel (mode kernel), in the layout of the workers'
+/// counters (`struct verdicts`, summed over CPUs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelVerdicts {
+    /// [action: forward, drop][reason].
+    pub verdicts: [[u64; Reason::COUNT]; 2],
+    /// Blocked frames per port slot (`counters::port_slot`).
+    pub blocked_ports: [u64; PORT_SLOTS],
+    /// Blocked frames per class counter slot.
+    pub blocked_classes: Vec<u64>,
+}
+
+impl Default for KernelVerdicts {
+    fn default() -> Self {
+        KernelVerdicts {
+            verdicts: [[0; Reason::COUNT]; 2],
+            blocked_ports: [0; PORT_SLOTS],
+            blocked_classes: vec![0; COUNTER_SLOTS],
+        }
+    }
+}
+
+/// u64s in `struct verdicts`.
+const VERDICT_WORDS: usize = 2 * Reason::COUNT + PORT_SLOTS + COUNTER_SLOTS;
+
+/// The `verdicts` map, readable from any thread (metrics).
+#[derive(Debug)]
+pub struct VerdictsMap {
+    map: Map,
+    cpus: usize,
+}
+
+impl VerdictsMap {
+    /// Sums every counter over the possible CPUs.
+    pub fn read(&self) -> io::Result<KernelVerdicts> {
+        let mut buf = vec![0u8; VERDICT_WORDS * 8 * self.cpus];
+        self.map.lookup(&0u32.to_ne_bytes(), &mut buf)?;
+        let mut v = vec![0u64; VERDICT_WORDS];
+        for cpu in buf.chunks_exact(VERDICT_WORDS * 8) {
+            for (sum, w) in v.iter_mut().zip(cpu.chunks_exact(8)) {
+                *sum += u64::from_ne_bytes(w.try_into().expect("8 bytes"));
+            }
+        }
+        let mut k = KernelVerdicts::default();
+        for a in 0..2 {
+            k.verdicts[a].copy_from_slice(&v[a * Reason::COUNT..(a + 1) * Reason::COUNT]);
+        }
+        let at = 2 * Reason::COUNT;
+        k.blocked_ports.copy_from_slice(&v[at..at + PORT_SLOTS]);
+        k.blocked_classes = v[at + PORT_SLOTS..].to_vec();
+        Ok(k)
+    }
+
+    pub fn try_clone(&self) -> io::Result<VerdictsMap> {
+        Ok(VerdictsMap {
+            map: self.map.try_clone()?,
+            cpus: self.cpus,
+        })
+    }
+}
+
 /// The loaded program and its maps (not attached: see [`XdpLink`]).
 #[derive(Debug)]
 pub struct Program {
@@ -203,6 +544,8 @@ pub struct Program {
     peer: OwnedFd,
     settings: OwnedFd,
     stats: StatsMap,
+    verdicts: VerdictsMap,
+    shared: SharedMaps,
 }
 
 /// The `stats` map, readable from any thread (metrics) without holding the program.
@@ -247,6 +590,9 @@ impl StatsMap {
             fast_tcp: v[6],
             passed: v[7],
             non_ip: std::array::from_fn(|k| v[STAT_NON_IP + k]),
+            user_reply: v[STAT_USER_REPLY],
+            user_no_policy: v[STAT_USER_REPLY + 1],
+            too_big: v[STAT_USER_REPLY + 2],
         })
     }
 
@@ -270,9 +616,16 @@ impl Drop for Object {
 }
 
 impl Program {
-    /// Loads the program with a socket map of `queues` slots. The fast path starts off
-    /// (every frame to userspace) until [`Program::write_settings`] turns it on.
+    /// Loads the program with a socket map of `queues` slots and maps of its own. The
+    /// fast path starts off (every frame to userspace) until [`Program::write_settings`]
+    /// turns it on.
     pub fn load(queues: u32) -> io::Result<Program> {
+        Self::load_sharing(queues, None)
+    }
+
+    /// [`Program::load`], sharing the policy maps of `with` (the other interface's copy)
+    /// when given.
+    pub fn load_sharing(queues: u32, with: Option<&SharedMaps>) -> io::Result<Program> {
         // SAFETY: OBJECT is a static byte slice; libbpf copies what it keeps. NULL opts =
         // defaults.
         let obj = unsafe {
@@ -302,6 +655,15 @@ impl Program {
         if rc < 0 {
             return Err(io::Error::from_raw_os_error(-rc));
         }
+        if let Some(with) = with {
+            for (name, m) in SHARED.iter().zip(with.all()) {
+                // SAFETY: the map belongs to the open object; libbpf dups the descriptor.
+                let rc = unsafe { bpf::bpf_map__reuse_fd(map(name)?, m.fd.as_raw_fd()) };
+                if rc < 0 {
+                    return Err(io::Error::from_raw_os_error(-rc));
+                }
+            }
+        }
         // SAFETY: `obj` is open; load creates the maps and verifies the program.
         let rc = unsafe { bpf::bpf_object__load(obj.0) };
         if rc < 0 {
@@ -324,6 +686,19 @@ impl Program {
         if cpus <= 0 {
             return Err(io::Error::from_raw_os_error(-cpus));
         }
+        let sized = |name: &'static str| -> io::Result<Map> {
+            let m = map(name)?;
+            // SAFETY: the map belongs to the loaded object, which is still open.
+            let (k, v) = unsafe { (bpf::bpf_map__key_size(m), bpf::bpf_map__value_size(m)) };
+            Ok(Map {
+                fd: fd_of(name)?,
+                key_size: k as usize,
+                value_size: v as usize,
+                name,
+            })
+        };
+        let [active, gpol, classes, slotmap, subs4, subs6, allow4, allow6, over4, over6, offenders, barrier] =
+            SHARED.map(sized);
         Ok(Program {
             prog: prog_fd,
             xsks: fd_of("xsks")?,
@@ -332,6 +707,24 @@ impl Program {
             stats: StatsMap {
                 fd: fd_of("stats")?,
                 cpus: cpus as usize,
+            },
+            verdicts: VerdictsMap {
+                map: sized("verdicts")?,
+                cpus: cpus as usize,
+            },
+            shared: SharedMaps {
+                active: active?,
+                gpol: gpol?,
+                classes: classes?,
+                slotmap: slotmap?,
+                subs4: subs4?,
+                subs6: subs6?,
+                allow4: allow4?,
+                allow6: allow6?,
+                over4: over4?,
+                over6: over6?,
+                offenders: offenders?,
+                barrier: barrier?,
             },
         })
         // `obj` closes here: the kernel objects live on through our descriptors.
@@ -365,6 +758,16 @@ impl Program {
         &self.stats
     }
 
+    /// The counters of what this copy decided in the kernel.
+    pub fn verdicts(&self) -> &VerdictsMap {
+        &self.verdicts
+    }
+
+    /// The maps both copies share (the policy, the overlay, the abuse desk's list).
+    pub fn shared(&self) -> &SharedMaps {
+        &self.shared
+    }
+
     /// Second handles on the program and its maps (for the control thread; the program
     /// stays attached only as long as its [`XdpLink`]).
     pub fn try_clone(&self) -> io::Result<Program> {
@@ -374,6 +777,8 @@ impl Program {
             peer: self.peer.try_clone()?,
             settings: self.settings.try_clone()?,
             stats: self.stats.try_clone()?,
+            verdicts: self.verdicts.try_clone()?,
+            shared: self.shared.try_clone()?,
         })
     }
 
@@ -381,18 +786,24 @@ impl Program {
     /// its action (`XDP_PASS`, `XDP_REDIRECT`, ...). The program reads its maps as in
     /// service: a test tells the two paths apart by the `stats` counters.
     pub fn test_run(&self, frame: &[u8]) -> io::Result<u32> {
+        self.test_run_repeat(frame, 1).map(|(action, _)| action)
+    }
+
+    /// [`Program::test_run`] `repeat` times in the kernel; returns the action and the
+    /// kernel's mean run time in nanoseconds (for measuring the lookups).
+    pub fn test_run_repeat(&self, frame: &[u8], repeat: u32) -> io::Result<(u32, u32)> {
         // SAFETY: all-zero is a valid bpf_test_run_opts (no buffers, no context).
         let mut opts: bpf::bpf_test_run_opts = unsafe { std::mem::zeroed() };
         opts.sz = std::mem::size_of::<bpf::bpf_test_run_opts>() as bpf::size_t;
         opts.data_in = frame.as_ptr().cast();
         opts.data_size_in = frame.len() as u32;
-        opts.repeat = 1;
+        opts.repeat = repeat.max(1) as _;
         // SAFETY: `opts` and the frame it points at outlive the call; no output buffers.
         let rc = unsafe { bpf::bpf_prog_test_run_opts(self.prog.as_raw_fd(), &mut opts) };
         if rc < 0 {
             return Err(io::Error::from_raw_os_error(-rc));
         }
-        Ok(opts.retval)
+        Ok((opts.retval, opts.duration))
     }
 }
 
@@ -475,23 +886,29 @@ mod tests {
 
     #[test]
     fn settings_layout_matches_the_program() {
-        // struct settings: u32 flags, u32 generation, u8 ports[8192].
-        assert_eq!(std::mem::size_of::<Settings>(), 8 + 8192);
+        // struct settings: u32 flags, generation, frame_max, pad; u8 ports[8192].
+        assert_eq!(std::mem::size_of::<Settings>(), 16 + 8192);
         let mut ports = PortSet::new();
         for p in [25, 465, 587, 0, 65535] {
             ports.insert(p);
         }
-        let s = Settings::new(true, true, &ports, 7);
+        let s = Settings::new(FastPathMode::Unblockable, true, false, 1792, &ports, 7);
         assert!(s.active());
+        assert!(!s.judges());
         assert_eq!(s.flags, 3);
         assert_eq!(s.generation, 7);
+        assert_eq!(s.frame_max, 1792);
+        let k = Settings::new(FastPathMode::Kernel, true, true, 0, &ports, 7);
+        assert!(k.active() && k.judges());
+        assert_eq!(k.flags, FLAG_KERNEL | FLAG_PEER_READY | FLAG_INBOUND);
         assert_eq!(s.ports[25 / 8], 1 << (25 % 8));
         assert_eq!(s.ports[0], 1); // port 0
         assert_eq!(s.ports[8191], 0x80);
         let set: usize = s.ports.iter().map(|b| b.count_ones() as usize).sum();
         assert_eq!(set, 5);
-        assert!(!Settings::new(true, false, &ports, 1).active());
-        assert!(!Settings::new(false, true, &ports, 1).active());
+        assert!(!Settings::new(FastPathMode::Unblockable, false, false, 0, &ports, 1).active());
+        assert!(!Settings::new(FastPathMode::Kernel, false, false, 0, &ports, 1).active());
+        assert!(!Settings::new(FastPathMode::Off, true, false, 0, &ports, 1).active());
     }
 
     #[test]

@@ -166,6 +166,12 @@ impl PolicyBuilder {
                 + allowed_v6.memory_bytes(),
         };
         Ok(Policy {
+            entries: PolicyEntries {
+                subscribers_v4: self.subscribers_v4.clone().into_boxed_slice(),
+                subscribers_v6: self.subscribers_v6.clone().into_boxed_slice(),
+                allowed_v4: self.allowed_v4.clone().into_boxed_slice(),
+                allowed_v6: self.allowed_v6.clone().into_boxed_slice(),
+            },
             classes: self.classes.clone().into_boxed_slice(),
             subscribers_v4,
             subscribers_v6,

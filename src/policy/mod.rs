@@ -99,8 +99,22 @@ pub struct PolicySummary {
     pub table_bytes: usize,
 }
 
+/// The prefixes a policy was built from, in the order given (for the same prefix given
+/// twice the last one wins): what the XDP program's tables are compiled from
+/// (`datapath::kernel`), so the kernel and the workers judge by one list.
+#[derive(Clone, Debug, Default)]
+pub struct PolicyEntries {
+    /// Subscriber prefixes; `value` is class id + 1.
+    pub subscribers_v4: Box<[lpm::Entry<u32>]>,
+    pub subscribers_v6: Box<[lpm::Entry<u128>]>,
+    /// Allowed destinations (`value` 1).
+    pub allowed_v4: Box<[lpm::Entry<u32>]>,
+    pub allowed_v6: Box<[lpm::Entry<u128>]>,
+}
+
 /// The compiled, immutable policy. Cheap to read from many threads at once.
 pub struct Policy {
+    entries: PolicyEntries,
     classes: Box<[Class]>,
     subscribers_v4: Ipv4Table,
     subscribers_v6: HostSplitTable<u128>,
@@ -150,6 +164,11 @@ impl Policy {
             }
         }
         set
+    }
+
+    /// The prefixes the tables were built from.
+    pub fn entries(&self) -> &PolicyEntries {
+        &self.entries
     }
 
     /// The classes, indexed by [`ClassId`].

@@ -149,6 +149,21 @@ impl Overlay {
         self.v4.get(&addr).copied()
     }
 
+    /// Every IPv4 entry: (address, class).
+    pub fn iter_v4(&self) -> impl Iterator<Item = (u32, ClassId)> + '_ {
+        self.v4.iter().map(|(&a, &c)| (a, c))
+    }
+
+    /// Every IPv6 entry: ((masked prefix, length), class).
+    pub fn iter_v6(&self) -> impl Iterator<Item = ((u128, u8), ClassId)> + '_ {
+        self.v6.iter().map(|(&k, &c)| (k, c))
+    }
+
+    /// The class of the IPv6 entry for exactly this (masked) prefix and length.
+    pub fn v6_exact(&self, prefix: u128, len: u8) -> Option<ClassId> {
+        self.v6.get(&(prefix, len)).copied()
+    }
+
     /// The longest IPv6 match in the overlay: (class, prefix length).
     #[inline]
     pub fn v6(&self, addr: u128) -> Option<(ClassId, u8)> {

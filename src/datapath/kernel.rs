@@ -1,0 +1,464 @@
+//! The policy in the kernel: compiles a [`Policy`] (and the runtime overlay) into the maps
+//! op25b's XDP program judges with in mode `kernel` (bpf/op25b_xdp.c, its header comment
+//! says which frame is judged where).
+//!
+//! **Two generations.** The program reads the generation `active` names. A publish fills
+//! the other one completely (new LPM tries for subscribers and allowed destinations,
+//! created at their size and placed in the array-of-maps slots; the class table; the
+//! slot -> class table; the policy-wide facts), and only then flips `active`: a frame is
+//! judged wholly by the old or wholly by the new policy. Before it rewrites anything of
+//! the inactive generation, a publish updates the `barrier` array-of-maps, which returns
+//! only once every program that was running has finished (the kernel's
+//! synchronize_rcu for map-in-map updates): no frame still reads the generation it
+//! rewrites. If a publish fails, the generation in force is marked invalid, so every
+//! frame the policy may block goes to the workers (counted as `no_policy`) until a publish
+//! succeeds: the kernel never judges by a policy other than the workers'.
+//!
+//! **The overlay** (RADIUS, operator, auto-quarantine) has no generations: its entries
+//! hold the class's counter slot (stable by name, [`Policy::counter_slot`]), which each
+//! generation's `slotmap` turns into that generation's class id. An entry whose slot has
+//! no class in the generation in force sends its frames to the workers. Entries are
+//! written one by one as the control plane publishes each overlay snapshot, before
+//! the snapshot reaches the workers.
+//!
+//! Why BPF LPM tries (and not op25b's own trie laid out in an array map): see
+//! docs/architecture.md, "Kernel verdicts" (measured with `op25b-bench kernel-lookup`).
+
+use super::xdp::{Map, SharedMaps};
+use crate::lpm::Entry;
+use crate::policy::overlay::{mask_v6, Overlay};
+use crate::policy::{BlockAction, Policy, COUNTER_SLOTS, MAX_CLASSES};
+use ipnet::IpNet;
+use std::io;
+
+/// `struct gpol` and `struct class_info` of bpf/op25b_xdp.c: value sizes.
+const GPOL_SIZE: usize = 8;
+const CLASS_INFO_SIZE: usize = 8 + 65536 / 8;
+/// Class slots of the program's tables (its MAX_CLASSES).
+const KERNEL_CLASSES: usize = 256;
+/// An overlay entry whose class has no counter slot of its own (more class names than
+/// slots): its slot resolves in no generation, so its frames go to the workers.
+const NO_SLOT: u16 = u16::MAX;
+
+/// Why the kernel's copy of the policy could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("cannot write the XDP program's map {map}: {source}")]
+    Map {
+        map: &'static str,
+        source: io::Error,
+    },
+    #[error("cannot create an LPM trie for {what} ({entries} prefixes): {source}")]
+    Trie {
+        what: &'static str,
+        entries: usize,
+        source: io::Error,
+    },
+}
+
+fn at(map: &Map) -> impl FnOnce(io::Error) -> KernelError + '_ {
+    move |source| KernelError::Map {
+        map: map.name(),
+        source,
+    }
+}
+
+/// LPM key of an IPv4 prefix: length, then the address in network order.
+pub fn key4(addr: u32, len: u8) -> [u8; 8] {
+    let mut k = [0u8; 8];
+    k[..4].copy_from_slice(&u32::from(len).to_ne_bytes());
+    let masked = if len == 0 {
+        0
+    } else {
+        addr & (u32::MAX << (32 - u32::from(len.min(32))))
+    };
+    k[4..].copy_from_slice(&masked.to_be_bytes());
+    k
+}
+
+/// LPM key of an IPv6 prefix.
+pub fn key6(addr: u128, len: u8) -> [u8; 20] {
+    let mut k = [0u8; 20];
+    k[..4].copy_from_slice(&u32::from(len).to_ne_bytes());
+    k[4..].copy_from_slice(&mask_v6(addr, len).to_be_bytes());
+    k
+}
+
+/// The overlay's value (`struct over`): counter slot, prefix length.
+fn over(slot: u16, len: u8) -> [u8; 4] {
+    let s = slot.to_ne_bytes();
+    [s[0], s[1], len, 0]
+}
+
+/// What a publish wrote, for the log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Published {
+    /// The generation (0 or 1) now in force.
+    pub generation: u32,
+    pub subscribers: usize,
+    pub allowed: usize,
+    pub millis: u64,
+}
+
+/// The writer of the kernel's policy maps. One per process (the control plane's), shared
+/// by both interfaces' programs.
+#[derive(Debug)]
+pub struct KernelPolicy {
+    maps: SharedMaps,
+    /// The generation `active` names (0 before the first publish, when neither is valid).
+    active: u32,
+    /// A tiny trie the barrier slot is updated with.
+    barrier_inner: Map,
+    /// The overlay maps may differ from the store (a write failed, or none yet): the
+    /// next overlay write rewrites them whole.
+    overlay_dirty: bool,
+    /// The generation in force is not valid (no publish yet, or a write failed).
+    invalid: bool,
+}
+
+impl KernelPolicy {
+    /// A writer for `maps` (a program's [`SharedMaps`]); nothing is valid until the first
+    /// [`KernelPolicy::publish`].
+    pub fn new(maps: SharedMaps) -> Result<KernelPolicy, KernelError> {
+        let barrier_inner =
+            Map::new_lpm_trie("op25b_barrier", 8, 2, 1).map_err(|source| KernelError::Trie {
+                what: "the reload barrier",
+                entries: 0,
+                source,
+            })?;
+        Ok(KernelPolicy {
+            maps,
+            active: 0,
+            barrier_inner,
+            overlay_dirty: true,
+            invalid: true,
+        })
+    }
+
+    /// Waits until no program still runs with what it looked up before the call.
+    fn barrier(&self) -> Result<(), KernelError> {
+        self.maps
+            .barrier
+            .update(&0u32.to_ne_bytes(), &self.barrier_inner.fd_value())
+            .map_err(at(&self.maps.barrier))
+    }
+
+    /// Compiles `policy` into the inactive generation and flips to it. On error the
+    /// generation in force is invalidated too (every frame the policy may block goes to
+    /// the workers) and the error says what failed.
+    pub fn publish(&mut self, policy: &Policy) -> Result<Published, KernelError> {
+        let t0 = std::time::Instant::now();
+        match self.write_generation(policy, self.active ^ 1) {
+            Ok(mut p) => {
+                self.invalid = false;
+                p.millis = t0.elapsed().as_millis() as u64;
+                Ok(p)
+            }
+            Err(e) => {
+                self.invalidate();
+                Err(e)
+            }
+        }
+    }
+
+    /// Marks the generation in force invalid: the program sends every frame it would
+    /// judge to the workers. Best effort (the error it hit is the caller's).
+    pub fn invalidate(&mut self) {
+        self.invalid = true;
+        let g = self.active;
+        if let Err(e) = self.maps.gpol.update(&g.to_ne_bytes(), &[0u8; GPOL_SIZE]) {
+            tracing::error!(
+                "cannot invalidate the XDP program's policy generation {g}: {e}; it judges by the policy before"
+            );
+        }
+    }
+
+    fn write_generation(&mut self, policy: &Policy, g: u32) -> Result<Published, KernelError> {
+        let m = &self.maps;
+        self.barrier()?;
+        // From here no frame reads generation g: mark it incomplete first.
+        m.gpol
+            .update(&g.to_ne_bytes(), &[0u8; GPOL_SIZE])
+            .map_err(at(&m.gpol))?;
+        let e = policy.entries();
+        let hit = |value: u16, len: u8| [(value - 1) as u8, len];
+        let subs4 = trie4("subscriber IPv4 prefixes", &e.subscribers_v4, |x| {
+            hit(x.value, x.len)
+        })?;
+        let subs6 = trie6("subscriber IPv6 prefixes", &e.subscribers_v6, |x| {
+            hit(x.value, x.len)
+        })?;
+        let allow4 = trie4("allowed IPv4 destinations", &e.allowed_v4, |x| [1, x.len])?;
+        let allow6 = trie6("allowed IPv6 destinations", &e.allowed_v6, |x| [1, x.len])?;
+        let key = g.to_ne_bytes();
+        for (outer, inner) in [
+            (&m.subs4, &subs4),
+            (&m.subs6, &subs6),
+            (&m.allow4, &allow4),
+            (&m.allow6, &allow6),
+        ] {
+            outer.update(&key, &inner.fd_value()).map_err(at(outer))?;
+        }
+        // The class table, every slot of the generation (a stale class must not linger).
+        let mut info = vec![0u8; CLASS_INFO_SIZE];
+        for id in 0..KERNEL_CLASSES {
+            info.fill(0);
+            if let Some(c) = policy.classes().get(id) {
+                info[0] = 1;
+                info[1] = match c.action {
+                    BlockAction::Drop => 0,
+                    BlockAction::Reject(_) => 1,
+                };
+                info[2] = u8::from(c.block_inbound_smtp);
+                info[4..8].copy_from_slice(&(policy.counter_slot(id as u8) as u32).to_ne_bytes());
+                for p in c.blocked_ports.iter() {
+                    info[8 + usize::from(p >> 3)] |= 1 << (p & 7);
+                }
+            }
+            let k = (g * KERNEL_CLASSES as u32 + id as u32).to_ne_bytes();
+            m.classes.update(&k, &info).map_err(at(&m.classes))?;
+        }
+        let mut slots = [0u8; COUNTER_SLOTS];
+        for id in 0..policy.classes().len().min(MAX_CLASSES) {
+            let s = policy.counter_slot(id as u8);
+            // The shared last slot names several classes: it resolves to none.
+            if s < COUNTER_SLOTS - 1 {
+                slots[s] = id as u8 + 1;
+            }
+        }
+        for (s, v) in slots.iter().enumerate() {
+            let k = (g * COUNTER_SLOTS as u32 + s as u32).to_ne_bytes();
+            m.slotmap.update(&k, &[*v]).map_err(at(&m.slotmap))?;
+        }
+        let mut gp = [0u8; GPOL_SIZE];
+        gp[..4].copy_from_slice(&1u32.to_ne_bytes());
+        let unmatched = policy.unmatched_class().map_or(0, |c| u32::from(c) + 1);
+        gp[4..].copy_from_slice(&unmatched.to_ne_bytes());
+        m.gpol.update(&key, &gp).map_err(at(&m.gpol))?;
+        m.active
+            .update(&0u32.to_ne_bytes(), &key)
+            .map_err(at(&m.active))?;
+        self.active = g;
+        Ok(Published {
+            generation: g,
+            subscribers: e.subscribers_v4.len() + e.subscribers_v6.len(),
+            allowed: e.allowed_v4.len() + e.allowed_v6.len(),
+            millis: 0,
+        })
+    }
+
+    /// Writes the overlay snapshot `next` (built for `policy`, the policy in force) into
+    /// the kernel: the entries of the prefixes in `changed` (the store's changes since
+    /// the last snapshot), or all of them when `changed` is `None` or an earlier write
+    /// failed. On error the maps may hold a mixture: the generation in force is
+    /// invalidated (every frame the policy may block goes to the workers) until a later
+    /// call succeeds.
+    pub fn write_overlay(
+        &mut self,
+        next: &Overlay,
+        changed: Option<&[IpNet]>,
+        policy: &Policy,
+    ) -> Result<(), KernelError> {
+        let result = match changed {
+            Some(changed) if !self.overlay_dirty => self.overlay_changes(next, changed, policy),
+            _ => self.overlay_whole(next, policy),
+        };
+        match result {
+            Ok(()) => {
+                if self.overlay_dirty {
+                    self.overlay_dirty = false;
+                    if self.invalid {
+                        // The failure is mended: judge in the kernel again.
+                        self.publish(policy)?;
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.overlay_dirty = true;
+                self.invalidate();
+                Err(e)
+            }
+        }
+    }
+
+    /// True while the kernel does not judge (no publish yet, or the last write failed).
+    pub fn invalid(&self) -> bool {
+        self.invalid
+    }
+
+    /// True when the overlay must be written whole at the next chance.
+    pub fn overlay_dirty(&self) -> bool {
+        self.overlay_dirty
+    }
+
+    fn slot(policy: &Policy, id: u8) -> u16 {
+        if usize::from(id) >= policy.classes().len() {
+            return NO_SLOT;
+        }
+        let s = policy.counter_slot(id);
+        if s >= COUNTER_SLOTS - 1 {
+            NO_SLOT
+        } else {
+            s as u16
+        }
+    }
+
+    fn put4(&self, addr: u32, id: u8, policy: &Policy) -> Result<(), KernelError> {
+        let m = &self.maps.over4;
+        m.update(&addr.to_be_bytes(), &over(Self::slot(policy, id), 32))
+            .map_err(at(m))
+    }
+
+    fn put6(&self, prefix: u128, len: u8, id: u8, policy: &Policy) -> Result<(), KernelError> {
+        let m = &self.maps.over6;
+        m.update(&key6(prefix, len), &over(Self::slot(policy, id), len))
+            .map_err(at(m))
+    }
+
+    fn overlay_changes(
+        &self,
+        next: &Overlay,
+        changed: &[IpNet],
+        policy: &Policy,
+    ) -> Result<(), KernelError> {
+        for p in changed {
+            match *p {
+                IpNet::V4(n) => {
+                    let addr = u32::from(n.addr());
+                    match next.v4(addr) {
+                        Some(id) => self.put4(addr, id, policy)?,
+                        None => {
+                            let m = &self.maps.over4;
+                            m.delete(&addr.to_be_bytes()).map_err(at(m))?;
+                        }
+                    }
+                }
+                IpNet::V6(n) => {
+                    let len = n.prefix_len();
+                    let prefix = mask_v6(n.addr().into(), len);
+                    match next.v6_exact(prefix, len) {
+                        Some(id) => self.put6(prefix, len, id, policy)?,
+                        None => {
+                            let m = &self.maps.over6;
+                            m.delete(&key6(prefix, len)).map_err(at(m))?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn overlay_whole(&self, next: &Overlay, policy: &Policy) -> Result<(), KernelError> {
+        // Remove what `next` does not hold, then write all of it.
+        let m4 = &self.maps.over4;
+        let mut stale4 = Vec::new();
+        let mut k = [0u8; 4];
+        let mut prev: Option<[u8; 4]> = None;
+        while m4
+            .next_key(prev.as_ref().map(|p| &p[..]), &mut k)
+            .map_err(at(m4))?
+        {
+            if next.v4(u32::from_be_bytes(k)).is_none() {
+                stale4.push(k);
+            }
+            prev = Some(k);
+        }
+        for k in stale4 {
+            m4.delete(&k).map_err(at(m4))?;
+        }
+        let m6 = &self.maps.over6;
+        let mut stale6 = Vec::new();
+        let mut k = [0u8; 20];
+        let mut prev: Option<[u8; 20]> = None;
+        while m6
+            .next_key(prev.as_ref().map(|p| &p[..]), &mut k)
+            .map_err(at(m6))?
+        {
+            let len = u32::from_ne_bytes(k[..4].try_into().expect("4 bytes")) as u8;
+            let addr = u128::from_be_bytes(k[4..].try_into().expect("16 bytes"));
+            if next.v6_exact(addr, len).is_none() {
+                stale6.push(k);
+            }
+            prev = Some(k);
+        }
+        for k in stale6 {
+            m6.delete(&k).map_err(at(m6))?;
+        }
+        for (addr, id) in next.iter_v4() {
+            self.put4(addr, id, policy)?;
+        }
+        for ((prefix, len), id) in next.iter_v6() {
+            self.put6(prefix, len, id, policy)?;
+        }
+        Ok(())
+    }
+
+    /// The generation in force (0 or 1), for status.
+    pub fn active(&self) -> u32 {
+        self.active
+    }
+}
+
+fn trie4(
+    what: &'static str,
+    entries: &[Entry<u32>],
+    value: impl Fn(&Entry<u32>) -> [u8; 2],
+) -> Result<Map, KernelError> {
+    let t = Map::new_lpm_trie("op25b_lpm4", 8, 2, entries.len() as u32).map_err(|source| {
+        KernelError::Trie {
+            what,
+            entries: entries.len(),
+            source,
+        }
+    })?;
+    for e in entries {
+        t.update(&key4(e.key, e.len), &value(e)).map_err(at(&t))?;
+    }
+    Ok(t)
+}
+
+fn trie6(
+    what: &'static str,
+    entries: &[Entry<u128>],
+    value: impl Fn(&Entry<u128>) -> [u8; 2],
+) -> Result<Map, KernelError> {
+    let t = Map::new_lpm_trie("op25b_lpm6", 20, 2, entries.len() as u32).map_err(|source| {
+        KernelError::Trie {
+            what,
+            entries: entries.len(),
+            source,
+        }
+    })?;
+    for e in entries {
+        t.update(&key6(e.key, e.len), &value(e)).map_err(at(&t))?;
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_length_then_the_masked_address_in_network_order() {
+        let k = key4(0xc633_64ff, 24);
+        assert_eq!(&k[..4], &24u32.to_ne_bytes());
+        assert_eq!(&k[4..], &[198, 51, 100, 0]);
+        assert_eq!(&key4(0xffff_ffff, 0)[4..], &[0, 0, 0, 0]);
+        assert_eq!(&key4(0xc633_6401, 32)[4..], &[198, 51, 100, 1]);
+        let a: u128 = "2001:db8:100:1::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .into();
+        let k = key6(a, 48);
+        assert_eq!(&k[..4], &48u32.to_ne_bytes());
+        assert_eq!(&k[4..10], &[0x20, 0x01, 0x0d, 0xb8, 0x01, 0x00]);
+        assert!(k[10..].iter().all(|&b| b == 0));
+        assert_eq!(
+            over(7, 56),
+            [7u16.to_ne_bytes()[0], 7u16.to_ne_bytes()[1], 56, 0]
+        );
+    }
+}
