@@ -3,9 +3,10 @@
 //! says which frame is judged where).
 //!
 //! **Two generations.** The program reads the generation `active` names. A publish fills
-//! the other one completely (new LPM tries for subscribers and allowed destinations,
-//! created at their size and placed in the array-of-maps slots; the class table; the
-//! slot -> class table; the policy-wide facts), and only then flips `active`: a frame is
+//! the other one completely (its LPM tries for subscribers and allowed destinations,
+//! created at start and held in the array-of-maps slots, emptied and refilled; the class
+//! table; the slot -> class table; the policy-wide facts), and only then flips `active`:
+//! a frame is
 //! judged wholly by the old or wholly by the new policy. Before it rewrites anything of
 //! the inactive generation, a publish updates the `barrier` array-of-maps, which returns
 //! only once every program that was running has finished (the kernel's
@@ -48,7 +49,7 @@ pub enum KernelError {
         map: &'static str,
         source: io::Error,
     },
-    #[error("cannot create an LPM trie for {what} ({entries} prefixes): {source}")]
+    #[error("cannot write the XDP program's LPM trie of {what} ({entries} prefixes): {source}")]
     Trie {
         what: &'static str,
         entries: usize,
@@ -100,11 +101,27 @@ pub struct Published {
     pub millis: u64,
 }
 
+/// The most prefixes one of the kernel's tries takes (a limit, not an allocation: the
+/// tries allocate per entry).
+pub const MAX_TRIE_ENTRIES: u32 = 1 << 24;
+
+/// What each generation's four tries hold, in the order of [`KernelPolicy::tries`].
+const TRIES: [&str; 4] = [
+    "subscriber IPv4 prefixes",
+    "subscriber IPv6 prefixes",
+    "allowed IPv4 destinations",
+    "allowed IPv6 destinations",
+];
+
 /// The writer of the kernel's policy maps. One per process (the control plane's), shared
 /// by both interfaces' programs.
 #[derive(Debug)]
 pub struct KernelPolicy {
     maps: SharedMaps,
+    /// Per generation: the subscriber and allowed-destination tries (IPv4, IPv6 each),
+    /// created once at start (creating a map needs CAP_BPF, which op25b drops once
+    /// running) and rewritten in place by each publish.
+    tries: [[Map; 4]; 2],
     /// The generation `active` names (0 before the first publish, when neither is valid).
     active: u32,
     /// A tiny trie the barrier slot is updated with.
@@ -120,14 +137,35 @@ impl KernelPolicy {
     /// A writer for `maps` (a program's [`SharedMaps`]); nothing is valid until the first
     /// [`KernelPolicy::publish`].
     pub fn new(maps: SharedMaps) -> Result<KernelPolicy, KernelError> {
-        let barrier_inner =
-            Map::new_lpm_trie("op25b_barrier", 8, 2, 1).map_err(|source| KernelError::Trie {
-                what: "the reload barrier",
+        let trie = |what: &'static str, key: usize, max: u32| {
+            Map::new_lpm_trie("op25b_lpm", key, 2, max).map_err(|source| KernelError::Trie {
+                what,
                 entries: 0,
                 source,
-            })?;
+            })
+        };
+        let barrier_inner = trie("the reload barrier", 8, 1)?;
+        let generation = || -> Result<[Map; 4], KernelError> {
+            Ok([
+                trie(TRIES[0], 8, MAX_TRIE_ENTRIES)?,
+                trie(TRIES[1], 20, MAX_TRIE_ENTRIES)?,
+                trie(TRIES[2], 8, MAX_TRIE_ENTRIES)?,
+                trie(TRIES[3], 20, MAX_TRIE_ENTRIES)?,
+            ])
+        };
+        let tries = [generation()?, generation()?];
+        for (g, set) in tries.iter().enumerate() {
+            let key = (g as u32).to_ne_bytes();
+            for (outer, inner) in [&maps.subs4, &maps.subs6, &maps.allow4, &maps.allow6]
+                .into_iter()
+                .zip(set)
+            {
+                outer.update(&key, &inner.fd_value()).map_err(at(outer))?;
+            }
+        }
         Ok(KernelPolicy {
             maps,
+            tries,
             active: 0,
             barrier_inner,
             overlay_dirty: true,
@@ -182,23 +220,12 @@ impl KernelPolicy {
             .map_err(at(&m.gpol))?;
         let e = policy.entries();
         let hit = |value: u16, len: u8| [(value - 1) as u8, len];
-        let subs4 = trie4("subscriber IPv4 prefixes", &e.subscribers_v4, |x| {
-            hit(x.value, x.len)
-        })?;
-        let subs6 = trie6("subscriber IPv6 prefixes", &e.subscribers_v6, |x| {
-            hit(x.value, x.len)
-        })?;
-        let allow4 = trie4("allowed IPv4 destinations", &e.allowed_v4, |x| [1, x.len])?;
-        let allow6 = trie6("allowed IPv6 destinations", &e.allowed_v6, |x| [1, x.len])?;
+        let [subs4, subs6, allow4, allow6] = &self.tries[g as usize];
+        refill4(subs4, TRIES[0], &e.subscribers_v4, |x| hit(x.value, x.len))?;
+        refill6(subs6, TRIES[1], &e.subscribers_v6, |x| hit(x.value, x.len))?;
+        refill4(allow4, TRIES[2], &e.allowed_v4, |x| [1, x.len])?;
+        refill6(allow6, TRIES[3], &e.allowed_v6, |x| [1, x.len])?;
         let key = g.to_ne_bytes();
-        for (outer, inner) in [
-            (&m.subs4, &subs4),
-            (&m.subs6, &subs6),
-            (&m.allow4, &allow4),
-            (&m.allow6, &allow6),
-        ] {
-            outer.update(&key, &inner.fd_value()).map_err(at(outer))?;
-        }
         // The class table, every slot of the generation (a stale class must not linger).
         let mut info = vec![0u8; CLASS_INFO_SIZE];
         for id in 0..KERNEL_CLASSES {
@@ -401,40 +428,63 @@ impl KernelPolicy {
     }
 }
 
-fn trie4(
+/// Empties a trie (its keys are `K` bytes long).
+fn clear<const K: usize>(t: &Map, what: &'static str) -> Result<(), KernelError> {
+    let err = |source| KernelError::Trie {
+        what,
+        entries: 0,
+        source,
+    };
+    let mut keys: Vec<[u8; K]> = Vec::new();
+    let mut k = [0u8; K];
+    let mut prev: Option<[u8; K]> = None;
+    while t
+        .next_key(prev.as_ref().map(|p| &p[..]), &mut k)
+        .map_err(err)?
+    {
+        keys.push(k);
+        prev = Some(k);
+    }
+    for k in &keys {
+        t.delete(k).map_err(err)?;
+    }
+    Ok(())
+}
+
+fn refill4(
+    t: &Map,
     what: &'static str,
     entries: &[Entry<u32>],
     value: impl Fn(&Entry<u32>) -> [u8; 2],
-) -> Result<Map, KernelError> {
-    let t = Map::new_lpm_trie("op25b_lpm4", 8, 2, entries.len() as u32).map_err(|source| {
-        KernelError::Trie {
-            what,
-            entries: entries.len(),
-            source,
-        }
-    })?;
+) -> Result<(), KernelError> {
+    clear::<8>(t, what)?;
     for e in entries {
-        t.update(&key4(e.key, e.len), &value(e)).map_err(at(&t))?;
+        t.update(&key4(e.key, e.len), &value(e))
+            .map_err(|source| KernelError::Trie {
+                what,
+                entries: entries.len(),
+                source,
+            })?;
     }
-    Ok(t)
+    Ok(())
 }
 
-fn trie6(
+fn refill6(
+    t: &Map,
     what: &'static str,
     entries: &[Entry<u128>],
     value: impl Fn(&Entry<u128>) -> [u8; 2],
-) -> Result<Map, KernelError> {
-    let t = Map::new_lpm_trie("op25b_lpm6", 20, 2, entries.len() as u32).map_err(|source| {
-        KernelError::Trie {
-            what,
-            entries: entries.len(),
-            source,
-        }
-    })?;
+) -> Result<(), KernelError> {
+    clear::<20>(t, what)?;
     for e in entries {
-        t.update(&key6(e.key, e.len), &value(e)).map_err(at(&t))?;
+        t.update(&key6(e.key, e.len), &value(e))
+            .map_err(|source| KernelError::Trie {
+                what,
+                entries: entries.len(),
+                source,
+            })?;
     }
-    Ok(t)
+    Ok(())
 }
 
 #[cfg(test)]
