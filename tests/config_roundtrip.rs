@@ -77,7 +77,9 @@ fn every_shipped_config_loads_the_same_after_a_pyyaml_round_trip() {
         let original = op25b::config::load(f).unwrap_or_else(|e| panic!("{e}"));
         let text = pyyaml_round_trip(f);
         rewrote_a_switch |= text.contains("busy_poll: false")
-            && std::fs::read_to_string(f).unwrap().contains("busy_poll: off");
+            && std::fs::read_to_string(f)
+                .unwrap()
+                .contains("busy_poll: off");
         // Loaded as if it were the original file, so that relative prefix-file paths
         // resolve as they do for it.
         let again = op25b::config::load_str(f, &text)
@@ -97,5 +99,8 @@ fn every_shipped_config_loads_the_same_after_a_pyyaml_round_trip() {
         assert_eq!(a.auto_quarantine, b.auto_quarantine, "{what}");
     }
     // The case this test is about happened at least once.
-    assert!(rewrote_a_switch, "no config had `busy_poll: off` to rewrite");
+    assert!(
+        rewrote_a_switch,
+        "no config had `busy_poll: off` to rewrite"
+    );
 }

@@ -953,3 +953,84 @@ fn mutations_are_caught() {
         "a reversed overlay tie rule went unnoticed"
     );
 }
+
+/// In service the kernel's copy is written by the policy cell before the workers' copy:
+/// when `publish_overlay` returns (what RADIUS waits for before it answers), the entry
+/// judges in the kernel, added and removed alike (the store's change list, not a whole
+/// rewrite); when `publish` returns, the new policy judges in the kernel.
+#[test]
+#[ignore = "needs root (loads an XDP program): scripts/test.sh runs it as root"]
+fn the_policy_cell_writes_the_kernel_first() {
+    use op25b::control::overlay::{Entry, Source, Store};
+    use op25b::datapath::PolicyCell;
+    use std::sync::Arc;
+    let (_, policy, _) = policies()
+        .into_iter()
+        .find(|(n, _, _)| *n == "every class drops, with an overlay")
+        .unwrap();
+    let cell = PolicyCell::new(Arc::new(policy));
+    let prog = Program::load(1).unwrap();
+    prog.set_peer(1).unwrap();
+    let ports = cell.load().userspace_ports(Direction::Outbound);
+    prog.write_settings(&Settings::new(
+        FastPathMode::Kernel,
+        true,
+        false,
+        0,
+        &ports,
+        1,
+    ))
+    .unwrap();
+    let run = |frame: &[u8]| prog.test_run(frame).unwrap();
+    let syn = syn4([198, 51, 100, 10], [203, 0, 113, 80], 25, true);
+    // Before the cell has the kernel's maps: no complete generation, to the workers.
+    assert_eq!(run(&syn), XDP_PASS);
+    cell.attach_kernel(KernelPolicy::new(prog.shared().try_clone().unwrap()).unwrap())
+        .unwrap();
+    assert!(cell.kernel_valid());
+    assert_eq!(run(&syn), XDP_DROP, "dynamic drops TCP/25");
+    let mut store = Store::new(&cell.load(), cell.generation());
+    let entry = |class: &str| Entry {
+        prefix: "198.51.100.10/32".parse().unwrap(),
+        class: class.into(),
+        source: Source::Operator,
+        note: String::new(),
+        created: 0,
+        expires: None,
+        session: None,
+    };
+    let publish = |store: &mut Store| {
+        let changed = store.take_changes();
+        cell.publish_overlay(Arc::new(store.snapshot()), changed.as_deref());
+    };
+    publish(&mut store); // the first publish writes the (empty) overlay whole
+    store.upsert(entry("static")).unwrap();
+    publish(&mut store);
+    assert_eq!(run(&syn), XDP_REDIRECT, "the exemption is in force");
+    store.remove(&"198.51.100.10/32".parse().unwrap());
+    publish(&mut store);
+    assert_eq!(run(&syn), XDP_DROP, "and gone");
+    // A reload: the class table and tries of the new policy judge once publish returns.
+    let mut b = PolicyBuilder::new();
+    let open = b.class("dynamic", [465], BlockAction::Drop, true).unwrap();
+    b.subscriber("198.51.100.0/24".parse().unwrap(), open);
+    cell.publish(Arc::new(b.build().unwrap()));
+    assert_eq!(run(&syn), XDP_REDIRECT, "the new policy opens 25");
+    let syn465 = syn4([198, 51, 100, 10], [203, 0, 113, 80], 465, true);
+    let ports = cell.load().userspace_ports(Direction::Outbound);
+    prog.write_settings(&Settings::new(
+        FastPathMode::Kernel,
+        true,
+        false,
+        0,
+        &ports,
+        2,
+    ))
+    .unwrap();
+    assert_eq!(run(&syn465), XDP_DROP, "and blocks 465");
+    assert_eq!(
+        cell.kernel_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
