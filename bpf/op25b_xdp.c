@@ -528,9 +528,14 @@ INLINE int judge(struct frame *f, const struct addrs *a, __u16 port)
 		__builtin_memcpy(&addr, k.addr, 4);
 		// An IPv4 overlay entry is a /32: always the most specific match.
 		struct over *o = bpf_map_lookup_elem(&over4, &addr);
-		if (o)
+		if (o) {
 			id = slot_class(g, o->slot);
-		if (id < 0) {
+			// A class this generation does not know by that slot (more class
+			// names than counter slots, or a reload between its two writes):
+			// the workers decide.
+			if (id < 0)
+				return to_user(f, STAT_USER_NO_POLICY);
+		} else {
 			void *t = bpf_map_lookup_elem(&subs4, &g);
 			if (!t)
 				return to_user(f, STAT_USER_NO_POLICY);
@@ -548,10 +553,13 @@ INLINE int judge(struct frame *f, const struct addrs *a, __u16 port)
 		// The overlay's longest match against the file's: the longer wins, the overlay
 		// on a tie.
 		struct over *o = bpf_map_lookup_elem(&over6, &k);
-		if (o && o->len >= file_len)
+		if (o && o->len >= file_len) {
 			id = slot_class(g, o->slot);
-		if (id < 0)
+			if (id < 0) // as for IPv4
+				return to_user(f, STAT_USER_NO_POLICY);
+		} else {
 			id = h ? (int)h->class_id : (int)gp->unmatched - 1;
+		}
 	}
 	if (id < 0)
 		return forward(f, REASON_UNMATCHED);
