@@ -131,6 +131,9 @@ pub struct KernelPolicy {
     overlay_dirty: bool,
     /// The generation in force is not valid (no publish yet, or a write failed).
     invalid: bool,
+    /// Failed writes in a row, and when the next retry is due ([`KernelPolicy::retry_due`]).
+    failures: u32,
+    retry_at: Option<std::time::Instant>,
 }
 
 impl KernelPolicy {
@@ -170,6 +173,8 @@ impl KernelPolicy {
             barrier_inner,
             overlay_dirty: true,
             invalid: true,
+            failures: 0,
+            retry_at: None,
         })
     }
 
@@ -189,6 +194,8 @@ impl KernelPolicy {
         match self.write_generation(policy, self.active ^ 1) {
             Ok(mut p) => {
                 self.invalid = false;
+                self.failures = 0;
+                self.retry_at = None;
                 p.millis = t0.elapsed().as_millis() as u64;
                 Ok(p)
             }
@@ -203,6 +210,9 @@ impl KernelPolicy {
     /// judge to the workers. Best effort (the error it hit is the caller's).
     pub fn invalidate(&mut self) {
         self.invalid = true;
+        self.failures = self.failures.saturating_add(1);
+        let wait = std::time::Duration::from_secs(1 << self.failures.min(6));
+        self.retry_at = Some(std::time::Instant::now() + wait);
         let g = self.active;
         if let Err(e) = self.maps.gpol.update(&g.to_ne_bytes(), &[0u8; GPOL_SIZE]) {
             tracing::error!(
@@ -307,6 +317,12 @@ impl KernelPolicy {
                 Err(e)
             }
         }
+    }
+
+    /// Whether a retry of a failed write is due at `now` (2, 4, ... 64 s after the
+    /// failures in a row).
+    pub fn retry_due(&self, now: std::time::Instant) -> bool {
+        self.retry_at.is_none_or(|t| now >= t)
     }
 
     /// True while the kernel does not judge (no publish yet, or the last write failed).

@@ -113,6 +113,11 @@ impl PolicyCell {
         if !k.invalid() && !k.overlay_dirty() {
             return;
         }
+        // A write that keeps failing (out of memory) is retried with a growing wait:
+        // a 1M-prefix rewrite every second would cost more than the failure.
+        if !k.retry_due(std::time::Instant::now()) {
+            return;
+        }
         let policy = self.load_full();
         let overlay = self.load_overlay();
         let result = k
