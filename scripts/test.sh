@@ -11,7 +11,29 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n== test.sh: %s\n' "$*"; }
+# Each stage's name and start time, for the table at the end.
+STAGES=()
+STARTS=()
+step() {
+    printf '\n== test.sh: %s\n' "$*"
+    STAGES+=("$*")
+    STARTS+=("$SECONDS")
+}
+# The stage table: how long each stage took (printed at the end, and on failure).
+stage_table() {
+    local i n=${#STAGES[@]} end
+    printf '\n== test.sh: time per stage\n'
+    for ((i = 0; i < n; i++)); do
+        if ((i + 1 < n)); then end=${STARTS[i + 1]}; else end=$SECONDS; fi
+        printf '%6d s  %s\n' $((end - STARTS[i])) "${STAGES[i]:0:100}"
+    done
+    # Inside `cargo test`: the test binaries that took 10 s or more.
+    if [[ -f /tmp/op25b-test.log ]]; then
+        awk '/^     Running /{bin=$2} /^test result:.*finished in/{t=$NF; sub("s$","",t); if (t+0 >= 10) printf "        %6.0f s  cargo test: %s\n", t, bin}' /tmp/op25b-test.log
+    fi
+}
+trap stage_table EXIT
+rm -f /tmp/op25b-test.log
 t0=$SECONDS
 
 step "setup"
@@ -116,4 +138,6 @@ if [[ $EUID -eq 0 ]]; then
     fi
 fi
 
-step "all passed in $((SECONDS - t0)) s"
+trap - EXIT
+stage_table
+printf '\n== test.sh: all passed in %d s\n' $((SECONDS - t0))
