@@ -904,8 +904,9 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--unfair", action="store_true",
                     help="no fair placement (scripts/lab.sh fair): the kernel's default CPUs for the veths' receive work")
-    ap.add_argument("--fast-path", choices=["on", "off"], default="off",
-                    help="datapath.fast_path of op25b (default off: every frame through the worker)")
+    ap.add_argument("--fast-path", choices=["kernel", "unblockable", "on", "off"], default="off",
+                    help="datapath.fast_path of op25b: kernel (the XDP program judges what it can), "
+                         "unblockable (on), off (default: every frame through the worker)")
     a = ap.parse_args()
     global UNFAIR, FAST_PATH
     UNFAIR = a.unfair

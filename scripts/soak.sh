@@ -3,7 +3,7 @@
 # faults and failure modes, each with its checks and one result row.
 #
 # usage: soak.sh [SCENARIO...|all] [--short] [--duration S] [--out DIR] [--unfair]
-#                [--fast-path on|off]
+#                [--fast-path kernel|unblockable|off]
 #   soak         70% of measured saturation for 600 s (--short: 50% for 60 s), bench profile
 #                with rejects: zero leaked, zero loss, conservation, RSS flat
 #   overload     150% of saturation, then 50%: no leak, no stall, recovery
@@ -19,9 +19,10 @@
 #                blocked traffic stays blocked
 # Every scenario uses the fair placement of docs/benchmarks.md (scripts/lab.sh fair);
 # --unfair leaves the veths' receive work on the kernel's default CPUs, to compare.
-# --fast-path on runs op25b with its XDP fast path (default off: every frame through
-# the worker); the soak then reports apart what the lab's veth could not take from the
-# fast path's XDP redirect (xdp_xmit_errors: the peer's 256-frame ring was full).
+# --fast-path kernel|unblockable runs op25b with its XDP program deciding in the kernel
+# (default off: every frame through the worker); the soak then reports apart what the
+# lab's veth could not take from the XDP redirect (xdp_xmit_errors: the peer's
+# 256-frame ring was full).
 # Needs root and a release build (target/release/op25b, or OP25B_BIN). Traffic stays in
 # the lab namespaces; root-namespace counters are checked. Exit 1 when a check fails.
 set -euo pipefail

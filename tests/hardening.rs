@@ -51,10 +51,11 @@ fn soak_60s() {
 
 #[test]
 #[ignore = "needs root and the veth lab (scripts/test.sh runs it as root)"]
-fn soak_60s_fast_path_on() {
-    // The same soak with the XDP fast path: zero leaked, nothing lost by op25b (what the
-    // lab's veth ring could not take from the XDP redirect is reported apart).
-    soak_with("soak", &["--fast-path", "on"]);
+fn soak_60s_kernel_verdicts() {
+    // The same soak with the XDP program judging in the kernel (the default mode): zero
+    // leaked, nothing lost by op25b (what the lab's veth ring could not take from the
+    // XDP redirect is reported apart).
+    soak_with("soak", &["--fast-path", "kernel"]);
 }
 
 #[test]
@@ -90,9 +91,9 @@ fn faults() {
 #[test]
 #[ignore = "needs root and the veth lab (scripts/test.sh runs it as root)"]
 fn failure_modes_under_kill_9() {
-    // With the XDP fast path on (the default config): the kernel detaches both programs
-    // at the kill, so the failure modes behave as without it.
-    soak_with("failover", &["--fast-path", "on"]);
+    // With the XDP program judging in the kernel (the default config): the kernel
+    // detaches both programs at the kill, so the failure modes behave as without it.
+    soak_with("failover", &["--fast-path", "kernel"]);
 }
 
 #[test]
