@@ -739,12 +739,9 @@ CAPS = "net_admin,net_raw,bpf,perfmon,ipc_lock"
 
 
 def caps_after_start():
-    """The capabilities op25b keeps once it runs (datapath/privileges.rs): CAP_BPF only
-    on a kernel that checks it for bpf() on open maps (before 6.5, with
-    kernel.unprivileged_bpf_disabled set), nothing else effective."""
-    rel = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)", os.uname().release).groups())
-    gated = open("/proc/sys/kernel/unprivileged_bpf_disabled").read().strip() != "0"
-    return (1 << 39) if rel < (6, 5) and gated else 0
+    """The capabilities op25b keeps once it runs (datapath/privileges.rs): CAP_BPF (every
+    reload creates the XDP program's LPM tries), nothing else effective."""
+    return 1 << 39
 
 
 def check_caps(pid, want_eff, want_amb, problems, what):
@@ -794,7 +791,7 @@ def scn_privileges(lab, a):
     """op25b as user nobody with exactly CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON
     and CAP_IPC_LOCK forwards and blocks; without CAP_BPF it refuses to start, naming it.
     Once running it keeps only what it uses (every thread's CapEff/CapPrm/CapAmb): with
-    failure_mode closed nothing (CAP_BPF on kernels that gate bpf() on open maps), and a
+    failure_mode closed CAP_BPF only (a reload creates the XDP program's LPM tries), and a
     reload still applies; with failure_mode open CAP_NET_ADMIN in the ambient set only,
     a reload re-installs the fallback rule set (nft as a child) and after kill -9 the
     bridge and its rules carry on. The metrics endpoint is read-only: every method but
@@ -858,6 +855,8 @@ def scn_privileges(lab, a):
     if reload_and_wait(lab, problems, "failure_mode closed"):
         if metric(lab.metrics(), "op25b_policy_generation") != gen0 + 1:
             problems.append("failure_mode closed: the reload did not publish a new policy")
+        if metric(lab.metrics(), "op25b_xdp_kernel_policy_valid") != 1:
+            problems.append("failure_mode closed: after the reload the XDP program's copy of the policy is not valid")
         g2, v2 = load_phase(lab, 2, 50000)
         if v2["leaked"] or v2["lost"] - v2["lost_on_generator_link"]:
             problems.append(f"after the reload: lost {v2['lost']}, leaked {v2['leaked']}")

@@ -457,7 +457,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     }
     // Everything is attached and bound: from here on the process keeps only the
     // capabilities it uses, before the threads that parse HTTP, RADIUS and JSON start.
-    drop_capabilities(open, &running.fast_path.view());
+    drop_capabilities(open);
     tracing::info!(
         subscriber = %running.subscriber.name,
         upstream = %running.upstream.name,
@@ -867,11 +867,12 @@ fn start_operator(
 }
 
 /// Lowers the main thread (and so every thread started after it) to the capabilities
-/// the running process uses (datapath::privileges): CAP_BPF only if this kernel checks
-/// it for `bpf()` on open maps; with `failure_mode: open` CAP_NET_ADMIN for the `nft`
-/// children of a reload (ambient, not effective). Logs what was kept; a failure to
-/// drop is logged and op25b runs on.
-fn drop_capabilities(open: bool, fast: &datapath::fast_path::FastPathView) {
+/// the running process uses (datapath::privileges): CAP_BPF, because every publish of a
+/// policy (each reload) creates the XDP program's new LPM tries (BPF_MAP_CREATE needs
+/// it whatever `kernel.unprivileged_bpf_disabled` says); with `failure_mode: open`
+/// CAP_NET_ADMIN for the `nft` children of a reload (ambient, not effective). Logs what
+/// was kept; a failure to drop is logged and op25b runs on.
+fn drop_capabilities(open: bool) {
     use datapath::privileges::{self as caps, bit};
     let have = match caps::get() {
         Ok(s) => s,
@@ -880,22 +881,12 @@ fn drop_capabilities(open: bool, fast: &datapath::fast_path::FastPathView) {
             return;
         }
     };
-    let mut effective = 0;
-    match caps::bpf_needs_capability(|| fast.read_once()) {
-        Ok(false) => {}
-        Ok(true) => {
-            // CAP_SYS_ADMIN stands in for CAP_BPF before Linux 5.8.
-            effective |= if have.permitted & bit(caps::CAP_BPF) != 0 {
-                bit(caps::CAP_BPF)
-            } else {
-                bit(caps::CAP_SYS_ADMIN)
-            };
-        }
-        Err(e) => {
-            tracing::warn!("capabilities: reading the XDP counters failed ({e}); keeping CAP_BPF");
-            effective |= bit(caps::CAP_BPF) | (have.permitted & bit(caps::CAP_SYS_ADMIN));
-        }
-    }
+    // CAP_SYS_ADMIN stands in for CAP_BPF before Linux 5.8.
+    let effective = if have.permitted & bit(caps::CAP_BPF) != 0 {
+        bit(caps::CAP_BPF)
+    } else {
+        bit(caps::CAP_SYS_ADMIN)
+    };
     let ambient = if open { bit(caps::CAP_NET_ADMIN) } else { 0 };
     match caps::keep_only(effective, ambient) {
         Ok(k) => tracing::info!(

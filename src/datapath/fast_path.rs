@@ -74,12 +74,6 @@ impl FastPathView {
             FastPathMode::Off
         }
     }
-
-    /// One read of the counters, with its error: what the running process does with
-    /// `bpf()` (`privileges::bpf_needs_capability` tries it without CAP_BPF).
-    pub fn read_once(&self) -> io::Result<()> {
-        self.stats[0].read().map(|_| ())
-    }
 }
 
 /// Why the fast path could not be set up or changed.

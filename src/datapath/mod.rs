@@ -12,7 +12,7 @@
 //! * `xdp`: op25b's XDP program and its socket map, attached through a bpf_link (the
 //!   kernel detaches it when the process ends, however it ends);
 //! * [`privileges`]: dropping capabilities after start (each worker drops all of its own
-//!   when it starts; the control plane keeps only what it measured it needs).
+//!   when it starts; the control plane keeps only what it uses).
 
 pub mod counters;
 pub mod fast_path;

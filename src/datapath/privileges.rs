@@ -8,10 +8,10 @@
 //! * nothing for the AF_XDP sockets, the UMEM, promiscuous mode and the XDP links: they
 //!   are descriptors opened at start; closing them (the kernel detaches the programs)
 //!   needs none;
-//! * `bpf()` on the maps already open (fast-path settings at reload, counters for
-//!   /metrics) needs CAP_BPF only on kernels that check it for every `bpf()` command
-//!   (before 6.5, with `kernel.unprivileged_bpf_disabled` set): [`bpf_needs_capability`]
-//!   tries it without;
+//! * `bpf()`: every publish of a policy (each reload) creates the XDP program's new LPM
+//!   tries, and BPF_MAP_CREATE needs CAP_BPF on every kernel (on the maps already open,
+//!   settings and counters, kernels before 6.5 with `kernel.unprivileged_bpf_disabled`
+//!   set check it for every command too): kept in the effective set;
 //! * `failure_mode: open` runs `nft` at every reload: CAP_NET_ADMIN for those children,
 //!   kept in the permitted, inheritable and ambient sets (not the effective one).
 
@@ -158,25 +158,6 @@ pub fn drop_all_in_this_thread() -> io::Result<()> {
         0,
     )?;
     set(Sets::default())
-}
-
-/// Whether `bpf()` on a map already open needs CAP_BPF (or CAP_SYS_ADMIN) on this
-/// kernel: runs `probe` with both out of the effective set, then restores it. An
-/// EPERM from the probe means yes.
-pub fn bpf_needs_capability(probe: impl FnOnce() -> io::Result<()>) -> io::Result<bool> {
-    let before = get()?;
-    let without = before.effective & !(bit(CAP_BPF) | bit(CAP_SYS_ADMIN));
-    set(Sets {
-        effective: without,
-        ..before
-    })?;
-    let r = probe();
-    set(before)?;
-    match r {
-        Ok(()) => Ok(false),
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(true),
-        Err(e) => Err(e),
-    }
 }
 
 /// What [`keep_only`] left.
