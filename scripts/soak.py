@@ -741,7 +741,8 @@ CAPS = "net_admin,net_raw,bpf,perfmon,ipc_lock"
 def caps_after_start():
     """The capabilities op25b keeps once it runs (datapath/privileges.rs): CAP_BPF only
     on a kernel that checks it for bpf() on open maps (before 6.5, with
-    kernel.unprivileged_bpf_disabled set), nothing else effective."""
+    kernel.unprivileged_bpf_disabled set), nothing else effective. (The XDP program's
+    policy tries are created at start, so a reload needs no BPF_MAP_CREATE.)"""
     rel = tuple(int(x) for x in re.match(r"(\d+)\.(\d+)", os.uname().release).groups())
     gated = open("/proc/sys/kernel/unprivileged_bpf_disabled").read().strip() != "0"
     return (1 << 39) if rel < (6, 5) and gated else 0
@@ -858,6 +859,8 @@ def scn_privileges(lab, a):
     if reload_and_wait(lab, problems, "failure_mode closed"):
         if metric(lab.metrics(), "op25b_policy_generation") != gen0 + 1:
             problems.append("failure_mode closed: the reload did not publish a new policy")
+        if metric(lab.metrics(), "op25b_xdp_kernel_policy_valid") != 1:
+            problems.append("failure_mode closed: after the reload the XDP program's copy of the policy is not valid")
         g2, v2 = load_phase(lab, 2, 50000)
         if v2["leaked"] or v2["lost"] - v2["lost_on_generator_link"]:
             problems.append(f"after the reload: lost {v2['lost']}, leaked {v2['leaked']}")

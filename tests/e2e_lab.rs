@@ -203,9 +203,13 @@ fn check_group1(r: &Value, fast: bool) {
     assert_eq!(fp["enabled"], fast, "{r:#}");
     for (side, rx) in [("subscriber", sub), ("upstream", up)] {
         let to_user = &fp[side]["to_userspace"];
-        let user: u64 = ["port", "fragment", "unparsed", "off"]
-            .iter()
-            .map(|k| n(to_user, &[k]))
+        // Every reason (mode kernel sends the blocked SYNs of a replying class as
+        // `reply`).
+        let user: u64 = to_user
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap_or(0))
             .sum();
         // The program sent to the socket exactly what the worker received, but for the
         // frames that came before the sockets were registered (handed to the kernel
@@ -852,6 +856,25 @@ fn reload_and_metrics() {
             ],
             Some(0.0),
         ),
+        // The XDP program is one more judge under the same name (lab.yaml: mode kernel).
+        (
+            "op25b_frames_total",
+            &[
+                ("worker", "xdp"),
+                ("direction", "outbound"),
+                ("verdict", "drop"),
+                ("reason", "blocked_port"),
+            ],
+            Some(0.0),
+        ),
+        ("op25b_fast_path_mode", &[("mode", "kernel")], Some(1.0)),
+        ("op25b_xdp_kernel_policy_valid", &[], Some(1.0)),
+        ("op25b_xdp_kernel_policy_write_errors_total", &[], Some(0.0)),
+        (
+            "op25b_xdp_dropped_too_big_frames_total",
+            &[("interface", "subscriber")],
+            Some(0.0),
+        ),
     ] {
         assert_eq!(m.get(name, labels), want, "{name}{labels:?}:\n{m}");
     }
@@ -1035,6 +1058,8 @@ fn reload_and_metrics() {
     assert_eq!(st["workers"], 1, "{st:#}");
     assert_eq!(st["restart_pending"], 1.0, "{st:#}");
     assert_eq!(st["mode"], "native XDP, copy mode", "{st:#}");
+    assert_eq!(st["fast_path_mode"], "kernel", "{st:#}");
+    assert_eq!(st["kernel_policy_valid"], true, "{st:#}");
     assert!(
         st["totals"]["outbound_frames"].as_f64().unwrap() > 0.0,
         "{st:#}"
@@ -1612,7 +1637,9 @@ fn operator_exemptions_apply_at_once_and_survive_a_restart() {
 
 /// Auto-quarantine: a source hammering :25 (past policy.auto_quarantine's threshold
 /// within a minute) is moved to the quarantine class through the overlay and loses
-/// :587 too; the entry expires after its duration and :587 works again.
+/// :587 too; the entry expires after its duration and :587 works again. A source whose
+/// attempts the XDP program drops in the kernel is in `op25b top`, the offender log and
+/// auto-quarantine too.
 #[test]
 #[ignore = "needs root and the veth lab (scripts/test.sh runs it as root)"]
 fn auto_quarantine_moves_a_hammering_source_and_expires() {
@@ -1668,10 +1695,100 @@ fn auto_quarantine_moves_a_hammering_source_and_expires() {
         Some(1.0),
         "{m}"
     );
+
+    // A source whose attempts the XDP program drops (lab.yaml runs mode kernel, and the
+    // quarantine class drops): no worker sees them, yet `op25b top`, the offender log and
+    // auto-quarantine see the source as they see the one above.
+    let kernel_src = "198.51.100.130";
+    let (rc, out) = py_sub(SYNS, &[kernel_src, "203.0.113.80", "25", "12"]);
+    assert_eq!(rc, 0, "{out}");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let entry = loop {
+        let found = sessions()
+            .into_iter()
+            .find(|e| e["source"] == "auto" && e["prefix"] == "198.51.100.130/32");
+        if let Some(e) = found {
+            break e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no auto-quarantine of the kernel-dropped source within 8 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(entry["class"], "quarantine", "{entry}");
+    // The quarantine came at 10 attempts; the last are in after the next drain (1 s).
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let o = loop {
+        let (rc, out) = op25b_dut(&["top", "--config", cfg_path, "--json"]);
+        assert_eq!(rc, 0, "{out}");
+        let top: Value = serde_json::from_str(&out).unwrap();
+        let o = top["offenders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["src"] == kernel_src)
+            .unwrap_or_else(|| panic!("{kernel_src} not in op25b top: {top:#}"))
+            .clone();
+        if o["attempts"].as_u64().unwrap() >= 12 || Instant::now() > deadline {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(o["attempts"], 12, "every attempt counted once: {o}");
+    assert_eq!(o["class"], "quarantine", "{o}");
+    assert_eq!(o["dst_sample"], "203.0.113.80", "{o}");
+    let text = std::fs::read_to_string(&op.log).unwrap();
+    assert!(
+        text.contains("new offender: 198.51.100.130 made")
+            && text.contains("auto-quarantine: 198.51.100.130 made"),
+        "{text}"
+    );
+    let m = scrape();
+    let xdp_drops = m
+        .get(
+            "op25b_frames_total",
+            &[
+                ("worker", "xdp"),
+                ("direction", "outbound"),
+                ("verdict", "drop"),
+                ("reason", "blocked_port"),
+            ],
+        )
+        .unwrap_or(0.0);
+    assert!(xdp_drops >= 12.0, "{m}");
+    assert!(
+        m.get("op25b_blocked_by_class_total", &[("class", "quarantine")])
+            .unwrap_or(0.0)
+            >= xdp_drops,
+        "{m}"
+    );
     let r = op.stop();
     assert_eq!(r["frames_conserved"], true);
+    assert_eq!(r["verdicts_account_for_rx"], true, "{r:#}");
+    assert!(
+        n(&r, &["received_on", "subscriber", "judged_in_xdp"]) >= 12,
+        "{r:#}"
+    );
     drop(lab);
 }
+
+/// Python in op25b-sub: N TCP connection attempts from SRC to DST:PORT, each given up
+/// after 0.2 s (one SYN each: the first retransmission would come after 1 s).
+const SYNS: &str = r#"
+import socket, sys
+src, dst, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+for _ in range(n):
+    s = socket.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(0.2)
+    s.bind((src, 0))
+    try:
+        s.connect((dst, port))
+        sys.exit(f"connected to {dst}:{port}: not blocked")
+    except OSError:
+        pass
+    s.close()
+"#;
 
 /// radclient (freeradius-utils) as the NAS, in the DUT namespace, against op25b's
 /// accounting listener on 127.0.0.1:1813: `attrs` on stdin; its exit code and output.

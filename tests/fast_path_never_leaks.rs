@@ -95,7 +95,7 @@ fn overlay(policy: &Policy, v4s: &[(&str, &str)], v6s: &[(&str, u8, &str)]) -> O
 impl Harness {
     fn new(
         policy: Policy,
-        overlay_of: fn(&Policy) -> Overlay,
+        overlay_of: OverlayOf,
         direction: Direction,
         mode: FastPathMode,
     ) -> Harness {
@@ -230,9 +230,12 @@ fn no_overlay(p: &Policy) -> Overlay {
     overlay(p, &[], &[])
 }
 
+/// Builds the overlay a policy is judged with.
+type OverlayOf = fn(&Policy) -> Overlay;
+
 /// The policies each frame is judged under, with their overlays.
-fn policies() -> Vec<(&'static str, Policy, fn(&Policy) -> Overlay)> {
-    let mut out: Vec<(&'static str, Policy, fn(&Policy) -> Overlay)> = vec![
+fn policies() -> Vec<(&'static str, Policy, OverlayOf)> {
+    let mut out: Vec<(&'static str, Policy, OverlayOf)> = vec![
         ("lab (fixtures)", fixtures::policy(), no_overlay),
         ("lab with an overlay", fixtures::policy(), lab_overlay),
     ];

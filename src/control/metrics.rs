@@ -12,8 +12,9 @@
 //! local user: a connection from this host is told apart by the uid that owns its
 //! socket), so one slow or idle client does not hold up the scrapes.
 
-use crate::datapath::counters::{beat_clock, Counter, WorkerCounters, PORTS};
+use crate::datapath::counters::{beat_clock, Counter, Snapshot, WorkerCounters, PORTS};
 use crate::datapath::io::Side;
+use crate::datapath::settings::FastPathMode;
 use crate::datapath::PolicyCell;
 use crate::policy::Reason;
 use crossbeam_utils::CachePadded;
@@ -108,6 +109,9 @@ pub struct MetricsState {
     pub radius: Arc<super::radius::Counters>,
     /// `control.http_top`: serve `GET /top` on `control.listen` too.
     pub http_top: bool,
+    /// The sources whose attempts the XDP program dropped (drained from its map by the
+    /// control thread, [`crate::control::topk::KernelList`]), merged into [`top`].
+    pub kernel_top: Mutex<Vec<crate::control::topk::Entry>>,
 }
 
 /// The reload status as JSON (the operator socket's `reload_status`).
@@ -126,6 +130,7 @@ pub fn top_json(state: &MetricsState, n: usize) -> serde_json::Value {
         "generated_at": unix_now(),
         "workers": state.counters.len(),
         "slots_per_worker": crate::control::topk::WORKER_SLOTS,
+        "kernel_slots": crate::control::topk::KERNEL_SLOTS,
         "offenders": top(state, n),
     })
 }
@@ -447,13 +452,21 @@ fn write_before(mut stream: &TcpStream, bytes: &[u8], deadline: Instant) -> std:
     stream.flush()
 }
 
-/// The merged top-`n` sources of blocked outbound attempts over all workers.
+/// The merged top-`n` sources of blocked outbound attempts over all workers and the
+/// XDP program's drops.
 pub fn top(state: &MetricsState, n: usize) -> Vec<crate::control::topk::Offender> {
-    let lists: Vec<Vec<crate::control::topk::Entry>> = state
+    let mut lists: Vec<Vec<crate::control::topk::Entry>> = state
         .counters
         .iter()
         .map(|c| c.top.lock().map(|l| l.clone()).unwrap_or_default())
         .collect();
+    lists.push(
+        state
+            .kernel_top
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_else(|p| p.into_inner().clone()),
+    );
     crate::control::topk::merge(
         lists.iter().map(Vec::as_slice),
         |slot| state.policy.class_slot_name(slot),
@@ -469,33 +482,8 @@ pub fn render(state: &MetricsState) -> String {
     // Every class name seen since start, with its counter slot (stable across reloads).
     let class_slots = state.policy.class_slots();
     let sides = Side::BOTH;
-    let side_dir = |s: Side| match s {
-        Side::Subscriber => "outbound",
-        Side::Upstream => "inbound",
-    };
-
-    let _ = writeln!(
-        o,
-        "# HELP op25b_frames_total Frames received, by worker, direction and verdict."
-    );
-    let _ = writeln!(o, "# TYPE op25b_frames_total counter");
-    for (w, s) in snaps.iter().enumerate() {
-        for side in sides {
-            for (a, action) in ["forward", "drop", "reject"].iter().enumerate() {
-                for r in Reason::ALL {
-                    // Every series from the start, zeros included, so `increase()`
-                    // sees the first count.
-                    let n = s.verdicts[side.index()][a][r.index()];
-                    let _ = writeln!(
-                        o,
-                        "op25b_frames_total{{worker=\"{w}\",direction=\"{}\",verdict=\"{action}\",reason=\"{}\"}} {n}",
-                        side_dir(side),
-                        r.as_str()
-                    );
-                }
-            }
-        }
-    }
+    let kernel = Snapshot::from_kernel(&state.fast_path.verdicts());
+    render_verdicts(&mut o, &snaps, &kernel, &class_slots);
     for (metric, help, pick) in [
         (
             "op25b_rx_frames_total",
@@ -527,38 +515,6 @@ pub fn render(state: &MetricsState) -> String {
                 );
             }
         }
-    }
-    let _ = writeln!(
-        o,
-        "# HELP op25b_blocked_total Blocked TCP segments by direction and destination port."
-    );
-    let _ = writeln!(o, "# TYPE op25b_blocked_total counter");
-    for side in sides {
-        for (p, port) in PORTS
-            .iter()
-            .map(|p| p.to_string())
-            .chain(["other".to_string()])
-            .enumerate()
-        {
-            let n: u64 = snaps.iter().map(|s| s.blocked_ports[side.index()][p]).sum();
-            let _ = writeln!(
-                o,
-                "op25b_blocked_total{{direction=\"{}\",port=\"{port}\"}} {n}",
-                side_dir(side)
-            );
-        }
-    }
-    let _ = writeln!(
-        o,
-        "# HELP op25b_blocked_by_class_total Blocked segments by subscriber class name (every class seen since start; a count stays with its name across reloads)."
-    );
-    let _ = writeln!(o, "# TYPE op25b_blocked_by_class_total counter");
-    for (slot, name) in &class_slots {
-        let n: u64 = snaps
-            .iter()
-            .map(|s| s.blocked_classes.get(*slot).copied().unwrap_or(0))
-            .sum();
-        let _ = writeln!(o, "op25b_blocked_by_class_total{{class=\"{name}\"}} {n}");
     }
     // One metric per datapath event, named for what it counts.
     for (c, name, help) in EVENT_METRICS {
@@ -669,14 +625,14 @@ pub fn render(state: &MetricsState) -> String {
     per_interface(
         &mut o,
         "op25b_fast_path_frames_total",
-        "Frames the XDP program sent straight to the other interface in the kernel (never seen by a worker), by receiving interface.",
+        "Frames the XDP program sent straight to the other interface in the kernel (never seen by a worker; with datapath.fast_path kernel also those it judged, in op25b_frames_total{worker=\"xdp\",verdict=\"forward\"}), by receiving interface.",
         "counter",
         fp.map(|s| s.fast),
     );
     per_interface(
         &mut o,
         "op25b_fast_path_tcp_frames_total",
-        "Of op25b_fast_path_frames_total, the TCP segments (to ports no class blocks in that direction).",
+        "Of op25b_fast_path_frames_total, the TCP segments forwarded without a lookup (to ports no class blocks in that direction).",
         "counter",
         fp.map(|s| s.fast_tcp),
     );
@@ -694,7 +650,7 @@ pub fn render(state: &MetricsState) -> String {
         "counter",
         fp.map(|s| s.fast_bytes),
     );
-    let _ = writeln!(o, "# HELP op25b_xdp_to_userspace_frames_total Frames the XDP program sent to the workers, by receiving interface and why: port (TCP to a port the policy may block), fragment, unparsed (headers it does not fully parse), off (fast path off or the other interface cannot take redirected frames).");
+    let _ = writeln!(o, "# HELP op25b_xdp_to_userspace_frames_total Frames the XDP program sent to the workers, by receiving interface and why: port (mode unblockable: TCP to a port the policy may block), fragment, unparsed (headers it does not fully parse), off (mode off, or the other interface cannot take redirected frames), reply (mode kernel: blocked, and the class replies), no_policy (mode kernel: its copy of the policy is not complete, see op25b_xdp_kernel_policy_valid).");
     let _ = writeln!(o, "# TYPE op25b_xdp_to_userspace_frames_total counter");
     for side in sides {
         for (reason, n) in fp[side.index()].user_reasons() {
@@ -723,10 +679,49 @@ pub fn render(state: &MetricsState) -> String {
     }
     per_interface(
         &mut o,
+        "op25b_xdp_dropped_too_big_frames_total",
+        "Frames the XDP program dropped because they needed a worker but were larger than a UMEM frame holds (interfaces.frame_size; links with an MTU above it).",
+        "counter",
+        fp.map(|s| s.too_big),
+    );
+    per_interface(
+        &mut o,
         "op25b_fast_path_active",
-        "1 while the XDP program of the interface may take the fast path (datapath.fast_path on and the other interface takes redirected frames).",
+        "1 while the XDP program of the interface may decide in the kernel (datapath.fast_path kernel or unblockable, and the other interface takes redirected frames).",
         "gauge",
         [0, 1].map(|i| u64::from(state.fast_path.active[i].load(Ordering::Relaxed))),
+    );
+    let mode = state.fast_path.mode();
+    let _ = writeln!(o, "# HELP op25b_fast_path_mode datapath.fast_path in force: 1 for the mode (kernel: the XDP program judges; unblockable: it forwards only what no class can block; off: every frame through the workers), 0 for the others.");
+    let _ = writeln!(o, "# TYPE op25b_fast_path_mode gauge");
+    for m in [
+        FastPathMode::Kernel,
+        FastPathMode::Unblockable,
+        FastPathMode::Off,
+    ] {
+        let _ = writeln!(
+            o,
+            "op25b_fast_path_mode{{mode=\"{}\"}} {}",
+            m.as_str(),
+            u8::from(m == mode)
+        );
+    }
+    let _ = writeln!(o, "# HELP op25b_xdp_kernel_policy_valid 1 while the XDP program's copy of the policy and overlay is complete and in force; 0 after a failed write (retried every second), when every frame it would judge goes to the workers (op25b_xdp_to_userspace_frames_total{{reason=\"no_policy\"}}).");
+    let _ = writeln!(o, "# TYPE op25b_xdp_kernel_policy_valid gauge");
+    let _ = writeln!(
+        o,
+        "op25b_xdp_kernel_policy_valid {}",
+        u8::from(state.policy.kernel_valid())
+    );
+    let _ = writeln!(o, "# HELP op25b_xdp_kernel_policy_write_errors_total Writes of the XDP program's copy of the policy or overlay that failed (each retry that fails counts too).");
+    let _ = writeln!(
+        o,
+        "# TYPE op25b_xdp_kernel_policy_write_errors_total counter"
+    );
+    let _ = writeln!(
+        o,
+        "op25b_xdp_kernel_policy_write_errors_total {}",
+        state.policy.kernel_errors.load(Ordering::Relaxed)
     );
     let policy = state.policy.load();
     let summary = policy.summary();
@@ -889,6 +884,81 @@ pub fn render(state: &MetricsState) -> String {
     o
 }
 
+/// The metrics the verdicts feed, one total each whoever judged: the workers' (one
+/// `op25b_frames_total` series set per worker) and the XDP program's (`worker="xdp"`;
+/// its verdicts are also in `op25b_blocked_total` and `op25b_blocked_by_class_total`).
+/// Every series exists from the start, zeros included, so `increase()` sees the first
+/// count.
+fn render_verdicts(
+    o: &mut String,
+    snaps: &[Snapshot],
+    kernel: &Snapshot,
+    class_slots: &[(usize, String)],
+) {
+    let sides = Side::BOTH;
+    let side_dir = |s: Side| match s {
+        Side::Subscriber => "outbound",
+        Side::Upstream => "inbound",
+    };
+    let _ = writeln!(
+        o,
+        "# HELP op25b_frames_total Frames judged, by worker (worker=\"xdp\": the XDP program, in the kernel), direction and verdict."
+    );
+    let _ = writeln!(o, "# TYPE op25b_frames_total counter");
+    let judges = snaps
+        .iter()
+        .enumerate()
+        .map(|(w, s)| (w.to_string(), s))
+        .chain([("xdp".to_string(), kernel)]);
+    for (w, s) in judges {
+        for side in sides {
+            for (a, action) in ["forward", "drop", "reject"].iter().enumerate() {
+                for r in Reason::ALL {
+                    let n = s.verdicts[side.index()][a][r.index()];
+                    let _ = writeln!(
+                        o,
+                        "op25b_frames_total{{worker=\"{w}\",direction=\"{}\",verdict=\"{action}\",reason=\"{}\"}} {n}",
+                        side_dir(side),
+                        r.as_str()
+                    );
+                }
+            }
+        }
+    }
+    let all = || snaps.iter().chain([kernel]);
+    let _ = writeln!(
+        o,
+        "# HELP op25b_blocked_total Blocked TCP segments by direction and destination port (the workers' and the XDP program's)."
+    );
+    let _ = writeln!(o, "# TYPE op25b_blocked_total counter");
+    for side in sides {
+        for (p, port) in PORTS
+            .iter()
+            .map(|p| p.to_string())
+            .chain(["other".to_string()])
+            .enumerate()
+        {
+            let n: u64 = all().map(|s| s.blocked_ports[side.index()][p]).sum();
+            let _ = writeln!(
+                o,
+                "op25b_blocked_total{{direction=\"{}\",port=\"{port}\"}} {n}",
+                side_dir(side)
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP op25b_blocked_by_class_total Blocked segments by subscriber class name (every class seen since start; a count stays with its name across reloads)."
+    );
+    let _ = writeln!(o, "# TYPE op25b_blocked_by_class_total counter");
+    for (slot, name) in class_slots {
+        let n: u64 = all()
+            .map(|s| s.blocked_classes.get(*slot).copied().unwrap_or(0))
+            .sum();
+        let _ = writeln!(o, "op25b_blocked_by_class_total{{class=\"{name}\"}} {n}");
+    }
+}
+
 /// Datapath events exported one metric each: (counter, name, help).
 const EVENT_METRICS: [(Counter, &str, &str); 13] = [
     (Counter::RepliesSent, "op25b_replies_sent_total", "Replies (TCP RST / ICMP prohibited) built and queued for rejected segments."),
@@ -1031,6 +1101,86 @@ mod tests {
             let (s6, _) = l6.accept().unwrap();
             assert_eq!(Peer::of(&s6).unwrap(), peer, "an IPv4 client of [::]");
         }
+    }
+
+    /// The XDP program's verdicts are one more judge under the same metric names: its
+    /// own `worker="xdp"` series of op25b_frames_total, and in the blocked totals, so
+    /// `sum()` over any of them counts every blocked frame once.
+    #[test]
+    fn kernel_verdicts_feed_the_same_metrics() {
+        use crate::datapath::counters::port_slot;
+        use crate::datapath::xdp::KernelVerdicts;
+        use crate::policy::Verdict;
+        let w = WorkerCounters::new();
+        w.rx(Side::Subscriber, 1, 60);
+        w.verdict(
+            Side::Subscriber,
+            Verdict::Reject(Reason::BlockedPort, crate::policy::ReplyKind::TcpReset),
+            Some(0),
+            Some(25),
+        );
+        let mut k = [KernelVerdicts::default(), KernelVerdicts::default()];
+        k[0].verdicts[1][Reason::BlockedPort.index()] = 3;
+        k[0].blocked_ports[port_slot(Some(587))] = 3;
+        k[0].blocked_classes[2] = 3;
+        k[0].verdicts[0][Reason::PortOpen.index()] = 5;
+        k[1].verdicts[1][Reason::InboundSmtp.index()] = 2;
+        k[1].blocked_ports[port_slot(Some(25))] = 2;
+        k[1].blocked_classes[0] = 2;
+        let mut o = String::new();
+        let slots = [(0, "dynamic".to_string()), (2, "quarantine".to_string())];
+        render_verdicts(&mut o, &[w.snapshot()], &Snapshot::from_kernel(&k), &slots);
+        let m = crate::control::prometheus::Samples::parse(&o).unwrap();
+        let xdp = |dir, verdict, reason| {
+            m.get(
+                "op25b_frames_total",
+                &[
+                    ("worker", "xdp"),
+                    ("direction", dir),
+                    ("verdict", verdict),
+                    ("reason", reason),
+                ],
+            )
+        };
+        assert_eq!(xdp("outbound", "drop", "blocked_port"), Some(3.0), "{o}");
+        assert_eq!(xdp("outbound", "forward", "port_open"), Some(5.0));
+        assert_eq!(xdp("inbound", "drop", "inbound_smtp"), Some(2.0));
+        // Every series of the xdp judge exists, zeros included, like a worker's.
+        assert_eq!(xdp("outbound", "reject", "blocked_port"), Some(0.0));
+        let series = |w| m.matching("op25b_frames_total", &[("worker", w)]).count();
+        assert_eq!(series("xdp"), series("0"));
+        assert_eq!(m.sum("op25b_frames_total", &[]), 11.0);
+        assert_eq!(m.sum("op25b_frames_total", &[("verdict", "drop")]), 5.0);
+        assert_eq!(
+            m.get(
+                "op25b_blocked_total",
+                &[("direction", "outbound"), ("port", "587")]
+            ),
+            Some(3.0)
+        );
+        assert_eq!(
+            m.get(
+                "op25b_blocked_total",
+                &[("direction", "outbound"), ("port", "25")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            m.get(
+                "op25b_blocked_total",
+                &[("direction", "inbound"), ("port", "25")]
+            ),
+            Some(2.0)
+        );
+        assert_eq!(m.sum("op25b_blocked_total", &[]), 6.0);
+        assert_eq!(
+            m.get("op25b_blocked_by_class_total", &[("class", "quarantine")]),
+            Some(3.0)
+        );
+        assert_eq!(
+            m.get("op25b_blocked_by_class_total", &[("class", "dynamic")]),
+            Some(3.0)
+        );
     }
 
     #[test]

@@ -175,6 +175,61 @@ pub fn total(counters: &[Arc<CachePadded<WorkerCounters>>]) -> Snapshot {
     sum
 }
 
+/// Every frame handled: the workers' counters plus the verdicts the XDP programs reached
+/// in the kernel ([`Snapshot::from_kernel`]).
+pub fn handled(
+    counters: &[Arc<CachePadded<WorkerCounters>>],
+    fast: &datapath::fast_path::FastPathView,
+) -> Snapshot {
+    let mut sum = total(counters);
+    sum.merge(&Snapshot::from_kernel(&fast.verdicts()));
+    sum
+}
+
+/// Takes the sources of the attempts the XDP program dropped out of its map (at most
+/// [`topk::DRAIN_PER_SECOND`]) into `list`, and hands the list to the metrics endpoint
+/// for [`metrics::top`]. About once a second, from the control thread.
+struct KernelOffenders {
+    list: topk::KernelList,
+    drained: Vec<datapath::kernel::KernelOffender>,
+    /// When a failed drain was last logged.
+    logged: Option<Instant>,
+}
+
+impl KernelOffenders {
+    fn new() -> Self {
+        Self {
+            list: topk::KernelList::new(),
+            drained: Vec::with_capacity(topk::DRAIN_PER_SECOND),
+            logged: None,
+        }
+    }
+
+    fn drain(
+        &mut self,
+        reader: &mut datapath::kernel::OffenderReader,
+        out: &std::sync::Mutex<Vec<topk::Entry>>,
+    ) {
+        self.drained.clear();
+        if let Err(e) = reader.drain(topk::DRAIN_PER_SECOND, &mut self.drained) {
+            if self
+                .logged
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+            {
+                self.logged = Some(Instant::now());
+                tracing::error!("cannot read the XDP program's offenders map: {e}; the attempts it drops are missing from op25b top and auto-quarantine until a read succeeds (retried every second)");
+            }
+        }
+        if self.drained.is_empty() {
+            return;
+        }
+        self.list.absorb(&self.drained);
+        let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+        o.clear();
+        o.extend_from_slice(self.list.entries());
+    }
+}
+
 /// How many of the top sources are checked for new offenders each second.
 const OFFENDER_SCAN: usize = 50;
 /// Attempts from which a source is logged as an offender.
@@ -242,18 +297,19 @@ impl OffenderLog {
 
 fn stats_line(now: &Snapshot, prev: &Snapshot, secs: f64) -> String {
     let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs.max(1e-9);
-    let s = Side::Subscriber.index();
-    let u = Side::Upstream.index();
+    let xdp = |x: &Snapshot| x.xdp_judged[0] + x.xdp_judged[1];
     let blocked =
         |x: &Snapshot| x.action_total(Side::Subscriber, 1) + x.action_total(Side::Subscriber, 2);
     let inbound_blocked =
         |x: &Snapshot| x.action_total(Side::Upstream, 1) + x.action_total(Side::Upstream, 2);
     format!(
-        "out {:.0} fps (total {}), in {:.0} fps (total {}), blocked out {} in {}, replies {} (limited {}), tx full {}, fill starved {}, kernel drops {}, overload guard engaged {}, frames {}/{} free",
-        rate(now.rx_frames[s], prev.rx_frames[s]),
-        now.rx_frames[s],
-        rate(now.rx_frames[u], prev.rx_frames[u]),
-        now.rx_frames[u],
+        "out {:.0} fps (total {}), in {:.0} fps (total {}), of them judged in XDP {:.0} fps (total {}), blocked out {} in {}, replies {} (limited {}), tx full {}, fill starved {}, kernel drops {}, overload guard engaged {}, frames {}/{} free",
+        rate(now.judged(Side::Subscriber), prev.judged(Side::Subscriber)),
+        now.judged(Side::Subscriber),
+        rate(now.judged(Side::Upstream), prev.judged(Side::Upstream)),
+        now.judged(Side::Upstream),
+        rate(xdp(now), xdp(prev)),
+        xdp(now),
         blocked(now),
         inbound_blocked(now),
         now.get(Counter::RepliesSent),
@@ -289,18 +345,18 @@ impl StatusLine {
     fn next(&mut self, now: Snapshot, fast: u64, mode: &str, generation: u64) -> String {
         let secs = self.at.elapsed().as_secs_f64().max(1e-3);
         let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
-        let s = Side::Subscriber.index();
-        let u = Side::Upstream.index();
         let blocked = |x: &Snapshot| {
             x.action_total(Side::Subscriber, 1)
                 + x.action_total(Side::Subscriber, 2)
                 + x.action_total(Side::Upstream, 1)
                 + x.action_total(Side::Upstream, 2)
         };
+        let xdp = |x: &Snapshot| x.xdp_judged[0] + x.xdp_judged[1];
         let line = format!(
-            "running ({mode}), policy generation {generation}: workers out {:.0} fps, in {:.0} fps, fast path {:.0} fps, blocked {:.0}/s",
-            rate(now.rx_frames[s], self.prev.rx_frames[s]),
-            rate(now.rx_frames[u], self.prev.rx_frames[u]),
+            "running ({mode}), policy generation {generation}: judged out {:.0} fps, in {:.0} fps (in XDP {:.0} fps), fast path {:.0} fps, blocked {:.0}/s",
+            rate(now.judged(Side::Subscriber), self.prev.judged(Side::Subscriber)),
+            rate(now.judged(Side::Upstream), self.prev.judged(Side::Upstream)),
+            rate(xdp(&now), xdp(&self.prev)),
             rate(fast, self.prev_fast),
             rate(blocked(&now), blocked(&self.prev)),
         );
@@ -435,6 +491,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         overlay: shared.clone(),
         radius: Default::default(),
         http_top: cfg.control.http_top,
+        kernel_top: std::sync::Mutex::new(Vec::new()),
     });
     let radius_thread = start_radius(&cfg, &shared, &mstate, &metrics_stop_early);
     let operator = Arc::new(operator::Operator {
@@ -466,8 +523,8 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         );
     }
     let mut retired: Vec<Arc<crate::policy::Policy>> = Vec::new();
-    let mut prev = total(&running.counters);
     let fast_stats = running.fast_path.view();
+    let mut prev = handled(&running.counters, &fast_stats);
     let fast_sum = |v: &datapath::fast_path::FastPathView| {
         let [a, b] = v.stats();
         a.fast + b.fast
@@ -480,6 +537,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let mut died = false;
     let mut offenders = OffenderLog::default();
     let mut auto = operator::AutoTracker::default();
+    let mut kernel_offenders = KernelOffenders::new();
     let mut last_top = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
@@ -495,7 +553,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         if supervisor.ready() && last_status.elapsed() >= STATUS_EVERY {
             last_status = Instant::now();
             status_text = status_line.next(
-                total(&running.counters),
+                handled(&running.counters, &fast_stats),
                 fast_sum(&fast_stats),
                 &mode,
                 generation,
@@ -504,6 +562,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         }
         if last_top.elapsed() >= Duration::from_secs(1) {
             last_top = Instant::now();
+            kernel_offenders.drain(&mut running.offenders, &mstate.kernel_top);
             offenders.check(&metrics::top(&mstate, OFFENDER_SCAN));
             running.fast_path.refresh();
             policy.kernel_retry();
@@ -557,7 +616,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         }
         let interval = cfg.workers.stats_interval;
         if !interval.is_zero() && last.elapsed() >= interval {
-            let now = total(&running.counters);
+            let now = handled(&running.counters, &fast_stats);
             let secs = last.elapsed().as_secs_f64();
             let fast_now = fast_stats.stats();
             log_stats(&now, &prev, secs, &fast_now, &prev_fast);
@@ -598,7 +657,8 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     for n in &notes {
         tracing::warn!("{n}");
     }
-    let sum = total(&counters);
+    // The maps outlive the detached programs: their last verdicts are in.
+    let sum = handled(&counters, &fast_view);
     let conserved = exits.iter().all(|e| e.census.conserved()) && exits.len() == counters.len();
     tracing::info!(
         "final: {}",
@@ -619,6 +679,8 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         notes: &notes,
         fast_view: &fast_view,
         fast_enabled,
+        kernel_valid: policy.kernel_valid(),
+        kernel_errors: policy.kernel_errors.load(Ordering::Relaxed),
         links: [links_at_start, links_at_stop],
         seconds: t0.elapsed().as_secs_f64(),
     }
@@ -806,9 +868,10 @@ fn start_operator(
 
 /// Lowers the main thread (and so every thread started after it) to the capabilities
 /// the running process uses (datapath::privileges): CAP_BPF only if this kernel checks
-/// it for `bpf()` on open maps; with `failure_mode: open` CAP_NET_ADMIN for the `nft`
-/// children of a reload (ambient, not effective). Logs what was kept; a failure to
-/// drop is logged and op25b runs on.
+/// it for `bpf()` on open maps (the XDP program's maps, its policy tries included, are
+/// all created at start: a reload only writes them); with `failure_mode: open`
+/// CAP_NET_ADMIN for the `nft` children of a reload (ambient, not effective). Logs what
+/// was kept; a failure to drop is logged and op25b runs on.
 fn drop_capabilities(open: bool, fast: &datapath::fast_path::FastPathView) {
     use datapath::privileges::{self as caps, bit};
     let have = match caps::get() {
@@ -887,6 +950,9 @@ struct FinalReport<'a> {
     notes: &'a [String],
     fast_view: &'a datapath::fast_path::FastPathView,
     fast_enabled: bool,
+    /// The kernel's copy of the policy: in force at stop, and its failed writes.
+    kernel_valid: bool,
+    kernel_errors: u64,
     /// Interface drop counters at start and at stop.
     links: [[Option<datapath::nic::LinkDrops>; 2]; 2],
     seconds: f64,
@@ -900,10 +966,20 @@ impl FinalReport<'_> {
         report["workers"] = serde_json::json!(self.counters.len());
         // The XDP programs' own counters (the maps outlive the detached programs).
         let [fp_sub, fp_up] = self.fast_view.stats();
+        let [v_sub, v_up] = self.fast_view.verdicts();
+        let side = |fp: datapath::xdp::PathStats, v: &datapath::xdp::KernelVerdicts| {
+            let mut j = fp.to_json();
+            j["verdicts"] = v.to_json();
+            j["dropped_by_verdict"] = serde_json::json!(v.verdicts[1].iter().sum::<u64>());
+            j
+        };
         report["fast_path"] = serde_json::json!({
             "enabled": self.fast_enabled,
-            "subscriber": fp_sub.to_json(),
-            "upstream": fp_up.to_json(),
+            "mode": self.fast_view.mode().as_str(),
+            "kernel_policy_valid": self.kernel_valid,
+            "kernel_policy_write_errors": self.kernel_errors,
+            "subscriber": side(fp_sub, &v_sub),
+            "upstream": side(fp_up, &v_up),
         });
         // The interfaces' own drop counters over the run (None: /sys of another namespace).
         let link = |i: usize| match (self.links[0][i], self.links[1][i]) {
@@ -988,17 +1064,19 @@ fn log_stats(
     prev_fast: &[datapath::xdp::PathStats; 2],
 ) {
     let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs.max(1e-9);
-    let s = Side::Subscriber.index();
-    let u = Side::Upstream.index();
+    let (s, u) = (Side::Subscriber, Side::Upstream);
     let fps = |i: usize| fast_now[i].since(&prev_fast[i]).fast as f64 / secs.max(1e-9);
+    let xdp = |x: &Snapshot| x.xdp_judged[0] + x.xdp_judged[1];
     tracing::info!(
         target: "op25b::stats",
-        out_fps = rate(now.rx_frames[s], prev.rx_frames[s]).round() as u64,
-        out_frames = now.rx_frames[s],
-        in_fps = rate(now.rx_frames[u], prev.rx_frames[u]).round() as u64,
-        in_frames = now.rx_frames[u],
-        blocked_out = now.action_total(Side::Subscriber, 1) + now.action_total(Side::Subscriber, 2),
-        blocked_in = now.action_total(Side::Upstream, 1) + now.action_total(Side::Upstream, 2),
+        out_fps = rate(now.judged(s), prev.judged(s)).round() as u64,
+        out_frames = now.judged(s),
+        in_fps = rate(now.judged(u), prev.judged(u)).round() as u64,
+        in_frames = now.judged(u),
+        xdp_judged_fps = rate(xdp(now), xdp(prev)).round() as u64,
+        xdp_judged_frames = xdp(now),
+        blocked_out = now.action_total(s, 1) + now.action_total(s, 2),
+        blocked_in = now.action_total(u, 1) + now.action_total(u, 2),
         replies = now.get(Counter::RepliesSent),
         replies_limited = now.get(Counter::RepliesRateLimited),
         tx_ring_full = now.get(Counter::TxRingFull),

@@ -110,7 +110,12 @@ pub fn status(addr: SocketAddr) -> std::io::Result<serde_json::Value> {
     let a = scrape(addr)?;
     std::thread::sleep(Duration::from_secs(1));
     let b = scrape(addr)?;
-    let rate = |name: &str, labels: &[(&str, &str)]| sum(&b, name, labels) - sum(&a, name, labels);
+    Ok(status_of(addr, &a, &b))
+}
+
+/// The status from two scrapes `a` and `b` of `addr`, one second apart.
+pub fn status_of(addr: SocketAddr, a: &Samples, b: &Samples) -> serde_json::Value {
+    let rate = |name: &str, labels: &[(&str, &str)]| sum(b, name, labels) - sum(a, name, labels);
     let mode = b
         .matching("op25b_info", &[])
         .find_map(|s| s.label("mode"))
@@ -119,17 +124,28 @@ pub fn status(addr: SocketAddr) -> std::io::Result<serde_json::Value> {
     let workers = b
         .matching("op25b_rx_frames_total", &[("interface", "subscriber")])
         .count();
-    Ok(serde_json::json!({
+    let fast_path_mode = b
+        .matching("op25b_fast_path_mode", &[])
+        .find(|s| s.value > 0.0)
+        .and_then(|s| s.label("mode"))
+        .unwrap_or("?")
+        .to_string();
+    let xdp = [("worker", "xdp")];
+    let xdp_drop = [("worker", "xdp"), ("verdict", "drop")];
+    serde_json::json!({
         "listen": addr.to_string(),
-        "uptime_seconds": sum(&b, "op25b_uptime_seconds", &[]),
+        "uptime_seconds": sum(b, "op25b_uptime_seconds", &[]),
         "mode": mode,
         "workers": workers,
-        "policy_generation": sum(&b, "op25b_policy_generation", &[]),
-        "policy_table_bytes": sum(&b, "op25b_policy_table_bytes", &[]),
+        "policy_generation": sum(b, "op25b_policy_generation", &[]),
+        "policy_table_bytes": sum(b, "op25b_policy_table_bytes", &[]),
         "last_reload_success": b.get("op25b_config_last_reload_successful", &[]),
-        "restart_pending": sum(&b, "op25b_config_restart_pending", &[]),
-        "reloads_applied": sum(&b, "op25b_config_reloads_total", &[("result", "applied")]),
-        "reloads_refused": sum(&b, "op25b_config_reloads_total", &[("result", "refused")]),
+        "fast_path_mode": fast_path_mode,
+        "kernel_policy_valid": b.get("op25b_xdp_kernel_policy_valid", &[]).map(|v| v > 0.0),
+        "kernel_policy_write_errors": sum(b, "op25b_xdp_kernel_policy_write_errors_total", &[]),
+        "restart_pending": sum(b, "op25b_config_restart_pending", &[]),
+        "reloads_applied": sum(b, "op25b_config_reloads_total", &[("result", "applied")]),
+        "reloads_refused": sum(b, "op25b_config_reloads_total", &[("result", "refused")]),
         "frames_per_second": {
             "outbound": rate("op25b_rx_frames_total", &[("interface", "subscriber")]),
             "inbound": rate("op25b_rx_frames_total", &[("interface", "upstream")]),
@@ -137,25 +153,30 @@ pub fn status(addr: SocketAddr) -> std::io::Result<serde_json::Value> {
             "replies": rate("op25b_replies_sent_total", &[]),
             "fast_path": rate("op25b_fast_path_frames_total", &[]),
             "to_userspace": rate("op25b_xdp_to_userspace_frames_total", &[]),
+            "judged_in_xdp": rate("op25b_frames_total", &xdp),
+            "dropped_in_xdp": rate("op25b_frames_total", &xdp_drop),
         },
         "fast_path_active": {
-            "subscriber": sum(&b, "op25b_fast_path_active", &[("interface", "subscriber")]) > 0.0,
-            "upstream": sum(&b, "op25b_fast_path_active", &[("interface", "upstream")]) > 0.0,
+            "subscriber": sum(b, "op25b_fast_path_active", &[("interface", "subscriber")]) > 0.0,
+            "upstream": sum(b, "op25b_fast_path_active", &[("interface", "upstream")]) > 0.0,
         },
         "totals": {
-            "outbound_frames": sum(&b, "op25b_rx_frames_total", &[("interface", "subscriber")]),
-            "inbound_frames": sum(&b, "op25b_rx_frames_total", &[("interface", "upstream")]),
-            "blocked_outbound": sum(&b, "op25b_blocked_total", &[("direction", "outbound")]),
-            "blocked_inbound": sum(&b, "op25b_blocked_total", &[("direction", "inbound")]),
-            "blocked_port_25": sum(&b, "op25b_blocked_total", &[("port", "25")]),
-            "replies_sent": sum(&b, "op25b_replies_sent_total", &[]),
-            "replies_rate_limited": sum(&b, "op25b_replies_rate_limited_total", &[]),
-            "tx_ring_full": sum(&b, "op25b_tx_ring_full_drops_total", &[]),
-            "fill_starved": sum(&b, "op25b_fill_starved_total", &[]),
-            "fast_path_frames": sum(&b, "op25b_fast_path_frames_total", &[]),
-            "to_userspace_frames": sum(&b, "op25b_xdp_to_userspace_frames_total", &[]),
+            "outbound_frames": sum(b, "op25b_rx_frames_total", &[("interface", "subscriber")]),
+            "inbound_frames": sum(b, "op25b_rx_frames_total", &[("interface", "upstream")]),
+            "blocked_outbound": sum(b, "op25b_blocked_total", &[("direction", "outbound")]),
+            "blocked_inbound": sum(b, "op25b_blocked_total", &[("direction", "inbound")]),
+            "blocked_port_25": sum(b, "op25b_blocked_total", &[("port", "25")]),
+            "replies_sent": sum(b, "op25b_replies_sent_total", &[]),
+            "replies_rate_limited": sum(b, "op25b_replies_rate_limited_total", &[]),
+            "tx_ring_full": sum(b, "op25b_tx_ring_full_drops_total", &[]),
+            "fill_starved": sum(b, "op25b_fill_starved_total", &[]),
+            "fast_path_frames": sum(b, "op25b_fast_path_frames_total", &[]),
+            "to_userspace_frames": sum(b, "op25b_xdp_to_userspace_frames_total", &[]),
+            "judged_in_xdp_frames": sum(b, "op25b_frames_total", &xdp),
+            "dropped_in_xdp_frames": sum(b, "op25b_frames_total", &xdp_drop),
+            "xdp_dropped_too_big": sum(b, "op25b_xdp_dropped_too_big_frames_total", &[]),
         },
-    }))
+    })
 }
 
 /// Human table of [`status`].
@@ -191,24 +212,39 @@ pub fn table(v: &serde_json::Value) -> String {
         }
     };
     o += &format!(
-        "fast path: outbound {}, inbound {}\n",
+        "fast path: mode {}{}, outbound {}, inbound {}\n",
+        v["fast_path_mode"].as_str().unwrap_or("?"),
+        match v["kernel_policy_valid"].as_bool() {
+            Some(false) => " (its copy of the policy is NOT valid: the workers judge everything)",
+            _ => "",
+        },
         on("/fast_path_active/subscriber"),
         on("/fast_path_active/upstream")
     );
     o += &format!("{:<22} {:>14} {:>14}\n", "", "per second", "total");
     for (name, rate, total) in [
         (
-            "outbound frames",
+            "workers: outbound",
             "/frames_per_second/outbound",
             "/totals/outbound_frames",
         ),
         (
-            "inbound frames",
+            "workers: inbound",
             "/frames_per_second/inbound",
             "/totals/inbound_frames",
         ),
         (
-            "blocked",
+            "judged in XDP",
+            "/frames_per_second/judged_in_xdp",
+            "/totals/judged_in_xdp_frames",
+        ),
+        (
+            "dropped in XDP",
+            "/frames_per_second/dropped_in_xdp",
+            "/totals/dropped_in_xdp_frames",
+        ),
+        (
+            "blocked outbound",
             "/frames_per_second/blocked",
             "/totals/blocked_outbound",
         ),
@@ -235,4 +271,52 @@ pub fn table(v: &serde_json::Value) -> String {
         f("/totals/blocked_inbound"), f("/totals/blocked_port_25"), f("/totals/replies_rate_limited"), f("/totals/tx_ring_full"), f("/totals/fill_starved")
     );
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two scrapes of a box in mode kernel: what the XDP program judged is in the rates
+    /// and totals, blocked counts it, and the table says the mode and the policy copy.
+    #[test]
+    fn status_counts_what_the_kernel_judged() {
+        let scrape = |xdp_drop: u64, xdp_fwd: u64, valid: u8| {
+            let text = format!(
+                "op25b_rx_frames_total{{worker=\"0\",interface=\"subscriber\"}} 10\n\
+                 op25b_rx_frames_total{{worker=\"0\",interface=\"upstream\"}} 4\n\
+                 op25b_frames_total{{worker=\"0\",direction=\"outbound\",verdict=\"reject\",reason=\"blocked_port\"}} 2\n\
+                 op25b_frames_total{{worker=\"xdp\",direction=\"outbound\",verdict=\"drop\",reason=\"blocked_port\"}} {xdp_drop}\n\
+                 op25b_frames_total{{worker=\"xdp\",direction=\"outbound\",verdict=\"forward\",reason=\"port_open\"}} {xdp_fwd}\n\
+                 op25b_blocked_total{{direction=\"outbound\",port=\"25\"}} {}\n\
+                 op25b_fast_path_mode{{mode=\"kernel\"}} 1\n\
+                 op25b_fast_path_mode{{mode=\"unblockable\"}} 0\n\
+                 op25b_fast_path_mode{{mode=\"off\"}} 0\n\
+                 op25b_xdp_kernel_policy_valid {valid}\n\
+                 op25b_xdp_kernel_policy_write_errors_total 3\n\
+                 op25b_xdp_dropped_too_big_frames_total{{interface=\"subscriber\"}} 1\n",
+                xdp_drop + 2
+            );
+            Samples::parse(&text).unwrap()
+        };
+        let addr: SocketAddr = "127.0.0.1:9725".parse().unwrap();
+        let v = status_of(addr, &scrape(100, 40, 1), &scrape(250, 90, 1));
+        assert_eq!(v["workers"], 1);
+        assert_eq!(v["fast_path_mode"], "kernel");
+        assert_eq!(v["kernel_policy_valid"], true);
+        assert_eq!(v["kernel_policy_write_errors"], 3.0);
+        assert_eq!(v["frames_per_second"]["judged_in_xdp"], 200.0);
+        assert_eq!(v["frames_per_second"]["dropped_in_xdp"], 150.0);
+        assert_eq!(v["frames_per_second"]["blocked"], 150.0);
+        assert_eq!(v["totals"]["judged_in_xdp_frames"], 340.0);
+        assert_eq!(v["totals"]["dropped_in_xdp_frames"], 250.0);
+        assert_eq!(v["totals"]["blocked_outbound"], 252.0);
+        assert_eq!(v["totals"]["xdp_dropped_too_big"], 1.0);
+        let t = table(&v);
+        assert!(t.contains("fast path: mode kernel, outbound off"), "{t}");
+        assert!(t.contains("judged in XDP"), "{t}");
+        let v = status_of(addr, &scrape(1, 1, 0), &scrape(1, 1, 0));
+        assert_eq!(v["kernel_policy_valid"], false);
+        assert!(table(&v).contains("NOT valid"), "{}", table(&v));
+    }
 }

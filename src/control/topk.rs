@@ -7,6 +7,12 @@
 //! merges the workers' lists ([`merge`]). A source that is in the list with `count`
 //! attempts had at most `error` of them counted for a source it replaced; with fewer
 //! distinct sources than slots, the counts are exact.
+//!
+//! Attempts the XDP program drops in the kernel (mode `kernel`) never reach a worker: the
+//! program counts them per source in its LRU map `offenders`, which the control thread
+//! drains about once a second ([`DRAIN_PER_SECOND`] entries at most) into a
+//! [`KernelList`] of [`KERNEL_SLOTS`], the same kind of list with the same count
+//! semantics (cumulative since start, space-saving), merged with the workers' lists.
 
 use serde::Serialize;
 use std::net::IpAddr;
@@ -34,6 +40,27 @@ pub fn epoch() -> u64 {
 
 /// Entries per worker.
 pub const WORKER_SLOTS: usize = 64;
+
+/// Entries of the list of attempts dropped in the kernel (one list for every CPU).
+pub const KERNEL_SLOTS: usize = 256;
+
+/// Entries drained from the kernel's `offenders` map per drain (about once a second):
+/// the map's size, so every source of one second is taken in one drain. Bounds the
+/// control thread's work (a batch read of 1024 entries per system call).
+pub const DRAIN_PER_SECOND: usize = 16384;
+
+/// CLOCK_MONOTONIC nanoseconds of [`clock`]'s zero (the clock `Instant` reads, and the
+/// program's `bpf_ktime_get_ns`).
+fn start_monotonic_ns() -> u64 {
+    let now_ns = crate::datapath::clock::monotonic_us().saturating_mul(1000);
+    now_ns.saturating_sub(start().0.elapsed().as_nanos() as u64)
+}
+
+/// [`clock`] seconds of CLOCK_MONOTONIC nanoseconds `ns`, given the clock's zero
+/// `start_ns` (0 for a time before it).
+pub fn clock_of_monotonic(ns: u64, start_ns: u64) -> u64 {
+    ns.saturating_sub(start_ns) / 1_000_000_000
+}
 
 /// An address as a key: IPv4 mapped into the IPv6 space (`::ffff:a.b.c.d`).
 #[inline(always)]
@@ -151,6 +178,61 @@ impl<const N: usize> TopK<N> {
         };
     }
 
+    /// Counts `n` blocked attempts from `src` made between coarse times `first` and
+    /// `last`, the last to `dst` (a batch: the kernel's per-source counts). Space-saving
+    /// with weights: a newcomer replacing the smallest count inherits it as its error.
+    pub fn record_n(
+        &mut self,
+        src: u128,
+        dst: u128,
+        class: Option<usize>,
+        n: u64,
+        first: u64,
+        last: u64,
+    ) {
+        if n == 0 {
+            return;
+        }
+        let (w, bit) = sketch_bit(dst);
+        if let Some(i) = self.keys[..self.len].iter().position(|&k| k == src) {
+            let e = &mut self.entries[i];
+            e.count += n;
+            e.dst_sketch[w] |= bit;
+            if last >= e.last_seen {
+                e.last_dst = dst;
+                e.last_seen = last;
+                e.class = class;
+            }
+            e.first_seen = e.first_seen.min(first);
+            return;
+        }
+        let (i, floor) = if self.len < N {
+            self.len += 1;
+            (self.len - 1, 0)
+        } else {
+            let (i, e) = self
+                .entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| e.count)
+                .expect("N > 0");
+            (i, e.count)
+        };
+        self.keys[i] = src;
+        let mut sketch = [0u64; 2];
+        sketch[w] |= bit;
+        self.entries[i] = Entry {
+            key: src,
+            count: floor + n,
+            error: floor,
+            class,
+            dst_sketch: sketch,
+            last_dst: dst,
+            first_seen: first.min(last),
+            last_seen: last,
+        };
+    }
+
     /// The tracked entries (unordered).
     pub fn entries(&self) -> &[Entry] {
         &self.entries[..self.len]
@@ -158,6 +240,58 @@ impl<const N: usize> TopK<N> {
 
     pub fn clear(&mut self) {
         self.len = 0;
+    }
+}
+
+/// The sources whose blocked outbound attempts the XDP program dropped, as drained from
+/// its `offenders` map: one more list for [`merge`], fed by the control thread.
+///
+/// The map gives, per source, the attempts since the previous drain, their first and
+/// last time (CLOCK_MONOTONIC) and the last destination: counts add up here, so they
+/// are cumulative since start like a worker's; a source's destinations are sampled once
+/// per drain (`distinct_destinations` grows by at most one per second for it).
+pub struct KernelList {
+    top: Box<TopK<KERNEL_SLOTS>>,
+    /// CLOCK_MONOTONIC nanoseconds of [`clock`]'s zero.
+    start_ns: u64,
+}
+
+impl Default for KernelList {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KernelList {
+    pub fn new() -> Self {
+        Self::with_start(start_monotonic_ns())
+    }
+
+    /// A list whose [`clock`] zero is CLOCK_MONOTONIC `start_ns` (tests).
+    pub fn with_start(start_ns: u64) -> Self {
+        Self {
+            top: Box::new(TopK::new()),
+            start_ns,
+        }
+    }
+
+    /// Adds a drain's entries.
+    pub fn absorb(&mut self, drained: &[crate::datapath::kernel::KernelOffender]) {
+        for o in drained {
+            self.top.record_n(
+                o.src,
+                o.last_dst,
+                Some(o.slot as usize),
+                o.count,
+                clock_of_monotonic(o.first_ns, self.start_ns),
+                clock_of_monotonic(o.last_ns, self.start_ns),
+            );
+        }
+    }
+
+    /// The tracked entries (unordered), for [`merge`].
+    pub fn entries(&self) -> &[Entry] {
+        self.top.entries()
     }
 }
 
@@ -281,6 +415,94 @@ mod tests {
         assert_eq!(
             (m[0].attempts, m[0].first_seen, m[0].last_seen),
             (3, 103, 109)
+        );
+    }
+
+    fn kernel_entry(src: u128, dst: u128, count: u64, first_s: u64, last_s: u64) -> KO {
+        KO {
+            src,
+            count,
+            first_ns: START_NS + first_s * 1_000_000_000 + 250_000_000,
+            last_ns: START_NS + last_s * 1_000_000_000 + 999_999_999,
+            last_dst: dst,
+            slot: 2,
+            port: 25,
+        }
+    }
+
+    use crate::datapath::kernel::KernelOffender as KO;
+    const START_NS: u64 = 5_000_000_000_000;
+
+    #[test]
+    fn monotonic_nanoseconds_become_the_coarse_clock() {
+        assert_eq!(clock_of_monotonic(START_NS, START_NS), 0);
+        assert_eq!(clock_of_monotonic(START_NS + 999_999_999, START_NS), 0);
+        assert_eq!(clock_of_monotonic(START_NS + 61_500_000_000, START_NS), 61);
+        // Before the clock's zero (an entry older than the list): the start.
+        assert_eq!(clock_of_monotonic(START_NS - 7, START_NS), 0);
+        // The real zero is in the past, and consistent with `clock()`.
+        let now = crate::datapath::clock::monotonic_us() * 1000;
+        let s = start_monotonic_ns();
+        assert!(s <= now);
+        let c = clock();
+        let from_mono = clock_of_monotonic(now, s);
+        assert!(from_mono.abs_diff(c) <= 1, "{from_mono} vs {c}");
+    }
+
+    /// Drains add up: a source's attempts over several drains are its cumulative count,
+    /// first seen stays at its first drain, last seen and the sample follow the last;
+    /// merged with a worker's list (the same source's rejected attempts) they add up
+    /// again, with the class of the latest attempt.
+    #[test]
+    fn kernel_drains_accumulate_and_merge_with_the_workers() {
+        let mut k = KernelList::with_start(START_NS);
+        let (a, b) = (key_v4(0xc633_6482), key_v4(0xc633_6483));
+        let (d1, d2) = (key_v4(0xcb00_7150), key_v4(0xcb00_7151));
+        k.absorb(&[kernel_entry(a, d1, 5, 3, 4), kernel_entry(b, d1, 2, 4, 4)]);
+        k.absorb(&[kernel_entry(a, d2, 7, 9, 10)]);
+        let mut w = TopK::<8>::new();
+        for t in 0..4 {
+            w.record(a, d1, Some(0), t);
+        }
+        let name = |s: usize| Some(["dynamic", "static", "quarantine"][s].to_string());
+        let m = merge([k.entries(), w.entries()], name, 1_000, 10);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].src, IpAddr::V4(0xc633_6482.into()));
+        assert_eq!((m[0].attempts, m[0].error), (16, 0));
+        assert_eq!((m[0].first_seen, m[0].last_seen), (1_000, 1_010));
+        assert_eq!(
+            m[0].class.as_deref(),
+            Some("quarantine"),
+            "the latest attempt's"
+        );
+        assert_eq!(m[0].dst_sample, IpAddr::V4(0xcb00_7151.into()));
+        assert_eq!(m[0].distinct_destinations, 2);
+        assert_eq!(
+            (m[1].attempts, m[1].first_seen, m[1].last_seen),
+            (2, 1_004, 1_004)
+        );
+    }
+
+    /// Weighted space-saving keeps its bounds: a count is never below the truth nor
+    /// above truth + error, and a newcomer that evicts inherits the smallest count.
+    #[test]
+    fn weighted_records_keep_the_space_saving_bounds() {
+        let mut t = TopK::<2>::new();
+        t.record_n(1, 0, None, 10, 0, 0);
+        t.record_n(2, 0, None, 3, 0, 1);
+        t.record_n(3, 0, None, 4, 2, 2);
+        let mut e: Vec<(u128, u64, u64)> = t
+            .entries()
+            .iter()
+            .map(|e| (e.key, e.count, e.error))
+            .collect();
+        e.sort();
+        assert_eq!(e, vec![(1, 10, 0), (3, 7, 3)]);
+        t.record_n(1, 0, None, 0, 5, 5);
+        assert_eq!(
+            t.entries().iter().map(|e| e.count).sum::<u64>(),
+            17,
+            "n = 0 counts nothing"
         );
     }
 

@@ -5,6 +5,7 @@
 //! plane sums them across workers. Nothing here allocates after start-up.
 
 use super::io::Side;
+use super::xdp::KernelVerdicts;
 use crate::classify::NonIpKind;
 use crate::policy::{Policy, Reason, Verdict, COUNTER_SLOTS};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -416,6 +417,10 @@ pub struct Snapshot {
     /// Per side: frames waiting in the RX ring at the worker's last tick.
     pub backlog: [u64; 2],
     pub policy_generation: u64,
+    /// Per side: frames the XDP program judged in the kernel (mode kernel: forwarded or
+    /// dropped with a verdict); their verdicts are in `verdicts` (never a worker's, so
+    /// not in `rx_frames`). See [`Snapshot::from_kernel`].
+    pub xdp_judged: [u64; 2],
 }
 
 /// Frames lost in the kernel before the worker saw them (AF_XDP `XDP_STATISTICS`,
@@ -447,6 +452,33 @@ impl KernelDrops {
 impl Snapshot {
     pub fn get(&self, c: Counter) -> u64 {
         self.scalars[c as usize]
+    }
+
+    /// The verdicts the XDP programs reached in the kernel (subscriber side, upstream
+    /// side), as a snapshot: added to the workers' ([`Snapshot::merge`]), every counter a
+    /// verdict feeds (verdicts, blocked ports, blocked classes) holds one total.
+    pub fn from_kernel(v: &[KernelVerdicts; 2]) -> Snapshot {
+        let mut s = Snapshot::default();
+        for (i, k) in v.iter().enumerate() {
+            for a in 0..2 {
+                s.verdicts[i][a] = k.verdicts[a];
+            }
+            s.blocked_ports[i] = k.blocked_ports;
+            s.xdp_judged[i] = k.verdicts.iter().flatten().sum();
+            if s.blocked_classes.len() < k.blocked_classes.len() {
+                s.blocked_classes.resize(k.blocked_classes.len(), 0);
+            }
+            for (sum, n) in s.blocked_classes.iter_mut().zip(&k.blocked_classes) {
+                *sum += n;
+            }
+        }
+        s
+    }
+
+    /// Frames judged on `side`: by the workers (each frame a worker receives gets a
+    /// verdict) and by the XDP program.
+    pub fn judged(&self, side: Side) -> u64 {
+        self.rx_frames[side.index()] + self.xdp_judged[side.index()]
     }
 
     /// Frames with a given action (0 forward, 1 drop, 2 reject) received on `side`.
@@ -482,6 +514,7 @@ impl Snapshot {
             self.kernel[i].rx_dropped += o.kernel[i].rx_dropped;
             self.kernel[i].rx_ring_full += o.kernel[i].rx_ring_full;
             self.kernel[i].fill_empty += o.kernel[i].fill_empty;
+            self.xdp_judged[i] += o.xdp_judged[i];
             self.guard[i] |= o.guard[i];
             self.backlog[i] += o.backlog[i];
             self.census.fill[i] += o.census.fill[i];
@@ -501,11 +534,12 @@ impl Snapshot {
         self.policy_generation = self.policy_generation.max(o.policy_generation);
     }
 
-    /// Every received frame got exactly one verdict.
+    /// Every received frame got exactly one verdict: the verdicts are the workers'
+    /// frames and those the XDP program judged.
     pub fn verdicts_account_for_rx(&self) -> bool {
         (0..2).all(|i| {
             let decided: u64 = self.verdicts[i].iter().flatten().sum();
-            decided == self.rx_frames[i]
+            decided == self.rx_frames[i] + self.xdp_judged[i]
         })
     }
 
@@ -538,6 +572,7 @@ impl Snapshot {
                 side.as_str().into(),
                 json!({
                     "rx_frames": self.rx_frames[i], "rx_bytes": self.rx_bytes[i],
+                    "judged_in_xdp": self.xdp_judged[i],
                     "tx_frames": self.tx_frames[i], "tx_bytes": self.tx_bytes[i],
                     "verdicts": Value::Object(verdicts),
                     "blocked_ports": Value::Object(ports),
@@ -565,5 +600,62 @@ impl Snapshot {
             "verdicts_account_for_rx": self.verdicts_account_for_rx(),
             "policy_generation": self.policy_generation,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel's verdicts add to the workers' under the same counters, and every
+    /// frame still has exactly one verdict.
+    #[test]
+    fn kernel_verdicts_join_the_workers_totals() {
+        let w = WorkerCounters::new();
+        let reject = Verdict::Reject(Reason::BlockedPort, crate::policy::ReplyKind::TcpReset);
+        w.rx(Side::Subscriber, 2, 120);
+        w.verdict(Side::Subscriber, reject, Some(0), Some(25));
+        w.verdict(
+            Side::Subscriber,
+            Verdict::Forward(Reason::PortOpen),
+            None,
+            Some(587),
+        );
+        let mut k = [KernelVerdicts::default(), KernelVerdicts::default()];
+        // Outbound: 3 drops of class slot 2 to 587, one forward; inbound: one IP25B drop.
+        k[0].verdicts[1][Reason::BlockedPort.index()] = 3;
+        k[0].blocked_ports[port_slot(Some(587))] = 3;
+        k[0].blocked_classes[2] = 3;
+        k[0].verdicts[0][Reason::AllowedDestination.index()] = 1;
+        k[1].verdicts[1][Reason::InboundSmtp.index()] = 1;
+        k[1].blocked_ports[port_slot(Some(25))] = 1;
+        k[1].blocked_classes[0] = 1;
+        let mut sum = w.snapshot();
+        sum.merge(&Snapshot::from_kernel(&k));
+        assert_eq!(sum.xdp_judged, [4, 1]);
+        assert_eq!(sum.judged(Side::Subscriber), 6);
+        assert_eq!(sum.rx_frames, [2, 0], "the workers' frames stay theirs");
+        assert_eq!(sum.action_total(Side::Subscriber, 1), 3);
+        assert_eq!(sum.action_total(Side::Subscriber, 2), 1);
+        assert_eq!(sum.blocked_ports[0], [1, 0, 3, 0]);
+        assert_eq!(sum.blocked_ports[1], [1, 0, 0, 0]);
+        assert_eq!(&sum.blocked_classes[..3], &[2, 0, 3]);
+        assert!(sum.verdicts_account_for_rx());
+        let j = sum.to_json(&[(0, "dynamic".into()), (2, "quarantine".into())]);
+        assert_eq!(j["received_on"]["subscriber"]["judged_in_xdp"], 4);
+        assert_eq!(
+            j["received_on"]["subscriber"]["verdicts"]["drop/blocked_port"],
+            3
+        );
+        assert_eq!(
+            j["received_on"]["upstream"]["verdicts"]["drop/inbound_smtp"],
+            1
+        );
+        assert_eq!(j["blocked_by_class"]["quarantine"], 3);
+        assert_eq!(j["blocked_by_class"]["dynamic"], 2);
+        assert_eq!(j["verdicts_account_for_rx"], true);
+        // A verdict without its frame breaks the account.
+        sum.xdp_judged[1] = 0;
+        assert!(!sum.verdicts_account_for_rx());
     }
 }

@@ -35,6 +35,9 @@ use std::sync::Arc;
 pub struct FastPathView {
     stats: [StatsMap; 2],
     verdicts: [VerdictsMap; 2],
+    /// The last verdicts read: a failed read returns them, so the totals the metrics
+    /// add them to never go backwards.
+    last_verdicts: std::sync::Mutex<[KernelVerdicts; 2]>,
     /// `datapath.fast_path` as in force (not `off`).
     pub enabled: AtomicBool,
     /// `datapath.fast_path: kernel` in force.
@@ -49,15 +52,33 @@ impl FastPathView {
         [0, 1].map(|i| self.stats[i].read().unwrap_or_default())
     }
 
-    /// Per side (subscriber, upstream): what the program decided in the kernel.
+    /// Per side (subscriber, upstream): what the program decided in the kernel, summed
+    /// over CPUs; a side that cannot be read keeps its last reading.
     pub fn verdicts(&self) -> [KernelVerdicts; 2] {
-        [0, 1].map(|i| self.verdicts[i].read().unwrap_or_default())
+        let mut last = self.last_verdicts.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, l) in last.iter_mut().enumerate() {
+            if let Ok(v) = self.verdicts[i].read() {
+                *l = v;
+            }
+        }
+        last.clone()
     }
 
     /// One read of the counters, with its error: what the running process does with
     /// `bpf()` (`privileges::bpf_needs_capability` tries it without CAP_BPF).
     pub fn read_once(&self) -> io::Result<()> {
         self.stats[0].read().map(|_| ())
+    }
+
+    /// `datapath.fast_path` in force.
+    pub fn mode(&self) -> FastPathMode {
+        if self.kernel.load(Ordering::Relaxed) {
+            FastPathMode::Kernel
+        } else if self.enabled.load(Ordering::Relaxed) {
+            FastPathMode::Unblockable
+        } else {
+            FastPathMode::Off
+        }
     }
 }
 
@@ -196,6 +217,7 @@ impl FastPath {
             view: Arc::new(FastPathView {
                 stats,
                 verdicts,
+                last_verdicts: Default::default(),
                 enabled: AtomicBool::new(mode != FastPathMode::Off),
                 kernel: AtomicBool::new(mode == FastPathMode::Kernel),
                 active: [AtomicBool::new(false), AtomicBool::new(false)],

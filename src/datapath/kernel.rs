@@ -24,6 +24,11 @@
 //!
 //! Why BPF LPM tries (and not op25b's own trie laid out in an array map): see
 //! docs/architecture.md, "Kernel verdicts" (measured with `op25b-bench kernel-lookup`).
+//!
+//! **The abuse desk's list** ([`OffenderReader`]): the program counts the outbound
+//! attempts it drops per source in the LRU map `offenders`; the reader takes entries out
+//! of it (read and deleted in one batch call) as plain [`KernelOffender`]s. What to do
+//! with them is the control plane's business (`control::topk`).
 
 use super::xdp::{Map, SharedMaps};
 use crate::lpm::Entry;
@@ -444,6 +449,117 @@ impl KernelPolicy {
     }
 }
 
+/// `struct offender` of bpf/op25b_xdp.c: its size, and the key's (`struct okey`).
+const OFFENDER_SIZE: usize = 48;
+const OKEY_SIZE: usize = 16;
+/// Entries read per batch call.
+const DRAIN_BATCH: usize = 1024;
+
+/// One source's blocked outbound attempts that the program dropped since the entry was
+/// created (its first attempt after the previous drain, or after the LRU map evicted
+/// it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffender {
+    /// The source: IPv6, or IPv4 as `::ffff:a.b.c.d` (`control::topk::key_v4`).
+    pub src: u128,
+    pub count: u64,
+    /// CLOCK_MONOTONIC nanoseconds (`bpf_ktime_get_ns`) of the first and last attempt.
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// The last attempt's destination, as `src`.
+    pub last_dst: u128,
+    /// The source's class counter slot ([`Policy::counter_slot`]) at the last attempt.
+    pub slot: u32,
+    /// The last attempt's destination port.
+    pub port: u16,
+}
+
+impl KernelOffender {
+    /// Parses a key (`struct okey`) and value (`struct offender`) as the map holds them.
+    pub fn from_bytes(key: &[u8; OKEY_SIZE], value: &[u8; OFFENDER_SIZE]) -> KernelOffender {
+        let u64_at = |i: usize| u64::from_ne_bytes(value[i..i + 8].try_into().expect("8 bytes"));
+        KernelOffender {
+            src: u128::from_be_bytes(*key),
+            count: u64_at(0),
+            first_ns: u64_at(8),
+            last_ns: u64_at(16),
+            last_dst: u128::from_be_bytes(value[24..40].try_into().expect("16 bytes")),
+            slot: u32::from_ne_bytes(value[40..44].try_into().expect("4 bytes")),
+            port: u16::from_ne_bytes(value[44..46].try_into().expect("2 bytes")),
+        }
+    }
+}
+
+/// Takes the entries out of the program's `offenders` map, a bounded number per call,
+/// sweeping the map round-robin across calls (a call continues where the last stopped),
+/// so every entry is reached however many sources the map holds.
+#[derive(Debug)]
+pub struct OffenderReader {
+    map: Map,
+    cursor: Option<Vec<u8>>,
+    keys: Vec<u8>,
+    values: Vec<u8>,
+}
+
+impl OffenderReader {
+    /// A reader of `maps.offenders` (a second handle on the map).
+    pub fn new(maps: &SharedMaps) -> io::Result<OffenderReader> {
+        let map = maps.offenders.try_clone()?;
+        if map.sizes() != (OKEY_SIZE, OFFENDER_SIZE) {
+            return Err(io::Error::other(format!(
+                "map offenders has key/value sizes {:?}, op25b reads ({OKEY_SIZE}, {OFFENDER_SIZE}) (bpf/op25b_xdp.c and src/datapath/kernel.rs disagree)",
+                map.sizes()
+            )));
+        }
+        Ok(OffenderReader {
+            map,
+            cursor: None,
+            keys: vec![0; DRAIN_BATCH * OKEY_SIZE],
+            values: vec![0; DRAIN_BATCH * OFFENDER_SIZE],
+        })
+    }
+
+    /// Reads and deletes up to `max` entries into `out`, continuing the sweep where the
+    /// last call stopped; stops at the end of the map (the next call starts over).
+    /// Returns how many were added. An attempt the program counts on an entry between
+    /// its read and its deletion is lost (a window of microseconds).
+    pub fn drain(&mut self, max: usize, out: &mut Vec<KernelOffender>) -> io::Result<usize> {
+        let mut got = 0;
+        while got < max {
+            let room = (max - got).min(DRAIN_BATCH);
+            let (n, end) = match self.map.lookup_and_delete_batch(
+                &mut self.cursor,
+                &mut self.keys[..room * OKEY_SIZE],
+                &mut self.values[..room * OFFENDER_SIZE],
+            ) {
+                Ok(r) => r,
+                // The next bucket holds more entries than are left to take: the next
+                // drain takes it.
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && room < DRAIN_BATCH => break,
+                Err(e) => {
+                    // The next drain starts the sweep over.
+                    self.cursor = None;
+                    return Err(e);
+                }
+            };
+            for i in 0..n {
+                let k = self.keys[i * OKEY_SIZE..(i + 1) * OKEY_SIZE]
+                    .try_into()
+                    .expect("key size");
+                let v = self.values[i * OFFENDER_SIZE..(i + 1) * OFFENDER_SIZE]
+                    .try_into()
+                    .expect("value size");
+                out.push(KernelOffender::from_bytes(k, v));
+            }
+            got += n;
+            if end {
+                break;
+            }
+        }
+        Ok(got)
+    }
+}
+
 /// Empties a trie (its keys are `K` bytes long).
 fn clear<const K: usize>(t: &Map, what: &'static str) -> Result<(), KernelError> {
     let err = |source| KernelError::Trie {
@@ -506,6 +622,39 @@ fn refill6(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offender_entry_reads_as_the_program_lays_it_out() {
+        // struct okey: ::ffff:198.51.100.130; struct offender: count, first_ns,
+        // last_ns, last_dst[16], slot, port, pad.
+        let mut key = [0u8; 16];
+        key[10] = 0xff;
+        key[11] = 0xff;
+        key[12..].copy_from_slice(&[198, 51, 100, 130]);
+        let mut v = [0u8; OFFENDER_SIZE];
+        v[0..8].copy_from_slice(&7u64.to_ne_bytes());
+        v[8..16].copy_from_slice(&1_000u64.to_ne_bytes());
+        v[16..24].copy_from_slice(&2_000u64.to_ne_bytes());
+        v[24..40].copy_from_slice(
+            &"2001:db8:ff::80"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        v[40..44].copy_from_slice(&3u32.to_ne_bytes());
+        v[44..46].copy_from_slice(&587u16.to_ne_bytes());
+        let o = KernelOffender::from_bytes(&key, &v);
+        assert_eq!(
+            o.src, 0xffff_c633_6482,
+            "the workers' key_v4 of 198.51.100.130"
+        );
+        assert_eq!((o.count, o.first_ns, o.last_ns), (7, 1_000, 2_000));
+        assert_eq!(
+            o.last_dst,
+            u128::from("2001:db8:ff::80".parse::<std::net::Ipv6Addr>().unwrap())
+        );
+        assert_eq!((o.slot, o.port), (3, 587));
+    }
 
     #[test]
     fn keys_are_length_then_the_masked_address_in_network_order() {

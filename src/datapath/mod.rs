@@ -12,7 +12,7 @@
 //! * `xdp`: op25b's XDP program and its socket map, attached through a bpf_link (the
 //!   kernel detaches it when the process ends, however it ends);
 //! * [`privileges`]: dropping capabilities after start (each worker drops all of its own
-//!   when it starts; the control plane keeps only what it measured it needs).
+//!   when it starts; the control plane keeps only what it uses).
 
 pub mod counters;
 pub mod fast_path;
@@ -61,6 +61,9 @@ pub struct PolicyCell {
     kernel: std::sync::Mutex<Option<kernel::KernelPolicy>>,
     /// Writes of the kernel's copy that failed since start.
     pub kernel_errors: AtomicU64,
+    /// Whether the kernel's copy is complete and in force, as of the last write (read
+    /// without the lock: a scrape must not wait for a long publish).
+    kernel_ok: AtomicBool,
 }
 
 impl PolicyCell {
@@ -74,11 +77,17 @@ impl PolicyCell {
             overlay: ArcSwap::new(Arc::new(Overlay::default())),
             kernel: std::sync::Mutex::new(None),
             kernel_errors: AtomicU64::new(0),
+            kernel_ok: AtomicBool::new(false),
         }
     }
 
     fn kernel_lock(&self) -> std::sync::MutexGuard<'_, Option<kernel::KernelPolicy>> {
         self.kernel.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records whether `k`'s copy is in force (after every write of it).
+    fn kernel_state(&self, k: &kernel::KernelPolicy) {
+        self.kernel_ok.store(!k.invalid(), Ordering::Relaxed);
     }
 
     fn kernel_failed(&self, e: &kernel::KernelError) {
@@ -102,6 +111,7 @@ impl PolicyCell {
             let overlay = self.load_overlay();
             k.write_overlay(overlay.for_policy(&policy), None, &policy)
         });
+        self.kernel_state(&k);
         *self.kernel_lock() = Some(k);
         result
     }
@@ -123,6 +133,7 @@ impl PolicyCell {
         let result = k
             .publish(&policy)
             .and_then(|_| k.write_overlay(overlay.for_policy(&policy), None, &policy));
+        self.kernel_state(k);
         match result {
             Ok(()) => {
                 tracing::info!("the XDP program's policy is written again: it judges in the kernel")
@@ -134,9 +145,10 @@ impl PolicyCell {
         }
     }
 
-    /// True while the kernel's copy is complete and in force.
+    /// True while the kernel's copy is complete and in force (false before the datapath
+    /// attached it). Never waits for a write in progress.
     pub fn kernel_valid(&self) -> bool {
-        self.kernel_lock().as_ref().is_some_and(|k| !k.invalid())
+        self.kernel_ok.load(Ordering::Relaxed)
     }
 
     /// The current overlay (a cheap, lock-free load). Its class ids are valid for the
@@ -163,6 +175,7 @@ impl PolicyCell {
                 if let Err(e) = result {
                     self.kernel_failed(&e);
                 }
+                self.kernel_state(k);
             }
         }
         self.overlay.store(next);
@@ -219,6 +232,7 @@ impl PolicyCell {
                 ),
                 Err(e) => self.kernel_failed(&e),
             }
+            self.kernel_state(k);
         }
         let old = self.policy.swap(next);
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -306,6 +320,9 @@ pub struct Running {
     pub counters: Vec<Arc<CachePadded<WorkerCounters>>>,
     /// The XDP fast path's settings (the control thread keeps them in step).
     pub fast_path: fast_path::FastPath,
+    /// The abuse desk's list of the sources whose attempts the XDP program dropped (the
+    /// control thread drains it).
+    pub offenders: kernel::OffenderReader,
     workers: Vec<JoinHandle<WorkerExit>>,
     stop: Arc<AtomicBool>,
     /// Subscriber and upstream programs: dropped (detached) after the workers stop.
@@ -373,7 +390,7 @@ pub fn preflight(cfg: &Settings) -> Result<(nic::Nic, nic::Nic, Vec<String>), St
         if n.mtu > max_mtu && cfg.fast_path == FastPathMode::Kernel {
             // The XDP program is frags-aware: bigger frames are judged in the kernel by
             // their headers; one that needs a worker and does not fit a UMEM frame is
-            // dropped and counted (op25b_xdp_dropped_too_big_total).
+            // dropped and counted (op25b_xdp_dropped_too_big_frames_total).
             notes.push(format!(
                 "warning: interface {} has MTU {} above the {max_mtu} a {} B UMEM frame holds: frames that need a worker (replies, fragments, headers the XDP program does not parse) and are larger are dropped and counted; raise interfaces.frame_size (4096 holds MTU {}) to let the workers take them",
                 n.name,
@@ -500,6 +517,10 @@ pub fn start(
             name: sub.name.clone(),
             source,
         })?;
+    let offenders = kernel::OffenderReader::new(&shared).map_err(|source| StartError::XdpLoad {
+        name: sub.name.clone(),
+        source,
+    })?;
     kernel::KernelPolicy::new(shared)
         .and_then(|k| policy.attach_kernel(k))
         .map_err(StartError::KernelPolicy)?;
@@ -624,6 +645,7 @@ pub fn start(
         upstream: up,
         counters,
         fast_path,
+        offenders,
         workers,
         stop,
         links,

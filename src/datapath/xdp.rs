@@ -356,6 +356,73 @@ impl Map {
         }
     }
 
+    /// Reads and deletes up to `keys.len() / key size` entries of a hash map in one
+    /// call (BPF_MAP_LOOKUP_AND_DELETE_BATCH), continuing the sweep at `cursor` (`None`:
+    /// from the first bucket). `keys` and `values` receive the entries back to back.
+    /// Returns how many were read (whole buckets only: maybe fewer than asked), and true
+    /// once the sweep reached the end of the map (`cursor` is then `None` again).
+    pub fn lookup_and_delete_batch(
+        &self,
+        cursor: &mut Option<Vec<u8>>,
+        keys: &mut [u8],
+        values: &mut [u8],
+    ) -> io::Result<(usize, bool)> {
+        let n = (keys.len() / self.key_size).min(values.len() / self.value_size);
+        if n == 0 {
+            return Err(io::Error::other(format!(
+                "map {}: batch buffers hold no entry",
+                self.name
+            )));
+        }
+        let mut count = n as u32;
+        // The batch token: a bucket index for hash maps; libbpf asks for at least a key's
+        // worth of memory.
+        let mut out = vec![0u8; self.key_size.max(8)];
+        if let Some(c) = cursor.as_mut() {
+            c.resize(out.len(), 0);
+        }
+        let in_batch = cursor
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |c| c.as_mut_ptr().cast());
+        // SAFETY: all-zero is a valid bpf_map_batch_opts (no flags).
+        let mut opts: bpf::bpf_map_batch_opts = unsafe { std::mem::zeroed() };
+        opts.sz = std::mem::size_of::<bpf::bpf_map_batch_opts>() as bpf::size_t;
+        // SAFETY: `in_batch` is NULL or a live token buffer of `out`'s size, `out` is
+        // live; `keys` and `values` hold `count` entries of the map's key and value sizes
+        // (checked above); `opts` outlives the call.
+        let rc = unsafe {
+            bpf::bpf_map_lookup_and_delete_batch(
+                self.fd.as_raw_fd(),
+                in_batch,
+                out.as_mut_ptr().cast(),
+                keys.as_mut_ptr().cast(),
+                values.as_mut_ptr().cast(),
+                &mut count,
+                &opts,
+            )
+        };
+        let got = (count as usize).min(n);
+        match errno(rc) {
+            Ok(()) => {
+                *cursor = Some(out);
+                Ok((got, false))
+            }
+            // The end of the map: what was read before it is in the buffers.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                *cursor = None;
+                Ok((got, true))
+            }
+            // ENOSPC: the next bucket holds more entries than the buffers take (nothing
+            // was read; `cursor` stays).
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Key and value sizes (bytes).
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.key_size, self.value_size)
+    }
+
     /// A new LPM trie of `max_entries` (an inner map of one generation).
     pub fn new_lpm_trie(
         name: &'static str,
@@ -494,6 +561,23 @@ impl Default for KernelVerdicts {
             blocked_ports: [0; PORT_SLOTS],
             blocked_classes: vec![0; COUNTER_SLOTS],
         }
+    }
+}
+
+impl KernelVerdicts {
+    /// The verdicts reached, `action/reason` -> frames (those counted only), as in the
+    /// final report's `received_on.<side>.verdicts`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for (a, action) in ["forward", "drop"].iter().enumerate() {
+            for r in Reason::ALL {
+                let n = self.verdicts[a][r.index()];
+                if n > 0 {
+                    m.insert(format!("{action}/{}", r.as_str()), n.into());
+                }
+            }
+        }
+        serde_json::Value::Object(m)
     }
 }
 
