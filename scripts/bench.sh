@@ -14,22 +14,38 @@
 #                 `op25b export-nft` (what an operator would run without op25b)
 #   naive-fwd     the simplest xsk-rs forwarder d0 <-> d1, no policy
 #                 (examples/naive_fwd.rs): op25b's userspace overhead is the ratio to it
-#   op25b         op25b, 1 worker (configs/bench.yaml, 10k prefixes), XDP fast path on:
-#                 what no class can block crosses in the kernel, the rest in the worker
-#   op25b-userspace  the same with datapath.fast_path: off: every frame through the
-#                 worker (the AF_XDP copy-mode path)
-#   op25b-unfair  op25b-userspace without the fair placement: the veths' receive work
+#   op25b-kernel  op25b, 1 worker (configs/bench.yaml, 10k prefixes, blocking classes
+#                 `action: drop`), datapath.fast_path: kernel (the default): the XDP
+#                 program judges every whole TCP segment it parses and forwards or drops
+#                 it in the kernel; replies, fragments and unparsed frames go to the worker
+#   op25b-unblockable  the same with datapath.fast_path: unblockable: only what no class
+#                 can block is forwarded in the kernel, the rest goes through the worker
+#   op25b-off     the same with datapath.fast_path: off: every frame through the worker
+#                 (the AF_XDP copy-mode path)
+#   op25b-kernel-1m  op25b-kernel with a 1,000,000-prefix dynamic table, written at run
+#                 time by `op25b-bench prefixes` (not committed); its runs also report
+#                 how long op25b took to start and to reload (SIGHUP) with it, and how
+#                 long writing the policy into the XDP program's maps took
+#   (op25b and op25b-userspace, the names before the modes, run op25b-kernel and
+#   op25b-off)
+#   op25b-unfair  op25b-off without the fair placement: the veths' receive work
 #                 runs where the kernel puts it (the sink's receive and op25b's TX
 #                 completions inside op25b's sendto on CPU 1), as a NIC whose TX
 #                 completion interrupt lands on the worker's core
-#   op25b-noguard op25b-userspace with workers.overload_guard: false (the fill ring keeps
+#   op25b-noguard op25b-off with workers.overload_guard: false (the fill ring keeps
 #                 its full depth under overload): what the guard changes
 #   op25b-unfair-noguard  op25b-unfair with the guard off: what it changes there
 #   op25b-2w      op25b, 2 workers on 2-queue veths (configs/bench-2w.yaml); on 2 CPUs
 #                 worker 1 shares CPU 0 with the tester, so not a fair figure
 # VARIANT@PROFILE runs a variant on configs/bench-profile-PROFILE.yaml instead of
-# configs/bench-profile.yaml: mixed (25% TCP/25), isp (1% TCP/25), smtp25 (100% TCP/25),
-# hostile (20% hostile-catalogue flows).
+# configs/bench-profile.yaml: mixed (25% TCP/25), isp (1% TCP/25), smtp25 (100% TCP/25
+# from outside the subscriber prefixes: a full lookup, none blocked), hostile (20%
+# hostile-catalogue flows), storm (a spam storm: ~90% blocked TCP/25 SYNs from the dynamic
+# pools, ~5% TCP/25 from an exempt host and unmatched space, ~5% TCP/443). Storm runs
+# (but --quick) take the pfifo qdisc off the generator's link s0: the generator then
+# sends at its highest rate whatever the DUT takes, and what d0's receive ring cannot
+# hold is lost there (counted as lost at the DUT's receive ring), so the share of the
+# legitimate frames offered that reached the sink (legit_delivered) measures the DUT.
 #
 # Fair placement, each run (scripts/lab.sh fair): the DUT and its veths' receive work
 # (threaded NAPI of d0/d1, or RPS for the bridge) on CPU 1; the generator, the sink and
@@ -48,7 +64,8 @@
 # saturation (points the generator cannot reach are marked generator-bound).
 #
 # Results: bench-results/<UTC date-time>/results.json, mpps.svg, curve.svg,
-# latency.svg, workers.svg; raw reports under raw/.
+# latency.svg, workers.svg; raw reports under raw/; rows.jsonl, the run rows, which
+# scripts/bench_summary.py summarises together with other runs' (see its usage).
 #
 # usage: bench.sh [--duration S] [--repeats N] [--variants a,b,...] [--curve a,b,...]
 #                 [--curve-duration S] [--curve-repeats N] [--points P,P,...] [--gen xdp|afxdp]
@@ -71,15 +88,17 @@
 #   --dut-napi-nice  nice value of the DUT-side NAPI threads on CPU 1 (default 0; the
 #               userspace DUTs run at -10): how the DUT's CPU is split between the
 #               kernel's receive into the socket and the forwarder under overload
-#   --variants  default: the six variants above but op25b-2w on the standard profile,
-#               then xdp-redirect, bridge-nft and op25b on mixed, isp and smtp25, and
-#               op25b and op25b-userspace on hostile
+#   --variants  default: xdp-redirect, bridge-nft, naive-fwd, the three op25b modes and
+#               op25b-unfair on the standard profile; then xdp-redirect, bridge-nft,
+#               naive-fwd and the three modes on mixed, isp, smtp25 and storm;
+#               op25b-kernel-1m on mixed; op25b-kernel and op25b-off on hostile
 #   --curve     variants that get the overload curve (default: those of --variants on
 #               the standard profile; "none" for no curve)
 #   --quick     a few seconds per variant, correctness only (used by scripts/test.sh):
 #               asserts zero leaked frames and zero loss by the DUT at a moderate
-#               rate; no curve, no charts. Default variants: the standard six plus
-#               op25b@mixed, op25b@hostile and op25b-userspace@hostile.
+#               rate; no curve, no charts. Default variants: the standard seven plus
+#               op25b-kernel@mixed, op25b-kernel@storm, op25b-kernel@hostile and
+#               op25b-off@hostile.
 # Needs root and 2 CPUs. Every run is bounded in time; the lab namespaces are removed at
 # the end and root-namespace interface counters are checked unchanged.
 set -euo pipefail
@@ -114,7 +133,7 @@ while [[ $# -gt 0 ]]; do
         --dut-napi-nice) DUT_NAPI_NICE=$2; shift 2 ;;
         --idle-halt) IDLE_POLL=0; shift ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,81p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,102p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -129,17 +148,25 @@ if ! [[ $DUT_NAPI_NICE =~ ^-?[0-9]+$ ]] || ((DUT_NAPI_NICE < -20 || DUT_NAPI_NIC
     echo "bench.sh: --dut-napi-nice takes a nice value (-20..19)" >&2; exit 2
 fi
 [[ -z $SINK || $SINK == xdp || $SINK == afxdp ]] || { echo "bench.sh: --sink must be xdp or afxdp" >&2; exit 2; }
-STANDARD=xdp-redirect,bridge-nft,naive-fwd,op25b,op25b-userspace,op25b-unfair
+STANDARD=xdp-redirect,bridge-nft,naive-fwd,op25b-kernel,op25b-unblockable,op25b-off,op25b-unfair
 if [[ -z $VARIANTS ]]; then
     if ((QUICK)); then
-        VARIANTS=$STANDARD,op25b@mixed,op25b@hostile,op25b-userspace@hostile
+        VARIANTS=$STANDARD,op25b-kernel@mixed,op25b-kernel@storm,op25b-kernel@hostile,op25b-off@hostile
     else
-        VARIANTS=$STANDARD,xdp-redirect@mixed,bridge-nft@mixed,op25b@mixed
-        VARIANTS+=,xdp-redirect@isp,bridge-nft@isp,op25b@isp
-        VARIANTS+=,xdp-redirect@smtp25,bridge-nft@smtp25,op25b@smtp25
-        VARIANTS+=,op25b@hostile,op25b-userspace@hostile
+        VARIANTS=$STANDARD
+        for p in mixed isp smtp25 storm; do
+            for v in xdp-redirect bridge-nft naive-fwd op25b-kernel op25b-unblockable op25b-off; do
+                VARIANTS+=,$v@$p
+            done
+        done
+        VARIANTS+=,op25b-kernel-1m@mixed,op25b-kernel@hostile,op25b-off@hostile
     fi
 fi
+# The names from before the modes: op25b (the default mode, now kernel) and
+# op25b-userspace (every frame through the worker).
+VARIANTS=$(tr , '\n' <<<"$VARIANTS" | sed -E 's/^op25b(@|$)/op25b-kernel\1/; s/^op25b-userspace(@|$)/op25b-off\1/' | paste -sd, -)
+[[ -z $CURVE || $CURVE == none ]] \
+    || CURVE=$(tr , '\n' <<<"$CURVE" | sed -E 's/^op25b(@|$)/op25b-kernel\1/; s/^op25b-userspace(@|$)/op25b-off\1/' | paste -sd, -)
 if [[ -z $CURVE ]]; then
     CURVE=$(tr , '\n' <<<"$VARIANTS" | grep -v @ | paste -sd, -)
 fi
@@ -226,9 +253,9 @@ lab_up() { # lab_up QUEUES FORWARDER
 # into the DUT's socket first and dropped there (receive livelock; docs/benchmarks.md).
 DUT_NICE=-10
 DUT_PID=""
-# wait_started NEEDLE WHAT: wait (10 s at most) until the DUT's log says NEEDLE.
+# wait_started NEEDLE WHAT [SECONDS]: wait (10 s unless told) until the DUT's log says NEEDLE.
 wait_started() {
-    for _ in $(seq 100); do
+    for _ in $(seq "$((${3:-10} * 10))"); do
         grep -q "$1" "$WORK/dut.log" 2>/dev/null && return 0
         kill -0 "$DUT_PID" 2>/dev/null || break
         sleep 0.1
@@ -236,22 +263,55 @@ wait_started() {
     cat "$WORK/dut.log" >&2; say "$2 did not start"; exit 1
 }
 
+# config_of VARIANT: the op25b config the DUT runs with and the generator judges by.
+config_of() {
+    case $1 in
+        op25b-2w) echo configs/bench-2w.yaml ;;
+        op25b-kernel-1m) echo "$WORK/bench-1m.yaml" ;;
+        *) echo configs/bench.yaml ;;
+    esac
+}
+
+# The 1M-prefix policy: configs/bench.yaml with its dynamic table replaced by one of
+# 1,000,000 prefixes (the same layout, `op25b-bench prefixes`), written once per run.
+make_1m() {
+    [[ -e $WORK/bench-1m.yaml ]] && return 0
+    "$BENCH" prefixes --count 1000000 --out "$WORK/bench-1m-dynamic.txt" \
+        || { say "cannot write the 1M-prefix table"; exit 1; }
+    sed "s|prefixes/bench-dynamic.txt|$WORK/bench-1m-dynamic.txt|" configs/bench.yaml >"$WORK/bench-1m.yaml"
+    grep -q "$WORK/bench-1m-dynamic.txt" "$WORK/bench-1m.yaml" \
+        || { say "configs/bench.yaml names no prefixes/bench-dynamic.txt to replace"; exit 1; }
+}
+
+# $WORK/dutstart.json: how long the DUT took to start (wall clock to "op25b running"),
+# what op25b says it spent building its tables and writing the XDP program's maps,
+# and, after dut_reload, the same for a reload.
+DUT_T0=0
 dut_start() { # dut_start VARIANT
     rm -f "$WORK/dut.json" "$WORK/dut.log"
+    echo '{}' >"$WORK/dutstart.json"
     case $1 in
-        op25b|op25b-userspace|op25b-unfair|op25b-noguard|op25b-unfair-noguard|op25b-2w)
+        op25b-kernel|op25b-unblockable|op25b-off|op25b-kernel-1m|op25b-unfair|op25b-noguard|op25b-unfair-noguard|op25b-2w)
             # 1 worker: the whole process on CPU 1. 2 workers: cores 1 and 0.
-            local cfg=configs/bench.yaml cpus=1
+            local cfg cpus=1 wait=10
+            cfg=$(config_of "$1")
+            [[ $1 == op25b-2w ]] && cpus=0,1
+            [[ $1 == op25b-kernel-1m ]] && wait=120
+            # The mode: kernel, unblockable, or off (every variant but the first three).
             local -a sets=()
-            [[ $1 == op25b-2w ]] && cfg=configs/bench-2w.yaml cpus=0,1
-            # Every variant but op25b and op25b-2w: configs/bench.yaml with the fast path off.
-            [[ $1 == op25b || $1 == op25b-2w ]] || sets=(--set datapath.fast_path=off)
+            case $1 in
+                op25b-kernel|op25b-kernel-1m|op25b-2w) sets=(--set datapath.fast_path=kernel) ;;
+                op25b-unblockable) sets=(--set datapath.fast_path=unblockable) ;;
+                *) sets=(--set datapath.fast_path=off) ;;
+            esac
             [[ $1 == *-noguard ]] && sets+=(--set workers.overload_guard=false)
+            DUT_T0=$(date +%s.%N)
             ip netns exec op25b-dut taskset -c "$cpus" nice -n "$DUT_NICE" "$BIN" run --config "$cfg" "${sets[@]}" --duration 600 \
                 --report "$WORK/dut.json" >/dev/null 2>"$WORK/dut.log" &
             DUT_PID=$!
             PIDS+=("$DUT_PID")
-            wait_started "op25b running" op25b ;;
+            wait_started "op25b running" op25b "$wait"
+            dut_times start "$(date +%s.%N)" ;;
         naive-fwd)
             [[ -x $NAIVE ]] || { say "$NAIVE not built (cargo build --release --examples)"; exit 1; }
             ip netns exec op25b-dut nice -n "$DUT_NICE" "$NAIVE" d0 d1 --duration 600 --core 1 \
@@ -272,6 +332,52 @@ dut_start() { # dut_start VARIANT
         xdp-redirect)
             bash scripts/xdp/redirect.sh attach op25b-dut d0 d1 "$WORK/xdp" >/dev/null ;;
     esac
+}
+
+# dut_times start|reload T1 [FROM]: records in $WORK/dutstart.json the wall seconds from
+# DUT_T0 to T1 and what op25b logged for the start or the reload in the DUT's log from
+# line FROM on: its build and total times, how long writing the XDP program's maps took,
+# or the error that write met.
+dut_times() {
+    python3 - "$WORK/dut.log" "$WORK/dutstart.json" "$1" "$DUT_T0" "$2" "${3:-0}" <<'PY'
+import json, re, sys
+log, path, what, t0, t1, first = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+lines = open(log, errors="replace").read().splitlines()[first:]
+d = json.load(open(path))
+d[what + "_s"] = round(t1 - t0, 3)
+for l in lines:
+    m = re.search(r"XDP policy generation \d+: .* written in (\d+) ms", l)
+    if m:
+        d[what + "_kernel_write_ms"] = int(m.group(1))
+    elif "ERROR" in l and ("LPM trie" in l or "XDP program's map" in l):
+        d[what + "_kernel_error"] = l.split("ERROR", 1)[1].strip()[:300]
+key = "op25b running" if what == "start" else "policy reloaded"
+for l in reversed(lines):
+    if key in l:
+        for k in ("build_ms", "total_ms"):
+            m = re.search(k + r'="?([0-9.]+)', l)
+            if m:
+                d[what + "_" + k] = float(m.group(1))
+        break
+json.dump(d, open(path, "w"))
+PY
+}
+
+# dut_reload: SIGHUP with the same config; waits (120 s at most) for op25b to log the
+# reload and records its figures (dut_times reload).
+dut_reload() {
+    local before lines
+    before=$(grep -c "policy reloaded" "$WORK/dut.log" || true)
+    lines=$(wc -l <"$WORK/dut.log")
+    DUT_T0=$(date +%s.%N)
+    kill -HUP "$DUT_PID"
+    for _ in $(seq 1200); do
+        (($(grep -c "policy reloaded" "$WORK/dut.log" || true) > before)) && break
+        sleep 0.1
+    done
+    (($(grep -c "policy reloaded" "$WORK/dut.log" || true) > before)) \
+        || { tail -5 "$WORK/dut.log" >&2; say "op25b did not log a reload within 120 s"; FAIL=1; return 0; }
+    dut_times reload "$(date +%s.%N)" "$lines"
 }
 
 dut_stop() { # dut_stop VARIANT: the DUT's own report of the run -> $WORK/dut.json
@@ -301,11 +407,18 @@ link_stat() { # link_stat NS DEV COUNTER
     ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"
 }
 
+# d0_xdp_drops: frames an XDP program on d0 dropped (the veth's per-queue xdp_drops; in
+# mode kernel, op25b's verdict drops: frames it judged without a worker).
+d0_xdp_drops() {
+    ip netns exec op25b-dut ethtool -S d0 2>/dev/null | awk -F: '$1 ~ /rx_queue_[0-9]+_xdp_drops/ {n += $2} END {print n + 0}'
+}
+
 # one_run VARIANT RUN [RATE [DURATION]]: prints one JSON object (a run row) on stdout.
 one_run() {
     local full=$1 n=$2 rate=${3:-} dur=${4:-$DURATION} gen_args=() b0 b1 st0 st1 t0 t1 d1tx0 d1tx1 queues=1
-    local v=${full%@*} profile
+    local v=${full%@*} profile cfg gen_bp=1 x0 x1
     profile=$(profile_of "$full")
+    cfg=$(config_of "$v")
     rm -f "$WORK/ready" "$WORK/gen.json" "$WORK/sink.json"
     [[ $v == op25b-2w ]] && queues=2
     dut_start "$v"
@@ -322,22 +435,33 @@ one_run() {
     if [[ $v != op25b-unfair* ]]; then
         bash scripts/lab.sh fair --dut-cpu 1 --tester-cpu 0 --dut-napi-nice "$DUT_NAPI_NICE" >"$WORK/fair.log" 2>&1 \
             || { cat "$WORK/fair.log" >&2; say "fair placement failed"; exit 1; }
+        if [[ $profile == *-storm.yaml ]] && ((!QUICK)); then
+            # The storm is offered at the generator's highest rate, not at the rate the
+            # DUT takes: no qdisc on s0, so a full d0 ring drops instead of pushing back.
+            ip netns exec op25b-sub tc qdisc del dev s0 root 2>/dev/null || true
+            gen_bp=0
+        fi
     fi
     [[ -n $rate ]] && gen_args+=(--rate "$rate")
     [[ $v == op25b-2w ]] && gen_args+=(--threads 2)
     d1tx0=$(link_stat op25b-dut d1 tx_dropped)
+    x0=$(d0_xdp_drops)
     b0=$(cpu1_busy); st0=$(cpu1_steal); t0=$(date +%s.%N)
-    ip netns exec op25b-sub taskset -c 0 "$BENCH" gen -i s0 -c configs/bench.yaml -p "$profile" \
+    ip netns exec op25b-sub taskset -c 0 "$BENCH" gen -i s0 -c "$cfg" -p "$profile" \
         -d "$dur" --engine "$GEN" "${gen_args[@]}" --report "$WORK/gen.json" >/dev/null 2>"$WORK/gen.log" \
         || { cat "$WORK/gen.log" >&2; say "generator failed"; exit 1; }
     b1=$(cpu1_busy); st1=$(cpu1_steal); t1=$(date +%s.%N)
     wait "$sink_pid" || { cat "$WORK/sink.log" >&2; say "sink failed"; exit 1; }
     d1tx1=$(link_stat op25b-dut d1 tx_dropped)
+    x1=$(d0_xdp_drops)
+    # The 1M policy: one reload with it (after the traffic), timed.
+    [[ $v == op25b-kernel-1m && $n == 1 ]] && dut_reload
     dut_stop "$v"
     local tag="$full-$n"
     cp "$WORK/gen.json" "$OUT/raw/$tag-gen.json"
     cp "$WORK/sink.json" "$OUT/raw/$tag-sink.json"
     cp "$WORK/dut.json" "$OUT/raw/$tag-dut.json"
+    [[ $v == op25b* ]] && cp "$WORK/dut.log" "$OUT/raw/$tag-dut.log"
     cp "$WORK/sink.log" "$OUT/raw/$tag-sink.log"
     # What the DUT counted, in the shape `op25b-bench report --dut` reads.
     python3 - "$v" "$WORK/dut.json" "$((d1tx1 - d1tx0))" >"$WORK/dutdrops.json" <<'PY'
@@ -358,12 +482,14 @@ PY
         >"$WORK/verdict.json" 2>/dev/null || true
     cp "$WORK/verdict.json" "$OUT/raw/$tag-verdict.json"
     python3 - "$WORK/gen.json" "$WORK/sink.json" "$WORK/verdict.json" "$WORK/dut.json" \
-        "$b0" "$b1" "$t0" "$t1" "$HZ" "$full" "$n" "${rate:-}" "$dur" "$profile" "$st0" "$st1" <<'PY'
+        "$b0" "$b1" "$t0" "$t1" "$HZ" "$full" "$n" "${rate:-}" "$dur" "$profile" "$st0" "$st1" \
+        "$((x1 - x0))" "$gen_bp" "$WORK/dutstart.json" <<'PY'
 import json, sys
 g, s, v, d = (json.load(open(p)) for p in sys.argv[1:5])
 b0, b1, t0, t1, hz = (float(x) for x in sys.argv[5:10])
 full, run, rate, dur, profile = sys.argv[10], sys.argv[11], sys.argv[12], float(sys.argv[13]), sys.argv[14]
 steal_s = (float(sys.argv[16]) - float(sys.argv[15])) / hz
+kernel_drops, gen_bp, times = int(sys.argv[17]), sys.argv[18] == "1", json.load(open(sys.argv[19]))
 name = full.split("@")[0]
 busy_s = (b1 - b0) / hz
 wall = t1 - t0
@@ -373,9 +499,10 @@ reached = g["sent"] - loss["generator_link"]
 # Frames the DUT judged: its own count where it keeps one.
 fast = 0
 if name.startswith("op25b"):
-    # The workers' frames plus what the XDP fast path forwarded in the kernel.
+    # The workers' frames plus what the XDP program forwarded and (mode kernel) dropped
+    # in the kernel.
     fast = d.get("fast_path", {}).get("subscriber", {}).get("fast_path_frames", 0)
-    handled = d["received_on"]["subscriber"]["rx_frames"] + fast
+    handled = d["received_on"]["subscriber"]["rx_frames"] + fast + kernel_drops
 elif name == "naive-fwd":
     handled = d["forwarded"]["d0"]
 elif name == "bridge-nft":
@@ -386,6 +513,7 @@ secs = g["seconds"] if g["seconds"] > 0 else dur
 row = {
     "variant": full, "base": name, "profile": profile, "run": run,
     "rate_limit_pps": int(rate) if rate else None, "fast_path_frames": fast,
+    "kernel_drops": kernel_drops if name.startswith("op25b") else 0,
     "sent": g["sent"], "sent_pass": g["sent_pass"], "sent_block": g["sent_block"],
     "reached_dut": reached, "handled": handled, "delivered": delivered,
     "passed": s["passed"], "leaked": s["leaked"], "lost": v["lost"], "loss": loss,
@@ -400,10 +528,15 @@ row = {
     "dut_cpu_steal": steal_s / wall if wall > 0 else 0,
     "generator_bound": (busy_s / wall < 0.9 if wall > 0 else True) if not rate else g["mpps"] < 0.95 * int(rate) / 1e6,
     "gen_mode": g["mode"], "sink_mode": s["mode"],
-    # The xdp engine has no backpressure: what the DUT's receive ring (d0) could not take
-    # is counted on the generator's link; with afxdp that counter is the tester's own.
-    "lost_at_dut_rx_ring": loss["generator_link"] if g["mode"] == "xdp-live" else 0,
+    # The xdp engine has no backpressure, nor the afxdp one without s0's qdisc (storm):
+    # what the DUT's receive ring (d0) could not take is counted on the generator's link;
+    # with backpressure that counter is the tester's own.
+    "lost_at_dut_rx_ring": loss["generator_link"] if g["mode"] == "xdp-live" or not gen_bp else 0,
+    "gen_backpressure": gen_bp and g["mode"] != "xdp-live",
     "gen_schedule_restarts": g.get("schedule_restarts", 0),
+    # Of the frames the generator offered that should pass, the share the sink got.
+    "legit_delivered": s["passed"] / g["sent_pass"] if g["sent_pass"] else None,
+    "dut_times": times,
 }
 print(json.dumps(row))
 PY
@@ -416,7 +549,14 @@ import json, sys
 r = json.loads(sys.argv[1]); l = r["latency_us"] or {}
 off = "unlimited" if not r["rate_limit_pps"] else "%d/s" % r["rate_limit_pps"]
 late = ", generator fell behind %d times" % r["gen_schedule_restarts"] if r.get("gen_schedule_restarts") else ""
-print("%-13s %-6s offered %-10s sent %.3f handled %.3f sink %.3f Mpps, CPU1 %.0f%% (steal %.1f%%) %.2f us/frame, p50 %s p99 %s us, leaked %d, lost %d (by the DUT %d, at its rx ring %d)%s" % (
+if r.get("profile", "").endswith("-storm.yaml") and r.get("legit_delivered") is not None:
+    late += ", legitimate frames delivered %.1f%%" % (100 * r["legit_delivered"])
+t = r.get("dut_times") or {}
+if "start_kernel_write_ms" in t:
+    late += ", start %.1f s (XDP maps %d ms)" % (t["start_s"], t["start_kernel_write_ms"])
+if "reload_s" in t:
+    late += ", reload %.1f s (XDP maps %s)" % (t["reload_s"], "%d ms" % t["reload_kernel_write_ms"] if "reload_kernel_write_ms" in t else "NOT written: " + t.get("reload_kernel_error", "no log line"))
+print("%-18s %-6s offered %-10s sent %.3f handled %.3f sink %.3f Mpps, CPU1 %.0f%% (steal %.1f%%) %.2f us/frame, p50 %s p99 %s us, leaked %d, lost %d (by the DUT %d, at its rx ring %d)%s" % (
     r["variant"], r["run"], off, r["gen_mpps"], r["handled_mpps"], r["sink_mpps"], 100 * r["dut_cpu_busy"], 100 * r.get("dut_cpu_steal", 0),
     r["dut_us_per_frame"] or 0, l.get("p50", "-"), l.get("p99", "-"), r["leaked"], max(r["lost"], 0), r["lost_by_dut"],
     r["lost_at_dut_rx_ring"], late))' "$1" >&2
@@ -442,7 +582,8 @@ IFS=, read -r -a VLIST <<<"$VARIANTS"
 for v in "${VLIST[@]}"; do
     [[ -f $(profile_of "$v") ]] || { say "variant '$v': no profile $(profile_of "$v")"; exit 2; }
     case ${v%@*} in
-        op25b|op25b-userspace|op25b-unfair|op25b-noguard|op25b-unfair-noguard|naive-fwd|xdp-redirect) lab_up 1 none ;;
+        op25b-kernel|op25b-unblockable|op25b-off|op25b-unfair|op25b-noguard|op25b-unfair-noguard|naive-fwd|xdp-redirect) lab_up 1 none ;;
+        op25b-kernel-1m) make_1m; lab_up 1 none ;;
         op25b-2w) lab_up 2 none ;;
         bridge-nft) lab_up 1 bridge ;;
         *) say "unknown variant '$v'"; exit 2 ;;
@@ -479,6 +620,8 @@ for v in "${VLIST[@]}"; do
     fi
 done
 bash scripts/lab.sh down >/dev/null 2>&1 || true
+# The run rows as measured: bench_summary.py can summarise several runs' rows together.
+cp "$ROWS" "$OUT/rows.jsonl"
 bash scripts/lab.sh rootcheck-end >"$WORK/rootcheck.txt" 2>&1 \
     || { cat "$WORK/rootcheck.txt" >&2; say "root-namespace check FAILED"; FAIL=1; }
 

@@ -7,6 +7,8 @@
 //! * [`run`], [`port`]: the AF_XDP generator and sink loops and their socket;
 //! * [`xdpgen`]: the generator's BPF_PROG_RUN live-frames engine (`gen --engine xdp`);
 //! * [`xdpsink`]: the sink's XDP-program engine (`sink --engine xdp`);
+//! * [`klookup`]: the benchmark's subscriber tables of any size (`prefixes`) and the
+//!   per-frame cost of op25b's XDP program with them (`kernel-lookup`);
 //! * `bpfobj`: the libbpf loading and map access those two share.
 //!
 //! `port`, `bpfobj`, `xdpgen` and `xdpsink` hold the only `unsafe` outside op25b's
@@ -16,6 +18,7 @@
 mod bpfobj;
 pub mod fixtures;
 pub mod hostile;
+pub mod klookup;
 pub mod port;
 pub mod run;
 pub mod traffic;

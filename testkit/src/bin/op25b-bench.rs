@@ -1,6 +1,7 @@
-//! `op25b-bench gen|sink|report`: the benchmark generator, the verifying sink and the
-//! report that judges a run. Part of the test kit: it injects raw frames, so it never
-//! ships in the appliance package.
+//! `op25b-bench gen|sink|report|prefixes|kernel-lookup`: the benchmark generator, the
+//! verifying sink, the report that judges a run, the benchmark's subscriber tables of any
+//! size, and the per-frame cost of op25b's XDP program with them. Part of the test kit:
+//! it injects raw frames, so it never ships in the appliance package.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use op25b::config;
 use op25b::datapath::settings::XdpMode;
 use op25b_testkit::traffic::{self as bench, GenReport, Profile, SinkReport};
-use op25b_testkit::{run, xdpgen, xdpsink};
+use op25b_testkit::{klookup, run, xdpgen, xdpsink};
 
 /// Exit code of `report` when the run's verdict failed (leaks, or loss over the limit).
 const EXIT_BENCH_FAILED: u8 = 3;
@@ -157,6 +158,35 @@ enum BenchCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Writes a subscriber table of --count prefixes for the benchmark's dynamic class
+    /// (the layout of configs/prefixes/bench-dynamic.txt, scaled: scripts/bench.sh makes
+    /// its 1M-prefix policy with it).
+    Prefixes {
+        /// Prefixes in the table (2..=1048578).
+        #[arg(long)]
+        count: usize,
+        /// The file to write.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// What op25b's XDP program costs per frame with a policy of N subscriber prefixes in
+    /// its BPF LPM tries: TCP/25 SYNs that hit and miss, IPv4 and IPv6, in mode kernel and
+    /// in mode unblockable (no lookup), through BPF_PROG_TEST_RUN (the kernel's mean ns
+    /// per run; nothing is sent). Needs root. Prints a table; --report writes JSON.
+    KernelLookup {
+        /// Table sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 1_000_000])]
+        prefixes: Vec<usize>,
+        /// Runs per BPF_PROG_TEST_RUN call.
+        #[arg(long, default_value_t = 1_000_000)]
+        repeat: u32,
+        /// Calls per frame and mode (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Also write the JSON report here.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
 }
 
@@ -331,6 +361,65 @@ fn bench(cmd: BenchCommand) -> ExitCode {
                 return fail(e);
             }
             emit(r, report.as_deref())
+        }
+        BenchCommand::Prefixes { count, out } => {
+            let text = match klookup::prefix_file(count) {
+                Ok(t) => t,
+                Err(e) => return fail(format!("--count: {e}")),
+            };
+            if let Err(e) = std::fs::write(&out, text) {
+                return fail(format!("cannot write {}: {e}", out.display()));
+            }
+            ExitCode::SUCCESS
+        }
+        BenchCommand::KernelLookup {
+            prefixes,
+            repeat,
+            rounds,
+            report,
+        } => {
+            if repeat == 0 || rounds == 0 {
+                return fail("--repeat and --rounds must be at least 1");
+            }
+            let r = match klookup::kernel_lookup(&prefixes, repeat, rounds) {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
+            for t in &r.tables {
+                outln!(
+                    "{} prefixes: policy built in {} ms, written into the XDP program's maps in {} ms",
+                    t.prefixes,
+                    t.build_ms,
+                    t.publish_ms
+                );
+            }
+            outln!(
+                "{:>9} {:<12} {:<18} {:<9} {:>6} {:>14}",
+                "prefixes",
+                "mode",
+                "frame",
+                "action",
+                "ns",
+                "(min-max)"
+            );
+            for row in &r.rows {
+                outln!(
+                    "{:>9} {:<12} {:<18} {:<9} {:>6} {:>14}",
+                    row.prefixes,
+                    row.mode,
+                    row.frame,
+                    row.action,
+                    row.ns,
+                    format!("({}-{})", row.ns_min, row.ns_max)
+                );
+            }
+            if let Some(p) = report {
+                let json = serde_json::to_string_pretty(&r).expect("json");
+                if let Err(e) = std::fs::write(&p, format!("{json}\n")) {
+                    return fail(format!("cannot write {}: {e}", p.display()));
+                }
+            }
+            ExitCode::SUCCESS
         }
         BenchCommand::Report {
             gen,
