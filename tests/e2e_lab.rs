@@ -2284,8 +2284,8 @@ else:
 "#;
 
 /// 9000-byte MTU links (`lab.sh up --mtu 9000`) with lab.yaml's 2048-byte UMEM frames
-/// (at most MTU 1770 for a worker): modes unblockable and off refuse to start; mode
-/// kernel (the default) attaches the `xdp.frags` program in native mode and judges
+/// (at most MTU 1770 for a worker): modes unblockable and off refuse to start, and a
+/// reload to them is refused; mode kernel (the default) attaches the `xdp.frags` program in native mode and judges
 /// 8000-byte frames in the kernel by their headers: TCP to ports no class blocks, to a
 /// port the class leaves open and to an allowed destination forwarded, TCP/25 from the
 /// quarantine class (action drop) dropped; what must go to a worker and does not fit
@@ -2325,7 +2325,22 @@ fn jumbo_links_are_judged_in_the_kernel() {
     }
 
     let before = [xdp_drops("d0"), xdp_drops("d1")];
-    let op = Appliance::start("jumbo");
+    let cfg_path = "/run/op25b-lab/jumbo.yaml";
+    let base = std::fs::read_to_string(root().join("configs/lab.yaml")).unwrap();
+    std::fs::write(cfg_path, &base).unwrap();
+    let op = Appliance::start_env("jumbo", cfg_path, &[], &[]);
+    // A reload to a mode the MTU does not allow is refused, as a start would be; mode
+    // kernel stays (the frames below show it).
+    let off =
+        op25b::config::overrides::apply_to_text(&base, &[("datapath.fast_path", "off")]).unwrap();
+    std::fs::write(cfg_path, off).unwrap();
+    let (rc, out) = op25b_dut(&["reload", "--config", cfg_path]);
+    assert_eq!(rc, 78, "{out}");
+    assert!(
+        out.contains("refused the reload") && out.contains("\"d0\" has MTU 9000"),
+        "{out}"
+    );
+    std::fs::write(cfg_path, &base).unwrap();
     let log = std::fs::read_to_string(&op.log).unwrap();
     for dev in ["d0", "d1"] {
         assert!(
