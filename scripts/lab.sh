@@ -78,7 +78,7 @@ MAC_D0=02:00:00:00:01:02
 MAC_D1=02:00:00:00:02:02
 MAC_U0=02:00:00:00:02:01
 MAC_BR0=02:00:00:00:00:fe
-MTU=1500
+MTU=1500                # `up --mtu N` (LAB_MTU): all four veth ends
 
 SUB_V4=(198.51.100.10 198.51.100.200 198.51.100.130 192.0.2.10 192.0.2.140)
 SUB_V6=(2001:db8:100::10 2001:db8:100::200 2001:db8:100:666::10 2001:db8:200::10 2001:db8:300::10)
@@ -90,7 +90,7 @@ LAB_IFNAMES=(s0 d0 d1 u0 br0)
 
 usage() {
     cat <<EOF
-usage: $PROG up [--forwarder none|bridge] [--queues N] [--no-sinks]
+usage: $PROG up [--forwarder none|bridge] [--queues N] [--mtu N] [--no-sinks]
        $PROG down
        $PROG status
        $PROG fair [--dut-cpu N] [--tester-cpu M] [--dut-napi-nice N]
@@ -102,6 +102,8 @@ usage: $PROG up [--forwarder none|bridge] [--queues N] [--no-sinks]
            --forwarder none    (default) leave d0/d1 to op25b
            --forwarder bridge  Linux bridge br0 + nftables OP25B policy
            --queues N          N RX/TX queues per veth end (default 1)
+           --mtu N             MTU of the four veth ends (default $MTU; e.g. 9000
+                               for jumbo links, 68..65535)
            --no-sinks          do not start the SMTP sinks (benchmarks)
   down     stop the sinks, delete the namespaces and $STATE (idempotent)
   status   namespaces, links with counters, XDP on d0/d1, sinks, nft counters
@@ -286,14 +288,15 @@ build_links() {
     # op25b-dut.  Nothing appears in the root namespace at any time.
     # LAB_QUEUES (from `up --queues N`): RX/TX queues per veth end, so op25b
     # can run one worker per queue pair.
-    local q=${LAB_QUEUES:-1}
-    ip -n "$NS_SUB" link add s0 address "$MAC_S0" mtu "$MTU" \
+    # LAB_MTU (from `up --mtu N`): the MTU of all four ends.
+    local q=${LAB_QUEUES:-1} mtu=${LAB_MTU:-$MTU}
+    ip -n "$NS_SUB" link add s0 address "$MAC_S0" mtu "$mtu" \
         numtxqueues "$q" numrxqueues "$q" type veth \
-        peer name d0 address "$MAC_D0" mtu "$MTU" netns "$NS_DUT" \
+        peer name d0 address "$MAC_D0" mtu "$mtu" netns "$NS_DUT" \
         numtxqueues "$q" numrxqueues "$q"
-    ip -n "$NS_UP" link add u0 address "$MAC_U0" mtu "$MTU" \
+    ip -n "$NS_UP" link add u0 address "$MAC_U0" mtu "$mtu" \
         numtxqueues "$q" numrxqueues "$q" type veth \
-        peer name d1 address "$MAC_D1" mtu "$MTU" netns "$NS_DUT" \
+        peer name d1 address "$MAC_D1" mtu "$mtu" netns "$NS_DUT" \
         numtxqueues "$q" numrxqueues "$q"
 
     veth_offloads_off "$NS_SUB" s0
@@ -553,6 +556,11 @@ cmd_up() {
             --queues)
                 [[ $# -ge 2 && $2 =~ ^[1-9][0-9]*$ ]] || usage_die "--queues needs a positive number"
                 LAB_QUEUES=$2; shift 2 ;;
+            --mtu)
+                if ! [[ $# -ge 2 && $2 =~ ^[1-9][0-9]{1,4}$ ]] || (($2 < 68 || $2 > 65535)); then
+                    usage_die "--mtu needs a number in 68..65535"
+                fi
+                LAB_MTU=$2; shift 2 ;;
             *) usage_die "up: unknown argument '$1'" ;;
         esac
     done
@@ -589,7 +597,7 @@ cmd_up() {
     if ((sinks)); then start_sinks; else say "SMTP sinks not started (--no-sinks)"; fi
     UP_DONE=1
     trap - EXIT
-    say "lab is up (forwarder: $forwarder); state in $STATE"
+    say "lab is up (forwarder: $forwarder, MTU ${LAB_MTU:-$MTU}); state in $STATE"
     [[ $forwarder == none ]] && say "d0/d1 in $NS_DUT are not connected: start op25b there (configs/lab.yaml)"
     return 0
 }

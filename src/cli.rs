@@ -335,7 +335,7 @@ fn run_error_code(e: &op25b::control::RunError) -> u8 {
     use op25b::control::RunError as R;
     use op25b::datapath::StartError as S;
     match e {
-        R::Config(_) | R::ReloadConfig(_) | R::ReloadShrink(_) => exit::CONFIG,
+        R::Config(_) | R::ReloadConfig(_) | R::ReloadShrink(_) | R::ReloadMtu(_) => exit::CONFIG,
         R::Start(S::NotPrivileged(_)) => exit::NOPERM,
         R::Start(_) | R::Cleanup(_) | R::Signals(_) | R::Listen(_) | R::Fallback(_) => exit::OSERR,
         R::ReloadFastPath(_) => exit::OSERR,

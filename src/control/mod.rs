@@ -66,6 +66,9 @@ pub enum RunError {
     ReloadFastPath(datapath::fast_path::FastPathError),
     #[error("reload refused: {0}")]
     ReloadShrink(config::diff::PolicyShrink),
+    /// `datapath.fast_path` set to a mode the interfaces' MTU does not allow (as at start).
+    #[error("reload refused: {0}")]
+    ReloadMtu(datapath::StartError),
     #[error(transparent)]
     Fallback(#[from] crate::control::fallback::FallbackError),
 }
@@ -1168,6 +1171,21 @@ pub fn reload(
         }));
     }
     let c = &loaded.config;
+    // A mode the running interfaces' MTU does not allow is refused, as at start: in
+    // modes unblockable and off a frame a worker must judge and that does not fit a
+    // UMEM frame would be dropped.
+    for name in [&running.interfaces.subscriber, &running.interfaces.upstream] {
+        let Ok(nic) = datapath::nic::inspect(name) else {
+            continue;
+        };
+        datapath::check_mtu(
+            name,
+            nic.mtu,
+            running.interfaces.frame_size,
+            c.datapath.fast_path,
+        )
+        .map_err(RunError::ReloadMtu)?;
+    }
     // Ports the new policy may block reach the XDP maps before it is in force, ports it
     // no longer blocks leave them after: no frame it blocks can take the fast path.
     fast.before_publish(&loaded.policy)

@@ -355,6 +355,43 @@ pub fn check_privileges() -> Result<(), StartError> {
     }
 }
 
+/// The largest MTU a worker takes whole with UMEM frames of `frame_size` bytes: a frame
+/// holds the XDP headroom, the Ethernet header, two VLAN tags and the MTU.
+pub fn max_mtu(frame_size: u32) -> u32 {
+    use crate::classify::wire::{ETH_HEADER, VLAN_TAG};
+    frame_size.saturating_sub(XDP_HEADROOM + (ETH_HEADER + 2 * VLAN_TAG) as u32)
+}
+
+/// Interface `name` with `mtu` in `mode`, against UMEM frames of `frame_size` bytes: at
+/// start ([`preflight`]) and at every reload that sets the mode. Modes `unblockable` and
+/// `off` need every frame a worker may have to judge to fit a UMEM frame: a larger MTU is
+/// refused. Mode `kernel` judges bigger frames in the kernel by their headers (the
+/// program is `xdp.frags`-aware); one that needs a worker and does not fit is dropped
+/// and counted (`dropped_too_big`): the MTU is accepted with the returned warning.
+pub fn check_mtu(
+    name: &str,
+    mtu: u32,
+    frame_size: u32,
+    mode: FastPathMode,
+) -> Result<Option<String>, StartError> {
+    let max = max_mtu(frame_size);
+    if mtu <= max {
+        return Ok(None);
+    }
+    if mode != FastPathMode::Kernel {
+        return Err(StartError::Mtu {
+            name: name.to_string(),
+            mtu,
+            max,
+            frame_size,
+        });
+    }
+    Ok(Some(format!(
+        "warning: interface {name} has MTU {mtu} above the {max} a {frame_size} B UMEM frame holds: frames that need a worker (replies, fragments, headers the XDP program does not parse) and are larger are dropped and counted; raise interfaces.frame_size (4096 holds MTU {}) to let the workers take them",
+        max_mtu(4096)
+    )))
+}
+
 /// The start-up checks (`op25b run --dry-run` prints them): privileges, both
 /// interfaces (present, queues, MTU against the frame size, no other XDP program), the
 /// worker cores. Returns the interfaces and what was checked, warnings prefixed with
@@ -368,9 +405,7 @@ pub fn preflight(cfg: &Settings) -> Result<(nic::Nic, nic::Nic, Vec<String>), St
     let ifs = cfg;
     let sub = nic::inspect(&ifs.subscriber)?;
     let up = nic::inspect(&ifs.upstream)?;
-    // A frame holds the XDP headroom, the Ethernet header, two VLAN tags and the MTU.
-    use crate::classify::wire::{ETH_HEADER, VLAN_TAG};
-    let max_mtu = ifs.frame_size - XDP_HEADROOM - (ETH_HEADER + 2 * VLAN_TAG) as u32;
+    let max_mtu = max_mtu(ifs.frame_size);
     for n in [&sub, &up] {
         let queues = n.rx_queues.min(n.tx_queues);
         if ifs.queues > queues {
@@ -387,24 +422,8 @@ pub fn preflight(cfg: &Settings) -> Result<(nic::Nic, nic::Nic, Vec<String>), St
                 wanted: ifs.queues,
             });
         }
-        if n.mtu > max_mtu && cfg.fast_path == FastPathMode::Kernel {
-            // The XDP program is frags-aware: bigger frames are judged in the kernel by
-            // their headers; one that needs a worker and does not fit a UMEM frame is
-            // dropped and counted (op25b_xdp_dropped_too_big_frames_total).
-            notes.push(format!(
-                "warning: interface {} has MTU {} above the {max_mtu} a {} B UMEM frame holds: frames that need a worker (replies, fragments, headers the XDP program does not parse) and are larger are dropped and counted; raise interfaces.frame_size (4096 holds MTU {}) to let the workers take them",
-                n.name,
-                n.mtu,
-                ifs.frame_size,
-                4096 - XDP_HEADROOM - (ETH_HEADER + 2 * VLAN_TAG) as u32
-            ));
-        } else if n.mtu > max_mtu {
-            return Err(StartError::Mtu {
-                name: n.name.clone(),
-                mtu: n.mtu,
-                max: max_mtu,
-                frame_size: ifs.frame_size,
-            });
+        if let Some(warning) = check_mtu(&n.name, n.mtu, ifs.frame_size, cfg.fast_path)? {
+            notes.push(warning);
         }
         match nic::xdp_program(n.ifindex) {
             Ok(None) => {}
