@@ -33,6 +33,9 @@
 # `refused`, `unreachable` and `notice` must also happen within MATRIX_FAST_LIMIT
 # seconds (default 2; slower = FAIL).
 #
+# Cases expected to `timeout` only wait for swaks' timeout: they run at the same time,
+# in the background, started before the others; the report keeps the table's order.
+#
 # usage: matrix.sh [--json FILE] [--only LIST] [--list]
 #   --json FILE   also write a JSON array of cases {name, expected, observed,
 #                 ok, seconds, attempts, detail}
@@ -46,7 +49,9 @@
 # Exit: 0 all selected cases as expected, 1 some case differs, 2 usage/lab
 # not up.
 #
-# Environment: MATRIX_ONLY, MATRIX_TIMEOUT (swaks --timeout, default 3),
+# Environment: MATRIX_ONLY, MATRIX_TIMEOUT (swaks --timeout, default 2: the lab's
+#              round trip is well under a millisecond, and every `timeout` case
+#              waits this long),
 #              MATRIX_FAST_LIMIT (default 2).
 
 set -euo pipefail
@@ -56,7 +61,7 @@ STATE=/run/op25b-lab
 NS_SUB=op25b-sub
 NS_DUT=op25b-dut
 NS_UP=op25b-up
-SWAKS_TIMEOUT=${MATRIX_TIMEOUT:-3}
+SWAKS_TIMEOUT=${MATRIX_TIMEOUT:-2}
 FAST_LIMIT=${MATRIX_FAST_LIMIT:-2}
 BIG_BYTES=20000
 
@@ -344,21 +349,62 @@ run_ping() {
 forwarder=$(cat "$STATE/forwarder" 2>/dev/null || echo unknown)
 echo "matrix: run $RUN_ID, lab forwarder: $forwarder, swaks --timeout $SWAKS_TIMEOUT, fast limit ${FAST_LIMIT}s"
 
+# Cases expected to time out (a dropped SYN) only wait: they run in the background,
+# started first, each writing its record to a file; the rest run one after another.
+# The report lists every case in table order.
+declare -A BG=()
+show() {   # show I: the progress line of record I
+    printf '  %-18s %-12s %-12s %6ss  %s\n' "${R_NAME[$1]}" "${R_EXP[$1]}" "${R_OBS[$1]}" "${R_SECS[$1]}" \
+        "$([[ ${R_OK[$1]} == true ]] && echo PASS || echo FAIL)" >&2
+}
 n_sel=0
 while read -r name ns kind src dst port expected; do
     [[ -n ${name:-} ]] || continue
     selected "$name" || continue
+    [[ $expected == timeout && $kind == smtp* ]] || continue
+    (
+        run_smtp "$name" "$ns" "$kind" "$src" "$dst" "$port" "$expected"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${R_NAME[0]}" "${R_EXP[0]}" "${R_OBS[0]}" \
+            "${R_OK[0]}" "${R_SECS[0]}" "${R_ATT[0]}" "${R_DETAIL[0]}" >"$TMP/$name.rec"
+    ) &
+    BG[$name]=$!
+done <<<"$CASES"
+# Let their ARP/ND settle before a foreground case looks at the neighbour table.
+((${#BG[@]} == 0)) || sleep 0.3
+while read -r name ns kind src dst port expected; do
+    [[ -n ${name:-} ]] || continue
+    selected "$name" || continue
     n_sel=$((n_sel + 1))
+    [[ -n ${BG[$name]:-} ]] && continue
     case $kind in
         smtp|smtps|smtp-big) run_smtp "$name" "$ns" "$kind" "$src" "$dst" "$port" "$expected" ;;
         ping|bigping) run_ping "$name" "$kind" "$src" "$dst" "$expected" ;;
         *) die "bad case kind '$kind' for $name" ;;
     esac
-    i=$((${#R_NAME[@]} - 1))
-    printf '  %-18s %-12s %-12s %6ss  %s\n' "${R_NAME[i]}" "${R_EXP[i]}" "${R_OBS[i]}" "${R_SECS[i]}" \
-        "$([[ ${R_OK[i]} == true ]] && echo PASS || echo FAIL)" >&2
+    show $((${#R_NAME[@]} - 1))
 done <<<"$CASES"
 ((n_sel > 0)) || die "no case matches '$ONLY' (see --list)"
+# Collect the background cases, then put every record in table order.
+for name in "${!BG[@]}"; do
+    wait "${BG[$name]}" || true
+    if IFS=$'\t' read -r f_name f_exp f_obs f_ok f_secs f_att f_detail <"$TMP/$name.rec"; then
+        record "$f_name" "$f_exp" "$f_obs" "$f_ok" "$f_secs" "$f_att" "$f_detail"
+    else
+        record "$name" timeout "error:no-record" false 0 1 "the background case left no record"
+    fi
+    show $((${#R_NAME[@]} - 1))
+done
+declare -A AT=()
+for i in "${!R_NAME[@]}"; do AT[${R_NAME[i]}]=$i; done
+O_NAME=() O_EXP=() O_OBS=() O_OK=() O_SECS=() O_ATT=() O_DETAIL=()
+while read -r name _; do
+    [[ -n ${name:-} && -n ${AT[$name]:-} ]] || continue
+    i=${AT[$name]}
+    O_NAME+=("${R_NAME[i]}") O_EXP+=("${R_EXP[i]}") O_OBS+=("${R_OBS[i]}") O_OK+=("${R_OK[i]}")
+    O_SECS+=("${R_SECS[i]}") O_ATT+=("${R_ATT[i]}") O_DETAIL+=("${R_DETAIL[i]}")
+done <<<"$CASES"
+R_NAME=("${O_NAME[@]}") R_EXP=("${O_EXP[@]}") R_OBS=("${O_OBS[@]}") R_OK=("${O_OK[@]}")
+R_SECS=("${O_SECS[@]}") R_ATT=("${O_ATT[@]}") R_DETAIL=("${O_DETAIL[@]}")
 
 # --- report -------------------------------------------------------------------------
 passed=0

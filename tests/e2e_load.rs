@@ -630,7 +630,7 @@ fn reload_moves_ports_between_fast_path_and_workers_under_load() {
 /// bench-profile.yaml plus 20% frames from the hostile catalogue: broken, encapsulated,
 /// chained and fragmented port-25 SYNs) at 40,000 frames/s, one sink that checks every
 /// tag and, with `--config`, every frame against the policy with its own parser. The
-/// mode moves by reload every 3 s: off, unblockable, kernel (so that mode kernel judges
+/// mode moves by reload every 2 s: off, unblockable, kernel (so that mode kernel judges
 /// with a policy written by a reload, as after any reload in service). In each phase the
 /// XDP counters show that mode's paths; over the run no frame the policy blocks arrived
 /// (by tag and by the independent oracle) and no passing frame was lost by op25b.
@@ -653,7 +653,7 @@ fn leak_oracle_in_every_mode() {
     let oracle = root().join("configs/lab.yaml");
     let sink = start_sink_with(&dir, &["--config", oracle.to_str().unwrap()]);
     let profile = root().join("configs/bench-profile-hostile.yaml");
-    let gen = start_gen(&dir, &configs[0], &profile, 11, 40_000);
+    let gen = start_gen(&dir, &configs[0], &profile, 7, 40_000);
     // Subscriber side, per reason: what the XDP program forwarded and sent up.
     let paths = |m: &str| {
         let sum = |name: &str, reason: Option<&str>| {
@@ -669,7 +669,7 @@ fn leak_oracle_in_every_mode() {
             sum("op25b_xdp_to_userspace_frames_total", Some("no_policy")),
         ]
     };
-    std::thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(Duration::from_millis(500));
     let mut phases = Vec::new();
     for (i, mode) in modes.iter().enumerate() {
         if i > 0 {
@@ -680,7 +680,7 @@ fn leak_oracle_in_every_mode() {
             std::thread::sleep(Duration::from_millis(300));
         }
         let a = paths(&scrape());
-        std::thread::sleep(Duration::from_millis(2500));
+        std::thread::sleep(Duration::from_millis(1500));
         let b = paths(&scrape());
         let d: Vec<f64> = (0..5).map(|k| b[k] - a[k]).collect();
         phases.push((mode, d.clone()));
@@ -689,7 +689,7 @@ fn leak_oracle_in_every_mode() {
             && match *mode {
                 "kernel" => fast > 10_000.0 && reply > 1_000.0 && port == 0.0 && off == 0.0,
                 "unblockable" => fast > 10_000.0 && port > 1_000.0 && reply == 0.0 && off == 0.0,
-                _ => fast == 0.0 && off > 50_000.0 && port == 0.0 && reply == 0.0,
+                _ => fast == 0.0 && off > 30_000.0 && port == 0.0 && reply == 0.0,
             };
         assert!(
             ok,
@@ -706,7 +706,8 @@ fn leak_oracle_in_every_mode() {
     let sent_block = g["sent_block"].as_u64().unwrap();
     let link = g["link_dropped"].as_u64().unwrap();
     let passed = s["passed"].as_u64().unwrap();
-    assert!(sent_pass > 100_000 && sent_block > 20_000, "{g}");
+    assert!(sent_pass > 100_000 && sent_block > 10_000, "{g}");
+    assert!(g["sent_untagged"].as_u64().unwrap() > 25_000, "{g}");
     assert!(
         s["foreign"].as_u64().unwrap() > 10_000,
         "hostile frames arrived: {s}"

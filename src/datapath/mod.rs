@@ -779,3 +779,40 @@ pub fn cleanup(names: &[&str]) -> Result<Vec<String>, nic::NicError> {
     }
     Ok(notes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Modes unblockable and off refuse an MTU a UMEM frame cannot hold, at start and at
+    /// reload; mode kernel accepts it with a warning naming the limit.
+    #[test]
+    fn mtu_above_the_umem_frame_is_refused_but_in_mode_kernel() {
+        assert_eq!(max_mtu(2048), 1770);
+        assert_eq!(max_mtu(4096), 3818);
+        for mode in [
+            FastPathMode::Kernel,
+            FastPathMode::Unblockable,
+            FastPathMode::Off,
+        ] {
+            assert!(matches!(check_mtu("d0", 1770, 2048, mode), Ok(None)));
+        }
+        for mode in [FastPathMode::Unblockable, FastPathMode::Off] {
+            let e = check_mtu("d1", 9000, 2048, mode).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("\"d1\" has MTU 9000, but frames of 2048 B hold at most MTU 1770"),
+                "{e}"
+            );
+        }
+        let w = check_mtu("d1", 9000, 2048, FastPathMode::Kernel)
+            .unwrap()
+            .unwrap();
+        assert!(
+            w.starts_with(
+                "warning: interface d1 has MTU 9000 above the 1770 a 2048 B UMEM frame holds"
+            ) && w.contains("4096 holds MTU 3818"),
+            "{w}"
+        );
+    }
+}
