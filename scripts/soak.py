@@ -428,12 +428,15 @@ def scn_hostile(lab, a):
     dur = a.duration or (5 if a.short else 30)
     prof = hostile_profile(lab, 0.5)
     lab.start_dut()
+    # The generator's attribution and the sink's oracle judge by the config op25b runs
+    # (its dynamic class rejects; configs/bench.yaml's drops).
+    live = lab.path("bench.yaml")
     problems = []
     # 1. Line rate (unlimited generator): no crash, nothing blocked arrives (tag and
     #    oracle), the DUT keeps running.
-    lab.start_sink(dur + 30, idle=3, oracle_cfg=CFG)
+    lab.start_sink(dur + 30, idle=3, oracle_cfg=live)
     rss0 = rss_kib(lab.dut.pid)
-    g1 = lab.gen(dur, profile=prof)
+    g1 = lab.gen(dur, profile=prof, cfg=live)
     s1 = lab.sink_wait()
     v1 = lab.verdict()
     sink1_drops = sink_drops(lab)
@@ -442,8 +445,8 @@ def scn_hostile(lab, a):
     problems += [f"line rate: {p}" for p in v1["problems"] if "lost" not in p]
     # 2. At a rate it sustains: every frame attributed to the reason the policy gives it.
     before = json.loads(json.dumps(metric_snapshot(lab)))
-    lab.start_sink(30, idle=3, oracle_cfg=CFG)
-    g2 = lab.gen(min(dur, 5), rate=50000, profile=prof)
+    lab.start_sink(30, idle=3, oracle_cfg=live)
+    g2 = lab.gen(min(dur, 5), rate=50000, profile=prof, cfg=live)
     s2 = lab.sink_wait()
     v2 = lab.verdict()
     after = metric_snapshot(lab)

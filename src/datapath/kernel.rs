@@ -127,6 +127,9 @@ pub struct KernelPolicy {
     /// created once at start (creating a map needs CAP_BPF, which op25b drops once
     /// running) and rewritten in place by each publish.
     tries: [[Map; 4]; 2],
+    /// Per generation: the fingerprint of the prefixes its tries hold (`None`: unknown,
+    /// a refill began and did not finish).
+    held: [Option<u64>; 2],
     /// The generation `active` names (0 before the first publish, when neither is valid).
     active: u32,
     /// A tiny trie the barrier slot is updated with.
@@ -174,6 +177,7 @@ impl KernelPolicy {
         Ok(KernelPolicy {
             maps,
             tries,
+            held: [None, None],
             active: 0,
             barrier_inner,
             overlay_dirty: true,
@@ -234,12 +238,20 @@ impl KernelPolicy {
             .update(&g.to_ne_bytes(), &[0u8; GPOL_SIZE])
             .map_err(at(&m.gpol))?;
         let e = policy.entries();
-        let hit = |value: u16, len: u8| [(value - 1) as u8, len];
-        let [subs4, subs6, allow4, allow6] = &self.tries[g as usize];
-        refill4(subs4, TRIES[0], &e.subscribers_v4, |x| hit(x.value, x.len))?;
-        refill6(subs6, TRIES[1], &e.subscribers_v6, |x| hit(x.value, x.len))?;
-        refill4(allow4, TRIES[2], &e.allowed_v4, |x| [1, x.len])?;
-        refill6(allow6, TRIES[3], &e.allowed_v6, |x| [1, x.len])?;
+        // The tries already hold these prefixes (a reload that changed no prefix file,
+        // the common case: both generations converge): not rewritten. A reload storm
+        // or a 1M-prefix table then costs the class table only.
+        let print = fingerprint(e);
+        if self.held[g as usize] != Some(print) {
+            self.held[g as usize] = None;
+            let hit = |value: u16, len: u8| [(value - 1) as u8, len];
+            let [subs4, subs6, allow4, allow6] = &self.tries[g as usize];
+            refill4(subs4, TRIES[0], &e.subscribers_v4, |x| hit(x.value, x.len))?;
+            refill6(subs6, TRIES[1], &e.subscribers_v6, |x| hit(x.value, x.len))?;
+            refill4(allow4, TRIES[2], &e.allowed_v4, |x| [1, x.len])?;
+            refill6(allow6, TRIES[3], &e.allowed_v6, |x| [1, x.len])?;
+            self.held[g as usize] = Some(print);
+        }
         let key = g.to_ne_bytes();
         // The class table, every slot of the generation (a stale class must not linger).
         let mut info = vec![0u8; CLASS_INFO_SIZE];
@@ -558,6 +570,29 @@ impl OffenderReader {
         }
         Ok(got)
     }
+}
+
+/// A fingerprint of the prefixes (and values) a policy's tries hold.
+fn fingerprint(e: &crate::policy::PolicyEntries) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for list in [&e.subscribers_v4, &e.allowed_v4] {
+        h.write_usize(list.len());
+        for x in list.iter() {
+            h.write_u32(x.key);
+            h.write_u8(x.len);
+            h.write_u16(x.value);
+        }
+    }
+    for list in [&e.subscribers_v6, &e.allowed_v6] {
+        h.write_usize(list.len());
+        for x in list.iter() {
+            h.write_u128(x.key);
+            h.write_u8(x.len);
+            h.write_u16(x.value);
+        }
+    }
+    h.finish()
 }
 
 /// Empties a trie (its keys are `K` bytes long).
