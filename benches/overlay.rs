@@ -7,7 +7,7 @@
 //! lookups per second); half the addresses hit an overlay entry.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use op25b::control::overlay::{Entry, Source, Store};
+use op25b::control::overlay::store::{EntrySource, OverlayEntry, Store};
 use op25b::policy::{BlockAction, Policy, PolicyBuilder, ReplyKind};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -35,8 +35,8 @@ fn policy() -> Policy {
     b.build().unwrap()
 }
 
-fn entry(a: u32, class: &str, source: Source) -> Entry {
-    Entry {
+fn entry(a: u32, class: &str, source: EntrySource) -> OverlayEntry {
+    OverlayEntry {
         prefix: format!("{}/32", Ipv4Addr::from(a)).parse().unwrap(),
         class: class.into(),
         source,
@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
     while store.len() < OVERLAY {
         let a = 0x0a00_0000 + rng.gen_range(0..(10_000u32 << 10));
         if store
-            .upsert(entry(a, "static", Source::Radius))
+            .upsert(entry(a, "static", EntrySource::Radius))
             .unwrap()
             .is_none()
         {
@@ -134,7 +134,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             next = next.wrapping_add(1);
             store
-                .upsert(entry(next, "static", Source::Operator))
+                .upsert(entry(next, "static", EntrySource::Operator))
                 .unwrap();
             black_box(store.snapshot())
         })
@@ -145,7 +145,7 @@ fn bench(c: &mut Criterion) {
             for _ in 0..1000 {
                 next = next.wrapping_add(1);
                 store
-                    .upsert(entry(next, "static", Source::Operator))
+                    .upsert(entry(next, "static", EntrySource::Operator))
                     .unwrap();
             }
             black_box(store.snapshot())

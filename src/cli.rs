@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use op25b::classify::{self, Net};
 use op25b::config;
-use op25b::control::stdout;
+use op25b::control::daemon::stdout;
 use op25b::offline::capture::{Capture, CaptureError};
 use op25b::offline::summary::VerdictTally;
 use op25b::policy::{Direction, Verdict};
@@ -331,8 +331,8 @@ fn control_addr(
 }
 
 /// The exit code of an `op25b run` failure.
-fn run_error_code(e: &op25b::control::RunError) -> u8 {
-    use op25b::control::RunError as R;
+fn run_error_code(e: &op25b::control::daemon::RunError) -> u8 {
+    use op25b::control::daemon::RunError as R;
     use op25b::datapath::StartError as S;
     match e {
         R::Config(_) | R::ReloadConfig(_) | R::ReloadShrink(_) | R::ReloadMtu(_) => exit::CONFIG,
@@ -372,13 +372,13 @@ pub fn run(cli: Cli) -> ExitCode {
                 Ok(a) => a,
                 Err(c) => return c,
             };
-            match op25b::control::status::status(addr) {
+            match op25b::control::observe::status::status(addr) {
                 Ok(v) if json => {
                     outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
                     ExitCode::SUCCESS
                 }
                 Ok(v) => {
-                    out!("{}", op25b::control::status::table(&v));
+                    out!("{}", op25b::control::observe::status::table(&v));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -399,13 +399,13 @@ pub fn run(cli: Cli) -> ExitCode {
                 Ok(p) => p,
                 Err(c) => return c,
             };
-            match op25b::control::status::top(&path, n.clamp(1, 1000)) {
+            match op25b::control::observe::status::top(&path, n.clamp(1, 1000)) {
                 Ok(v) if json => {
                     outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
                     ExitCode::SUCCESS
                 }
                 Ok(v) => {
-                    out!("{}", op25b::control::status::top_table(&v));
+                    out!("{}", op25b::control::observe::status::top_table(&v));
                     ExitCode::SUCCESS
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -434,8 +434,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 Ok(p) => p,
                 Err(c) => return c,
             };
-            use op25b::control::ReloadRequestError as E;
-            match op25b::control::request_reload(
+            use op25b::control::daemon::ReloadRequestError as E;
+            match op25b::control::daemon::request_reload(
                 &path,
                 force,
                 std::time::Duration::from_secs(timeout),
@@ -478,7 +478,7 @@ pub fn run(cli: Cli) -> ExitCode {
             if dry_run {
                 return dry_run_cmd(&config, &set);
             }
-            let opts = op25b::control::RunOptions {
+            let opts = op25b::control::daemon::RunOptions {
                 config: config::Source {
                     path: config,
                     overrides: set,
@@ -487,7 +487,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 cleanup,
                 duration: duration.map(std::time::Duration::from_secs_f64),
             };
-            match op25b::control::run(&opts) {
+            match op25b::control::daemon::run(&opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -519,7 +519,7 @@ fn socket_path(config: &Path, socket: Option<PathBuf>) -> Result<PathBuf, ExitCo
 
 /// Sends one operator request; prints an error and returns the exit code on failure.
 fn operator_request(path: &Path, req: serde_json::Value) -> Result<serde_json::Value, ExitCode> {
-    match op25b::control::operator::request(path, &req) {
+    match op25b::control::overlay::operator::request(path, &req) {
         Ok(v) if v["ok"].as_bool() == Some(true) => Ok(v),
         Ok(v) => {
             eprintln!("error: {}", v["error"].as_str().unwrap_or("refused"));
@@ -552,7 +552,7 @@ fn exempt_cmd(cmd: ExemptCommand) -> ExitCode {
             config,
             socket,
         } => {
-            let ttl = match ttl.as_deref().map(op25b::control::operator::parse_duration) {
+            let ttl = match ttl.as_deref().map(op25b::control::overlay::parse_duration) {
                 None => None,
                 Some(Ok(t)) => Some(t),
                 Some(Err(e)) => {
@@ -677,7 +677,7 @@ fn dry_run_cmd(path: &Path, set: &[config::Override]) -> ExitCode {
     for o in set {
         outln!("override: --set {o}");
     }
-    match op25b::control::dry_run(&loaded.config) {
+    match op25b::control::daemon::dry_run(&loaded.config) {
         Ok(notes) => {
             let mut warnings = 0;
             for n in &notes {
@@ -740,7 +740,10 @@ fn systemd_deps(path: &Path, set: &[config::Override]) -> ExitCode {
     // The [Service] part (credentials, IP filter) must not cost the binding: an error
     // there is a comment and a note, and the exit stays 0.
     match config::load_unit_service(path, set) {
-        Ok(unit) => out!("{}", op25b::control::systemd::service_dropin(path, &unit)),
+        Ok(unit) => out!(
+            "{}",
+            op25b::control::daemon::systemd::service_dropin(path, &unit)
+        ),
         Err(e) => {
             eprintln!("warning: {e}; no [Service] part (LoadCredential=, IPAddressAllow=) written");
             outln!("# no [Service] part: {}", e.to_string().replace('\n', " "));
@@ -1164,15 +1167,18 @@ pub fn export_nft(
             return ExitCode::from(exit::CONFIG);
         }
     };
-    let opts = op25b::control::nft::NftOptions {
+    let opts = op25b::control::export::nft::NftOptions {
         family: match family {
-            NftFamily::Bridge => op25b::control::nft::Family::Bridge,
-            NftFamily::Netdev => op25b::control::nft::Family::Netdev,
+            NftFamily::Bridge => op25b::control::export::nft::Family::Bridge,
+            NftFamily::Netdev => op25b::control::export::nft::Family::Netdev,
         },
         reject_as_drop,
         table: table.to_string(),
         replace: true,
     };
-    out!("{}", op25b::control::nft::ruleset(&loaded, &listing, &opts));
+    out!(
+        "{}",
+        op25b::control::export::nft::ruleset(&loaded, &listing, &opts)
+    );
     ExitCode::SUCCESS
 }

@@ -20,7 +20,7 @@ fn main() -> std::process::ExitCode {
             // One line: what is wrong, and where to look.
             eprintln!(
                 "{} (see `op25b --help`, or `op25b <command> --help`)",
-                op25b::control::stdout::clap_error_line(&e)
+                op25b::control::daemon::stdout::clap_error_line(&e)
             );
             std::process::ExitCode::from(cli::exit::USAGE)
         }

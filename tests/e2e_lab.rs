@@ -831,7 +831,7 @@ fn swaks_dyn4_to_external_25() -> i32 {
 /// samples, read by op25b's own parser.
 struct Scrape {
     text: String,
-    samples: op25b::control::prometheus::Samples,
+    samples: op25b::control::observe::prometheus::Samples,
 }
 
 impl Scrape {
@@ -874,8 +874,8 @@ fn scrape() -> Scrape {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    let samples =
-        op25b::control::prometheus::Samples::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let samples = op25b::control::observe::prometheus::Samples::parse(&text)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
     Scrape { text, samples }
 }
 

@@ -513,7 +513,7 @@ fn reload_under_load() {
 /// Sum of the samples of `name` that carry every label of `labels` (op25b's own
 /// Prometheus text parser).
 fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    op25b::control::prometheus::Samples::parse(text)
+    op25b::control::observe::prometheus::Samples::parse(text)
         .unwrap_or_else(|e| panic!("{e}\n{text}"))
         .sum(name, labels)
 }

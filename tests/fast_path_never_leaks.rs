@@ -964,7 +964,7 @@ fn mutations_are_caught() {
 #[test]
 #[ignore = "needs root (loads an XDP program): scripts/test.sh runs it as root"]
 fn the_policy_cell_writes_the_kernel_first() {
-    use op25b::control::overlay::{Entry, Source, Store};
+    use op25b::control::overlay::store::{EntrySource, OverlayEntry, Store};
     use op25b::datapath::PolicyCell;
     use std::sync::Arc;
     let (_, policy, _) = policies()
@@ -993,10 +993,10 @@ fn the_policy_cell_writes_the_kernel_first() {
     assert!(cell.kernel_valid());
     assert_eq!(run(&syn), XDP_DROP, "dynamic drops TCP/25");
     let mut store = Store::new(&cell.load(), cell.generation());
-    let entry = |class: &str| Entry {
+    let entry = |class: &str| OverlayEntry {
         prefix: "198.51.100.10/32".parse().unwrap(),
         class: class.into(),
-        source: Source::Operator,
+        source: EntrySource::Operator,
         note: String::new(),
         created: 0,
         expires: None,

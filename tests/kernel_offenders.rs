@@ -8,12 +8,12 @@
 //! Needs root (CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN to load the XDP program);
 //! scripts/test.sh runs it.
 
-use op25b::control::topk::{self, KernelList};
 use op25b::datapath::kernel::{KernelOffender, KernelPolicy, OffenderReader};
 use op25b::datapath::settings::FastPathMode;
 use op25b::datapath::xdp::{Program, Settings, XDP_DROP, XDP_REDIRECT};
 use op25b::policy::overlay::Overlay;
 use op25b::policy::{BlockAction, Direction, Policy, PolicyBuilder};
+use op25b::topk::{self, KernelList};
 use op25b_testkit::fixtures;
 use std::net::IpAddr;
 
@@ -150,7 +150,7 @@ fn dropped_attempts_reach_the_top_list_without_a_worker() {
     assert_eq!(reader.drain(100, &mut again).unwrap(), 0);
 
     // Into the abuse desk's list, with a later drain adding to the same source.
-    let mut list = KernelList::new();
+    let mut list = KernelList::with_start(op25b::datapath::clock::zero_ns());
     list.absorb(&drained);
     let other_mta = [203, 0, 113, 81];
     for _ in 0..3 {
@@ -170,7 +170,7 @@ fn dropped_attempts_reach_the_top_list_without_a_worker() {
             .find(|(id, _)| p.counter_slot(*id as u8) == slot)
             .map(|(_, c)| c.name.clone())
     };
-    let top = topk::merge([list.entries()], name, topk::epoch(), 10);
+    let top = topk::merge([list.entries()], name, op25b::clock::epoch(), 10);
     assert_eq!(top.len(), 3);
     assert_eq!(top[0].src, IpAddr::from(quarantined));
     assert_eq!((top[0].attempts, top[0].error), (8, 0));
@@ -183,7 +183,7 @@ fn dropped_attempts_reach_the_top_list_without_a_worker() {
     assert_eq!(top[0].distinct_destinations, 2);
     assert_eq!(top[1].class.as_deref(), Some("quarantine"));
     assert_eq!(top[2].class.as_deref(), Some("dynamic"));
-    let now = topk::epoch() + topk::clock();
+    let now = op25b::clock::epoch() + op25b::clock::secs();
     for o in &top {
         assert!(
             o.first_seen <= o.last_seen && now - o.first_seen <= 2,

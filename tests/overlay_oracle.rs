@@ -4,7 +4,7 @@
 
 use ipnet::{IpNet, Ipv6Net};
 use op25b::classify::BurstClassifier;
-use op25b::control::overlay::{Entry, Source, Store};
+use op25b::control::overlay::store::{EntrySource, OverlayEntry, Store};
 use op25b::policy::{BlockAction, Direction, PolicyBuilder};
 use op25b_testkit::fixtures;
 use proptest::prelude::*;
@@ -18,11 +18,11 @@ fn mask6(a: u128, len: u8) -> u128 {
     }
 }
 
-fn entry(prefix: IpNet, class: &str) -> Entry {
-    Entry {
+fn entry(prefix: IpNet, class: &str) -> OverlayEntry {
+    OverlayEntry {
         prefix,
         class: class.into(),
-        source: Source::Operator,
+        source: EntrySource::Operator,
         note: String::new(),
         created: 0,
         expires: None,

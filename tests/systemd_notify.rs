@@ -5,8 +5,9 @@
 //! `op25b run`; tests/e2e_lab.rs checks the messages of the real binary in the lab.
 
 use crossbeam_utils::CachePadded;
-use op25b::control::systemd::{Health, Notifier, Supervisor};
-use op25b::datapath::counters::{beat_clock, WorkerCounters};
+use op25b::clock::beat_ms as beat_clock;
+use op25b::control::daemon::systemd::{Health, Notifier, Supervisor};
+use op25b::datapath::counters::WorkerCounters;
 use op25b::datapath::io::MemIo;
 use op25b::datapath::worker::{Worker, WorkerConfig};
 use op25b::datapath::PolicyCell;

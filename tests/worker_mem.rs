@@ -354,7 +354,7 @@ fn top_list_orders_sources_by_blocked_attempts() {
         .map(|c| c.name.clone())
         .collect();
     // The worker's cell gave the fixture policy's classes the slots 0.. in id order.
-    let top = op25b::control::topk::merge(
+    let top = op25b::topk::merge(
         lists.iter().map(Vec::as_slice),
         |slot| names.get(slot).cloned(),
         0,
@@ -820,7 +820,7 @@ fn per_class_counts_keep_their_name_across_a_reload_that_shifts_class_ids() {
     );
     // The list copied out before the reload names the class of then.
     let lists = [counters.top.lock().unwrap().clone()];
-    let top = op25b::control::topk::merge(
+    let top = op25b::topk::merge(
         lists.iter().map(Vec::as_slice),
         |slot| cell.class_slot_name(slot),
         0,

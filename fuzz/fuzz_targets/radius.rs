@@ -3,7 +3,7 @@
 //! verifying and answering it never panic either.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use op25b::control::radius::{decode, header, response, verify};
+use op25b::control::overlay::radius::{decode, header, response, verify};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(h) = header(data) else { return };

@@ -210,28 +210,12 @@ pub struct WorkerCounters {
     backlog: [AtomicU64; 2],
     /// Policy generation this worker last loaded.
     pub policy_generation: AtomicU64,
-    /// [`beat_clock`] milliseconds when the worker last went round its loop (0: not
+    /// [`crate::clock::beat_ms`] milliseconds when the worker last went round its loop (0: not
     /// yet). The control thread's watchdog and the metrics read it.
     heartbeat_ms: AtomicU64,
     /// The worker's top blocked sources, copied out about once a second (the worker
     /// only ever `try_lock`s it, so it never waits for the control thread).
-    pub top: std::sync::Mutex<Vec<crate::control::topk::Entry>>,
-}
-
-/// The process-wide base of the heartbeat clock.
-fn beat_base() -> std::time::Instant {
-    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    *BASE.get_or_init(std::time::Instant::now)
-}
-
-/// Milliseconds of the heartbeat clock at `t` (monotonic, process-wide; 0 at its base).
-pub fn beat_clock_at(t: std::time::Instant) -> u64 {
-    t.saturating_duration_since(beat_base()).as_millis() as u64
-}
-
-/// Milliseconds of the heartbeat clock now.
-pub fn beat_clock() -> u64 {
-    beat_clock_at(std::time::Instant::now())
+    pub top: std::sync::Mutex<Vec<crate::topk::TopEntry>>,
 }
 
 #[inline]
@@ -264,7 +248,7 @@ impl WorkerCounters {
             backlog: Default::default(),
             policy_generation: AtomicU64::new(0),
             heartbeat_ms: AtomicU64::new(0),
-            top: std::sync::Mutex::new(Vec::with_capacity(crate::control::topk::WORKER_SLOTS)),
+            top: std::sync::Mutex::new(Vec::with_capacity(crate::topk::WORKER_SLOTS)),
         }
     }
 
@@ -272,10 +256,11 @@ impl WorkerCounters {
     /// and after every idle wait).
     #[inline]
     pub fn beat(&self, now: std::time::Instant) {
-        self.heartbeat_ms.store(beat_clock_at(now).max(1), Relaxed);
+        self.heartbeat_ms
+            .store(crate::clock::beat_ms_at(now).max(1), Relaxed);
     }
 
-    /// [`beat_clock`] milliseconds of the last [`WorkerCounters::beat`]; 0 before the
+    /// [`crate::clock::beat_ms`] milliseconds of the last [`WorkerCounters::beat`]; 0 before the
     /// first.
     pub fn heartbeat_ms(&self) -> u64 {
         self.heartbeat_ms.load(Relaxed)

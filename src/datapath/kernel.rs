@@ -28,7 +28,7 @@
 //! **The abuse desk's list** ([`OffenderReader`]): the program counts the outbound
 //! attempts it drops per source in the LRU map `offenders`; the reader takes entries out
 //! of it (read and deleted in one batch call) as plain [`KernelOffender`]s. What to do
-//! with them is the control plane's business (`control::topk`).
+//! with them is the control plane's business (`topk`).
 
 use super::xdp::{Map, SharedMaps};
 use crate::lpm::Entry;
@@ -467,24 +467,7 @@ const OKEY_SIZE: usize = 16;
 /// Entries read per batch call.
 const DRAIN_BATCH: usize = 1024;
 
-/// One source's blocked outbound attempts that the program dropped since the entry was
-/// created (its first attempt after the previous drain, or after the LRU map evicted
-/// it).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelOffender {
-    /// The source: IPv6, or IPv4 as `::ffff:a.b.c.d` (`control::topk::key_v4`).
-    pub src: u128,
-    pub count: u64,
-    /// CLOCK_MONOTONIC nanoseconds (`bpf_ktime_get_ns`) of the first and last attempt.
-    pub first_ns: u64,
-    pub last_ns: u64,
-    /// The last attempt's destination, as `src`.
-    pub last_dst: u128,
-    /// The source's class counter slot ([`Policy::counter_slot`]) at the last attempt.
-    pub slot: u32,
-    /// The last attempt's destination port.
-    pub port: u16,
-}
+pub use crate::topk::KernelOffender;
 
 impl KernelOffender {
     /// Parses a key (`struct okey`) and value (`struct offender`) as the map holds them.

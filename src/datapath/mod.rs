@@ -20,7 +20,8 @@ pub mod io;
 pub mod nic;
 pub mod privileges;
 
-/// The clock the benchmark tags carry (the only clock every network namespace shares).
+/// The kernel's CLOCK_MONOTONIC: the clock the benchmark tags and the XDP program's
+/// offender times carry (the only clock every network namespace shares).
 pub mod clock {
     /// CLOCK_MONOTONIC in microseconds.
     #[inline]
@@ -32,6 +33,28 @@ pub mod clock {
         // SAFETY: `t` is a valid out-pointer for the call; CLOCK_MONOTONIC always exists.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
         t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1_000
+    }
+
+    /// CLOCK_MONOTONIC nanoseconds of the process clock's zero ([`crate::clock::zero`]):
+    /// turns the XDP program's `bpf_ktime_get_ns` times into [`crate::clock::secs`].
+    pub fn zero_ns() -> u64 {
+        let now_ns = monotonic_us().saturating_mul(1000);
+        now_ns.saturating_sub(crate::clock::zero().0.elapsed().as_nanos() as u64)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        /// The zero is in the past, and the monotonic clock converted with it agrees
+        /// with the process clock.
+        #[test]
+        fn the_kernel_clock_converts_to_the_process_clock() {
+            let now = super::monotonic_us() * 1000;
+            let z = super::zero_ns();
+            assert!(z <= now);
+            let c = crate::clock::secs();
+            let from_mono = crate::clock::of_monotonic(now, z);
+            assert!(from_mono.abs_diff(c) <= 1, "{from_mono} vs {c}");
+        }
     }
 }
 pub mod kernel;

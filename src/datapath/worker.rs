@@ -47,8 +47,8 @@ use super::io::{Frame, FrameIo, Side};
 use super::PolicyCell;
 use crate::classify::notice::{self, CookieKey, NoticeStep};
 use crate::classify::{self, reply, Addrs, BurstClassifier, Net};
-use crate::control::topk::{self, TopK, WORKER_SLOTS};
 use crate::policy::{Direction, ReplyKind, Verdict};
+use crate::topk::{self, TopK, WORKER_SLOTS};
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -308,7 +308,7 @@ impl<I: FrameIo> Worker<I> {
             bucket: TokenBucket::new(cfg.reply_rate, cfg.reply_burst),
             generation: 0,
             top: Box::new(TopK::new()),
-            now_s: topk::clock(),
+            now_s: crate::clock::secs(),
             guard: [Guard::new(), Guard::new()],
         };
         for side in Side::BOTH {
@@ -705,7 +705,7 @@ impl<I: FrameIo> Worker<I> {
 
     /// Copies the top list out for the control thread (skipped if it is reading).
     pub fn publish_top(&mut self) {
-        self.now_s = topk::clock();
+        self.now_s = crate::clock::secs();
         if let Ok(mut out) = self.counters.top.try_lock() {
             out.clear();
             out.extend_from_slice(self.top.entries());

@@ -442,7 +442,7 @@ impl DuplicateCache {
 /// The listener's state apart from its socket: one request in, the answer (if any) out.
 pub struct Server {
     settings: Settings,
-    shared: Arc<super::operator::OverlayShared>,
+    shared: Arc<super::OverlayShared>,
     counters: Arc<Counters>,
     duplicates: DuplicateCache,
     /// Requests that carry an Event-Timestamp, by NAS address (no port), Identifier and
@@ -455,7 +455,7 @@ pub struct Server {
 impl Server {
     pub fn new(
         settings: Settings,
-        shared: Arc<super::operator::OverlayShared>,
+        shared: Arc<super::OverlayShared>,
         counters: Arc<Counters>,
     ) -> Self {
         let duplicates = DuplicateCache::new(settings.duplicate_window, DUPLICATE_CACHE_CAPACITY);
@@ -585,7 +585,7 @@ impl Server {
 /// Binds the UDP socket and serves until `stop` ([`Server::handle`] for each datagram).
 pub fn serve(
     settings: Settings,
-    shared: Arc<super::operator::OverlayShared>,
+    shared: Arc<super::OverlayShared>,
     counters: Arc<Counters>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -600,7 +600,7 @@ pub fn serve(
                 let Ok((n, peer)) = sock.recv_from(&mut buf) else {
                     continue;
                 };
-                let now = super::metrics::unix_now();
+                let now = crate::clock::unix_now();
                 if let Some(answer) = server.handle(&buf[..n], peer, now, Instant::now()) {
                     let _ = sock.send_to(&answer, peer);
                 }
@@ -615,12 +615,12 @@ pub fn serve(
 /// logged.
 pub fn apply(
     settings: &Settings,
-    shared: &super::operator::OverlayShared,
+    shared: &super::OverlayShared,
     counters: &Counters,
     acct: &Accounting,
     now: u64,
 ) {
-    use super::overlay::{Entry, Source};
+    use super::store::{EntrySource, OverlayEntry};
     let class = acct
         .filter_ids
         .iter()
@@ -636,7 +636,7 @@ pub fn apply(
         // Operator and auto-quarantine entries are not RADIUS's to change.
         if existing
             .as_ref()
-            .is_some_and(|(s, ..)| *s != Source::Radius)
+            .is_some_and(|(s, ..)| *s != EntrySource::Radius)
         {
             continue;
         }
@@ -686,21 +686,21 @@ pub fn apply(
                         continue;
                     }
                 }
-                if existing.is_none() && store.count(Source::Radius) >= settings.max_entries {
+                if existing.is_none() && store.count(EntrySource::Radius) >= settings.max_entries {
                     if counters.refuse(Refusal::OverlayFull, now) {
                         tracing::warn!(
                             "RADIUS: {prefix} of session {session}: {} RADIUS entries, radius.max_entries is {}: refused ({} so far)",
-                            store.count(Source::Radius),
+                            store.count(EntrySource::Radius),
                             settings.max_entries,
                             counters.refused_overlay_full.load(Relaxed)
                         );
                     }
                     continue;
                 }
-                let e = Entry {
+                let e = OverlayEntry {
                     prefix,
                     class: class.clone(),
-                    source: Source::Radius,
+                    source: EntrySource::Radius,
                     note: format!(
                         "session {session} user {}",
                         acct.user.as_deref().unwrap_or("-")
@@ -843,8 +843,8 @@ mod tests {
 
     // --- the listener: duplicates, Event-Timestamp, limits --------------------------
 
-    use crate::control::operator::OverlayShared;
-    use crate::control::overlay::{Entry, Source};
+    use crate::control::overlay::store::{EntrySource, OverlayEntry};
+    use crate::control::overlay::OverlayShared;
     use std::sync::atomic::Ordering::Relaxed;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
@@ -866,7 +866,7 @@ mod tests {
     }
 
     fn server(settings: Settings) -> (Server, Arc<OverlayShared>, Arc<Counters>) {
-        let shared = Arc::new(crate::control::operator::overlay_for_tests(None));
+        let shared = Arc::new(crate::control::overlay::overlay_for_tests(None));
         let counters = Arc::new(Counters::default());
         (
             Server::new(settings, shared.clone(), counters.clone()),
@@ -928,7 +928,7 @@ mod tests {
     const NAS: &str = "192.0.2.1:40000";
     const A: &str = "198.51.100.10/32";
 
-    fn has(shared: &OverlayShared, p: &str) -> Option<Entry> {
+    fn has(shared: &OverlayShared, p: &str) -> Option<OverlayEntry> {
         let store = shared.store.lock().unwrap();
         store.get(&p.parse().unwrap()).cloned()
     }
@@ -1114,10 +1114,10 @@ mod tests {
             .store
             .lock()
             .unwrap()
-            .upsert(Entry {
+            .upsert(OverlayEntry {
                 prefix: "198.51.100.99/32".parse().unwrap(),
                 class: "static".into(),
-                source: Source::Operator,
+                source: EntrySource::Operator,
                 note: String::new(),
                 created: NOW,
                 expires: None,
@@ -1140,9 +1140,9 @@ mod tests {
             "the request is answered"
         );
         let store = shared.store.lock().unwrap();
-        assert_eq!(store.count(Source::Radius), 2, "the cap holds");
+        assert_eq!(store.count(EntrySource::Radius), 2, "the cap holds");
         assert_eq!(
-            store.count(Source::Operator),
+            store.count(EntrySource::Operator),
             1,
             "no operator entry is evicted"
         );

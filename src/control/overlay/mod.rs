@@ -1,26 +1,32 @@
-//! The operator socket (`control.socket`): reloads, the abuse-desk list and runtime
-//! exemptions (`op25b reload`, `op25b top`, `op25b exempt add|del`, `op25b sessions`)
-//! over a local Unix socket that only root and op25b's user and group may open (mode
-//! 0660), never over the TCP metrics endpoint: no HTTP client can hold up a reload or
-//! read subscriber addresses.
+//! The runtime overlay's one home: per-subscriber classes set while op25b runs, on top
+//! of the file policy, and every writer of them.
 //!
-//! One JSON request per connection, one JSON line back:
-//! `{"op":"reload","force":false}` (answers `started`, the count of reloads begun before
-//! it: the one that answers it is the next), `{"op":"reload_status"}`,
-//! `{"op":"top","n":20}`,
-//! `{"op":"exempt_add","prefix":"198.51.100.10","class":"static","ttl_secs":86400,"note":"ticket 4711"}`,
-//! `{"op":"exempt_del","prefix":"198.51.100.10"}`, `{"op":"sessions"}`.
+//! * [`store`]: the entries (prefix -> class, source, expiry) and their state file;
+//! * this module: [`OverlayShared`], the store behind a lock with the cell the workers
+//!   read, publishing (kernel maps first, then the workers' snapshot), expiry, saves,
+//!   and the exempt/sessions operations;
+//! * its writers: [`radius`] (RADIUS accounting), [`operator`] (the operator socket:
+//!   `op25b exempt`, `sessions`), [`quarantine`] (auto-quarantine of hammering
+//!   sources), [`state_file`] (the state file read at start).
+//!
+//! Who may call it: the daemon (which starts the writers and publishes on reload) and
+//! observation (which reads its counters). It knows nothing of either: the operator
+//! socket's other questions (reload, top) go through [`operator::Desk`]. The frozen
+//! lookup table the workers read is `policy::overlay`, in the core.
 
-use super::overlay::{Entry, Source, Store};
+pub mod operator;
+pub mod quarantine;
+pub mod radius;
+pub mod state_file;
+pub mod store;
+
 use crate::datapath::PolicyCell;
 use ipnet::IpNet;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use store::{EntrySource, OverlayEntry, Store};
 
 /// What the control plane shares about the overlay: the store (control-plane threads
 /// only), the cell workers read snapshots from, and counters for the metrics.
@@ -130,10 +136,10 @@ impl OverlayShared {
                 let expires = req["ttl_secs"]
                     .as_u64()
                     .map(|t| now.saturating_add(t.clamp(1, 10 * 365 * 86400)));
-                let entry = Entry {
+                let entry = OverlayEntry {
                     prefix,
                     class,
-                    source: Source::Operator,
+                    source: EntrySource::Operator,
                     note: req["note"].as_str().unwrap_or("").to_string(),
                     created: now,
                     expires,
@@ -261,7 +267,7 @@ impl OverlayShared {
             let spawned = std::thread::Builder::new()
                 .name("op25b-save".into())
                 .spawn(move || {
-                    match super::overlay::save_entries(&path, &copy) {
+                    match store::save_entries(&path, &copy) {
                         Ok(()) => {
                             let was = saves.failing.swap(0, Ordering::SeqCst);
                             if was > 0 {
@@ -333,157 +339,8 @@ impl OverlayShared {
     }
 }
 
-/// Reload requests for the control thread, which runs every reload.
-pub struct ReloadTrigger {
-    /// Set to ask for a reload (SIGHUP sets the same flag).
-    pub pending: Arc<AtomicBool>,
-    /// The next reload may go past the reload guard (`op25b reload --force`).
-    pub force: AtomicBool,
-}
-
-/// What the operator socket serves: the overlay (through the metrics state), the reload
-/// status and the top list, and reload requests.
-pub struct Operator {
-    pub metrics: Arc<super::metrics::MetricsState>,
-    pub reload: ReloadTrigger,
-}
-
-impl Operator {
-    /// Handles one request; returns the answer.
-    pub fn handle(&self, req: &serde_json::Value, now: u64) -> serde_json::Value {
-        let m = &self.metrics;
-        match req["op"].as_str() {
-            Some("reload") => {
-                // Under the status lock, as the control thread begins a reload: the
-                // answer to this request is attempt `started + 1`.
-                let st = m.reload.lock().unwrap_or_else(|p| p.into_inner());
-                let force = req["force"].as_bool().unwrap_or(false);
-                if force {
-                    self.reload.force.store(true, Ordering::SeqCst);
-                }
-                self.reload.pending.store(true, Ordering::SeqCst);
-                serde_json::json!({
-                    "ok": true,
-                    "pid": std::process::id(),
-                    "started": st.started,
-                    "force": force,
-                })
-            }
-            Some("reload_status") => {
-                let mut v = super::metrics::reload_status_json(m);
-                v["ok"] = serde_json::json!(true);
-                v
-            }
-            Some("top") => {
-                let n = req["n"].as_u64().unwrap_or(20).clamp(1, 1000) as usize;
-                let mut v = super::metrics::top_json(m, n);
-                v["ok"] = serde_json::json!(true);
-                v
-            }
-            Some("exempt_add" | "exempt_del" | "sessions") => m.overlay.handle(req, now),
-            _ => {
-                serde_json::json!({"ok": false, "error": "unknown op; expected reload, reload_status, top, exempt_add, exempt_del or sessions"})
-            }
-        }
-    }
-}
-
 /// How often the state file is written at most (and at stop).
 pub const SAVE_EVERY: Duration = Duration::from_secs(10);
-
-/// Auto-quarantine's memory: per source, the attempts count at the start of its current
-/// one-minute window. Bounded: only sources in the merged top list are tracked.
-#[derive(Default)]
-pub struct AutoTracker {
-    windows: std::collections::HashMap<std::net::IpAddr, (u64, u64)>,
-}
-
-impl AutoTracker {
-    /// Checks the top sources (`op25b top`'s list): one whose blocked attempts grew by
-    /// at least the threshold within a minute, and that has no overlay entry yet, is
-    /// put in the quarantine class for the configured time. Returns the sources moved.
-    pub fn check(
-        &mut self,
-        shared: &OverlayShared,
-        top: &[crate::control::topk::Offender],
-        now: u64,
-    ) -> Vec<std::net::IpAddr> {
-        let Some(rule) = shared.auto.lock().ok().and_then(|a| a.clone()) else {
-            self.windows.clear();
-            return Vec::new();
-        };
-        let mut moved = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for o in top {
-            seen.insert(o.src);
-            // First sight: a source first seen within the last minute made all its
-            // attempts in this window.
-            // Space-saving counts may overcount by `error` (a newcomer inherits an
-            // evicted slot's count): only the guaranteed part counts.
-            let sure = o.attempts.saturating_sub(o.error);
-            let w = self.windows.entry(o.src).or_insert_with(|| {
-                if now.saturating_sub(o.first_seen) < 60 {
-                    (o.first_seen, 0)
-                } else {
-                    (now, sure)
-                }
-            });
-            if now.saturating_sub(w.0) >= 60 || sure < w.1 {
-                *w = (now, sure);
-            }
-            if sure.saturating_sub(w.1) < rule.attempts_per_minute {
-                continue;
-            }
-            let prefix = IpNet::from(o.src);
-            let mut store = shared.lock();
-            // An operator's word and a quarantine already in force stand; a RADIUS
-            // class gives way (the next Interim-Update after the quarantine restores it).
-            if store
-                .get(&prefix)
-                .is_some_and(|e| e.source != Source::Radius)
-            {
-                *w = (now, sure);
-                continue;
-            }
-            let made = sure.saturating_sub(w.1);
-            let entry = Entry {
-                prefix,
-                class: rule.class.clone(),
-                source: Source::Auto,
-                note: format!("{made} blocked attempts within a minute"),
-                created: now,
-                expires: Some(now.saturating_add(rule.duration.as_secs())),
-                session: None,
-            };
-            match store.upsert(entry) {
-                Ok(_) => {
-                    shared.publish(&mut store);
-                    shared.added.fetch_add(1, Ordering::Relaxed);
-                    shared.auto_quarantined.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        target: "op25b::overlay",
-                        src = %o.src,
-                        class = %rule.class,
-                        source = "auto",
-                        attempts = made,
-                        duration_secs = rule.duration.as_secs(),
-                        distinct_destinations = o.distinct_destinations,
-                        "auto-quarantine: {} made {} blocked attempts within a minute: class {} for {} s",
-                        o.src,
-                        made,
-                        rule.class,
-                        rule.duration.as_secs()
-                    );
-                    *w = (now, sure);
-                    moved.push(o.src);
-                }
-                Err(e) => tracing::error!("auto-quarantine of {}: {e}", o.src),
-            }
-        }
-        self.windows.retain(|k, _| seen.contains(k));
-        moved
-    }
-}
 
 /// An address (a host entry) or an IPv6 prefix.
 pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
@@ -493,92 +350,6 @@ pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
     }
     text.parse::<IpNet>()
         .map_err(|_| format!("{text:?} is not an address or an IPv6 prefix"))
-}
-
-/// The socket's mode: read-write for op25b's user and group (`op25b reload` run by
-/// ExecReload as the service's user, an operator in its group), nothing for others.
-pub const SOCKET_MODE: u32 = 0o660;
-
-/// Binds `path` (replacing a stale socket file), mode [`SOCKET_MODE`], and serves until
-/// `stop`.
-pub fn serve(
-    path: &Path,
-    shared: Arc<Operator>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    use std::os::unix::fs::FileTypeExt;
-    if let Ok(m) = std::fs::symlink_metadata(path) {
-        if !m.file_type().is_socket() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "a file that is not a socket is in the way",
-            ));
-        }
-        if UnixStream::connect(path).is_ok() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                "another process answers on it",
-            ));
-        }
-        std::fs::remove_file(path)?;
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    // Bound under a temporary name, given its mode, then renamed into place: nobody
-    // can connect while the mode is still the umask's.
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let listener = UnixListener::bind(&tmp)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(SOCKET_MODE))?;
-    std::fs::rename(&tmp, path)?;
-    listener.set_nonblocking(true)?;
-    let owned = path.to_path_buf();
-    std::thread::Builder::new()
-        .name("op25b-operator".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let _ = answer(stream, &shared);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-            let _ = std::fs::remove_file(&owned);
-        })
-}
-
-fn answer(stream: UnixStream, shared: &Operator) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
-    let mut line = String::new();
-    BufReader::new(std::io::Read::take(&stream, 64 * 1024)).read_line(&mut line)?;
-    let reply = match serde_json::from_str::<serde_json::Value>(&line) {
-        Ok(req) => shared.handle(&req, super::metrics::unix_now()),
-        Err(e) => serde_json::json!({"ok": false, "error": format!("not a JSON request: {e}")}),
-    };
-    let mut w = &stream;
-    serde_json::to_writer(&mut w, &reply)?;
-    w.write_all(b"\n")?;
-    w.flush()
-}
-
-/// Client side: sends `req` to the socket at `path`, returns the answer.
-pub fn request(path: &Path, req: &serde_json::Value) -> std::io::Result<serde_json::Value> {
-    let stream = UnixStream::connect(path)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut w = &stream;
-    serde_json::to_writer(&mut w, req)?;
-    w.write_all(b"\n")?;
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
-    serde_json::from_str(&line).map_err(|e| std::io::Error::other(format!("bad answer: {e}")))
 }
 
 /// `30`, `30s`, `15m`, `12h`, `30d`: seconds.
@@ -601,7 +372,7 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
 /// An overlay for unit tests (here and in `radius`): classes `dynamic` (blocks 25, owns
 /// 198.51.100.0/24) and `static` (blocks nothing), state file `state_file`.
 #[cfg(test)]
-pub(crate) fn overlay_for_tests(state_file: Option<&Path>) -> OverlayShared {
+pub(crate) fn overlay_for_tests(state_file: Option<&std::path::Path>) -> OverlayShared {
     use crate::policy::{BlockAction, PolicyBuilder, ReplyKind};
     let mut b = PolicyBuilder::new();
     b.class(
@@ -622,7 +393,13 @@ pub(crate) fn overlay_for_tests(state_file: Option<&Path>) -> OverlayShared {
     let policy = Arc::new(b.build().unwrap());
     let store = Store::new(&policy, 1);
     let cell = Arc::new(PolicyCell::new(policy));
-    OverlayShared::new(store, cell, state_file.map(Path::to_path_buf), None, None)
+    OverlayShared::new(
+        store,
+        cell,
+        state_file.map(std::path::Path::to_path_buf),
+        None,
+        None,
+    )
 }
 
 #[cfg(test)]
@@ -653,7 +430,7 @@ mod tests {
     }
 
     /// An overlay with classes `dynamic` and `static` whose state file is `path`.
-    fn shared(path: &Path) -> OverlayShared {
+    fn shared(path: &std::path::Path) -> OverlayShared {
         overlay_for_tests(Some(path))
     }
 

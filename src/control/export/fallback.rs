@@ -14,8 +14,8 @@
 //! The work is done with `ip` (iproute2) and `nft` (nftables): each call is one atomic
 //! kernel transaction, and an operator can replay every step by hand.
 
+use super::nft::{Family, NftOptions};
 use crate::config::{Config, FailureMode, Loaded};
-use crate::control::nft::{Family, NftOptions};
 use crate::policy::ClassId;
 use ipnet::IpNet;
 use std::process::{Command, Stdio};
@@ -181,7 +181,7 @@ impl Rules {
     /// ([`crate::config::load_listing`]).
     pub fn new(loaded: &Loaded, listing: &[(IpNet, ClassId)]) -> Rules {
         let render = |reject_as_drop| {
-            crate::control::nft::ruleset(
+            super::nft::ruleset(
                 loaded,
                 listing,
                 &NftOptions {

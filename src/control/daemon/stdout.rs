@@ -44,7 +44,7 @@ pub fn write_ignoring_closed(args: std::fmt::Arguments<'_>) {
 #[macro_export]
 macro_rules! out {
     ($($arg:tt)*) => {
-        $crate::control::stdout::write_or_exit(format_args!($($arg)*))
+        $crate::control::daemon::stdout::write_or_exit(format_args!($($arg)*))
     };
 }
 
@@ -52,10 +52,10 @@ macro_rules! out {
 #[macro_export]
 macro_rules! outln {
     () => {
-        $crate::control::stdout::write_or_exit(format_args!("\n"))
+        $crate::control::daemon::stdout::write_or_exit(format_args!("\n"))
     };
     ($($arg:tt)*) => {
-        $crate::control::stdout::write_or_exit(format_args!("{}\n", format_args!($($arg)*)))
+        $crate::control::daemon::stdout::write_or_exit(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 

@@ -17,27 +17,6 @@
 use serde::Serialize;
 use std::net::IpAddr;
 
-static START: std::sync::OnceLock<(std::time::Instant, u64)> = std::sync::OnceLock::new();
-
-fn start() -> (std::time::Instant, u64) {
-    *START.get_or_init(|| {
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        (std::time::Instant::now(), unix)
-    })
-}
-
-/// The coarse clock of the lists: whole seconds since the process first asked.
-pub fn clock() -> u64 {
-    start().0.elapsed().as_secs()
-}
-
-/// Unix time (seconds) of [`clock`]'s zero.
-pub fn epoch() -> u64 {
-    start().1
-}
-
 /// Entries per worker.
 pub const WORKER_SLOTS: usize = 64;
 
@@ -48,19 +27,6 @@ pub const KERNEL_SLOTS: usize = 256;
 /// the map's size, so every source of one second is taken in one drain. Bounds the
 /// control thread's work (a batch read of 1024 entries per system call).
 pub const DRAIN_PER_SECOND: usize = 16384;
-
-/// CLOCK_MONOTONIC nanoseconds of [`clock`]'s zero (the clock `Instant` reads, and the
-/// program's `bpf_ktime_get_ns`).
-fn start_monotonic_ns() -> u64 {
-    let now_ns = crate::datapath::clock::monotonic_us().saturating_mul(1000);
-    now_ns.saturating_sub(start().0.elapsed().as_nanos() as u64)
-}
-
-/// [`clock`] seconds of CLOCK_MONOTONIC nanoseconds `ns`, given the clock's zero
-/// `start_ns` (0 for a time before it).
-pub fn clock_of_monotonic(ns: u64, start_ns: u64) -> u64 {
-    ns.saturating_sub(start_ns) / 1_000_000_000
-}
 
 /// An address as a key: IPv4 mapped into the IPv6 space (`::ffff:a.b.c.d`).
 #[inline(always)]
@@ -79,7 +45,7 @@ pub fn key_addr(k: u128) -> IpAddr {
 
 /// One tracked source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Entry {
+pub struct TopEntry {
     pub key: u128,
     /// Blocked attempts counted for this source (space-saving estimate).
     pub count: u64,
@@ -101,7 +67,7 @@ pub struct Entry {
 #[derive(Clone, Debug)]
 pub struct TopK<const N: usize> {
     keys: [u128; N],
-    entries: [Entry; N],
+    entries: [TopEntry; N],
     len: usize,
 }
 
@@ -119,7 +85,7 @@ fn sketch_bit(dst: u128) -> (usize, u64) {
 
 impl<const N: usize> TopK<N> {
     pub fn new() -> Self {
-        let empty = Entry {
+        let empty = TopEntry {
             key: 0,
             count: 0,
             error: 0,
@@ -166,7 +132,7 @@ impl<const N: usize> TopK<N> {
         self.keys[i] = src;
         let mut sketch = [0u64; 2];
         sketch[w] |= bit;
-        self.entries[i] = Entry {
+        self.entries[i] = TopEntry {
             key: src,
             count: floor + 1,
             error: floor,
@@ -221,7 +187,7 @@ impl<const N: usize> TopK<N> {
         self.keys[i] = src;
         let mut sketch = [0u64; 2];
         sketch[w] |= bit;
-        self.entries[i] = Entry {
+        self.entries[i] = TopEntry {
             key: src,
             count: floor + n,
             error: floor,
@@ -234,13 +200,32 @@ impl<const N: usize> TopK<N> {
     }
 
     /// The tracked entries (unordered).
-    pub fn entries(&self) -> &[Entry] {
+    pub fn entries(&self) -> &[TopEntry] {
         &self.entries[..self.len]
     }
 
     pub fn clear(&mut self) {
         self.len = 0;
     }
+}
+
+/// One source's blocked outbound attempts that the program dropped since the entry was
+/// created (its first attempt after the previous drain, or after the LRU map evicted
+/// it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffender {
+    /// The source: IPv6, or IPv4 as `::ffff:a.b.c.d` ([`key_v4`]).
+    pub src: u128,
+    pub count: u64,
+    /// CLOCK_MONOTONIC nanoseconds (`bpf_ktime_get_ns`) of the first and last attempt.
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// The last attempt's destination, as `src`.
+    pub last_dst: u128,
+    /// The source's class counter slot ([`Policy::counter_slot`]) at the last attempt.
+    pub slot: u32,
+    /// The last attempt's destination port.
+    pub port: u16,
 }
 
 /// The sources whose blocked outbound attempts the XDP program dropped, as drained from
@@ -252,22 +237,13 @@ impl<const N: usize> TopK<N> {
 /// per drain (`distinct_destinations` grows by at most one per second for it).
 pub struct KernelList {
     top: Box<TopK<KERNEL_SLOTS>>,
-    /// CLOCK_MONOTONIC nanoseconds of [`clock`]'s zero.
+    /// CLOCK_MONOTONIC nanoseconds of the process clock's zero ([`crate::clock`]).
     start_ns: u64,
 }
 
-impl Default for KernelList {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl KernelList {
-    pub fn new() -> Self {
-        Self::with_start(start_monotonic_ns())
-    }
-
-    /// A list whose [`clock`] zero is CLOCK_MONOTONIC `start_ns` (tests).
+    /// A list whose clock zero ([`crate::clock::zero`]) is CLOCK_MONOTONIC `start_ns`
+    /// (the datapath reads it: `datapath::clock::zero_ns`).
     pub fn with_start(start_ns: u64) -> Self {
         Self {
             top: Box::new(TopK::new()),
@@ -276,21 +252,21 @@ impl KernelList {
     }
 
     /// Adds a drain's entries.
-    pub fn absorb(&mut self, drained: &[crate::datapath::kernel::KernelOffender]) {
+    pub fn absorb(&mut self, drained: &[KernelOffender]) {
         for o in drained {
             self.top.record_n(
                 o.src,
                 o.last_dst,
                 Some(o.slot as usize),
                 o.count,
-                clock_of_monotonic(o.first_ns, self.start_ns),
-                clock_of_monotonic(o.last_ns, self.start_ns),
+                crate::clock::of_monotonic(o.first_ns, self.start_ns),
+                crate::clock::of_monotonic(o.last_ns, self.start_ns),
             );
         }
     }
 
     /// The tracked entries (unordered), for [`merge`].
-    pub fn entries(&self) -> &[Entry] {
+    pub fn entries(&self) -> &[TopEntry] {
         self.top.entries()
     }
 }
@@ -328,12 +304,12 @@ pub struct Offender {
 /// first, then by address; at most `n`. `epoch` turns the coarse clock into Unix time;
 /// `class_name` names a counter slot.
 pub fn merge<'a>(
-    lists: impl IntoIterator<Item = &'a [Entry]>,
+    lists: impl IntoIterator<Item = &'a [TopEntry]>,
     class_name: impl Fn(usize) -> Option<String>,
     epoch: u64,
     n: usize,
 ) -> Vec<Offender> {
-    let mut by_key: std::collections::HashMap<u128, Entry> = std::collections::HashMap::new();
+    let mut by_key: std::collections::HashMap<u128, TopEntry> = std::collections::HashMap::new();
     for list in lists {
         for e in list {
             by_key
@@ -353,7 +329,7 @@ pub fn merge<'a>(
                 .or_insert(*e);
         }
     }
-    let mut v: Vec<Entry> = by_key.into_values().collect();
+    let mut v: Vec<TopEntry> = by_key.into_values().collect();
     v.sort_by(|a, b| b.count.cmp(&a.count).then(a.key.cmp(&b.key)));
     v.truncate(n);
     v.into_iter()
@@ -430,24 +406,8 @@ mod tests {
         }
     }
 
-    use crate::datapath::kernel::KernelOffender as KO;
+    use super::KernelOffender as KO;
     const START_NS: u64 = 5_000_000_000_000;
-
-    #[test]
-    fn monotonic_nanoseconds_become_the_coarse_clock() {
-        assert_eq!(clock_of_monotonic(START_NS, START_NS), 0);
-        assert_eq!(clock_of_monotonic(START_NS + 999_999_999, START_NS), 0);
-        assert_eq!(clock_of_monotonic(START_NS + 61_500_000_000, START_NS), 61);
-        // Before the clock's zero (an entry older than the list): the start.
-        assert_eq!(clock_of_monotonic(START_NS - 7, START_NS), 0);
-        // The real zero is in the past, and consistent with `clock()`.
-        let now = crate::datapath::clock::monotonic_us() * 1000;
-        let s = start_monotonic_ns();
-        assert!(s <= now);
-        let c = clock();
-        let from_mono = clock_of_monotonic(now, s);
-        assert!(from_mono.abs_diff(c) <= 1, "{from_mono} vs {c}");
-    }
 
     /// Drains add up: a source's attempts over several drains are its cumulative count,
     /// first seen stays at its first drain, last seen and the sample follow the last;

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-pub use crate::control::prometheus::Samples;
+pub use super::prometheus::Samples;
 
 /// GET `path` from the control endpoint at `addr`; the body.
 fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
@@ -40,7 +40,10 @@ pub fn scrape(addr: SocketAddr) -> std::io::Result<Samples> {
 
 /// The merged abuse-desk list (JSON) from the operator socket at `socket`.
 pub fn top(socket: &std::path::Path, n: usize) -> std::io::Result<serde_json::Value> {
-    let v = crate::control::operator::request(socket, &serde_json::json!({"op": "top", "n": n}))?;
+    let v = crate::control::overlay::operator::request(
+        socket,
+        &serde_json::json!({"op": "top", "n": n}),
+    )?;
     if v["ok"] != true {
         return Err(std::io::Error::other(format!(
             "top not answered: {}",

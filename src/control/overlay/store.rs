@@ -17,7 +17,7 @@ use std::path::Path;
 /// Who set an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Source {
+pub enum EntrySource {
     /// `op25b exempt add`.
     Operator,
     /// A RADIUS accounting session.
@@ -26,23 +26,27 @@ pub enum Source {
     Auto,
 }
 
-impl Source {
+impl EntrySource {
     pub fn as_str(self) -> &'static str {
         match self {
-            Source::Operator => "operator",
-            Source::Radius => "radius",
-            Source::Auto => "auto",
+            EntrySource::Operator => "operator",
+            EntrySource::Radius => "radius",
+            EntrySource::Auto => "auto",
         }
     }
-    pub const ALL: [Source; 3] = [Source::Operator, Source::Radius, Source::Auto];
+    pub const ALL: [EntrySource; 3] = [
+        EntrySource::Operator,
+        EntrySource::Radius,
+        EntrySource::Auto,
+    ];
 }
 
 /// One overlay entry as the operator sees it (and as the state file stores it).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Entry {
+pub struct OverlayEntry {
     pub prefix: IpNet,
     pub class: String,
-    pub source: Source,
+    pub source: EntrySource,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub note: String,
     /// Unix seconds.
@@ -71,7 +75,7 @@ pub enum OverlayError {
 
 /// What loading a state file found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LoadReport {
+pub struct StateFileReport {
     pub loaded: usize,
     pub expired: usize,
     /// Entries naming a class the policy no longer has: kept, inactive.
@@ -85,14 +89,14 @@ pub struct LoadReport {
     pub read_error: Option<String>,
 }
 
-/// How many bad lines a [`LoadReport`] lists (all are counted).
+/// How many bad lines a [`StateFileReport`] lists (all are counted).
 pub const MAX_BAD_LISTED: usize = 20;
 
 /// The master list and its persistent maps.
 pub struct Store {
     /// Persistent too: a copy for saving or listing is O(1), taken under the lock and
     /// used outside it.
-    entries: imbl::OrdMap<IpNet, Entry>,
+    entries: imbl::OrdMap<IpNet, OverlayEntry>,
     policy_id: usize,
     v4: V4Map,
     v6: V6Map,
@@ -208,7 +212,7 @@ impl Store {
     }
 
     /// Adds or replaces an entry (validated first). Returns the entry it replaced.
-    pub fn upsert(&mut self, e: Entry) -> Result<Option<Entry>, OverlayError> {
+    pub fn upsert(&mut self, e: OverlayEntry) -> Result<Option<OverlayEntry>, OverlayError> {
         let prefix = self.validate(e.prefix, &e.class)?;
         let id = self.class_ids[&e.class];
         self.map_remove(prefix);
@@ -223,7 +227,7 @@ impl Store {
         }
         self.dirty = true;
         self.by_source[e.source as usize] += 1;
-        let old = self.entries.insert(prefix, Entry { prefix, ..e });
+        let old = self.entries.insert(prefix, OverlayEntry { prefix, ..e });
         if let Some(o) = &old {
             self.by_source[o.source as usize] -= 1;
         }
@@ -231,7 +235,7 @@ impl Store {
     }
 
     /// Removes the entry for exactly `prefix`.
-    pub fn remove(&mut self, prefix: &IpNet) -> Option<Entry> {
+    pub fn remove(&mut self, prefix: &IpNet) -> Option<OverlayEntry> {
         let e = self.entries.remove(prefix)?;
         self.map_remove(*prefix);
         self.dirty = true;
@@ -240,7 +244,7 @@ impl Store {
     }
 
     /// Removes the entries whose expiry is at or before `now`; returns them.
-    pub fn expire(&mut self, now: u64) -> Vec<Entry> {
+    pub fn expire(&mut self, now: u64) -> Vec<OverlayEntry> {
         let mut gone = Vec::new();
         while let Some(Reverse((t, p))) = self.expiry.peek().copied() {
             if t > now {
@@ -311,17 +315,17 @@ impl Store {
     }
 
     /// Every entry, in address order.
-    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+    pub fn entries(&self) -> impl Iterator<Item = &OverlayEntry> {
         self.entries.values()
     }
 
     /// The entry for exactly `prefix`.
-    pub fn get(&self, prefix: &IpNet) -> Option<&Entry> {
+    pub fn get(&self, prefix: &IpNet) -> Option<&OverlayEntry> {
         self.entries.get(prefix)
     }
 
     /// An O(1) copy of every entry, to save or list outside the lock.
-    pub fn copy(&self) -> imbl::OrdMap<IpNet, Entry> {
+    pub fn copy(&self) -> imbl::OrdMap<IpNet, OverlayEntry> {
         self.entries.clone()
     }
 
@@ -334,7 +338,7 @@ impl Store {
     }
 
     /// Entries by source.
-    pub fn count(&self, source: Source) -> usize {
+    pub fn count(&self, source: EntrySource) -> usize {
         self.by_source[source as usize]
     }
 
@@ -344,7 +348,7 @@ impl Store {
     }
 
     /// Whether the entry's class exists in the policy in force.
-    pub fn active(&self, e: &Entry) -> bool {
+    pub fn active(&self, e: &OverlayEntry) -> bool {
         self.class_ids.contains_key(&e.class)
     }
 
@@ -359,8 +363,8 @@ impl Store {
     /// as bytes: a line that is not UTF-8, not JSON or not a valid entry is skipped,
     /// counted and listed with its line number, and the lines after it load. Entries
     /// whose expiry passed are dropped. Only a file that cannot be opened is an error.
-    pub fn load(&mut self, path: &Path, now: u64) -> std::io::Result<LoadReport> {
-        let mut r = LoadReport::default();
+    pub fn load(&mut self, path: &Path, now: u64) -> std::io::Result<StateFileReport> {
+        let mut r = StateFileReport::default();
         let f = match std::fs::File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(r),
@@ -399,7 +403,7 @@ impl Store {
             if line.trim().is_empty() {
                 continue;
             }
-            let e: Entry = match serde_json::from_str(line) {
+            let e: OverlayEntry = match serde_json::from_str(line) {
                 Ok(e) => e,
                 Err(err) => {
                     bad(err.to_string());
@@ -436,7 +440,10 @@ impl Store {
 /// Writes `entries` as JSON lines to `path`, atomically and durably: a temporary file
 /// of this process in the same directory (mode 0600: it lists subscriber addresses),
 /// fsync, rename, fsync of the directory.
-pub fn save_entries(path: &Path, entries: &imbl::OrdMap<IpNet, Entry>) -> std::io::Result<()> {
+pub fn save_entries(
+    path: &Path,
+    entries: &imbl::OrdMap<IpNet, OverlayEntry>,
+) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -484,11 +491,11 @@ mod tests {
         b.build().unwrap()
     }
 
-    fn entry(p: &str, class: &str, expires: Option<u64>) -> Entry {
-        Entry {
+    fn entry(p: &str, class: &str, expires: Option<u64>) -> OverlayEntry {
+        OverlayEntry {
             prefix: p.parse().unwrap(),
             class: class.into(),
-            source: Source::Operator,
+            source: EntrySource::Operator,
             note: String::new(),
             created: 1,
             expires,
@@ -665,7 +672,7 @@ mod tests {
         let mut u = Store::new(&p, 1);
         assert_eq!(
             u.load(&dir.path().join("none"), 0).unwrap(),
-            LoadReport::default()
+            StateFileReport::default()
         );
     }
 

@@ -1,0 +1,217 @@
+//! What the daemon says about its counters: the periodic counter line, systemd's
+//! `STATUS=` line and the final report of `op25b run`.
+
+use crate::datapath::counters::{Counter, Snapshot, WorkerCounters};
+use crate::datapath::io::Side;
+use crate::datapath::{self};
+use crossbeam_utils::CachePadded;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Sums every worker's counters.
+pub fn total(counters: &[Arc<CachePadded<WorkerCounters>>]) -> Snapshot {
+    let mut sum = Snapshot::default();
+    for c in counters {
+        sum.merge(&c.snapshot());
+    }
+    sum
+}
+
+/// Every frame handled: the workers' counters plus the verdicts the XDP programs reached
+/// in the kernel ([`Snapshot::from_kernel`]).
+pub fn handled(
+    counters: &[Arc<CachePadded<WorkerCounters>>],
+    fast: &datapath::fast_path::FastPathView,
+) -> Snapshot {
+    let mut sum = total(counters);
+    sum.merge(&Snapshot::from_kernel(&fast.verdicts()));
+    sum
+}
+
+pub fn stats_line(now: &Snapshot, prev: &Snapshot, secs: f64) -> String {
+    let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs.max(1e-9);
+    let xdp = |x: &Snapshot| x.xdp_judged[0] + x.xdp_judged[1];
+    let blocked =
+        |x: &Snapshot| x.action_total(Side::Subscriber, 1) + x.action_total(Side::Subscriber, 2);
+    let inbound_blocked =
+        |x: &Snapshot| x.action_total(Side::Upstream, 1) + x.action_total(Side::Upstream, 2);
+    format!(
+        "out {:.0} fps (total {}), in {:.0} fps (total {}), of them judged in XDP {:.0} fps (total {}), blocked out {} in {}, replies {} (limited {}), tx full {}, fill starved {}, kernel drops {}, overload guard engaged {}, frames {}/{} free",
+        rate(now.judged(Side::Subscriber), prev.judged(Side::Subscriber)),
+        now.judged(Side::Subscriber),
+        rate(now.judged(Side::Upstream), prev.judged(Side::Upstream)),
+        now.judged(Side::Upstream),
+        rate(xdp(now), xdp(prev)),
+        xdp(now),
+        blocked(now),
+        inbound_blocked(now),
+        now.get(Counter::RepliesSent),
+        now.get(Counter::RepliesRateLimited),
+        now.get(Counter::TxRingFull),
+        now.get(Counter::FillStarved),
+        now.kernel[0].total() + now.kernel[1].total(),
+        now.get(Counter::OverloadGuardEngaged),
+        now.census.free,
+        now.census.total,
+    )
+}
+
+/// How often the `STATUS=` line for systemd is refreshed.
+pub const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// The one-line state for systemd's `STATUS=` (shown by `systemctl status`).
+pub struct StatusLine {
+    prev: Snapshot,
+    prev_fast: u64,
+    at: Instant,
+}
+
+impl StatusLine {
+    pub fn new(now: Snapshot, fast: u64) -> Self {
+        Self {
+            prev: now,
+            prev_fast: fast,
+            at: Instant::now(),
+        }
+    }
+
+    pub fn next(&mut self, now: Snapshot, fast: u64, mode: &str, generation: u64) -> String {
+        let secs = self.at.elapsed().as_secs_f64().max(1e-3);
+        let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
+        let blocked = |x: &Snapshot| {
+            x.action_total(Side::Subscriber, 1)
+                + x.action_total(Side::Subscriber, 2)
+                + x.action_total(Side::Upstream, 1)
+                + x.action_total(Side::Upstream, 2)
+        };
+        let xdp = |x: &Snapshot| x.xdp_judged[0] + x.xdp_judged[1];
+        let line = format!(
+            "running ({mode}), policy generation {generation}: judged out {:.0} fps, in {:.0} fps (in XDP {:.0} fps), fast path {:.0} fps, blocked {:.0}/s",
+            rate(now.judged(Side::Subscriber), self.prev.judged(Side::Subscriber)),
+            rate(now.judged(Side::Upstream), self.prev.judged(Side::Upstream)),
+            rate(xdp(&now), xdp(&self.prev)),
+            rate(fast, self.prev_fast),
+            rate(blocked(&now), blocked(&self.prev)),
+        );
+        self.prev = now;
+        self.prev_fast = fast;
+        self.at = Instant::now();
+        line
+    }
+}
+
+/// What `op25b run` prints when it stops: counters, conservation, fast path, link drops,
+/// per worker.
+pub struct FinalReport<'a> {
+    pub sum: &'a Snapshot,
+    /// Every class name seen since start, with its counter slot.
+    pub class_slots: &'a [(usize, String)],
+    pub conserved: bool,
+    pub counters: &'a [Arc<CachePadded<WorkerCounters>>],
+    pub exits: &'a [datapath::WorkerExit],
+    /// What went wrong at shutdown (empty: a clean one).
+    pub notes: &'a [String],
+    /// The XDP mode in use ("native XDP, copy mode", ...).
+    pub mode: &'a str,
+    pub fast_view: &'a datapath::fast_path::FastPathView,
+    pub fast_enabled: bool,
+    /// The kernel's copy of the policy: in force at stop, and its failed writes.
+    pub kernel_valid: bool,
+    pub kernel_errors: u64,
+    /// Interface drop counters at start and at stop.
+    pub links: [[Option<datapath::nic::LinkDrops>; 2]; 2],
+    pub seconds: f64,
+}
+
+impl FinalReport<'_> {
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut report = self.sum.to_json(self.class_slots);
+        report["frames_conserved"] =
+            serde_json::json!(self.conserved && self.sum.census.conserved());
+        report["workers"] = serde_json::json!(self.counters.len());
+        // The XDP programs' own counters (the maps outlive the detached programs).
+        let [fp_sub, fp_up] = self.fast_view.stats();
+        let [v_sub, v_up] = self.fast_view.verdicts();
+        let side = |fp: datapath::xdp::PathStats, v: &datapath::xdp::KernelVerdicts| {
+            let mut j = fp.to_json();
+            j["verdicts"] = v.to_json();
+            j["dropped_by_verdict"] = serde_json::json!(v.verdicts[1].iter().sum::<u64>());
+            j
+        };
+        report["fast_path"] = serde_json::json!({
+            "enabled": self.fast_enabled,
+            "mode": self.fast_view.mode().as_str(),
+            "kernel_policy_valid": self.kernel_valid,
+            "kernel_policy_write_errors": self.kernel_errors,
+            "subscriber": side(fp_sub, &v_sub),
+            "upstream": side(fp_up, &v_up),
+        });
+        // The interfaces' own drop counters over the run (None: /sys of another namespace).
+        let link = |i: usize| match (self.links[0][i], self.links[1][i]) {
+            (Some(a), Some(b)) => serde_json::json!(b.since(a)),
+            _ => serde_json::Value::Null,
+        };
+        report["link_drops"] = serde_json::json!({"subscriber": link(0), "upstream": link(1)});
+        report["per_worker"] = self
+            .counters
+            .iter()
+            .zip(self.exits)
+            .map(|(c, e)| {
+                let s = c.snapshot();
+                serde_json::json!({
+                    "rx_frames": {"subscriber": s.rx_frames[0], "upstream": s.rx_frames[1]},
+                    "tx_frames": {"subscriber": s.tx_frames[0], "upstream": s.tx_frames[1]},
+                    "frames_conserved": e.census.conserved(),
+                })
+            })
+            .collect::<Vec<_>>()
+            .into();
+        report["mode"] = serde_json::json!(self.mode);
+        report["shutdown"] = serde_json::json!(if self.notes.is_empty() {
+            "clean shutdown".to_string()
+        } else {
+            self.notes.join("; ")
+        });
+        report["seconds"] = serde_json::json!(self.seconds);
+        report
+    }
+}
+
+/// The periodic counter line: the numbers as fields (JSON logs get them as keys) and a
+/// readable message.
+pub fn log_stats(
+    now: &Snapshot,
+    prev: &Snapshot,
+    secs: f64,
+    fast_now: &[datapath::xdp::PathStats; 2],
+    prev_fast: &[datapath::xdp::PathStats; 2],
+) {
+    let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs.max(1e-9);
+    let (s, u) = (Side::Subscriber, Side::Upstream);
+    let fps = |i: usize| fast_now[i].since(&prev_fast[i]).fast as f64 / secs.max(1e-9);
+    let xdp = |x: &Snapshot| x.xdp_judged[0] + x.xdp_judged[1];
+    tracing::info!(
+        target: "op25b::stats",
+        out_fps = rate(now.judged(s), prev.judged(s)).round() as u64,
+        out_frames = now.judged(s),
+        in_fps = rate(now.judged(u), prev.judged(u)).round() as u64,
+        in_frames = now.judged(u),
+        xdp_judged_fps = rate(xdp(now), xdp(prev)).round() as u64,
+        xdp_judged_frames = xdp(now),
+        blocked_out = now.action_total(s, 1) + now.action_total(s, 2),
+        blocked_in = now.action_total(u, 1) + now.action_total(u, 2),
+        replies = now.get(Counter::RepliesSent),
+        replies_limited = now.get(Counter::RepliesRateLimited),
+        tx_ring_full = now.get(Counter::TxRingFull),
+        fill_starved = now.get(Counter::FillStarved),
+        kernel_drops = now.kernel[0].total() + now.kernel[1].total(),
+        frames_free = now.census.free,
+        frames_total = now.census.total,
+        fast_out_fps = fps(0).round() as u64,
+        fast_in_fps = fps(1).round() as u64,
+        "{}, fast path out {:.0} fps in {:.0} fps",
+        stats_line(now, prev, secs),
+        fps(0),
+        fps(1)
+    );
+}
