@@ -42,7 +42,7 @@ fn main() -> ExitCode {
             // One line, as `op25b` prints it.
             eprintln!(
                 "{} (see `op25b-bench --help`)",
-                op25b::control::stdout::clap_error_line(&e)
+                op25b::control::daemon::stdout::clap_error_line(&e)
             );
             ExitCode::from(EXIT_USAGE)
         }
