@@ -169,40 +169,8 @@ impl<'a> Daemon<'a> {
         // Everything is attached and bound: from here on the process keeps only the
         // capabilities it uses, before the threads that parse HTTP, RADIUS and JSON start.
         process::drop_capabilities(open, &running.fast_path.view());
-        tracing::info!(
-            subscriber = %running.subscriber.name,
-            upstream = %running.upstream.name,
-            queues = cfg.interfaces.queues,
-            cores = ?cfg.workers.cores,
-            mode = %running.mode,
-            failure_mode = cfg.interfaces.failure_mode.as_str(),
-            frame_size = cfg.interfaces.frame_size,
-            ring_size = cfg.interfaces.ring_size,
-            frames_per_worker = datapath::frame_count(cfg.interfaces.ring_size, cfg.workers.burst),
-            burst = cfg.workers.burst,
-            busy_poll = cfg.workers.busy_poll,
-            classes = loaded.report.classes.len(),
-            table_bytes = policy.load().summary().table_bytes,
-            build_ms = format!("{:.1}", loaded.report.build_time.as_secs_f64() * 1e3),
-            "op25b running (started in {:.0} ms)",
-            started.elapsed().as_secs_f64() * 1e3
-        );
-        let observed = Arc::new(MetricsState {
-            counters: running.counters.clone(),
-            policy: policy.clone(),
-            mode: running.mode.to_string(),
-            fast_path: running.fast_path.view(),
-            started: Instant::now(),
-            started_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
-            reload: std::sync::Mutex::new(observe::ReloadStatus::at_start()),
-            overlay: overlay.clone(),
-            radius: Default::default(),
-            http_top: cfg.control.http_top,
-            kernel_top: std::sync::Mutex::new(Vec::new()),
-        });
+        log_started(&cfg, &running, &policy, &loaded.report, started);
+        let observed = observed(&cfg, &running, &policy, &overlay);
         let desk = Arc::new(OperatorDesk {
             metrics: observed.clone(),
             reload: ReloadTrigger {
@@ -484,6 +452,59 @@ impl<'a> Daemon<'a> {
         }
         Ok(())
     }
+}
+
+/// The line that says op25b runs, with what it runs on.
+fn log_started(
+    cfg: &Config,
+    running: &datapath::Running,
+    policy: &PolicyCell,
+    report: &config::LoadReport,
+    started: Instant,
+) {
+    tracing::info!(
+        subscriber = %running.subscriber.name,
+        upstream = %running.upstream.name,
+        queues = cfg.interfaces.queues,
+        cores = ?cfg.workers.cores,
+        mode = %running.mode,
+        failure_mode = cfg.interfaces.failure_mode.as_str(),
+        frame_size = cfg.interfaces.frame_size,
+        ring_size = cfg.interfaces.ring_size,
+        frames_per_worker = datapath::frame_count(cfg.interfaces.ring_size, cfg.workers.burst),
+        burst = cfg.workers.burst,
+        busy_poll = cfg.workers.busy_poll,
+        classes = report.classes.len(),
+        table_bytes = policy.load().summary().table_bytes,
+        build_ms = format!("{:.1}", report.build_time.as_secs_f64() * 1e3),
+        "op25b running (started in {:.0} ms)",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+}
+
+/// What observation reads of the running process.
+fn observed(
+    cfg: &Config,
+    running: &datapath::Running,
+    policy: &Arc<PolicyCell>,
+    overlay: &Arc<OverlayShared>,
+) -> Arc<MetricsState> {
+    Arc::new(MetricsState {
+        counters: running.counters.clone(),
+        policy: policy.clone(),
+        mode: running.mode.to_string(),
+        fast_path: running.fast_path.view(),
+        started: Instant::now(),
+        started_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
+        reload: std::sync::Mutex::new(observe::ReloadStatus::at_start()),
+        overlay: overlay.clone(),
+        radius: Default::default(),
+        http_top: cfg.control.http_top,
+        kernel_top: std::sync::Mutex::new(Vec::new()),
+    })
 }
 
 /// Frames the XDP programs passed on the fast path, both sides.

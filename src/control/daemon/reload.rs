@@ -129,18 +129,7 @@ pub fn reload(
     // A mode the running interfaces' MTU does not allow is refused, as at start: in
     // modes unblockable and off a frame a worker must judge and that does not fit a
     // UMEM frame would be dropped.
-    for name in [&running.interfaces.subscriber, &running.interfaces.upstream] {
-        let Ok(nic) = datapath::nic::inspect(name) else {
-            continue;
-        };
-        datapath::check_mtu(
-            name,
-            nic.mtu,
-            running.interfaces.frame_size,
-            c.datapath.fast_path,
-        )
-        .map_err(RunError::ReloadMtu)?;
-    }
+    check_mtu(running, c.datapath.fast_path)?;
     // Ports the new policy may block reach the XDP maps before it is in force, ports it
     // no longer blocks leave them after: no frame it blocks can take the fast path.
     fast.before_publish(&loaded.policy)
@@ -181,22 +170,13 @@ pub fn reload(
     running.workers.stats_interval = c.workers.stats_interval;
     running.datapath = c.datapath;
     *facts = new_facts;
-    let mut summary = format!("applied: policy generation {}; {diff}", cell.generation());
-    if !losses.is_empty() {
-        summary += &format!(
-            "; FORCED past the reload guard (op25b reload --force): {}",
-            losses.join("; ")
-        );
-    }
-    if !settings.is_empty() {
-        summary += &format!("; settings: {}", settings.join(", "));
-    }
-    if !restart_pending.is_empty() {
-        summary += &format!(
-            "; NOT applied, need a restart of op25b: {}",
-            restart_pending.join(", ")
-        );
-    }
+    let summary = summary(
+        cell.generation(),
+        &diff,
+        &losses,
+        &settings,
+        &restart_pending,
+    );
     tracing::info!(
         generation = cell.generation(),
         build_ms = format!("{:.1}", loaded.report.build_time.as_secs_f64() * 1e3),
@@ -224,6 +204,45 @@ pub fn reload(
         summary,
         restart_pending,
     })
+}
+
+/// Refuses a fast-path mode that the running interfaces' MTU does not allow.
+fn check_mtu(running: &Config, mode: datapath::settings::FastPathMode) -> Result<(), RunError> {
+    for name in [&running.interfaces.subscriber, &running.interfaces.upstream] {
+        let Ok(nic) = datapath::nic::inspect(name) else {
+            continue;
+        };
+        datapath::check_mtu(name, nic.mtu, running.interfaces.frame_size, mode)
+            .map_err(RunError::ReloadMtu)?;
+    }
+    Ok(())
+}
+
+/// What an applied reload changed, in one line.
+fn summary(
+    generation: u64,
+    diff: &impl std::fmt::Display,
+    losses: &[String],
+    settings: &[String],
+    restart_pending: &[String],
+) -> String {
+    let mut summary = format!("applied: policy generation {generation}; {diff}");
+    if !losses.is_empty() {
+        summary += &format!(
+            "; FORCED past the reload guard (op25b reload --force): {}",
+            losses.join("; ")
+        );
+    }
+    if !settings.is_empty() {
+        summary += &format!("; settings: {}", settings.join(", "));
+    }
+    if !restart_pending.is_empty() {
+        summary += &format!(
+            "; NOT applied, need a restart of op25b: {}",
+            restart_pending.join(", ")
+        );
+    }
+    summary
 }
 
 /// The running instance's answer to `op25b reload`.

@@ -142,10 +142,8 @@ fn elements(ranges: &[Range], v6: bool, verdict: impl Fn(ClassId) -> Option<Stri
 /// The rule set for `loaded` with its subscriber prefixes `listing`, for the
 /// interfaces named in the config.
 pub fn ruleset(loaded: &Loaded, listing: &[(IpNet, ClassId)], opts: &NftOptions) -> String {
-    let policy = &loaded.policy;
     let sub = &loaded.config.interfaces.subscriber;
     let up = &loaded.config.interfaces.upstream;
-    let classes = policy.classes();
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -169,111 +167,143 @@ pub fn ruleset(loaded: &Loaded, listing: &[(IpNet, ClassId)], opts: &NftOptions)
     }
     let _ = writeln!(s, "table {fam} {} {{", opts.table);
     for v6 in [false, true] {
-        let (ty, fam_kw) = if v6 {
-            ("ipv6_addr", "ip6")
-        } else {
-            ("ipv4_addr", "ip")
-        };
-        let n = if v6 { 6 } else { 4 };
-        let ranges = flatten(
-            listing
-                .iter()
-                .filter(|(p, _)| matches!(p, IpNet::V6(_)) == v6)
-                .map(|(p, c)| {
-                    let (a, b) = bounds(p);
-                    (a, b, *c)
-                })
-                .collect(),
-        );
-        let allowed: Vec<&IpNet> = loaded
-            .report
-            .allowed
-            .iter()
-            .filter(|p| matches!(p, IpNet::V6(_)) == v6)
-            .collect();
-        if !allowed.is_empty() {
-            let list: Vec<String> = allowed.iter().map(|p| p.to_string()).collect();
-            let _ = writeln!(
-                s,
-                "\tset allowed{n} {{\n\t\ttype {ty}; flags interval; auto-merge;\n\t\telements = {{ {} }}\n\t}}",
-                list.join(", ")
-            );
-        }
-        let out_el = elements(&ranges, v6, |c| {
-            let class = &classes[usize::from(c)];
-            (!class.blocked_ports.is_empty())
-                .then(|| format!("jump {}", chain_name(&class.name, v6, "out")))
-                .or(Some("accept".into()))
-        });
-        if !out_el.is_empty() {
-            let _ = writeln!(
-                s,
-                "\tmap out{n} {{\n\t\ttype {ty} : verdict; flags interval;\n\t\telements = {{ {out_el} }}\n\t}}"
-            );
-        }
-        let in_el = elements(&ranges, v6, |c| {
-            let class = &classes[usize::from(c)];
-            Some(if class.block_inbound_smtp {
-                format!("jump {}", chain_name(&class.name, v6, "in"))
-            } else {
-                "accept".into()
-            })
-        });
-        if !in_el.is_empty() {
-            let _ = writeln!(
-                s,
-                "\tmap in{n} {{\n\t\ttype {ty} : verdict; flags interval;\n\t\telements = {{ {in_el} }}\n\t}}"
-            );
-        }
-        for class in classes.iter() {
-            if !class.blocked_ports.is_empty() {
-                let ports: Vec<String> =
-                    class.blocked_ports.iter().map(|p| p.to_string()).collect();
-                let ports = format!("{{ {} }}", ports.join(", "));
-                let action = match (class.action, opts.reject_as_drop) {
-                    (BlockAction::Drop, _) | (_, true) => "drop".to_string(),
-                    // nftables cannot speak SMTP: the notice becomes the RST it falls back to.
-                    (BlockAction::Reject(ReplyKind::TcpReset | ReplyKind::SmtpNotice), _) => {
-                        "reject with tcp reset".into()
-                    }
-                    (BlockAction::Reject(ReplyKind::IcmpProhibited), false) => {
-                        if v6 {
-                            "reject with icmpv6 type admin-prohibited".into()
-                        } else {
-                            "reject with icmp type admin-prohibited".into()
-                        }
-                    }
-                };
-                let _ = writeln!(s, "\tchain {} {{", chain_name(&class.name, v6, "out"));
-                if !v6 && policy.fragments().drop_non_first {
-                    let _ = writeln!(
-                        s,
-                        "\t\tip frag-off & 0x1fff != 0 counter drop comment \"non-first fragment\""
-                    );
-                }
-                if !allowed.is_empty() {
-                    let _ = writeln!(
-                        s,
-                        "\t\t{fam_kw} daddr @allowed{n} accept comment \"allowed destination\""
-                    );
-                }
-                let _ = writeln!(
-                    s,
-                    "\t\ttcp dport {ports} counter {action} comment \"class {}\"\n\t}}",
-                    class.name
-                );
-            }
-            if class.block_inbound_smtp {
-                let _ = writeln!(
-                    s,
-                    "\tchain {} {{\n\t\ttcp dport 25 counter drop comment \"IP25B class {}\"\n\t}}",
-                    chain_name(&class.name, v6, "in"),
-                    class.name
-                );
-            }
-        }
+        family_rules(&mut s, loaded, listing, opts, v6);
     }
-    // Dispatch.
+    dispatch(&mut s, loaded);
+    hooks(&mut s, opts.family, sub, up);
+    s.push_str("}\n");
+    s
+}
+
+/// One address family's sets, verdict maps and class chains.
+fn family_rules(
+    s: &mut String,
+    loaded: &Loaded,
+    listing: &[(IpNet, ClassId)],
+    opts: &NftOptions,
+    v6: bool,
+) {
+    let classes = loaded.policy.classes();
+    let ty = if v6 { "ipv6_addr" } else { "ipv4_addr" };
+    let n = if v6 { 6 } else { 4 };
+    let ranges = flatten(
+        listing
+            .iter()
+            .filter(|(p, _)| matches!(p, IpNet::V6(_)) == v6)
+            .map(|(p, c)| {
+                let (a, b) = bounds(p);
+                (a, b, *c)
+            })
+            .collect(),
+    );
+    let allowed: Vec<&IpNet> = loaded
+        .report
+        .allowed
+        .iter()
+        .filter(|p| matches!(p, IpNet::V6(_)) == v6)
+        .collect();
+    if !allowed.is_empty() {
+        let list: Vec<String> = allowed.iter().map(|p| p.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "\tset allowed{n} {{\n\t\ttype {ty}; flags interval; auto-merge;\n\t\telements = {{ {} }}\n\t}}",
+            list.join(", ")
+        );
+    }
+    let out_el = elements(&ranges, v6, |c| {
+        let class = &classes[usize::from(c)];
+        (!class.blocked_ports.is_empty())
+            .then(|| format!("jump {}", chain_name(&class.name, v6, "out")))
+            .or(Some("accept".into()))
+    });
+    if !out_el.is_empty() {
+        let _ = writeln!(
+            s,
+            "\tmap out{n} {{\n\t\ttype {ty} : verdict; flags interval;\n\t\telements = {{ {out_el} }}\n\t}}"
+        );
+    }
+    let in_el = elements(&ranges, v6, |c| {
+        let class = &classes[usize::from(c)];
+        Some(if class.block_inbound_smtp {
+            format!("jump {}", chain_name(&class.name, v6, "in"))
+        } else {
+            "accept".into()
+        })
+    });
+    if !in_el.is_empty() {
+        let _ = writeln!(
+            s,
+            "\tmap in{n} {{\n\t\ttype {ty} : verdict; flags interval;\n\t\telements = {{ {in_el} }}\n\t}}"
+        );
+    }
+    for class in classes.iter() {
+        class_chains(s, loaded, class, opts, v6, !allowed.is_empty());
+    }
+}
+
+/// A class's outbound chain (its blocked ports) and inbound chain (IP25B), if it has
+/// them.
+fn class_chains(
+    s: &mut String,
+    loaded: &Loaded,
+    class: &crate::policy::Class,
+    opts: &NftOptions,
+    v6: bool,
+    has_allowed: bool,
+) {
+    let fam_kw = if v6 { "ip6" } else { "ip" };
+    let n = if v6 { 6 } else { 4 };
+    if !class.blocked_ports.is_empty() {
+        let ports: Vec<String> = class.blocked_ports.iter().map(|p| p.to_string()).collect();
+        let ports = format!("{{ {} }}", ports.join(", "));
+        let action = match (class.action, opts.reject_as_drop) {
+            (BlockAction::Drop, _) | (_, true) => "drop".to_string(),
+            // nftables cannot speak SMTP: the notice becomes the RST it falls back to.
+            (BlockAction::Reject(ReplyKind::TcpReset | ReplyKind::SmtpNotice), _) => {
+                "reject with tcp reset".into()
+            }
+            (BlockAction::Reject(ReplyKind::IcmpProhibited), false) => {
+                if v6 {
+                    "reject with icmpv6 type admin-prohibited".into()
+                } else {
+                    "reject with icmp type admin-prohibited".into()
+                }
+            }
+        };
+        let _ = writeln!(s, "\tchain {} {{", chain_name(&class.name, v6, "out"));
+        if !v6 && loaded.policy.fragments().drop_non_first {
+            let _ = writeln!(
+                s,
+                "\t\tip frag-off & 0x1fff != 0 counter drop comment \"non-first fragment\""
+            );
+        }
+        if has_allowed {
+            let _ = writeln!(
+                s,
+                "\t\t{fam_kw} daddr @allowed{n} accept comment \"allowed destination\""
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\t\ttcp dport {ports} counter {action} comment \"class {}\"\n\t}}",
+            class.name
+        );
+    }
+    if class.block_inbound_smtp {
+        let _ = writeln!(
+            s,
+            "\tchain {} {{\n\t\ttcp dport 25 counter drop comment \"IP25B class {}\"\n\t}}",
+            chain_name(&class.name, v6, "in"),
+            class.name
+        );
+    }
+}
+
+/// The `outbound` and `inbound` chains: each family's verdict map, then the class of
+/// addresses no prefix matches.
+fn dispatch(s: &mut String, loaded: &Loaded) {
+    let policy = &loaded.policy;
+    let classes = policy.classes();
     let mut outbound = String::new();
     let mut inbound = String::new();
     for v6 in [false, true] {
@@ -307,7 +337,11 @@ pub fn ruleset(loaded: &Loaded, listing: &[(IpNet, ClassId)], opts: &NftOptions)
     }
     let _ = writeln!(s, "\tchain outbound {{\n{outbound}\t}}");
     let _ = writeln!(s, "\tchain inbound {{\n{inbound}\t}}");
-    match opts.family {
+}
+
+/// The base chains: where the frames of each interface enter the rules.
+fn hooks(s: &mut String, family: Family, sub: &str, up: &str) {
+    match family {
         Family::Bridge => {
             let _ = writeln!(
                 s,
@@ -321,8 +355,6 @@ pub fn ruleset(loaded: &Loaded, listing: &[(IpNet, ClassId)], opts: &NftOptions)
             );
         }
     }
-    s.push_str("}\n");
-    s
 }
 
 #[cfg(test)]

@@ -278,6 +278,7 @@ pub fn decode(buf: &[u8], h: &Header) -> Result<Accounting, RadiusError> {
 /// The accounting listener's settings (`radius:` in the config).
 pub use crate::config::RadiusSettings as Settings;
 
+use super::store::{EntrySource, OverlayEntry};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -620,7 +621,6 @@ pub fn apply(
     acct: &Accounting,
     now: u64,
 ) {
-    use super::store::{EntrySource, OverlayEntry};
     let class = acct
         .filter_ids
         .iter()
@@ -628,104 +628,22 @@ pub fn apply(
         .cloned();
     let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
     let mut changed = false;
-    let session = acct.session.as_deref().unwrap_or("-");
     for &prefix in &acct.prefixes {
         let existing = store
             .get(&prefix)
             .map(|e| (e.source, e.session.clone(), e.created));
-        // Operator and auto-quarantine entries are not RADIUS's to change.
-        if existing
-            .as_ref()
-            .is_some_and(|(s, ..)| *s != EntrySource::Radius)
-        {
+        let Some(created) = may_change(acct, &existing, counters, prefix, now) else {
             continue;
-        }
-        // Only the owning session's Stop or Interim-Update changes an entry; a Start
-        // takes the address over (it was reassigned), unless it was sent before the
-        // owner's entry was made (an old Start, replayed or late).
-        let same_session = existing
-            .as_ref()
-            .is_none_or(|(_, owner, _)| owner.is_none() || *owner == acct.session);
-        if acct.status != Some(Status::Start) && !same_session {
-            continue;
-        }
-        // The event's own time (not plus Acct-Delay-Time): a Start the NAS buffered is
-        // still older than a session that began while it waited.
-        if let (Some(Status::Start), false, Some((_, owner, created)), Some(event)) = (
-            acct.status,
-            same_session,
-            &existing,
-            acct.event_timestamp.map(u64::from),
-        ) {
-            if event < *created {
-                if counters.refuse(Refusal::OutOfOrder, now) {
-                    tracing::warn!(
-                        "RADIUS: {prefix}: Start of session {session} at {event} (Event-Timestamp), before session {} took the address at {created}: refused (a replay or a late Start) ({} so far)",
-                        owner.as_deref().unwrap_or("-"),
-                        counters.refused_out_of_order.load(Relaxed)
-                    );
-                }
-                continue;
-            }
-        }
-        let created = match &existing {
-            Some((_, _, c)) if same_session && acct.status != Some(Status::Start) => *c,
-            _ => now,
         };
         match (acct.status, &class) {
             (Some(Status::Start | Status::InterimUpdate), Some(class)) => {
-                if let IpNet::V6(n) = prefix {
-                    if n.prefix_len() < settings.min_ipv6_prefix_len {
-                        if counters.refuse(Refusal::PrefixTooShort, now) {
-                            tracing::warn!(
-                                "RADIUS: {prefix} of session {session}: shorter than radius.min_ipv6_prefix_len /{}: refused ({} so far)",
-                                settings.min_ipv6_prefix_len,
-                                counters.refused_prefix_too_short.load(Relaxed)
-                            );
-                        }
-                        continue;
-                    }
-                }
-                if existing.is_none() && store.count(EntrySource::Radius) >= settings.max_entries {
-                    if counters.refuse(Refusal::OverlayFull, now) {
-                        tracing::warn!(
-                            "RADIUS: {prefix} of session {session}: {} RADIUS entries, radius.max_entries is {}: refused ({} so far)",
-                            store.count(EntrySource::Radius),
-                            settings.max_entries,
-                            counters.refused_overlay_full.load(Relaxed)
-                        );
-                    }
-                    continue;
-                }
-                let e = OverlayEntry {
+                let new = Grant {
                     prefix,
-                    class: class.clone(),
-                    source: EntrySource::Radius,
-                    note: format!(
-                        "session {session} user {}",
-                        acct.user.as_deref().unwrap_or("-")
-                    ),
+                    class,
                     created,
-                    expires: Some(now.saturating_add(settings.session_timeout.as_secs().max(1))),
-                    session: acct.session.clone(),
+                    is_new: existing.is_none(),
                 };
-                match store.upsert(e) {
-                    Ok(old) => {
-                        changed = true;
-                        if old.is_none() {
-                            shared.added.fetch_add(1, Relaxed);
-                            tracing::info!(
-                                target: "op25b::overlay",
-                                prefix = %prefix,
-                                class = %class,
-                                source = "radius",
-                                session = session,
-                                "overlay: {prefix} is class {class} (RADIUS session {session})"
-                            );
-                        }
-                    }
-                    Err(e) => tracing::error!("RADIUS: {prefix}: {e}"),
-                }
+                changed |= grant(settings, shared, &mut store, counters, acct, new, now);
             }
             // A Stop, or a session without a mapped Filter-Id (the address went to
             // another subscriber): the address loses its RADIUS entry.
@@ -747,6 +665,137 @@ pub fn apply(
     }
     if changed {
         shared.publish(&mut store);
+    }
+}
+
+/// Whether `acct` may change the entry of `prefix` (`existing`: its source, session and
+/// creation time), and if so the creation time the entry keeps.
+fn may_change(
+    acct: &Accounting,
+    existing: &Option<(EntrySource, Option<String>, u64)>,
+    counters: &Counters,
+    prefix: IpNet,
+    now: u64,
+) -> Option<u64> {
+    let session = acct.session.as_deref().unwrap_or("-");
+    // Operator and auto-quarantine entries are not RADIUS's to change.
+    if existing
+        .as_ref()
+        .is_some_and(|(s, ..)| *s != EntrySource::Radius)
+    {
+        return None;
+    }
+    // Only the owning session's Stop or Interim-Update changes an entry; a Start
+    // takes the address over (it was reassigned), unless it was sent before the
+    // owner's entry was made (an old Start, replayed or late).
+    let same_session = existing
+        .as_ref()
+        .is_none_or(|(_, owner, _)| owner.is_none() || *owner == acct.session);
+    if acct.status != Some(Status::Start) && !same_session {
+        return None;
+    }
+    // The event's own time (not plus Acct-Delay-Time): a Start the NAS buffered is
+    // still older than a session that began while it waited.
+    if let (Some(Status::Start), false, Some((_, owner, created)), Some(event)) = (
+        acct.status,
+        same_session,
+        existing,
+        acct.event_timestamp.map(u64::from),
+    ) {
+        if event < *created {
+            if counters.refuse(Refusal::OutOfOrder, now) {
+                tracing::warn!(
+                    "RADIUS: {prefix}: Start of session {session} at {event} (Event-Timestamp), before session {} took the address at {created}: refused (a replay or a late Start) ({} so far)",
+                    owner.as_deref().unwrap_or("-"),
+                    counters.refused_out_of_order.load(Relaxed)
+                );
+            }
+            return None;
+        }
+    }
+    Some(match existing {
+        Some((_, _, c)) if same_session && acct.status != Some(Status::Start) => *c,
+        _ => now,
+    })
+}
+
+/// A class RADIUS gives a prefix.
+struct Grant<'a> {
+    prefix: IpNet,
+    class: &'a str,
+    /// The entry's creation time ([`may_change`]).
+    created: u64,
+    /// No entry for the prefix yet (it counts against `radius.max_entries`).
+    is_new: bool,
+}
+
+/// A Start or Interim-Update with a mapped class: the prefix gets the class unless a
+/// limit refuses it. Returns whether the store changed.
+fn grant(
+    settings: &Settings,
+    shared: &super::OverlayShared,
+    store: &mut super::store::Store,
+    counters: &Counters,
+    acct: &Accounting,
+    g: Grant<'_>,
+    now: u64,
+) -> bool {
+    let (prefix, class) = (g.prefix, g.class);
+    let session = acct.session.as_deref().unwrap_or("-");
+    if let IpNet::V6(n) = prefix {
+        if n.prefix_len() < settings.min_ipv6_prefix_len {
+            if counters.refuse(Refusal::PrefixTooShort, now) {
+                tracing::warn!(
+                    "RADIUS: {prefix} of session {session}: shorter than radius.min_ipv6_prefix_len /{}: refused ({} so far)",
+                    settings.min_ipv6_prefix_len,
+                    counters.refused_prefix_too_short.load(Relaxed)
+                );
+            }
+            return false;
+        }
+    }
+    if g.is_new && store.count(EntrySource::Radius) >= settings.max_entries {
+        if counters.refuse(Refusal::OverlayFull, now) {
+            tracing::warn!(
+                "RADIUS: {prefix} of session {session}: {} RADIUS entries, radius.max_entries is {}: refused ({} so far)",
+                store.count(EntrySource::Radius),
+                settings.max_entries,
+                counters.refused_overlay_full.load(Relaxed)
+            );
+        }
+        return false;
+    }
+    let e = OverlayEntry {
+        prefix,
+        class: class.to_string(),
+        source: EntrySource::Radius,
+        note: format!(
+            "session {session} user {}",
+            acct.user.as_deref().unwrap_or("-")
+        ),
+        created: g.created,
+        expires: Some(now.saturating_add(settings.session_timeout.as_secs().max(1))),
+        session: acct.session.clone(),
+    };
+    match store.upsert(e) {
+        Ok(old) => {
+            if old.is_none() {
+                shared.added.fetch_add(1, Relaxed);
+                tracing::info!(
+                    target: "op25b::overlay",
+                    prefix = %prefix,
+                    class = %class,
+                    source = "radius",
+                    session = session,
+                    "overlay: {prefix} is class {class} (RADIUS session {session})"
+                );
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!("RADIUS: {prefix}: {e}");
+            false
+        }
     }
 }
 
