@@ -276,7 +276,7 @@ pub fn decode(buf: &[u8], h: &Header) -> Result<Accounting, RadiusError> {
 }
 
 /// The accounting listener's settings (`radius:` in the config).
-pub use crate::config::RadiusSettings as Settings;
+use crate::config::RadiusSettings;
 
 use super::store::{EntrySource, OverlayEntry};
 use std::collections::{HashMap, VecDeque};
@@ -442,7 +442,7 @@ impl DuplicateCache {
 
 /// The listener's state apart from its socket: one request in, the answer (if any) out.
 pub struct Server {
-    settings: Settings,
+    settings: RadiusSettings,
     shared: Arc<super::OverlayShared>,
     counters: Arc<Counters>,
     duplicates: DuplicateCache,
@@ -455,7 +455,7 @@ pub struct Server {
 
 impl Server {
     pub fn new(
-        settings: Settings,
+        settings: RadiusSettings,
         shared: Arc<super::OverlayShared>,
         counters: Arc<Counters>,
     ) -> Self {
@@ -585,7 +585,7 @@ impl Server {
 
 /// Binds the UDP socket and serves until `stop` ([`Server::handle`] for each datagram).
 pub fn serve(
-    settings: Settings,
+    settings: RadiusSettings,
     shared: Arc<super::OverlayShared>,
     counters: Arc<Counters>,
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -615,7 +615,7 @@ pub fn serve(
 /// session whose entry is newer than the Start's Event-Timestamp are refused, counted and
 /// logged.
 pub fn apply(
-    settings: &Settings,
+    settings: &RadiusSettings,
     shared: &super::OverlayShared,
     counters: &Counters,
     acct: &Accounting,
@@ -732,7 +732,7 @@ struct Grant<'a> {
 /// A Start or Interim-Update with a mapped class: the prefix gets the class unless a
 /// limit refuses it. Returns whether the store changed.
 fn grant(
-    settings: &Settings,
+    settings: &RadiusSettings,
     shared: &super::OverlayShared,
     store: &mut super::store::Store,
     counters: &Counters,
@@ -901,8 +901,8 @@ mod tests {
     const SECRET: &str = "testing123";
     const NOW: u64 = 1_800_000_000;
 
-    fn settings() -> Settings {
-        Settings {
+    fn settings() -> RadiusSettings {
+        RadiusSettings {
             listen: "127.0.0.1:1813".parse().unwrap(),
             clients: vec![("192.0.2.0/28".parse().unwrap(), SECRET.into())],
             filter_ids: [("op25b-exempt".to_string(), "static".to_string())].into(),
@@ -914,7 +914,7 @@ mod tests {
         }
     }
 
-    fn server(settings: Settings) -> (Server, Arc<OverlayShared>, Arc<Counters>) {
+    fn server(settings: RadiusSettings) -> (Server, Arc<OverlayShared>, Arc<Counters>) {
         let shared = Arc::new(crate::control::overlay::overlay_for_tests(None));
         let counters = Arc::new(Counters::default());
         (
@@ -1153,7 +1153,7 @@ mod tests {
 
     #[test]
     fn radius_entries_beyond_max_entries_are_refused_and_counted_operator_entries_stay() {
-        let (mut srv, shared, counters) = server(Settings {
+        let (mut srv, shared, counters) = server(RadiusSettings {
             max_entries: 2,
             ..settings()
         });
