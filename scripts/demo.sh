@@ -44,7 +44,11 @@ bash scripts/setup.sh
 command -v cargo >/dev/null || { echo "demo.sh: cargo not found; install Rust (https://rustup.rs) first" >&2; exit 1; }
 
 say "build (release)"
-cargo build --release --workspace
+# --examples: the examples may use the dev-dependencies, so cargo resolves the same
+# dependency features as for the test suite's `cargo build --all-targets`, and neither
+# build recompiles what the other made (scripts/test.sh runs this after its build: a
+# no-op); bench.sh runs one of them (naive_fwd).
+cargo build --release --workspace --bins --examples
 BIN=$PWD/target/release/op25b
 BENCH=$PWD/target/release/op25b-bench   # generator and sink (the test kit)
 "$BIN" check --config configs/lab.yaml

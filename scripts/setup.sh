@@ -200,7 +200,7 @@ probe swaks "swaks runs" swaks --version
 probe libio-socket-inet6-perl "swaks speaks IPv6 (IO::Socket::INET6)" swaks_has IPv6
 probe libnet-ssleay-perl "swaks speaks TLS, for port 465 (Net::SSLeay)" swaks_has TLS
 probe python3-aiosmtpd "python3 has aiosmtpd (the lab's SMTP servers)" /usr/bin/python3 -c "import aiosmtpd.controller"
-probe python3-yaml "python3 has yaml (structured edits of configs and profiles; tests/config_roundtrip.rs)" /usr/bin/python3 -c "import yaml"
+probe python3-yaml "python3 has yaml (structured edits of configs and profiles; tests/offline/config_roundtrip.rs)" /usr/bin/python3 -c "import yaml"
 probe python3-prometheus-client "python3 parses Prometheus text (scripts/soak.py)" \
     /usr/bin/python3 -c "from prometheus_client.parser import text_string_to_metric_families"
 probe tshark "tshark dissects captures" tshark --version

@@ -4,7 +4,8 @@
 #
 # usage: soak.sh [SCENARIO...|all] [--short] [--duration S] [--out DIR] [--unfair]
 #                [--fast-path kernel|unblockable|off]
-#   soak         70% of measured saturation for 600 s (--short: 50% for 60 s), bench profile
+#   soak         70% of measured saturation for 600 s (--short: 50% for OP25B_SOAK_SECS,
+#                default 20 s), bench profile
 #                with rejects: zero leaked, zero loss, conservation, RSS flat
 #   overload     150% of saturation, then 50%: no leak, no stall, recovery
 #   hostile      50% hostile frames at line rate and at 50k/s: no crash, nothing
@@ -27,7 +28,7 @@
 # the lab namespaces; root-namespace counters are checked. Exit 1 when a check fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case ${1:-} in -h|--help) sed -n '2,26p' "$0"; exit 0 ;; esac
+case ${1:-} in -h|--help) sed -n '2,27p' "$0"; exit 0 ;; esac
 # Debian's interpreter: soak.py needs python3-yaml and python3-prometheus-client from
 # apt (scripts/setup.sh), which another python3 first on PATH (pyenv, venv) may lack.
 exec /usr/bin/python3 scripts/soak.py "$@"

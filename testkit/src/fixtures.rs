@@ -757,7 +757,7 @@ pub fn all() -> Vec<Fixture> {
     }
     // HIP (139) and Shim6 (140) are walked the same way; they carry checksums of their
     // own that padded stand-ins would not hold (tshark flags them inside an ICMP
-    // reply's quote), so tests/fragments.rs covers them instead of this table.
+    // reply's quote), so tests/offline/fragments.rs covers them instead of this table.
     add("v6 four headers then experimental, TCP:25", out6(with_ipv6_exts(&s6, &[Ext::HopByHop, Ext::DestOpts, Ext::Routing, Ext::DestOpts, Ext::Generic(254, 1)], None)), Outbound, Reject(BlockedPort, RST));
     add("v6 header cut at 30 bytes", out6(s6[..30].to_vec()), Outbound, Forward(MalformedIp));
     let mut long_plen = s6.clone();

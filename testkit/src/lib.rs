@@ -7,11 +7,12 @@
 //! * [`run`], [`port`]: the AF_XDP generator and sink loops and their socket;
 //! * [`xdpgen`]: the generator's BPF_PROG_RUN live-frames engine (`gen --engine xdp`);
 //! * [`xdpsink`]: the sink's XDP-program engine (`sink --engine xdp`);
+//! * [`probe`]: which optional kernel facilities work here (`probe`, scripts/probe.sh);
 //! * [`klookup`]: the benchmark's subscriber tables of any size (`prefixes`) and the
 //!   per-frame cost of op25b's XDP program with them (`kernel-lookup`);
 //! * `bpfobj`: the libbpf loading and map access those two share.
 //!
-//! `port`, `bpfobj`, `xdpgen` and `xdpsink` hold the only `unsafe` outside op25b's
+//! `port`, `bpfobj`, `probe`, `xdpgen` and `xdpsink` hold the only `unsafe` outside op25b's
 //! `datapath`; none of it ships in the appliance.
 #![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
@@ -20,6 +21,7 @@ pub mod fixtures;
 pub mod hostile;
 pub mod klookup;
 pub mod port;
+pub mod probe;
 pub mod run;
 pub mod traffic;
 pub mod xdpgen;

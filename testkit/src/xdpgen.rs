@@ -149,6 +149,16 @@ impl GenProgram {
     }
 }
 
+/// One BPF_PROG_RUN call in live-frames mode that sends nothing (no template: the
+/// program drops its frame), as if received on `ifindex`: the probe of
+/// [`crate::probe::live_frames`]. The outer error: the program did not load; the inner
+/// one: the call's.
+pub(crate) fn run_nothing(ifindex: u32) -> io::Result<io::Result<()>> {
+    let prog = GenProgram::load(1)?;
+    prog.put_state(&State::default())?;
+    Ok(prog.run(ifindex, &[0u8; 64], 1, 1))
+}
+
 /// Frames the interface's driver failed to transmit by XDP: for a veth, frames the
 /// peer's ring could not take (`ethtool -S`: `*xdp_xmit_err*`), summed over queues.
 /// `None` when ethtool is missing or the driver has no such counter.

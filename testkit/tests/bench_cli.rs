@@ -1,6 +1,6 @@
 //! `op25b-bench` as a command: its subcommands, and one `error: ...` line for a report
 //! that cannot be read. (Also makes `cargo test --workspace` build the binary that
-//! op25b's own load tests and `tests/cli_errors.rs` run.)
+//! op25b's own load tests and `tests/offline/cli_errors.rs` run.)
 
 use std::process::Command;
 

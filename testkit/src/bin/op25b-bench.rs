@@ -1,7 +1,8 @@
-//! `op25b-bench gen|sink|report|prefixes|kernel-lookup`: the benchmark generator, the
+//! `op25b-bench gen|sink|report|prefixes|kernel-lookup|probe`: the benchmark generator, the
 //! verifying sink, the report that judges a run, the benchmark's subscriber tables of any
-//! size, and the per-frame cost of op25b's XDP program with them. Part of the test kit:
-//! it injects raw frames, so it never ships in the appliance package.
+//! size, the per-frame cost of op25b's XDP program with them, and which optional kernel
+//! facilities work here. Part of the test kit: it injects raw frames, so it never ships
+//! in the appliance package.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,7 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use op25b::config;
 use op25b::datapath::settings::XdpMode;
 use op25b_testkit::traffic::{self as bench, GenReport, Profile, SinkReport};
-use op25b_testkit::{klookup, run, xdpgen, xdpsink};
+use op25b_testkit::{klookup, probe, run, xdpgen, xdpsink};
 
 /// Exit code of `report` when the run's verdict failed (leaks, or loss over the limit).
 const EXIT_BENCH_FAILED: u8 = 3;
@@ -137,6 +138,16 @@ enum BenchCommand {
         /// an independent parser: a TCP segment the policy blocks is an oracle leak.
         #[arg(short, long)]
         config: Option<PathBuf>,
+    },
+    /// Which optional kernel facilities work on --interface (scripts/probe.sh runs it in
+    /// a namespace of its own): BPF_PROG_RUN live frames (`gen --engine xdp`) and the
+    /// devices' XDP features. Prints shell assignments (`live_frames=yes|no`,
+    /// `live_frames_why='...'`, `xdp_features=yes|no`); exit 1 on a fault that is not a
+    /// missing facility (the generator does not load, no such interface).
+    Probe {
+        /// Interface to probe (a veth: nothing is sent).
+        #[arg(short, long)]
+        interface: String,
     },
     /// Compares a generator report and a sink report: exit 0 when no blocked frame
     /// leaked and the loss is within --max-loss, else 3.
@@ -418,6 +429,22 @@ fn bench(cmd: BenchCommand) -> ExitCode {
                 if let Err(e) = std::fs::write(&p, format!("{json}\n")) {
                     return fail(format!("cannot write {}: {e}", p.display()));
                 }
+            }
+            ExitCode::SUCCESS
+        }
+        BenchCommand::Probe { interface } => {
+            let quote = |t: &str| format!("'{}'", t.replace('\'', "'\\''"));
+            match probe::live_frames(&interface) {
+                Ok(Ok(())) => outln!("live_frames=yes"),
+                Ok(Err(why)) => {
+                    outln!("live_frames=no");
+                    outln!("live_frames_why={}", quote(&why));
+                }
+                Err(e) => return fail(format!("probing live frames on {interface}: {e}")),
+            }
+            match probe::xdp_features(&interface) {
+                Ok(yes) => outln!("xdp_features={}", if yes { "yes" } else { "no" }),
+                Err(e) => return fail(format!("probing XDP features on {interface}: {e}")),
             }
             ExitCode::SUCCESS
         }

@@ -90,7 +90,7 @@ fn every_file_in_tests_configs_is_covered() {
         if name.ends_with(".yaml") {
             assert!(
                 CASES.iter().any(|(f, _)| *f == name),
-                "{name} has no expected message in tests/config_errors.rs"
+                "{name} has no expected message in tests/offline/config_errors.rs"
             );
         }
     }
