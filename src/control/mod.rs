@@ -1,6 +1,6 @@
 //! The control plane of `op25b`: everything that runs beside the workers and never
 //! touches a frame. Four rooms, by job, each with a module doc of what it owns and who
-//! may call it; imports run one way, down this list (`tests/layers.rs` keeps it so):
+//! may call it; imports run one way, down this list (`tests/offline/layers.rs` keeps it so):
 //!
 //! * [`daemon`]: `op25b run` itself: start, the main loop (supervise, every second,
 //!   reloads, the counter line), shutdown and the final report; signals, systemd,

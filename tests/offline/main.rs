@@ -12,6 +12,7 @@ mod config_errors;
 mod config_roundtrip;
 mod fragments;
 mod fuzz_regressions;
+mod layers;
 mod overlay_oracle;
 mod reply_builders;
 mod reply_tshark;

@@ -384,7 +384,7 @@ fn imports_run_down_the_layers_and_never_in_a_circle() {
         let is_lib = f.rel == Path::new("lib.rs");
         let Some((room, floor)) = room_of(&f.module, is_main, is_lib) else {
             wrong.push(format!(
-                "{}: no room in FLOORS (tests/layers.rs)",
+                "{}: no room in FLOORS (tests/offline/layers.rs)",
                 f.rel.display()
             ));
             continue;
