@@ -9,7 +9,7 @@ together, as one table with one set of goals.
 
 Per variant: the saturation runs (unlimited offered load; median, min and max of the
 rate the DUT handled, the sink rate, CPU-1 us per handled frame, latency), the 90%
-check and the overload curve. Then the goals of docs/benchmarks.md, each with the
+check and the overload curve. Then the goals (docs/bench/log.md), each with the
 figures it was judged on. Exit 1 on a leak by a policy-applying DUT, or on loss by the
 DUT in a check run or below 90% of saturation. With the xdp generator (no backpressure)
 frames dropped at the DUT's receive ring count as the DUT's loss there: a NIC would

@@ -23,7 +23,7 @@
 //! same depth turns into a standing queue: the RX ring stays full of frames written
 //! long ago, each read misses the caches (and the TLB: 16,384 frames span 32 MiB), the
 //! worker slows down, and the queue keeps itself full (the bimodal runs of
-//! docs/benchmarks.md, "Overload"). So each side samples its receive backlog (frames
+//! docs/bench/log.md, "Overload"). So each side samples its receive backlog (frames
 //! given to the fill ring that the kernel has filled and the worker not yet taken) at
 //! every tick, and once per [`GUARD_WINDOW`] reads the kernel's fill-ring-empty count:
 //! when the window's average backlog was at least a quarter of the full depth *and* the
@@ -169,7 +169,7 @@ pub const GUARD_HOLD: Duration = Duration::from_secs(1);
 /// the guard lets go. Calm windows also come inside an overload, when the kernel's
 /// receive thread on the worker's core delivers less for a while; each release there
 /// lets the deep ring stand for a window before the guard engages again
-/// (docs/benchmarks.md, "when it lets go").
+/// (docs/bench/log.md, "when it lets go").
 pub const GUARD_CALM_WINDOWS: u32 = 3;
 
 /// The overload guard's state for one side (module doc, "Overload guard").
