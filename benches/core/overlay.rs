@@ -2,11 +2,11 @@
 //! overlay costs a worker's class lookup, beside the file table alone, and how fast the
 //! control plane takes updates (insert + publish a snapshot).
 //!
-//! Run: `cargo bench --bench overlay` (add `-- --quick` for a short run). One core, one
+//! Run: `cargo bench --bench core -- class_lookup` (add `-- --quick` for a short run). One core, one
 //! thread. Lookups are in batches of `BATCH` addresses (criterion's `thrpt` column is
 //! lookups per second); half the addresses hit an overlay entry.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{black_box, criterion_group, Criterion, Throughput};
 use op25b::control::overlay::store::{EntrySource, OverlayEntry, Store};
 use op25b::policy::{BlockAction, Policy, PolicyBuilder, ReplyKind};
 use rand::rngs::SmallRng;
@@ -159,4 +159,3 @@ criterion_group! {
     config = Criterion::default().sample_size(20);
     targets = bench
 }
-criterion_main!(benches);

@@ -2,10 +2,10 @@
 //! parses the whole frame with `etherparse::SlicedPacket::from_ethernet` and then asks
 //! the same policy.
 //!
-//! Run: `cargo bench --bench classify`. `thrpt` is frames per second; `time` is per
+//! Run: `cargo bench --bench core -- classify`. `thrpt` is frames per second; `time` is per
 //! frame (each iteration classifies one frame). Frames are the golden fixtures.
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use etherparse::{InternetSlice, SlicedPacket, TransportSlice};
 use ipnet::IpNet;
 use op25b::classify::classify;
@@ -178,4 +178,3 @@ fn config() -> Criterion {
 }
 
 criterion_group! { name = benches; config = config(); targets = bench }
-criterion_main!(benches);

@@ -1,12 +1,12 @@
 //! LPM lookup benchmark: op25b's Poptrie tables beside `prefix-trie` and
 //! `ip_network_table` (treebitmap) on the same prefix sets and address traces.
 //!
-//! Run: `cargo bench --bench lpm` (add `-- --quick` for a short run). One core, one
+//! Run: `cargo bench --bench core -- lpm` (add `-- --quick` for a short run). One core, one
 //! thread; each iteration looks up a batch of `BATCH` addresses, so criterion's
 //! `thrpt` column is lookups per second. Build times and table memory are printed
 //! before the criterion output.
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use ip_network_table::IpNetworkTable;
 use ipnet::{Ipv4Net, Ipv6Net};
 use op25b::lpm::{Entry, Ipv4Table, Ipv6Table};
@@ -340,4 +340,3 @@ fn config() -> Criterion {
 }
 
 criterion_group! { name = benches; config = config(); targets = bench_v4, bench_v6 }
-criterion_main!(benches);

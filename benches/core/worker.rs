@@ -5,9 +5,9 @@
 //! The `io-only` row does the same ring work without the worker, as the baseline to
 //! subtract.
 //!
-//! Run: `cargo bench --bench worker`. `thrpt` is frames per second on one core.
+//! Run: `cargo bench --bench core -- worker`. `thrpt` is frames per second on one core.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use crossbeam_utils::CachePadded;
 use ipnet::IpNet;
 use op25b::datapath::counters::WorkerCounters;
@@ -207,4 +207,3 @@ fn config() -> Criterion {
 }
 
 criterion_group! { name = benches; config = config(); targets = bench }
-criterion_main!(benches);
