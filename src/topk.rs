@@ -102,51 +102,17 @@ impl<const N: usize> TopK<N> {
         }
     }
 
-    /// Counts one blocked attempt from `src` to `dst` at coarse time `now`.
+    /// Counts one blocked attempt from `src` to `dst` at coarse time `now` (the
+    /// worker's clock never goes back, so this is [`TopK::record_n`] of one).
     #[inline]
     pub fn record(&mut self, src: u128, dst: u128, class: Option<usize>, now: u64) {
-        let (w, bit) = sketch_bit(dst);
-        if let Some(i) = self.keys[..self.len].iter().position(|&k| k == src) {
-            let e = &mut self.entries[i];
-            e.count += 1;
-            e.dst_sketch[w] |= bit;
-            e.last_dst = dst;
-            e.last_seen = now;
-            e.class = class;
-            return;
-        }
-        let (i, floor) = if self.len < N {
-            self.len += 1;
-            (self.len - 1, 0)
-        } else {
-            // Replace the source with the smallest count; its count becomes the new
-            // source's error bound.
-            let (i, e) = self
-                .entries
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, e)| e.count)
-                .expect("N > 0");
-            (i, e.count)
-        };
-        self.keys[i] = src;
-        let mut sketch = [0u64; 2];
-        sketch[w] |= bit;
-        self.entries[i] = TopEntry {
-            key: src,
-            count: floor + 1,
-            error: floor,
-            class,
-            dst_sketch: sketch,
-            last_dst: dst,
-            first_seen: now,
-            last_seen: now,
-        };
+        self.record_n(src, dst, class, 1, now, now);
     }
 
     /// Counts `n` blocked attempts from `src` made between coarse times `first` and
     /// `last`, the last to `dst` (a batch: the kernel's per-source counts). Space-saving
     /// with weights: a newcomer replacing the smallest count inherits it as its error.
+    #[inline]
     pub fn record_n(
         &mut self,
         src: u128,
