@@ -11,15 +11,6 @@ use super::raw::*;
 use super::*;
 use crate::policy::{BlockAction, ClassId, FragmentPolicy, Policy, PolicyBuilder, ReplyKind};
 
-/// Resolves a path in the config relative to the config file's folder.
-pub(super) fn resolve(config: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        config.parent().unwrap_or(Path::new(".")).join(p)
-    }
-}
-
 /// Reads a prefix file: one prefix per line, `#` starts a comment, blank lines ignored.
 pub fn read_prefix_file(config: &Path, file: &Path) -> Result<Vec<(Prefix, usize)>, ConfigError> {
     let text = read_text(file, MAX_PREFIX_FILE_BYTES, "prefix file").map_err(|source| {
@@ -102,7 +93,7 @@ fn policy_builder(
     file: &Path,
     raw: &RawPolicy,
     mut listing: Option<&mut Vec<(IpNet, ClassId)>>,
-) -> Result<(PolicyBuilder, BTreeMap<String, ClassId>, LoadReport), ConfigError> {
+) -> Result<(PolicyBuilder, BTreeMap<String, ClassId>, ConfigLoadReport), ConfigError> {
     let mut b = PolicyBuilder::new();
     let mut ids: BTreeMap<String, ClassId> = BTreeMap::new();
     if raw.classes.is_empty() {
@@ -328,7 +319,7 @@ fn policy_builder(
         drop_tiny_first: raw.fragments.tiny_first == RawFragmentAction::Drop,
         drop_non_first: raw.fragments.non_first == RawFragmentAction::Drop,
     });
-    let report = LoadReport {
+    let report = ConfigLoadReport {
         classes: raw.classes.keys().cloned().collect(),
         allowed,
         files,
@@ -344,7 +335,7 @@ pub(super) fn compile_policy(
     file: &Path,
     raw: &RawPolicy,
     listing: Option<&mut Vec<(IpNet, ClassId)>>,
-) -> Result<(Policy, LoadReport), ConfigError> {
+) -> Result<(Policy, ConfigLoadReport), ConfigError> {
     let (b, _, report) = policy_builder(file, raw, listing)?;
     let policy = b.build().map_err(|source| ConfigError::Policy {
         file: file.to_path_buf(),

@@ -78,7 +78,7 @@ pub enum RunError {
 pub struct RunOptions {
     /// The config file and its `--set KEY=VALUE` overrides (applied again at every
     /// reload).
-    pub config: config::Source,
+    pub config: config::ConfigSource,
     /// Write the final counters as JSON here at exit.
     pub report: Option<PathBuf>,
     /// Only detach XDP programs and remove a stale pid file, then exit.
@@ -122,8 +122,8 @@ impl Drop for PidFile {
 /// `op25b run --dry-run`: every start-up check, attaching nothing. Returns what was
 /// checked (warnings prefixed `warning: `) or the error `run` would stop with.
 pub fn dry_run(cfg: &Config) -> Result<Vec<String>, RunError> {
-    let (sub, _, mut notes) = datapath::preflight(&cfg.datapath_settings())?;
-    datapath::xdp::Program::load(cfg.interfaces.queues).map_err(|source| {
+    let (sub, _, mut notes) = datapath::preflight(&cfg.datapath)?;
+    datapath::xdp::Program::load(cfg.datapath.queues).map_err(|source| {
         datapath::StartError::XdpLoad {
             name: sub.name.clone(),
             source,
@@ -442,7 +442,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             tracing::warn!("failure_mode open: this kernel has no reject in the bridge family; the fallback drops what op25b would reject");
         }
     }
-    let mut running = datapath::start(&cfg.datapath_settings(), policy.clone(), stop.clone())?;
+    let mut running = datapath::start(&cfg.datapath, policy.clone(), stop.clone())?;
     let links_at_start = [&running.subscriber, &running.upstream].map(datapath::nic::link_drops);
     if open {
         match fallback::ensure_bridge(&cfg) {
@@ -464,15 +464,15 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     tracing::info!(
         subscriber = %running.subscriber.name,
         upstream = %running.upstream.name,
-        queues = cfg.interfaces.queues,
-        cores = ?cfg.workers.cores,
+        queues = cfg.datapath.queues,
+        cores = ?cfg.datapath.cores,
         mode = %running.mode,
         failure_mode = cfg.interfaces.failure_mode.as_str(),
-        frame_size = cfg.interfaces.frame_size,
-        ring_size = cfg.interfaces.ring_size,
-        frames_per_worker = datapath::frame_count(cfg.interfaces.ring_size, cfg.workers.burst),
-        burst = cfg.workers.burst,
-        busy_poll = cfg.workers.busy_poll,
+        frame_size = cfg.datapath.frame_size,
+        ring_size = cfg.datapath.ring_size,
+        frames_per_worker = cfg.datapath.frame_count(),
+        burst = cfg.datapath.burst,
+        busy_poll = cfg.datapath.busy_poll,
         classes = loaded.report.classes.len(),
         table_bytes = policy.load().summary().table_bytes,
         build_ms = format!("{:.1}", loaded.report.build_time.as_secs_f64() * 1e3),
@@ -707,7 +707,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
 /// `op25b run --cleanup`: detaches what a killed instance left on the interfaces and
 /// removes a stale pid file.
 fn cleanup(cfg: &Config) -> Result<(), RunError> {
-    for note in datapath::cleanup(&[&cfg.interfaces.subscriber, &cfg.interfaces.upstream])? {
+    for note in datapath::cleanup(&[&cfg.datapath.subscriber, &cfg.datapath.upstream])? {
         tracing::info!("{note}");
         crate::control::stdout::write_ignoring_closed(format_args!("{note}\n"));
     }
@@ -935,8 +935,8 @@ fn log_detached(cfg: &Config) {
         ),
         FailureMode::Closed => tracing::warn!(
             "failure_mode closed: op25b's XDP programs are detached; no traffic crosses {} <-> {} until op25b runs again",
-            cfg.interfaces.subscriber,
-            cfg.interfaces.upstream
+            cfg.datapath.subscriber,
+            cfg.datapath.upstream
         ),
     }
 }
@@ -1137,7 +1137,7 @@ pub struct Reloaded {
 /// --force`); a forced reload says so in its log line and answer.
 #[allow(clippy::too_many_arguments)]
 pub fn reload(
-    source: &config::Source,
+    source: &config::ConfigSource,
     running: &mut Config,
     facts: &mut config::diff::PolicyFacts,
     fast: &mut datapath::fast_path::FastPath,
@@ -1158,6 +1158,10 @@ pub fn reload(
     // Restart-only settings stay as they run: the fallback rule set must name the
     // interfaces the running bridge has, not new ones from the file.
     loaded.config.interfaces = running.interfaces.clone();
+    loaded.config.datapath = config::DatapathSettings {
+        fast_path: loaded.config.datapath.fast_path,
+        ..running.datapath.clone()
+    };
     let rules = fallback.then(|| fallback::Rules::new(&loaded, &listing));
     let new_facts = config::diff::PolicyFacts::new(&loaded, &listing);
     drop(listing);
@@ -1174,14 +1178,14 @@ pub fn reload(
     // A mode the running interfaces' MTU does not allow is refused, as at start: in
     // modes unblockable and off a frame a worker must judge and that does not fit a
     // UMEM frame would be dropped.
-    for name in [&running.interfaces.subscriber, &running.interfaces.upstream] {
+    for name in [&running.datapath.subscriber, &running.datapath.upstream] {
         let Ok(nic) = datapath::nic::inspect(name) else {
             continue;
         };
         datapath::check_mtu(
             name,
             nic.mtu,
-            running.interfaces.frame_size,
+            running.datapath.frame_size,
             c.datapath.fast_path,
         )
         .map_err(RunError::ReloadMtu)?;
@@ -1224,7 +1228,7 @@ pub fn reload(
     }
     running.logging.level = c.logging.level;
     running.workers.stats_interval = c.workers.stats_interval;
-    running.datapath = c.datapath;
+    running.datapath.fast_path = c.datapath.fast_path;
     *facts = new_facts;
     let mut summary = format!("applied: policy generation {}; {diff}", cell.generation());
     if !losses.is_empty() {

@@ -143,8 +143,8 @@ fn elements(ranges: &[Range], v6: bool, verdict: impl Fn(ClassId) -> Option<Stri
 /// interfaces named in the config.
 pub fn ruleset(loaded: &Loaded, listing: &[(IpNet, ClassId)], opts: &NftOptions) -> String {
     let policy = &loaded.policy;
-    let sub = &loaded.config.interfaces.subscriber;
-    let up = &loaded.config.interfaces.upstream;
+    let sub = &loaded.config.datapath.subscriber;
+    let up = &loaded.config.datapath.upstream;
     let classes = policy.classes();
     let mut s = String::new();
     let _ = writeln!(

@@ -44,6 +44,7 @@
 
 use super::counters::{Counter, FrameCensus, WorkerCounters};
 use super::io::{Frame, FrameIo, Side};
+use super::settings::DatapathSettings;
 use super::PolicyCell;
 use crate::classify::notice::{self, CookieKey, NoticeStep};
 use crate::classify::{self, reply, Addrs, BurstClassifier, Net};
@@ -54,7 +55,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Loop parameters, compiled from the config.
+/// Loop parameters, compiled from the [`DatapathSettings`] ([`WorkerConfig::new`]; tests
+/// and benchmarks write their own).
 #[derive(Clone, Copy, Debug)]
 pub struct WorkerConfig {
     /// Frames per receive burst.
@@ -71,6 +73,21 @@ pub struct WorkerConfig {
     pub reply_burst: u32,
     /// The SMTP notice's SYN-cookie secret (the same for every worker).
     pub cookie_key: CookieKey,
+}
+
+impl WorkerConfig {
+    /// The loop parameters of `settings`, with the notice's cookie secret.
+    pub fn new(settings: &DatapathSettings, cookie_key: CookieKey) -> Self {
+        Self {
+            burst: settings.burst as usize,
+            fill_target: settings.fill_target(),
+            overload_fill: settings.overload_fill(),
+            busy_poll: settings.busy_poll,
+            reply_rate: settings.reply_rate.per_second,
+            reply_burst: settings.reply_rate.burst,
+            cookie_key,
+        }
+    }
 }
 
 /// What one iteration did.
@@ -654,12 +671,12 @@ impl<I: FrameIo> Worker<I> {
         let mut next_sample = Instant::now();
         let mut iterations: u32 = 0;
         while !stop.load(Ordering::Relaxed) {
-            // About once a second (checked every 1024 iterations and when idle): copy
-            // the kernel's socket drop counters (one getsockopt per side).
             iterations = iterations.wrapping_add(1);
-            // The heartbeat every 64 iterations (a busy worker: well under a
-            // millisecond apart; an idle one: after each wait, since idle rounds jump
-            // to the next multiple of 1024).
+            // The heartbeat and the overload guard's tick every 64 iterations (a busy
+            // worker: well under a millisecond apart; an idle one: after each wait,
+            // since idle rounds jump to the next multiple of 1024). About once a second
+            // (checked every 1024 iterations, so after each wait too): copy the
+            // kernel's socket drop counters (one getsockopt per side).
             if iterations.is_multiple_of(64) || iterations == 1 {
                 let now = Instant::now();
                 self.counters.beat(now);

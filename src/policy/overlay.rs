@@ -1,5 +1,5 @@
-//! The dynamic overlay: per-subscriber classes set at runtime (operator exemptions, and
-//! later RADIUS sessions and auto-quarantine), on top of the file policy.
+//! The dynamic overlay: per-subscriber classes set at runtime (operator exemptions,
+//! RADIUS sessions, auto-quarantine), on top of the file policy.
 //!
 //! Entries are IPv4 addresses (/32) and IPv6 addresses or delegated prefixes (/1..=/128),
 //! each mapped to a class of the file policy. The most specific match wins across both:
