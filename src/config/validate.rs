@@ -1,5 +1,6 @@
 //! Stage 2 of loading: the settings outside `policy:` checked and turned into a
-//! [`Config`] (interface names, cores, rings, control, logging, RADIUS).
+//! [`Config`] (interface names, cores, rings, control, logging, RADIUS, whose secret
+//! files are read here); the datapath's part becomes its [`DatapathSettings`] once, here.
 
 use std::path::Path;
 use std::time::Duration;
@@ -127,8 +128,9 @@ fn check_interfaces(file: &Path, i: &RawInterfaces) -> Result<(), ConfigError> {
             file,
             "interfaces.fallback_bridge",
             format!(
-                "{:?} is one of the two interfaces; name the bridge that joins them (default \"br-op25b\")",
-                i.fallback_bridge
+                "{:?} is one of the two interfaces; name the bridge that joins them (default {:?})",
+                i.fallback_bridge,
+                default_fallback_bridge()
             ),
         ));
     }
