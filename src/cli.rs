@@ -479,7 +479,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 return dry_run_cmd(&config, &set);
             }
             let opts = op25b::control::daemon::RunOptions {
-                config: config::Source {
+                config: config::ConfigSource {
                     path: config,
                     overrides: set,
                 },
@@ -822,20 +822,20 @@ fn check(path: &Path, set: &[config::Override]) -> ExitCode {
     }
     outln!(
         "interfaces: subscriber {} <-> upstream {}, {} queue(s), xdp {:?}, zero-copy {:?}, frame {} B, rings {}",
-        c.interfaces.subscriber,
-        c.interfaces.upstream,
-        c.interfaces.queues,
-        c.interfaces.xdp_mode,
-        c.interfaces.zero_copy,
-        c.interfaces.frame_size,
-        c.interfaces.ring_size
+        c.datapath.subscriber,
+        c.datapath.upstream,
+        c.datapath.queues,
+        c.datapath.xdp_mode,
+        c.datapath.zero_copy,
+        c.datapath.frame_size,
+        c.datapath.ring_size
     );
     outln!(
         "workers: cores {:?}, burst {}, busy_poll {}, overload_guard {}",
-        c.workers.cores,
-        c.workers.burst,
-        c.workers.busy_poll,
-        c.workers.overload_guard
+        c.datapath.cores,
+        c.datapath.burst,
+        c.datapath.busy_poll,
+        c.datapath.overload_guard
     );
     outln!("classes:");
     outln!(
@@ -925,8 +925,8 @@ fn check(path: &Path, set: &[config::Override]) -> ExitCode {
     );
     outln!(
         "reject rate: {}/s per worker, burst {}",
-        c.reject_rate.per_second,
-        c.reject_rate.burst
+        c.datapath.reply_rate.per_second,
+        c.datapath.reply_rate.burst
     );
     outln!(
         "control: {} (pid file {}, operator socket {}, overlay state file {})",

@@ -18,7 +18,7 @@ use op25b::classify;
 use op25b::datapath::kernel::{key6, KernelPolicy};
 use op25b::datapath::settings::FastPathMode;
 use op25b::datapath::xdp::{
-    KernelVerdicts, PathStats, Program, Settings, XDP_DROP, XDP_PASS, XDP_REDIRECT,
+    KernelVerdicts, PathStats, Program, XdpProgramSettings, XDP_DROP, XDP_PASS, XDP_REDIRECT,
 };
 use op25b::policy::overlay::{mask_v6, Overlay, V4Map, V6Map};
 use op25b::policy::{
@@ -105,7 +105,7 @@ impl Harness {
         prog.set_peer(1).expect("devmap entry");
         let ports = policy.userspace_ports(direction);
         let inbound = direction == Direction::Inbound;
-        prog.write_settings(&Settings::new(mode, true, inbound, 0, &ports, 1))
+        prog.write_settings(&XdpProgramSettings::new(mode, true, inbound, 0, &ports, 1))
             .expect("settings");
         let policy = Box::new(policy);
         let overlay = overlay_of(&policy);
@@ -659,7 +659,7 @@ fn switches_send_everything_to_userspace() {
         (FastPathMode::Kernel, false),
         (FastPathMode::Off, false),
     ] {
-        prog.write_settings(&Settings::new(mode, ready, false, 0, &ports, 1))
+        prog.write_settings(&XdpProgramSettings::new(mode, ready, false, 0, &ports, 1))
             .unwrap();
         let before = prog.stats().read().unwrap();
         assert_eq!(prog.test_run(&arp).unwrap(), XDP_PASS);
@@ -667,7 +667,7 @@ fn switches_send_everything_to_userspace() {
         assert_eq!((d.fast, d.user_off), (0, 1), "{mode:?} ready {ready}");
     }
     for mode in [FastPathMode::Unblockable, FastPathMode::Kernel] {
-        prog.write_settings(&Settings::new(mode, true, false, 0, &ports, 1))
+        prog.write_settings(&XdpProgramSettings::new(mode, true, false, 0, &ports, 1))
             .unwrap();
         assert_eq!(prog.test_run(&arp).unwrap(), XDP_REDIRECT);
     }
@@ -975,7 +975,7 @@ fn the_policy_cell_writes_the_kernel_first() {
     let prog = Program::load(1).unwrap();
     prog.set_peer(1).unwrap();
     let ports = cell.load().userspace_ports(Direction::Outbound);
-    prog.write_settings(&Settings::new(
+    prog.write_settings(&XdpProgramSettings::new(
         FastPathMode::Kernel,
         true,
         false,
@@ -1021,7 +1021,7 @@ fn the_policy_cell_writes_the_kernel_first() {
     assert_eq!(run(&syn), XDP_REDIRECT, "the new policy opens 25");
     let syn465 = syn4([198, 51, 100, 10], [203, 0, 113, 80], 465, true);
     let ports = cell.load().userspace_ports(Direction::Outbound);
-    prog.write_settings(&Settings::new(
+    prog.write_settings(&XdpProgramSettings::new(
         FastPathMode::Kernel,
         true,
         false,

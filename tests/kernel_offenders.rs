@@ -10,7 +10,7 @@
 
 use op25b::datapath::kernel::{KernelOffender, KernelPolicy, OffenderReader};
 use op25b::datapath::settings::FastPathMode;
-use op25b::datapath::xdp::{Program, Settings, XDP_DROP, XDP_REDIRECT};
+use op25b::datapath::xdp::{Program, XdpProgramSettings, XDP_DROP, XDP_REDIRECT};
 use op25b::policy::overlay::Overlay;
 use op25b::policy::{BlockAction, Direction, Policy, PolicyBuilder};
 use op25b::topk::{self, KernelList};
@@ -48,7 +48,7 @@ fn program(p: &Policy, direction: Direction, with: Option<&Program>) -> Program 
         .expect("load op25b's XDP program (needs root)");
     prog.set_peer(1).expect("devmap entry");
     let inbound = direction == Direction::Inbound;
-    let s = Settings::new(
+    let s = XdpProgramSettings::new(
         FastPathMode::Kernel,
         true,
         inbound,

@@ -9,7 +9,7 @@
 use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use ip_network_table::IpNetworkTable;
 use ipnet::{Ipv4Net, Ipv6Net};
-use op25b::lpm::{Entry, Ipv4Table, Ipv6Table};
+use op25b::lpm::{Ipv4Table, Ipv6Table, PrefixEntry};
 use prefix_trie::PrefixMap;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -54,12 +54,12 @@ fn mask128(a: u128, len: u8) -> u128 {
     }
 }
 
-fn v4_entries(n: usize, seed: u64) -> Vec<Entry<u32>> {
+fn v4_entries(n: usize, seed: u64) -> Vec<PrefixEntry<u32>> {
     let mut rng = SmallRng::seed_from_u64(seed);
     (0..n)
         .map(|_| {
             let len = v4_len(&mut rng);
-            Entry {
+            PrefixEntry {
                 key: mask32(rng.r#gen(), len),
                 len,
                 value: rng.gen_range(1..=4),
@@ -68,14 +68,14 @@ fn v4_entries(n: usize, seed: u64) -> Vec<Entry<u32>> {
         .collect()
 }
 
-fn v6_entries(n: usize, seed: u64) -> Vec<Entry<u128>> {
+fn v6_entries(n: usize, seed: u64) -> Vec<PrefixEntry<u128>> {
     let mut rng = SmallRng::seed_from_u64(seed);
     (0..n)
         .map(|_| {
             let len = v6_len(&mut rng);
             // Inside 2000::/3, like global unicast.
             let a = (rng.r#gen::<u128>() >> 3) | (1u128 << 125);
-            Entry {
+            PrefixEntry {
                 key: mask128(a, len),
                 len,
                 value: rng.gen_range(1..=4),
@@ -88,8 +88,8 @@ fn v6_entries(n: usize, seed: u64) -> Vec<Entry<u128>> {
 /// walks to the prefix's depth), `uniform` draws from the whole address space, `skewed`
 /// sends 90% of lookups to 64 hot hosts (a few busy subscribers) and 10% matching.
 fn traces<K: Copy>(
-    entries: &[Entry<K>],
-    host: impl Fn(&Entry<K>, &mut SmallRng) -> K,
+    entries: &[PrefixEntry<K>],
+    host: impl Fn(&PrefixEntry<K>, &mut SmallRng) -> K,
     any: impl Fn(&mut SmallRng) -> K,
 ) -> Vec<(&'static str, Vec<K>)> {
     let mut rng = SmallRng::seed_from_u64(7);

@@ -11,15 +11,6 @@ use super::raw::*;
 use super::*;
 use crate::policy::{BlockAction, ClassId, FragmentPolicy, Policy, PolicyBuilder, ReplyKind};
 
-/// Resolves a path in the config relative to the config file's folder.
-pub(super) fn resolve(config: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        config.parent().unwrap_or(Path::new(".")).join(p)
-    }
-}
-
 /// Reads a prefix file: one prefix per line, `#` starts a comment, blank lines ignored.
 pub fn read_prefix_file(config: &Path, file: &Path) -> Result<Vec<(Prefix, usize)>, ConfigError> {
     let text = read_text(file, MAX_PREFIX_FILE_BYTES, "prefix file").map_err(|source| {
@@ -101,9 +92,56 @@ pub fn load_listing_with(
 fn policy_builder(
     file: &Path,
     raw: &RawPolicy,
-    mut listing: Option<&mut Vec<(IpNet, ClassId)>>,
-) -> Result<(PolicyBuilder, BTreeMap<String, ClassId>, LoadReport), ConfigError> {
+    listing: Option<&mut Vec<(IpNet, ClassId)>>,
+) -> Result<(PolicyBuilder, BTreeMap<String, ClassId>, ConfigLoadReport), ConfigError> {
     let mut b = PolicyBuilder::new();
+    let ids = add_classes(file, raw, &mut b)?;
+    let classes = Classes {
+        file,
+        raw,
+        ids: &ids,
+    };
+    let mut files = Vec::new();
+    let mut subscribers = Subscribers {
+        file,
+        raw,
+        seen: HashMap::new(),
+        listing,
+    };
+    subscribers.add_all(&mut b, &classes, &mut files)?;
+    let allowed = allowed_destinations(file, raw, &mut files)?;
+    for p in &allowed {
+        b.allow(*p);
+    }
+    if let Some(name) = &raw.unmatched_class {
+        let id = classes.id("policy.unmatched_class", name)?;
+        b.unmatched(Some(id));
+    }
+    if let Some(name) = &raw.exempt_class {
+        classes.id("policy.exempt_class", name)?;
+    }
+    let auto_quarantine = auto_quarantine(file, raw, &classes)?;
+    b.fragments(FragmentPolicy {
+        drop_tiny_first: raw.fragments.tiny_first == RawFragmentAction::Drop,
+        drop_non_first: raw.fragments.non_first == RawFragmentAction::Drop,
+    });
+    let report = ConfigLoadReport {
+        classes: raw.classes.keys().cloned().collect(),
+        allowed,
+        files,
+        exempt_class: raw.exempt_class.clone(),
+        auto_quarantine,
+        build_time: Duration::ZERO,
+    };
+    Ok((b, ids, report))
+}
+
+/// `policy.classes`: each class checked and given to the builder; their ids by name.
+fn add_classes(
+    file: &Path,
+    raw: &RawPolicy,
+    b: &mut PolicyBuilder,
+) -> Result<BTreeMap<String, ClassId>, ConfigError> {
     let mut ids: BTreeMap<String, ClassId> = BTreeMap::new();
     if raw.classes.is_empty() {
         return Err(ConfigError::invalid(
@@ -136,41 +174,7 @@ fn policy_builder(
             }
             ports.push(p as u16);
         }
-        let action = match c.action {
-            RawAction::Drop if c.reply.is_some() => {
-                return Err(ConfigError::invalid(
-                    file,
-                    format!("{field}.reply"),
-                    "a reply is only sent with `action: reject`; remove `reply` or set `action: reject`",
-                ))
-            }
-            RawAction::Drop => BlockAction::Drop,
-            RawAction::Reject => BlockAction::Reject(match c.reply.unwrap_or_default() {
-                RawReply::TcpReset => ReplyKind::TcpReset,
-                RawReply::IcmpProhibited => ReplyKind::IcmpProhibited,
-                RawReply::SmtpNotice => ReplyKind::SmtpNotice,
-            }),
-        };
-        let notice = match (&c.notice, action) {
-            (Some(lines), BlockAction::Reject(ReplyKind::SmtpNotice)) => {
-                Some(notice_reply(file, &format!("{field}.notice"), lines)?)
-            }
-            (None, BlockAction::Reject(ReplyKind::SmtpNotice)) => {
-                return Err(ConfigError::invalid(
-                    file,
-                    format!("{field}.notice"),
-                    "`reply: smtp-notice` needs the greeting's lines, e.g. `notice: [\"Port 25 to other networks is blocked on this line (OP25B).\", \"Send mail through port 587 with authentication.\"]`",
-                ))
-            }
-            (Some(_), _) => {
-                return Err(ConfigError::invalid(
-                    file,
-                    format!("{field}.notice"),
-                    "`notice` is the text of `reply: smtp-notice`; set `action: reject` and `reply: smtp-notice`, or remove it",
-                ))
-            }
-            (None, _) => None,
-        };
+        let (action, notice) = class_action(file, &field, c)?;
         let policy_err = |source| ConfigError::Policy {
             file: file.to_path_buf(),
             field: field.clone(),
@@ -184,31 +188,161 @@ fn policy_builder(
         }
         ids.insert(name.clone(), id);
     }
-    let defined = || {
-        raw.classes
-            .keys()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
+    Ok(ids)
+}
+
+/// A class's `action`, `reply` and `notice`: what it does to a blocked segment, and the
+/// SMTP notice's rendered reply if it sends one.
+fn class_action(
+    file: &Path,
+    field: &str,
+    c: &RawClass,
+) -> Result<(BlockAction, Option<Vec<u8>>), ConfigError> {
+    let action = match c.action {
+        RawAction::Drop if c.reply.is_some() => return Err(ConfigError::invalid(
+            file,
+            format!("{field}.reply"),
+            "a reply is only sent with `action: reject`; remove `reply` or set `action: reject`",
+        )),
+        RawAction::Drop => BlockAction::Drop,
+        RawAction::Reject => BlockAction::Reject(match c.reply.unwrap_or_default() {
+            RawReply::TcpReset => ReplyKind::TcpReset,
+            RawReply::IcmpProhibited => ReplyKind::IcmpProhibited,
+            RawReply::SmtpNotice => ReplyKind::SmtpNotice,
+        }),
     };
-    let class_id = |field: &str, name: &str| {
-        ids.get(name).copied().ok_or_else(|| {
-            ConfigError::invalid(
+    let notice = match (&c.notice, action) {
+        (Some(lines), BlockAction::Reject(ReplyKind::SmtpNotice)) => {
+            Some(notice_reply(file, &format!("{field}.notice"), lines)?)
+        }
+        (None, BlockAction::Reject(ReplyKind::SmtpNotice)) => {
+            return Err(ConfigError::invalid(
                 file,
+                format!("{field}.notice"),
+                "`reply: smtp-notice` needs the greeting's lines, e.g. `notice: [\"Port 25 to other networks is blocked on this line (OP25B).\", \"Send mail through port 587 with authentication.\"]`",
+            ))
+        }
+        (Some(_), _) => {
+            return Err(ConfigError::invalid(
+                file,
+                format!("{field}.notice"),
+                "`notice` is the text of `reply: smtp-notice`; set `action: reject` and `reply: smtp-notice`, or remove it",
+            ))
+        }
+        (None, _) => None,
+    };
+    Ok((action, notice))
+}
+
+/// The classes defined, for the fields that name one.
+struct Classes<'a> {
+    file: &'a Path,
+    raw: &'a RawPolicy,
+    ids: &'a BTreeMap<String, ClassId>,
+}
+
+impl Classes<'_> {
+    /// The id of class `name`, named in `field`; an error lists the classes defined.
+    fn id(&self, field: &str, name: &str) -> Result<ClassId, ConfigError> {
+        self.ids.get(name).copied().ok_or_else(|| {
+            let defined = self
+                .raw
+                .classes
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            ConfigError::invalid(
+                self.file,
                 field,
-                format!("{name:?} is not a defined class (defined: {})", defined()),
+                format!("{name:?} is not a defined class (defined: {defined})"),
             )
         })
-    };
+    }
+}
 
-    let mut files = Vec::new();
-    let mut seen: HashMap<IpNet, (ClassId, Origin)> = HashMap::new();
-    let mut add = |b: &mut PolicyBuilder, p: Prefix, id: ClassId, origin: Origin| {
-        if let Some((prev, prev_origin)) = seen.get(&p.0) {
-            if *prev != id {
-                let names: Vec<&str> = raw.classes.keys().map(String::as_str).collect();
+/// `policy.subscribers`, fed to the builder: each prefix once, with one class.
+struct Subscribers<'a, 'l> {
+    file: &'a Path,
+    raw: &'a RawPolicy,
+    /// Every prefix given so far, with its class and where it was given.
+    seen: HashMap<IpNet, (ClassId, Origin)>,
+    listing: Option<&'l mut Vec<(IpNet, ClassId)>>,
+}
+
+impl Subscribers<'_, '_> {
+    /// Every entry of `policy.subscribers` (a prefix, a list, or a prefix file: exactly
+    /// one), in order; the prefix files read go to `files`.
+    fn add_all(
+        &mut self,
+        b: &mut PolicyBuilder,
+        classes: &Classes,
+        files: &mut Vec<PrefixFileCount>,
+    ) -> Result<(), ConfigError> {
+        let (file, raw) = (self.file, self.raw);
+        for (n, s) in raw.subscribers.iter().enumerate() {
+            let field = format!("policy.subscribers[{n}]");
+            let given = [s.prefix.is_some(), s.prefixes.is_some(), s.file.is_some()]
+                .iter()
+                .filter(|x| **x)
+                .count();
+            if given != 1 {
                 return Err(ConfigError::invalid(
                     file,
+                    &field,
+                    format!(
+                        "has {given} of `prefix`, `prefixes`, `file`; expected exactly one of them"
+                    ),
+                ));
+            }
+            let id = classes.id(&format!("{field}.class"), &s.class)?;
+            if let Some(p) = &s.prefix {
+                let f = format!("{field}.prefix");
+                self.add(b, parse_prefix(file, &f, p)?, id, Origin::Field(f))?;
+            }
+            if let Some(list) = &s.prefixes {
+                for (k, p) in list.iter().enumerate() {
+                    let f = format!("{field}.prefixes[{k}]");
+                    self.add(b, parse_prefix(file, &f, p)?, id, Origin::Field(f))?;
+                }
+            }
+            if let Some(f) = &s.file {
+                let full = resolve(file, f);
+                let list = read_prefix_file(file, &full)?;
+                if list.is_empty() && !raw.classes.get(&s.class).is_some_and(|c| c.allow_empty) {
+                    return Err(ConfigError::EmptyPrefixFile {
+                        config: file.to_path_buf(),
+                        file: full,
+                        class: s.class.clone(),
+                    });
+                }
+                files.push(PrefixFileCount {
+                    path: full.clone(),
+                    class: Some(s.class.clone()),
+                    prefixes: list.len(),
+                });
+                for (p, line) in list {
+                    self.add(b, p, id, Origin::Line(full.clone(), line))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One prefix of class `id`: the same prefix again with the same class is ignored,
+    /// with another class it is an error naming both places.
+    fn add(
+        &mut self,
+        b: &mut PolicyBuilder,
+        p: Prefix,
+        id: ClassId,
+        origin: Origin,
+    ) -> Result<(), ConfigError> {
+        if let Some((prev, prev_origin)) = self.seen.get(&p.0) {
+            if *prev != id {
+                let names: Vec<&str> = self.raw.classes.keys().map(String::as_str).collect();
+                return Err(ConfigError::invalid(
+                    self.file,
                     origin.to_string(),
                     format!(
                         "{} is class {:?} here but class {:?} at {prev_origin}; a prefix can \
@@ -221,60 +355,22 @@ fn policy_builder(
             }
             return Ok(());
         }
-        seen.insert(p.0, (id, origin));
-        if let Some(l) = listing.as_deref_mut() {
+        self.seen.insert(p.0, (id, origin));
+        if let Some(l) = self.listing.as_deref_mut() {
             l.push((p.0, id));
         }
         b.subscriber(p.0, id);
         Ok(())
-    };
-    for (n, s) in raw.subscribers.iter().enumerate() {
-        let field = format!("policy.subscribers[{n}]");
-        let given = [s.prefix.is_some(), s.prefixes.is_some(), s.file.is_some()]
-            .iter()
-            .filter(|x| **x)
-            .count();
-        if given != 1 {
-            return Err(ConfigError::invalid(
-                file,
-                &field,
-                format!(
-                    "has {given} of `prefix`, `prefixes`, `file`; expected exactly one of them"
-                ),
-            ));
-        }
-        let id = class_id(&format!("{field}.class"), &s.class)?;
-        if let Some(p) = &s.prefix {
-            let f = format!("{field}.prefix");
-            add(&mut b, parse_prefix(file, &f, p)?, id, Origin::Field(f))?;
-        }
-        if let Some(list) = &s.prefixes {
-            for (k, p) in list.iter().enumerate() {
-                let f = format!("{field}.prefixes[{k}]");
-                add(&mut b, parse_prefix(file, &f, p)?, id, Origin::Field(f))?;
-            }
-        }
-        if let Some(f) = &s.file {
-            let full = resolve(file, f);
-            let list = read_prefix_file(file, &full)?;
-            if list.is_empty() && !raw.classes.get(&s.class).is_some_and(|c| c.allow_empty) {
-                return Err(ConfigError::EmptyPrefixFile {
-                    config: file.to_path_buf(),
-                    file: full,
-                    class: s.class.clone(),
-                });
-            }
-            files.push(PrefixFileCount {
-                path: full.clone(),
-                class: Some(s.class.clone()),
-                prefixes: list.len(),
-            });
-            for (p, line) in list {
-                add(&mut b, p, id, Origin::Line(full.clone(), line))?;
-            }
-        }
     }
+}
 
+/// `policy.allowed_destinations` and the prefixes of `allowed_destination_files` (the
+/// files read go to `files`).
+fn allowed_destinations(
+    file: &Path,
+    raw: &RawPolicy,
+    files: &mut Vec<PrefixFileCount>,
+) -> Result<Vec<IpNet>, ConfigError> {
     let mut allowed = Vec::new();
     for (n, p) in raw.allowed_destinations.iter().enumerate() {
         allowed.push(parse_prefix(file, &format!("policy.allowed_destinations[{n}]"), p)?.0);
@@ -289,54 +385,38 @@ fn policy_builder(
         });
         allowed.extend(list.into_iter().map(|(p, _)| p.0));
     }
-    for p in &allowed {
-        b.allow(*p);
-    }
-    if let Some(name) = &raw.unmatched_class {
-        let id = class_id("policy.unmatched_class", name)?;
-        b.unmatched(Some(id));
-    }
-    if let Some(name) = &raw.exempt_class {
-        class_id("policy.exempt_class", name)?;
-    }
-    let auto_quarantine = match &raw.auto_quarantine {
-        None => None,
-        Some(a) => {
-            class_id("policy.auto_quarantine.class", &a.class)?;
-            if a.attempts_per_minute == 0 {
-                return Err(ConfigError::invalid(
-                    file,
-                    "policy.auto_quarantine.attempts_per_minute",
-                    "0 would quarantine every source at once; expected at least 1",
-                ));
-            }
-            if a.duration_secs == 0 {
-                return Err(ConfigError::invalid(
-                    file,
-                    "policy.auto_quarantine.duration_secs",
-                    "0 would end the quarantine as it starts; expected at least 1",
-                ));
-            }
-            Some(AutoQuarantine {
-                attempts_per_minute: a.attempts_per_minute,
-                class: a.class.clone(),
-                duration: Duration::from_secs(a.duration_secs),
-            })
-        }
+    Ok(allowed)
+}
+
+/// `policy.auto_quarantine`, validated.
+fn auto_quarantine(
+    file: &Path,
+    raw: &RawPolicy,
+    classes: &Classes,
+) -> Result<Option<AutoQuarantine>, ConfigError> {
+    let Some(a) = &raw.auto_quarantine else {
+        return Ok(None);
     };
-    b.fragments(FragmentPolicy {
-        drop_tiny_first: raw.fragments.tiny_first == RawFragmentAction::Drop,
-        drop_non_first: raw.fragments.non_first == RawFragmentAction::Drop,
-    });
-    let report = LoadReport {
-        classes: raw.classes.keys().cloned().collect(),
-        allowed,
-        files,
-        exempt_class: raw.exempt_class.clone(),
-        auto_quarantine,
-        build_time: Duration::ZERO,
-    };
-    Ok((b, ids, report))
+    classes.id("policy.auto_quarantine.class", &a.class)?;
+    if a.attempts_per_minute == 0 {
+        return Err(ConfigError::invalid(
+            file,
+            "policy.auto_quarantine.attempts_per_minute",
+            "0 would quarantine every source at once; expected at least 1",
+        ));
+    }
+    if a.duration_secs == 0 {
+        return Err(ConfigError::invalid(
+            file,
+            "policy.auto_quarantine.duration_secs",
+            "0 would end the quarantine as it starts; expected at least 1",
+        ));
+    }
+    Ok(Some(AutoQuarantine {
+        attempts_per_minute: a.attempts_per_minute,
+        class: a.class.clone(),
+        duration: Duration::from_secs(a.duration_secs),
+    }))
 }
 
 /// [`policy_builder`], then `build`.
@@ -344,7 +424,7 @@ pub(super) fn compile_policy(
     file: &Path,
     raw: &RawPolicy,
     listing: Option<&mut Vec<(IpNet, ClassId)>>,
-) -> Result<(Policy, LoadReport), ConfigError> {
+) -> Result<(Policy, ConfigLoadReport), ConfigError> {
     let (b, _, report) = policy_builder(file, raw, listing)?;
     let policy = b.build().map_err(|source| ConfigError::Policy {
         file: file.to_path_buf(),

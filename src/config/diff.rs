@@ -21,14 +21,15 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
             out.push(name);
         }
     };
+    let (da, db) = (&a.datapath, &b.datapath);
+    check(da.subscriber != db.subscriber, "interfaces.subscriber");
+    check(da.upstream != db.upstream, "interfaces.upstream");
+    check(da.queues != db.queues, "interfaces.queues");
+    check(da.xdp_mode != db.xdp_mode, "interfaces.xdp_mode");
+    check(da.zero_copy != db.zero_copy, "interfaces.zero_copy");
+    check(da.frame_size != db.frame_size, "interfaces.frame_size");
+    check(da.ring_size != db.ring_size, "interfaces.ring_size");
     let (ia, ib) = (&a.interfaces, &b.interfaces);
-    check(ia.subscriber != ib.subscriber, "interfaces.subscriber");
-    check(ia.upstream != ib.upstream, "interfaces.upstream");
-    check(ia.queues != ib.queues, "interfaces.queues");
-    check(ia.xdp_mode != ib.xdp_mode, "interfaces.xdp_mode");
-    check(ia.zero_copy != ib.zero_copy, "interfaces.zero_copy");
-    check(ia.frame_size != ib.frame_size, "interfaces.frame_size");
-    check(ia.ring_size != ib.ring_size, "interfaces.ring_size");
     check(
         ia.failure_mode != ib.failure_mode,
         "interfaces.failure_mode",
@@ -37,17 +38,14 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
         ia.fallback_bridge != ib.fallback_bridge,
         "interfaces.fallback_bridge",
     );
-    check(a.workers.cores != b.workers.cores, "workers.cores");
-    check(a.workers.burst != b.workers.burst, "workers.burst");
+    check(da.cores != db.cores, "workers.cores");
+    check(da.burst != db.burst, "workers.burst");
+    check(da.busy_poll != db.busy_poll, "workers.busy_poll");
     check(
-        a.workers.busy_poll != b.workers.busy_poll,
-        "workers.busy_poll",
-    );
-    check(
-        a.workers.overload_guard != b.workers.overload_guard,
+        da.overload_guard != db.overload_guard,
         "workers.overload_guard",
     );
-    check(a.reject_rate != b.reject_rate, "policy.reject_rate");
+    check(da.reply_rate != db.reply_rate, "policy.reject_rate");
     check(a.control.listen != b.control.listen, "control.listen");
     check(a.control.pid_file != b.control.pid_file, "control.pid_file");
     check(a.control.socket != b.control.socket, "control.socket");
@@ -77,7 +75,7 @@ pub fn applied_setting_changes(running: &Config, new: &Config) -> Vec<String> {
             new.workers.stats_interval.as_secs()
         ));
     }
-    if running.datapath != new.datapath {
+    if running.datapath.fast_path != new.datapath.fast_path {
         out.push(format!(
             "datapath.fast_path {:?} -> {:?}",
             running.datapath.fast_path, new.datapath.fast_path

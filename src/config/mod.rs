@@ -32,8 +32,9 @@ use validate::validate_settings;
 
 pub use overrides::Override;
 
-/// The datapath owns these; the YAML parses straight into them.
-pub use crate::datapath::settings::{FastPathMode, XdpMode, ZeroCopy};
+/// The datapath owns these; validation builds them (the enums parse straight from the
+/// YAML).
+pub use crate::datapath::settings::{DatapathSettings, FastPathMode, RateLimit, XdpMode, ZeroCopy};
 use crate::policy::{ClassId, Policy};
 
 /// Default metrics/control listen address: loopback only.
@@ -115,47 +116,21 @@ impl ConfigError {
 // ---------------------------------------------------------------------------------------
 // Stage 2: validated settings.
 
-/// The two NICs and how to attach to them.
+/// `interfaces:` as the control plane uses it: what happens to traffic while op25b is
+/// not running. The rest of the section is the datapath's ([`DatapathSettings`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interfaces {
-    /// Subscriber-facing NIC (outbound traffic enters here).
-    pub subscriber: String,
-    /// Upstream/core-facing NIC.
-    pub upstream: String,
-    /// Queue pairs: one worker per queue.
-    pub queues: u32,
-    pub xdp_mode: XdpMode,
-    pub zero_copy: ZeroCopy,
-    /// UMEM frame size in bytes (2048 or 4096): bounds the largest frame (MTU).
-    pub frame_size: u32,
-    /// Size of each RX/TX/fill/completion ring (power of two).
-    pub ring_size: u32,
     pub failure_mode: FailureMode,
     /// The Linux bridge that carries traffic in `failure_mode: open`.
     pub fallback_bridge: String,
 }
 
-/// Worker threads.
+/// `workers:` as the control plane uses it; the rest of the section is the datapath's
+/// ([`DatapathSettings`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Workers {
-    /// Core for each worker (index = queue). Defaults to 0, 1, ... when not given.
-    pub cores: Vec<usize>,
-    /// Frames received, decided and acted on per loop iteration.
-    pub burst: u32,
-    /// Spin on the rings instead of sleeping in poll() when idle.
-    pub busy_poll: bool,
-    /// Bound the receive backlog under sustained overload (datapath::worker, "Overload
-    /// guard").
-    pub overload_guard: bool,
     /// Interval of the one-line counter summary in the log (0: off).
     pub stats_interval: Duration,
-}
-
-/// Token bucket for replies (per worker).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateLimit {
-    pub per_second: u32,
-    pub burst: u32,
 }
 
 /// Control endpoint.
@@ -187,49 +162,20 @@ pub struct Logging {
 pub struct Config {
     /// The file it came from.
     pub path: PathBuf,
+    /// What the datapath needs (`interfaces:`, `workers:`, `policy.reject_rate`,
+    /// `datapath:`), handed as it is to `datapath::preflight` and `datapath::start`.
+    pub datapath: DatapathSettings,
     pub interfaces: Interfaces,
     pub workers: Workers,
-    pub reject_rate: RateLimit,
     pub control: Control,
     pub logging: Logging,
-    /// Reloadable.
-    pub datapath: DatapathSettings,
     /// The RADIUS accounting feed, if configured.
     pub radius: Option<RadiusSettings>,
 }
 
-/// `datapath:`
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DatapathSettings {
-    pub fast_path: FastPathMode,
-}
-
-impl Config {
-    /// What the datapath needs to start (it never reads the config itself).
-    pub fn datapath_settings(&self) -> crate::datapath::settings::Settings {
-        let ifs = &self.interfaces;
-        crate::datapath::settings::Settings {
-            subscriber: ifs.subscriber.clone(),
-            upstream: ifs.upstream.clone(),
-            queues: ifs.queues,
-            xdp_mode: ifs.xdp_mode,
-            zero_copy: ifs.zero_copy,
-            frame_size: ifs.frame_size,
-            ring_size: ifs.ring_size,
-            cores: self.workers.cores.clone(),
-            burst: self.workers.burst,
-            busy_poll: self.workers.busy_poll,
-            overload_guard: self.workers.overload_guard,
-            reply_rate: self.reject_rate.per_second,
-            reply_burst: self.reject_rate.burst,
-            fast_path: self.datapath.fast_path,
-        }
-    }
-}
-
 /// Facts about a load, for `op25b check` and the logs.
 #[derive(Clone, Debug)]
-pub struct LoadReport {
+pub struct ConfigLoadReport {
     /// Class names in id order.
     pub classes: Vec<String>,
     /// Allowed destinations as given.
@@ -258,7 +204,7 @@ pub struct PrefixFileCount {
 pub struct Loaded {
     pub config: Config,
     pub policy: Policy,
-    pub report: LoadReport,
+    pub report: ConfigLoadReport,
 }
 
 /// Largest config file (prefix lists belong in `file:` entries).
@@ -303,19 +249,19 @@ fn read_text(path: &Path, limit: u64, what: &str) -> std::io::Result<String> {
 /// Where a running config comes from: the file, and the `--set` overrides applied to it
 /// at every read (at start and at each reload).
 #[derive(Clone, Debug, Default)]
-pub struct Source {
+pub struct ConfigSource {
     pub path: PathBuf,
     pub overrides: Vec<Override>,
 }
 
-impl Source {
+impl ConfigSource {
     /// [`load_listing_with`] of this file and these overrides.
     pub fn load_listing(&self) -> Result<(Loaded, Vec<(IpNet, ClassId)>), ConfigError> {
         load_listing_with(&self.path, &self.overrides)
     }
 }
 
-impl fmt::Display for Source {
+impl fmt::Display for ConfigSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.path.display())?;
         for o in &self.overrides {
@@ -522,6 +468,16 @@ pub fn load_str_with(
 mod tests {
     use super::*;
 
+    /// Imports point one way, raw <- validate <- compile: the file's stage names
+    /// nothing of the later ones (it used to call `compile::resolve`).
+    #[test]
+    fn the_raw_stage_imports_nothing_from_compile_or_validate() {
+        let raw = include_str!("raw.rs");
+        for later in ["compile::", "validate::", "use super::*"] {
+            assert!(!raw.contains(later), "src/config/raw.rs uses {later:?}");
+        }
+    }
+
     const MINIMAL: &str = "
 interfaces: {subscriber: sub0, upstream: up0}
 policy:
@@ -538,9 +494,9 @@ policy:
     #[test]
     fn minimal_config_loads_with_defaults() {
         let l = load_str(Path::new("t.yaml"), MINIMAL).unwrap();
-        assert_eq!(l.config.interfaces.queues, 1);
-        assert_eq!(l.config.interfaces.xdp_mode, XdpMode::Auto);
-        assert_eq!(l.config.workers.cores, vec![0]);
+        assert_eq!(l.config.datapath.queues, 1);
+        assert_eq!(l.config.datapath.xdp_mode, XdpMode::Auto);
+        assert_eq!(l.config.datapath.cores, vec![0]);
         assert_eq!(l.config.control.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(l.policy.classes().len(), 1);
         assert!(l.policy.classes()[0].blocked_ports.contains(25));
@@ -588,7 +544,7 @@ policy:
             &sets(&["interfaces.queues=2", "workers={cores: [0, 1]}"]),
         )
         .unwrap();
-        assert_eq!(l.config.interfaces.queues, 2);
+        assert_eq!(l.config.datapath.queues, 2);
         // Validated as if the file said it.
         let e = load_str_with(
             p,
@@ -875,9 +831,9 @@ datapath: {fast_path: false}",
                 "action: reject, block_inbound_smtp: true}",
             );
         let l = load_str(Path::new("t.yaml"), &text).unwrap();
-        assert_eq!(l.config.interfaces.zero_copy, ZeroCopy::Off);
-        assert!(l.config.workers.busy_poll);
-        assert!(!l.config.workers.overload_guard);
+        assert_eq!(l.config.datapath.zero_copy, ZeroCopy::Off);
+        assert!(l.config.datapath.busy_poll);
+        assert!(!l.config.datapath.overload_guard);
         assert_eq!(l.config.datapath.fast_path, FastPathMode::Off);
         assert!(l.policy.classes()[0].block_inbound_smtp);
         // The words, in every field.
@@ -888,9 +844,9 @@ datapath: {fast_path: false}",
             .replace("fast_path: false", "fast_path: on")
             .replace("block_inbound_smtp: true", "block_inbound_smtp: off");
         let l = load_str(Path::new("t.yaml"), &words).unwrap();
-        assert_eq!(l.config.interfaces.zero_copy, ZeroCopy::On);
-        assert!(l.config.workers.busy_poll);
-        assert!(!l.config.workers.overload_guard);
+        assert_eq!(l.config.datapath.zero_copy, ZeroCopy::On);
+        assert!(l.config.datapath.busy_poll);
+        assert!(!l.config.datapath.overload_guard);
         assert_eq!(l.config.datapath.fast_path, FastPathMode::Unblockable);
         assert!(!l.policy.classes()[0].block_inbound_smtp);
         for (word, mode) in [
@@ -911,7 +867,7 @@ datapath: {fast_path: false}",
             &words.replace("zero_copy: on", "zero_copy: true"),
         )
         .unwrap();
-        assert_eq!(l.config.interfaces.zero_copy, ZeroCopy::On);
+        assert_eq!(l.config.datapath.zero_copy, ZeroCopy::On);
         // The switches added with them (http_top, allow_empty) take both too.
         let l = load_str(
             Path::new("t.yaml"),

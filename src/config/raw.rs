@@ -18,7 +18,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::*;
+use super::{
+    read_text, ConfigError, FastPathMode, XdpMode, ZeroCopy, DEFAULT_LISTEN, DEFAULT_PID_FILE,
+};
 
 // ---------------------------------------------------------------------------------------
 // Stage 1: the file as written.
@@ -469,126 +471,13 @@ pub(super) struct RawControl {
     pub(super) http_top: bool,
 }
 
-pub(super) fn radius_settings(
-    file: &Path,
-    r: &RawRadius,
-    policy: &RawPolicy,
-) -> Result<RadiusSettings, ConfigError> {
-    let listen: SocketAddr = r.listen.parse().map_err(|_| {
-        ConfigError::invalid(
-            file,
-            "radius.listen",
-            format!(
-                "{:?} is not an address:port such as \"127.0.0.1:1813\"",
-                r.listen
-            ),
-        )
-    })?;
-    if r.clients.is_empty() {
-        return Err(ConfigError::invalid(
-            file,
-            "radius.clients",
-            "empty: no NAS could send accounting; list each with address and secret",
-        ));
+/// Resolves a path in the config relative to the config file's folder.
+pub(super) fn resolve(config: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        config.parent().unwrap_or(Path::new(".")).join(p)
     }
-    let mut clients = Vec::new();
-    for (i, c) in r.clients.iter().enumerate() {
-        let field = format!("radius.clients[{i}]");
-        let net: IpNet = c
-            .address
-            .parse::<IpNet>()
-            .or_else(|_| c.address.parse::<std::net::IpAddr>().map(IpNet::from))
-            .map_err(|_| {
-                ConfigError::invalid(
-                    file,
-                    format!("{field}.address"),
-                    format!("{:?} is not an address or prefix", c.address),
-                )
-            })?;
-        let secret = match (&c.secret, &c.secret_file) {
-            (Some(s), None) => s.clone(),
-            (None, Some(p)) => {
-                let creds = std::env::var_os(CREDENTIALS_DIRECTORY);
-                read_secret_file(file, &format!("{field}.secret_file"), p, creds.as_deref())?
-            }
-            _ => {
-                return Err(ConfigError::invalid(
-                    file,
-                    field,
-                    "give exactly one of `secret` and `secret_file`",
-                ))
-            }
-        };
-        if secret.is_empty() {
-            return Err(ConfigError::invalid(
-                file,
-                field,
-                "the shared secret is empty",
-            ));
-        }
-        clients.push((net, secret));
-    }
-    for (id, class) in &r.filter_ids {
-        if !policy.classes.contains_key(class) {
-            return Err(ConfigError::invalid(
-                file,
-                format!("radius.filter_ids.{id}"),
-                format!("{class:?} is not a class of policy.classes"),
-            ));
-        }
-    }
-    if r.session_timeout_secs == 0 {
-        return Err(ConfigError::invalid(
-            file,
-            "radius.session_timeout_secs",
-            "0 would expire every session at once; expected at least 1",
-        ));
-    }
-    for (field, v, what) in [
-        (
-            "radius.duplicate_window_secs",
-            r.duplicate_window_secs,
-            "0 would apply every retransmission again",
-        ),
-        (
-            "radius.event_timestamp_window_secs",
-            r.event_timestamp_window_secs,
-            "0 would refuse every request that carries an Event-Timestamp",
-        ),
-        (
-            "radius.max_entries",
-            r.max_entries,
-            "0 would refuse every RADIUS entry",
-        ),
-    ] {
-        if v == 0 {
-            return Err(ConfigError::invalid(
-                file,
-                field,
-                format!("{what}; expected at least 1"),
-            ));
-        }
-    }
-    if !(1..=128).contains(&r.min_ipv6_prefix_len) {
-        return Err(ConfigError::invalid(
-            file,
-            "radius.min_ipv6_prefix_len",
-            format!(
-                "{} is not an IPv6 prefix length from 1 to 128",
-                r.min_ipv6_prefix_len
-            ),
-        ));
-    }
-    Ok(RadiusSettings {
-        listen,
-        clients,
-        filter_ids: r.filter_ids.clone(),
-        session_timeout: Duration::from_secs(r.session_timeout_secs),
-        duplicate_window: Duration::from_secs(r.duplicate_window_secs),
-        event_timestamp_window: Duration::from_secs(r.event_timestamp_window_secs),
-        max_entries: usize::try_from(r.max_entries).unwrap_or(usize::MAX),
-        min_ipv6_prefix_len: r.min_ipv6_prefix_len,
-    })
 }
 
 /// The environment variable systemd sets to the unit's credentials folder
@@ -631,7 +520,7 @@ pub(super) fn read_secret_file(
     creds: Option<&std::ffi::OsStr>,
 ) -> Result<String, ConfigError> {
     let full = match credential_name(p) {
-        None => super::compile::resolve(file, p),
+        None => resolve(file, p),
         Some(name) => {
             if !valid_credential_name(name) {
                 return Err(ConfigError::invalid(file, field, bad_credential_name(name)));
@@ -679,7 +568,7 @@ pub(super) fn read_secret_file(
 /// Where the unit loads credential `name` from: the file of that name in the config's
 /// folder (`/etc/op25b/radius-secret` for `credential:radius-secret`).
 pub fn credential_source(config: &Path, name: &str) -> PathBuf {
-    super::compile::resolve(config, Path::new(name))
+    resolve(config, Path::new(name))
 }
 
 impl RawControl {

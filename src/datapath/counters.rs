@@ -4,7 +4,7 @@
 //! load + store (no locked read-modify-write: there is one writer), and the control
 //! plane sums them across workers. Nothing here allocates after start-up.
 
-use super::io::Side;
+use super::io::{KernelDrops, Side};
 use super::xdp::KernelVerdicts;
 use crate::classify::NonIpKind;
 use crate::policy::{Policy, Reason, Verdict, COUNTER_SLOTS};
@@ -252,8 +252,8 @@ impl WorkerCounters {
         }
     }
 
-    /// Records that the worker is going round its loop (about every 1024 iterations
-    /// and after every idle wait).
+    /// Records that the worker is going round its loop (every 64 iterations and after
+    /// every idle wait).
     #[inline]
     pub fn beat(&self, now: std::time::Instant) {
         self.heartbeat_ms
@@ -408,32 +408,6 @@ pub struct Snapshot {
     pub xdp_judged: [u64; 2],
 }
 
-/// Frames lost in the kernel before the worker saw them (AF_XDP `XDP_STATISTICS`,
-/// cumulative per socket): the worker did not keep up or the fill ring ran dry.
-///
-/// The three overlap: in copy mode the kernel counts a frame it had no fill entry for
-/// in `rx_dropped` *and* in `fill_empty` (`__xsk_rcv`: `xsk_buff_alloc` fails, which
-/// counts the empty fill ring, then `rx_dropped++`); in zero-copy mode `fill_empty`
-/// counts the times the driver found the fill ring empty, and what the NIC then drops
-/// shows in its own counters (`ethtool -S`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct KernelDrops {
-    /// Dropped by the socket: no fill entry (copy mode), or a frame larger than the
-    /// UMEM frame.
-    pub rx_dropped: u64,
-    /// The socket's RX ring was full.
-    pub rx_ring_full: u64,
-    /// Times the fill ring had no frame to receive into (not a frame count).
-    pub fill_empty: u64,
-}
-
-impl KernelDrops {
-    /// Frames the socket dropped (`fill_empty` is already inside `rx_dropped`).
-    pub fn total(&self) -> u64 {
-        self.rx_dropped + self.rx_ring_full
-    }
-}
-
 impl Snapshot {
     pub fn get(&self, c: Counter) -> u64 {
         self.scalars[c as usize]
@@ -469,13 +443,6 @@ impl Snapshot {
     /// Frames with a given action (0 forward, 1 drop, 2 reject) received on `side`.
     pub fn action_total(&self, side: Side, action: usize) -> u64 {
         self.verdicts[side.index()][action].iter().sum()
-    }
-
-    /// Frames received on `side` that were decided with `reason` (any action).
-    pub fn reason_total(&self, side: Side, reason: Reason) -> u64 {
-        (0..3)
-            .map(|a| self.verdicts[side.index()][a][reason.index()])
-            .sum()
     }
 
     /// Adds another snapshot (to sum workers). Census totals add up too.
@@ -591,6 +558,17 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Imports point one way, counters -> io: the frame I/O seam (and its kernel drop
+    /// counts) names nothing of the counters (it used to take `KernelDrops` from here).
+    #[test]
+    fn io_imports_nothing_from_counters() {
+        let io = include_str!("io.rs");
+        assert!(
+            !io.contains("counters::"),
+            "src/datapath/io.rs uses the counters"
+        );
+    }
 
     /// The kernel's verdicts add to the workers' under the same counters, and every
     /// frame still has exactly one verdict.

@@ -24,7 +24,7 @@
 
 use super::io::Side;
 use super::settings::FastPathMode;
-use super::xdp::{KernelVerdicts, PathStats, Program, Settings, StatsMap, VerdictsMap};
+use super::xdp::{KernelVerdicts, PathStats, Program, StatsMap, VerdictsMap, XdpProgramSettings};
 use crate::policy::{Direction, Policy, PortSet};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -258,7 +258,7 @@ impl FastPath {
     /// Writes `w` into side `i`'s map; only once the kernel took it does this module
     /// believe the map holds it. A failure marks the side for [`FastPath::refresh`].
     fn write(&mut self, i: usize, w: Written) -> Result<(), FastPathError> {
-        let settings = Settings::new(
+        let settings = XdpProgramSettings::new(
             w.mode,
             w.peer_ready,
             i == Side::Upstream as usize,

@@ -60,6 +60,32 @@ impl Side {
     }
 }
 
+/// Frames lost in the kernel before the worker saw them (AF_XDP `XDP_STATISTICS`,
+/// cumulative per socket): the worker did not keep up or the fill ring ran dry.
+///
+/// The three overlap: in copy mode the kernel counts a frame it had no fill entry for
+/// in `rx_dropped` *and* in `fill_empty` (`__xsk_rcv`: `xsk_buff_alloc` fails, which
+/// counts the empty fill ring, then `rx_dropped++`); in zero-copy mode `fill_empty`
+/// counts the times the driver found the fill ring empty, and what the NIC then drops
+/// shows in its own counters (`ethtool -S`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelDrops {
+    /// Dropped by the socket: no fill entry (copy mode), or a frame larger than the
+    /// UMEM frame.
+    pub rx_dropped: u64,
+    /// The socket's RX ring was full.
+    pub rx_ring_full: u64,
+    /// Times the fill ring had no frame to receive into (not a frame count).
+    pub fill_empty: u64,
+}
+
+impl KernelDrops {
+    /// Frames the socket dropped (`fill_empty` is already inside `rx_dropped`).
+    pub fn total(&self) -> u64 {
+        self.rx_dropped + self.rx_ring_full
+    }
+}
+
 /// A frame the holder owns: the handle to one frame of a [`FrameIo`]'s area, while it is
 /// in no ring. Not `Copy`, not `Clone`; only the datapath's `FrameIo` implementations
 /// make one (from a descriptor the kernel or the area gave back). `repr(transparent)`,
@@ -155,8 +181,8 @@ pub trait FrameIo {
     fn wake_fill(&mut self, side: Side) -> io::Result<()>;
 
     /// The kernel's drop counters for `side`'s socket (zero where there is no kernel).
-    fn kernel_drops(&self, _side: Side) -> super::counters::KernelDrops {
-        super::counters::KernelDrops::default()
+    fn kernel_drops(&self, _side: Side) -> KernelDrops {
+        KernelDrops::default()
     }
 
     /// Sleeps until either RX ring has frames or `timeout_ms` passes.
@@ -174,9 +200,6 @@ pub trait FrameIo {
         into: &mut Frame<Self::Desc>,
         build: impl FnOnce(&[u8], &mut [u8]) -> Option<usize>,
     ) -> bool;
-
-    /// Replaces the frame's contents with `bytes`; false if they do not fit.
-    fn write(&mut self, f: &mut Frame<Self::Desc>, bytes: &[u8]) -> bool;
 }
 
 /// Descriptor of [`MemIo`]: frame index and length.
@@ -198,7 +221,6 @@ struct MemSide {
     rx_dropped_other: u64,
     /// Frames the "kernel" could not receive because the fill ring was empty.
     rx_dropped_no_fill: u64,
-    kicks: u64,
 }
 
 /// In-memory [`FrameIo`]: rings are bounded queues, frames are byte vectors. A test
@@ -294,11 +316,6 @@ impl MemIo {
         s.rx_dropped_no_fill + s.rx_dropped_other
     }
 
-    /// TX kicks the worker made on `side`.
-    pub fn kicks(&self, side: Side) -> u64 {
-        self.sides[side.index()].kicks
-    }
-
     /// Descriptors sitting in each ring of `side`: (fill, rx, tx, completion).
     pub fn ring_levels(&self, side: Side) -> (usize, usize, usize, usize) {
         let s = &self.sides[side.index()];
@@ -367,8 +384,7 @@ impl FrameIo for MemIo {
         !self.sides[side.index()].tx.is_empty()
     }
 
-    fn kick_tx(&mut self, side: Side) -> io::Result<()> {
-        self.sides[side.index()].kicks += 1;
+    fn kick_tx(&mut self, _side: Side) -> io::Result<()> {
         Ok(())
     }
 
@@ -387,9 +403,9 @@ impl FrameIo for MemIo {
         Ok(())
     }
 
-    fn kernel_drops(&self, side: Side) -> super::counters::KernelDrops {
+    fn kernel_drops(&self, side: Side) -> KernelDrops {
         let s = &self.sides[side.index()];
-        super::counters::KernelDrops {
+        KernelDrops {
             rx_dropped: s.rx_dropped_other,
             rx_ring_full: 0,
             fill_empty: s.rx_dropped_no_fill,
@@ -436,14 +452,5 @@ impl FrameIo for MemIo {
                 false
             }
         }
-    }
-
-    fn write(&mut self, f: &mut Frame<MemDesc>, bytes: &[u8]) -> bool {
-        if bytes.len() > self.frame_size {
-            return false;
-        }
-        self.frames[f.0.index as usize][..bytes.len()].copy_from_slice(bytes);
-        f.0.len = bytes.len() as u32;
-        true
     }
 }

@@ -31,7 +31,7 @@
 //! with them is the control plane's business (`topk`).
 
 use super::xdp::{Map, SharedMaps};
-use crate::lpm::Entry;
+use crate::lpm::PrefixEntry;
 use crate::policy::overlay::{mask_v6, Overlay};
 use crate::policy::{BlockAction, Policy, COUNTER_SLOTS, MAX_CLASSES};
 use ipnet::IpNet;
@@ -604,8 +604,8 @@ fn clear<const K: usize>(t: &Map, what: &'static str) -> Result<(), KernelError>
 fn refill4(
     t: &Map,
     what: &'static str,
-    entries: &[Entry<u32>],
-    value: impl Fn(&Entry<u32>) -> [u8; 2],
+    entries: &[PrefixEntry<u32>],
+    value: impl Fn(&PrefixEntry<u32>) -> [u8; 2],
 ) -> Result<(), KernelError> {
     clear::<8>(t, what)?;
     for e in entries {
@@ -622,8 +622,8 @@ fn refill4(
 fn refill6(
     t: &Map,
     what: &'static str,
-    entries: &[Entry<u128>],
-    value: impl Fn(&Entry<u128>) -> [u8; 2],
+    entries: &[PrefixEntry<u128>],
+    value: impl Fn(&PrefixEntry<u128>) -> [u8; 2],
 ) -> Result<(), KernelError> {
     clear::<20>(t, what)?;
     for e in entries {

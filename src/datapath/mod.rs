@@ -1,13 +1,14 @@
 //! The datapath: UMEM, rings, NIC setup, the XDP program and the worker threads. The
 //! only module of the appliance with `unsafe` (in `xsk.rs`, `xdp.rs`, `nic.rs`,
-//! `privileges.rs` and the `clock` below); it asks `classify` for every decision and never reads the config
-//! ([`settings`] is what it needs to start).
+//! `privileges.rs` and the `clock` below); it asks `classify` for every decision and
+//! never reads the config ([`settings::DatapathSettings`], which the config builds, is
+//! what it needs to start).
 //!
 //! * [`io`]: the [`io::FrameIo`] seam and an in-memory implementation for tests;
 //! * [`worker`]: the burst loop, generic over `FrameIo`;
 //! * [`counters`]: per-worker counters and frame census;
 //! * `xsk`: AF_XDP sockets sharing one UMEM per worker (xsk-rs / libxdp);
-//! * [`settings`]: its settings types (config converts into them);
+//! * [`settings`]: [`settings::DatapathSettings`] and the ring geometry derived from it;
 //! * `nic`: interface checks, promiscuous mode, XDP attach state;
 //! * `xdp`: op25b's XDP program and its socket map, attached through a bpf_link (the
 //!   kernel detaches it when the process ends, however it ends);
@@ -122,7 +123,7 @@ impl PolicyCell {
     /// and overlay in force into them. From here on every publish writes the kernel's
     /// copy first.
     pub fn attach_kernel(&self, mut k: kernel::KernelPolicy) -> Result<(), kernel::KernelError> {
-        let policy = self.load_full();
+        let policy = self.policy.load_full();
         let result = k.publish(&policy).and_then(|p| {
             tracing::info!(
                 "XDP policy generation {}: {} subscriber prefixes, {} allowed destinations written in {} ms",
@@ -151,7 +152,7 @@ impl PolicyCell {
         if !k.retry_due(std::time::Instant::now()) {
             return;
         }
-        let policy = self.load_full();
+        let policy = self.policy.load_full();
         let overlay = self.load_overlay();
         let result = k
             .publish(&policy)
@@ -187,7 +188,7 @@ impl PolicyCell {
         {
             let mut guard = self.kernel_lock();
             if let Some(k) = guard.as_mut() {
-                let policy = self.load_full();
+                let policy = self.policy.load_full();
                 let result = if next.policy_id == Overlay::policy_id_of(&policy) {
                     k.write_overlay(&next, changed, &policy)
                 } else {
@@ -207,11 +208,6 @@ impl PolicyCell {
     /// The current policy (a cheap, lock-free load).
     pub fn load(&self) -> arc_swap::Guard<Arc<Policy>> {
         self.policy.load()
-    }
-
-    /// The current policy as an owned `Arc` (control plane).
-    pub fn load_full(&self) -> Arc<Policy> {
-        self.policy.load_full()
     }
 
     /// The names behind the per-class counter slots, sorted by name
@@ -266,7 +262,7 @@ impl PolicyCell {
 use crate::policy::overlay::Overlay;
 use counters::{FrameCensus, WorkerCounters};
 use crossbeam_utils::CachePadded;
-use settings::{FastPathMode, Settings, XdpMode};
+use settings::{DatapathSettings, FastPathMode, XdpMode};
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
@@ -356,18 +352,6 @@ pub struct Running {
 /// Bytes the kernel keeps free in front of each frame (XDP_PACKET_HEADROOM).
 pub const XDP_HEADROOM: u32 = 256;
 
-/// Frames per worker UMEM: both fill rings at target, both TX rings full, slack for
-/// replies and one burst in hand.
-/// The fill-ring depth under the overload guard (worker.rs, "Overload guard"): an
-/// eighth of the ring, at least two bursts, never more than the ring.
-pub fn overload_fill(ring_size: u32, burst: u32) -> usize {
-    (ring_size / 8).max(2 * burst).min(ring_size) as usize
-}
-
-pub fn frame_count(ring_size: u32, burst: u32) -> u32 {
-    4 * ring_size + 4 * burst.max(64)
-}
-
 /// Fails with the list of missing capabilities, if any.
 pub fn check_privileges() -> Result<(), StartError> {
     let missing = nic::missing_capabilities();
@@ -419,33 +403,32 @@ pub fn check_mtu(
 /// interfaces (present, queues, MTU against the frame size, no other XDP program), the
 /// worker cores. Returns the interfaces and what was checked, warnings prefixed with
 /// `warning: `; attaches nothing.
-pub fn preflight(cfg: &Settings) -> Result<(nic::Nic, nic::Nic, Vec<String>), StartError> {
+pub fn preflight(cfg: &DatapathSettings) -> Result<(nic::Nic, nic::Nic, Vec<String>), StartError> {
     check_privileges()?;
     let mut notes = vec![
         "privileges: CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_PERFMON, CAP_IPC_LOCK present"
             .to_string(),
     ];
-    let ifs = cfg;
-    let sub = nic::inspect(&ifs.subscriber)?;
-    let up = nic::inspect(&ifs.upstream)?;
-    let max_mtu = max_mtu(ifs.frame_size);
+    let sub = nic::inspect(&cfg.subscriber)?;
+    let up = nic::inspect(&cfg.upstream)?;
+    let max_mtu = max_mtu(cfg.frame_size);
     for n in [&sub, &up] {
         let queues = n.rx_queues.min(n.tx_queues);
-        if ifs.queues > queues {
+        if cfg.queues > queues {
             return Err(StartError::Queues {
                 name: n.name.clone(),
                 queues,
-                wanted: ifs.queues,
+                wanted: cfg.queues,
             });
         }
-        if n.rx_queues > ifs.queues {
+        if n.rx_queues > cfg.queues {
             return Err(StartError::UnservedQueues {
                 name: n.name.clone(),
                 queues: n.rx_queues,
-                wanted: ifs.queues,
+                wanted: cfg.queues,
             });
         }
-        if let Some(warning) = check_mtu(&n.name, n.mtu, ifs.frame_size, cfg.fast_path)? {
+        if let Some(warning) = check_mtu(&n.name, n.mtu, cfg.frame_size, cfg.fast_path)? {
             notes.push(warning);
         }
         match nic::xdp_program(n.ifindex) {
@@ -465,7 +448,7 @@ pub fn preflight(cfg: &Settings) -> Result<(nic::Nic, nic::Nic, Vec<String>), St
         }
         notes.push(format!(
             "interface {}: ifindex {}, {} rx / {} tx queue(s) (config: {}), MTU {} (at most {max_mtu} with frame_size {}), no XDP program attached",
-            n.name, n.ifindex, n.rx_queues, n.tx_queues, ifs.queues, n.mtu, ifs.frame_size
+            n.name, n.ifindex, n.rx_queues, n.tx_queues, cfg.queues, n.mtu, cfg.frame_size
         ));
         if !n.up {
             notes.push(format!(
@@ -509,12 +492,11 @@ pub fn preflight(cfg: &Settings) -> Result<(nic::Nic, nic::Nic, Vec<String>), St
 /// Checks everything that can be checked, opens every socket, then starts the workers.
 /// On error nothing is left running or attached.
 pub fn start(
-    cfg: &Settings,
+    cfg: &DatapathSettings,
     policy: Arc<PolicyCell>,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, StartError> {
     nic::raise_memlock();
-    let ifs = cfg;
     let (sub, up, notes) = preflight(cfg)?;
     for n in notes {
         if let Some(w) = n.strip_prefix("warning: ") {
@@ -530,68 +512,100 @@ pub fn start(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let (programs, offenders, mut fast_path) = load_programs(cfg, &sub, &up, &policy)?;
+    let (links, link_notes) = attach_links(&sub, &up, &programs, cfg.xdp_mode)?;
+    // Some drivers take redirected frames only once an XDP program is attached.
+    fast_path.refresh();
+    let (ios, mode) = open_sockets(cfg, &sub, &up, &links, &link_notes)?;
+    let wcfg = worker::WorkerConfig::new(
+        cfg,
+        crate::classify::notice::CookieKey::random().map_err(StartError::CookieKey)?,
+    );
+    let (counters, workers) = spawn_workers(cfg, ios, wcfg, &policy, &stop)?;
+    Ok(Running {
+        mode,
+        subscriber: sub,
+        upstream: up,
+        counters,
+        fast_path,
+        offenders,
+        workers,
+        stop,
+        links,
+        _promisc: promisc,
+    })
+}
 
-    let opts = xsk::XskOptions {
-        frame_size: ifs.frame_size,
-        ring_size: ifs.ring_size,
-        frame_count: frame_count(ifs.ring_size, cfg.burst),
-        zero_copy: ifs.zero_copy,
-    };
+/// Loads op25b's program for both interfaces (the upstream copy shares the subscriber
+/// copy's policy maps), writes the policy in force into its maps and sets up the fast
+/// path; attaches nothing.
+fn load_programs(
+    cfg: &DatapathSettings,
+    sub: &nic::Nic,
+    up: &nic::Nic,
+    policy: &PolicyCell,
+) -> Result<
+    (
+        [xdp::Program; 2],
+        kernel::OffenderReader,
+        fast_path::FastPath,
+    ),
+    StartError,
+> {
     // Load both programs and write their settings before attaching them: from the first
     // frame on, what the policy can never block takes the fast path (while no socket is
     // registered, the rest goes to the kernel stack, counted as passed).
     // The upstream copy shares the subscriber copy's policy maps.
     let load = |n: &nic::Nic, with: Option<&xdp::SharedMaps>| {
-        xdp::Program::load_sharing(ifs.queues, with).map_err(|source| StartError::XdpLoad {
+        xdp::Program::load_sharing(cfg.queues, with).map_err(|source| StartError::XdpLoad {
             name: n.name.clone(),
             source,
         })
     };
-    let first = load(&sub, None)?;
-    let second = load(&up, Some(first.shared()))?;
+    let first = load(sub, None)?;
+    let second = load(up, Some(first.shared()))?;
     let programs = [first, second];
-    // The policy and overlay in force into the kernel's maps, whatever the mode: a
-    // reload that turns mode kernel on finds them ready.
-    let shared = programs[0]
-        .shared()
-        .try_clone()
-        .map_err(|source| StartError::XdpLoad {
-            name: sub.name.clone(),
-            source,
-        })?;
-    let offenders = kernel::OffenderReader::new(&shared).map_err(|source| StartError::XdpLoad {
+    let load_failed = |source| StartError::XdpLoad {
         name: sub.name.clone(),
         source,
-    })?;
+    };
+    // The policy and overlay in force into the kernel's maps, whatever the mode: a
+    // reload that turns mode kernel on finds them ready.
+    let shared = programs[0].shared().try_clone().map_err(load_failed)?;
+    let offenders = kernel::OffenderReader::new(&shared).map_err(load_failed)?;
     kernel::KernelPolicy::new(shared)
         .and_then(|k| policy.attach_kernel(k))
         .map_err(StartError::KernelPolicy)?;
     let clones = match (programs[0].try_clone(), programs[1].try_clone()) {
         (Ok(a), Ok(b)) => [a, b],
-        (Err(source), _) | (_, Err(source)) => {
-            return Err(StartError::XdpLoad {
-                name: sub.name.clone(),
-                source,
-            })
-        }
+        (Err(source), _) | (_, Err(source)) => return Err(load_failed(source)),
     };
-    let mut fast_path = fast_path::FastPath::new(
+    let fast_path = fast_path::FastPath::new(
         clones,
         [&sub.name, &up.name],
         [sub.ifindex, up.ifindex],
         cfg.fast_path,
-        ifs.frame_size - XDP_HEADROOM,
+        cfg.frame_size - XDP_HEADROOM,
         &policy.load(),
         policy.generation(),
         xdp::takes_redirects,
     )?;
-    let (links, link_notes) = attach_links(&sub, &up, &programs, ifs.xdp_mode)?;
-    // Some drivers take redirected frames only once an XDP program is attached.
-    fast_path.refresh();
+    Ok((programs, offenders, fast_path))
+}
+
+/// Opens one worker's pair of AF_XDP sockets per queue (on error, those opened are
+/// closed before the caller drops the links). Returns them and the mode the kernel gave.
+fn open_sockets(
+    cfg: &DatapathSettings,
+    sub: &nic::Nic,
+    up: &nic::Nic,
+    links: &[xdp::XdpLink],
+    link_notes: &[String],
+) -> Result<(Vec<xsk::XskIo>, xsk::ModeInUse), StartError> {
     let mut ios = Vec::new();
     let mut mode = None;
-    for q in 0..ifs.queues {
-        match xsk::XskIo::open(&sub.name, &up.name, q, &opts, [&links[0], &links[1]]) {
+    for q in 0..cfg.queues {
+        match xsk::XskIo::open(&sub.name, &up.name, q, cfg, [&links[0], &links[1]]) {
             Ok((io, m, mut failed)) => {
                 failed.splice(0..0, link_notes.iter().cloned());
                 if q == 0 && !failed.is_empty() {
@@ -605,29 +619,36 @@ pub fn start(
             }
             Err(e) => {
                 drop(ios);
-                drop(links);
                 return Err(e.into());
             }
         }
     }
     let mode = mode.expect("at least one queue");
-    let wcfg = worker::WorkerConfig {
-        burst: cfg.burst as usize,
-        fill_target: ifs.ring_size as usize,
-        overload_fill: cfg
-            .overload_guard
-            .then(|| overload_fill(ifs.ring_size, cfg.burst)),
-        busy_poll: cfg.busy_poll,
-        reply_rate: cfg.reply_rate,
-        reply_burst: cfg.reply_burst,
-        cookie_key: crate::classify::notice::CookieKey::random().map_err(StartError::CookieKey)?,
-    };
+    Ok((ios, mode))
+}
+
+/// Starts one worker thread per socket pair, pinned to its core. Each worker says when
+/// its state is built (fill rings primed), then waits until memory is locked with all of
+/// it resident: only then does it take its first frame (the RX rings hold what arrives
+/// meanwhile).
+#[allow(clippy::type_complexity)]
+fn spawn_workers(
+    cfg: &DatapathSettings,
+    ios: Vec<xsk::XskIo>,
+    wcfg: worker::WorkerConfig,
+    policy: &Arc<PolicyCell>,
+    stop: &Arc<AtomicBool>,
+) -> Result<
+    (
+        Vec<Arc<CachePadded<WorkerCounters>>>,
+        Vec<JoinHandle<WorkerExit>>,
+    ),
+    StartError,
+> {
     let mut counters = Vec::new();
     let mut workers = Vec::new();
-    // Each worker says when its state is built (fill rings primed), then waits until
-    // memory is locked with all of it resident: only then does it take its first frame
-    // (the RX rings hold what arrives meanwhile). `go` is closed, never sent on.
-    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<usize>(ifs.queues as usize);
+    // `go` is closed, never sent on.
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<usize>(cfg.queues as usize);
     let (go_tx, go_rx) = crossbeam_channel::bounded::<()>(0);
     for (i, io) in ios.into_iter().enumerate() {
         let c = Arc::new(CachePadded::new(WorkerCounters::new()));
@@ -681,18 +702,7 @@ pub fn start(
         Err(e) => tracing::warn!("cannot lock memory (mlockall: {e}): pages may be faulted in or swapped on the frame path; grant CAP_IPC_LOCK"),
     }
     drop(go_tx);
-    Ok(Running {
-        mode,
-        subscriber: sub,
-        upstream: up,
-        counters,
-        fast_path,
-        offenders,
-        workers,
-        stop,
-        links,
-        _promisc: promisc,
-    })
+    Ok((counters, workers))
 }
 
 /// Attaches op25b's program to both interfaces in the best mode the config allows

@@ -44,17 +44,19 @@
 
 use super::counters::{Counter, FrameCensus, WorkerCounters};
 use super::io::{Frame, FrameIo, Side};
+use super::settings::DatapathSettings;
 use super::PolicyCell;
 use crate::classify::notice::{self, CookieKey, NoticeStep};
-use crate::classify::{self, reply, Addrs, BurstClassifier, Net};
-use crate::policy::{Direction, ReplyKind, Verdict};
+use crate::classify::{self, reply, Addrs, BurstClassifier, Classified, FrameInfo, Net};
+use crate::policy::{Direction, Policy, ReplyKind, Verdict};
 use crate::topk::{self, TopK, WORKER_SLOTS};
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Loop parameters, compiled from the config.
+/// Loop parameters, compiled from the [`DatapathSettings`] ([`WorkerConfig::new`]; tests
+/// and benchmarks write their own).
 #[derive(Clone, Copy, Debug)]
 pub struct WorkerConfig {
     /// Frames per receive burst.
@@ -71,6 +73,21 @@ pub struct WorkerConfig {
     pub reply_burst: u32,
     /// The SMTP notice's SYN-cookie secret (the same for every worker).
     pub cookie_key: CookieKey,
+}
+
+impl WorkerConfig {
+    /// The loop parameters of `settings`, with the notice's cookie secret.
+    pub fn new(settings: &DatapathSettings, cookie_key: CookieKey) -> Self {
+        Self {
+            burst: settings.burst as usize,
+            fill_target: settings.fill_target(),
+            overload_fill: settings.overload_fill(),
+            busy_poll: settings.busy_poll,
+            reply_rate: settings.reply_rate.per_second,
+            reply_burst: settings.reply_rate.burst,
+            cookie_key,
+        }
+    }
 }
 
 /// What one iteration did.
@@ -485,15 +502,8 @@ impl<I: FrameIo> Worker<I> {
     /// Decides every frame of `rx_buf` (received on `side`) and acts on them.
     fn decide_and_act(&mut self, side: Side) {
         let guard = self.policy.policy.load();
-        let generation = self.policy.generation();
-        if generation != self.generation {
-            self.generation = generation;
-            self.counters.add(Counter::PolicySwaps, 1);
-            self.counters
-                .policy_generation
-                .store(generation, Ordering::Relaxed);
-        }
-        let policy: &crate::policy::Policy = &guard;
+        self.note_generation();
+        let policy: &Policy = &guard;
         // The overlay's class ids belong to one policy: during a reload, between the two
         // swaps, a worker judges by the file policy alone.
         let overlay_guard = self.policy.load_overlay();
@@ -513,111 +523,15 @@ impl<I: FrameIo> Worker<I> {
             let len = data.len() as u32;
             rx_bytes += u64::from(len);
             let (info, c) = self.burst.classify(i, data, direction, policy, overlay);
-            // `reply: smtp-notice` on TCP/25 or /587 outbound: the notice's step for this
-            // segment (stateless: the cookie says whether its ACK is genuine).
-            let notice_step = match (c.verdict, direction, c.dst_port, c.class) {
-                (
-                    Verdict::Reject(_, ReplyKind::SmtpNotice),
-                    Direction::Outbound,
-                    Some(25 | 587),
-                    Some(id),
-                ) => policy.notice(id).map(|text| {
-                    (
-                        notice::step(data, &info, self.cfg.cookie_key, self.now_s),
-                        text,
-                    )
-                }),
-                _ => None,
-            };
+            let notice = self.notice_step(data, &info, &c, direction, policy);
             // Per-class counts under the class's counter slot in the policy that judged
             // the frame: stable across reloads that shift class ids.
             let class_slot = c.class.map(|id| policy.counter_slot(id));
-            self.counters
-                .verdict(side, c.verdict, class_slot, c.dst_port);
-            if info.net == Net::NotIp {
-                self.counters
-                    .non_ip(side, classify::non_ip_kind(&info.link));
-            }
-            if c.verdict.is_blocked() && direction == Direction::Outbound {
-                if let Net::Ip { addrs, .. } = info.net {
-                    let (src, dst) = match addrs {
-                        Addrs::V4 { src, dst } => (topk::key_v4(src), topk::key_v4(dst)),
-                        Addrs::V6 { src, dst } => (src, dst),
-                    };
-                    self.top.record(src, dst, class_slot, self.now_s);
-                }
-            }
+            self.count(side, &info, &c, class_slot);
             match c.verdict {
                 Verdict::Forward(_) => self.tx[other.index()].push(f, len),
                 Verdict::Drop(_) => self.pool.free.push(f),
-                Verdict::Reject(_, kind) => {
-                    // What the reply is, and whether the budget allows it.
-                    let (kind, step) = match notice_step {
-                        Some((step, _)) => (kind, Some(step)),
-                        // The notice serves TCP/25 and /587 outbound; a RST otherwise.
-                        None if kind == ReplyKind::SmtpNotice => (ReplyKind::TcpReset, None),
-                        None => (kind, None),
-                    };
-                    let (step, allowed) = match step {
-                        Some(NoticeStep::Silent) => (step, false),
-                        // A SYN-ACK only with room for its greeting too; else a RST.
-                        Some(NoticeStep::SynAck { .. }) => {
-                            if self.bucket.take_if_at_least(2.0) {
-                                (step, true)
-                            } else {
-                                (Some(NoticeStep::Refuse), self.bucket.take())
-                            }
-                        }
-                        _ => (step, self.bucket.take()),
-                    };
-                    if step == Some(NoticeStep::Silent) {
-                        // A RST from the client: nothing to answer.
-                    } else if !allowed {
-                        self.counters.add(Counter::RepliesRateLimited, 1);
-                    } else if let Some(mut r) = self.pool.free.pop() {
-                        // The reply is built straight into a free frame, from the facts
-                        // the classifier already parsed.
-                        let mut rlen = 0;
-                        let text = notice_step.map_or(&[][..], |(_, t)| t);
-                        let built = self.io.build_into(&f, &mut r, |frame, out| {
-                            let n = match step {
-                                Some(
-                                    s @ (NoticeStep::SynAck { .. } | NoticeStep::Greeting { .. }),
-                                ) => notice::build(frame, &info, s, text, out).ok()?,
-                                Some(_) => reply::build_reply_parsed(
-                                    frame,
-                                    &info,
-                                    ReplyKind::TcpReset,
-                                    out,
-                                )
-                                .ok()?,
-                                None => reply::build_reply_parsed(frame, &info, kind, out).ok()?,
-                            };
-                            rlen = n as u32;
-                            Some(n)
-                        });
-                        if built {
-                            self.tx[side.index()].push(r, rlen);
-                            self.counters.add(Counter::RepliesSent, 1);
-                            match step {
-                                Some(NoticeStep::SynAck { .. }) => {
-                                    self.counters.add(Counter::NoticeSynAcks, 1)
-                                }
-                                Some(NoticeStep::Greeting { .. }) => {
-                                    self.counters.add(Counter::NoticeGreetings, 1)
-                                }
-                                Some(_) => self.counters.add(Counter::NoticeRefused, 1),
-                                None => {}
-                            }
-                        } else {
-                            self.pool.free.push(r);
-                            self.counters.add(Counter::RepliesFailed, 1);
-                        }
-                    } else {
-                        self.counters.add(Counter::RepliesFailed, 1);
-                    }
-                    self.pool.free.push(f);
-                }
+                Verdict::Reject(_, kind) => self.reject(side, f, &info, kind, notice),
             }
         }
         debug_assert_eq!(
@@ -638,6 +552,152 @@ impl<I: FrameIo> Worker<I> {
         }
     }
 
+    /// Counts a policy swap when the cell's generation moved since the last burst.
+    #[inline]
+    fn note_generation(&mut self) {
+        let generation = self.policy.generation();
+        if generation != self.generation {
+            self.generation = generation;
+            self.counters.add(Counter::PolicySwaps, 1);
+            self.counters
+                .policy_generation
+                .store(generation, Ordering::Relaxed);
+        }
+    }
+
+    /// `reply: smtp-notice` on TCP/25 or /587 outbound: the notice's step for this
+    /// segment (stateless: the cookie says whether its ACK is genuine) and its text.
+    #[inline]
+    fn notice_step<'p>(
+        &self,
+        data: &[u8],
+        info: &FrameInfo,
+        c: &Classified,
+        direction: Direction,
+        policy: &'p Policy,
+    ) -> Option<(NoticeStep, &'p [u8])> {
+        match (c.verdict, direction, c.dst_port, c.class) {
+            (
+                Verdict::Reject(_, ReplyKind::SmtpNotice),
+                Direction::Outbound,
+                Some(25 | 587),
+                Some(id),
+            ) => policy.notice(id).map(|text| {
+                (
+                    notice::step(data, info, self.cfg.cookie_key, self.now_s),
+                    text,
+                )
+            }),
+            _ => None,
+        }
+    }
+
+    /// The frame's counters (verdict, class, port, non-IP kind), and the top list for a
+    /// blocked outbound attempt.
+    #[inline]
+    fn count(&mut self, side: Side, info: &FrameInfo, c: &Classified, class_slot: Option<usize>) {
+        self.counters
+            .verdict(side, c.verdict, class_slot, c.dst_port);
+        if info.net == Net::NotIp {
+            self.counters
+                .non_ip(side, classify::non_ip_kind(&info.link));
+        }
+        if c.verdict.is_blocked() && side.rx_direction() == Direction::Outbound {
+            if let Net::Ip { addrs, .. } = info.net {
+                let (src, dst) = match addrs {
+                    Addrs::V4 { src, dst } => (topk::key_v4(src), topk::key_v4(dst)),
+                    Addrs::V6 { src, dst } => (src, dst),
+                };
+                self.top.record(src, dst, class_slot, self.now_s);
+            }
+        }
+    }
+
+    /// A rejected frame: its reply (within the budget) queued on `side`'s TX batch, the
+    /// frame itself back on the free list.
+    #[inline]
+    fn reject(
+        &mut self,
+        side: Side,
+        f: Frame<I::Desc>,
+        info: &FrameInfo,
+        kind: ReplyKind,
+        notice: Option<(NoticeStep, &[u8])>,
+    ) {
+        // What the reply is, and whether the budget allows it.
+        let (kind, step) = match notice {
+            Some((step, _)) => (kind, Some(step)),
+            // The notice serves TCP/25 and /587 outbound; a RST otherwise.
+            None if kind == ReplyKind::SmtpNotice => (ReplyKind::TcpReset, None),
+            None => (kind, None),
+        };
+        let (step, allowed) = match step {
+            Some(NoticeStep::Silent) => (step, false),
+            // A SYN-ACK only with room for its greeting too; else a RST.
+            Some(NoticeStep::SynAck { .. }) => {
+                if self.bucket.take_if_at_least(2.0) {
+                    (step, true)
+                } else {
+                    (Some(NoticeStep::Refuse), self.bucket.take())
+                }
+            }
+            _ => (step, self.bucket.take()),
+        };
+        if step == Some(NoticeStep::Silent) {
+            // A RST from the client: nothing to answer.
+        } else if !allowed {
+            self.counters.add(Counter::RepliesRateLimited, 1);
+        } else {
+            let text = notice.map_or(&[][..], |(_, t)| t);
+            self.reply(side, &f, info, kind, step, text);
+        }
+        self.pool.free.push(f);
+    }
+
+    /// Builds the reply to `f` straight into a free frame, from the facts the classifier
+    /// already parsed, and queues it on `side`'s TX batch; counts it (sent, or failed:
+    /// no free frame, or it could not be built).
+    #[inline]
+    fn reply(
+        &mut self,
+        side: Side,
+        f: &Frame<I::Desc>,
+        info: &FrameInfo,
+        kind: ReplyKind,
+        step: Option<NoticeStep>,
+        text: &[u8],
+    ) {
+        let Some(mut r) = self.pool.free.pop() else {
+            self.counters.add(Counter::RepliesFailed, 1);
+            return;
+        };
+        let mut rlen = 0;
+        let built = self.io.build_into(f, &mut r, |frame, out| {
+            let n = match step {
+                Some(s @ (NoticeStep::SynAck { .. } | NoticeStep::Greeting { .. })) => {
+                    notice::build(frame, info, s, text, out).ok()?
+                }
+                Some(_) => reply::build_reply_parsed(frame, info, ReplyKind::TcpReset, out).ok()?,
+                None => reply::build_reply_parsed(frame, info, kind, out).ok()?,
+            };
+            rlen = n as u32;
+            Some(n)
+        });
+        if !built {
+            self.pool.free.push(r);
+            self.counters.add(Counter::RepliesFailed, 1);
+            return;
+        }
+        self.tx[side.index()].push(r, rlen);
+        self.counters.add(Counter::RepliesSent, 1);
+        match step {
+            Some(NoticeStep::SynAck { .. }) => self.counters.add(Counter::NoticeSynAcks, 1),
+            Some(NoticeStep::Greeting { .. }) => self.counters.add(Counter::NoticeGreetings, 1),
+            Some(_) => self.counters.add(Counter::NoticeRefused, 1),
+            None => {}
+        }
+    }
+
     /// One loop iteration over both sides, without sleeping.
     pub fn poll_once(&mut self) -> Progress {
         let a = self.service(Side::Subscriber);
@@ -654,12 +714,12 @@ impl<I: FrameIo> Worker<I> {
         let mut next_sample = Instant::now();
         let mut iterations: u32 = 0;
         while !stop.load(Ordering::Relaxed) {
-            // About once a second (checked every 1024 iterations and when idle): copy
-            // the kernel's socket drop counters (one getsockopt per side).
             iterations = iterations.wrapping_add(1);
-            // The heartbeat every 64 iterations (a busy worker: well under a
-            // millisecond apart; an idle one: after each wait, since idle rounds jump
-            // to the next multiple of 1024).
+            // The heartbeat and the overload guard's tick every 64 iterations (a busy
+            // worker: well under a millisecond apart; an idle one: after each wait,
+            // since idle rounds jump to the next multiple of 1024). About once a second
+            // (checked every 1024 iterations, so after each wait too): copy the
+            // kernel's socket drop counters (one getsockopt per side).
             if iterations.is_multiple_of(64) || iterations == 1 {
                 let now = Instant::now();
                 self.counters.beat(now);

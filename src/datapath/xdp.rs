@@ -7,7 +7,7 @@
 //! and docs/architecture.md. Its maps, per interface:
 //! * `xsks` (XSKMAP): RX queue -> the worker's socket;
 //! * `peer` (DEVMAP): key 0 -> the other interface;
-//! * `settings` (ARRAY, one [`Settings`]): fast path on/off, whether the other interface
+//! * `settings` (ARRAY, one [`XdpProgramSettings`]): fast path on/off, whether the other interface
 //!   takes redirected frames, and the TCP destination ports that must go to userspace;
 //! * `stats` (PERCPU_ARRAY, one entry of every counter: one lookup per frame): per-CPU
 //!   counters of both paths ([`PathStats`]).
@@ -55,7 +55,7 @@ const FLAG_INBOUND: u32 = 8;
 /// The `settings` map's value, as the program reads it (`struct settings`).
 #[repr(C)]
 #[derive(Clone)]
-pub struct Settings {
+pub struct XdpProgramSettings {
     flags: u32,
     generation: u32,
     frame_max: u32,
@@ -63,7 +63,7 @@ pub struct Settings {
     ports: [u8; 65536 / 8],
 }
 
-impl Settings {
+impl XdpProgramSettings {
     /// `mode`: `datapath.fast_path`; `peer_ready`: the other interface takes redirected
     /// frames; `inbound`: this copy runs on the upstream interface; `frame_max`: the
     /// largest frame a worker takes (0: no limit); `ports`: the TCP destination ports
@@ -77,7 +77,7 @@ impl Settings {
         ports: &PortSet,
         generation: u64,
     ) -> Self {
-        let mut s = Settings {
+        let mut s = XdpProgramSettings {
             flags: 0,
             generation: generation as u32,
             frame_max,
@@ -820,8 +820,8 @@ impl Program {
     }
 
     /// Replaces the settings in one map update (the program reads them per frame).
-    pub fn write_settings(&self, s: &Settings) -> io::Result<()> {
-        update(&self.settings, 0, (s as *const Settings).cast())
+    pub fn write_settings(&self, s: &XdpProgramSettings) -> io::Result<()> {
+        update(&self.settings, 0, (s as *const XdpProgramSettings).cast())
     }
 
     /// Steers RX queue `queue` to the AF_XDP socket `xsk_fd`.
@@ -971,18 +971,18 @@ mod tests {
     #[test]
     fn settings_layout_matches_the_program() {
         // struct settings: u32 flags, generation, frame_max, pad; u8 ports[8192].
-        assert_eq!(std::mem::size_of::<Settings>(), 16 + 8192);
+        assert_eq!(std::mem::size_of::<XdpProgramSettings>(), 16 + 8192);
         let mut ports = PortSet::new();
         for p in [25, 465, 587, 0, 65535] {
             ports.insert(p);
         }
-        let s = Settings::new(FastPathMode::Unblockable, true, false, 1792, &ports, 7);
+        let s = XdpProgramSettings::new(FastPathMode::Unblockable, true, false, 1792, &ports, 7);
         assert!(s.active());
         assert!(!s.judges());
         assert_eq!(s.flags, 3);
         assert_eq!(s.generation, 7);
         assert_eq!(s.frame_max, 1792);
-        let k = Settings::new(FastPathMode::Kernel, true, true, 0, &ports, 7);
+        let k = XdpProgramSettings::new(FastPathMode::Kernel, true, true, 0, &ports, 7);
         assert!(k.active() && k.judges());
         assert_eq!(k.flags, FLAG_KERNEL | FLAG_PEER_READY | FLAG_INBOUND);
         assert_eq!(s.ports[25 / 8], 1 << (25 % 8));
@@ -990,9 +990,14 @@ mod tests {
         assert_eq!(s.ports[8191], 0x80);
         let set: usize = s.ports.iter().map(|b| b.count_ones() as usize).sum();
         assert_eq!(set, 5);
-        assert!(!Settings::new(FastPathMode::Unblockable, false, false, 0, &ports, 1).active());
-        assert!(!Settings::new(FastPathMode::Kernel, false, false, 0, &ports, 1).active());
-        assert!(!Settings::new(FastPathMode::Off, true, false, 0, &ports, 1).active());
+        assert!(
+            !XdpProgramSettings::new(FastPathMode::Unblockable, false, false, 0, &ports, 1)
+                .active()
+        );
+        assert!(
+            !XdpProgramSettings::new(FastPathMode::Kernel, false, false, 0, &ports, 1).active()
+        );
+        assert!(!XdpProgramSettings::new(FastPathMode::Off, true, false, 0, &ports, 1).active());
     }
 
     #[test]

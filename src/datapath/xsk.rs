@@ -10,25 +10,14 @@
 //!   handle (from `take_frames`, RX or completion until fill or TX consumes it): the
 //!   types check that, the `unsafe` blocks below rely on it.
 
-use super::io::Side;
-use super::io::{Frame, FrameIo};
-use super::settings::ZeroCopy;
+use super::io::{Frame, FrameIo, KernelDrops, Side};
+use super::settings::{DatapathSettings, ZeroCopy};
 use super::xdp::XdpLink;
-use std::io::{self, Write};
+use std::io;
 use std::num::NonZeroU32;
 use std::os::fd::AsRawFd;
 use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
-
-/// Ring and frame sizes for one worker.
-#[derive(Clone, Copy, Debug)]
-pub struct XskOptions {
-    pub frame_size: u32,
-    /// RX and TX ring size; fill and completion rings are twice this.
-    pub ring_size: u32,
-    pub frame_count: u32,
-    pub zero_copy: ZeroCopy,
-}
 
 /// What the kernel gave us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,7 +87,7 @@ pub struct XskIo {
     /// What RX and completion rings are consumed into before the descriptors become
     /// [`Frame`]s (grown once, to the largest request).
     scratch: Vec<FrameDesc>,
-    /// Entries of each fill ring.
+    /// Entries of each fill ring ([`DatapathSettings::fill_ring_entries`]).
     fill_size: usize,
 }
 
@@ -144,7 +133,7 @@ impl XskIo {
         subscriber: &str,
         upstream: &str,
         queue: u32,
-        opts: &XskOptions,
+        opts: &DatapathSettings,
         links: [&XdpLink; 2],
     ) -> Result<(XskIo, ModeInUse, Vec<String>), XskError> {
         let native = links[0].native;
@@ -167,7 +156,7 @@ impl XskIo {
                 Ok(io) => return Ok((io, mode, attempts)),
                 Err(OpenError::Umem(source)) => {
                     return Err(XskError::Umem {
-                        frames: opts.frame_count,
+                        frames: opts.frame_count(),
                         frame_size: opts.frame_size,
                         source,
                     })
@@ -189,7 +178,7 @@ impl XskIo {
         subscriber: &str,
         upstream: &str,
         queue: u32,
-        opts: &XskOptions,
+        opts: &DatapathSettings,
         mode: ModeInUse,
         links: [&XdpLink; 2],
     ) -> Result<XskIo, OpenError> {
@@ -200,11 +189,11 @@ impl XskIo {
                     .try_into()
                     .expect("config validated the frame size"),
             )
-            .fill_queue_size(q(opts.ring_size * 2))
-            .comp_queue_size(q(opts.ring_size * 2))
+            .fill_queue_size(q(opts.fill_ring_entries()))
+            .comp_queue_size(q(opts.completion_ring_entries()))
             .build()
             .map_err(|e| OpenError::Umem(io::Error::other(e.to_string())))?;
-        let count = NonZeroU32::new(opts.frame_count).expect("frame count > 0");
+        let count = NonZeroU32::new(opts.frame_count()).expect("frame count > 0");
         let (umem, frames) =
             Umem::new(umem_cfg, count, false).map_err(|e| OpenError::Umem(errno_of(&e)))?;
         let mut bind = BindFlags::XDP_USE_NEED_WAKEUP;
@@ -258,7 +247,7 @@ impl XskIo {
             umem,
             frames: Some(frames),
             scratch: Vec::new(),
-            fill_size: q(opts.ring_size * 2).get() as usize,
+            fill_size: opts.fill_ring_entries() as usize,
         })
     }
 
@@ -414,9 +403,9 @@ impl FrameIo for XskIo {
         s.fq.wakeup(s.rx.fd_mut(), 0)
     }
 
-    fn kernel_drops(&self, side: Side) -> super::counters::KernelDrops {
+    fn kernel_drops(&self, side: Side) -> KernelDrops {
         match self.kernel_stats(side) {
-            Some(s) => super::counters::KernelDrops {
+            Some(s) => KernelDrops {
                 rx_dropped: s.rx_dropped(),
                 rx_ring_full: s.rx_ring_full(),
                 fill_empty: s.rx_fill_ring_empty_descs(),
@@ -484,16 +473,5 @@ impl FrameIo for XskIo {
                 false
             }
         }
-    }
-
-    fn write(&mut self, f: &mut Frame<FrameDesc>, bytes: &[u8]) -> bool {
-        // SAFETY: as for `data`, and the caller holds `f` exclusively (`&mut`).
-        let mut data = unsafe { self.umem.data_mut(f.desc_mut()) };
-        let mut cursor = data.cursor();
-        cursor.set_pos(0);
-        if bytes.len() > cursor.buf_len() {
-            return false;
-        }
-        cursor.write_all(bytes).is_ok()
     }
 }

@@ -279,7 +279,7 @@ pub type Ipv6Table = PrefixTable<u128>;
 
 /// A prefix to insert: key (host bits are ignored), length, value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Entry<K> {
+pub struct PrefixEntry<K> {
     pub key: K,
     pub len: u8,
     pub value: u16,
@@ -288,8 +288,8 @@ pub struct Entry<K> {
 impl<K: Key> PrefixTable<K> {
     /// Builds a table. When the same prefix (key and length) appears more than once, the
     /// last one wins; callers that want duplicates to be an error check before.
-    pub fn build(entries: &[Entry<K>]) -> Result<Self, BuildError> {
-        let mut list: Vec<Entry<K>> = Vec::with_capacity(entries.len());
+    pub fn build(entries: &[PrefixEntry<K>]) -> Result<Self, BuildError> {
+        let mut list: Vec<PrefixEntry<K>> = Vec::with_capacity(entries.len());
         for e in entries {
             if u32::from(e.len) > K::BITS {
                 return Err(BuildError::LengthTooLong {
@@ -300,7 +300,7 @@ impl<K: Key> PrefixTable<K> {
             if e.value == NO_MATCH {
                 return Err(BuildError::ReservedValue);
             }
-            list.push(Entry {
+            list.push(PrefixEntry {
                 key: e.key.mask(e.len),
                 len: e.len,
                 value: e.value,
@@ -309,7 +309,7 @@ impl<K: Key> PrefixTable<K> {
         // Sort by (key, len); a stable sort keeps insertion order among duplicates, and
         // keeping the last of each run makes "last one wins" hold.
         list.sort_by_key(|e| (e.key, e.len));
-        let mut dedup: Vec<Entry<K>> = Vec::with_capacity(list.len());
+        let mut dedup: Vec<PrefixEntry<K>> = Vec::with_capacity(list.len());
         for e in list {
             match dedup.last_mut() {
                 Some(last) if last.key == e.key && last.len == e.len => *last = e,
@@ -551,8 +551,8 @@ pub struct HostSplitTable<K: Key> {
 
 impl<K: Key> HostSplitTable<K> {
     /// Builds the table; duplicates resolve as in [`PrefixTable::build`] (last wins).
-    pub fn build(entries: &[Entry<K>]) -> Result<Self, BuildError> {
-        let (host_entries, rest): (Vec<Entry<K>>, Vec<Entry<K>>) =
+    pub fn build(entries: &[PrefixEntry<K>]) -> Result<Self, BuildError> {
+        let (host_entries, rest): (Vec<PrefixEntry<K>>, Vec<PrefixEntry<K>>) =
             entries.iter().partition(|e| u32::from(e.len) == K::BITS);
         let trie = PrefixTable::build(&rest)?;
         for e in &host_entries {
@@ -674,7 +674,7 @@ impl<K: Key> PrefixSet<K> {
     pub const LINEAR_MAX: usize = 16;
 
     /// Builds the set; values in `entries` are ignored (must be non-zero for the table).
-    pub fn build(entries: &[Entry<K>]) -> Result<Self, BuildError> {
+    pub fn build(entries: &[PrefixEntry<K>]) -> Result<Self, BuildError> {
         let table = PrefixTable::build(entries)?;
         if table.len() > Self::LINEAR_MAX {
             return Ok(Self::Table(table));
@@ -732,7 +732,10 @@ struct Builder {
 impl Builder {
     /// Resolves the direct array (the top `K::DIRECT` bits) from all prefixes, sorted
     /// by (key, len), building a node below every slot that has longer prefixes.
-    fn build_direct<K: Key>(&mut self, prefixes: &[Entry<K>]) -> Result<Vec<u32>, BuildError> {
+    fn build_direct<K: Key>(
+        &mut self,
+        prefixes: &[PrefixEntry<K>],
+    ) -> Result<Vec<u32>, BuildError> {
         let slots = 1usize << K::DIRECT;
         let (values, deeper) = paint(prefixes, 0, K::DIRECT, NO_MATCH);
         let mut out = vec![0u32; slots];
@@ -758,7 +761,7 @@ impl Builder {
     fn build_node<K: Key>(
         &mut self,
         index: usize,
-        prefixes: &[Entry<K>],
+        prefixes: &[PrefixEntry<K>],
         offset: u32,
         inherited: u16,
     ) -> Result<(), BuildError> {
@@ -821,7 +824,7 @@ impl Builder {
 /// starting there. Without path compression: `offset`. `prefixes` is sorted by key,
 /// non-empty, and every prefix is longer than `offset`; the result is at least `offset`
 /// and at most `K::BITS - STRIDE` when `offset` is.
-fn slots_start<K: Key>(prefixes: &[Entry<K>], offset: u32) -> u32 {
+fn slots_start<K: Key>(prefixes: &[PrefixEntry<K>], offset: u32) -> u32 {
     if !K::PATH_COMPRESSION {
         return offset;
     }
@@ -843,7 +846,7 @@ fn slots_start<K: Key>(prefixes: &[Entry<K>], offset: u32) -> u32 {
 /// range into `prefixes` (which is sorted by key, so each group is contiguous).
 #[allow(clippy::type_complexity)]
 fn paint<K: Key>(
-    prefixes: &[Entry<K>],
+    prefixes: &[PrefixEntry<K>],
     offset: u32,
     bits: u32,
     inherited: u16,
@@ -852,7 +855,7 @@ fn paint<K: Key>(
     let mut values = vec![inherited; slots];
     let mut deeper: Vec<Option<(usize, usize)>> = vec![None; slots];
     let end = offset + bits;
-    let mut short: Vec<&Entry<K>> = Vec::new();
+    let mut short: Vec<&PrefixEntry<K>> = Vec::new();
     for (i, e) in prefixes.iter().enumerate() {
         let slot = e.key.extract(offset, bits);
         if u32::from(e.len) <= end {
@@ -875,7 +878,7 @@ fn paint<K: Key>(
 
 /// The obviously-correct reference: scan every prefix, keep the longest that covers the
 /// key. Used as the oracle in property tests and benchmarks.
-pub fn linear_lookup<K: Key>(entries: &[Entry<K>], key: K) -> u16 {
+pub fn linear_lookup<K: Key>(entries: &[PrefixEntry<K>], key: K) -> u16 {
     let mut best: Option<(u8, u16)> = None;
     for e in entries {
         if key.mask(e.len) == e.key.mask(e.len) && best.is_none_or(|(len, _)| e.len >= len) {
@@ -890,16 +893,16 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn v4(s: &str, len: u8, value: u16) -> Entry<u32> {
-        Entry {
+    fn v4(s: &str, len: u8, value: u16) -> PrefixEntry<u32> {
+        PrefixEntry {
             key: u32::from(s.parse::<Ipv4Addr>().unwrap()),
             len,
             value,
         }
     }
 
-    fn v6(s: &str, len: u8, value: u16) -> Entry<u128> {
-        Entry {
+    fn v6(s: &str, len: u8, value: u16) -> PrefixEntry<u128> {
+        PrefixEntry {
             key: u128::from(s.parse::<Ipv6Addr>().unwrap()),
             len,
             value,
@@ -967,25 +970,29 @@ mod tests {
         );
     }
 
-    fn entries_v4() -> impl Strategy<Value = Vec<Entry<u32>>> {
+    fn entries_v4() -> impl Strategy<Value = Vec<PrefixEntry<u32>>> {
         // Keys drawn from a few "neighbourhoods" so prefixes nest and overlap often.
         let key = (0u32..4, any::<u32>()).prop_map(|(hood, low)| (hood << 30) | (low >> 2));
         prop::collection::vec(
-            (key, 0u8..=32, 1u16..6).prop_map(|(key, len, value)| Entry { key, len, value }),
+            (key, 0u8..=32, 1u16..6).prop_map(|(key, len, value)| PrefixEntry { key, len, value }),
             0..120,
         )
     }
 
-    fn entries_v6() -> impl Strategy<Value = Vec<Entry<u128>>> {
+    fn entries_v6() -> impl Strategy<Value = Vec<PrefixEntry<u128>>> {
         let key = (0u128..4, any::<u128>()).prop_map(|(hood, low)| (hood << 126) | (low >> 2));
         prop::collection::vec(
-            (key, 0u8..=128, 1u16..6).prop_map(|(key, len, value)| Entry { key, len, value }),
+            (key, 0u8..=128, 1u16..6).prop_map(|(key, len, value)| PrefixEntry { key, len, value }),
             0..120,
         )
     }
 
     /// Addresses near the prefixes (same key with some low bits flipped) plus random ones.
-    fn probes<K: Key>(entries: &[Entry<K>], random: &[K], flip: impl Fn(K, u32) -> K) -> Vec<K> {
+    fn probes<K: Key>(
+        entries: &[PrefixEntry<K>],
+        random: &[K],
+        flip: impl Fn(K, u32) -> K,
+    ) -> Vec<K> {
         let mut out: Vec<K> = random.to_vec();
         for (i, e) in entries.iter().enumerate() {
             out.push(e.key);
@@ -1063,10 +1070,10 @@ mod tests {
     }
 
     /// IPv6 entries no longer than /64, so the table takes the narrow (top 64 bits) path.
-    fn entries_v6_narrow() -> impl Strategy<Value = Vec<Entry<u128>>> {
+    fn entries_v6_narrow() -> impl Strategy<Value = Vec<PrefixEntry<u128>>> {
         let key = (0u128..4, any::<u128>()).prop_map(|(hood, low)| (hood << 126) | (low >> 2));
         prop::collection::vec(
-            (key, 0u8..=64, 1u16..6).prop_map(|(key, len, value)| Entry { key, len, value }),
+            (key, 0u8..=64, 1u16..6).prop_map(|(key, len, value)| PrefixEntry { key, len, value }),
             0..120,
         )
     }
@@ -1078,9 +1085,9 @@ mod tests {
         fn v6_narrow_matches_linear_scan(entries in entries_v6_narrow(), random in prop::collection::vec(any::<u128>(), 64)) {
             let t = Ipv6Table::build(&entries).unwrap();
             prop_assert!(t.narrow);
-            let mut oracle: Vec<Entry<u128>> = Vec::new();
+            let mut oracle: Vec<PrefixEntry<u128>> = Vec::new();
             for e in &entries {
-                let e = Entry { key: e.key.mask(e.len), ..*e };
+                let e = PrefixEntry { key: e.key.mask(e.len), ..*e };
                 oracle.retain(|o| !(o.key == e.key && o.len == e.len));
                 oracle.push(e);
             }
@@ -1093,9 +1100,9 @@ mod tests {
         fn v4_matches_linear_scan(entries in entries_v4(), random in prop::collection::vec(any::<u32>(), 64)) {
             let t = Ipv4Table::build(&entries).unwrap();
             // The oracle sees duplicates resolved the same way (last wins).
-            let mut oracle: Vec<Entry<u32>> = Vec::new();
+            let mut oracle: Vec<PrefixEntry<u32>> = Vec::new();
             for e in &entries {
-                let e = Entry { key: e.key.mask(e.len), ..*e };
+                let e = PrefixEntry { key: e.key.mask(e.len), ..*e };
                 oracle.retain(|o| !(o.key == e.key && o.len == e.len));
                 oracle.push(e);
             }
@@ -1107,9 +1114,9 @@ mod tests {
         #[test]
         fn v6_matches_linear_scan(entries in entries_v6(), random in prop::collection::vec(any::<u128>(), 64)) {
             let t = Ipv6Table::build(&entries).unwrap();
-            let mut oracle: Vec<Entry<u128>> = Vec::new();
+            let mut oracle: Vec<PrefixEntry<u128>> = Vec::new();
             for e in &entries {
-                let e = Entry { key: e.key.mask(e.len), ..*e };
+                let e = PrefixEntry { key: e.key.mask(e.len), ..*e };
                 oracle.retain(|o| !(o.key == e.key && o.len == e.len));
                 oracle.push(e);
             }
@@ -1142,7 +1149,7 @@ mod tests {
                     let e = entries[i % entries.len()];
                     e.key.mask(e.len) | (k & !u128::MAX.checked_shl(128 - u32::from(e.len)).unwrap_or(0))
                 } else { *k };
-                all.push(Entry { key, len: 128, value: *v });
+                all.push(PrefixEntry { key, len: 128, value: *v });
             }
             let split = HostSplitTable::build(&all).unwrap();
             let trie = PrefixTable::build(&all).unwrap();
@@ -1163,7 +1170,7 @@ mod tests {
         /// (whole groups of lanes and a remainder).
         #[test]
         fn batch_matches_single_lookups(v6n in entries_v6_narrow(), v6 in entries_v6(), v4 in entries_v4(), random in prop::collection::vec(any::<u128>(), 0..50)) {
-            fn check<K: Key>(entries: &[Entry<K>], keys: &[K]) -> Result<(), TestCaseError> {
+            fn check<K: Key>(entries: &[PrefixEntry<K>], keys: &[K]) -> Result<(), TestCaseError> {
                 let t = PrefixTable::build(entries).unwrap();
                 let mut out = vec![u16::MAX; keys.len()];
                 t.lookup_batch(keys, &mut out);

@@ -4,16 +4,16 @@
 use ipnet::IpNet;
 
 use super::*;
-use crate::lpm::{Entry, HostSplitTable, Ipv4Table, PrefixSet};
+use crate::lpm::{HostSplitTable, Ipv4Table, PrefixEntry, PrefixSet};
 
 /// Assembles a [`Policy`]. Everything is checked and compiled in [`PolicyBuilder::build`].
 #[derive(Default)]
 pub struct PolicyBuilder {
     classes: Vec<Class>,
-    subscribers_v4: Vec<Entry<u32>>,
-    subscribers_v6: Vec<Entry<u128>>,
-    allowed_v4: Vec<Entry<u32>>,
-    allowed_v6: Vec<Entry<u128>>,
+    subscribers_v4: Vec<PrefixEntry<u32>>,
+    subscribers_v6: Vec<PrefixEntry<u128>>,
+    allowed_v4: Vec<PrefixEntry<u32>>,
+    allowed_v6: Vec<PrefixEntry<u128>>,
     unmatched: Option<ClassId>,
     fragments: FragmentPolicy,
 }
@@ -64,12 +64,12 @@ impl PolicyBuilder {
     pub fn subscriber(&mut self, prefix: IpNet, class: ClassId) -> &mut Self {
         let value = u16::from(class) + 1;
         match prefix {
-            IpNet::V4(n) => self.subscribers_v4.push(Entry {
+            IpNet::V4(n) => self.subscribers_v4.push(PrefixEntry {
                 key: n.addr().into(),
                 len: n.prefix_len(),
                 value,
             }),
-            IpNet::V6(n) => self.subscribers_v6.push(Entry {
+            IpNet::V6(n) => self.subscribers_v6.push(PrefixEntry {
                 key: n.addr().into(),
                 len: n.prefix_len(),
                 value,
@@ -81,12 +81,12 @@ impl PolicyBuilder {
     /// Adds an allowed destination (the ISP's own relays/MX): never blocked.
     pub fn allow(&mut self, prefix: IpNet) -> &mut Self {
         match prefix {
-            IpNet::V4(n) => self.allowed_v4.push(Entry {
+            IpNet::V4(n) => self.allowed_v4.push(PrefixEntry {
                 key: n.addr().into(),
                 len: n.prefix_len(),
                 value: 1,
             }),
-            IpNet::V6(n) => self.allowed_v6.push(Entry {
+            IpNet::V6(n) => self.allowed_v6.push(PrefixEntry {
                 key: n.addr().into(),
                 len: n.prefix_len(),
                 value: 1,
@@ -130,10 +130,10 @@ impl PolicyBuilder {
             Ipv4Table::build(&self.subscribers_v4).map_err(table("IPv4 subscriber"))?;
         // The IPv6 table carries the prefix length beside the class (see
         // `class_of_v6_len`): the overlay competes on specificity.
-        let v6_entries: Vec<Entry<u128>> = self
+        let v6_entries: Vec<PrefixEntry<u128>> = self
             .subscribers_v6
             .iter()
-            .map(|e| Entry {
+            .map(|e| PrefixEntry {
                 value: (u16::from(e.len) << 8) | e.value,
                 ..*e
             })

@@ -105,11 +105,11 @@ pub struct PolicySummary {
 #[derive(Clone, Debug, Default)]
 pub struct PolicyEntries {
     /// Subscriber prefixes; `value` is class id + 1.
-    pub subscribers_v4: Box<[lpm::Entry<u32>]>,
-    pub subscribers_v6: Box<[lpm::Entry<u128>]>,
+    pub subscribers_v4: Box<[lpm::PrefixEntry<u32>]>,
+    pub subscribers_v6: Box<[lpm::PrefixEntry<u128>]>,
     /// Allowed destinations (`value` 1).
-    pub allowed_v4: Box<[lpm::Entry<u32>]>,
-    pub allowed_v6: Box<[lpm::Entry<u128>]>,
+    pub allowed_v4: Box<[lpm::PrefixEntry<u32>]>,
+    pub allowed_v6: Box<[lpm::PrefixEntry<u128>]>,
 }
 
 /// The compiled, immutable policy. Cheap to read from many threads at once.

@@ -30,7 +30,7 @@ use std::time::Instant;
 use ipnet::IpNet;
 use op25b::datapath::kernel::KernelPolicy;
 use op25b::datapath::settings::FastPathMode;
-use op25b::datapath::xdp::{Program, Settings, XDP_DROP, XDP_PASS, XDP_REDIRECT};
+use op25b::datapath::xdp::{Program, XdpProgramSettings, XDP_DROP, XDP_PASS, XDP_REDIRECT};
 use op25b::policy::{BlockAction, Direction, PolicyBuilder};
 use serde::Serialize;
 
@@ -320,7 +320,7 @@ pub fn kernel_lookup(sizes: &[usize], repeat: u32, rounds: usize) -> Result<Look
             (FastPathMode::Kernel, "kernel"),
             (FastPathMode::Unblockable, "unblockable"),
         ] {
-            prog.write_settings(&Settings::new(mode, true, false, 0, &ports, 1))
+            prog.write_settings(&XdpProgramSettings::new(mode, true, false, 0, &ports, 1))
                 .map_err(|e| format!("settings: {e}"))?;
             // Many sources, one run each: the walks miss the caches as a storm's would
             // (a repeated frame keeps its path hot), against one source run the same way.

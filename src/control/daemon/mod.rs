@@ -48,7 +48,7 @@ pub use reload::{reload, request_reload, ReloadAnswer, ReloadRequestError, Reloa
 pub struct RunOptions {
     /// The config file and its `--set KEY=VALUE` overrides (applied again at every
     /// reload).
-    pub config: config::Source,
+    pub config: config::ConfigSource,
     /// Write the final counters as JSON here at exit.
     pub report: Option<PathBuf>,
     /// Only detach XDP programs and remove a stale pid file, then exit.
@@ -459,21 +459,21 @@ fn log_started(
     cfg: &Config,
     running: &datapath::Running,
     policy: &PolicyCell,
-    report: &config::LoadReport,
+    report: &config::ConfigLoadReport,
     started: Instant,
 ) {
     tracing::info!(
         subscriber = %running.subscriber.name,
         upstream = %running.upstream.name,
-        queues = cfg.interfaces.queues,
-        cores = ?cfg.workers.cores,
+        queues = cfg.datapath.queues,
+        cores = ?cfg.datapath.cores,
         mode = %running.mode,
         failure_mode = cfg.interfaces.failure_mode.as_str(),
-        frame_size = cfg.interfaces.frame_size,
-        ring_size = cfg.interfaces.ring_size,
-        frames_per_worker = datapath::frame_count(cfg.interfaces.ring_size, cfg.workers.burst),
-        burst = cfg.workers.burst,
-        busy_poll = cfg.workers.busy_poll,
+        frame_size = cfg.datapath.frame_size,
+        ring_size = cfg.datapath.ring_size,
+        frames_per_worker = cfg.datapath.frame_count(),
+        burst = cfg.datapath.burst,
+        busy_poll = cfg.datapath.busy_poll,
         classes = report.classes.len(),
         table_bytes = policy.load().summary().table_bytes,
         build_ms = format!("{:.1}", report.build_time.as_secs_f64() * 1e3),
@@ -533,7 +533,7 @@ fn bind_endpoint(cfg: &Config) -> Option<std::net::TcpListener> {
 fn start_overlay(
     cfg: &Config,
     policy: &Arc<PolicyCell>,
-    report: &config::LoadReport,
+    report: &config::ConfigLoadReport,
 ) -> Arc<OverlayShared> {
     let (store, bad_lines) = state_file::load(policy, cfg.control.state_file.as_deref());
     let shared = Arc::new(OverlayShared::new(
@@ -569,11 +569,7 @@ fn start_datapath(
             tracing::warn!("failure_mode open: this kernel has no reject in the bridge family; the fallback drops what op25b would reject");
         }
     }
-    let running = datapath::start(
-        &cfg.datapath_settings(),
-        policy.clone(),
-        signals.stop.clone(),
-    )?;
+    let running = datapath::start(&cfg.datapath, policy.clone(), signals.stop.clone())?;
     if rules.is_some() {
         match fallback::ensure_bridge(cfg) {
             Ok(notes) => {

@@ -47,8 +47,8 @@ impl Drop for PidFile {
 /// `op25b run --dry-run`: every start-up check, attaching nothing. Returns what was
 /// checked (warnings prefixed `warning: `) or the error `run` would stop with.
 pub fn dry_run(cfg: &Config) -> Result<Vec<String>, RunError> {
-    let (sub, _, mut notes) = datapath::preflight(&cfg.datapath_settings())?;
-    datapath::xdp::Program::load(cfg.interfaces.queues).map_err(|source| {
+    let (sub, _, mut notes) = datapath::preflight(&cfg.datapath)?;
+    datapath::xdp::Program::load(cfg.datapath.queues).map_err(|source| {
         datapath::StartError::XdpLoad {
             name: sub.name.clone(),
             source,
@@ -97,7 +97,7 @@ fn live_op25b(path: &Path) -> Option<u32> {
 /// `op25b run --cleanup`: detaches what a killed instance left on the interfaces and
 /// removes a stale pid file.
 pub fn cleanup(cfg: &Config) -> Result<(), RunError> {
-    for note in datapath::cleanup(&[&cfg.interfaces.subscriber, &cfg.interfaces.upstream])? {
+    for note in datapath::cleanup(&[&cfg.datapath.subscriber, &cfg.datapath.upstream])? {
         tracing::info!("{note}");
         super::stdout::write_ignoring_closed(format_args!("{note}\n"));
     }
@@ -259,8 +259,8 @@ pub fn log_detached(cfg: &Config) {
         ),
         FailureMode::Closed => tracing::warn!(
             "failure_mode closed: op25b's XDP programs are detached; no traffic crosses {} <-> {} until op25b runs again",
-            cfg.interfaces.subscriber,
-            cfg.interfaces.upstream
+            cfg.datapath.subscriber,
+            cfg.datapath.upstream
         ),
     }
 }

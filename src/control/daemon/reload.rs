@@ -92,7 +92,7 @@ pub struct Reloaded {
 /// --force`); a forced reload says so in its log line and answer.
 #[allow(clippy::too_many_arguments)]
 pub fn reload(
-    source: &config::Source,
+    source: &config::ConfigSource,
     running: &mut Config,
     facts: &mut config::diff::PolicyFacts,
     fast: &mut datapath::fast_path::FastPath,
@@ -113,6 +113,10 @@ pub fn reload(
     // Restart-only settings stay as they run: the fallback rule set must name the
     // interfaces the running bridge has, not new ones from the file.
     loaded.config.interfaces = running.interfaces.clone();
+    loaded.config.datapath = config::DatapathSettings {
+        fast_path: loaded.config.datapath.fast_path,
+        ..running.datapath.clone()
+    };
     let rules = fallback.then(|| fallback::Rules::new(&loaded, &listing));
     let new_facts = config::diff::PolicyFacts::new(&loaded, &listing);
     drop(listing);
@@ -168,7 +172,7 @@ pub fn reload(
     }
     running.logging.level = c.logging.level;
     running.workers.stats_interval = c.workers.stats_interval;
-    running.datapath = c.datapath;
+    running.datapath.fast_path = c.datapath.fast_path;
     *facts = new_facts;
     let summary = summary(
         cell.generation(),
@@ -208,11 +212,11 @@ pub fn reload(
 
 /// Refuses a fast-path mode that the running interfaces' MTU does not allow.
 fn check_mtu(running: &Config, mode: datapath::settings::FastPathMode) -> Result<(), RunError> {
-    for name in [&running.interfaces.subscriber, &running.interfaces.upstream] {
+    for name in [&running.datapath.subscriber, &running.datapath.upstream] {
         let Ok(nic) = datapath::nic::inspect(name) else {
             continue;
         };
-        datapath::check_mtu(name, nic.mtu, running.interfaces.frame_size, mode)
+        datapath::check_mtu(name, nic.mtu, running.datapath.frame_size, mode)
             .map_err(RunError::ReloadMtu)?;
     }
     Ok(())

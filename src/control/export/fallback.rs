@@ -120,7 +120,7 @@ fn exists(dev: &str) -> bool {
 /// enslaved to some other device.
 pub fn preflight(cfg: &Config) -> Result<(), FallbackError> {
     let i = &cfg.interfaces;
-    for iface in [&i.subscriber, &i.upstream] {
+    for iface in [&cfg.datapath.subscriber, &cfg.datapath.upstream] {
         if !exists(iface) {
             continue; // the datapath's interface check names it
         }
@@ -269,7 +269,7 @@ pub fn ensure_bridge(cfg: &Config) -> Result<Vec<String>, FallbackError> {
             tracing::warn!("failure_mode open: {knob}: {e}; the bridge may answer IPv6 neighbour discovery itself");
         }
     }
-    for iface in [&i.subscriber, &i.upstream] {
+    for iface in [&cfg.datapath.subscriber, &cfg.datapath.upstream] {
         if master_of(iface)?.as_deref() != Some(br) {
             run(
                 "failure_mode open: adding an interface to the fallback bridge",

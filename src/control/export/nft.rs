@@ -142,8 +142,8 @@ fn elements(ranges: &[Range], v6: bool, verdict: impl Fn(ClassId) -> Option<Stri
 /// The rule set for `loaded` with its subscriber prefixes `listing`, for the
 /// interfaces named in the config.
 pub fn ruleset(loaded: &Loaded, listing: &[(IpNet, ClassId)], opts: &NftOptions) -> String {
-    let sub = &loaded.config.interfaces.subscriber;
-    let up = &loaded.config.interfaces.upstream;
+    let sub = &loaded.config.datapath.subscriber;
+    let up = &loaded.config.datapath.upstream;
     let mut s = String::new();
     let _ = writeln!(
         s,
