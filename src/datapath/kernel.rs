@@ -692,6 +692,14 @@ mod tests {
     }
 
     #[test]
+    fn constants_equal_the_programs() {
+        use crate::datapath::xdp::tests::c_source::define;
+        assert_eq!(define("MAX_CLASSES") as usize, KERNEL_CLASSES);
+        assert_eq!(define("ACTION_DROP"), 0);
+        assert_eq!(define("ACTION_REJECT"), 1);
+    }
+
+    #[test]
     fn keys_are_length_then_the_masked_address_in_network_order() {
         let k = key4(0xc633_64ff, 24);
         assert_eq!(&k[..4], &24u32.to_ne_bytes());

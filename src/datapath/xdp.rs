@@ -965,7 +965,7 @@ impl XdpLink {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -993,6 +993,76 @@ mod tests {
         assert!(!Settings::new(FastPathMode::Unblockable, false, false, 0, &ports, 1).active());
         assert!(!Settings::new(FastPathMode::Kernel, false, false, 0, &ports, 1).active());
         assert!(!Settings::new(FastPathMode::Off, true, false, 0, &ports, 1).active());
+    }
+
+    /// bpf/op25b_xdp.c's source, to read the constants Rust mirrors.
+    pub(in crate::datapath) mod c_source {
+        pub const TEXT: &str = include_str!("../../bpf/op25b_xdp.c");
+
+        /// The value of `#define NAME value` (a `u` suffix allowed).
+        pub fn define(name: &str) -> u64 {
+            TEXT.lines()
+                .find_map(|l| {
+                    let mut w = l.split_whitespace();
+                    (w.next() == Some("#define") && w.next() == Some(name))
+                        .then(|| w.next().expect("a value"))
+                })
+                .unwrap_or_else(|| panic!("bpf/op25b_xdp.c defines no {name}"))
+                .trim_end_matches('u')
+                .parse()
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+        }
+
+        /// The names of `enum NAME { ... }`, in order.
+        pub fn enum_names(name: &str) -> Vec<String> {
+            let start = TEXT
+                .find(&format!("enum {name} {{"))
+                .unwrap_or_else(|| panic!("bpf/op25b_xdp.c has no enum {name}"));
+            let body = &TEXT[start..];
+            let body = &body[body.find('{').expect("{") + 1..body.find("};").expect("};")];
+            body.lines()
+                .map(|l| l.split("//").next().unwrap_or("").trim())
+                .filter_map(|l| l.strip_suffix(','))
+                .map(|l| l.split('=').next().unwrap_or(l).trim().to_string())
+                .collect()
+        }
+    }
+
+    #[test]
+    fn constants_equal_the_programs() {
+        use c_source::{define, enum_names};
+        for (name, rust) in [
+            ("FLAG_FAST_PATH", FLAG_FAST_PATH),
+            ("FLAG_PEER_READY", FLAG_PEER_READY),
+            ("FLAG_KERNEL", FLAG_KERNEL),
+            ("FLAG_INBOUND", FLAG_INBOUND),
+        ] {
+            assert_eq!(define(name), u64::from(rust), "{name}");
+        }
+        // enum stat: the path counters, one per NonIpKind in its order, the three of
+        // mode kernel, STAT_COUNT.
+        let stat = enum_names("stat");
+        let at = |n: &str| stat.iter().position(|x| x == n).expect(n);
+        for k in NonIpKind::ALL {
+            let n = format!("STAT_NONIP_{}", k.as_str().to_uppercase());
+            assert_eq!(at(&n), STAT_NON_IP + k.index(), "{n}");
+        }
+        assert_eq!(at("STAT_USER_REPLY"), STAT_USER_REPLY);
+        assert_eq!(at("STAT_COUNT") as u32, STAT_COUNT);
+        // struct verdicts: [action][reason], the port slots, the class counter slots.
+        assert_eq!(define("REASONS") as usize, Reason::COUNT);
+        for r in [
+            Reason::Unmatched,
+            Reason::PortOpen,
+            Reason::AllowedDestination,
+            Reason::BlockedPort,
+            Reason::InboundSmtp,
+        ] {
+            let n = format!("REASON_{}", r.as_str().to_uppercase());
+            assert_eq!(define(&n) as usize, r.index(), "{n}");
+        }
+        assert_eq!(define("PORT_SLOTS") as usize, PORT_SLOTS);
+        assert_eq!(define("COUNTER_SLOTS") as usize, COUNTER_SLOTS);
     }
 
     #[test]
