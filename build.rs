@@ -1,4 +1,5 @@
-//! Compiles op25b's XDP program (bpf/op25b_xdp.c) with clang into `$OUT_DIR/op25b_xdp.o`;
+//! Compiles op25b's XDP program (bpf/op25b_xdp.c, with the kernel ABI of bpf/kernel_abi.h
+//! that the test kit's programs share) with clang into `$OUT_DIR/op25b_xdp.o`;
 //! src/datapath/xdp.rs embeds the object with `include_bytes!` and loads it through libbpf,
 //! so nothing ships beside the binary.
 
@@ -9,6 +10,7 @@ fn main() {
     build_info();
     let src = "bpf/op25b_xdp.c";
     println!("cargo:rerun-if-changed={src}");
+    println!("cargo:rerun-if-changed=bpf/kernel_abi.h");
     println!("cargo:rerun-if-env-changed=CLANG");
     let out =
         PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("op25b_xdp.o");

@@ -49,50 +49,10 @@
 // to the workers but is larger than a UMEM frame holds is dropped and counted
 // (STAT_TOO_BIG), never forwarded unjudged.
 //
-// No headers: the few kernel ABI definitions it needs are spelled out below, so the build
-// needs clang and nothing else (no kernel or libbpf headers, no multiarch include path).
+// No headers but bpf/kernel_abi.h, the kernel ABI it needs spelled out (shared with the
+// test kit's programs), so the build needs clang and nothing else.
 
-typedef unsigned char __u8;
-typedef unsigned short __u16;
-typedef unsigned int __u32;
-typedef unsigned long long __u64;
-
-#define SEC(name) __attribute__((section(name), used))
-#define __uint(name, val) int (*name)[val]
-#define __type(name, val) __typeof__(val) *name
-#define __array(name, val) __typeof__(val) *name[]
-#define INLINE static inline __attribute__((always_inline))
-
-// include/uapi/linux/bpf.h
-struct xdp_md {
-	__u32 data;
-	__u32 data_end;
-	__u32 data_meta;
-	__u32 ingress_ifindex;
-	__u32 rx_queue_index;
-	__u32 egress_ifindex;
-};
-enum { XDP_ABORTED = 0, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT };
-enum {
-	BPF_MAP_TYPE_HASH = 1,
-	BPF_MAP_TYPE_ARRAY = 2,
-	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
-	BPF_MAP_TYPE_LRU_HASH = 9,
-	BPF_MAP_TYPE_LPM_TRIE = 11,
-	BPF_MAP_TYPE_ARRAY_OF_MAPS = 12,
-	BPF_MAP_TYPE_DEVMAP = 14,
-	BPF_MAP_TYPE_XSKMAP = 17,
-};
-#define BPF_F_NO_PREALLOC 1u
-#define BPF_ANY 0
-#define BPF_NOEXIST 1
-static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
-static long (*bpf_map_update_elem)(void *map, const void *key, const void *value, __u64 flags) = (void *)2;
-static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
-static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)51;
-// Kernel >= 5.18. `data_end - data` would be pointer arithmetic, which the verifier
-// refuses without CAP_PERFMON; op25b runs with CAP_BPF and CAP_NET_ADMIN only.
-static __u64 (*bpf_xdp_get_buff_len)(struct xdp_md *ctx) = (void *)188;
+#include "kernel_abi.h"
 
 // ---- Shared with src/datapath/xdp.rs and src/datapath/kernel.rs: change them together.
 

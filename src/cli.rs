@@ -367,106 +367,19 @@ pub fn run(cli: Cli) -> ExitCode {
             config,
             listen,
             json,
-        } => {
-            let addr = match control_addr(&config, listen) {
-                Ok(a) => a,
-                Err(c) => return c,
-            };
-            match op25b::control::observe::status::status(addr) {
-                Ok(v) if json => {
-                    outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
-                    ExitCode::SUCCESS
-                }
-                Ok(v) => {
-                    out!("{}", op25b::control::observe::status::table(&v));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!(
-                        "error: no op25b answering at http://{addr}/metrics (control.listen): {e}"
-                    );
-                    code(exit::UNAVAILABLE)
-                }
-            }
-        }
+        } => status_cmd(&config, listen, json),
         Command::Top {
             config,
             socket,
             n,
             json,
-        } => {
-            let path = match socket_path(&config, socket) {
-                Ok(p) => p,
-                Err(c) => return c,
-            };
-            match op25b::control::observe::status::top(&path, n.clamp(1, 1000)) {
-                Ok(v) if json => {
-                    outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
-                    ExitCode::SUCCESS
-                }
-                Ok(v) => {
-                    out!("{}", op25b::control::observe::status::top_table(&v));
-                    ExitCode::SUCCESS
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                    eprintln!(
-                        "error: {}: {e} (the operator socket is for root and op25b's user and group)",
-                        path.display()
-                    );
-                    code(exit::NOPERM)
-                }
-                Err(e) => {
-                    eprintln!(
-                        "error: no op25b answering on the operator socket {} (control.socket): {e}",
-                        path.display()
-                    );
-                    code(exit::UNAVAILABLE)
-                }
-            }
-        }
+        } => top_cmd(&config, socket, n, json),
         Command::Reload {
             config,
             socket,
             force,
             timeout,
-        } => {
-            let path = match socket_path(&config, socket) {
-                Ok(p) => p,
-                Err(c) => return c,
-            };
-            use op25b::control::daemon::ReloadRequestError as E;
-            match op25b::control::daemon::request_reload(
-                &path,
-                force,
-                std::time::Duration::from_secs(timeout),
-            ) {
-                Ok(a) if a.applied => {
-                    outln!("op25b pid {} reloaded: {}", a.pid, a.message);
-                    if !a.restart_pending.is_empty() {
-                        outln!(
-                            "restart needed for: {} (systemctl restart op25b)",
-                            a.restart_pending.join(", ")
-                        );
-                    }
-                    ExitCode::SUCCESS
-                }
-                Ok(a) => {
-                    eprintln!(
-                        "error: op25b pid {} refused the reload (policy generation {} stays): {}",
-                        a.pid, a.generation, a.message
-                    );
-                    code(exit::CONFIG)
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    code(match e {
-                        E::Unreachable { .. } | E::BadAnswer { .. } => exit::UNAVAILABLE,
-                        E::Permission { .. } => exit::NOPERM,
-                        E::Timeout { .. } => exit::TEMPFAIL,
-                    })
-                }
-            }
-        }
+        } => reload_cmd(&config, socket, force, timeout),
         Command::Run {
             config,
             report,
@@ -474,27 +387,7 @@ pub fn run(cli: Cli) -> ExitCode {
             cleanup,
             dry_run,
             set,
-        } => {
-            if dry_run {
-                return dry_run_cmd(&config, &set);
-            }
-            let opts = op25b::control::daemon::RunOptions {
-                config: config::ConfigSource {
-                    path: config,
-                    overrides: set,
-                },
-                report,
-                cleanup,
-                duration: duration.map(std::time::Duration::from_secs_f64),
-            };
-            match op25b::control::daemon::run(&opts) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    code(run_error_code(&e))
-                }
-            }
-        }
+        } => run_cmd(config, report, duration, cleanup, dry_run, set),
         Command::Exempt(cmd) => exempt_cmd(cmd),
         Command::Sessions {
             config,
@@ -503,6 +396,130 @@ pub fn run(cli: Cli) -> ExitCode {
         } => sessions_cmd(&config, socket, json),
         Command::SystemdDeps { config, set } => systemd_deps(&config, &set),
         Command::GenerateAssets { out } => generate_assets(&out),
+    }
+}
+
+/// `op25b status`: the instance's counters from control.listen.
+fn status_cmd(config: &Path, listen: Option<std::net::SocketAddr>, json: bool) -> ExitCode {
+    let addr = match control_addr(config, listen) {
+        Ok(a) => a,
+        Err(c) => return c,
+    };
+    match op25b::control::observe::status::status(addr) {
+        Ok(v) if json => {
+            outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            out!("{}", op25b::control::observe::status::table(&v));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: no op25b answering at http://{addr}/metrics (control.listen): {e}");
+            code(exit::UNAVAILABLE)
+        }
+    }
+}
+
+/// `op25b top`: the abuse desk's list from the operator socket.
+fn top_cmd(config: &Path, socket: Option<PathBuf>, n: usize, json: bool) -> ExitCode {
+    let path = match socket_path(config, socket) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    match op25b::control::observe::status::top(&path, n.clamp(1, 1000)) {
+        Ok(v) if json => {
+            outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            out!("{}", op25b::control::observe::status::top_table(&v));
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!(
+                "error: {}: {e} (the operator socket is for root and op25b's user and group)",
+                path.display()
+            );
+            code(exit::NOPERM)
+        }
+        Err(e) => {
+            eprintln!(
+                "error: no op25b answering on the operator socket {} (control.socket): {e}",
+                path.display()
+            );
+            code(exit::UNAVAILABLE)
+        }
+    }
+}
+
+/// `op25b reload`: asks the instance to reload through the operator socket.
+fn reload_cmd(config: &Path, socket: Option<PathBuf>, force: bool, timeout: u64) -> ExitCode {
+    let path = match socket_path(config, socket) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    use op25b::control::daemon::ReloadRequestError as E;
+    match op25b::control::daemon::request_reload(
+        &path,
+        force,
+        std::time::Duration::from_secs(timeout),
+    ) {
+        Ok(a) if a.applied => {
+            outln!("op25b pid {} reloaded: {}", a.pid, a.message);
+            if !a.restart_pending.is_empty() {
+                outln!(
+                    "restart needed for: {} (systemctl restart op25b)",
+                    a.restart_pending.join(", ")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(a) => {
+            eprintln!(
+                "error: op25b pid {} refused the reload (policy generation {} stays): {}",
+                a.pid, a.generation, a.message
+            );
+            code(exit::CONFIG)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            code(match e {
+                E::Unreachable { .. } | E::BadAnswer { .. } => exit::UNAVAILABLE,
+                E::Permission { .. } => exit::NOPERM,
+                E::Timeout { .. } => exit::TEMPFAIL,
+            })
+        }
+    }
+}
+
+/// `op25b run` (or `--dry-run`).
+fn run_cmd(
+    config: PathBuf,
+    report: Option<PathBuf>,
+    duration: Option<f64>,
+    cleanup: bool,
+    dry_run: bool,
+    set: Vec<config::Override>,
+) -> ExitCode {
+    if dry_run {
+        return dry_run_cmd(&config, &set);
+    }
+    let opts = op25b::control::daemon::RunOptions {
+        config: config::ConfigSource {
+            path: config,
+            overrides: set,
+        },
+        report,
+        cleanup,
+        duration: duration.map(std::time::Duration::from_secs_f64),
+    };
+    match op25b::control::daemon::run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            code(run_error_code(&e))
+        }
     }
 }
 
@@ -809,7 +826,7 @@ fn human_bytes(n: usize) -> String {
 }
 
 fn check(path: &Path, set: &[config::Override]) -> ExitCode {
-    let loaded = match or_config_error(config::load_with(path, set)) {
+    let loaded = &match or_config_error(config::load_with(path, set)) {
         Ok(l) => l,
         Err(c) => return c,
     };
@@ -837,6 +854,22 @@ fn check(path: &Path, set: &[config::Override]) -> ExitCode {
         c.datapath.busy_poll,
         c.datapath.overload_guard
     );
+    check_classes(loaded);
+    check_destinations(loaded);
+    check_paths(loaded);
+    check_control(loaded);
+    outln!(
+        "tables: {} in memory, built in {:.1} ms",
+        human_bytes(s.table_bytes),
+        loaded.report.build_time.as_secs_f64() * 1e3
+    );
+    ExitCode::SUCCESS
+}
+
+/// `op25b check`: the class table.
+fn check_classes(loaded: &config::Loaded) {
+    let p = &loaded.policy;
+    let s = p.summary();
     outln!("classes:");
     outln!(
         "  {:<16} {:<18} {:<22} {:>8} {:>8}  inbound-25",
@@ -872,6 +905,11 @@ fn check(path: &Path, set: &[config::Override]) -> ExitCode {
             }
         );
     }
+}
+
+/// `op25b check`: the allowed destinations and the prefix files.
+fn check_destinations(loaded: &config::Loaded) {
+    let s = loaded.policy.summary();
     let allowed: Vec<String> = loaded
         .report
         .allowed
@@ -899,6 +937,12 @@ fn check(path: &Path, set: &[config::Override]) -> ExitCode {
                 .unwrap_or_else(|| ", allowed destinations".into())
         );
     }
+}
+
+/// `op25b check`: fragments, the fast path, the reject rate.
+fn check_paths(loaded: &config::Loaded) {
+    let c = &loaded.config;
+    let p = &loaded.policy;
     let f = p.fragments();
     outln!(
         "fragments: tiny first {}, non-first {}",
@@ -928,6 +972,11 @@ fn check(path: &Path, set: &[config::Override]) -> ExitCode {
         c.datapath.reply_rate.per_second,
         c.datapath.reply_rate.burst
     );
+}
+
+/// `op25b check`: the control plane and the runtime overlay.
+fn check_control(loaded: &config::Loaded) {
+    let c = &loaded.config;
     outln!(
         "control: {} (pid file {}, operator socket {}, overlay state file {})",
         c.control.listen,
@@ -970,12 +1019,6 @@ fn check(path: &Path, set: &[config::Override]) -> ExitCode {
             None => "off".into(),
         }
     );
-    outln!(
-        "tables: {} in memory, built in {:.1} ms",
-        human_bytes(s.table_bytes),
-        loaded.report.build_time.as_secs_f64() * 1e3
-    );
-    ExitCode::SUCCESS
 }
 
 fn protocol_name(p: u8) -> String {
@@ -985,6 +1028,102 @@ fn protocol_name(p: u8) -> String {
         1 => "icmp".into(),
         58 => "icmpv6".into(),
         other => other.to_string(),
+    }
+}
+
+/// One frame's line of `op25b classify` (`n`: its number in the capture).
+fn write_frame(
+    out: &mut impl Write,
+    format: Format,
+    n: u64,
+    frame: &[u8],
+    info: &classify::FrameInfo,
+    c: &classify::Classified,
+    policy: &op25b::policy::Policy,
+) -> std::io::Result<()> {
+    let class = c
+        .class
+        .and_then(|id| policy.class(id))
+        .map_or("-", |k| k.name.as_str());
+    let (src, dst, proto) = match info.net {
+        Net::Ip { addrs, segment, .. } => (
+            addrs.src().to_string(),
+            addrs.dst().to_string(),
+            Some(segment.protocol),
+        ),
+        _ => ("-".into(), "-".into(), None),
+    };
+    let vlans: Vec<u16> = info.link.vlans.iter().flatten().copied().collect();
+    let reply = match c.verdict {
+        Verdict::Reject(_, k) => Some(k.as_str()),
+        _ => None,
+    };
+    match format {
+        Format::Text => {
+            let mut link = String::new();
+            if !vlans.is_empty() {
+                link.push_str(&format!(
+                    "vlan={}",
+                    vlans
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(".")
+                ));
+            }
+            if let Some(s) = info.link.pppoe_session {
+                if !link.is_empty() {
+                    link.push(' ');
+                }
+                link.push_str(&format!("pppoe={s:#06x}"));
+            }
+            writeln!(
+                out,
+                "{:>6} {:<8} {:<20} {:<15} {:<11} {:<26} {:<26} {:<6} {:>5} {}",
+                n,
+                c.verdict.action_str(),
+                c.verdict.reason().as_str(),
+                reply.unwrap_or("-"),
+                class,
+                src,
+                dst,
+                proto.map_or("-".into(), protocol_name),
+                c.dst_port.map_or("-".into(), |p| p.to_string()),
+                if link.is_empty() { "-" } else { &link }
+            )
+        }
+        Format::Jsonl => {
+            let v = serde_json::json!({
+                "frame": n,
+                "verdict": c.verdict.action_str(),
+                "reason": c.verdict.reason().as_str(),
+                "reply": reply,
+                "class": c.class.and_then(|id| policy.class(id)).map(|k| k.name.as_str()),
+                "src": (src != "-").then_some(&src),
+                "dst": (dst != "-").then_some(&dst),
+                "protocol": proto,
+                "dst_port": c.dst_port,
+                "vlans": vlans,
+                "pppoe_session": info.link.pppoe_session,
+                "len": frame.len(),
+            });
+            writeln!(out, "{v}")
+        }
+    }
+}
+
+/// Opens `op25b classify`'s capture; prints the error and returns the exit code on failure.
+fn open_capture(pcap: &Path) -> Result<Capture, ExitCode> {
+    match Capture::open(pcap) {
+        Ok(c) => Ok(c),
+        Err(e @ CaptureError::Open(..)) => {
+            eprintln!("error: {e}");
+            Err(code(exit::NOINPUT))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(code(exit::DATAERR))
+        }
     }
 }
 
@@ -1000,16 +1139,9 @@ fn classify_cmd(
         Err(c) => return c,
     };
     let policy = &loaded.policy;
-    let mut cap = match Capture::open(pcap) {
+    let mut cap = match open_capture(pcap) {
         Ok(c) => c,
-        Err(e @ CaptureError::Open(..)) => {
-            eprintln!("error: {e}");
-            return code(exit::NOINPUT);
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return code(exit::DATAERR);
-        }
+        Err(c) => return c,
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -1042,76 +1174,9 @@ fn classify_cmd(
         let c = classify::classify_parsed(&info, direction, policy);
         tally.record(c.verdict);
         let frames = tally.frames();
-        let class = c
-            .class
-            .and_then(|id| policy.class(id))
-            .map_or("-", |k| k.name.as_str());
-        let (src, dst, proto) = match info.net {
-            Net::Ip { addrs, segment, .. } => (
-                addrs.src().to_string(),
-                addrs.dst().to_string(),
-                Some(segment.protocol),
-            ),
-            _ => ("-".into(), "-".into(), None),
-        };
-        let vlans: Vec<u16> = info.link.vlans.iter().flatten().copied().collect();
-        let reply = match c.verdict {
-            Verdict::Reject(_, k) => Some(k.as_str()),
-            _ => None,
-        };
-        let written = match format {
-            Format::Text => {
-                let mut link = String::new();
-                if !vlans.is_empty() {
-                    link.push_str(&format!(
-                        "vlan={}",
-                        vlans
-                            .iter()
-                            .map(|v| v.to_string())
-                            .collect::<Vec<_>>()
-                            .join(".")
-                    ));
-                }
-                if let Some(s) = info.link.pppoe_session {
-                    if !link.is_empty() {
-                        link.push(' ');
-                    }
-                    link.push_str(&format!("pppoe={s:#06x}"));
-                }
-                writeln!(
-                    out,
-                    "{:>6} {:<8} {:<20} {:<15} {:<11} {:<26} {:<26} {:<6} {:>5} {}",
-                    frames,
-                    c.verdict.action_str(),
-                    c.verdict.reason().as_str(),
-                    reply.unwrap_or("-"),
-                    class,
-                    src,
-                    dst,
-                    proto.map_or("-".into(), protocol_name),
-                    c.dst_port.map_or("-".into(), |p| p.to_string()),
-                    if link.is_empty() { "-" } else { &link }
-                )
-            }
-            Format::Jsonl => {
-                let v = serde_json::json!({
-                    "frame": frames,
-                    "verdict": c.verdict.action_str(),
-                    "reason": c.verdict.reason().as_str(),
-                    "reply": reply,
-                    "class": c.class.and_then(|id| policy.class(id)).map(|k| k.name.as_str()),
-                    "src": (src != "-").then_some(&src),
-                    "dst": (dst != "-").then_some(&dst),
-                    "protocol": proto,
-                    "dst_port": c.dst_port,
-                    "vlans": vlans,
-                    "pppoe_session": info.link.pppoe_session,
-                    "len": frame.len(),
-                });
-                writeln!(out, "{v}")
-            }
-        };
-        stdout::or_exit(written);
+        stdout::or_exit(write_frame(
+            &mut out, format, frames, &frame, &info, &c, policy,
+        ));
     }
     match format {
         Format::Text => {

@@ -1,13 +1,15 @@
 //! Compiles the benchmark's XDP programs (bpf/gen.c: the generator, bpf/sink.c: the
-//! sink, both including bpf/common.h) with clang into `$OUT_DIR/{gen,sink}.o`;
-//! src/xdpgen.rs and src/xdpsink.rs embed them with `include_bytes!`.
+//! sink, both including bpf/tag.h and op25b's ../bpf/kernel_abi.h, the one copy of the
+//! kernel ABI) with clang into `$OUT_DIR/{gen,sink}.o`; src/xdpgen.rs and src/xdpsink.rs
+//! embed them with `include_bytes!`.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=CLANG");
-    println!("cargo:rerun-if-changed=bpf/common.h");
+    println!("cargo:rerun-if-changed=bpf/tag.h");
+    println!("cargo:rerun-if-changed=../bpf/kernel_abi.h");
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
     for name in ["gen", "sink"] {
@@ -16,7 +18,8 @@ fn main() {
         let out = out_dir.join(format!("{name}.o"));
         let status = Command::new(&clang)
             .args([
-                "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Wextra", "-Werror", "-c",
+                "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Wextra", "-Werror", "-I",
+                "../bpf", "-c",
             ])
             .arg(&src)
             .arg("-o")

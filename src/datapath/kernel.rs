@@ -246,10 +246,10 @@ impl KernelPolicy {
             self.held[g as usize] = None;
             let hit = |value: u16, len: u8| [(value - 1) as u8, len];
             let [subs4, subs6, allow4, allow6] = &self.tries[g as usize];
-            refill4(subs4, TRIES[0], &e.subscribers_v4, |x| hit(x.value, x.len))?;
-            refill6(subs6, TRIES[1], &e.subscribers_v6, |x| hit(x.value, x.len))?;
-            refill4(allow4, TRIES[2], &e.allowed_v4, |x| [1, x.len])?;
-            refill6(allow6, TRIES[3], &e.allowed_v6, |x| [1, x.len])?;
+            refill(subs4, TRIES[0], &e.subscribers_v4, |x| hit(x.value, x.len))?;
+            refill(subs6, TRIES[1], &e.subscribers_v6, |x| hit(x.value, x.len))?;
+            refill(allow4, TRIES[2], &e.allowed_v4, |x| [1, x.len])?;
+            refill(allow6, TRIES[3], &e.allowed_v6, |x| [1, x.len])?;
             self.held[g as usize] = Some(print);
         }
         let key = g.to_ne_bytes();
@@ -578,56 +578,59 @@ fn fingerprint(e: &crate::policy::PolicyEntries) -> u64 {
     h.finish()
 }
 
-/// Empties a trie (its keys are `K` bytes long).
-fn clear<const K: usize>(t: &Map, what: &'static str) -> Result<(), KernelError> {
+/// An address of one family, as the kernel's LPM tries key it ([`key4`], [`key6`]).
+trait LpmKey: Copy {
+    type Key: AsRef<[u8]> + AsMut<[u8]> + Default + Copy;
+    fn key(self, len: u8) -> Self::Key;
+}
+
+impl LpmKey for u32 {
+    type Key = [u8; 8];
+    fn key(self, len: u8) -> [u8; 8] {
+        key4(self, len)
+    }
+}
+
+impl LpmKey for u128 {
+    type Key = [u8; 20];
+    fn key(self, len: u8) -> [u8; 20] {
+        key6(self, len)
+    }
+}
+
+/// Empties a trie of `A` keys.
+fn clear<A: LpmKey>(t: &Map, what: &'static str) -> Result<(), KernelError> {
     let err = |source| KernelError::Trie {
         what,
         entries: 0,
         source,
     };
-    let mut keys: Vec<[u8; K]> = Vec::new();
-    let mut k = [0u8; K];
-    let mut prev: Option<[u8; K]> = None;
+    let mut keys: Vec<A::Key> = Vec::new();
+    let mut k = A::Key::default();
+    let mut prev: Option<A::Key> = None;
     while t
-        .next_key(prev.as_ref().map(|p| &p[..]), &mut k)
+        .next_key(prev.as_ref().map(|p| p.as_ref()), k.as_mut())
         .map_err(err)?
     {
         keys.push(k);
         prev = Some(k);
     }
     for k in &keys {
-        t.delete(k).map_err(err)?;
+        t.delete(k.as_ref()).map_err(err)?;
     }
     Ok(())
 }
 
-fn refill4(
+/// Empties trie `t` and writes `entries` into it, each with `value`.
+fn refill<A: LpmKey>(
     t: &Map,
     what: &'static str,
-    entries: &[PrefixEntry<u32>],
-    value: impl Fn(&PrefixEntry<u32>) -> [u8; 2],
+    entries: &[PrefixEntry<A>],
+    value: impl Fn(&PrefixEntry<A>) -> [u8; 2],
 ) -> Result<(), KernelError> {
-    clear::<8>(t, what)?;
+    clear::<A>(t, what)?;
     for e in entries {
-        t.update(&key4(e.key, e.len), &value(e))
-            .map_err(|source| KernelError::Trie {
-                what,
-                entries: entries.len(),
-                source,
-            })?;
-    }
-    Ok(())
-}
-
-fn refill6(
-    t: &Map,
-    what: &'static str,
-    entries: &[PrefixEntry<u128>],
-    value: impl Fn(&PrefixEntry<u128>) -> [u8; 2],
-) -> Result<(), KernelError> {
-    clear::<20>(t, what)?;
-    for e in entries {
-        t.update(&key6(e.key, e.len), &value(e))
+        t.update(e.key.key(e.len).as_ref(), &value(e))
             .map_err(|source| KernelError::Trie {
                 what,
                 entries: entries.len(),
@@ -672,6 +675,14 @@ mod tests {
             u128::from("2001:db8:ff::80".parse::<std::net::Ipv6Addr>().unwrap())
         );
         assert_eq!((o.slot, o.port), (3, 587));
+    }
+
+    #[test]
+    fn constants_equal_the_programs() {
+        use crate::datapath::xdp::tests::c_source::define;
+        assert_eq!(define("MAX_CLASSES") as usize, KERNEL_CLASSES);
+        assert_eq!(define("ACTION_DROP"), 0);
+        assert_eq!(define("ACTION_REJECT"), 1);
     }
 
     #[test]

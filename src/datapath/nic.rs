@@ -30,14 +30,17 @@ pub enum NicError {
     Io(String, io::Error),
 }
 
-/// Looks an interface up by name in the current namespace.
-pub fn inspect(name: &str) -> Result<Nic, NicError> {
-    let cname = CString::new(name).map_err(|_| NicError::Missing(name.into()))?;
+/// The index of interface `name` in the current namespace; `None` when there is none.
+pub fn ifindex(name: &str) -> Option<u32> {
+    let cname = CString::new(name).ok()?;
     // SAFETY: `cname` is a valid NUL-terminated string; the call only reads it.
     let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-    if ifindex == 0 {
-        return Err(NicError::Missing(name.into()));
-    }
+    (ifindex != 0).then_some(ifindex)
+}
+
+/// Looks an interface up by name in the current namespace.
+pub fn inspect(name: &str) -> Result<Nic, NicError> {
+    let ifindex = ifindex(name).ok_or_else(|| NicError::Missing(name.into()))?;
     let sys = format!("/sys/class/net/{name}");
     let sys_index: Option<u32> = std::fs::read_to_string(format!("{sys}/ifindex"))
         .ok()

@@ -21,7 +21,8 @@
 //! (EBUSY) instead of replacing it.
 //!
 //! The object is compiled by build.rs with clang and embedded in the binary: nothing ships
-//! beside it.
+//! beside it. It is loaded through [`object`], the libbpf plumbing the test kit's programs
+//! load through too.
 
 use super::counters::PORT_SLOTS;
 use super::settings::FastPathMode;
@@ -29,15 +30,17 @@ use crate::classify::NonIpKind;
 use crate::policy::PortSet;
 use crate::policy::{Reason, COUNTER_SLOTS};
 use libbpf_sys as bpf;
+use object::{errno, owned};
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+mod object;
+pub use object::{ktime_ns, possible_cpus, BpfObject, BpfProgram, TestRun};
 
 /// The compiled program (build.rs).
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/op25b_xdp.o"));
 
-const XDP_FLAGS_SKB_MODE: u32 = 2;
-const XDP_FLAGS_DRV_MODE: u32 = 4;
 /// `NETDEV_XDP_ACT_NDO_XMIT` (include/uapi/linux/netdev.h): the device takes frames
 /// redirected to it.
 const XDP_ACT_NDO_XMIT: u64 = 1 << 2;
@@ -211,39 +214,12 @@ impl PathStats {
     }
 }
 
-fn owned(rc: libc::c_int) -> io::Result<OwnedFd> {
-    if rc < 0 {
-        // libbpf returns -errno.
-        Err(io::Error::from_raw_os_error(-rc))
-    } else {
-        // SAFETY: a non-negative return is a fresh descriptor that nobody else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(rc) })
-    }
-}
-
-/// A descriptor of our own for one that libbpf owns (it closes its copy with the object).
-fn dup(fd: libc::c_int, what: &str) -> io::Result<OwnedFd> {
-    if fd < 0 {
-        return Err(io::Error::other(format!("{what}: no descriptor")));
-    }
-    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a descriptor libbpf holds open; no memory involved.
-    let rc = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor from fcntl that nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(rc) })
-}
-
 fn update(fd: &OwnedFd, key: u32, value: *const libc::c_void) -> io::Result<()> {
     // SAFETY: `key` is a live 4-byte value and `value` points at a live value of the map's
     // value size (the callers pass the map's own type).
-    let rc =
-        unsafe { bpf::bpf_map_update_elem(fd.as_raw_fd(), (&key as *const u32).cast(), value, 0) };
-    if rc < 0 {
-        return Err(io::Error::from_raw_os_error(-rc));
-    }
-    Ok(())
+    errno(unsafe {
+        bpf::bpf_map_update_elem(fd.as_raw_fd(), (&key as *const u32).cast(), value, 0)
+    })
 }
 
 /// A BPF map of fixed key and value sizes, read and written as bytes (the layouts are
@@ -254,14 +230,6 @@ pub struct Map {
     key_size: usize,
     value_size: usize,
     name: &'static str,
-}
-
-fn errno(rc: libc::c_int) -> io::Result<()> {
-    if rc < 0 {
-        Err(io::Error::from_raw_os_error(-rc))
-    } else {
-        Ok(())
-    }
 }
 
 impl Map {
@@ -332,6 +300,32 @@ impl Map {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Reads `key` of a per-CPU map: one value per possible CPU (`cpus`), each padded to
+    /// 8 bytes as the kernel lays them out; all zero when the key is not there.
+    pub fn lookup_per_cpu(&self, key: &[u8], cpus: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; self.value_size.next_multiple_of(8) * cpus];
+        self.lookup(key, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Reads `key` of a per-CPU map whose value is u64 counters, summed over CPUs.
+    pub fn sum_per_cpu(&self, key: &[u8], cpus: usize) -> io::Result<Vec<u64>> {
+        if !self.value_size.is_multiple_of(8) {
+            return Err(io::Error::other(format!(
+                "map {}: a value of {} B is not u64 counters",
+                self.name, self.value_size
+            )));
+        }
+        let buf = self.lookup_per_cpu(key, cpus)?;
+        let mut sum = vec![0u64; self.value_size / 8];
+        for cpu in buf.chunks_exact(self.value_size) {
+            for (s, w) in sum.iter_mut().zip(cpu.chunks_exact(8)) {
+                *s += u64::from_ne_bytes(w.try_into().expect("8 bytes"));
+            }
+        }
+        Ok(sum)
     }
 
     /// The key after `key` (the first with `None`) into `next`; false at the end.
@@ -594,13 +588,12 @@ pub struct VerdictsMap {
 impl VerdictsMap {
     /// Sums every counter over the possible CPUs.
     pub fn read(&self) -> io::Result<KernelVerdicts> {
-        let mut buf = vec![0u8; VERDICT_WORDS * 8 * self.cpus];
-        self.map.lookup(&0u32.to_ne_bytes(), &mut buf)?;
-        let mut v = vec![0u64; VERDICT_WORDS];
-        for cpu in buf.chunks_exact(VERDICT_WORDS * 8) {
-            for (sum, w) in v.iter_mut().zip(cpu.chunks_exact(8)) {
-                *sum += u64::from_ne_bytes(w.try_into().expect("8 bytes"));
-            }
+        let v = self.map.sum_per_cpu(&0u32.to_ne_bytes(), self.cpus)?;
+        if v.len() != VERDICT_WORDS {
+            return Err(io::Error::other(format!(
+                "map verdicts holds {} counters, op25b reads {VERDICT_WORDS} (bpf/op25b_xdp.c and src/datapath/xdp.rs disagree)",
+                v.len()
+            )));
         }
         let mut k = KernelVerdicts::default();
         for a in 0..2 {
@@ -623,7 +616,7 @@ impl VerdictsMap {
 /// The loaded program and its maps (not attached: see [`XdpLink`]).
 #[derive(Debug)]
 pub struct Program {
-    prog: OwnedFd,
+    prog: BpfProgram,
     xsks: OwnedFd,
     peer: OwnedFd,
     settings: OwnedFd,
@@ -635,34 +628,19 @@ pub struct Program {
 /// The `stats` map, readable from any thread (metrics) without holding the program.
 #[derive(Debug)]
 pub struct StatsMap {
-    fd: OwnedFd,
+    map: Map,
     cpus: usize,
 }
 
 impl StatsMap {
     /// Sums every counter over the possible CPUs.
     pub fn read(&self) -> io::Result<PathStats> {
-        const N: usize = STAT_COUNT as usize;
-        // One entry (`struct counters`, N u64s); a per-CPU lookup writes it once per
-        // possible CPU, each copy 8-byte aligned (N * 8 already is).
-        let mut per_cpu = vec![[0u64; N]; self.cpus];
-        let key = 0u32;
-        // SAFETY: `per_cpu` holds one N-u64 value per possible CPU, what the kernel writes.
-        let rc = unsafe {
-            bpf::bpf_map_lookup_elem(
-                self.fd.as_raw_fd(),
-                (&key as *const u32).cast(),
-                per_cpu.as_mut_ptr().cast(),
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::from_raw_os_error(-rc));
-        }
-        let mut v = [0u64; N];
-        for cpu in &per_cpu {
-            for (sum, x) in v.iter_mut().zip(cpu) {
-                *sum += x;
-            }
+        let v = self.map.sum_per_cpu(&0u32.to_ne_bytes(), self.cpus)?;
+        if v.len() != STAT_COUNT as usize {
+            return Err(io::Error::other(format!(
+                "map stats holds {} counters, op25b reads {STAT_COUNT} (bpf/op25b_xdp.c and src/datapath/xdp.rs disagree)",
+                v.len()
+            )));
         }
         Ok(PathStats {
             fast: v[0],
@@ -683,19 +661,9 @@ impl StatsMap {
     /// A second handle on the same map.
     pub fn try_clone(&self) -> io::Result<StatsMap> {
         Ok(StatsMap {
-            fd: self.fd.try_clone()?,
+            map: self.map.try_clone()?,
             cpus: self.cpus,
         })
-    }
-}
-
-/// Closes a libbpf object on every path out of [`Program::load`].
-struct Object(*mut bpf::bpf_object);
-
-impl Drop for Object {
-    fn drop(&mut self) {
-        // SAFETY: the pointer came from bpf_object__open_mem and is closed once, here.
-        unsafe { bpf::bpf_object__close(self.0) };
     }
 }
 
@@ -710,91 +678,31 @@ impl Program {
     /// [`Program::load`], sharing the policy maps of `with` (the other interface's copy)
     /// when given.
     pub fn load_sharing(queues: u32, with: Option<&SharedMaps>) -> io::Result<Program> {
-        // SAFETY: OBJECT is a static byte slice; libbpf copies what it keeps. NULL opts =
-        // defaults.
-        let obj = unsafe {
-            bpf::bpf_object__open_mem(
-                OBJECT.as_ptr().cast(),
-                OBJECT.len() as bpf::size_t,
-                std::ptr::null(),
-            )
-        };
-        if obj.is_null() {
-            return Err(io::Error::last_os_error());
-        }
-        let obj = Object(obj);
-        let map = |name: &str| -> io::Result<*mut bpf::bpf_map> {
-            let c = CString::new(name).expect("no NUL");
-            // SAFETY: `obj` is open and `c` is NUL-terminated.
-            let m = unsafe { bpf::bpf_object__find_map_by_name(obj.0, c.as_ptr()) };
-            if m.is_null() {
-                Err(io::Error::other(format!("XDP object has no map {name}")))
-            } else {
-                Ok(m)
-            }
-        };
-        let xsks = map("xsks")?;
-        // SAFETY: `xsks` belongs to the open, not yet loaded object.
-        let rc = unsafe { bpf::bpf_map__set_max_entries(xsks, queues.max(1)) };
-        if rc < 0 {
-            return Err(io::Error::from_raw_os_error(-rc));
-        }
+        let obj = BpfObject::open(OBJECT, "op25b_xdp")?;
+        obj.set_max_entries("xsks", queues)?;
         if let Some(with) = with {
             for (name, m) in SHARED.iter().zip(with.all()) {
-                // SAFETY: the map belongs to the open object; libbpf dups the descriptor.
-                let rc = unsafe { bpf::bpf_map__reuse_fd(map(name)?, m.fd.as_raw_fd()) };
-                if rc < 0 {
-                    return Err(io::Error::from_raw_os_error(-rc));
-                }
+                obj.reuse_map(name, m)?;
             }
         }
-        // SAFETY: `obj` is open; load creates the maps and verifies the program.
-        let rc = unsafe { bpf::bpf_object__load(obj.0) };
-        if rc < 0 {
-            return Err(io::Error::from_raw_os_error(-rc));
-        }
-        let pname = CString::new("op25b_xdp").expect("no NUL");
-        // SAFETY: `obj` is loaded and `pname` is NUL-terminated.
-        let prog = unsafe { bpf::bpf_object__find_program_by_name(obj.0, pname.as_ptr()) };
-        if prog.is_null() {
-            return Err(io::Error::other("XDP object has no program op25b_xdp"));
-        }
-        let fd_of = |name: &str| -> io::Result<OwnedFd> {
-            // SAFETY: the map belongs to the loaded object, which is still open.
-            dup(unsafe { bpf::bpf_map__fd(map(name)?) }, name)
-        };
-        // SAFETY: `prog` belongs to the loaded object, which is still open.
-        let prog_fd = dup(unsafe { bpf::bpf_program__fd(prog) }, "op25b_xdp")?;
-        // SAFETY: no arguments; reads /sys/devices/system/cpu/possible once.
-        let cpus = unsafe { bpf::libbpf_num_possible_cpus() };
-        if cpus <= 0 {
-            return Err(io::Error::from_raw_os_error(-cpus));
-        }
-        let sized = |name: &'static str| -> io::Result<Map> {
-            let m = map(name)?;
-            // SAFETY: the map belongs to the loaded object, which is still open.
-            let (k, v) = unsafe { (bpf::bpf_map__key_size(m), bpf::bpf_map__value_size(m)) };
-            Ok(Map {
-                fd: fd_of(name)?,
-                key_size: k as usize,
-                value_size: v as usize,
-                name,
-            })
-        };
+        obj.load()?;
+        let prog = obj.program("op25b_xdp")?;
+        let cpus = possible_cpus()?;
+        let fd_of = |name: &'static str| obj.map(name).map(|m| m.fd);
         let [active, gpol, classes, slotmap, subs4, subs6, allow4, allow6, over4, over6, offenders, barrier] =
-            SHARED.map(sized);
+            SHARED.map(|name| obj.map(name));
         Ok(Program {
-            prog: prog_fd,
+            prog,
             xsks: fd_of("xsks")?,
             peer: fd_of("peer")?,
             settings: fd_of("settings")?,
             stats: StatsMap {
-                fd: fd_of("stats")?,
-                cpus: cpus as usize,
+                map: obj.map("stats")?,
+                cpus,
             },
             verdicts: VerdictsMap {
-                map: sized("verdicts")?,
-                cpus: cpus as usize,
+                map: obj.map("verdicts")?,
+                cpus,
             },
             shared: SharedMaps {
                 active: active?,
@@ -876,18 +784,11 @@ impl Program {
     /// [`Program::test_run`] `repeat` times in the kernel; returns the action and the
     /// kernel's mean run time in nanoseconds (for measuring the lookups).
     pub fn test_run_repeat(&self, frame: &[u8], repeat: u32) -> io::Result<(u32, u32)> {
-        // SAFETY: all-zero is a valid bpf_test_run_opts (no buffers, no context).
-        let mut opts: bpf::bpf_test_run_opts = unsafe { std::mem::zeroed() };
-        opts.sz = std::mem::size_of::<bpf::bpf_test_run_opts>() as bpf::size_t;
-        opts.data_in = frame.as_ptr().cast();
-        opts.data_size_in = frame.len() as u32;
-        opts.repeat = repeat.max(1) as _;
-        // SAFETY: `opts` and the frame it points at outlive the call; no output buffers.
-        let rc = unsafe { bpf::bpf_prog_test_run_opts(self.prog.as_raw_fd(), &mut opts) };
-        if rc < 0 {
-            return Err(io::Error::from_raw_os_error(-rc));
-        }
-        Ok((opts.retval, opts.duration))
+        self.prog.test_run(&TestRun {
+            frame,
+            repeat,
+            ..TestRun::default()
+        })
     }
 }
 
@@ -909,6 +810,16 @@ fn reports_xdp_features(release: &str) -> bool {
 }
 
 fn takes_redirects_on(ifindex: u32, reported: bool) -> io::Result<Option<bool>> {
+    let flags = xdp_feature_flags(ifindex)?;
+    if flags == 0 && !reported {
+        return Ok(None);
+    }
+    Ok(Some(flags & XDP_ACT_NDO_XMIT != 0))
+}
+
+/// The XDP features the kernel reports for `ifindex` (`NETDEV_XDP_ACT_*`; always 0
+/// before 6.3).
+pub fn xdp_feature_flags(ifindex: u32) -> io::Result<u64> {
     // SAFETY: all-zero is a valid bpf_xdp_query_opts.
     let mut opts: bpf::bpf_xdp_query_opts = unsafe { std::mem::zeroed() };
     opts.sz = std::mem::size_of::<bpf::bpf_xdp_query_opts>() as bpf::size_t;
@@ -917,10 +828,7 @@ fn takes_redirects_on(ifindex: u32, reported: bool) -> io::Result<Option<bool>> 
     if rc < 0 {
         return Err(io::Error::from_raw_os_error(-rc));
     }
-    if opts.feature_flags == 0 && !reported {
-        return Ok(None);
-    }
-    Ok(Some(opts.feature_flags & XDP_ACT_NDO_XMIT != 0))
+    Ok(opts.feature_flags)
 }
 
 /// An attached program: the link (detaches on drop) and the program with its maps.
@@ -938,23 +846,7 @@ impl XdpLink {
     /// or generic (SKB) mode.
     pub fn attach(program: &Program, ifindex: u32, native: bool) -> io::Result<XdpLink> {
         let program = program.try_clone()?;
-        // SAFETY: all-zero is a valid bpf_link_create_opts (no iterator, no cookie).
-        let mut opts: bpf::bpf_link_create_opts = unsafe { std::mem::zeroed() };
-        opts.sz = std::mem::size_of::<bpf::bpf_link_create_opts>() as bpf::size_t;
-        opts.flags = if native {
-            XDP_FLAGS_DRV_MODE
-        } else {
-            XDP_FLAGS_SKB_MODE
-        };
-        // SAFETY: `opts` is valid for the call and its `sz` covers it.
-        let link = owned(unsafe {
-            bpf::bpf_link_create(
-                program.prog.as_raw_fd(),
-                ifindex as libc::c_int,
-                bpf::BPF_XDP,
-                &opts,
-            )
-        })?;
+        let link = program.prog.attach_xdp(ifindex, native)?;
         Ok(XdpLink {
             _link: link,
             program,
@@ -965,7 +857,7 @@ impl XdpLink {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -998,6 +890,76 @@ mod tests {
             !XdpProgramSettings::new(FastPathMode::Kernel, false, false, 0, &ports, 1).active()
         );
         assert!(!XdpProgramSettings::new(FastPathMode::Off, true, false, 0, &ports, 1).active());
+    }
+
+    /// bpf/op25b_xdp.c's source, to read the constants Rust mirrors.
+    pub(in crate::datapath) mod c_source {
+        pub const TEXT: &str = include_str!("../../bpf/op25b_xdp.c");
+
+        /// The value of `#define NAME value` (a `u` suffix allowed).
+        pub fn define(name: &str) -> u64 {
+            TEXT.lines()
+                .find_map(|l| {
+                    let mut w = l.split_whitespace();
+                    (w.next() == Some("#define") && w.next() == Some(name))
+                        .then(|| w.next().expect("a value"))
+                })
+                .unwrap_or_else(|| panic!("bpf/op25b_xdp.c defines no {name}"))
+                .trim_end_matches('u')
+                .parse()
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+        }
+
+        /// The names of `enum NAME { ... }`, in order.
+        pub fn enum_names(name: &str) -> Vec<String> {
+            let start = TEXT
+                .find(&format!("enum {name} {{"))
+                .unwrap_or_else(|| panic!("bpf/op25b_xdp.c has no enum {name}"));
+            let body = &TEXT[start..];
+            let body = &body[body.find('{').expect("{") + 1..body.find("};").expect("};")];
+            body.lines()
+                .map(|l| l.split("//").next().unwrap_or("").trim())
+                .filter_map(|l| l.strip_suffix(','))
+                .map(|l| l.split('=').next().unwrap_or(l).trim().to_string())
+                .collect()
+        }
+    }
+
+    #[test]
+    fn constants_equal_the_programs() {
+        use c_source::{define, enum_names};
+        for (name, rust) in [
+            ("FLAG_FAST_PATH", FLAG_FAST_PATH),
+            ("FLAG_PEER_READY", FLAG_PEER_READY),
+            ("FLAG_KERNEL", FLAG_KERNEL),
+            ("FLAG_INBOUND", FLAG_INBOUND),
+        ] {
+            assert_eq!(define(name), u64::from(rust), "{name}");
+        }
+        // enum stat: the path counters, one per NonIpKind in its order, the three of
+        // mode kernel, STAT_COUNT.
+        let stat = enum_names("stat");
+        let at = |n: &str| stat.iter().position(|x| x == n).expect(n);
+        for k in NonIpKind::ALL {
+            let n = format!("STAT_NONIP_{}", k.as_str().to_uppercase());
+            assert_eq!(at(&n), STAT_NON_IP + k.index(), "{n}");
+        }
+        assert_eq!(at("STAT_USER_REPLY"), STAT_USER_REPLY);
+        assert_eq!(at("STAT_COUNT") as u32, STAT_COUNT);
+        // struct verdicts: [action][reason], the port slots, the class counter slots.
+        assert_eq!(define("REASONS") as usize, Reason::COUNT);
+        for r in [
+            Reason::Unmatched,
+            Reason::PortOpen,
+            Reason::AllowedDestination,
+            Reason::BlockedPort,
+            Reason::InboundSmtp,
+        ] {
+            let n = format!("REASON_{}", r.as_str().to_uppercase());
+            assert_eq!(define(&n) as usize, r.index(), "{n}");
+        }
+        assert_eq!(define("PORT_SLOTS") as usize, PORT_SLOTS);
+        assert_eq!(define("COUNTER_SLOTS") as usize, COUNTER_SLOTS);
     }
 
     #[test]

@@ -11,9 +11,10 @@
 // spends ~0.1-0.2 us per frame instead of the ~1 us an AF_XDP copy-mode send costs, so the
 // generator can overload a DUT on the other CPU.
 //
-// Kernel types and helpers: common.h (no kernel headers, like bpf/op25b_xdp.c).
+// Kernel types and helpers: bpf/kernel_abi.h (shared with op25b's own program); the tag:
+// tag.h.
 
-#include "common.h"
+#include "tag.h"
 
 // Shared with testkit/src/xdpgen.rs: change both together.
 #define MAX_FRAME 3072  // live frames fit a 4 KiB page with headroom and tailroom

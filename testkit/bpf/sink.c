@@ -10,9 +10,10 @@
 // that CPU also runs the generator, so the overload curve could not offer 2x the DUT's
 // saturation rate. Here a frame costs the XDP run and a few map updates.
 //
-// Kernel types and helpers: common.h (no kernel headers, like bpf/op25b_xdp.c).
+// Kernel types and helpers: bpf/kernel_abi.h (shared with op25b's own program); the tag:
+// tag.h.
 
-#include "common.h"
+#include "tag.h"
 
 // Shared with testkit/src/xdpsink.rs: change both together.
 #define STREAMS 128
@@ -64,7 +65,7 @@ struct {
 } latency SEC(".maps");
 
 // The bucket of a latency of `us` microseconds (xdpsink::bucket_of is the same).
-static inline __attribute__((always_inline)) __u32 bucket_of(__u32 us)
+INLINE __u32 bucket_of(__u32 us)
 {
 	if (us < EXACT)
 		return us;

@@ -10,10 +10,12 @@
 //! * [`probe`]: which optional kernel facilities work here (`probe`, scripts/probe.sh);
 //! * [`klookup`]: the benchmark's subscriber tables of any size (`prefixes`) and the
 //!   per-frame cost of op25b's XDP program with them (`kernel-lookup`);
-//! * `bpfobj`: the libbpf loading and map access those two share.
+//! * `bpfobj`: what those two add to op25b's libbpf loader (`op25b::datapath::xdp::BpfObject`,
+//!   the one both op25b and the test kit load their BPF objects with): error context,
+//!   map value layouts.
 //!
-//! `port`, `bpfobj`, `probe`, `xdpgen` and `xdpsink` hold the only `unsafe` outside op25b's
-//! `datapath`; none of it ships in the appliance.
+//! `port` (the AF_XDP socket, through xsk-rs) holds the test kit's only `unsafe`; none
+//! of it ships in the appliance.
 #![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 mod bpfobj;

@@ -12,7 +12,6 @@
 //! tries it itself.
 
 use crate::bpfobj::ifindex;
-use libbpf_sys as bpf;
 use std::io;
 
 /// Whether BPF_PROG_RUN in live-frames mode works on `interface`: loads the generator
@@ -45,16 +44,7 @@ pub fn live_frames(interface: &str) -> io::Result<Result<(), String>> {
 /// Whether the kernel reports `interface`'s XDP features (any flag set: a veth always has
 /// some). Before 6.3 the flags are always zero.
 pub fn xdp_features(interface: &str) -> io::Result<bool> {
-    let ifi = ifindex(interface)?;
-    // SAFETY: all-zero is a valid bpf_xdp_query_opts.
-    let mut opts: bpf::bpf_xdp_query_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of::<bpf::bpf_xdp_query_opts>() as bpf::size_t;
-    // SAFETY: `opts` outlives the call and its `sz` is set.
-    let rc = unsafe { bpf::bpf_xdp_query(ifi as libc::c_int, 0, &mut opts) };
-    if rc < 0 {
-        return Err(io::Error::from_raw_os_error(-rc));
-    }
-    Ok(opts.feature_flags != 0)
+    Ok(op25b::datapath::xdp::xdp_feature_flags(ifindex(interface)?)? != 0)
 }
 
 fn release_text() -> String {

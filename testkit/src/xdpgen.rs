@@ -15,12 +15,11 @@
 //! `xdp_xmit_errors`), reported here as `link_dropped` (lost before reaching the DUT),
 //! like a NIC whose receive ring is full.
 
-use crate::bpfobj::{ifindex, lookup, monotonic_ns, os_err, update, Loaded, Pod};
+use crate::bpfobj::{context, ifindex, Fields};
 use crate::run::{counter_delta, BenchError, GenOptions, GenThreadResult};
 use crate::traffic::{GenReport, Tag, TemplateSet, TAG_LEN};
-use libbpf_sys as bpf;
+use op25b::datapath::xdp::{ktime_ns, BpfProgram, Map, TestRun};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -33,7 +32,6 @@ pub const MAX_FRAME: usize = 3072;
 /// Shortest (an Ethernet header).
 pub const MIN_FRAME: usize = 14;
 const FLAG_TAGGED: u32 = 1;
-const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -43,9 +41,16 @@ struct TemplateValue {
     data: [u8; MAX_FRAME],
 }
 
-// SAFETY: #[repr(C)] integers, laid out as `struct template` in gen.c (its size is checked
-// by value_layout_matches_the_program); no padding.
-unsafe impl Pod for TemplateValue {}
+impl TemplateValue {
+    /// The map value (`struct template` in gen.c).
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(std::mem::size_of::<TemplateValue>());
+        b.extend(self.len.to_ne_bytes());
+        b.extend(self.flags.to_ne_bytes());
+        b.extend(self.data);
+        b
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
@@ -68,11 +73,55 @@ struct State {
     restarts: u64,
 }
 
-// SAFETY: #[repr(C)] integers, laid out as `struct state` in gen.c (its size is checked
-// by value_layout_matches_the_program); the u32 pairs leave no padding.
-unsafe impl Pod for State {}
-
 impl State {
+    /// The map value (`struct state` in gen.c: the u32 pairs leave no padding).
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(std::mem::size_of::<State>());
+        b.extend(self.seq.to_ne_bytes());
+        b.extend(self.count.to_ne_bytes());
+        b.extend(self.stream.to_ne_bytes());
+        for w in [
+            self.errors,
+            self.limit,
+            self.stop_ns,
+            self.interval_ns,
+            self.next_ns,
+            self.max_lag_ns,
+            self.idle,
+            self.first_ns,
+            self.last_ns,
+        ] {
+            b.extend(w.to_ne_bytes());
+        }
+        b.extend(self.group.to_ne_bytes());
+        b.extend(self.credit.to_ne_bytes());
+        b.extend(self.gate_ns.to_ne_bytes());
+        b.extend(self.restarts.to_ne_bytes());
+        b
+    }
+
+    fn from_bytes(b: &[u8]) -> State {
+        let mut f = Fields(b);
+        State {
+            seq: f.u64(),
+            count: f.u32(),
+            stream: f.u32(),
+            errors: f.u64(),
+            limit: f.u64(),
+            stop_ns: f.u64(),
+            interval_ns: f.u64(),
+            next_ns: f.u64(),
+            max_lag_ns: f.u64(),
+            idle: f.u64(),
+            first_ns: f.u64(),
+            last_ns: f.u64(),
+            group: f.u32(),
+            credit: f.u32(),
+            gate_ns: f.u64(),
+            restarts: f.u64(),
+        }
+    }
+
     /// Program runs so far, whatever they did.
     fn runs(&self) -> u64 {
         self.seq + self.idle + self.errors
@@ -95,31 +144,42 @@ const MAX_LAG_NS: u64 = 1_000_000;
 
 /// The loaded program and its two maps.
 struct GenProgram {
-    prog: OwnedFd,
-    templates: OwnedFd,
-    state: OwnedFd,
+    prog: BpfProgram,
+    templates: Map,
+    state: Map,
 }
 
 impl GenProgram {
     fn load(templates: u32) -> io::Result<GenProgram> {
-        let obj = Loaded::load(OBJECT, "op25b_gen", &[("templates", templates)])?;
-        Ok(GenProgram {
-            prog: obj.prog("op25b_gen")?,
+        let obj = crate::bpfobj::load(OBJECT, "op25b_gen", &[("templates", templates)])?;
+        let p = GenProgram {
+            prog: obj.program("op25b_gen")?,
             templates: obj.map("templates")?,
             state: obj.map("state")?,
-        })
+        };
+        crate::bpfobj::value_size(&p.templates, std::mem::size_of::<TemplateValue>())?;
+        crate::bpfobj::value_size(&p.state, std::mem::size_of::<State>())?;
+        Ok(p)
     }
 
     fn put_template(&self, idx: u32, v: &TemplateValue) -> io::Result<()> {
-        update(&self.templates, idx, v, "writing a template")
+        self.templates
+            .update(&idx.to_ne_bytes(), &v.encode())
+            .map_err(context("writing a template"))
     }
 
     fn put_state(&self, s: &State) -> io::Result<()> {
-        update(&self.state, 0, s, "writing the generator state")
+        self.state
+            .update(&0u32.to_ne_bytes(), &s.encode())
+            .map_err(context("writing the generator state"))
     }
 
     fn state(&self) -> io::Result<State> {
-        lookup(&self.state, 0, "reading the generator state")
+        let mut b = [0u8; std::mem::size_of::<State>()];
+        self.state
+            .lookup(&0u32.to_ne_bytes(), &mut b)
+            .map_err(context("reading the generator state"))?;
+        Ok(State::from_bytes(&b))
     }
 
     /// Runs the program `repeat` times in live-frames mode with `frame` as the initial
@@ -128,23 +188,15 @@ impl GenProgram {
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
         // egress_ifindex.
         let ctx: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
-        let mut opts = bpf::bpf_test_run_opts {
-            sz: std::mem::size_of::<bpf::bpf_test_run_opts>() as bpf::size_t,
-            data_in: frame.as_ptr().cast(),
-            data_size_in: frame.len() as u32,
-            ctx_in: ctx.as_ptr().cast(),
-            ctx_size_in: std::mem::size_of_val(&ctx) as u32,
-            repeat: repeat as i32,
-            flags: BPF_F_TEST_XDP_LIVE_FRAMES,
-            batch_size: batch,
-            ..Default::default()
-        };
-        // SAFETY: `opts` and the buffers it points at live across the call; the kernel
-        // reads data_in and ctx_in and writes nothing back (no data_out/ctx_out).
-        let rc = unsafe { bpf::bpf_prog_test_run_opts(self.prog.as_raw_fd(), &mut opts) };
-        if rc < 0 {
-            return Err(os_err("BPF_PROG_RUN (live frames)", rc));
-        }
+        self.prog
+            .test_run(&TestRun {
+                frame,
+                ctx: Some(&ctx),
+                repeat,
+                live_frames: true,
+                batch,
+            })
+            .map_err(context("BPF_PROG_RUN (live frames)"))?;
         Ok(())
     }
 }
@@ -254,7 +306,7 @@ fn generate(
     let batch = opts.burst.clamp(1, 256) as u32;
     let interval_ns = opts.rate.map_or(0, |r| (1e9 / r as f64).max(1.0) as u64);
     let start = Instant::now();
-    let start_ns = monotonic_ns();
+    let start_ns = ktime_ns();
     prog.put_state(&State {
         count: n as u32,
         limit: opts.count.unwrap_or(u64::MAX),

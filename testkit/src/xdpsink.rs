@@ -12,12 +12,12 @@
 //! The program is attached through a BPF link: it is detached when the link's
 //! descriptor closes, also when the process is killed.
 
-use crate::bpfobj::{self, ifindex, lookup_percpu, os_err, Loaded, Pod};
+use crate::bpfobj::{context, ifindex, value_size, Fields};
 use crate::run::{counter_delta, link_counter, BenchError, SinkOptions};
 use crate::traffic::{LatencyHist, SinkReport};
-use libbpf_sys as bpf;
+use op25b::datapath::xdp::{possible_cpus, BpfProgram, Map, TestRun};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -48,9 +48,6 @@ pub struct Stats {
     pub max_delay_us: u64,
 }
 
-// SAFETY: #[repr(C)] u64s, laid out as `struct stats` in sink.c.
-unsafe impl Pod for Stats {}
-
 /// `struct stream` in sink.c.
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
@@ -61,10 +58,35 @@ struct Stream {
     out_of_order: u64,
 }
 
-// SAFETY: #[repr(C)] integers, laid out as `struct stream` in sink.c; no padding.
-unsafe impl Pod for Stream {}
+impl Stream {
+    fn from_bytes(b: &[u8]) -> Stream {
+        let mut f = Fields(b);
+        Stream {
+            received: f.u64(),
+            last_seq: f.u32(),
+            seen: f.u32(),
+            out_of_order: f.u64(),
+        }
+    }
+}
 
 impl Stats {
+    fn from_bytes(b: &[u8]) -> Stats {
+        let mut f = Fields(b);
+        Stats {
+            received: f.u64(),
+            bytes: f.u64(),
+            foreign: f.u64(),
+            passed: f.u64(),
+            leaked: f.u64(),
+            out_of_order: f.u64(),
+            first_ns: f.u64(),
+            last_ns: f.u64(),
+            max_gap_ns: f.u64(),
+            max_delay_us: f.u64(),
+        }
+    }
+
     /// The per-CPU values summed (first frame: the earliest; gaps and delays: the
     /// largest).
     fn sum(v: &[Stats]) -> Stats {
@@ -115,51 +137,47 @@ pub fn bucket_range(b: u32) -> (u32, u32) {
 
 /// The loaded program and its maps.
 pub struct SinkProgram {
-    prog: OwnedFd,
-    stats: OwnedFd,
-    streams: OwnedFd,
-    latency: OwnedFd,
+    prog: BpfProgram,
+    stats: Map,
+    streams: Map,
+    latency: Map,
     cpus: usize,
 }
 
 impl SinkProgram {
     pub fn load() -> io::Result<SinkProgram> {
-        let obj = Loaded::load(OBJECT, "op25b_sink", &[])?;
-        Ok(SinkProgram {
-            prog: obj.prog("op25b_sink")?,
+        let obj = crate::bpfobj::load(OBJECT, "op25b_sink", &[])?;
+        let p = SinkProgram {
+            prog: obj.program("op25b_sink")?,
             stats: obj.map("stats")?,
             streams: obj.map("streams")?,
             latency: obj.map("latency")?,
-            cpus: bpfobj::possible_cpus()?,
-        })
+            cpus: possible_cpus().map_err(context("counting the possible CPUs"))?,
+        };
+        value_size(&p.stats, std::mem::size_of::<Stats>())?;
+        value_size(&p.streams, std::mem::size_of::<Stream>())?;
+        value_size(&p.latency, std::mem::size_of::<u64>())?;
+        Ok(p)
     }
 
     /// Attaches the program to `ifindex` in native (driver) mode through a BPF link:
     /// detached when the returned descriptor closes.
     fn attach(&self, ifindex: u32) -> io::Result<OwnedFd> {
-        const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
-        let opts = bpf::bpf_link_create_opts {
-            sz: std::mem::size_of::<bpf::bpf_link_create_opts>() as bpf::size_t,
-            flags: XDP_FLAGS_DRV_MODE,
-            ..Default::default()
-        };
-        // SAFETY: the program descriptor is open and `opts` lives across the call.
-        let fd = unsafe {
-            bpf::bpf_link_create(self.prog.as_raw_fd(), ifindex as i32, bpf::BPF_XDP, &opts)
-        };
-        if fd < 0 {
-            return Err(os_err(
-                "attaching the sink's XDP program (native mode; is another XDP program attached?)",
-                fd,
-            ));
-        }
-        // SAFETY: `fd` was just returned by the kernel and nothing else owns it.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        self.prog.attach_xdp(ifindex, true).map_err(context(
+            "attaching the sink's XDP program (native mode; is another XDP program attached?)",
+        ))
     }
 
     /// The counters, summed over CPUs.
     pub fn stats(&self) -> io::Result<Stats> {
-        let v = lookup_percpu::<Stats>(&self.stats, 0, self.cpus, "reading the sink counters")?;
+        let b = self
+            .stats
+            .lookup_per_cpu(&0u32.to_ne_bytes(), self.cpus)
+            .map_err(context("reading the sink counters"))?;
+        let v: Vec<Stats> = b
+            .chunks_exact(std::mem::size_of::<Stats>())
+            .map(Stats::from_bytes)
+            .collect();
         Ok(Stats::sum(&v))
     }
 
@@ -167,9 +185,13 @@ impl SinkProgram {
     pub fn streams(&self) -> io::Result<Vec<(u32, u64, u64)>> {
         let mut out = Vec::new();
         for sid in 0..STREAMS {
-            let v = lookup_percpu::<Stream>(&self.streams, sid, self.cpus, "reading a stream")?;
-            let (r, o) = v
-                .iter()
+            let b = self
+                .streams
+                .lookup_per_cpu(&sid.to_ne_bytes(), self.cpus)
+                .map_err(context("reading a stream"))?;
+            let (r, o) = b
+                .chunks_exact(std::mem::size_of::<Stream>())
+                .map(Stream::from_bytes)
                 .fold((0, 0), |(r, o), s| (r + s.received, o + s.out_of_order));
             if r > 0 {
                 out.push((sid, r, o));
@@ -182,8 +204,10 @@ impl SinkProgram {
     pub fn latency(&self) -> io::Result<LatencyHist> {
         let mut h = LatencyHist::default();
         for b in 0..BUCKETS {
-            let v = lookup_percpu::<u64>(&self.latency, b, self.cpus, "reading the latency")?;
-            let n: u64 = v.iter().sum();
+            let n = self
+                .latency
+                .sum_per_cpu(&b.to_ne_bytes(), self.cpus)
+                .map_err(context("reading the latency"))?[0];
             if n > 0 {
                 let (low, width) = bucket_range(b);
                 h.record_n(low + width / 2, n);
@@ -194,19 +218,15 @@ impl SinkProgram {
 
     /// Runs the program once on `frame` (BPF_PROG_RUN, no interface): for tests.
     pub fn test_run(&self, frame: &[u8]) -> io::Result<u32> {
-        let mut opts = bpf::bpf_test_run_opts {
-            sz: std::mem::size_of::<bpf::bpf_test_run_opts>() as bpf::size_t,
-            data_in: frame.as_ptr().cast(),
-            data_size_in: frame.len() as u32,
-            repeat: 1,
-            ..Default::default()
-        };
-        // SAFETY: `opts` and `frame` live across the call; no output buffers are given.
-        let rc = unsafe { bpf::bpf_prog_test_run_opts(self.prog.as_raw_fd(), &mut opts) };
-        if rc < 0 {
-            return Err(os_err("BPF_PROG_RUN", rc));
-        }
-        Ok(opts.retval)
+        let (action, _) = self
+            .prog
+            .test_run(&TestRun {
+                frame,
+                repeat: 1,
+                ..TestRun::default()
+            })
+            .map_err(context("BPF_PROG_RUN"))?;
+        Ok(action)
     }
 }
 
