@@ -4,8 +4,8 @@
 //! Each file of `src/` belongs to a room (its folder, or the file itself at the top of
 //! `src/`, and the four rooms of `control/`), each room has a floor ([`FLOORS`]), and a
 //! file may name items of its own room or of a room on a lower floor, never one above
-//! or beside it. Within a room, the files' imports must not run in a circle (a room's
-//! `mod.rs`, its front, is left out of that). A reference
+//! or beside it. Within a room, the files' imports must not run in a circle (between a
+//! module and its own submodules, its front, imports run both ways by design). A reference
 //! is any `crate::`, `super::` or child-module path outside comments and `#[cfg(test)]`
 //! modules, and each `use` item; it is resolved to the file of the longest module path
 //! it names.
@@ -416,10 +416,11 @@ fn imports_run_down_the_layers_and_never_in_a_circle() {
                     to.rel.display()
                 ));
             }
-            // A room's `mod.rs` is its front: it declares and re-exports its files, and
-            // they use what it holds. Circles are looked for among the other files.
-            let front = |f: &SrcFile| f.rel.file_name().is_some_and(|n| n == "mod.rs");
-            if to_room == room && !front(f) && !front(to) {
+            // A module is the front of its submodules (`mod.rs`, or `x.rs` beside `x/`):
+            // it declares and re-exports them, and they use what it holds. Circles are
+            // looked for between modules neither of which contains the other.
+            let nested = to.module.starts_with(&f.module) || f.module.starts_with(&to.module);
+            if to_room == room && !nested {
                 edges.entry(i).or_default().insert(j);
             }
         }
