@@ -113,7 +113,11 @@ pub struct FinalReport<'a> {
     pub notes: &'a [String],
     /// The XDP mode in use ("native XDP, copy mode", ...).
     pub mode: &'a str,
-    pub fast_view: &'a datapath::fast_path::FastPathView,
+    /// The XDP programs' own counters and verdicts per side (the maps outlive the
+    /// detached programs), and `datapath.fast_path` in force.
+    pub fast_stats: [datapath::xdp::PathStats; 2],
+    pub fast_verdicts: [datapath::xdp::KernelVerdicts; 2],
+    pub fast_mode: datapath::settings::FastPathMode,
     pub fast_enabled: bool,
     /// The kernel's copy of the policy: in force at stop, and its failed writes.
     pub kernel_valid: bool,
@@ -130,8 +134,8 @@ impl FinalReport<'_> {
             serde_json::json!(self.conserved && self.sum.census.conserved());
         report["workers"] = serde_json::json!(self.counters.len());
         // The XDP programs' own counters (the maps outlive the detached programs).
-        let [fp_sub, fp_up] = self.fast_view.stats();
-        let [v_sub, v_up] = self.fast_view.verdicts();
+        let [fp_sub, fp_up] = self.fast_stats;
+        let [v_sub, v_up] = &self.fast_verdicts;
         let side = |fp: datapath::xdp::PathStats, v: &datapath::xdp::KernelVerdicts| {
             let mut j = fp.to_json();
             j["verdicts"] = v.to_json();
@@ -140,11 +144,11 @@ impl FinalReport<'_> {
         };
         report["fast_path"] = serde_json::json!({
             "enabled": self.fast_enabled,
-            "mode": self.fast_view.mode().as_str(),
+            "mode": self.fast_mode.as_str(),
             "kernel_policy_valid": self.kernel_valid,
             "kernel_policy_write_errors": self.kernel_errors,
-            "subscriber": side(fp_sub, &v_sub),
-            "upstream": side(fp_up, &v_up),
+            "subscriber": side(fp_sub, v_sub),
+            "upstream": side(fp_up, v_up),
         });
         // The interfaces' own drop counters over the run (None: /sys of another namespace).
         let link = |i: usize| match (self.links[0][i], self.links[1][i]) {
@@ -214,4 +218,83 @@ pub fn log_stats(
         fps(0),
         fps(1)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::observe::metrics::tests::{golden, golden_counters};
+
+    /// The final report's JSON and the counter line stay byte for byte what they were
+    /// (scripts/soak.py, bench.sh and the lab tests read the report's keys).
+    #[test]
+    fn report_and_stats_line_match_golden() {
+        let (workers, kernel, slots) = golden_counters();
+        let mut sum = Snapshot::default();
+        for w in &workers {
+            sum.merge(w);
+        }
+        sum.merge(&kernel);
+        let counters: Vec<Arc<CachePadded<WorkerCounters>>> = (0..2)
+            .map(|w| {
+                let c = WorkerCounters::new();
+                c.rx(Side::Subscriber, 10 + w, 640);
+                c.tx(Side::Upstream, 9 + w, 600);
+                Arc::new(CachePadded::new(c))
+            })
+            .collect();
+        let census = crate::datapath::counters::FrameCensus {
+            total: 8,
+            free: 8,
+            ..Default::default()
+        };
+        let exits = [
+            datapath::WorkerExit { census },
+            datapath::WorkerExit { census },
+        ];
+        let path = datapath::xdp::PathStats {
+            fast: 70,
+            fast_tcp: 60,
+            user_port: 5,
+            too_big: 1,
+            ..Default::default()
+        };
+        let mut verdicts = [
+            datapath::xdp::KernelVerdicts::default(),
+            datapath::xdp::KernelVerdicts::default(),
+        ];
+        verdicts[0].verdicts[1][crate::policy::Reason::BlockedPort.index()] = 30;
+        verdicts[1].verdicts[0][crate::policy::Reason::PortOpen.index()] = 4;
+        let drops = |n: u64| datapath::nic::LinkDrops {
+            rx_dropped: n,
+            tx_dropped: n + 3,
+        };
+        let notes = ["worker 1 stopped late".to_string()];
+        let report = FinalReport {
+            sum: &sum,
+            class_slots: &slots,
+            conserved: true,
+            counters: &counters,
+            exits: &exits,
+            notes: &notes,
+            mode: "native XDP, copy mode",
+            fast_stats: [path, path],
+            fast_verdicts: verdicts,
+            fast_mode: datapath::settings::FastPathMode::Kernel,
+            fast_enabled: true,
+            kernel_valid: true,
+            kernel_errors: 2,
+            links: [[Some(drops(1)), None], [Some(drops(5)), None]],
+            seconds: 12.5,
+        };
+        let json = serde_json::to_string_pretty(&report.to_json()).unwrap();
+        golden("report.json", &(json + "\n"));
+        let mut prev = sum.clone();
+        prev.rx_frames = [prev.rx_frames[0] / 2, prev.rx_frames[1] / 3];
+        prev.xdp_judged = [1, 2];
+        prev.verdicts[0][1] = [0; crate::policy::Reason::COUNT];
+        let line =
+            stats_line(&sum, &prev, 2.0) + "\n" + &stats_line(&sum, &Snapshot::default(), 12.5);
+        golden("stats_line.txt", &(line + "\n"));
+    }
 }

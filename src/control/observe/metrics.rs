@@ -1,23 +1,135 @@
 //! Prometheus text format for `GET /metrics`: every counter, gauge and the process
 //! metrics, rendered from what observation reads ([`MetricsState`]).
 
-use super::MetricsState;
+use super::{MetricsState, ReloadStatus};
 use crate::datapath::counters::{Counter, Snapshot, PORTS};
 use crate::datapath::io::Side;
 use crate::datapath::settings::FastPathMode;
+use crate::datapath::xdp::PathStats;
 use crate::policy::Reason;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 /// The exposition text.
 pub fn render(state: &MetricsState) -> String {
+    text(&Reading::read(state))
+}
+
+/// Everything `GET /metrics` shows, read once from [`MetricsState`] (and /proc): plain
+/// data, so the text is a function of it alone.
+#[derive(Clone, Debug)]
+pub struct Reading {
+    /// Each worker's counters.
+    pub workers: Vec<Snapshot>,
+    /// Per worker: seconds since it last went round its loop.
+    pub heartbeat_age: Vec<f64>,
+    /// The XDP programs' verdicts ([`Snapshot::from_kernel`]).
+    pub kernel: Snapshot,
+    /// Every class name seen since start, with its counter slot (stable across reloads).
+    pub class_slots: Vec<(usize, String)>,
+    /// The XDP programs' own counters, per side.
+    pub path: [PathStats; 2],
+    pub fast_active: [bool; 2],
+    pub fast_mode: FastPathMode,
+    pub kernel_policy_valid: bool,
+    pub kernel_policy_write_errors: u64,
+    pub generation: u64,
+    pub table_bytes: usize,
+    /// Per class of the policy in force: (name, IPv4 prefixes, IPv6 prefixes).
+    pub prefixes: Vec<(String, usize, usize)>,
+    pub reload: ReloadStatus,
+    /// The XDP mode in use.
+    pub mode: String,
+    /// Overlay entries per source.
+    pub overlay_entries: Vec<(&'static str, usize)>,
+    pub radius_requests: Vec<(&'static str, u64)>,
+    pub radius_refused: Vec<(&'static str, u64)>,
+    /// Overlay changes by op.
+    pub overlay_changes: [(&'static str, u64); 4],
+    /// The state file's errors by kind.
+    pub state_errors: [(&'static str, u64); 2],
+    pub process: ProcessStats,
+    pub uptime_seconds: f64,
+}
+
+impl Reading {
+    /// Reads `state` (and /proc/self) once.
+    pub fn read(state: &MetricsState) -> Reading {
+        let now_ms = crate::clock::beat_ms();
+        let heartbeat_age = state
+            .counters
+            .iter()
+            .map(|c| match c.heartbeat_ms() {
+                0 => state.started.elapsed().as_secs_f64(),
+                b => now_ms.saturating_sub(b) as f64 / 1e3,
+            })
+            .collect();
+        let policy = state.policy.load();
+        let summary = policy.summary();
+        let prefixes = policy
+            .classes()
+            .iter()
+            .zip(&summary.prefixes_per_class)
+            .map(|(c, &(v4, v6))| (c.name.clone(), v4, v6))
+            .collect();
+        let reload = state
+            .reload
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        let overlay_entries = {
+            let store = state
+                .overlay
+                .store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            crate::control::overlay::store::EntrySource::ALL
+                .iter()
+                .map(|&src| (src.as_str(), store.count(src)))
+                .collect()
+        };
+        let ov = &state.overlay;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Reading {
+            workers: state.counters.iter().map(|c| c.snapshot()).collect(),
+            heartbeat_age,
+            kernel: Snapshot::from_kernel(&state.fast_path.verdicts()),
+            class_slots: state.policy.class_slots(),
+            path: state.fast_path.stats(),
+            fast_active: [0, 1].map(|i| state.fast_path.active[i].load(Ordering::Relaxed)),
+            fast_mode: state.fast_path.mode(),
+            kernel_policy_valid: state.policy.kernel_valid(),
+            kernel_policy_write_errors: load(&state.policy.kernel_errors),
+            generation: state.policy.generation(),
+            table_bytes: summary.table_bytes,
+            prefixes,
+            reload,
+            mode: state.mode.clone(),
+            overlay_entries,
+            radius_requests: state.radius.all().to_vec(),
+            radius_refused: state.radius.refused().to_vec(),
+            overlay_changes: [
+                ("add", load(&ov.added)),
+                ("remove", load(&ov.removed)),
+                ("expire", load(&ov.expired)),
+                ("auto_quarantine", load(&ov.auto_quarantined)),
+            ],
+            state_errors: [
+                ("bad_line", load(&ov.saves.bad_lines)),
+                ("save_failed", load(&ov.saves.failed)),
+            ],
+            process: ProcessStats::read(state.started_unix),
+            uptime_seconds: state.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// The exposition text of a [`Reading`].
+pub fn text(state: &Reading) -> String {
     let mut o = String::with_capacity(16 * 1024);
-    let snaps: Vec<_> = state.counters.iter().map(|c| c.snapshot()).collect();
-    // Every class name seen since start, with its counter slot (stable across reloads).
-    let class_slots = state.policy.class_slots();
+    let snaps = &state.workers;
     let sides = Side::BOTH;
-    let kernel = Snapshot::from_kernel(&state.fast_path.verdicts());
-    render_verdicts(&mut o, &snaps, &kernel, &class_slots);
+    render_verdicts(&mut o, snaps, &state.kernel, &state.class_slots);
     for (metric, help, pick) in [
         (
             "op25b_rx_frames_total",
@@ -60,14 +172,7 @@ pub fn render(state: &MetricsState) -> String {
     }
     let _ = writeln!(o, "# HELP op25b_worker_heartbeat_age_seconds Seconds since the worker last went round its loop (an idle worker beats every 100 ms; the systemd watchdog pings stop when one is stalled).");
     let _ = writeln!(o, "# TYPE op25b_worker_heartbeat_age_seconds gauge");
-    let now_ms = crate::clock::beat_ms();
-    for (w, c) in state.counters.iter().enumerate() {
-        let b = c.heartbeat_ms();
-        let age = if b == 0 {
-            state.started.elapsed().as_secs_f64()
-        } else {
-            now_ms.saturating_sub(b) as f64 / 1e3
-        };
+    for (w, age) in state.heartbeat_age.iter().enumerate() {
         let _ = writeln!(
             o,
             "op25b_worker_heartbeat_age_seconds{{worker=\"{w}\"}} {age:.3}"
@@ -143,7 +248,7 @@ pub fn render(state: &MetricsState) -> String {
             );
         }
     }
-    let fp = state.fast_path.stats();
+    let fp = state.path;
     let per_interface = |o: &mut String, name: &str, help: &str, kind: &str, v: [u64; 2]| {
         let _ = writeln!(o, "# HELP {name} {help}");
         let _ = writeln!(o, "# TYPE {name} {kind}");
@@ -223,9 +328,9 @@ pub fn render(state: &MetricsState) -> String {
         "op25b_fast_path_active",
         "1 while the XDP program of the interface may decide in the kernel (datapath.fast_path kernel or unblockable, and the other interface takes redirected frames).",
         "gauge",
-        [0, 1].map(|i| u64::from(state.fast_path.active[i].load(Ordering::Relaxed))),
+        state.fast_active.map(u64::from),
     );
-    let mode = state.fast_path.mode();
+    let mode = state.fast_mode;
     let _ = writeln!(o, "# HELP op25b_fast_path_mode datapath.fast_path in force: 1 for the mode (kernel: the XDP program judges; unblockable: it forwards only what no class can block; off: every frame through the workers), 0 for the others.");
     let _ = writeln!(o, "# TYPE op25b_fast_path_mode gauge");
     for m in [
@@ -245,7 +350,7 @@ pub fn render(state: &MetricsState) -> String {
     let _ = writeln!(
         o,
         "op25b_xdp_kernel_policy_valid {}",
-        u8::from(state.policy.kernel_valid())
+        u8::from(state.kernel_policy_valid)
     );
     let _ = writeln!(o, "# HELP op25b_xdp_kernel_policy_write_errors_total Writes of the XDP program's copy of the policy or overlay that failed (each retry that fails counts too).");
     let _ = writeln!(
@@ -255,26 +360,23 @@ pub fn render(state: &MetricsState) -> String {
     let _ = writeln!(
         o,
         "op25b_xdp_kernel_policy_write_errors_total {}",
-        state.policy.kernel_errors.load(Ordering::Relaxed)
+        state.kernel_policy_write_errors
     );
-    let policy = state.policy.load();
-    let summary = policy.summary();
     let _ = writeln!(o, "# HELP op25b_policy_generation Generation of the policy in force (1 at start, +1 per reload).");
     let _ = writeln!(o, "# TYPE op25b_policy_generation gauge");
-    let _ = writeln!(o, "op25b_policy_generation {}", state.policy.generation());
+    let _ = writeln!(o, "op25b_policy_generation {}", state.generation);
     let _ = writeln!(
         o,
         "# HELP op25b_policy_table_bytes Memory of the policy's lookup tables."
     );
     let _ = writeln!(o, "# TYPE op25b_policy_table_bytes gauge");
-    let _ = writeln!(o, "op25b_policy_table_bytes {}", summary.table_bytes);
+    let _ = writeln!(o, "op25b_policy_table_bytes {}", state.table_bytes);
     let _ = writeln!(
         o,
         "# HELP op25b_policy_prefixes Subscriber prefixes per class and family."
     );
     let _ = writeln!(o, "# TYPE op25b_policy_prefixes gauge");
-    for (class, (v4, v6)) in policy.classes().iter().zip(&summary.prefixes_per_class) {
-        let name = &class.name;
+    for (name, v4, v6) in &state.prefixes {
         let _ = writeln!(
             o,
             "op25b_policy_prefixes{{class=\"{name}\",family=\"ipv4\"}} {v4}"
@@ -284,11 +386,7 @@ pub fn render(state: &MetricsState) -> String {
             "op25b_policy_prefixes{{class=\"{name}\",family=\"ipv6\"}} {v6}"
         );
     }
-    let r = state
-        .reload
-        .lock()
-        .map(|r| r.clone())
-        .unwrap_or_else(|p| p.into_inner().clone());
+    let r = &state.reload;
     for (name, help, kind, v) in [
         (
             "op25b_config_last_reload_successful",
@@ -342,31 +440,22 @@ pub fn render(state: &MetricsState) -> String {
         state.mode,
         env!("CARGO_PKG_VERSION")
     );
-    {
-        let store = state
-            .overlay
-            .store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(o, "# HELP op25b_overlay_entries Runtime overlay entries (per-subscriber classes) by source.");
-        let _ = writeln!(o, "# TYPE op25b_overlay_entries gauge");
-        for src in crate::control::overlay::store::EntrySource::ALL {
-            let _ = writeln!(
-                o,
-                "op25b_overlay_entries{{source=\"{}\"}} {}",
-                src.as_str(),
-                store.count(src)
-            );
-        }
+    let _ = writeln!(
+        o,
+        "# HELP op25b_overlay_entries Runtime overlay entries (per-subscriber classes) by source."
+    );
+    let _ = writeln!(o, "# TYPE op25b_overlay_entries gauge");
+    for (src, n) in &state.overlay_entries {
+        let _ = writeln!(o, "op25b_overlay_entries{{source=\"{src}\"}} {n}");
     }
     let _ = writeln!(o, "# HELP op25b_radius_requests_total RADIUS Accounting-Requests by result: accepted (answered and applied), duplicate (a retransmission: answered again, not applied), stale_timestamp and too_many_prefixes (refused: not applied, not answered), unknown_client, bad_authenticator, malformed (dropped).");
     let _ = writeln!(o, "# TYPE op25b_radius_requests_total counter");
-    for (result, v) in state.radius.all() {
+    for (result, v) in &state.radius_requests {
         let _ = writeln!(o, "op25b_radius_requests_total{{result=\"{result}\"}} {v}");
     }
     let _ = writeln!(o, "# HELP op25b_radius_entries_refused_total Overlay entries of accepted RADIUS requests that were refused: overlay_full (radius.max_entries reached), prefix_too_short (radius.min_ipv6_prefix_len), out_of_order (a Start whose Event-Timestamp is older than the entry of the session holding the address).");
     let _ = writeln!(o, "# TYPE op25b_radius_entries_refused_total counter");
-    for (reason, v) in state.radius.refused() {
+    for (reason, v) in &state.radius_refused {
         let _ = writeln!(
             o,
             "op25b_radius_entries_refused_total{{reason=\"{reason}\"}} {v}"
@@ -374,25 +463,12 @@ pub fn render(state: &MetricsState) -> String {
     }
     let _ = writeln!(o, "# HELP op25b_overlay_changes_total Runtime overlay entries added (or replaced), removed and expired; of the added, the auto-quarantined.");
     let _ = writeln!(o, "# TYPE op25b_overlay_changes_total counter");
-    for (op, v) in [
-        ("add", &state.overlay.added),
-        ("remove", &state.overlay.removed),
-        ("expire", &state.overlay.expired),
-        ("auto_quarantine", &state.overlay.auto_quarantined),
-    ] {
-        let _ = writeln!(
-            o,
-            "op25b_overlay_changes_total{{op=\"{op}\"}} {}",
-            v.load(Ordering::Relaxed)
-        );
+    for (op, v) in state.overlay_changes {
+        let _ = writeln!(o, "op25b_overlay_changes_total{{op=\"{op}\"}} {v}");
     }
-    let saves = &state.overlay.saves;
     let _ = writeln!(o, "# HELP op25b_overlay_state_errors_total The overlay's state file: lines skipped at start (bad_line: not UTF-8, not JSON, not a valid entry) and saves that failed (save_failed; each is retried, and the stop saves).");
     let _ = writeln!(o, "# TYPE op25b_overlay_state_errors_total counter");
-    for (kind, v) in [
-        ("bad_line", saves.bad_lines.load(Ordering::Relaxed)),
-        ("save_failed", saves.failed.load(Ordering::Relaxed)),
-    ] {
+    for (kind, v) in state.state_errors {
         let _ = writeln!(o, "op25b_overlay_state_errors_total{{kind=\"{kind}\"}} {v}");
     }
     let _ = writeln!(
@@ -407,14 +483,10 @@ pub fn render(state: &MetricsState) -> String {
         env!("OP25B_REVISION"),
         env!("OP25B_RUSTC")
     );
-    process_metrics(&mut o, state.started_unix);
+    process_metrics(&mut o, &state.process);
     let _ = writeln!(o, "# HELP op25b_uptime_seconds Seconds since start.");
     let _ = writeln!(o, "# TYPE op25b_uptime_seconds gauge");
-    let _ = writeln!(
-        o,
-        "op25b_uptime_seconds {:.1}",
-        state.started.elapsed().as_secs_f64()
-    );
+    let _ = writeln!(o, "op25b_uptime_seconds {:.1}", state.uptime_seconds);
     o
 }
 
@@ -510,80 +582,105 @@ const EVENT_METRICS: [(Counter, &str, &str); 13] = [
     (Counter::NoticeRefused, "op25b_smtp_notice_refused_total", "SMTP notice: segments answered with a RST instead (data before the greeting, a bad or late cookie, a SYN over the reply budget)."),
 ];
 
-/// The standard `process_*` metrics from /proc/self.
-fn process_metrics(o: &mut String, started_unix: f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // utime, stime: fields 14, 15 (index 11, 12 after the name); vsize 23; rss 24.
-    let ticks = crate::datapath::nic::clock_ticks_per_second() as f64;
-    let cpu = (num(11) + num(12)) as f64 / ticks;
-    let vsize = num(20);
-    let rss_pages = num(21);
-    let page = crate::datapath::nic::page_size();
-    // starttime (field 22): clock ticks after boot; btime in /proc/stat: boot, unix time.
-    let btime = std::fs::read_to_string("/proc/stat").ok().and_then(|t| {
-        t.lines()
-            .find_map(|l| l.strip_prefix("btime "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    });
-    let started_unix = match (btime, num(19)) {
-        (Some(b), st) if st > 0 => b as f64 + st as f64 / ticks,
-        _ => started_unix,
-    };
-    let fds = std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0);
-    let max_fds = std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|l| {
-            l.lines()
-                .find(|x| x.starts_with("Max open files"))
-                .and_then(|x| {
-                    x.split_whitespace()
-                        .nth(3)
-                        .and_then(|v| v.parse::<u64>().ok())
-                })
-        })
-        .unwrap_or(0);
+/// The standard `process_*` metrics' values, from /proc/self.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcessStats {
+    pub start_time_seconds: f64,
+    pub cpu_seconds: f64,
+    pub resident_memory_bytes: u64,
+    pub virtual_memory_bytes: u64,
+    pub open_fds: usize,
+    pub max_fds: u64,
+}
+
+impl ProcessStats {
+    /// Reads /proc/self; `started_unix` stands in for a start time it cannot read.
+    pub fn read(started_unix: f64) -> ProcessStats {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the command name (which may hold spaces) in parentheses.
+        let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // utime, stime: fields 14, 15 (index 11, 12 after the name); vsize 23; rss 24.
+        let ticks = crate::datapath::nic::clock_ticks_per_second() as f64;
+        let cpu = (num(11) + num(12)) as f64 / ticks;
+        let vsize = num(20);
+        let rss_pages = num(21);
+        let page = crate::datapath::nic::page_size();
+        // starttime (field 22): clock ticks after boot; btime in /proc/stat: boot, unix time.
+        let btime = std::fs::read_to_string("/proc/stat").ok().and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        });
+        let started_unix = match (btime, num(19)) {
+            (Some(b), st) if st > 0 => b as f64 + st as f64 / ticks,
+            _ => started_unix,
+        };
+        let fds = std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let max_fds = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|l| {
+                l.lines()
+                    .find(|x| x.starts_with("Max open files"))
+                    .and_then(|x| {
+                        x.split_whitespace()
+                            .nth(3)
+                            .and_then(|v| v.parse::<u64>().ok())
+                    })
+            })
+            .unwrap_or(0);
+        ProcessStats {
+            start_time_seconds: started_unix,
+            cpu_seconds: cpu,
+            resident_memory_bytes: rss_pages * page,
+            virtual_memory_bytes: vsize,
+            open_fds: fds.saturating_sub(1),
+            max_fds,
+        }
+    }
+}
+
+/// The standard `process_*` metrics.
+fn process_metrics(o: &mut String, p: &ProcessStats) {
     for (name, help, kind, v) in [
         (
             "process_start_time_seconds",
             "Start time of the process since unix epoch in seconds.",
             "gauge",
-            format!("{started_unix:.3}"),
+            format!("{:.3}", p.start_time_seconds),
         ),
         (
             "process_cpu_seconds_total",
             "Total user and system CPU time spent in seconds.",
             "counter",
-            format!("{cpu:.2}"),
+            format!("{:.2}", p.cpu_seconds),
         ),
         (
             "process_resident_memory_bytes",
             "Resident memory size in bytes.",
             "gauge",
-            (rss_pages * page).to_string(),
+            p.resident_memory_bytes.to_string(),
         ),
         (
             "process_virtual_memory_bytes",
             "Virtual memory size in bytes.",
             "gauge",
-            vsize.to_string(),
+            p.virtual_memory_bytes.to_string(),
         ),
         (
             "process_open_fds",
             "Number of open file descriptors.",
             "gauge",
-            fds.saturating_sub(1).to_string(),
+            p.open_fds.to_string(),
         ),
         (
             "process_max_fds",
             "Maximum number of open file descriptors.",
             "gauge",
-            max_fds.to_string(),
+            p.max_fds.to_string(),
         ),
     ] {
         let _ = writeln!(o, "# HELP {name} {help}");
@@ -593,8 +690,204 @@ fn process_metrics(o: &mut String, started_unix: f64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Worker and kernel counters with a different value in every field, two workers,
+    /// both sides: what the golden tests render.
+    pub(crate) fn golden_counters() -> (Vec<Snapshot>, Snapshot, Vec<(usize, String)>) {
+        use crate::classify::NonIpKind;
+        use crate::datapath::counters::{FrameCensus, KernelDrops, WorkerCounters};
+        use crate::datapath::xdp::KernelVerdicts;
+        use crate::policy::{ReplyKind, Verdict};
+        let mut workers = Vec::new();
+        for w in 0..2u64 {
+            let c = WorkerCounters::new();
+            for side in Side::BOTH {
+                let k = side.index() as u64 + 1 + 10 * w;
+                c.rx(side, 1000 * k, 64_000 * k);
+                c.tx(side, 900 * k, 60_000 * k);
+                for _ in 0..k {
+                    c.verdict(side, Verdict::Forward(Reason::PortOpen), None, Some(443));
+                }
+                c.verdict(side, Verdict::Drop(Reason::BlockedPort), Some(0), Some(25));
+                c.verdict(
+                    side,
+                    Verdict::Reject(Reason::BlockedPort, ReplyKind::TcpReset),
+                    Some(1),
+                    Some(587),
+                );
+                c.verdict(side, Verdict::Drop(Reason::InboundSmtp), Some(5), Some(465));
+                c.non_ip(side, NonIpKind::Arp);
+                c.set_kernel(
+                    side,
+                    KernelDrops {
+                        rx_dropped: 3 * k,
+                        rx_ring_full: 5 * k,
+                        fill_empty: 7 * k,
+                    },
+                );
+                c.set_backlog(side, 11 * k as usize);
+                c.set_guard(side, k % 2 == 1);
+            }
+            // Named one by one: the values stay with their counters whatever the order.
+            for (i, counter) in [
+                Counter::EmptyPolls,
+                Counter::Sleeps,
+                Counter::Wakeups,
+                Counter::FillStarved,
+                Counter::TxRingFull,
+                Counter::RepliesSent,
+                Counter::RepliesRateLimited,
+                Counter::RepliesFailed,
+                Counter::PolicySwaps,
+                Counter::NoticeSynAcks,
+                Counter::NoticeGreetings,
+                Counter::NoticeRefused,
+                Counter::OverloadGuardEngaged,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                c.add(counter, 100 * (w + 1) + i as u64);
+            }
+            c.set_census(&FrameCensus {
+                total: 4096,
+                free: 4000 - w,
+                fill: [40, 50 + w],
+                tx: [3, 3],
+            });
+            c.policy_generation
+                .store(7 + w, std::sync::atomic::Ordering::Relaxed);
+            workers.push(c.snapshot());
+        }
+        let mut k = [KernelVerdicts::default(), KernelVerdicts::default()];
+        k[0].verdicts[0][Reason::PortOpen.index()] = 500;
+        k[0].verdicts[1][Reason::BlockedPort.index()] = 30;
+        k[0].blocked_ports[0] = 20;
+        k[0].blocked_ports[3] = 10;
+        k[0].blocked_classes[2] = 30;
+        k[1].verdicts[1][Reason::InboundSmtp.index()] = 9;
+        k[1].blocked_ports[0] = 9;
+        k[1].blocked_classes[0] = 9;
+        let slots = vec![
+            (0, "dynamic".to_string()),
+            (1, "business".to_string()),
+            (2, "quarantine".to_string()),
+            (5, "(other)".to_string()),
+        ];
+        (workers, Snapshot::from_kernel(&k), slots)
+    }
+
+    /// A [`Reading`] with a different value in every field.
+    fn golden_reading() -> Reading {
+        let (workers, kernel, class_slots) = golden_counters();
+        let path = |k: u64| PathStats {
+            fast: 1000 * k,
+            fast_bytes: 70_000 * k,
+            user_port: 11 * k,
+            user_fragment: 12 * k,
+            user_unparsed: 13 * k,
+            user_off: 14 * k,
+            fast_tcp: 900 * k,
+            passed: 15 * k,
+            non_ip: std::array::from_fn(|i| 20 * k + i as u64),
+            user_reply: 16 * k,
+            user_no_policy: 17 * k,
+            too_big: 18 * k,
+        };
+        Reading {
+            workers,
+            heartbeat_age: vec![0.012, 1.5],
+            kernel,
+            class_slots,
+            path: [path(1), path(2)],
+            fast_active: [true, false],
+            fast_mode: FastPathMode::Kernel,
+            kernel_policy_valid: true,
+            kernel_policy_write_errors: 4,
+            generation: 8,
+            table_bytes: 123_456,
+            prefixes: vec![("dynamic".into(), 10, 2), ("business".into(), 3, 1)],
+            reload: ReloadStatus {
+                started: 3,
+                attempts: 3,
+                applied: 2,
+                refused: 1,
+                last_at: 1_700_000_100,
+                last_ok: false,
+                last_success_at: 1_700_000_050,
+                message: "refused".into(),
+                restart_pending: vec!["interfaces.queues".into()],
+            },
+            mode: "native XDP, copy mode".into(),
+            overlay_entries: vec![("radius", 5), ("operator", 2), ("auto", 1)],
+            radius_requests: vec![
+                ("accepted", 40),
+                ("duplicate", 1),
+                ("stale_timestamp", 2),
+                ("too_many_prefixes", 3),
+                ("unknown_client", 4),
+                ("bad_authenticator", 5),
+                ("malformed", 6),
+            ],
+            radius_refused: vec![
+                ("overlay_full", 7),
+                ("prefix_too_short", 8),
+                ("out_of_order", 9),
+            ],
+            overlay_changes: [
+                ("add", 10),
+                ("remove", 11),
+                ("expire", 12),
+                ("auto_quarantine", 13),
+            ],
+            state_errors: [("bad_line", 14), ("save_failed", 15)],
+            process: ProcessStats {
+                start_time_seconds: 1_700_000_000.25,
+                cpu_seconds: 12.5,
+                resident_memory_bytes: 50_000_000,
+                virtual_memory_bytes: 900_000_000,
+                open_fds: 17,
+                max_fds: 1024,
+            },
+            uptime_seconds: 100.04,
+        }
+    }
+
+    /// Compares `got` with the golden file `name` under src/control/observe/golden/
+    /// (`OP25B_BLESS=1` writes it instead, to record the output of today's code).
+    pub(crate) fn golden(name: &str, got: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/control/observe/golden")
+            .join(name);
+        if std::env::var_os("OP25B_BLESS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, got).unwrap();
+        }
+        let want = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (OP25B_BLESS=1 writes it)", path.display()));
+        if got != want {
+            let line = got
+                .lines()
+                .zip(want.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(got.lines().count().min(want.lines().count()));
+            panic!(
+                "{name} differs from its golden file at line {}:\n got: {:?}\nwant: {:?}",
+                line + 1,
+                got.lines().nth(line),
+                want.lines().nth(line)
+            );
+        }
+    }
+
+    /// /metrics stays byte for byte what it was: every name, label, help text and value
+    /// (scripts, dashboards, alert rules and the lab tests read them).
+    #[test]
+    fn metrics_text_matches_golden() {
+        golden("metrics.prom", &text(&golden_reading()));
+    }
 
     /// The XDP program's verdicts are one more judge under the same metric names: its
     /// own `worker="xdp"` series of op25b_frames_total, and in the blocked totals, so
