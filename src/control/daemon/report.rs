@@ -8,51 +8,74 @@ use crossbeam_utils::CachePadded;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Sums every worker's counters.
-pub fn total(counters: &[Arc<CachePadded<WorkerCounters>>]) -> Snapshot {
-    let mut sum = Snapshot::default();
-    for c in counters {
-        sum.merge(&c.snapshot());
-    }
-    sum
+/// The figures of the counter line, its log fields and systemd's status line, read
+/// from one snapshot of every frame handled ([`crate::control::observe::schema::Counts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// Frames judged, received on the subscriber side (workers and XDP).
+    pub out_frames: u64,
+    /// ... received on the upstream side.
+    pub in_frames: u64,
+    /// Of them, judged by the XDP programs.
+    pub xdp_judged: u64,
+    pub blocked_out: u64,
+    pub blocked_in: u64,
+    pub replies: u64,
+    pub replies_limited: u64,
+    pub tx_ring_full: u64,
+    pub fill_starved: u64,
+    pub kernel_drops: u64,
+    pub overload_guard_engaged: u64,
+    pub frames_free: u64,
+    pub frames_total: u64,
 }
 
-/// Every frame handled: the workers' counters plus the verdicts the XDP programs reached
-/// in the kernel ([`Snapshot::from_kernel`]).
-pub fn handled(
-    counters: &[Arc<CachePadded<WorkerCounters>>],
-    fast: &datapath::fast_path::FastPathView,
-) -> Snapshot {
-    let mut sum = total(counters);
-    sum.merge(&Snapshot::from_kernel(&fast.verdicts()));
-    sum
+impl Figures {
+    pub fn of(s: &Snapshot) -> Figures {
+        Figures {
+            out_frames: s.judged(Side::Subscriber),
+            in_frames: s.judged(Side::Upstream),
+            xdp_judged: s.xdp_judged[0] + s.xdp_judged[1],
+            blocked_out: s.blocked(Side::Subscriber),
+            blocked_in: s.blocked(Side::Upstream),
+            replies: s.get(Counter::RepliesSent),
+            replies_limited: s.get(Counter::RepliesRateLimited),
+            tx_ring_full: s.get(Counter::TxRingFull),
+            fill_starved: s.get(Counter::FillStarved),
+            kernel_drops: s.kernel[0].total() + s.kernel[1].total(),
+            overload_guard_engaged: s.get(Counter::OverloadGuardEngaged),
+            frames_free: s.census.free,
+            frames_total: s.census.total,
+        }
+    }
+}
+
+/// Per second of `pick` from `prev` to `now`, `secs` apart.
+fn rate(now: &Figures, prev: &Figures, secs: f64, pick: fn(&Figures) -> u64) -> f64 {
+    pick(now).saturating_sub(pick(prev)) as f64 / secs.max(1e-9)
 }
 
 pub fn stats_line(now: &Snapshot, prev: &Snapshot, secs: f64) -> String {
-    let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs.max(1e-9);
-    let xdp = |x: &Snapshot| x.xdp_judged[0] + x.xdp_judged[1];
-    let blocked =
-        |x: &Snapshot| x.action_total(Side::Subscriber, 1) + x.action_total(Side::Subscriber, 2);
-    let inbound_blocked =
-        |x: &Snapshot| x.action_total(Side::Upstream, 1) + x.action_total(Side::Upstream, 2);
+    let (n, p) = (Figures::of(now), Figures::of(prev));
+    let rate = |pick: fn(&Figures) -> u64| rate(&n, &p, secs, pick);
     format!(
         "out {:.0} fps (total {}), in {:.0} fps (total {}), of them judged in XDP {:.0} fps (total {}), blocked out {} in {}, replies {} (limited {}), tx full {}, fill starved {}, kernel drops {}, overload guard engaged {}, frames {}/{} free",
-        rate(now.judged(Side::Subscriber), prev.judged(Side::Subscriber)),
-        now.judged(Side::Subscriber),
-        rate(now.judged(Side::Upstream), prev.judged(Side::Upstream)),
-        now.judged(Side::Upstream),
-        rate(xdp(now), xdp(prev)),
-        xdp(now),
-        blocked(now),
-        inbound_blocked(now),
-        now.get(Counter::RepliesSent),
-        now.get(Counter::RepliesRateLimited),
-        now.get(Counter::TxRingFull),
-        now.get(Counter::FillStarved),
-        now.kernel[0].total() + now.kernel[1].total(),
-        now.get(Counter::OverloadGuardEngaged),
-        now.census.free,
-        now.census.total,
+        rate(|f| f.out_frames),
+        n.out_frames,
+        rate(|f| f.in_frames),
+        n.in_frames,
+        rate(|f| f.xdp_judged),
+        n.xdp_judged,
+        n.blocked_out,
+        n.blocked_in,
+        n.replies,
+        n.replies_limited,
+        n.tx_ring_full,
+        n.fill_starved,
+        n.kernel_drops,
+        n.overload_guard_engaged,
+        n.frames_free,
+        n.frames_total,
     )
 }
 
@@ -77,21 +100,15 @@ impl StatusLine {
 
     pub fn next(&mut self, now: Snapshot, fast: u64, mode: &str, generation: u64) -> String {
         let secs = self.at.elapsed().as_secs_f64().max(1e-3);
-        let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
-        let blocked = |x: &Snapshot| {
-            x.action_total(Side::Subscriber, 1)
-                + x.action_total(Side::Subscriber, 2)
-                + x.action_total(Side::Upstream, 1)
-                + x.action_total(Side::Upstream, 2)
-        };
-        let xdp = |x: &Snapshot| x.xdp_judged[0] + x.xdp_judged[1];
+        let (n, p) = (Figures::of(&now), Figures::of(&self.prev));
+        let rate = |pick: fn(&Figures) -> u64| rate(&n, &p, secs, pick);
         let line = format!(
             "running ({mode}), policy generation {generation}: judged out {:.0} fps, in {:.0} fps (in XDP {:.0} fps), fast path {:.0} fps, blocked {:.0}/s",
-            rate(now.judged(Side::Subscriber), self.prev.judged(Side::Subscriber)),
-            rate(now.judged(Side::Upstream), self.prev.judged(Side::Upstream)),
-            rate(xdp(&now), xdp(&self.prev)),
-            rate(fast, self.prev_fast),
-            rate(blocked(&now), blocked(&self.prev)),
+            rate(|f| f.out_frames),
+            rate(|f| f.in_frames),
+            rate(|f| f.xdp_judged),
+            fast.saturating_sub(self.prev_fast) as f64 / secs,
+            rate(|f| f.blocked_out + f.blocked_in),
         );
         self.prev = now;
         self.prev_fast = fast;
@@ -190,27 +207,26 @@ pub fn log_stats(
     fast_now: &[datapath::xdp::PathStats; 2],
     prev_fast: &[datapath::xdp::PathStats; 2],
 ) {
-    let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs.max(1e-9);
-    let (s, u) = (Side::Subscriber, Side::Upstream);
+    let (n, p) = (Figures::of(now), Figures::of(prev));
+    let rate = |pick: fn(&Figures) -> u64| rate(&n, &p, secs, pick).round() as u64;
     let fps = |i: usize| fast_now[i].since(&prev_fast[i]).fast as f64 / secs.max(1e-9);
-    let xdp = |x: &Snapshot| x.xdp_judged[0] + x.xdp_judged[1];
     tracing::info!(
         target: "op25b::stats",
-        out_fps = rate(now.judged(s), prev.judged(s)).round() as u64,
-        out_frames = now.judged(s),
-        in_fps = rate(now.judged(u), prev.judged(u)).round() as u64,
-        in_frames = now.judged(u),
-        xdp_judged_fps = rate(xdp(now), xdp(prev)).round() as u64,
-        xdp_judged_frames = xdp(now),
-        blocked_out = now.action_total(s, 1) + now.action_total(s, 2),
-        blocked_in = now.action_total(u, 1) + now.action_total(u, 2),
-        replies = now.get(Counter::RepliesSent),
-        replies_limited = now.get(Counter::RepliesRateLimited),
-        tx_ring_full = now.get(Counter::TxRingFull),
-        fill_starved = now.get(Counter::FillStarved),
-        kernel_drops = now.kernel[0].total() + now.kernel[1].total(),
-        frames_free = now.census.free,
-        frames_total = now.census.total,
+        out_fps = rate(|f| f.out_frames),
+        out_frames = n.out_frames,
+        in_fps = rate(|f| f.in_frames),
+        in_frames = n.in_frames,
+        xdp_judged_fps = rate(|f| f.xdp_judged),
+        xdp_judged_frames = n.xdp_judged,
+        blocked_out = n.blocked_out,
+        blocked_in = n.blocked_in,
+        replies = n.replies,
+        replies_limited = n.replies_limited,
+        tx_ring_full = n.tx_ring_full,
+        fill_starved = n.fill_starved,
+        kernel_drops = n.kernel_drops,
+        frames_free = n.frames_free,
+        frames_total = n.frames_total,
         fast_out_fps = fps(0).round() as u64,
         fast_in_fps = fps(1).round() as u64,
         "{}, fast path out {:.0} fps in {:.0} fps",
