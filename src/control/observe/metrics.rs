@@ -133,7 +133,7 @@ pub(crate) mod tests {
     }
 
     /// A [`Reading`] with a different value in every field.
-    fn golden_reading() -> Reading {
+    pub(crate) fn golden_reading() -> Reading {
         let (workers, kernel, class_slots) = golden_counters();
         let path = |k: u64| PathStats {
             fast: 1000 * k,
