@@ -546,3 +546,30 @@ static STATE: [Family; 38] = [
     metric("op25b_uptime_seconds", "Seconds since start.", G, &[],
         |r, s| s.put(&[], format_args!("{:.1}", r.uptime_seconds))),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// configs/prometheus/metric-names.txt (which scripts/check_monitoring.sh checks the
+    /// alert rules and the dashboard against) names exactly the schema's metrics.
+    #[test]
+    fn schema_names_match_metric_names_txt() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/configs/prometheus/metric-names.txt"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut listed: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        let mut schema: Vec<&str> = families().map(|f| f.name).collect();
+        listed.sort_unstable();
+        schema.sort_unstable();
+        assert_eq!(listed, schema, "{path} and observe/schema.rs disagree");
+        let unique: std::collections::BTreeSet<_> = schema.iter().collect();
+        assert_eq!(unique.len(), schema.len(), "a metric declared twice");
+    }
+}
