@@ -302,11 +302,6 @@ pub fn families() -> impl Iterator<Item = Family> {
         .chain(STATE.iter().copied())
 }
 
-/// The metric named `name` (`op25b status` reads these back).
-pub fn family(name: &str) -> Option<Family> {
-    families().find(|f| f.name == name)
-}
-
 /// The direction of frames received on `side`, as the metrics name it.
 pub fn direction(side: Side) -> &'static str {
     match side {
