@@ -11,7 +11,7 @@
 #     variables) uses only exported metric names.
 # Exported metric names: configs/prometheus/metric-names.txt (one per line; `up`, the
 # scrape health series Prometheus adds, is allowed too). Keep it in step with
-# src/control/metrics.rs.
+# src/control/observe/schema.rs (the schema_names_match_metric_names_txt unit test compares them).
 #
 # usage: scripts/check_monitoring.sh          (from any directory; exit 1 on any failure)
 # needs: promtool (Debian package prometheus, installed by scripts/setup.sh), python3

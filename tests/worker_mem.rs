@@ -10,7 +10,7 @@ use op25b::datapath::io::MemIo;
 use op25b::datapath::io::Side;
 use op25b::datapath::worker::{Worker, WorkerConfig};
 use op25b::datapath::PolicyCell;
-use op25b::policy::{Direction, ReplyKind, Verdict};
+use op25b::policy::{Action, Direction, ReplyKind, Verdict};
 use op25b_testkit::fixtures;
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -151,7 +151,8 @@ fn every_fixture_crosses_the_worker_as_the_table_says() {
         .count() as u64;
     assert_eq!(s.get(Counter::RepliesSent), rejects);
     assert_eq!(
-        s.action_total(Side::Subscriber, 2) + s.action_total(Side::Upstream, 2),
+        s.action_total(Side::Subscriber, Action::Reject)
+            + s.action_total(Side::Upstream, Action::Reject),
         rejects
     );
 }
@@ -192,7 +193,7 @@ fn replies_stay_within_the_bucket() {
     let s = w.counters().snapshot();
     assert_eq!(s.get(Counter::RepliesSent), 5);
     assert_eq!(s.get(Counter::RepliesRateLimited), sent - 5);
-    assert_eq!(s.action_total(Side::Subscriber, 2), sent);
+    assert_eq!(s.action_total(Side::Subscriber, Action::Reject), sent);
     assert_eq!(s.tx_frames[Side::Subscriber.index()], 5);
     assert_eq!(s.tx_frames[Side::Upstream.index()], 0);
     settle(&mut w);

@@ -7,76 +7,89 @@
 use super::io::{KernelDrops, Side};
 use super::xdp::KernelVerdicts;
 use crate::classify::NonIpKind;
-use crate::policy::{Policy, Reason, Verdict, COUNTER_SLOTS};
+use crate::policy::{Action, Policy, Reason, Verdict, COUNTER_SLOTS};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Scalar counters, indexed by [`Counter`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Counter {
-    /// Loop iterations that found no frame and no completion.
-    EmptyPolls,
-    /// Times the worker slept in poll().
-    Sleeps,
-    /// TX kicks (sendto) and fill-ring wakeups.
-    Wakeups,
-    /// Fill ring needed frames but the free list was empty.
-    FillStarved,
-    /// Frames dropped because the TX ring had no room (per burst, the overflow).
-    TxRingFull,
-    /// Replies (RST / ICMP) built and queued.
-    RepliesSent,
-    /// Rejects answered by silence because the token bucket was empty.
-    RepliesRateLimited,
-    /// Rejects answered by silence because no free frame or the builder refused.
-    RepliesFailed,
-    /// Policy snapshots picked up (generation changes seen).
-    PolicySwaps,
-    /// SMTP notice: SYNs answered with a cookie SYN-ACK.
-    NoticeSynAcks,
-    /// SMTP notice: greetings sent (the client's ACK carried a valid cookie).
-    NoticeGreetings,
-    /// SMTP notice: segments answered with a RST instead (data before the greeting, a
-    /// bad or late cookie, the client's FIN, a SYN over the budget).
-    NoticeRefused,
-    /// Times a side's overload guard engaged (worker.rs, "Overload guard").
-    OverloadGuardEngaged,
+/// Declares [`Counter`], the worker's scalar counters, once each: the variant, its key
+/// (the final report's `events`), its Prometheus metric and that metric's help. The
+/// order of declaration is the order of /metrics.
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $variant:ident: $key:literal, $metric:literal, $help:literal;)*) => {
+        /// Scalar counters of a worker (one metric each, labelled by worker).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Counter {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl Counter {
+            pub const COUNT: usize = [$($key),*].len();
+            pub const ALL: [Counter; Self::COUNT] = [$(Counter::$variant),*];
+
+            /// Its key in the final report's `events`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $key,)*
+                }
+            }
+
+            /// Its Prometheus metric.
+            pub fn metric(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $metric,)*
+                }
+            }
+
+            /// Its metric's help text.
+            pub fn help(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $help,)*
+                }
+            }
+        }
+    };
 }
 
-impl Counter {
-    pub const COUNT: usize = 13;
-    pub const ALL: [Counter; Self::COUNT] = [
-        Counter::EmptyPolls,
-        Counter::Sleeps,
-        Counter::Wakeups,
-        Counter::FillStarved,
-        Counter::TxRingFull,
-        Counter::RepliesSent,
-        Counter::RepliesRateLimited,
-        Counter::RepliesFailed,
-        Counter::PolicySwaps,
-        Counter::NoticeSynAcks,
-        Counter::NoticeGreetings,
-        Counter::NoticeRefused,
-        Counter::OverloadGuardEngaged,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Counter::EmptyPolls => "empty_polls",
-            Counter::Sleeps => "sleeps",
-            Counter::Wakeups => "wakeups",
-            Counter::FillStarved => "fill_starved",
-            Counter::TxRingFull => "tx_ring_full",
-            Counter::RepliesSent => "replies_sent",
-            Counter::RepliesRateLimited => "replies_rate_limited",
-            Counter::RepliesFailed => "replies_failed",
-            Counter::PolicySwaps => "policy_swaps",
-            Counter::NoticeSynAcks => "notice_syn_acks",
-            Counter::NoticeGreetings => "notice_greetings",
-            Counter::NoticeRefused => "notice_refused",
-            Counter::OverloadGuardEngaged => "overload_guard_engaged",
-        }
-    }
+counters! {
+    /// Replies (RST / ICMP) built and queued.
+    RepliesSent: "replies_sent", "op25b_replies_sent_total",
+        "Replies (TCP RST / ICMP prohibited) built and queued for rejected segments.";
+    /// Rejects answered by silence because the token bucket was empty.
+    RepliesRateLimited: "replies_rate_limited", "op25b_replies_rate_limited_total",
+        "Rejected segments answered by silence because the reply token bucket was empty (policy.reject_rate).";
+    /// Rejects answered by silence because no free frame or the builder refused.
+    RepliesFailed: "replies_failed", "op25b_replies_failed_total",
+        "Rejected segments answered by silence because no free frame was at hand or the reply could not be built.";
+    /// Frames dropped because the TX ring had no room (per burst, the overflow).
+    TxRingFull: "tx_ring_full", "op25b_tx_ring_full_drops_total",
+        "Frames dropped because the TX ring of the outgoing interface had no room.";
+    /// Fill ring needed frames but the free list was empty.
+    FillStarved: "fill_starved", "op25b_fill_starved_total",
+        "Times a fill ring needed frames and the worker had none free.";
+    /// Times a side's overload guard engaged (worker.rs, "Overload guard").
+    OverloadGuardEngaged: "overload_guard_engaged", "op25b_overload_guard_engaged_total",
+        "Times a worker's overload guard engaged on an interface (sustained overload: the kernel kept dropping frames for an empty fill ring), bounding its receive backlog.";
+    /// TX kicks (sendto) and fill-ring wakeups.
+    Wakeups: "wakeups", "op25b_worker_wakeups_total",
+        "TX kicks (sendto) and fill-ring wakeups the worker made.";
+    /// Times the worker slept in poll().
+    Sleeps: "sleeps", "op25b_worker_sleeps_total",
+        "Times the worker slept in poll() when idle.";
+    /// Loop iterations that found no frame and no completion.
+    EmptyPolls: "empty_polls", "op25b_worker_empty_polls_total",
+        "Loop iterations that found no frame and no completion.";
+    /// Policy snapshots picked up (generation changes seen).
+    PolicySwaps: "policy_swaps", "op25b_worker_policy_swaps_total",
+        "New policy snapshots the worker picked up.";
+    /// SMTP notice: SYNs answered with a cookie SYN-ACK.
+    NoticeSynAcks: "notice_syn_acks", "op25b_smtp_notice_syn_acks_total",
+        "SMTP notice: SYNs answered with a cookie SYN-ACK (reply: smtp-notice).";
+    /// SMTP notice: greetings sent (the client's ACK carried a valid cookie).
+    NoticeGreetings: "notice_greetings", "op25b_smtp_notice_greetings_total",
+        "SMTP notice: 554 greetings sent to a client whose ACK carried a valid cookie (notices completed).";
+    /// SMTP notice: segments answered with a RST instead (data before the greeting, a
+    /// bad or late cookie, the client's FIN, a SYN over the budget).
+    NoticeRefused: "notice_refused", "op25b_smtp_notice_refused_total",
+        "SMTP notice: segments answered with a RST instead (data before the greeting, a bad or late cookie, a SYN over the reply budget).";
 }
 
 /// The class names behind the per-class counter slots ([`COUNTER_SLOTS`]): a name keeps
@@ -156,12 +169,14 @@ pub const PORT_SLOTS: usize = PORTS.len() + 1;
 /// Map a destination port to its slot in the per-port counters.
 #[inline]
 pub fn port_slot(port: Option<u16>) -> usize {
-    match port {
-        Some(25) => 0,
-        Some(465) => 1,
-        Some(587) => 2,
-        _ => 3,
-    }
+    port.and_then(|p| PORTS.iter().position(|&x| x == p))
+        .unwrap_or(PORTS.len())
+}
+
+/// The name of each port slot, in slot order: the port, then `other` (labels of
+/// /metrics, keys of the final report).
+pub fn port_labels() -> [String; PORT_SLOTS] {
+    std::array::from_fn(|i| PORTS.get(i).map_or("other".into(), u16::to_string))
 }
 
 /// Frame-ownership gauges (see docs/architecture.md): where the worker's UMEM frames are.
@@ -191,8 +206,8 @@ pub struct WorkerCounters {
     rx_bytes: [AtomicU64; 2],
     tx_frames: [AtomicU64; 2],
     tx_bytes: [AtomicU64; 2],
-    /// [rx side][action: forward/drop/reject][reason]
-    verdicts: [[[AtomicU64; Reason::COUNT]; 3]; 2],
+    /// [rx side][`Action`][reason]
+    verdicts: [[[AtomicU64; Reason::COUNT]; Action::COUNT]; 2],
     /// Blocked (drop + reject) frames per rx side and port slot.
     blocked_ports: [[AtomicU64; PORT_SLOTS]; 2],
     /// Blocked frames per source class (outbound) or destination class (inbound), by
@@ -342,7 +357,7 @@ impl WorkerCounters {
             s.rx_bytes[i] = l(&self.rx_bytes[i]);
             s.tx_frames[i] = l(&self.tx_frames[i]);
             s.tx_bytes[i] = l(&self.tx_bytes[i]);
-            for a in 0..3 {
+            for a in 0..Action::COUNT {
                 for r in 0..Reason::COUNT {
                     s.verdicts[i][a][r] = l(&self.verdicts[i][a][r]);
                 }
@@ -387,7 +402,8 @@ pub struct Snapshot {
     pub rx_bytes: [u64; 2],
     pub tx_frames: [u64; 2],
     pub tx_bytes: [u64; 2],
-    pub verdicts: [[[u64; Reason::COUNT]; 3]; 2],
+    /// [rx side][`Action`][reason].
+    pub verdicts: [[[u64; Reason::COUNT]; Action::COUNT]; 2],
     pub blocked_ports: [[u64; PORT_SLOTS]; 2],
     /// By counter slot ([`ClassSlots`]).
     pub blocked_classes: Vec<u64>,
@@ -419,8 +435,9 @@ impl Snapshot {
     pub fn from_kernel(v: &[KernelVerdicts; 2]) -> Snapshot {
         let mut s = Snapshot::default();
         for (i, k) in v.iter().enumerate() {
-            for a in 0..2 {
-                s.verdicts[i][a] = k.verdicts[a];
+            // The kernel forwards or drops; a reject goes to the workers.
+            for action in [Action::Forward, Action::Drop] {
+                s.verdicts[i][action.index()] = k.verdicts[action.index()];
             }
             s.blocked_ports[i] = k.blocked_ports;
             s.xdp_judged[i] = k.verdicts.iter().flatten().sum();
@@ -440,9 +457,17 @@ impl Snapshot {
         self.rx_frames[side.index()] + self.xdp_judged[side.index()]
     }
 
-    /// Frames with a given action (0 forward, 1 drop, 2 reject) received on `side`.
-    pub fn action_total(&self, side: Side, action: usize) -> u64 {
-        self.verdicts[side.index()][action].iter().sum()
+    /// Frames with `action` received on `side`.
+    pub fn action_total(&self, side: Side, action: Action) -> u64 {
+        self.verdicts[side.index()][action.index()].iter().sum()
+    }
+
+    /// Frames received on `side` that were blocked (dropped or rejected).
+    pub fn blocked(&self, side: Side) -> u64 {
+        Action::BLOCKING
+            .iter()
+            .map(|&a| self.action_total(side, a))
+            .sum()
     }
 
     /// Adds another snapshot (to sum workers). Census totals add up too.
@@ -452,7 +477,7 @@ impl Snapshot {
             self.rx_bytes[i] += o.rx_bytes[i];
             self.tx_frames[i] += o.tx_frames[i];
             self.tx_bytes[i] += o.tx_bytes[i];
-            for a in 0..3 {
+            for a in 0..Action::COUNT {
                 for r in 0..Reason::COUNT {
                     self.verdicts[i][a][r] += o.verdicts[i][a][r];
                 }
@@ -504,17 +529,17 @@ impl Snapshot {
         for side in Side::BOTH {
             let i = side.index();
             let mut verdicts = Map::new();
-            for (a, action) in ["forward", "drop", "reject"].iter().enumerate() {
+            for action in Action::ALL {
                 for r in Reason::ALL {
-                    let n = self.verdicts[i][a][r.index()];
+                    let n = self.verdicts[i][action.index()][r.index()];
                     if n > 0 {
-                        verdicts.insert(format!("{action}/{}", r.as_str()), json!(n));
+                        verdicts.insert(format!("{}/{}", action.as_str(), r.as_str()), json!(n));
                     }
                 }
             }
             let mut ports = Map::new();
-            for (p, name) in ["25", "465", "587", "other"].iter().enumerate() {
-                ports.insert((*name).into(), json!(self.blocked_ports[i][p]));
+            for (p, name) in port_labels().into_iter().enumerate() {
+                ports.insert(name, json!(self.blocked_ports[i][p]));
             }
             let non_ip: Map<String, Value> = NonIpKind::ALL
                 .iter()
@@ -598,8 +623,8 @@ mod tests {
         assert_eq!(sum.xdp_judged, [4, 1]);
         assert_eq!(sum.judged(Side::Subscriber), 6);
         assert_eq!(sum.rx_frames, [2, 0], "the workers' frames stay theirs");
-        assert_eq!(sum.action_total(Side::Subscriber, 1), 3);
-        assert_eq!(sum.action_total(Side::Subscriber, 2), 1);
+        assert_eq!(sum.action_total(Side::Subscriber, Action::Drop), 3);
+        assert_eq!(sum.action_total(Side::Subscriber, Action::Reject), 1);
         assert_eq!(sum.blocked_ports[0], [1, 0, 3, 0]);
         assert_eq!(sum.blocked_ports[1], [1, 0, 0, 0]);
         assert_eq!(&sum.blocked_classes[..3], &[2, 0, 3]);

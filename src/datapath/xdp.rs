@@ -28,7 +28,7 @@ use super::counters::PORT_SLOTS;
 use super::settings::FastPathMode;
 use crate::classify::NonIpKind;
 use crate::policy::PortSet;
-use crate::policy::{Reason, COUNTER_SLOTS};
+use crate::policy::{Action, Reason, COUNTER_SLOTS};
 use libbpf_sys as bpf;
 use object::{errno, owned};
 use std::ffi::CString;
@@ -563,11 +563,12 @@ impl KernelVerdicts {
     /// final report's `received_on.<side>.verdicts`.
     pub fn to_json(&self) -> serde_json::Value {
         let mut m = serde_json::Map::new();
-        for (a, action) in ["forward", "drop"].iter().enumerate() {
+        // The kernel forwards or drops; a reject goes to the workers.
+        for action in [Action::Forward, Action::Drop] {
             for r in Reason::ALL {
-                let n = self.verdicts[a][r.index()];
+                let n = self.verdicts[action.index()][r.index()];
                 if n > 0 {
-                    m.insert(format!("{action}/{}", r.as_str()), n.into());
+                    m.insert(format!("{}/{}", action.as_str(), r.as_str()), n.into());
                 }
             }
         }

@@ -2,10 +2,7 @@
 //! reason.
 #![forbid(unsafe_code)]
 
-use crate::policy::{Reason, Verdict};
-
-/// Action names, in [`Verdict::action_index`] order.
-pub const ACTIONS: [&str; 3] = ["forward", "drop", "reject"];
+use crate::policy::{Action, Reason, Verdict};
 
 /// Frames counted per (reason, action).
 #[derive(Clone, Debug)]
@@ -52,7 +49,7 @@ impl VerdictTally {
                 .iter()
                 .enumerate()
                 .filter(|(_, &n)| n > 0)
-                .map(move |(i, &n)| (ACTIONS[i], r, n))
+                .map(move |(i, &n)| (Action::ALL[i].as_str(), r, n))
         })
     }
 

@@ -14,7 +14,8 @@ pub mod verdict;
 pub use builder::PolicyBuilder;
 pub use ports::PortSet;
 pub use verdict::{
-    BlockAction, Decision, Direction, Fragment, FragmentPolicy, Reason, ReplyKind, Segment, Verdict,
+    Action, BlockAction, Decision, Direction, Fragment, FragmentPolicy, Reason, ReplyKind, Segment,
+    Verdict,
 };
 
 use std::fmt;

@@ -140,6 +140,36 @@ impl ReplyKind {
     }
 }
 
+/// What a verdict does with the frame, without its reason: the index of the per-action
+/// counters (`as usize`) and their name in metrics, reports and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Forward = 0,
+    Drop = 1,
+    Reject = 2,
+}
+
+impl Action {
+    pub const COUNT: usize = 3;
+    pub const ALL: [Action; Self::COUNT] = [Action::Forward, Action::Drop, Action::Reject];
+    /// The actions that block the frame.
+    pub const BLOCKING: [Action; 2] = [Action::Drop, Action::Reject];
+
+    /// `forward`, `drop` or `reject`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Forward => "forward",
+            Action::Drop => "drop",
+            Action::Reject => "reject",
+        }
+    }
+
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// What to do with a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Verdict {
@@ -164,22 +194,25 @@ impl Verdict {
         !matches!(self, Verdict::Forward(_))
     }
 
-    /// `forward`, `drop` or `reject`.
-    pub fn action_str(self) -> &'static str {
+    /// Its action.
+    #[inline]
+    pub fn action(self) -> Action {
         match self {
-            Verdict::Forward(_) => "forward",
-            Verdict::Drop(_) => "drop",
-            Verdict::Reject(..) => "reject",
+            Verdict::Forward(_) => Action::Forward,
+            Verdict::Drop(_) => Action::Drop,
+            Verdict::Reject(..) => Action::Reject,
         }
     }
 
-    /// Index for per-action counter arrays (0 forward, 1 drop, 2 reject).
+    /// `forward`, `drop` or `reject`.
+    pub fn action_str(self) -> &'static str {
+        self.action().as_str()
+    }
+
+    /// Index for per-action counter arrays ([`Action`] order).
+    #[inline]
     pub fn action_index(self) -> usize {
-        match self {
-            Verdict::Forward(_) => 0,
-            Verdict::Drop(_) => 1,
-            Verdict::Reject(..) => 2,
-        }
+        self.action().index()
     }
 }
 

@@ -17,6 +17,7 @@
 use crate::config::{self, Config, FailureMode, LogLevel};
 use crate::control::export::fallback;
 use crate::control::observe::offenders::{KernelOffenders, OffenderLog, OFFENDER_SCAN};
+use crate::control::observe::schema::Counts;
 use crate::control::observe::{self, http, MetricsState, OperatorDesk, ReloadTrigger};
 use crate::control::overlay::quarantine::AutoTracker;
 use crate::control::overlay::{operator, state_file, OverlayShared};
@@ -181,7 +182,7 @@ impl<'a> Daemon<'a> {
         let services = start_services(&cfg, listener, &overlay, &observed, &desk)?;
         let supervisor = start_supervisor(running.counters.len());
         let fast = running.fast_path.view();
-        let prev = report::handled(&running.counters, &fast);
+        let prev = Counts::read(&running.counters, &fast).total();
         let status = Status {
             line: StatusLine::new(prev.clone(), fast_sum(&fast)),
             text: String::from("starting"),
@@ -273,7 +274,7 @@ impl<'a> Daemon<'a> {
             self.status.at = Instant::now();
             let fast = self.running.fast_path.view();
             self.status.text = self.status.line.next(
-                report::handled(&self.running.counters, &fast),
+                Counts::read(&self.running.counters, &fast).total(),
                 fast_sum(&fast),
                 &mode,
                 generation,
@@ -291,15 +292,15 @@ impl<'a> Daemon<'a> {
         self.abuse
             .kernel
             .drain(&mut self.running.offenders, &o.kernel_top);
-        self.abuse.log.check(&observe::top(o, OFFENDER_SCAN));
+        // One merge of the top list a second, for the offender log and auto-quarantine.
+        let top = observe::top(o, OFFENDER_SCAN);
+        self.abuse.log.check(&top);
         self.running.fast_path.refresh();
         self.policy.kernel_retry();
         self.overlay.tick(crate::clock::unix_now());
-        self.abuse.auto.check(
-            &self.overlay,
-            &observe::top(o, OFFENDER_SCAN),
-            crate::clock::unix_now(),
-        );
+        self.abuse
+            .auto
+            .check(&self.overlay, &top, crate::clock::unix_now());
     }
 
     /// A reload, if one was asked for (SIGHUP or the operator socket's `reload`).
@@ -355,7 +356,7 @@ impl<'a> Daemon<'a> {
             return;
         }
         let fast = self.running.fast_path.view();
-        let now = report::handled(&self.running.counters, &fast);
+        let now = Counts::read(&self.running.counters, &fast).total();
         let secs = self.stats.at.elapsed().as_secs_f64();
         let fast_now = fast.stats();
         report::log_stats(
@@ -408,7 +409,7 @@ impl<'a> Daemon<'a> {
             tracing::warn!("{n}");
         }
         // The maps outlive the detached programs: their last verdicts are in.
-        let sum = report::handled(&counters, &fast_view);
+        let sum = Counts::read(&counters, &fast_view).total();
         let conserved = exits.iter().all(|e| e.census.conserved()) && exits.len() == counters.len();
         let seconds = self.started.elapsed().as_secs_f64();
         tracing::info!(
@@ -429,7 +430,9 @@ impl<'a> Daemon<'a> {
             exits: &exits,
             notes: &notes,
             mode: &mode,
-            fast_view: &fast_view,
+            fast_stats: fast_view.stats(),
+            fast_verdicts: fast_view.verdicts(),
+            fast_mode: fast_view.mode(),
             fast_enabled,
             kernel_valid: self.policy.kernel_valid(),
             kernel_errors: self.policy.kernel_errors.load(Ordering::Relaxed),

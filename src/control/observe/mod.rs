@@ -5,6 +5,9 @@
 //!   counters, the kernel's top list), the merged top list ([`top`]) and the operator
 //!   socket's [`OperatorDesk`];
 //! * [`http`]: the read-only endpoint on `control.listen` (`GET /metrics`, `GET /top`);
+//! * [`schema`]: every metric declared once (name, help, type, labels, source), what
+//!   /metrics renders and `op25b status` reads back; [`schema::Counts`], the one place
+//!   the workers' and the XDP programs' counters are merged;
 //! * [`metrics`]: the Prometheus text of `GET /metrics`;
 //! * [`offenders`]: once a second, the kernel's drops into the top list and new
 //!   offenders into the log;
@@ -18,6 +21,7 @@ pub mod http;
 pub mod metrics;
 pub mod offenders;
 pub mod prometheus;
+pub mod schema;
 pub mod status;
 
 use crate::datapath::counters::WorkerCounters;

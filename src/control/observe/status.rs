@@ -1,5 +1,7 @@
 //! `op25b status`: asks the running instance's metrics endpoint (control.listen) twice,
-//! one second apart, and prints its state and rates; `op25b top`'s client (the operator
+//! one second apart, and prints its state and rates (the metrics of
+//! [`super::schema`], read back by name; `status_matches_golden` checks each is
+//! rendered); `op25b top`'s client (the operator
 //! socket) and table.
 
 use std::io::{Read, Write};
@@ -7,6 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 pub use super::prometheus::Samples;
+use crate::datapath::counters::Counter;
 
 /// GET `path` from the control endpoint at `addr`; the body.
 fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
@@ -153,7 +156,7 @@ pub fn status_of(addr: SocketAddr, a: &Samples, b: &Samples) -> serde_json::Valu
             "outbound": rate("op25b_rx_frames_total", &[("interface", "subscriber")]),
             "inbound": rate("op25b_rx_frames_total", &[("interface", "upstream")]),
             "blocked": rate("op25b_blocked_total", &[]),
-            "replies": rate("op25b_replies_sent_total", &[]),
+            "replies": rate(Counter::RepliesSent.metric(), &[]),
             "fast_path": rate("op25b_fast_path_frames_total", &[]),
             "to_userspace": rate("op25b_xdp_to_userspace_frames_total", &[]),
             "judged_in_xdp": rate("op25b_frames_total", &xdp),
@@ -169,10 +172,10 @@ pub fn status_of(addr: SocketAddr, a: &Samples, b: &Samples) -> serde_json::Valu
             "blocked_outbound": sum(b, "op25b_blocked_total", &[("direction", "outbound")]),
             "blocked_inbound": sum(b, "op25b_blocked_total", &[("direction", "inbound")]),
             "blocked_port_25": sum(b, "op25b_blocked_total", &[("port", "25")]),
-            "replies_sent": sum(b, "op25b_replies_sent_total", &[]),
-            "replies_rate_limited": sum(b, "op25b_replies_rate_limited_total", &[]),
-            "tx_ring_full": sum(b, "op25b_tx_ring_full_drops_total", &[]),
-            "fill_starved": sum(b, "op25b_fill_starved_total", &[]),
+            "replies_sent": sum(b, Counter::RepliesSent.metric(), &[]),
+            "replies_rate_limited": sum(b, Counter::RepliesRateLimited.metric(), &[]),
+            "tx_ring_full": sum(b, Counter::TxRingFull.metric(), &[]),
+            "fill_starved": sum(b, Counter::FillStarved.metric(), &[]),
             "fast_path_frames": sum(b, "op25b_fast_path_frames_total", &[]),
             "to_userspace_frames": sum(b, "op25b_xdp_to_userspace_frames_total", &[]),
             "judged_in_xdp_frames": sum(b, "op25b_frames_total", &xdp),
@@ -279,6 +282,31 @@ pub fn table(v: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `op25b status` of the golden /metrics text (two scrapes a second apart, the
+    /// second with every counter one higher) stays what it was: its JSON and its table.
+    /// Every metric it reads is one the schema renders.
+    #[test]
+    fn status_matches_golden() {
+        use crate::control::observe::metrics::tests::{golden, golden_reading};
+        let text = crate::control::observe::metrics::text(&golden_reading());
+        let a = Samples::parse(&text).unwrap();
+        let later: String = text
+            .lines()
+            .map(|l| match l.rsplit_once(' ') {
+                Some((series, v)) if !l.starts_with('#') => match v.parse::<u64>() {
+                    Ok(n) => format!("{series} {}\n", n + 1),
+                    Err(_) => format!("{l}\n"),
+                },
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        let b = Samples::parse(&later).unwrap();
+        let addr: SocketAddr = "127.0.0.1:9725".parse().unwrap();
+        let v = status_of(addr, &a, &b);
+        let out = serde_json::to_string_pretty(&v).unwrap() + "\n" + &table(&v);
+        golden("status.txt", &out);
+    }
 
     /// Two scrapes of a box in mode kernel: what the XDP program judged is in the rates
     /// and totals, blocked counts it, and the table says the mode and the policy copy.
