@@ -12,6 +12,9 @@
 //! * [`control`]: the control plane, in rooms by job (daemon, observe, overlay, export);
 //! * [`offline`]: `op25b classify` on captures.
 #![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+// Functions read in one screen: at most 100 lines (clippy.toml), a table excepted with
+// an `#[allow]` that says why. CI runs clippy with -D warnings.
+#![warn(clippy::too_many_lines)]
 
 pub mod classify;
 pub mod clock;

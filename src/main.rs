@@ -1,4 +1,5 @@
 //! The `op25b` binary: parses arguments and hands over to `cli`.
+#![warn(clippy::too_many_lines)]
 use clap::Parser;
 
 mod cli;

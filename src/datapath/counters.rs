@@ -5,7 +5,6 @@
 //! plane sums them across workers. Nothing here allocates after start-up.
 
 use super::io::{KernelDrops, Side};
-use super::xdp::KernelVerdicts;
 use crate::classify::NonIpKind;
 use crate::policy::{Action, Policy, Reason, Verdict, COUNTER_SLOTS};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -420,35 +419,13 @@ pub struct Snapshot {
     pub policy_generation: u64,
     /// Per side: frames the XDP program judged in the kernel (mode kernel: forwarded or
     /// dropped with a verdict); their verdicts are in `verdicts` (never a worker's, so
-    /// not in `rx_frames`). See [`Snapshot::from_kernel`].
+    /// not in `rx_frames`). See `Snapshot::from_kernel` (datapath::xdp).
     pub xdp_judged: [u64; 2],
 }
 
 impl Snapshot {
     pub fn get(&self, c: Counter) -> u64 {
         self.scalars[c as usize]
-    }
-
-    /// The verdicts the XDP programs reached in the kernel (subscriber side, upstream
-    /// side), as a snapshot: added to the workers' ([`Snapshot::merge`]), every counter a
-    /// verdict feeds (verdicts, blocked ports, blocked classes) holds one total.
-    pub fn from_kernel(v: &[KernelVerdicts; 2]) -> Snapshot {
-        let mut s = Snapshot::default();
-        for (i, k) in v.iter().enumerate() {
-            // The kernel forwards or drops; a reject goes to the workers.
-            for action in [Action::Forward, Action::Drop] {
-                s.verdicts[i][action.index()] = k.verdicts[action.index()];
-            }
-            s.blocked_ports[i] = k.blocked_ports;
-            s.xdp_judged[i] = k.verdicts.iter().flatten().sum();
-            if s.blocked_classes.len() < k.blocked_classes.len() {
-                s.blocked_classes.resize(k.blocked_classes.len(), 0);
-            }
-            for (sum, n) in s.blocked_classes.iter_mut().zip(&k.blocked_classes) {
-                *sum += n;
-            }
-        }
-        s
     }
 
     /// Frames judged on `side`: by the workers (each frame a worker receives gets a
@@ -582,8 +559,6 @@ impl Snapshot {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     /// Imports point one way, counters -> io: the frame I/O seam (and its kernel drop
     /// counts) names nothing of the counters (it used to take `KernelDrops` from here).
     #[test]
@@ -593,57 +568,5 @@ mod tests {
             !io.contains("counters::"),
             "src/datapath/io.rs uses the counters"
         );
-    }
-
-    /// The kernel's verdicts add to the workers' under the same counters, and every
-    /// frame still has exactly one verdict.
-    #[test]
-    fn kernel_verdicts_join_the_workers_totals() {
-        let w = WorkerCounters::new();
-        let reject = Verdict::Reject(Reason::BlockedPort, crate::policy::ReplyKind::TcpReset);
-        w.rx(Side::Subscriber, 2, 120);
-        w.verdict(Side::Subscriber, reject, Some(0), Some(25));
-        w.verdict(
-            Side::Subscriber,
-            Verdict::Forward(Reason::PortOpen),
-            None,
-            Some(587),
-        );
-        let mut k = [KernelVerdicts::default(), KernelVerdicts::default()];
-        // Outbound: 3 drops of class slot 2 to 587, one forward; inbound: one IP25B drop.
-        k[0].verdicts[1][Reason::BlockedPort.index()] = 3;
-        k[0].blocked_ports[port_slot(Some(587))] = 3;
-        k[0].blocked_classes[2] = 3;
-        k[0].verdicts[0][Reason::AllowedDestination.index()] = 1;
-        k[1].verdicts[1][Reason::InboundSmtp.index()] = 1;
-        k[1].blocked_ports[port_slot(Some(25))] = 1;
-        k[1].blocked_classes[0] = 1;
-        let mut sum = w.snapshot();
-        sum.merge(&Snapshot::from_kernel(&k));
-        assert_eq!(sum.xdp_judged, [4, 1]);
-        assert_eq!(sum.judged(Side::Subscriber), 6);
-        assert_eq!(sum.rx_frames, [2, 0], "the workers' frames stay theirs");
-        assert_eq!(sum.action_total(Side::Subscriber, Action::Drop), 3);
-        assert_eq!(sum.action_total(Side::Subscriber, Action::Reject), 1);
-        assert_eq!(sum.blocked_ports[0], [1, 0, 3, 0]);
-        assert_eq!(sum.blocked_ports[1], [1, 0, 0, 0]);
-        assert_eq!(&sum.blocked_classes[..3], &[2, 0, 3]);
-        assert!(sum.verdicts_account_for_rx());
-        let j = sum.to_json(&[(0, "dynamic".into()), (2, "quarantine".into())]);
-        assert_eq!(j["received_on"]["subscriber"]["judged_in_xdp"], 4);
-        assert_eq!(
-            j["received_on"]["subscriber"]["verdicts"]["drop/blocked_port"],
-            3
-        );
-        assert_eq!(
-            j["received_on"]["upstream"]["verdicts"]["drop/inbound_smtp"],
-            1
-        );
-        assert_eq!(j["blocked_by_class"]["quarantine"], 3);
-        assert_eq!(j["blocked_by_class"]["dynamic"], 2);
-        assert_eq!(j["verdicts_account_for_rx"], true);
-        // A verdict without its frame breaks the account.
-        sum.xdp_judged[1] = 0;
-        assert!(!sum.verdicts_account_for_rx());
     }
 }

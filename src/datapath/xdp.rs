@@ -24,7 +24,7 @@
 //! beside it. It is loaded through [`object`], the libbpf plumbing the test kit's programs
 //! load through too.
 
-use super::counters::PORT_SLOTS;
+use super::counters::{Snapshot, PORT_SLOTS};
 use super::settings::FastPathMode;
 use crate::classify::NonIpKind;
 use crate::policy::PortSet;
@@ -558,6 +558,31 @@ impl Default for KernelVerdicts {
     }
 }
 
+/// Kept beside [`KernelVerdicts`]: the counters know nothing of the XDP program.
+impl Snapshot {
+    /// The verdicts the XDP programs reached in the kernel (subscriber side, upstream
+    /// side), as a snapshot: added to the workers' ([`Snapshot::merge`]), every counter a
+    /// verdict feeds (verdicts, blocked ports, blocked classes) holds one total.
+    pub fn from_kernel(v: &[KernelVerdicts; 2]) -> Snapshot {
+        let mut s = Snapshot::default();
+        for (i, k) in v.iter().enumerate() {
+            // The kernel forwards or drops; a reject goes to the workers.
+            for action in [Action::Forward, Action::Drop] {
+                s.verdicts[i][action.index()] = k.verdicts[action.index()];
+            }
+            s.blocked_ports[i] = k.blocked_ports;
+            s.xdp_judged[i] = k.verdicts.iter().flatten().sum();
+            if s.blocked_classes.len() < k.blocked_classes.len() {
+                s.blocked_classes.resize(k.blocked_classes.len(), 0);
+            }
+            for (sum, n) in s.blocked_classes.iter_mut().zip(&k.blocked_classes) {
+                *sum += n;
+            }
+        }
+        s
+    }
+}
+
 impl KernelVerdicts {
     /// The verdicts reached, `action/reason` -> frames (those counted only), as in the
     /// final report's `received_on.<side>.verdicts`.
@@ -860,6 +885,61 @@ impl XdpLink {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+
+    /// The kernel's verdicts add to the workers' under the same counters, and every
+    /// frame still has exactly one verdict.
+    #[test]
+    fn kernel_verdicts_join_the_workers_totals() {
+        use crate::datapath::counters::{port_slot, WorkerCounters};
+        use crate::datapath::io::Side;
+        use crate::policy::Verdict;
+        let w = WorkerCounters::new();
+        let reject = Verdict::Reject(Reason::BlockedPort, crate::policy::ReplyKind::TcpReset);
+        w.rx(Side::Subscriber, 2, 120);
+        w.verdict(Side::Subscriber, reject, Some(0), Some(25));
+        w.verdict(
+            Side::Subscriber,
+            Verdict::Forward(Reason::PortOpen),
+            None,
+            Some(587),
+        );
+        let mut k = [KernelVerdicts::default(), KernelVerdicts::default()];
+        // Outbound: 3 drops of class slot 2 to 587, one forward; inbound: one IP25B drop.
+        k[0].verdicts[1][Reason::BlockedPort.index()] = 3;
+        k[0].blocked_ports[port_slot(Some(587))] = 3;
+        k[0].blocked_classes[2] = 3;
+        k[0].verdicts[0][Reason::AllowedDestination.index()] = 1;
+        k[1].verdicts[1][Reason::InboundSmtp.index()] = 1;
+        k[1].blocked_ports[port_slot(Some(25))] = 1;
+        k[1].blocked_classes[0] = 1;
+        let mut sum = w.snapshot();
+        sum.merge(&Snapshot::from_kernel(&k));
+        assert_eq!(sum.xdp_judged, [4, 1]);
+        assert_eq!(sum.judged(Side::Subscriber), 6);
+        assert_eq!(sum.rx_frames, [2, 0], "the workers' frames stay theirs");
+        assert_eq!(sum.action_total(Side::Subscriber, Action::Drop), 3);
+        assert_eq!(sum.action_total(Side::Subscriber, Action::Reject), 1);
+        assert_eq!(sum.blocked_ports[0], [1, 0, 3, 0]);
+        assert_eq!(sum.blocked_ports[1], [1, 0, 0, 0]);
+        assert_eq!(&sum.blocked_classes[..3], &[2, 0, 3]);
+        assert!(sum.verdicts_account_for_rx());
+        let j = sum.to_json(&[(0, "dynamic".into()), (2, "quarantine".into())]);
+        assert_eq!(j["received_on"]["subscriber"]["judged_in_xdp"], 4);
+        assert_eq!(
+            j["received_on"]["subscriber"]["verdicts"]["drop/blocked_port"],
+            3
+        );
+        assert_eq!(
+            j["received_on"]["upstream"]["verdicts"]["drop/inbound_smtp"],
+            1
+        );
+        assert_eq!(j["blocked_by_class"]["quarantine"], 3);
+        assert_eq!(j["blocked_by_class"]["dynamic"], 2);
+        assert_eq!(j["verdicts_account_for_rx"], true);
+        // A verdict without its frame breaks the account.
+        sum.xdp_judged[1] = 0;
+        assert!(!sum.verdicts_account_for_rx());
+    }
 
     #[test]
     fn settings_layout_matches_the_program() {

@@ -50,7 +50,8 @@ pub(crate) mod tests {
     /// both sides: what the golden tests render.
     pub(crate) fn golden_counters() -> (Vec<Snapshot>, Snapshot, Vec<(usize, String)>) {
         use crate::classify::NonIpKind;
-        use crate::datapath::counters::{FrameCensus, KernelDrops, WorkerCounters};
+        use crate::datapath::counters::{FrameCensus, WorkerCounters};
+        use crate::datapath::io::KernelDrops;
         use crate::datapath::xdp::KernelVerdicts;
         use crate::policy::{ReplyKind, Verdict};
         let mut workers = Vec::new();
