@@ -239,7 +239,43 @@ pub(crate) mod tests {
     /// (scripts, dashboards, alert rules and the lab tests read them).
     #[test]
     fn metrics_text_matches_golden() {
-        golden("metrics.prom", &text(&golden_reading()));
+        golden("metrics.prom", &same_build(&text(&golden_reading())));
+    }
+
+    /// The text with op25b_build_info's labels as the golden file has them: the version,
+    /// git revision and compiler are the build's own, not the renderer's.
+    fn same_build(text: &str) -> String {
+        text.lines()
+            .map(|l| {
+                if l.starts_with("op25b_build_info{") {
+                    "op25b_build_info{version=\"V\",revision=\"R\",rustc=\"C\"} 1"
+                } else {
+                    l
+                }
+            })
+            .fold(String::with_capacity(text.len()), |mut o, l| {
+                o.push_str(l);
+                o.push('\n');
+                o
+            })
+    }
+
+    /// The build's own labels are rendered (the golden file holds placeholders).
+    #[test]
+    fn build_info_names_this_build() {
+        let t = text(&golden_reading());
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("op25b_build_info{"))
+            .expect("op25b_build_info");
+        assert!(
+            line.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))),
+            "{line}"
+        );
+        assert!(
+            line.contains("revision=\"") && line.ends_with("} 1"),
+            "{line}"
+        );
     }
 
     /// The XDP program's verdicts are one more judge under the same metric names: its
