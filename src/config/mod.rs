@@ -468,16 +468,6 @@ pub fn load_str_with(
 mod tests {
     use super::*;
 
-    /// Imports point one way, raw <- validate <- compile: the file's stage names
-    /// nothing of the later ones (it used to call `compile::resolve`).
-    #[test]
-    fn the_raw_stage_imports_nothing_from_compile_or_validate() {
-        let raw = include_str!("raw.rs");
-        for later in ["compile::", "validate::", "use super::*"] {
-            assert!(!raw.contains(later), "src/config/raw.rs uses {later:?}");
-        }
-    }
-
     const MINIMAL: &str = "
 interfaces: {subscriber: sub0, upstream: up0}
 policy:

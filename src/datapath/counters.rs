@@ -556,17 +556,3 @@ impl Snapshot {
         })
     }
 }
-
-#[cfg(test)]
-mod tests {
-    /// Imports point one way, counters -> io: the frame I/O seam (and its kernel drop
-    /// counts) names nothing of the counters (it used to take `KernelDrops` from here).
-    #[test]
-    fn io_imports_nothing_from_counters() {
-        let io = include_str!("io.rs");
-        assert!(
-            !io.contains("counters::"),
-            "src/datapath/io.rs uses the counters"
-        );
-    }
-}

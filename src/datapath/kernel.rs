@@ -413,39 +413,15 @@ impl KernelPolicy {
     fn overlay_whole(&self, next: &Overlay, policy: &Policy) -> Result<(), KernelError> {
         // Remove what `next` does not hold, then write all of it.
         let m4 = &self.maps.over4;
-        let mut stale4 = Vec::new();
-        let mut k = [0u8; 4];
-        let mut prev: Option<[u8; 4]> = None;
-        while m4
-            .next_key(prev.as_ref().map(|p| &p[..]), &mut k)
-            .map_err(at(m4))?
-        {
-            if next.v4(u32::from_be_bytes(k)).is_none() {
-                stale4.push(k);
-            }
-            prev = Some(k);
-        }
-        for k in stale4 {
-            m4.delete(&k).map_err(at(m4))?;
-        }
+        delete_keys::<[u8; 4]>(m4, |k| next.v4(u32::from_be_bytes(*k)).is_none())
+            .map_err(at(m4))?;
         let m6 = &self.maps.over6;
-        let mut stale6 = Vec::new();
-        let mut k = [0u8; 20];
-        let mut prev: Option<[u8; 20]> = None;
-        while m6
-            .next_key(prev.as_ref().map(|p| &p[..]), &mut k)
-            .map_err(at(m6))?
-        {
+        delete_keys::<[u8; 20]>(m6, |k| {
             let len = u32::from_ne_bytes(k[..4].try_into().expect("4 bytes")) as u8;
             let addr = u128::from_be_bytes(k[4..].try_into().expect("16 bytes"));
-            if next.v6_exact(addr, len).is_none() {
-                stale6.push(k);
-            }
-            prev = Some(k);
-        }
-        for k in stale6 {
-            m6.delete(&k).map_err(at(m6))?;
-        }
+            next.v6_exact(addr, len).is_none()
+        })
+        .map_err(at(m6))?;
         for (addr, id) in next.iter_v4() {
             self.put4(addr, id, policy)?;
         }
@@ -600,23 +576,30 @@ impl LpmKey for u128 {
 
 /// Empties a trie of `A` keys.
 fn clear<A: LpmKey>(t: &Map, what: &'static str) -> Result<(), KernelError> {
-    let err = |source| KernelError::Trie {
+    delete_keys::<A::Key>(t, |_| true).map_err(|source| KernelError::Trie {
         what,
         entries: 0,
         source,
-    };
-    let mut keys: Vec<A::Key> = Vec::new();
-    let mut k = A::Key::default();
-    let mut prev: Option<A::Key> = None;
-    while t
-        .next_key(prev.as_ref().map(|p| p.as_ref()), k.as_mut())
-        .map_err(err)?
-    {
-        keys.push(k);
+    })
+}
+
+/// Deletes the keys of map `m` for which `stale` holds (all keys read first, then
+/// deleted: deleting while walking would restart the walk).
+fn delete_keys<K>(m: &Map, stale: impl Fn(&K) -> bool) -> io::Result<()>
+where
+    K: AsRef<[u8]> + AsMut<[u8]> + Default + Copy,
+{
+    let mut keys: Vec<K> = Vec::new();
+    let mut k = K::default();
+    let mut prev: Option<K> = None;
+    while m.next_key(prev.as_ref().map(|p| p.as_ref()), k.as_mut())? {
+        if stale(&k) {
+            keys.push(k);
+        }
         prev = Some(k);
     }
     for k in &keys {
-        t.delete(k.as_ref()).map_err(err)?;
+        m.delete(k.as_ref())?;
     }
     Ok(())
 }
